@@ -1,0 +1,1 @@
+"""Transport adapters: the Adapter protocol, built-ins, and the conformance kit."""

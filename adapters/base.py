@@ -1,0 +1,68 @@
+"""The Adapter protocol: what a transport must do for the gateway.
+
+This module imports ``gateway.models`` and ``gateway.errors`` only — the small, stable
+contract an external adapter package codes against.
+
+An adapter class has a pydantic ``Options`` model (its own config keys, validated at
+start-up with ``extra="forbid"``) and is built as ``Cls(name=..., options=...)``.
+``send`` returns a ``Receipt`` when the receiver took the message, and otherwise raises
+one of ``TransientError``, ``PermanentError`` or ``OutageError``. Library exceptions
+never cross out of an adapter: translate them at the edge, ``from exc``.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict
+
+from gateway import models
+
+
+class AdapterOptions(BaseModel):
+    """Base for adapter option models: frozen, unknown keys refused."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+@runtime_checkable
+class Adapter(Protocol):
+    """A transport the dispatcher sends deliveries through."""
+
+    name: str
+
+    async def open(self) -> None:
+        """Acquire connections; called once before the first send."""
+
+    async def close(self) -> None:
+        """Release every connection; called once at shutdown."""
+
+    async def send(self, message: models.OutboundMessage) -> models.Receipt:
+        """Transmit one attempt of one delivery."""
+        ...
+
+    async def check(self) -> models.Health:
+        """Report whether the transport looks usable."""
+        ...
+
+
+class BaseAdapter:
+    """Convenience base: stores name and options, no-op open/close, healthy check."""
+
+    Options: ClassVar[type[AdapterOptions]] = AdapterOptions
+
+    def __init__(self, *, name: str, options: AdapterOptions) -> None:
+        self.name = name
+        self.options = options
+
+    async def open(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def send(self, message: models.OutboundMessage) -> models.Receipt:
+        raise NotImplementedError
+
+    async def check(self) -> models.Health:
+        return models.Health(ok=True, detail="no check implemented")

@@ -1,0 +1,97 @@
+"""``filedrop``: one file per delivery in a directory, written atomically.
+
+For a VAN client or an MQ bridge that picks files up. The file is written under a
+temporary name, fsynced, then renamed to ``<delivery id>.<ext>`` and the directory is
+fsynced, so the pickup side never sees a partial file, and a redelivery replaces the
+same file instead of adding a second one.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import anyio
+from pydantic import Field
+
+from adapters import base
+from gateway import errors, models
+
+_EXTENSIONS = {
+    "application/json": "json",
+    "application/edi-x12": "x12",
+    "application/edifact": "edi",
+    "text/plain": "txt",
+}
+
+
+class FiledropOptions(base.AdapterOptions):
+    directory: Path = Field(description="where files are written (created if missing)")
+    extension: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9]{1,10}$", description="file extension; by content type"
+    )
+    fsync: bool = Field(default=True, description="fsync file and directory before success")
+
+
+class FiledropAdapter(base.BaseAdapter):
+    """Writes each delivery to ``directory/<delivery_id>.<ext>``."""
+
+    Options = FiledropOptions
+
+    def __init__(self, *, name: str, options: FiledropOptions) -> None:
+        super().__init__(name=name, options=options)
+        self.options: FiledropOptions = options
+
+    async def open(self) -> None:
+        try:
+            await anyio.to_thread.run_sync(self._prepare)
+        except OSError as exc:
+            raise errors.TransientError(f"cannot use {self.options.directory}: {exc}") from exc
+
+    def _prepare(self) -> None:
+        self.options.directory.mkdir(parents=True, exist_ok=True)
+
+    def path_for(self, message: models.OutboundMessage) -> Path:
+        ext = self.options.extension or _EXTENSIONS.get(
+            message.content_type.split(";")[0].strip(), "dat"
+        )
+        return self.options.directory / f"{message.delivery_id}.{ext}"
+
+    async def send(self, message: models.OutboundMessage) -> models.Receipt:
+        target = self.path_for(message)
+        try:
+            await anyio.to_thread.run_sync(self._write, target, message.body)
+        except OSError as exc:
+            raise errors.TransientError(f"writing {target} failed: {exc}") from exc
+        return models.Receipt(
+            transport_id=target.name,
+            status="written",
+            detail={"path": str(target), "bytes": len(message.body)},
+        )
+
+    def _write(self, target: Path, body: bytes) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.parent / f".{target.name}.{os.getpid()}.tmp"
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(body)
+                if self.options.fsync:
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            os.replace(tmp, target)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            raise
+        if self.options.fsync:
+            fd = os.open(target.parent, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    async def check(self) -> models.Health:
+        directory = self.options.directory
+        ok = await anyio.to_thread.run_sync(
+            lambda: directory.is_dir() and os.access(directory, os.W_OK)
+        )
+        return models.Health(ok=ok, detail=f"{directory} {'writable' if ok else 'not writable'}")

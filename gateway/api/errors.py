@@ -1,0 +1,105 @@
+"""JSON errors ``{"error": {"code", "message", "details"}}`` and the middleware that makes them.
+
+Every error leaves as JSON with the right status: our ``GatewayError``s by their
+``status``; aiohttp's HTTP exceptions (404 route, 405, 413) by theirs; anything
+unexpected as a 500 that names the request id and logs the cause (never bad input).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+from aiohttp import web
+from pydantic import ValidationError
+
+from gateway import errors
+
+log = structlog.get_logger("gateway.api")
+
+REQUEST_ID = web.RequestKey("request_id", str)
+_HTTP_CODES = {
+    400: "malformed",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "invalid",
+    503: "unavailable",
+}
+
+
+def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details}}
+
+
+def json_error(
+    status: int,
+    code: str,
+    message: str,
+    details: Any = None,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
+    return web.json_response(
+        error_body(code, message, details),
+        status=status,
+        headers=headers,
+        dumps=lambda v: json.dumps(v, default=str),
+    )
+
+
+def validation_details(exc: ValidationError, prefix: str = "") -> list[dict[str, Any]]:
+    """Pydantic errors as ``[{loc, msg, type}]`` with dotted field paths."""
+    out = []
+    for err in exc.errors(include_url=False, include_input=False):
+        loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))
+        out.append(
+            {
+                "loc": f"{prefix}{loc}" if loc else prefix.rstrip(".") or "body",
+                "msg": err["msg"].removeprefix("Value error, "),
+                "type": err["type"],
+            }
+        )
+    return out
+
+
+def to_response(exc: errors.GatewayError) -> web.Response:
+    headers = None
+    if isinstance(exc, errors.Unavailable) and exc.retry_after:
+        headers = {"Retry-After": str(int(exc.retry_after))}
+    if isinstance(exc, errors.Unauthorized):
+        headers = {"WWW-Authenticate": 'Bearer realm="edi-gateway"'}
+    return json_error(exc.status, exc.code, exc.message, exc.details, headers)
+
+
+@web.middleware
+async def error_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    request_id = request.headers.get("X-Request-ID", "")[:128] or uuid.uuid4().hex
+    request[REQUEST_ID] = request_id
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    try:
+        response = await handler(request)
+    except errors.GatewayError as exc:
+        response = to_response(exc)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = _HTTP_CODES.get(exc.status, "http_error")
+        response = json_error(exc.status, code, exc.reason or code)
+    except Exception:  # the last line of defence: a JSON 500, logged with its cause
+        log.exception("api.unhandled_error", path=request.path)
+        response = json_error(
+            500, "internal", "internal error; see the gateway log", {"request_id": request_id}
+        )
+    finally:
+        structlog.contextvars.unbind_contextvars("request_id")
+    response.headers["X-Request-ID"] = request_id
+    return response

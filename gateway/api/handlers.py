@@ -1,0 +1,256 @@
+"""HTTP handlers under ``/v1``. Each reads the request, calls the service, writes JSON."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from gateway import errors, models
+from gateway.api import auth
+from gateway.api.errors import REQUEST_ID, validation_details
+from gateway.service import Inbound, Service, Submitted
+from gateway.store.base import Actor, ListFilter
+
+SERVICE = web.AppKey("service", Service)
+AUTH = web.AppKey("authenticator", auth.Authenticator)
+LIMITS = web.AppKey("limits", dict)
+PRINCIPAL = web.RequestKey("principal", auth.Principal)
+
+MAX_BATCH = 1000
+_DATETIME = TypeAdapter(datetime)
+
+
+def dump(value: Any) -> str:
+    def default(obj: Any) -> Any:
+        if isinstance(obj, BaseModel):
+            return obj.model_dump(mode="json")
+        if isinstance(obj, datetime):
+            return models.utc_iso(obj)
+        return str(obj)
+
+    return json.dumps(value, default=default, separators=(",", ":"))
+
+
+def respond(value: Any, status: int = 200) -> web.Response:
+    return web.Response(text=dump(value), status=status, content_type="application/json")
+
+
+def view_json(view: models.FilingView) -> dict[str, Any]:
+    return view.model_dump(mode="json")
+
+
+def actor_of(request: web.Request) -> Actor:
+    return Actor(name=request[PRINCIPAL].name, request_id=request.get(REQUEST_ID))
+
+
+async def read_json(request: web.Request, limit: int) -> Any:
+    """The request body as JSON: 413 past ``limit`` bytes, 400 when not JSON."""
+    if request.content_length is not None and request.content_length > limit:
+        raise errors.PayloadTooLarge(
+            f"body is {request.content_length} bytes; the limit is {limit}",
+            details={"limit_bytes": limit},
+        )
+    chunks, size = [], 0
+    async for chunk in request.content.iter_chunked(65536):
+        size += len(chunk)
+        if size > limit:
+            raise errors.PayloadTooLarge(
+                f"body is larger than the limit of {limit} bytes", details={"limit_bytes": limit}
+            )
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw.strip():
+        raise errors.MalformedInput("the request body is empty; send a JSON document")
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise errors.MalformedInput(f"the request body is not valid JSON: {exc}") from exc
+
+
+def parse_event(data: Any, *, prefix: str = "") -> models.FilingEvent:
+    if not isinstance(data, dict):
+        raise errors.InvalidInput(
+            "a filing event must be a JSON object",
+            details=[{"loc": prefix.rstrip(".") or "body", "msg": "expected an object"}],
+        )
+    try:
+        return models.FilingEvent.model_validate(data)
+    except ValidationError as exc:
+        details = validation_details(exc, prefix)
+        first = details[0]
+        raise errors.InvalidInput(f"{first['loc']}: {first['msg']}", details=details) from exc
+
+
+def submitted_json(result: Submitted) -> dict[str, Any]:
+    v = result.filing
+    return {
+        "id": v.id,
+        "status": v.status.value,
+        "created": result.created,
+        "deliveries": [d.model_dump(mode="json") for d in v.deliveries],
+    }
+
+
+# --- filings ----------------------------------------------------------------------------
+
+
+async def post_filing(request: web.Request) -> web.Response:
+    data = await read_json(request, request.app[LIMITS]["body"])
+    event = parse_event(data)
+    item = Inbound(
+        event=event,
+        idempotency_header=request.headers.get("Idempotency-Key"),
+        source=f"api:{request[PRINCIPAL].name}",
+    )
+    result = await request.app[SERVICE].submit(item, actor=actor_of(request))
+    return respond(submitted_json(result), status=202 if result.created else 200)
+
+
+async def post_batch(request: web.Request) -> web.Response:
+    data = await read_json(request, request.app[LIMITS]["batch"])
+    if not isinstance(data, list):
+        raise errors.InvalidInput(
+            "a batch is a JSON array of filing events",
+            details=[{"loc": "body", "msg": "expected an array"}],
+        )
+    if not data:
+        raise errors.InvalidInput(
+            "a batch must hold at least one event", details=[{"loc": "body", "msg": "empty array"}]
+        )
+    if len(data) > MAX_BATCH:
+        raise errors.InvalidInput(
+            f"a batch holds at most {MAX_BATCH} events",
+            details=[{"loc": "body", "msg": f"{len(data)} events"}],
+        )
+    source = f"api:{request[PRINCIPAL].name}"
+    items: list[Inbound | errors.GatewayError] = []
+    for i, raw in enumerate(data):
+        try:
+            items.append(Inbound(event=parse_event(raw, prefix=f"[{i}]."), source=source))
+        except errors.GatewayError as exc:
+            items.append(exc)
+    results = await request.app[SERVICE].submit_batch(items, actor=actor_of(request))
+    out = []
+    for r in results:
+        if isinstance(r, Submitted):
+            out.append({"status": 202 if r.created else 200, **submitted_json(r)})
+        else:
+            out.append(
+                {
+                    "status": r.status,
+                    "error": {"code": r.code, "message": r.message, "details": r.details},
+                }
+            )
+    accepted = sum(1 for r in results if isinstance(r, Submitted))
+    return respond({"accepted": accepted, "rejected": len(results) - accepted, "results": out})
+
+
+async def get_filing(request: web.Request) -> web.Response:
+    view = await request.app[SERVICE].get(request.match_info["id"])
+    return respond(view_json(view))
+
+
+def _enum(cls: type[Any], name: str, value: str | None) -> Any:
+    if value is None:
+        return None
+    try:
+        return cls(value)
+    except ValueError as exc:
+        allowed = ", ".join(m.value for m in cls)
+        raise errors.InvalidInput(
+            f"{name} must be one of: {allowed}",
+            details=[{"loc": f"query.{name}", "msg": f"one of {allowed}"}],
+        ) from exc
+
+
+def _time(name: str, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        when = _DATETIME.validate_python(value)
+    except ValidationError as exc:
+        raise errors.InvalidInput(
+            f"{name} must be an ISO 8601 time", details=[{"loc": f"query.{name}", "msg": "time"}]
+        ) from exc
+    if when.tzinfo is None:
+        raise errors.InvalidInput(
+            f"{name} needs a UTC offset (e.g. Z)",
+            details=[{"loc": f"query.{name}", "msg": "no offset"}],
+        )
+    return when
+
+
+async def list_filings(request: web.Request) -> web.Response:
+    q = request.query
+    known = {
+        "status",
+        "state",
+        "filing_type",
+        "environment",
+        "reference",
+        "adapter",
+        "since",
+        "until",
+        "limit",
+        "cursor",
+    }
+    unknown = sorted(set(q) - known)
+    if unknown:
+        raise errors.InvalidInput(
+            f"unknown query parameter {unknown[0]!r}",
+            details=[{"loc": f"query.{u}", "msg": "unknown"} for u in unknown],
+        )
+    limit_text = q.get("limit", "50")
+    if not limit_text.isdigit() or not 1 <= int(limit_text) <= 500:
+        raise errors.InvalidInput(
+            "limit must be an integer from 1 to 500",
+            details=[{"loc": "query.limit", "msg": "1..500"}],
+        )
+    flt = ListFilter(
+        status=_enum(models.FilingStatus, "status", q.get("status")),
+        state=_enum(models.DeliveryState, "state", q.get("state")),
+        filing_type=_enum(models.FilingType, "filing_type", q.get("filing_type")),
+        environment=_enum(models.Environment, "environment", q.get("environment")),
+        reference=q.get("reference"),
+        adapter=q.get("adapter"),
+        since=_time("since", q.get("since")),
+        until=_time("until", q.get("until")),
+    )
+    page = await request.app[SERVICE].list(flt, limit=int(limit_text), cursor=q.get("cursor"))
+    return respond({"items": [view_json(v) for v in page.items], "next_cursor": page.next_cursor})
+
+
+async def retry_filing(request: web.Request) -> web.Response:
+    view = await request.app[SERVICE].retry(request.match_info["id"], actor=actor_of(request))
+    return respond(view_json(view))
+
+
+async def cancel_filing(request: web.Request) -> web.Response:
+    view = await request.app[SERVICE].cancel(request.match_info["id"], actor=actor_of(request))
+    return respond(view_json(view))
+
+
+async def filing_history(request: web.Request) -> web.Response:
+    filing_id = request.match_info["id"]
+    rows = await request.app[SERVICE].history(filing_id)
+    return respond({"filing_id": filing_id, "events": [r.as_dict() for r in rows]})
+
+
+# --- adapters and health ----------------------------------------------------------------
+
+
+async def list_adapters(request: web.Request) -> web.Response:
+    return respond({"adapters": await request.app[SERVICE].adapter_info()})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return respond({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    body = await request.app[SERVICE].readiness()
+    return respond(body, status=200 if body["status"] == "ready" else 503)

@@ -1,0 +1,257 @@
+"""``edi-gateway``: the composition root. Reads env and config, builds objects, runs.
+
+Exit codes: 0 ok · 1 the operation failed (e.g. audit does not verify) · 2 usage or
+config error · 3 not found · 4 refused (invalid input, conflict, auth) · 5 the gateway
+could not be reached or is unavailable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from gateway import config, errors, logs, registry
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_REFUSED, EXIT_UNAVAILABLE = range(6)
+
+
+def _add_config(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--config",
+        "-c",
+        default=os.environ.get("EDIGW_CONFIG", str(config.DEFAULT_CONFIG_PATH)),
+        help="TOML config file (default: $EDIGW_CONFIG or config/gateway.toml)",
+    )
+
+
+def _add_client(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--url",
+        default=os.environ.get("EDIGW_URL"),
+        help="gateway base URL (default: $EDIGW_URL or the config's listen address)",
+    )
+    p.add_argument(
+        "--token",
+        default=os.environ.get("EDIGW_TOKEN"),
+        help="bearer token (default: $EDIGW_TOKEN)",
+    )
+    p.add_argument("--json", action="store_true", help="print JSON for scripts")
+    _add_config(p)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edi-gateway", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("serve", help="run the gateway (API + dispatcher)")
+    _add_config(p)
+
+    p = sub.add_parser("check-config", help="validate the config file; exit 2 naming the bad key")
+    _add_config(p)
+
+    p = sub.add_parser("migrate", help="apply the store's schema migrations")
+    _add_config(p)
+
+    p = sub.add_parser(
+        "adapters",
+        help="list configured adapters (from a running gateway with --url, else from the config)",
+    )
+    _add_client(p)
+
+    p = sub.add_parser("submit", help="submit a filing event from FILE (or - for stdin)")
+    p.add_argument("file")
+    p.add_argument("--idempotency-key")
+    _add_client(p)
+
+    p = sub.add_parser("status", help="show one filing and its deliveries")
+    p.add_argument("id")
+    _add_client(p)
+
+    p = sub.add_parser("list", help="list filings, newest first")
+    for name in (
+        "status",
+        "state",
+        "filing-type",
+        "environment",
+        "reference",
+        "adapter",
+        "since",
+        "until",
+        "cursor",
+    ):
+        p.add_argument(f"--{name}")
+    p.add_argument("--limit", type=int, default=50)
+    _add_client(p)
+
+    for name, text in (
+        ("retry", "put dead or blocked deliveries back to pending"),
+        ("cancel", "cancel deliveries not yet delivered"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("id")
+        _add_client(p)
+
+    p = sub.add_parser("audit", help="audit trail tools")
+    audit_sub = p.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+    pv = audit_sub.add_parser("verify", help="walk the hash chain; exit 1 at the first bad row")
+    _add_config(pv)
+    pv.add_argument("--json", action="store_true")
+    return parser
+
+
+def _load(args: argparse.Namespace) -> config.Config:
+    return config.load_config(args.config)
+
+
+def _print(args: argparse.Namespace, data: Any, human: str) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps(data, indent=2, default=str))
+    else:
+        print(human)
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    for name, section in cfg.adapters.items():
+        registry.build(name, section)
+    print(f"{args.config}: ok ({len(cfg.adapters)} adapters, {len(cfg.routes)} routes)")
+    return EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    logs.configure(cfg.gateway.log_format, cfg.gateway.log_level)
+    from gateway.server import Gateway
+
+    gateway = Gateway(cfg)
+    anyio.run(gateway.run)
+    return EXIT_OK
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    from gateway.store import base
+
+    async def _run() -> int:
+        store = base.open_store(cfg.gateway.store)
+        await store.open()
+        try:
+            return await store.migrate()
+        finally:
+            await store.close()
+
+    version = anyio.run(_run)
+    print(f"schema at v{version}")
+    return EXIT_OK
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    from gateway import audit
+    from gateway.store import base
+
+    async def _run() -> audit.VerifyResult:
+        store = base.open_store(cfg.gateway.store)
+        await store.open()
+        try:
+            rows: list[audit.AuditRow] = []
+            prev, count = audit.GENESIS, 0
+            result = audit.VerifyResult(True, 0, prev)
+            async for row in store.audit_rows():
+                rows.append(row)
+                if len(rows) >= 1000:
+                    result = audit.verify_rows(rows, start_hash=prev)
+                    count += result.rows
+                    if not result.ok:
+                        return audit.VerifyResult(
+                            False, count, result.head, result.first_bad_seq, result.reason
+                        )
+                    prev, rows = result.head, []
+            result = audit.verify_rows(rows, start_hash=prev)
+            return audit.VerifyResult(
+                result.ok, count + result.rows, result.head, result.first_bad_seq, result.reason
+            )
+        finally:
+            await store.close()
+
+    result = anyio.run(_run)
+    data = {
+        "ok": result.ok,
+        "rows": result.rows,
+        "head": result.head,
+        "first_bad_seq": result.first_bad_seq,
+        "reason": result.reason,
+    }
+    if result.ok:
+        _print(
+            args,
+            data,
+            f"audit chain verifies: {result.rows} rows checked, head {result.head[:16]}…",
+        )
+        return EXIT_OK
+    _print(
+        args,
+        data,
+        f"audit chain BROKEN at row {result.first_bad_seq}: {result.reason} "
+        f"({result.rows} rows verified before it)",
+    )
+    return EXIT_FAILED
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command not in ("serve",):
+        logs.configure("console" if sys.stderr.isatty() else "json", "warning")
+    from gateway import client
+
+    commands = {
+        "serve": cmd_serve,
+        "check-config": cmd_check_config,
+        "migrate": cmd_migrate,
+        "adapters": client.cmd_adapters,
+        "submit": client.cmd_submit,
+        "status": client.cmd_status,
+        "list": client.cmd_list,
+        "retry": client.cmd_action,
+        "cancel": client.cmd_action,
+    }
+    try:
+        if args.command == "audit":
+            return {"verify": cmd_audit_verify}[args.audit_command](args)
+        return commands[args.command](args)
+    except errors.ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except errors.StoreError as exc:
+        print(f"store error: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    except KeyboardInterrupt:
+        return 130
+    except BaseException as exc:  # the CLI's top: never a traceback for an expected failure
+        if isinstance(exc, SystemExit):
+            raise
+        if isinstance(exc, BaseExceptionGroup):
+            inner = exc.exceptions[0]
+            if isinstance(inner, errors.ConfigError):
+                print(f"config error: {inner}", file=sys.stderr)
+                return EXIT_USAGE
+            if isinstance(inner, errors.StoreError):
+                print(f"store error: {inner}", file=sys.stderr)
+                return EXIT_UNAVAILABLE
+        raise
+
+
+def _path(value: str) -> Path:
+    return Path(value)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

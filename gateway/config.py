@@ -1,0 +1,289 @@
+"""Configuration: frozen models (unknown keys refused) and ``load_config``.
+
+One TOML file; every key can be overridden from the environment with the prefix
+``EDIGW_`` and ``__`` between levels: ``EDIGW_GATEWAY__LISTEN=127.0.0.1:9000``,
+``EDIGW_ADAPTERS__OUTBOX__DIRECTORY=/srv/outbox``. A value that looks like JSON
+(``[...]``, ``{...}``) is parsed as JSON; anything else is a string that the model
+converts (so ``EDIGW_GATEWAY__MAX_BODY_BYTES=2048`` is an int). No globals.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import ipaddress
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from gateway import errors, models
+from gateway.durations import Duration
+
+ENV_PREFIX = "EDIGW_"
+DEFAULT_CONFIG_PATH = Path("config/gateway.toml")
+
+_STRICT = ConfigDict(frozen=True, extra="forbid")
+
+
+class GatewaySection(BaseModel):
+    """`[gateway]`: the process itself."""
+
+    model_config = _STRICT
+
+    listen: str = Field(default="127.0.0.1:8080", description="host:port the API listens on")
+    store: str = Field(
+        default="sqlite:///var/gateway.db", description="sqlite:///… or postgresql://…"
+    )
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
+    max_batch_bytes: int = Field(default=16 * 1_048_576, ge=1024, le=256 * 1_048_576)
+    lease: Duration = Field(default=30.0, gt=0, description="how long a claim holds a delivery")
+    scan_interval: Duration = Field(default=1.0, gt=0, description="fallback scan for due work")
+    claim_batch: int = Field(default=100, ge=1, le=10_000)
+    shutdown_grace: Duration = Field(default=10.0, ge=0)
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError("listen must be host:port, e.g. 127.0.0.1:8080")
+        return value
+
+    @field_validator("store")
+    @classmethod
+    def _store_url(cls, value: str) -> str:
+        if not value.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise ValueError("store must be sqlite:///path or postgresql://…")
+        return value
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+    def listens_on_loopback(self) -> bool:
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+
+Scope = Literal["submit", "read", "operate"]
+
+
+class TokenConfig(BaseModel):
+    """`[auth.tokens.NAME]`: one bearer token, by the SHA-256 of its secret or from env."""
+
+    model_config = _STRICT
+
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
+    secret_env: str | None = Field(default=None, description="env var holding the secret")
+    scopes: list[Scope] = Field(default_factory=lambda: ["submit", "read"])
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TokenConfig:
+        if (self.sha256 is None) == (self.secret_env is None):
+            raise ValueError("give exactly one of sha256 or secret_env")
+        return self
+
+
+class AuthSection(BaseModel):
+    """`[auth]`: bearer tokens with scopes; `mode = "none"` only on loopback."""
+
+    model_config = _STRICT
+
+    mode: Literal["none", "token"] = "none"
+    tokens: dict[str, TokenConfig] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _tokens_when_on(self) -> AuthSection:
+        if self.mode == "token" and not self.tokens:
+            raise ValueError("auth mode 'token' needs at least one [auth.tokens.NAME]")
+        return self
+
+
+class RetrySection(BaseModel):
+    """`[retry]`: exponential backoff with jitter, an attempt cap and a maximum age."""
+
+    model_config = _STRICT
+
+    max_attempts: int = Field(default=10, ge=1, le=1000)
+    initial_delay: Duration = 2.0
+    max_delay: Duration = 600.0
+    max_age: Duration = 72 * 3600.0
+    jitter: Duration = 1.0
+
+
+class AdapterConfig(BaseModel):
+    """`[adapters.NAME]`: gateway-side keys; every other key is the adapter's own option."""
+
+    model_config = _STRICT
+
+    type: str | None = Field(default=None, description="a built-in or entry-point adapter kind")
+    factory: str | None = Field(default=None, description="'package.module:Class' of an adapter")
+    concurrency: int = Field(default=4, ge=1, le=1000)
+    codec: Literal["auto", "json", "passthrough"] = Field(
+        default="auto", description="how a filing becomes bytes on the wire"
+    )
+    retry: dict[str, Any] = Field(default_factory=dict, description="overrides of [retry]")
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _collect_options(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        known = set(cls.model_fields) - {"options"}
+        out = {k: v for k, v in data.items() if k in known}
+        out["options"] = {k: v for k, v in data.items() if k not in known}
+        return out
+
+    @model_validator(mode="after")
+    def _kind(self) -> AdapterConfig:
+        if (self.type is None) == (self.factory is None):
+            raise ValueError("give exactly one of 'type' (built-in) or 'factory' (module:Class)")
+        if self.factory is not None and ":" not in self.factory:
+            raise ValueError("factory must look like 'package.module:ClassName'")
+        return self
+
+
+class RouteConfig(BaseModel):
+    """`[[routes]]`: filings that match go to every listed adapter (fan-out)."""
+
+    model_config = _STRICT
+
+    filing_types: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
+    environments: list[models.Environment] = Field(
+        default_factory=lambda: list(models.Environment), min_length=1
+    )
+    filer_codes: list[str] | None = None
+    adapters: list[str] = Field(min_length=1)
+
+    @field_validator("filing_types")
+    @classmethod
+    def _globs_match_something(cls, value: list[str]) -> list[str]:
+        known = [t.value for t in models.FilingType]
+        for pattern in value:
+            if not fnmatch.filter(known, pattern):
+                raise ValueError(f"{pattern!r} matches no filing type ({', '.join(known)})")
+        return value
+
+
+class Config(BaseModel):
+    """The whole configuration."""
+
+    model_config = _STRICT
+
+    gateway: GatewaySection = Field(default_factory=GatewaySection)
+    auth: AuthSection = Field(default_factory=AuthSection)
+    retry: RetrySection = Field(default_factory=RetrySection)
+    adapters: dict[str, AdapterConfig] = Field(default_factory=dict)
+    routes: list[RouteConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _routes_name_adapters(self) -> Config:
+        for name in self.adapters:
+            if not name.replace("_", "").replace("-", "").isalnum():
+                raise ValueError(f"adapter name {name!r}: use letters, digits, '-' and '_'")
+        for i, route in enumerate(self.routes):
+            for name in route.adapters:
+                if name not in self.adapters:
+                    raise ValueError(f"routes[{i}] names adapter {name!r}, which is not configured")
+        return self
+
+    def retry_for(self, adapter: str) -> RetrySection:
+        """The retry policy of one adapter: [retry] with its overrides."""
+        override = self.adapters[adapter].retry
+        if not override:
+            return self.retry
+        return RetrySection.model_validate({**self.retry.model_dump(), **override})
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Nested dict from ``EDIGW_A__B__C=value`` variables (keys lower-cased)."""
+    tree: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name[len(ENV_PREFIX) :]:
+            continue
+        path = [p.lower() for p in name[len(ENV_PREFIX) :].split("__")]
+        if any(not p for p in path):
+            continue
+        node = tree
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                break
+        else:
+            node[path[-1]] = _env_value(raw)
+    return tree
+
+
+def _env_value(raw: str) -> Any:
+    text = raw.strip()
+    if text[:1] in "[{":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            return raw
+    return raw
+
+
+def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _key_of(loc: tuple[int | str, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        elif item in ("options",):
+            continue
+        else:
+            parts.append(("." if parts else "") + item)
+    return "".join(parts)
+
+
+def parse_config(data: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Config:
+    """Validate a config dict (plus environment overrides) into a ``Config``."""
+    merged = _merge(dict(data), env_overrides(environ or {}))
+    try:
+        return Config.model_validate(merged)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = _key_of(first["loc"])
+        msg = first["msg"].removeprefix("Value error, ")
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise errors.ConfigError(f"{key or 'config'}: {msg}{more}", key=key or None) from exc
+
+
+def load_config(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Read the TOML file at ``path`` and apply ``EDIGW_…`` overrides from ``environ``."""
+    environ = os.environ if environ is None else environ
+    path = Path(path) if path is not None else DEFAULT_CONFIG_PATH
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise errors.ConfigError(f"config file {path} does not exist") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise errors.ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise errors.ConfigError(f"{path}: cannot read: {exc}") from exc
+    return parse_config(data, environ)

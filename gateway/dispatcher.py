@@ -1,0 +1,291 @@
+"""The dispatcher: claim due deliveries → adapter.send → decide the outcome, in ONE place.
+
+It runs inside ``serve`` as an anyio task group. New filings wake it at once
+(``wake()``); a periodic scan picks up retries and expired leases. Claims are taken
+per adapter only up to that adapter's free concurrency, so a lease never ticks while
+a delivery waits for a slot. While a send runs, a heartbeat renews its lease.
+
+Every outcome is decided in ``_decide``: success → delivered; ``OutageError`` →
+deferred (no attempt spent); ``PermanentError`` → dead; ``TransientError`` or any other
+``Exception`` → waiting_retry at the policy's time, or dead when the policy gives up.
+Cancellation is never swallowed: a cancelled send leaves its lease to ``release``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+import anyio
+import structlog
+
+from gateway import codec, config, errors, ids, models, retry
+from gateway.clock import Clock
+from gateway.store.base import Claim, Store
+
+log = structlog.get_logger("gateway.dispatcher")
+
+#: how long after an OutageError without ``until`` a delivery is deferred
+DEFAULT_OUTAGE_DEFER_S = 60.0
+
+
+def default_owner() -> str:
+    """A lease owner id unique to this process: host, pid and a random tail."""
+    return f"{socket.gethostname()}:{os.getpid()}:{ids.ulid()[-6:]}"
+
+
+class Dispatcher:
+    """Moves deliveries from the store through their adapters."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        adapters: Mapping[str, Any],
+        cfg: config.Config,
+        clock: Clock,
+        owner: str | None = None,
+    ) -> None:
+        self.store = store
+        self.adapters = dict(adapters)
+        self.cfg = cfg
+        self.clock = clock
+        self.owner = owner or default_owner()
+        self.policies = {name: retry.RetryPolicy(cfg.retry_for(name)) for name in self.adapters}
+        self.codecs = {
+            name: codec.for_adapter(cfg.adapters[name]) if name in cfg.adapters else codec.auto
+            for name in self.adapters
+        }
+        self._capacity = {
+            name: (cfg.adapters[name].concurrency if name in cfg.adapters else 1)
+            for name in self.adapters
+        }
+        self._in_flight: dict[str, Claim] = {}
+        self._busy = dict.fromkeys(self.adapters, 0)
+        self._wake = anyio.Event()
+        self._idle = anyio.Event()
+        self._stopping = False
+        self._send_scope: anyio.CancelScope | None = None
+        self.running = False
+        self.sent = 0
+
+    # --- control ----------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """New work may be due: look now rather than at the next scan."""
+        self._wake.set()
+
+    async def stop(self, grace_s: float) -> None:
+        """Stop claiming; in-flight sends get ``grace_s`` to finish, then are cancelled."""
+        self._stopping = True
+        self._wake.set()
+        if self._send_scope is not None:
+            self._send_scope.deadline = min(
+                self._send_scope.deadline, anyio.current_time() + grace_s
+            )
+
+    # --- main loop --------------------------------------------------------------------
+
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Dispatch until ``stop()``; then release whatever is still leased."""
+        self.running = True
+        try:
+            with anyio.CancelScope() as self._send_scope:
+                async with anyio.create_task_group() as sends:
+                    sends.start_soon(self._heartbeat)
+                    task_status.started()
+                    await self._loop(sends)
+                    sends.cancel_scope.deadline = self._send_scope.deadline
+                    await self._drain()
+                    sends.cancel_scope.cancel()
+        finally:
+            self.running = False
+            with anyio.CancelScope(shield=True):
+                try:
+                    released = await self.store.release(owner=self.owner, now=self.clock.now())
+                except errors.StoreError as exc:
+                    log.error("dispatcher.release_failed", error=str(exc))
+                else:
+                    if released:
+                        log.info("dispatcher.leases_released", count=released)
+
+    async def _drain(self) -> None:
+        while self._in_flight:
+            self._idle = anyio.Event()
+            await self._idle.wait()
+
+    async def _loop(self, sends: anyio.abc.TaskGroup) -> None:
+        scan = self.cfg.gateway.scan_interval
+        while not self._stopping:
+            self._wake = anyio.Event()
+            claimed = await self.dispatch_once(sends)
+            if self._stopping:
+                break
+            if claimed and any(self._free().values()):
+                continue
+            timeout = scan
+            if not claimed:
+                timeout = await self._until_next_due(scan)
+            with anyio.move_on_after(timeout):
+                await self._wake.wait()
+
+    async def _until_next_due(self, scan: float) -> float:
+        try:
+            due = await self.store.next_due()
+        except errors.StoreError:
+            return scan
+        if due is None:
+            return scan
+        wait = (due - self.clock.now()).total_seconds()
+        # a due-but-not-claimable delivery (waiting behind its ordering key) must not spin
+        return scan if wait <= 0 else min(scan, max(wait, 0.005))
+
+    def _free(self) -> dict[str, int]:
+        return {n: self._capacity[n] - self._busy[n] for n in self.adapters}
+
+    async def dispatch_once(self, sends: anyio.abc.TaskGroup) -> int:
+        """Claim what is due and free to go; start a send task for each. Returns count."""
+        limits = {n: min(free, self.cfg.gateway.claim_batch) for n, free in self._free().items()}
+        if not any(v > 0 for v in limits.values()):
+            return 0
+        try:
+            claims = await self.store.claim(
+                owner=self.owner,
+                now=self.clock.now(),
+                lease_s=self.cfg.gateway.lease,
+                limits=limits,
+            )
+        except errors.StoreError as exc:
+            log.error("dispatcher.claim_failed", error=str(exc))
+            return 0
+        for claim in claims:
+            self._busy[claim.adapter] += 1
+            self._in_flight[claim.delivery_id] = claim
+            sends.start_soon(self._run_one, claim)
+        return len(claims)
+
+    async def _heartbeat(self) -> None:
+        lease = self.cfg.gateway.lease
+        while True:
+            await anyio.sleep(max(lease / 3, 0.05))
+            if not self._in_flight:
+                continue
+            tokens = {c.delivery_id: c.token for c in self._in_flight.values()}
+            try:
+                await self.store.renew(
+                    owner=self.owner,
+                    tokens=tokens,
+                    until=self.clock.now() + timedelta(seconds=lease),
+                )
+            except errors.StoreError as exc:
+                log.warning("dispatcher.renew_failed", error=str(exc))
+
+    # --- one delivery -----------------------------------------------------------------
+
+    def message_for(self, claim: Claim) -> models.OutboundMessage:
+        f = claim.filing
+        content_type, body = self.codecs[claim.adapter](f)
+        return models.OutboundMessage(
+            delivery_id=claim.delivery_id,
+            filing_id=f.id,
+            adapter=claim.adapter,
+            attempt=claim.attempts + 1,
+            filing_type=f.filing_type,
+            environment=f.environment,
+            reference=f.reference,
+            filer_code=f.filer_code,
+            content_type=content_type,
+            body=body,
+            metadata=f.metadata,
+        )
+
+    async def _run_one(self, claim: Claim) -> None:
+        bound = log.bind(
+            filing_id=claim.filing.id,
+            delivery_id=claim.delivery_id,
+            adapter=claim.adapter,
+            attempt=claim.attempts + 1,
+        )
+        try:
+            outcome: BaseException | models.Receipt
+            try:
+                message = self.message_for(claim)
+                outcome = await self.adapters[claim.adapter].send(message)
+            except Exception as exc:  # every failure becomes an outcome in _decide
+                outcome = exc
+            with anyio.CancelScope(shield=True):
+                await self._decide(claim, outcome, bound)
+        finally:
+            self._busy[claim.adapter] -= 1
+            self._in_flight.pop(claim.delivery_id, None)
+            self._wake.set()
+            if not self._in_flight:
+                self._idle.set()
+
+    async def _decide(
+        self, claim: Claim, outcome: BaseException | models.Receipt, bound: Any
+    ) -> None:
+        now = self.clock.now()
+        try:
+            if isinstance(outcome, models.Receipt):
+                receipt = outcome.model_dump(mode="json")
+                ok = await self.store.complete(claim, now=now, receipt=receipt)
+                self.sent += ok
+                bound.info("delivery.sent", receipt=receipt) if ok else None
+            elif isinstance(outcome, errors.OutageError):
+                until = outcome.until or now + timedelta(seconds=DEFAULT_OUTAGE_DEFER_S)
+                ok = await self.store.defer(claim, now=now, until=until, reason=_text(outcome))
+                bound.warning("delivery.deferred", until=until.isoformat(), reason=_text(outcome))
+            elif isinstance(outcome, errors.PermanentError):
+                ok = await self.store.kill(claim, now=now, error=_text(outcome))
+                bound.error("delivery.dead", error=_text(outcome))
+            else:
+                ok = await self._retry_or_die(claim, outcome, now, bound)
+        except errors.StoreError as exc:
+            # the lease runs out and the delivery is claimed again: at-least-once
+            bound.error("delivery.outcome_not_recorded", error=str(exc))
+            return
+        if not ok:
+            bound.warning("delivery.lease_lost", note="another claim owns this delivery now")
+
+    async def _retry_or_die(
+        self, claim: Claim, exc: BaseException, now: datetime, bound: Any
+    ) -> bool:
+        policy = self.policies[claim.adapter]
+        attempts = claim.attempts + 1
+        retry_after = exc.retry_after if isinstance(exc, errors.TransientError) else None
+        decision = policy.decide(
+            attempts=attempts,
+            now=now,
+            first_seen=claim.filing.received_at,
+            retry_after=retry_after,
+        )
+        if decision is None:
+            why = policy.give_up_reason(
+                attempts=attempts, now=now, first_seen=claim.filing.received_at
+            )
+            reason = f"{_text(exc)}; {why}"
+            bound.error("delivery.dead", error=reason)
+            return await self.store.kill(claim, now=now, error=reason)
+        bound.warning(
+            "delivery.retry_scheduled", error=_text(exc), delay_s=round(decision.delay_s, 3)
+        )
+        return await self.store.schedule_retry(claim, now=now, at=decision.at, error=_text(exc))
+
+
+def _text(exc: BaseException) -> str:
+    if isinstance(exc, errors.EdiGatewayError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"[:1000]
+
+
+def seconds_until(when: datetime | None, now: datetime) -> float:
+    if when is None:
+        return math.inf
+    return max(0.0, (when - now).total_seconds())

@@ -1,0 +1,332 @@
+"""The small, stable contract: frozen pydantic models and StrEnums.
+
+Adapters may import this module (and ``gateway.errors``) and nothing else of the
+core. ``StrEnum`` values are the words the store, the API and the logs all use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class FilingType(StrEnum):
+    """The ACE activity a filing belongs to."""
+
+    ISF = "isf"
+    MANIFEST_AIR = "manifest.air"
+    MANIFEST_OCEAN = "manifest.ocean"
+    MANIFEST_RAIL = "manifest.rail"
+    MANIFEST_TRUCK = "manifest.truck"
+    INBOND = "inbond"
+    ENTRY = "entry"
+    ENTRY_SUMMARY = "entry_summary"
+    E214 = "e214"
+    PROTEST = "protest"
+    POST_SUMMARY_CORRECTION = "post_summary_correction"
+    RECONCILIATION = "reconciliation"
+    DRAWBACK = "drawback"
+    DIS_DOCUMENT = "dis_document"
+    EXPORT_EEI = "export.eei"
+    EXPORT_MANIFEST = "export.manifest"
+
+
+class Environment(StrEnum):
+    """Which ACE environment a filing is meant for."""
+
+    CERT = "cert"
+    PRODUCTION = "production"
+
+
+class DeliveryState(StrEnum):
+    """Where one filing stands with one adapter."""
+
+    PENDING = "pending"
+    IN_FLIGHT = "in_flight"
+    WAITING_RETRY = "waiting_retry"
+    DEFERRED = "deferred"
+    BLOCKED = "blocked"
+    DELIVERED = "delivered"
+    ACKNOWLEDGED = "acknowledged"
+    REJECTED = "rejected"
+    DEAD = "dead"
+    CANCELLED = "cancelled"
+
+
+#: states a delivery never leaves by itself (an operator may still act on some)
+FINAL_STATES = frozenset(
+    {
+        DeliveryState.DELIVERED,
+        DeliveryState.ACKNOWLEDGED,
+        DeliveryState.REJECTED,
+        DeliveryState.DEAD,
+        DeliveryState.CANCELLED,
+    }
+)
+#: states in which a delivery still waits for the dispatcher
+ACTIVE_STATES = frozenset(
+    {
+        DeliveryState.PENDING,
+        DeliveryState.IN_FLIGHT,
+        DeliveryState.WAITING_RETRY,
+        DeliveryState.DEFERRED,
+        DeliveryState.BLOCKED,
+    }
+)
+#: states of a predecessor that block the rest of its ordering key
+BLOCKING_STATES = frozenset({DeliveryState.DEAD, DeliveryState.REJECTED})
+
+
+class FilingStatus(StrEnum):
+    """A filing's status, derived from its deliveries."""
+
+    PENDING = "pending"
+    IN_PROGRESS = "in_progress"
+    RETRYING = "retrying"
+    DEFERRED = "deferred"
+    BLOCKED = "blocked"
+    DELIVERED = "delivered"
+    ACKNOWLEDGED = "acknowledged"
+    REJECTED = "rejected"
+    DEAD = "dead"
+    CANCELLED = "cancelled"
+
+
+def derive_status(states: list[DeliveryState]) -> FilingStatus:
+    """The filing status for the states of its deliveries (most urgent first)."""
+    s = set(states)
+    if not s or s == {DeliveryState.CANCELLED}:
+        return FilingStatus.CANCELLED
+    for state, status in (
+        (DeliveryState.DEAD, FilingStatus.DEAD),
+        (DeliveryState.REJECTED, FilingStatus.REJECTED),
+        (DeliveryState.BLOCKED, FilingStatus.BLOCKED),
+    ):
+        if state in s:
+            return status
+    done = s - {DeliveryState.CANCELLED}
+    if done == {DeliveryState.ACKNOWLEDGED}:
+        return FilingStatus.ACKNOWLEDGED
+    if done <= {DeliveryState.DELIVERED, DeliveryState.ACKNOWLEDGED}:
+        return FilingStatus.DELIVERED
+    if DeliveryState.DEFERRED in s:
+        return FilingStatus.DEFERRED
+    if DeliveryState.WAITING_RETRY in s:
+        return FilingStatus.RETRYING
+    if s == {DeliveryState.PENDING}:
+        return FilingStatus.PENDING
+    return FilingStatus.IN_PROGRESS
+
+
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
+
+JSON_CONTENT_TYPE = "application/json"
+
+
+class FilingEvent(BaseModel):
+    """A filing event as an internal service posts it to ``POST /v1/filings``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", title="FilingEvent")
+
+    filing_type: FilingType = Field(description="The ACE activity, e.g. `isf`, `manifest.ocean`.")
+    environment: Environment = Field(description="`cert` or `production`.")
+    reference: str = Field(
+        min_length=1,
+        max_length=128,
+        description="Business reference: entry number, ISF transaction, bill of lading…",
+    )
+    filer_code: str = Field(
+        min_length=1,
+        max_length=35,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9-]*$",
+        description="The filer's code (e.g. an ABI filer code).",
+    )
+    idempotency_key: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=255,
+        description="Same key + same body returns the first filing; may also come as a header.",
+    )
+    ordering_key: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=255,
+        description="Filings with the same key go out one at a time, in order. "
+        "Defaults to `reference`.",
+    )
+    due_by: AwareDatetime | None = Field(
+        default=None, description="When the filing must reach CBP (ISO 8601 with offset)."
+    )
+    payload: dict[str, Any] | str = Field(
+        description="A JSON object, or text (a ready X12 or CATAIR document) with `content_type`."
+    )
+    content_type: str | None = Field(
+        default=None,
+        max_length=100,
+        pattern=r"^[\w.+-]+/[\w.+-]+(;.*)?$",
+        description="Media type of a text payload, e.g. `application/edi-x12`. "
+        "JSON payloads are `application/json`.",
+    )
+    callback_url: str | None = Field(
+        default=None,
+        max_length=2048,
+        pattern=r"^https?://[^\s]+$",
+        description="Where the gateway POSTs status changes of this filing.",
+    )
+    metadata: dict[str, Any] = Field(
+        default_factory=dict, description="Free key/values, stored and returned as given."
+    )
+
+    @field_validator("payload")
+    @classmethod
+    def _payload_not_empty(cls, value: dict[str, Any] | str) -> dict[str, Any] | str:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("a text payload must not be empty")
+        return value
+
+    @model_validator(mode="after")
+    def _content_type_matches_payload(self) -> FilingEvent:
+        if isinstance(self.payload, str):
+            if self.content_type is None:
+                raise ValueError("a text payload needs a content_type (e.g. application/edi-x12)")
+            if self.content_type.split(";")[0].strip().endswith("json"):
+                raise ValueError("content_type says JSON but the payload is text")
+        elif self.content_type not in (None, JSON_CONTENT_TYPE):
+            raise ValueError("a JSON object payload must have content_type application/json")
+        return self
+
+    def body_hash(self) -> str:
+        """SHA-256 over the canonical JSON of the event, idempotency key left out."""
+        data = self.model_dump(mode="json", exclude={"idempotency_key"})
+        canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class Filing(BaseModel):
+    """A filing event after normalization: what the store keeps."""
+
+    model_config = _FROZEN
+
+    id: str = Field(description="Gateway id, sortable by acceptance time (`fil_…`).")
+    filing_type: FilingType
+    environment: Environment
+    reference: str
+    filer_code: str
+    idempotency_key: str | None = None
+    ordering_key: str = Field(description="The resolved ordering key.")
+    due_by: AwareDatetime | None = None
+    payload: dict[str, Any] | str
+    content_type: str = Field(description="Media type of the payload.")
+    callback_url: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    body_hash: str = Field(description="SHA-256 of the canonical event body.")
+    source: str = Field(default="api", description="Who submitted it (token name, queue, file).")
+    received_at: AwareDatetime = Field(description="When the gateway accepted it.")
+
+
+class Delivery(BaseModel):
+    """One filing to one adapter."""
+
+    model_config = _FROZEN
+
+    id: str = Field(description="Delivery id (`dlv_…`); sent as the Idempotency-Key.")
+    filing_id: str
+    adapter: str
+    state: DeliveryState
+    attempts: int = Field(description="Attempts spent (outages spend none).")
+    next_attempt_at: AwareDatetime | None = Field(
+        default=None, description="When a waiting or deferred delivery goes next."
+    )
+    last_error: str | None = None
+    receipt: dict[str, Any] | None = Field(
+        default=None, description="What the adapter returned on success."
+    )
+    created_at: AwareDatetime
+    updated_at: AwareDatetime
+    delivered_at: AwareDatetime | None = None
+
+
+class FilingView(BaseModel):
+    """A filing with its derived status and its deliveries, as the API returns it."""
+
+    model_config = _FROZEN
+
+    id: str
+    status: FilingStatus
+    filing_type: FilingType
+    environment: Environment
+    reference: str
+    filer_code: str
+    ordering_key: str
+    idempotency_key: str | None = None
+    due_by: AwareDatetime | None = None
+    source: str
+    received_at: AwareDatetime
+    body_hash: str
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    deliveries: list[Delivery]
+
+
+class OutboundMessage(BaseModel):
+    """What the dispatcher hands to ``adapter.send``: one attempt of one delivery."""
+
+    model_config = _FROZEN
+
+    delivery_id: str = Field(description="Stable across attempts; use it to deduplicate.")
+    filing_id: str
+    adapter: str
+    attempt: int = Field(description="1 for the first attempt.")
+    filing_type: FilingType
+    environment: Environment
+    reference: str
+    filer_code: str
+    content_type: str
+    body: bytes = Field(description="The encoded document to transmit.")
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def idempotency_key(self) -> str:
+        """The key a receiver can deduplicate on: the delivery id."""
+        return self.delivery_id
+
+
+class Receipt(BaseModel):
+    """What an adapter returns when the receiver took the message."""
+
+    model_config = _FROZEN
+
+    transport_id: str | None = Field(
+        default=None, description="The receiver's id for the message (MQ message id, …)."
+    )
+    status: str | None = Field(default=None, description="Short outcome text, e.g. `202`.")
+    detail: dict[str, Any] = Field(default_factory=dict, description="Anything else worth keeping.")
+
+
+class Health(BaseModel):
+    """An adapter's answer to ``check()``."""
+
+    model_config = _FROZEN
+
+    ok: bool
+    detail: str = ""
+
+
+class Page(BaseModel):
+    """One page of a listing, with the cursor of the next page."""
+
+    model_config = _FROZEN
+
+    items: list[FilingView]
+    next_cursor: str | None = None
+
+
+AuthScope = Literal["submit", "read", "operate"]
+
+
+def utc_iso(when: datetime | None) -> str | None:
+    return None if when is None else when.isoformat().replace("+00:00", "Z")

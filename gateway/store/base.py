@@ -1,0 +1,134 @@
+"""The Store protocol: the operations the service and the dispatcher need.
+
+Every method is one transaction. Completion methods are *fenced*: they take the lease
+token the claim handed out and change nothing (returning False) when the delivery was
+reclaimed by someone else in the meantime.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from gateway import audit, models
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class NewFiling:
+    """A normalized filing and the adapters it goes to, ready to be accepted."""
+
+    filing: models.Filing
+    adapters: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptResult:
+    """What happened to one filing at accept: created, or an earlier one returned."""
+
+    filing_id: str
+    created: bool
+    error: Exception | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """One delivery claimed for one attempt."""
+
+    delivery_id: str
+    adapter: str
+    token: int
+    attempts: int
+    filing: models.Filing
+
+
+@dataclass(frozen=True, slots=True)
+class ListFilter:
+    """Filters of ``GET /v1/filings``; all optional, combined with AND."""
+
+    status: models.FilingStatus | None = None
+    state: models.DeliveryState | None = None
+    filing_type: models.FilingType | None = None
+    environment: models.Environment | None = None
+    reference: str | None = None
+    adapter: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who caused a change: a token name, or ``system``; plus the request id."""
+
+    name: str = "system"
+    request_id: str | None = None
+
+
+SYSTEM = Actor()
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """Outcome of an operator action on a filing: the deliveries it changed."""
+
+    filing_id: str
+    changed: list[str] = field(default_factory=list)
+
+
+class Store(Protocol):
+    """Durable state of filings, deliveries and the audit trail."""
+
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+    async def migrate(self) -> int: ...
+    async def schema_version(self) -> int: ...
+    async def ping(self) -> None: ...
+
+    async def accept(
+        self, items: Sequence[NewFiling], *, actor: Actor, now: datetime
+    ) -> list[AcceptResult]: ...
+
+    async def claim(
+        self, *, owner: str, now: datetime, lease_s: float, limits: dict[str, int]
+    ) -> list[Claim]: ...
+    async def renew(self, *, owner: str, tokens: dict[str, int], until: datetime) -> int: ...
+    async def complete(self, claim: Claim, *, now: datetime, receipt: dict[str, Any]) -> bool: ...
+    async def schedule_retry(
+        self, claim: Claim, *, now: datetime, at: datetime, error: str
+    ) -> bool: ...
+    async def defer(self, claim: Claim, *, now: datetime, until: datetime, reason: str) -> bool: ...
+    async def kill(
+        self, claim: Claim, *, now: datetime, error: str, spent: bool = True
+    ) -> bool: ...
+    async def release(self, *, owner: str, now: datetime) -> int: ...
+    async def next_due(self) -> datetime | None: ...
+
+    async def get_filing(self, filing_id: str) -> models.FilingView | None: ...
+    async def list_filings(
+        self, flt: ListFilter, *, limit: int, cursor: str | None
+    ) -> models.Page: ...
+    async def retry_filing(self, filing_id: str, *, actor: Actor, now: datetime) -> Action: ...
+    async def cancel_filing(self, filing_id: str, *, actor: Actor, now: datetime) -> Action: ...
+    async def counts(self) -> dict[str, dict[str, int]]: ...
+
+    async def filing_history(self, filing_id: str) -> list[audit.AuditRow]: ...
+    def audit_rows(self, *, after_seq: int = 0) -> AsyncIterator[audit.AuditRow]: ...
+    async def append_audit(
+        self, event: str, *, actor: Actor, now: datetime, details: dict[str, Any]
+    ) -> None: ...
+
+
+def open_store(url: str) -> Store:
+    """The store for a URL: ``sqlite:///path`` or ``postgresql://…``."""
+    if url.startswith("sqlite:///"):
+        from gateway.store import sqlite
+
+        return sqlite.SqliteStore(url.removeprefix("sqlite:///"))
+    if url.startswith(("postgresql://", "postgres://")):
+        from gateway.store import postgres
+
+        return postgres.PostgresStore(url)
+    raise ValueError(f"unsupported store URL {url!r}")

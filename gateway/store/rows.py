@@ -1,0 +1,126 @@
+"""Row ↔ model conversion shared by the store implementations. Pure.
+
+Times are stored as integer microseconds since the Unix epoch (UTC), so they sort and
+compare as plain integers on every backend.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from gateway import errors, models
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+
+
+def us(when: datetime) -> int:
+    return (when - EPOCH) // _US
+
+
+def us_or_none(when: datetime | None) -> int | None:
+    return None if when is None else us(when)
+
+
+def dt(value: int) -> datetime:
+    return EPOCH + timedelta(microseconds=value)
+
+
+def dt_or_none(value: int | None) -> datetime | None:
+    return None if value is None else dt(value)
+
+
+def iso(when: datetime) -> str:
+    return when.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def dump_payload(payload: dict[str, Any] | str) -> tuple[str, int]:
+    if isinstance(payload, str):
+        return payload, 0
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False), 1
+
+
+def encode_cursor(seq: int) -> str:
+    return base64.urlsafe_b64encode(f"s{seq}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        if not text.startswith("s"):
+            raise ValueError(cursor)
+        return int(text[1:])
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise errors.InvalidInput(
+            "cursor is not one this gateway handed out",
+            details=[{"loc": "query.cursor", "msg": "invalid cursor"}],
+        ) from exc
+
+
+# column order of the filing SELECTs (see each store's _F_COLS):
+# seq, id, filing_type, environment, reference, filer_code, idempotency_key, body_hash,
+# ordering_key, due_by, content_type, payload, payload_is_json, callback_url, metadata,
+# source, received_at, status
+def filing(row: Sequence[Any]) -> models.Filing:
+    return models.Filing(
+        id=row[1],
+        filing_type=models.FilingType(row[2]),
+        environment=models.Environment(row[3]),
+        reference=row[4],
+        filer_code=row[5],
+        idempotency_key=row[6],
+        body_hash=row[7],
+        ordering_key=row[8],
+        due_by=dt_or_none(row[9]),
+        content_type=row[10],
+        payload=json.loads(row[11]) if row[12] else row[11],
+        callback_url=row[13],
+        metadata=json.loads(row[14]) if isinstance(row[14], str) else row[14],
+        source=row[15],
+        received_at=dt(row[16]),
+    )
+
+
+def filing_view(row: Sequence[Any], deliveries: list[models.Delivery]) -> models.FilingView:
+    return models.FilingView(
+        id=row[1],
+        status=models.FilingStatus(row[17]),
+        filing_type=models.FilingType(row[2]),
+        environment=models.Environment(row[3]),
+        reference=row[4],
+        filer_code=row[5],
+        idempotency_key=row[6],
+        body_hash=row[7],
+        ordering_key=row[8],
+        due_by=dt_or_none(row[9]),
+        metadata=json.loads(row[14]) if isinstance(row[14], str) else row[14],
+        source=row[15],
+        received_at=dt(row[16]),
+        deliveries=deliveries,
+    )
+
+
+# column order of the delivery SELECTs (see each store's _D_COLS):
+# seq, id, filing_id, adapter, state, attempts, available_at, last_error, receipt,
+# created_at, updated_at, delivered_at, filing_seq
+def delivery(row: Sequence[Any]) -> models.Delivery:
+    state = models.DeliveryState(row[4])
+    waiting = state in (models.DeliveryState.WAITING_RETRY, models.DeliveryState.DEFERRED)
+    receipt = row[8]
+    return models.Delivery(
+        id=row[1],
+        filing_id=row[2],
+        adapter=row[3],
+        state=state,
+        attempts=row[5],
+        next_attempt_at=dt(row[6]) if waiting else None,
+        last_error=row[7],
+        receipt=json.loads(receipt) if isinstance(receipt, str) else receipt,
+        created_at=dt(row[9]),
+        updated_at=dt(row[10]),
+        delivered_at=dt_or_none(row[11]),
+    )
