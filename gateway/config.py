@@ -211,13 +211,20 @@ class Config(BaseModel):
 
 
 def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
-    """Nested dict from ``EDIGW_A__B__C=value`` variables (keys lower-cased)."""
+    """Nested dict from ``EDIGW_A__B__C=value`` variables (keys lower-cased).
+
+    A name without ``__`` counts only when it is a top-level section holding a JSON
+    value (``EDIGW_ROUTES='[...]'``); other ``EDIGW_X`` names (``EDIGW_TOKEN``,
+    ``EDIGW_URL``, …) belong to the CLI and are ignored here.
+    """
     tree: dict[str, Any] = {}
     for name, raw in environ.items():
-        if not name.startswith(ENV_PREFIX) or "__" not in name[len(ENV_PREFIX) :]:
+        if not name.startswith(ENV_PREFIX):
             continue
         path = [p.lower() for p in name[len(ENV_PREFIX) :].split("__")]
         if any(not p for p in path):
+            continue
+        if len(path) == 1 and (path[0] not in Config.model_fields or raw.strip()[:1] not in "[{"):
             continue
         node = tree
         for part in path[:-1]:

@@ -137,11 +137,11 @@ async def post_batch(request: web.Request) -> web.Response:
     out = []
     for r in results:
         if isinstance(r, Submitted):
-            out.append({"status": 202 if r.created else 200, **submitted_json(r)})
+            out.append({"http_status": 202 if r.created else 200, **submitted_json(r)})
         else:
             out.append(
                 {
-                    "status": r.status,
+                    "http_status": r.status,
                     "error": {"code": r.code, "message": r.message, "details": r.details},
                 }
             )
