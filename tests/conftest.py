@@ -7,7 +7,7 @@ import copy
 import json
 import os
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,22 @@ from gateway.server import Gateway
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
+
+
+@pytest.fixture(autouse=True)
+def _logs_to_stderr() -> Iterator[None]:
+    """Gateway logs go to fd 2 as JSON lines, as in production; stdout stays for output.
+
+    Set again after each test, because a CLI call inside a test configures logging
+    onto capsys's stream, which is closed when the test ends.
+    """
+    import sys
+
+    from gateway import logs
+
+    logs.configure("json", "debug", stream=sys.__stderr__)
+    yield
+    logs.configure("json", "debug", stream=sys.__stderr__)
 
 
 def require_services() -> bool:
@@ -50,10 +66,16 @@ def base_config(tmp_path: Path, **sections: Any) -> dict[str, Any]:
             "scan_interval": "200ms",
             "shutdown_grace": "2s",
         },
-        "retry": {"max_attempts": 5, "initial_delay": "50ms", "max_delay": "1s",
-                  "max_age": "1h", "jitter": "0s"},
-        "adapters": {"outbox": {"type": "filedrop", "directory": str(tmp_path / "outbox"),
-                                "fsync": False}},
+        "retry": {
+            "max_attempts": 5,
+            "initial_delay": "50ms",
+            "max_delay": "1s",
+            "max_age": "1h",
+            "jitter": "0s",
+        },
+        "adapters": {
+            "outbox": {"type": "filedrop", "directory": str(tmp_path / "outbox"), "fsync": False}
+        },
         "routes": [{"filing_types": ["*"], "adapters": ["outbox"]}],
     }
     for name, value in sections.items():
@@ -159,14 +181,20 @@ async def receiver() -> AsyncIterator[Receiver]:
 
     async def handle(request: web.Request) -> web.Response:
         body = await request.read()
-        rec.requests.append({"headers": dict(request.headers), "body": body,
-                             "at": asyncio.get_running_loop().time()})
+        rec.requests.append(
+            {
+                "headers": dict(request.headers),
+                "body": body,
+                "at": asyncio.get_running_loop().time(),
+            }
+        )
         if rec.hang is not None:
             await rec.hang.wait()
         if rec.script:
             status = rec.script.pop(0)
-            return web.Response(status=status, text=f"scripted {status}",
-                                headers=rec.headers_for_failure)
+            return web.Response(
+                status=status, text=f"scripted {status}", headers=rec.headers_for_failure
+            )
         return web.json_response({"received": True})
 
     app = web.Application()

@@ -27,7 +27,7 @@ async def test_every_example_is_delivered_as_a_file(tmp_path, start_gateway):
         assert status == 202, body
         assert body["status"] == "pending" and len(body["deliveries"]) == 1
         ids[body["id"]] = body["deliveries"][0]["id"]
-    for filing_id, delivery_id in ids.items():
+    for filing_id, _delivery_id in ids.items():
         view = await gw.wait_for(filing_id, "delivered")
         assert view["deliveries"][0]["receipt"]["status"] == "written"
     files = sorted(p.name for p in (tmp_path / "outbox").iterdir())
@@ -83,29 +83,48 @@ BAD_INPUTS = [
     ("not an object", json.dumps([1, 2]).encode(), 422, "invalid", "body"),
     ("wrong type", json.dumps(example(reference=123)).encode(), 422, "invalid", "reference"),
     ("unknown field", json.dumps(example(colour="red")).encode(), 422, "invalid", "colour"),
-    ("unknown filing type", json.dumps(example(filing_type="isf.v3")).encode(), 422, "invalid",
-     "filing_type"),
-    ("missing field", json.dumps({k: v for k, v in example().items() if k != "filer_code"})
-     .encode(), 422, "invalid", "filer_code"),
-    ("naive due_by", json.dumps(example(due_by="2026-12-01T10:00:00")).encode(), 422, "invalid",
-     "due_by"),
+    (
+        "unknown filing type",
+        json.dumps(example(filing_type="isf.v3")).encode(),
+        422,
+        "invalid",
+        "filing_type",
+    ),
+    (
+        "missing field",
+        json.dumps({k: v for k, v in example().items() if k != "filer_code"}).encode(),
+        422,
+        "invalid",
+        "filer_code",
+    ),
+    (
+        "naive due_by",
+        json.dumps(example(due_by="2026-12-01T10:00:00")).encode(),
+        422,
+        "invalid",
+        "due_by",
+    ),
     ("too large", json.dumps(_big_event()).encode(), 413, "too_large", None),
-    ("unroutable", json.dumps(example(environment="production")).encode(), 422, "unroutable",
-     None),
+    ("unroutable", json.dumps(example(environment="production")).encode(), 422, "unroutable", None),
 ]
 
 
-@pytest.mark.parametrize(("name", "body", "status", "code", "loc"), BAD_INPUTS,
-                         ids=[b[0] for b in BAD_INPUTS])
+@pytest.mark.parametrize(
+    ("name", "body", "status", "code", "loc"), BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS]
+)
 async def test_bad_input_gets_a_clear_json_error_and_stores_nothing(
     tmp_path, start_gateway, name, body, status, code, loc
 ):
     """Each bad request → its status, a JSON error naming the field, and no stored rows."""
-    data = base_config(tmp_path, gateway={"max_body_bytes": 4096},
-                       routes=[{"environments": ["cert"], "adapters": ["outbox"]}])
+    data = base_config(
+        tmp_path,
+        gateway={"max_body_bytes": 4096},
+        routes=[{"environments": ["cert"], "adapters": ["outbox"]}],
+    )
     gw = await start_gateway(data)
-    async with gw.session.post(gw.url + "/v1/filings", data=body,
-                               headers={"Content-Type": "application/json"}) as r:
+    async with gw.session.post(
+        gw.url + "/v1/filings", data=body, headers={"Content-Type": "application/json"}
+    ) as r:
         assert r.status == status
         payload = await r.json()
     assert payload["error"]["code"] == code
@@ -176,8 +195,13 @@ async def test_listing_filters_and_cursor_pagination(tmp_path, start_gateway):
     assert seen == [f"L-{i}" for i in reversed(range(7))]
     _, page = await gw.get("/v1/filings", params={"reference": "ES-1"})
     assert [f["filing_type"] for f in page["items"]] == ["entry_summary"]
-    for bad in ({"state": "lost"}, {"limit": "0"}, {"since": "yesterday"}, {"cursor": "zzz"},
-                {"colour": "red"}):
+    for bad in (
+        {"state": "lost"},
+        {"limit": "0"},
+        {"since": "yesterday"},
+        {"cursor": "zzz"},
+        {"colour": "red"},
+    ):
         status, body = await gw.get("/v1/filings", params=bad)
         assert status == 422, bad
         assert body["error"]["details"][0]["loc"].startswith("query.")
@@ -187,10 +211,16 @@ def _auth_config(tmp_path):
     def sha(s: str) -> str:
         return hashlib.sha256(s.encode()).hexdigest()
 
-    return base_config(tmp_path, auth={"mode": "token", "tokens": {
-        "tms": {"sha256": sha("tms-secret"), "scopes": ["submit", "read"]},
-        "ops": {"sha256": sha("ops-secret"), "scopes": ["read", "operate"]},
-    }})
+    return base_config(
+        tmp_path,
+        auth={
+            "mode": "token",
+            "tokens": {
+                "tms": {"sha256": sha("tms-secret"), "scopes": ["submit", "read"]},
+                "ops": {"sha256": sha("ops-secret"), "scopes": ["read", "operate"]},
+            },
+        },
+    )
 
 
 async def test_bearer_tokens_and_scopes(tmp_path, start_gateway):
@@ -204,8 +234,9 @@ async def test_bearer_tokens_and_scopes(tmp_path, start_gateway):
     assert s == 403 and b["error"]["code"] == "forbidden"
     s, b = await gw.post("/v1/filings", example(), headers={"Authorization": "Bearer tms-secret"})
     assert s == 202
-    s, _ = await gw.post(f"/v1/filings/{b['id']}/cancel",
-                         headers={"Authorization": "Bearer tms-secret"})
+    s, _ = await gw.post(
+        f"/v1/filings/{b['id']}/cancel", headers={"Authorization": "Bearer tms-secret"}
+    )
     assert s == 403
     s, v = await gw.get(f"/v1/filings/{b['id']}", headers={"Authorization": "Bearer ops-secret"})
     assert s == 200 and v["source"] == "api:tms"
@@ -238,8 +269,9 @@ async def test_health_readiness_and_openapi(tmp_path, start_gateway):
 async def test_request_id_is_returned_and_recorded(tmp_path, start_gateway):
     """X-Request-ID comes back in the response and lands in the filing's audit rows."""
     gw = await start_gateway(base_config(tmp_path))
-    async with gw.session.post(gw.url + "/v1/filings", json=example(),
-                               headers={"X-Request-ID": "req-42"}) as r:
+    async with gw.session.post(
+        gw.url + "/v1/filings", json=example(), headers={"X-Request-ID": "req-42"}
+    ) as r:
         assert r.headers["X-Request-ID"] == "req-42"
         filing_id = (await r.json())["id"]
     _, hist = await gw.get(f"/v1/filings/{filing_id}/history")

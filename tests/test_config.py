@@ -41,8 +41,11 @@ def test_environment_overrides_nested_keys():
 def test_json_values_from_the_environment():
     """A JSON value in an env var becomes a list (routes); a typo'd EDIGW_ key is refused."""
     data = {"adapters": {"outbox": {"type": "filedrop", "directory": "x"}}, "routes": []}
-    env = {"EDIGW_ROUTES": '[{"filing_types": ["isf"], "adapters": ["outbox"]}]',
-           "EDIGW_TOKEN": "not-config", "EDIGW_URL": "http://x"}
+    env = {
+        "EDIGW_ROUTES": '[{"filing_types": ["isf"], "adapters": ["outbox"]}]',
+        "EDIGW_TOKEN": "not-config",
+        "EDIGW_URL": "http://x",
+    }
     cfg = config.parse_config(data, env)
     assert cfg.routes[0].filing_types == ["isf"]
     with pytest.raises(errors.ConfigError, match="^gatway"):

@@ -14,8 +14,16 @@ NOW = datetime(2026, 3, 3, 10, 0, tzinfo=UTC)
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("2s", 2), ("10m", 600), ("72h", 259200), ("1h30m", 5400), ("500ms", 0.5), ("3d", 259200),
-     (15, 15), ("1.5s", 1.5)],
+    [
+        ("2s", 2),
+        ("10m", 600),
+        ("72h", 259200),
+        ("1h30m", 5400),
+        ("500ms", 0.5),
+        ("3d", 259200),
+        (15, 15),
+        ("1.5s", 1.5),
+    ],
 )
 def test_durations_parse_to_seconds(text, seconds):
     """Config durations like '10m' and '1h30m' become seconds."""
@@ -30,8 +38,13 @@ def test_bad_durations_are_refused(bad):
 
 
 def _policy(**kw):
-    base = {"max_attempts": 5, "initial_delay": "1s", "max_delay": "10s", "max_age": "1h",
-            "jitter": "0s"}
+    base = {
+        "max_attempts": 5,
+        "initial_delay": "1s",
+        "max_delay": "10s",
+        "max_age": "1h",
+        "jitter": "0s",
+    }
     return retry.RetryPolicy(config.RetrySection.model_validate({**base, **kw}))
 
 
@@ -69,8 +82,13 @@ def test_retry_after_from_the_receiver_wins():
 
 
 def _filing(filing_type="isf", environment="cert", filer="XYZ"):
-    event = models.FilingEvent(filing_type=filing_type, environment=environment, reference="R1",
-                               filer_code=filer, payload={"a": 1})
+    event = models.FilingEvent(
+        filing_type=filing_type,
+        environment=environment,
+        reference="R1",
+        filer_code=filer,
+        payload={"a": 1},
+    )
     return normalize.normalize(event, filing_id="fil_1", received_at=NOW)
 
 
@@ -119,8 +137,14 @@ def test_filing_status_is_derived_from_deliveries(states, status):
 
 def test_normalize_defaults_ordering_key_to_reference_and_hashes_the_body():
     """ordering_key falls back to reference; equal bodies hash equal, keys aside."""
-    a = models.FilingEvent(filing_type="isf", environment="cert", reference=" R1 ",
-                           filer_code="xyz", payload={"x": 1}, idempotency_key="k1")
+    a = models.FilingEvent(
+        filing_type="isf",
+        environment="cert",
+        reference=" R1 ",
+        filer_code="xyz",
+        payload={"x": 1},
+        idempotency_key="k1",
+    )
     b = a.model_copy(update={"idempotency_key": "k2"})
     f = normalize.normalize(a, filing_id="fil_1", received_at=NOW)
     assert f.ordering_key == "R1" and f.filer_code == "XYZ"
@@ -130,8 +154,14 @@ def test_normalize_defaults_ordering_key_to_reference_and_hashes_the_body():
 
 def test_idempotency_header_and_body_must_agree():
     """A header key that differs from the body key is refused, naming the field."""
-    e = models.FilingEvent(filing_type="isf", environment="cert", reference="R", filer_code="X",
-                           payload={}, idempotency_key="a")
+    e = models.FilingEvent(
+        filing_type="isf",
+        environment="cert",
+        reference="R",
+        filer_code="X",
+        payload={},
+        idempotency_key="a",
+    )
     with pytest.raises(errors.InvalidInput) as info:
         normalize.normalize(e, filing_id="f", received_at=NOW, idempotency_header="b")
     assert info.value.details[0]["loc"] == "idempotency_key"
@@ -140,8 +170,13 @@ def test_idempotency_header_and_body_must_agree():
 def test_text_payload_needs_a_content_type():
     """An X12 text payload without content_type is invalid."""
     with pytest.raises(ValueError, match="content_type"):
-        models.FilingEvent(filing_type="isf", environment="cert", reference="R", filer_code="X",
-                           payload="ISA*00*...")
+        models.FilingEvent(
+            filing_type="isf",
+            environment="cert",
+            reference="R",
+            filer_code="X",
+            payload="ISA*00*...",
+        )
 
 
 def test_ids_sort_by_creation():
