@@ -48,7 +48,7 @@ def test_json_values_from_the_environment():
     }
     cfg = config.parse_config(data, env)
     assert cfg.routes[0].filing_types == ["isf"]
-    with pytest.raises(errors.ConfigError, match="^gatway"):
+    with pytest.raises(errors.ConfigError, match=r"^gatway"):
         config.parse_config(data, {"EDIGW_GATWAY__LISTEN": "127.0.0.1:1"})
 
 
