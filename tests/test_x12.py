@@ -28,7 +28,7 @@ def wrap(sets_text: str, icn: int = 101, gcn: int = 7, usage: str = "T") -> str:
 def test_envelope_counts_and_control_numbers_match():
     """ISA is 106 chars; SE/GE/IEA counts and control numbers agree."""
     doc = wrap(SET_309 + SET_309.replace("0001", "0002"), icn=123456789, gcn=42, usage="P")
-    d, segs = x12.split_segments(doc)
+    _, segs = x12.split_segments(doc)
     assert len(doc.split("~")[0]) + 1 == 106
     isa, gs = segs[0], segs[1]
     assert isa[13] == "123456789" and isa[15] == "P" and isa[16] == ">"
