@@ -10,9 +10,17 @@ import hashlib
 import json
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 
 class FilingType(StrEnum):
@@ -125,7 +133,16 @@ def derive_status(states: list[DeliveryState]) -> FilingStatus:
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
+
+def _iso_string_only(value: Any) -> Any:
+    """Times arrive as ISO 8601 strings; a bare number is not silently a Unix time."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise ValueError("expected an ISO 8601 date-time string with an offset")
+    return value
+
+
 JSON_CONTENT_TYPE = "application/json"
+TEXT_CONTENT_TYPE = "text/plain"
 
 
 class FilingEvent(BaseModel):
@@ -159,11 +176,12 @@ class FilingEvent(BaseModel):
         description="Filings with the same key go out one at a time, in order. "
         "Defaults to `reference`.",
     )
-    due_by: AwareDatetime | None = Field(
+    due_by: Annotated[AwareDatetime, BeforeValidator(_iso_string_only)] | None = Field(
         default=None, description="When the filing must reach CBP (ISO 8601 with offset)."
     )
-    payload: dict[str, Any] | str = Field(
-        description="A JSON object, or text (a ready X12 or CATAIR document) with `content_type`."
+    payload: dict[str, Any] | Annotated[str, Field(min_length=1)] = Field(
+        description="A JSON object, or text (a ready X12 or CATAIR document) with `content_type` "
+        "(`text/plain` when not given)."
     )
     content_type: str | None = Field(
         default=None,
@@ -192,9 +210,9 @@ class FilingEvent(BaseModel):
     @model_validator(mode="after")
     def _content_type_matches_payload(self) -> FilingEvent:
         if isinstance(self.payload, str):
-            if self.content_type is None:
-                raise ValueError("a text payload needs a content_type (e.g. application/edi-x12)")
-            if self.content_type.split(";")[0].strip().endswith("json"):
+            if self.content_type is not None and self.content_type.split(";")[0].strip().endswith(
+                "json"
+            ):
                 raise ValueError("content_type says JSON but the payload is text")
         elif self.content_type not in (None, JSON_CONTENT_TYPE):
             raise ValueError("a JSON object payload must have content_type application/json")

@@ -33,7 +33,9 @@ def normalize(
     idempotency_header: str | None = None,
 ) -> models.Filing:
     """The canonical filing for an inbound event."""
-    content_type = event.content_type or models.JSON_CONTENT_TYPE
+    content_type = event.content_type or (
+        models.JSON_CONTENT_TYPE if isinstance(event.payload, dict) else models.TEXT_CONTENT_TYPE
+    )
     return models.Filing(
         id=filing_id,
         filing_type=event.filing_type,

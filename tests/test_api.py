@@ -25,7 +25,8 @@ async def test_every_example_is_delivered_as_a_file(tmp_path, start_gateway):
     for path in sorted(EXAMPLES.glob("*.json")):
         status, body = await gw.post("/v1/filings", json.loads(path.read_text()))
         assert status == 202, body
-        assert body["status"] == "pending" and len(body["deliveries"]) == 1
+        assert body["status"] in ("pending", "in_progress", "delivered")
+        assert len(body["deliveries"]) == 1
         ids[body["id"]] = body["deliveries"][0]["id"]
     for filing_id, _delivery_id in ids.items():
         view = await gw.wait_for(filing_id, "delivered")

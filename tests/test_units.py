@@ -167,16 +167,15 @@ def test_idempotency_header_and_body_must_agree():
     assert info.value.details[0]["loc"] == "idempotency_key"
 
 
-def test_text_payload_needs_a_content_type():
-    """An X12 text payload without content_type is invalid."""
+def test_text_payload_defaults_to_text_plain_and_refuses_a_json_type():
+    """A text payload without content_type is text/plain; one labelled JSON is refused."""
+    kw = {"filing_type": "isf", "environment": "cert", "reference": "R", "filer_code": "X"}
+    e = models.FilingEvent(**kw, payload="ISA*00*...")
+    assert normalize.normalize(e, filing_id="f", received_at=NOW).content_type == "text/plain"
     with pytest.raises(ValueError, match="content_type"):
-        models.FilingEvent(
-            filing_type="isf",
-            environment="cert",
-            reference="R",
-            filer_code="X",
-            payload="ISA*00*...",
-        )
+        models.FilingEvent(**kw, payload="ISA*00*...", content_type="application/json")
+    with pytest.raises(ValueError, match="at least 1"):
+        models.FilingEvent(**kw, payload="")
 
 
 def test_ids_sort_by_creation():

@@ -93,7 +93,8 @@ async def error_middleware(
         if exc.status < 400:
             raise
         code = _HTTP_CODES.get(exc.status, "http_error")
-        response = json_error(exc.status, code, exc.reason or code)
+        keep = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
+        response = json_error(exc.status, code, exc.reason or code, headers=keep or None)
     except Exception:  # the last line of defence: a JSON 500, logged with its cause
         log.exception("api.unhandled_error", path=request.path)
         response = json_error(

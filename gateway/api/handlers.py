@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from gateway import errors, models
 from gateway.api import auth
@@ -21,7 +21,6 @@ LIMITS = web.AppKey("limits", dict)
 PRINCIPAL = web.RequestKey("principal", auth.Principal)
 
 MAX_BATCH = 1000
-_DATETIME = TypeAdapter(datetime)
 
 
 def dump(value: Any) -> str:
@@ -126,6 +125,12 @@ async def post_batch(request: web.Request) -> web.Response:
             f"a batch holds at most {MAX_BATCH} events",
             details=[{"loc": "body", "msg": f"{len(data)} events"}],
         )
+    not_objects = [i for i, raw in enumerate(data) if not isinstance(raw, dict)]
+    if not_objects:
+        raise errors.InvalidInput(
+            "every item of a batch must be a JSON object",
+            details=[{"loc": f"[{i}]", "msg": "expected an object"} for i in not_objects[:20]],
+        )
     source = f"api:{request[PRINCIPAL].name}"
     items: list[Inbound | errors.GatewayError] = []
     for i, raw in enumerate(data):
@@ -171,8 +176,8 @@ def _time(name: str, value: str | None) -> datetime | None:
     if value is None:
         return None
     try:
-        when = _DATETIME.validate_python(value)
-    except ValidationError as exc:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError as exc:
         raise errors.InvalidInput(
             f"{name} must be an ISO 8601 time", details=[{"loc": f"query.{name}", "msg": "time"}]
         ) from exc
@@ -220,7 +225,9 @@ async def list_filings(request: web.Request) -> web.Response:
         since=_time("since", q.get("since")),
         until=_time("until", q.get("until")),
     )
-    page = await request.app[SERVICE].list(flt, limit=int(limit_text), cursor=q.get("cursor"))
+    page = await request.app[SERVICE].list(
+        flt, limit=int(limit_text), cursor=q.get("cursor") or None
+    )
     return respond({"items": [view_json(v) for v in page.items], "next_cursor": page.next_cursor})
 
 

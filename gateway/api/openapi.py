@@ -238,6 +238,14 @@ def spec() -> dict[str, Any]:
             }
         },
     }
+    # each batch item is validated on its own and answered in `results`, in order
+    paths["/v1/filings/batch"]["post"]["requestBody"]["content"]["application/json"]["schema"] = {
+        "type": "array",
+        "minItems": 1,
+        "maxItems": 1000,
+        "description": "Filing events (see FilingEvent); each object is validated on its own.",
+        "items": {"type": "object"},
+    }
     return {
         "openapi": "3.1.0",
         "info": {
