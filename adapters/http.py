@@ -1,7 +1,9 @@
 """``http``: POST each delivery to a URL.
 
 2xx → delivered (the receipt keeps the status and an excerpt of the body);
-408, 429, 5xx and connection errors → ``TransientError`` (``Retry-After`` honoured);
+503 with ``Retry-After`` → ``OutageError(until=…)`` (the receiver says it is down until
+then: defer without spending an attempt); 408, 429, other 5xx and connection errors →
+``TransientError`` (``Retry-After`` honoured);
 any other 4xx → ``PermanentError``. The delivery id goes out as ``Idempotency-Key``
 so the receiver can deduplicate a redelivery. aiohttp's exceptions never leave this
 module: they are translated at the edge, ``from exc``.
@@ -12,7 +14,7 @@ from __future__ import annotations
 import email.utils
 import os
 import ssl
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
@@ -151,6 +153,9 @@ class HttpAdapter(base.BaseAdapter):
                 transport_id=None,
             )
         text = f"HTTP {status}: {excerpt[:200]}".strip()
+        if status == 503 and retry_after is not None:
+            until = datetime.now(UTC) + timedelta(seconds=retry_after)
+            raise errors.OutageError(text, until=until, retry_after=retry_after)
         if status in TRANSIENT_STATUSES or status >= 500:
             raise errors.TransientError(text, retry_after=retry_after)
         raise errors.PermanentError(text)

@@ -98,6 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("id")
         _add_client(p)
 
+    from gateway import outages_cli
+
+    outages_cli.add_parser(sub, _add_config, _add_client)
+
     p = sub.add_parser("audit", help="audit trail tools")
     audit_sub = p.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
     pv = audit_sub.add_parser("verify", help="walk the hash chain; exit 1 at the first bad row")
@@ -224,6 +228,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "cancel": client.cmd_action,
     }
     try:
+        if args.command == "outages":
+            from gateway import outages_cli
+
+            return outages_cli.run(args)
         if args.command == "audit":
             return {"verify": cmd_audit_verify}[args.audit_command](args)
         return commands[args.command](args)

@@ -14,6 +14,7 @@ import ipaddress
 import json
 import os
 import tomllib
+import zoneinfo
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -125,6 +126,97 @@ class RetrySection(BaseModel):
     jitter: Duration = 1.0
 
 
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+_HHMM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+
+
+class WindowConfig(BaseModel):
+    """`[[calendars.NAME.windows]]`: a weekly window; `end` <= `start` means the next day."""
+
+    model_config = _STRICT
+
+    days: list[Day] = Field(min_length=1, description="days the window STARTS on: mon … sun")
+    start: str = Field(pattern=_HHMM, description="local start time, HH:MM")
+    end: str = Field(pattern=_HHMM, description="local end time, HH:MM; <= start: next day")
+    policy: Literal["hold", "probe"] = Field(
+        default="hold", description="hold: send nothing; probe: try at the low probe rate"
+    )
+
+    @field_validator("days", mode="before")
+    @classmethod
+    def _lower_days(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [v.strip().lower()[:3] if isinstance(v, str) else v for v in value]
+        return value
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> WindowConfig:
+        if self.start == self.end:
+            raise ValueError("start and end are equal; a window lasts less than 24 hours")
+        return self
+
+
+class CalendarConfig(BaseModel):
+    """`[calendars.NAME]`: recurring maintenance windows in one time zone."""
+
+    model_config = _STRICT
+
+    timezone: str = Field(default="America/New_York", description="IANA zone, e.g. UTC")
+    description: str = ""
+    windows: list[WindowConfig] = Field(default_factory=list)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+
+#: CBP's published ACE windows ("How to Use the Automated Commercial Environment (ACE)");
+#: always present, a user's file may override them by name
+DEFAULT_CALENDARS: dict[str, dict[str, Any]] = {
+    "ace-production": {
+        "timezone": "America/New_York",
+        "description": "ACE production: Tue/Thu 05:00-07:00 (short), Sat 22:00-Sun 04:00",
+        "windows": [
+            {"days": ["tue", "thu"], "start": "05:00", "end": "07:00", "policy": "probe"},
+            {"days": ["sat"], "start": "22:00", "end": "04:00", "policy": "hold"},
+        ],
+    },
+    "ace-cert": {
+        "timezone": "America/New_York",
+        "description": "ACE CERT: as needed in non-business hours, 17:30-08:30",
+        "windows": [{"days": list(DAYS), "start": "17:30", "end": "08:30", "policy": "probe"}],
+    },
+}
+
+
+class BreakerSection(BaseModel):
+    """`[breaker]`: the circuit breaker each adapter has (overridable per adapter)."""
+
+    model_config = _STRICT
+
+    failure_threshold: int = Field(default=5, ge=1, description="consecutive transient failures")
+    cooldown: Duration = Field(default=30.0, gt=0, description="first open period")
+    max_cooldown: Duration = Field(default=600.0, gt=0, description="cap of the doubling")
+
+
+class DeadlinesSection(BaseModel):
+    """`[deadlines]`: when an undelivered filing with `due_by` is flagged `at_risk`."""
+
+    model_config = _STRICT
+
+    at_risk_margin: Duration = Field(default=4 * 3600.0, ge=0, description="due_by closer than")
+    scan_interval: Duration = Field(default=60.0, gt=0, description="how often to look")
+    outage_horizon: Duration = Field(
+        default=7 * 86400.0, gt=0, description="how far ahead known outages are considered"
+    )
+
+
 class AdapterConfig(BaseModel):
     """`[adapters.NAME]`: gateway-side keys; every other key is the adapter's own option."""
 
@@ -137,6 +229,17 @@ class AdapterConfig(BaseModel):
         default="auto", description="how a filing becomes bytes on the wire"
     )
     retry: dict[str, Any] = Field(default_factory=dict, description="overrides of [retry]")
+    calendars: list[str] = Field(
+        default_factory=list, description="outage calendars that apply, e.g. ['ace-production']"
+    )
+    rate_limit: float | None = Field(
+        default=None, gt=0, description="sends per second (token bucket); none = unlimited"
+    )
+    burst: int = Field(default=10, ge=1, description="token bucket size")
+    probe_interval: Duration = Field(
+        default=60.0, gt=0, description="one send per this inside a `probe` window"
+    )
+    breaker: dict[str, Any] = Field(default_factory=dict, description="overrides of [breaker]")
     options: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="before")
@@ -190,6 +293,20 @@ class Config(BaseModel):
     retry: RetrySection = Field(default_factory=RetrySection)
     adapters: dict[str, AdapterConfig] = Field(default_factory=dict)
     routes: list[RouteConfig] = Field(default_factory=list)
+    calendars: dict[str, CalendarConfig] = Field(
+        default_factory=lambda: {
+            k: CalendarConfig.model_validate(v) for k, v in DEFAULT_CALENDARS.items()
+        }
+    )
+    breaker: BreakerSection = Field(default_factory=BreakerSection)
+    deadlines: DeadlinesSection = Field(default_factory=DeadlinesSection)
+
+    @field_validator("calendars", mode="before")
+    @classmethod
+    def _shipped_calendars(cls, value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {**DEFAULT_CALENDARS, **value}
+        return value
 
     @model_validator(mode="after")
     def _routes_name_adapters(self) -> Config:
@@ -200,6 +317,12 @@ class Config(BaseModel):
             for name in route.adapters:
                 if name not in self.adapters:
                     raise ValueError(f"routes[{i}] names adapter {name!r}, which is not configured")
+        for name, section in self.adapters.items():
+            for cal in section.calendars:
+                if cal not in self.calendars:
+                    raise ValueError(
+                        f"adapters.{name}.calendars names {cal!r}; known: {sorted(self.calendars)}"
+                    )
         return self
 
     def retry_for(self, adapter: str) -> RetrySection:
@@ -208,6 +331,13 @@ class Config(BaseModel):
         if not override:
             return self.retry
         return RetrySection.model_validate({**self.retry.model_dump(), **override})
+
+    def breaker_for(self, adapter: str) -> BreakerSection:
+        """The breaker settings of one adapter: [breaker] with its overrides."""
+        section = self.adapters.get(adapter)
+        if section is None or not section.breaker:
+            return self.breaker
+        return BreakerSection.model_validate({**self.breaker.model_dump(), **section.breaker})
 
 
 def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:

@@ -9,6 +9,13 @@ Every outcome is decided in ``_decide``: success → delivered; ``OutageError`` 
 deferred (no attempt spent); ``PermanentError`` → dead; ``TransientError`` or any other
 ``Exception`` → waiting_retry at the policy's time, or dead when the policy gives up.
 Cancellation is never swallowed: a cancelled send leaves its lease to ``release``.
+
+Outages (``gateway.guard``): before claiming, each adapter's gate is decided; a closed
+gate claims nothing and defers its due deliveries; claims are capped by the adapter's
+token bucket (paced drain). A failure inside a ``probe`` window, or of the one probe a
+half-open breaker lets out, is a deferral that spends no attempt. A filing is never
+dead-lettered for max age while its adapter's breaker is open: it waits for the outage
+to end and gets a real attempt after it.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from typing import Any
 import anyio
 import structlog
 
-from gateway import codec, config, errors, ids, models, retry
+from gateway import codec, config, errors, guard, ids, models, retry
 from gateway.clock import Clock
 from gateway.store.base import Claim, Store
 
@@ -64,6 +71,9 @@ class Dispatcher:
             name: (cfg.adapters[name].concurrency if name in cfg.adapters else 1)
             for name in self.adapters
         }
+        self.guard = guard.Guard(store=store, cfg=cfg, adapters=self.adapters, now=clock.now())
+        self._modes: dict[str, guard.Mode] = {}
+        self._next_deadline_scan = clock.now()
         self._in_flight: dict[str, Claim] = {}
         self._busy = dict.fromkeys(self.adapters, 0)
         self._wake = anyio.Event()
@@ -127,11 +137,15 @@ class Dispatcher:
             claimed = await self.dispatch_once(sends)
             if self._stopping:
                 break
+            await self._maybe_check_deadlines()
             if claimed and any(self._free().values()):
                 continue
             timeout = scan
             if not claimed:
                 timeout = await self._until_next_due(scan)
+            pace = self.guard.wait_s(self.clock.now())
+            if pace is not None:
+                timeout = min(timeout, max(pace, 0.005))
             with anyio.move_on_after(timeout):
                 await self._wake.wait()
 
@@ -150,25 +164,61 @@ class Dispatcher:
         return {n: self._capacity[n] - self._busy[n] for n in self.adapters}
 
     async def dispatch_once(self, sends: anyio.abc.TaskGroup) -> int:
-        """Claim what is due and free to go; start a send task for each. Returns count."""
+        """Gate, claim what is due and free to go; start a send task for each. Returns count."""
         limits = {n: min(free, self.cfg.gateway.claim_batch) for n, free in self._free().items()}
         if not any(v > 0 for v in limits.values()):
             return 0
+        now = self.clock.now()
         try:
+            admissions = await self.guard.admit(now)
+            limits = guard.limits_for(limits, admissions)
+            if not any(v > 0 for v in limits.values()):
+                return 0
             claims = await self.store.claim(
                 owner=self.owner,
-                now=self.clock.now(),
+                now=now,
                 lease_s=self.cfg.gateway.lease,
                 limits=limits,
             )
         except errors.StoreError as exc:
             log.error("dispatcher.claim_failed", error=str(exc))
             return 0
+        started = 0
         for claim in claims:
+            held = self.guard.held_environment(claim.adapter, claim.filing.environment)
+            if held is not None:  # an environment outage raced this claim: send nothing
+                await self.store.defer(claim, now=now, until=held[0], reason=held[1])
+                continue
+            mode = admissions[claim.adapter].mode
+            await self.guard.claimed(claim.adapter, mode, now)
+            self._modes[claim.delivery_id] = mode
             self._busy[claim.adapter] += 1
             self._in_flight[claim.delivery_id] = claim
             sends.start_soon(self._run_one, claim)
-        return len(claims)
+            started += 1
+        return started
+
+    async def _maybe_check_deadlines(self) -> None:
+        if self.clock.now() >= self._next_deadline_scan:
+            await self.check_deadlines()
+
+    async def check_deadlines(self) -> int:
+        """Flag undelivered filings whose due_by is near or inside a known outage (once)."""
+        now = self.clock.now()
+        section = self.cfg.deadlines
+        self._next_deadline_scan = now + timedelta(seconds=section.scan_interval)
+        try:
+            flagged = await self.store.flag_at_risk(
+                now=now,
+                due_before=now + timedelta(seconds=section.at_risk_margin),
+                windows=self.guard.risk_windows(now, timedelta(seconds=section.outage_horizon)),
+            )
+        except errors.StoreError as exc:
+            log.error("deadlines.check_failed", error=str(exc))
+            return 0
+        for filing_id, due_by in flagged:
+            log.warning("filing.at_risk", filing_id=filing_id, due_by=due_by.isoformat())
+        return len(flagged)
 
     async def _heartbeat(self) -> None:
         lease = self.cfg.gateway.lease
@@ -224,6 +274,7 @@ class Dispatcher:
         finally:
             self._busy[claim.adapter] -= 1
             self._in_flight.pop(claim.delivery_id, None)
+            self._modes.pop(claim.delivery_id, None)
             self._wake.set()
             if not self._in_flight:
                 self._idle.set()
@@ -232,20 +283,37 @@ class Dispatcher:
         self, claim: Claim, outcome: BaseException | models.Receipt, bound: Any
     ) -> None:
         now = self.clock.now()
+        mode = self._modes.get(claim.delivery_id, guard.Mode.NORMAL)
+        adapter = claim.adapter
         try:
             if isinstance(outcome, models.Receipt):
                 receipt = outcome.model_dump(mode="json")
                 ok = await self.store.complete(claim, now=now, receipt=receipt)
                 self.sent += ok
                 bound.info("delivery.sent", receipt=receipt) if ok else None
+                await self.guard.succeeded(adapter, now)
             elif isinstance(outcome, errors.OutageError):
-                until = outcome.until or now + timedelta(seconds=DEFAULT_OUTAGE_DEFER_S)
-                ok = await self.store.defer(claim, now=now, until=until, reason=_text(outcome))
-                bound.warning("delivery.deferred", until=until.isoformat(), reason=_text(outcome))
+                said = outcome.until
+                if outcome.retry_after is not None:
+                    said = now + timedelta(seconds=outcome.retry_after)
+                await self.guard.outage(adapter, _text(outcome), said, now)
+                until = said or self.guard.breaker_until(adapter, now)
+                until = until or now + timedelta(seconds=DEFAULT_OUTAGE_DEFER_S)
+                ok = await self._defer(claim, now, until, _text(outcome), bound)
             elif isinstance(outcome, errors.PermanentError):
+                await self.guard.succeeded(adapter, now)  # the receiver is up and answering
                 ok = await self.store.kill(claim, now=now, error=_text(outcome))
                 bound.error("delivery.dead", error=_text(outcome))
+            elif mode is guard.Mode.PROBE_WINDOW:
+                # inside a probe window a failure spends no attempt
+                until = self.guard.probe_retry_at(adapter, now)
+                ok = await self._defer(claim, now, until, f"probe window: {_text(outcome)}", bound)
+            elif mode is guard.Mode.BREAKER_PROBE:
+                await self.guard.failed(adapter, _text(outcome), now)
+                until = self.guard.breaker_until(adapter, now) or now
+                ok = await self._defer(claim, now, until, f"breaker probe: {_text(outcome)}", bound)
             else:
+                await self.guard.failed(adapter, _text(outcome), now)
                 ok = await self._retry_or_die(claim, outcome, now, bound)
         except errors.StoreError as exc:
             # the lease runs out and the delivery is claimed again: at-least-once
@@ -266,6 +334,11 @@ class Dispatcher:
             first_seen=claim.filing.received_at,
             retry_after=retry_after,
         )
+        in_outage = self.guard.breaker_until(claim.adapter, now)
+        if decision is None and in_outage is not None and attempts < policy.section.max_attempts:
+            # never dead-lettered for max age during an outage: one real try after it
+            bound.warning("delivery.retry_after_outage", error=_text(exc))
+            return await self.store.schedule_retry(claim, now=now, at=in_outage, error=_text(exc))
         if decision is None:
             why = policy.give_up_reason(
                 attempts=attempts, now=now, first_seen=claim.filing.received_at
@@ -277,6 +350,12 @@ class Dispatcher:
             "delivery.retry_scheduled", error=_text(exc), delay_s=round(decision.delay_s, 3)
         )
         return await self.store.schedule_retry(claim, now=now, at=decision.at, error=_text(exc))
+
+    async def _defer(
+        self, claim: Claim, now: datetime, until: datetime, reason: str, bound: Any
+    ) -> bool:
+        bound.warning("delivery.deferred", until=until.isoformat(), reason=reason)
+        return await self.store.defer(claim, now=now, until=until, reason=reason)
 
 
 def _text(exc: BaseException) -> str:

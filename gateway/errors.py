@@ -52,10 +52,19 @@ class PermanentError(DeliveryError):
 class OutageError(DeliveryError):
     """The receiver is down (an outage); defer without spending an attempt."""
 
-    def __init__(self, message: str | None = None, *, until: datetime | None = None) -> None:
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        until: datetime | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         #: when the receiver said it will be back, if it said so
         self.until = until
+        #: the same as seconds from now (e.g. an HTTP Retry-After); the dispatcher prefers
+        #: it, reading "now" from its own clock
+        self.retry_after = retry_after
 
 
 # --- core errors, mapped to API statuses ----------------------------------------------

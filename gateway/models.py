@@ -283,6 +283,10 @@ class FilingView(BaseModel):
     ordering_key: str
     idempotency_key: str | None = None
     due_by: AwareDatetime | None = None
+    at_risk: bool = Field(
+        default=False,
+        description="Not delivered and `due_by` is near or inside a known outage.",
+    )
     source: str
     received_at: AwareDatetime
     body_hash: str

@@ -62,6 +62,7 @@ class Gateway:
             on_new_work=self.dispatcher.wake,
         )
         self.service.dispatcher_running = lambda: self.dispatcher.running
+        self.service.outage_status = lambda: self.dispatcher.guard.status(self.clock.now())
         self.app = api_app.create_app(self.service, cfg, authenticator=self.authenticator)
         self._runner: web.AppRunner | None = None
         self.port: int | None = None

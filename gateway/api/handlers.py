@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from gateway import errors, models
+from gateway import errors, models, outages
 from gateway.api import auth
 from gateway.api.errors import REQUEST_ID, validation_details
 from gateway.service import Inbound, Service, Submitted
@@ -202,6 +202,7 @@ async def list_filings(request: web.Request) -> web.Response:
         "until",
         "limit",
         "cursor",
+        "at_risk",
     }
     unknown = sorted(set(q) - known)
     if unknown:
@@ -224,11 +225,24 @@ async def list_filings(request: web.Request) -> web.Response:
         adapter=q.get("adapter"),
         since=_time("since", q.get("since")),
         until=_time("until", q.get("until")),
+        at_risk=_bool("at_risk", q.get("at_risk")),
     )
     page = await request.app[SERVICE].list(
         flt, limit=int(limit_text), cursor=q.get("cursor") or None
     )
     return respond({"items": [view_json(v) for v in page.items], "next_cursor": page.next_cursor})
+
+
+def _bool(name: str, value: str | None) -> bool | None:
+    if value is None:
+        return None
+    if value.lower() in ("true", "1", "yes"):
+        return True
+    if value.lower() in ("false", "0", "no"):
+        return False
+    raise errors.InvalidInput(
+        f"{name} must be true or false", details=[{"loc": f"query.{name}", "msg": "boolean"}]
+    )
 
 
 async def retry_filing(request: web.Request) -> web.Response:
@@ -245,6 +259,51 @@ async def filing_history(request: web.Request) -> web.Response:
     filing_id = request.match_info["id"]
     rows = await request.app[SERVICE].history(filing_id)
     return respond({"filing_id": filing_id, "events": [r.as_dict() for r in rows]})
+
+
+# --- outages ---------------------------------------------------------------------------
+
+
+async def post_outage(request: web.Request) -> web.Response:
+    data = await read_json(request, request.app[LIMITS]["body"])
+    if not isinstance(data, dict):
+        raise errors.InvalidInput(
+            "an outage is a JSON object", details=[{"loc": "body", "msg": "expected an object"}]
+        )
+    try:
+        req = outages.OutageRequest.model_validate(data)
+    except ValidationError as exc:
+        details = validation_details(exc, "")
+        raise errors.InvalidInput(
+            f"{details[0]['loc']}: {details[0]['msg']}", details=details
+        ) from exc
+    outage = await request.app[SERVICE].add_outage(req, actor=actor_of(request))
+    return respond(outage, status=201)
+
+
+async def list_outages(request: web.Request) -> web.Response:
+    q = request.query
+    unknown = sorted(set(q) - {"upcoming"})
+    if unknown:
+        raise errors.InvalidInput(
+            f"unknown query parameter {unknown[0]!r}",
+            details=[{"loc": f"query.{u}", "msg": "unknown"} for u in unknown],
+        )
+    upcoming = q.get("upcoming")
+    if upcoming is not None and (not upcoming.isdigit() or not 1 <= int(upcoming) <= 100):
+        raise errors.InvalidInput(
+            "upcoming must be an integer from 1 to 100",
+            details=[{"loc": "query.upcoming", "msg": "1..100"}],
+        )
+    n = None if upcoming is None else int(upcoming)
+    return respond(await request.app[SERVICE].list_outages(upcoming=n))
+
+
+async def delete_outage(request: web.Request) -> web.Response:
+    outage = await request.app[SERVICE].remove_outage(
+        request.match_info["id"], actor=actor_of(request)
+    )
+    return respond(outage)
 
 
 # --- adapters and health ----------------------------------------------------------------

@@ -9,7 +9,7 @@ from aiohttp import web
 from pydantic.json_schema import models_json_schema
 
 import gateway
-from gateway import models
+from gateway import models, outages
 
 _REF = "#/components/schemas/{model}"
 
@@ -57,8 +57,8 @@ def _errors(*codes: int) -> dict[str, Any]:
 @cache
 def spec() -> dict[str, Any]:
     _, defs = models_json_schema(
-        [(m, "serialization") for m in (models.FilingView, models.Delivery)]
-        + [(models.FilingEvent, "validation")],
+        [(m, "serialization") for m in (models.FilingView, models.Delivery, outages.Outage)]
+        + [(models.FilingEvent, "validation"), (outages.OutageRequest, "validation")],
         ref_template=_REF,
     )
     schemas: dict[str, Any] = dict(defs.get("$defs", {}))
@@ -211,6 +211,36 @@ def spec() -> dict[str, Any]:
                 "summary": "Configured adapters, health and delivery counts",
                 "security": bearer,
                 "responses": {"200": _json({"type": "object"}, "Adapters"), **_errors(401, 403)},
+            },
+        },
+        "/v1/outages": {
+            "post": {
+                "summary": "Announce an outage of an adapter or an environment",
+                "security": bearer,
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("OutageRequest")}},
+                },
+                "responses": {
+                    "201": _json(_ref("Outage"), "The outage, with its id"),
+                    **_errors(400, 401, 403, 422),
+                },
+            },
+            "get": {
+                "summary": "Announced outages not yet over; ?upcoming=N adds calendar windows",
+                "security": bearer,
+                "responses": {"200": _json({"type": "object"}, "Outages"), **_errors(401, 403)},
+            },
+        },
+        "/v1/outages/{id}": {
+            "delete": {
+                "summary": "Remove an announced outage (sending resumes at once)",
+                "security": bearer,
+                "parameters": id_param,
+                "responses": {
+                    "200": _json(_ref("Outage"), "The removed outage"),
+                    **_errors(401, 403, 404, 409),
+                },
             },
         },
         "/healthz": {

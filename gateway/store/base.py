@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from gateway import audit, models
+from gateway import audit, models, outages
 
-SCHEMA_VERSION = 1
+#: the highest migration version (2 is reserved for the audit work)
+SCHEMA_VERSION = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +58,21 @@ class ListFilter:
     adapter: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    #: True: only filings flagged at risk and not yet settled; False: only the others
+    at_risk: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RiskWindow:
+    """A known outage for ``flag_at_risk``: a filing due inside it is at risk."""
+
+    start: datetime
+    end: datetime
+    reason: str
+    #: the adapter it holds (None: every adapter)
+    adapter: str | None = None
+    #: the environment it holds (None: every environment)
+    environment: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +129,29 @@ class Store(Protocol):
     async def retry_filing(self, filing_id: str, *, actor: Actor, now: datetime) -> Action: ...
     async def cancel_filing(self, filing_id: str, *, actor: Actor, now: datetime) -> Action: ...
     async def counts(self) -> dict[str, dict[str, int]]: ...
+
+    # outages (issue 3)
+    async def add_outage(
+        self, request: outages.OutageRequest, *, actor: Actor, now: datetime
+    ) -> outages.Outage: ...
+    async def list_outages(
+        self, *, now: datetime, include_past: bool = False
+    ) -> list[outages.Outage]: ...
+    async def remove_outage(
+        self, outage_id: str, *, actor: Actor, now: datetime
+    ) -> outages.Outage: ...
+    async def defer_held(
+        self,
+        *,
+        adapter: str,
+        until: datetime,
+        reason: str,
+        now: datetime,
+        environment: str | None = None,
+    ) -> int: ...
+    async def flag_at_risk(
+        self, *, now: datetime, due_before: datetime, windows: Sequence[RiskWindow] = ()
+    ) -> list[tuple[str, datetime]]: ...
 
     async def filing_history(self, filing_id: str) -> list[audit.AuditRow]: ...
     def audit_rows(self, *, after_seq: int = 0) -> AsyncIterator[audit.AuditRow]: ...

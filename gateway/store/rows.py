@@ -64,7 +64,7 @@ def decode_cursor(cursor: str) -> int:
 # column order of the filing SELECTs (see each store's _F_COLS):
 # seq, id, filing_type, environment, reference, filer_code, idempotency_key, body_hash,
 # ordering_key, due_by, content_type, payload, payload_is_json, callback_url, metadata,
-# source, received_at, status
+# source, received_at, status, at_risk_at (issue 3; optional)
 def filing(row: Sequence[Any]) -> models.Filing:
     return models.Filing(
         id=row[1],
@@ -85,10 +85,14 @@ def filing(row: Sequence[Any]) -> models.Filing:
     )
 
 
+_SETTLED = frozenset({"delivered", "acknowledged", "cancelled", "dead", "rejected"})
+
+
 def filing_view(row: Sequence[Any], deliveries: list[models.Delivery]) -> models.FilingView:
     return models.FilingView(
         id=row[1],
         status=models.FilingStatus(row[17]),
+        at_risk=len(row) > 18 and row[18] is not None and row[17] not in _SETTLED,
         filing_type=models.FilingType(row[2]),
         environment=models.Environment(row[3]),
         reference=row[4],

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 import tenacity
 
-from gateway import audit, errors, ids, models
+from gateway import audit, errors, ids, models, outages
 from gateway.store import base, rows
 from gateway.store.base import Actor, Claim
 
@@ -30,6 +30,10 @@ T = TypeVar("T")
 CLAIMABLE = ("pending", "waiting_retry", "deferred", "in_flight")
 _CLAIMABLE_SQL = "('pending','waiting_retry','deferred','in_flight')"
 _DONE_SQL = "('delivered','acknowledged','cancelled')"
+#: claim order: earliest due_by first (none last), then acceptance order; the claim index
+#: is on exactly this expression so SQLite walks it instead of sorting
+_DUE_KEY = "coalesce(due_by, 9223372036854775807)"
+_SETTLED_SQL = "('delivered','acknowledged','cancelled','dead','rejected')"
 
 MIGRATIONS: list[tuple[int, str]] = [
     (
@@ -104,12 +108,39 @@ CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
     BEGIN SELECT RAISE(ABORT, 'audit rows are append-only'); END;
 """,
     ),
+    # version 2 is reserved for the audit work; 3 is outages (issue 3)
+    (
+        3,
+        f"""
+CREATE TABLE outages (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    id          TEXT NOT NULL UNIQUE,
+    adapter     TEXT,
+    environment TEXT,
+    starts_at   INTEGER NOT NULL,
+    ends_at     INTEGER,
+    reason      TEXT NOT NULL,
+    reference   TEXT,
+    created_at  INTEGER NOT NULL,
+    created_by  TEXT NOT NULL,
+    removed_at  INTEGER,
+    removed_by  TEXT,
+    CHECK ((adapter IS NULL) <> (environment IS NULL))
+);
+CREATE INDEX outages_live ON outages (starts_at) WHERE removed_at IS NULL;
+ALTER TABLE filings ADD COLUMN at_risk_at INTEGER;
+CREATE INDEX filings_deadline ON filings (due_by) WHERE due_by IS NOT NULL AND at_risk_at IS NULL;
+DROP INDEX deliveries_claim;
+CREATE INDEX deliveries_claim ON deliveries (adapter, {_DUE_KEY}, seq)
+    WHERE state IN {_CLAIMABLE_SQL};
+""",
+    ),
 ]
 
 _F_COLS = (
     "f.seq, f.id, f.filing_type, f.environment, f.reference, f.filer_code, f.idempotency_key, "
     "f.body_hash, f.ordering_key, f.due_by, f.content_type, f.payload, f.payload_is_json, "
-    "f.callback_url, f.metadata, f.source, f.received_at, f.status"
+    "f.callback_url, f.metadata, f.source, f.received_at, f.status, f.at_risk_at"
 )
 _D_COLS = (
     "d.seq, d.id, d.filing_id, d.adapter, d.state, d.attempts, d.available_at, d.last_error, "
@@ -123,7 +154,7 @@ WHERE d.adapter = ? AND d.state IN {_CLAIMABLE_SQL} AND d.available_at <= ?
     SELECT 1 FROM deliveries e
     WHERE e.adapter = d.adapter AND e.ordering_key = d.ordering_key AND e.seq < d.seq
       AND e.state NOT IN {_DONE_SQL})
-ORDER BY d.seq LIMIT ?
+ORDER BY {_DUE_KEY.replace("due_by", "d.due_by")}, d.seq LIMIT ?
 """
 SQL_TAKE = """
 UPDATE deliveries SET state = 'in_flight', lease_owner = ?, lease_token = lease_token + 1,
@@ -408,6 +439,49 @@ class SqliteStore:
 
     async def cancel_filing(self, filing_id: str, *, actor: Actor, now: datetime) -> base.Action:
         return await self._write(_cancel_filing, filing_id, actor, now)
+
+    # --- outages (issue 3) -------------------------------------------------------------
+
+    async def add_outage(
+        self, request: outages.OutageRequest, *, actor: Actor, now: datetime
+    ) -> outages.Outage:
+        return await self._write(_add_outage, request, actor, now)
+
+    async def list_outages(
+        self, *, now: datetime, include_past: bool = False
+    ) -> list[outages.Outage]:
+        def _list(conn: sqlite3.Connection) -> list[outages.Outage]:
+            sql = f"SELECT {_O_COLS} FROM outages WHERE removed_at IS NULL"
+            params: list[Any] = []
+            if not include_past:
+                sql += " AND (ends_at IS NULL OR ends_at > ?)"
+                params.append(rows.us(now))
+            return [_outage(r) for r in conn.execute(sql + " ORDER BY starts_at, seq", params)]
+
+        return await self._read(_list)
+
+    async def remove_outage(self, outage_id: str, *, actor: Actor, now: datetime) -> outages.Outage:
+        return await self._write(_remove_outage, outage_id, actor, now)
+
+    async def defer_held(
+        self,
+        *,
+        adapter: str,
+        until: datetime,
+        reason: str,
+        now: datetime,
+        environment: str | None = None,
+    ) -> int:
+        return await self._write(_defer_held, adapter, environment, until, reason, now)
+
+    async def flag_at_risk(
+        self,
+        *,
+        now: datetime,
+        due_before: datetime,
+        windows: Sequence[base.RiskWindow] = (),
+    ) -> list[tuple[str, datetime]]:
+        return await self._write(_flag_at_risk, now, due_before, list(windows))
 
     # --- audit ------------------------------------------------------------------------
 
@@ -970,6 +1044,9 @@ def _list_filings(
     if flt.until is not None:
         where.append("f.received_at < ?")
         params.append(rows.us(flt.until))
+    if flt.at_risk is not None:
+        risky = f"(f.at_risk_at IS NOT NULL AND f.status NOT IN {_SETTLED_SQL})"
+        where.append(risky if flt.at_risk else f"NOT {risky}")
     if flt.state is not None or flt.adapter is not None:
         sub = ["d.filing_seq = f.seq"]
         if flt.state is not None:
@@ -990,3 +1067,197 @@ def _list_filings(
     items = [rows.filing_view(r, deliveries[r[0]]) for r in found]
     next_cursor = rows.encode_cursor(found[-1][0]) if more and found else None
     return models.Page(items=items, next_cursor=next_cursor)
+
+
+# --- outages (issue 3) ------------------------------------------------------------------
+
+_O_COLS = (
+    "id, adapter, environment, starts_at, ends_at, reason, reference, created_at, created_by, "
+    "removed_at"
+)
+
+
+def _outage(r: Sequence[Any]) -> outages.Outage:
+    return outages.Outage(
+        id=r[0],
+        adapter=r[1],
+        environment=r[2],
+        starts_at=rows.dt(r[3]),
+        ends_at=rows.dt_or_none(r[4]),
+        reason=r[5],
+        reference=r[6],
+        created_at=rows.dt(r[7]),
+        created_by=r[8],
+        removed_at=rows.dt_or_none(r[9]),
+    )
+
+
+def _outage_details(o: outages.Outage) -> dict[str, Any]:
+    return {
+        "outage_id": o.id,
+        "adapter": o.adapter,
+        "environment": None if o.environment is None else o.environment.value,
+        "starts_at": rows.iso(o.starts_at),
+        "ends_at": None if o.ends_at is None else rows.iso(o.ends_at),
+        "reason": o.reason,
+        "reference": o.reference,
+    }
+
+
+def _add_outage(
+    conn: sqlite3.Connection, req: outages.OutageRequest, actor: Actor, now: datetime
+) -> outages.Outage:
+    outage = outages.Outage(
+        id=ids.new_id("out"),
+        adapter=req.adapter,
+        environment=req.environment,
+        starts_at=req.starts_at or now,
+        ends_at=req.ends_at,
+        reason=req.reason,
+        reference=req.reference,
+        created_at=now,
+        created_by=actor.name,
+    )
+    conn.execute(
+        "INSERT INTO outages (id, adapter, environment, starts_at, ends_at, reason, reference, "
+        "created_at, created_by) VALUES (?,?,?,?,?,?,?,?,?)",
+        (
+            outage.id,
+            outage.adapter,
+            None if outage.environment is None else outage.environment.value,
+            rows.us(outage.starts_at),
+            rows.us_or_none(outage.ends_at),
+            outage.reason,
+            outage.reference,
+            rows.us(now),
+            actor.name,
+        ),
+    )
+    _Audit(conn, now).add("outage.added", actor=actor, details=_outage_details(outage))
+    return outage
+
+
+def _remove_outage(
+    conn: sqlite3.Connection, outage_id: str, actor: Actor, now: datetime
+) -> outages.Outage:
+    row = conn.execute(f"SELECT {_O_COLS} FROM outages WHERE id = ?", (outage_id,)).fetchone()
+    if row is None:
+        raise errors.NotFound(f"no outage {outage_id}", details={"id": outage_id})
+    if row[9] is not None:
+        raise errors.Conflict(f"outage {outage_id} was already removed", details={"id": outage_id})
+    now_us = rows.us(now)
+    conn.execute(
+        "UPDATE outages SET removed_at = ?, removed_by = ? WHERE id = ?",
+        (now_us, actor.name, outage_id),
+    )
+    outage = _outage(row).model_copy(update={"removed_at": now})
+    # what it deferred may go at once; anything still held is deferred again by the gate
+    scope, params = ("adapter = ?", [outage.adapter])
+    if outage.adapter is None:
+        scope = "filing_seq IN (SELECT seq FROM filings WHERE environment = ?)"
+        params = [None if outage.environment is None else outage.environment.value]
+    released = conn.execute(
+        f"UPDATE deliveries SET available_at = ?, updated_at = ? "
+        f"WHERE state = 'deferred' AND available_at > ? AND {scope}",
+        [now_us, now_us, now_us, *params],
+    ).rowcount
+    _Audit(conn, now).add(
+        "outage.removed",
+        actor=actor,
+        details={**_outage_details(outage), "released_deliveries": released},
+    )
+    return outage
+
+
+def _defer_held(
+    conn: sqlite3.Connection,
+    adapter: str,
+    environment: str | None,
+    until: datetime,
+    reason: str,
+    now: datetime,
+) -> int:
+    """Move the due deliveries of a held adapter (or environment) to ``deferred``."""
+    now_us, until_us = rows.us(now), rows.us(until)
+    sql = (
+        "SELECT seq, id, filing_id, filing_seq, state, attempts FROM deliveries "
+        "WHERE adapter = ? AND state IN ('pending','waiting_retry','deferred') "
+        "AND available_at <= ?"
+    )
+    params: list[Any] = [adapter, now_us]
+    if environment is not None:
+        sql += " AND filing_seq IN (SELECT seq FROM filings WHERE environment = ?)"
+        params.append(environment)
+    found = conn.execute(sql, params).fetchall()
+    if not found:
+        return 0
+    conn.executemany(
+        "UPDATE deliveries SET state = 'deferred', available_at = ?, last_error = ?, "
+        "updated_at = ? WHERE seq = ?",
+        [(until_us, reason, now_us, r[0]) for r in found],
+    )
+    trail = _Audit(conn, now)
+    touched = set()
+    for _, delivery_id, filing_id, filing_seq, state, attempts in found:
+        if state == "deferred":
+            continue  # only its time moved: not a state change
+        trail.add(
+            "delivery.deferred",
+            actor=base.SYSTEM,
+            filing_id=filing_id,
+            delivery_id=delivery_id,
+            details={
+                "adapter": adapter,
+                "attempts": attempts,
+                "reason": reason,
+                "until": rows.iso(until),
+            },
+        )
+        touched.add(filing_seq)
+    for fs in touched:
+        _refresh_status(conn, fs, now_us)
+    return len(found)
+
+
+def _flag_at_risk(
+    conn: sqlite3.Connection,
+    now: datetime,
+    due_before: datetime,
+    windows: list[base.RiskWindow],
+) -> list[tuple[str, datetime]]:
+    """Flag unsettled filings whose due_by is near or inside a known outage; once each."""
+    now_us = rows.us(now)
+    pending = f"at_risk_at IS NULL AND due_by IS NOT NULL AND status NOT IN {_SETTLED_SQL}"
+    checks: list[tuple[str, list[Any], str]] = [
+        ("due_by < ?", [rows.us(due_before)], "due_by within the at-risk margin")
+    ]
+    for w in windows:
+        cond = "due_by >= ? AND due_by < ?"
+        params: list[Any] = [rows.us(w.start), rows.us(w.end)]
+        if w.adapter is not None:
+            cond += (
+                f" AND EXISTS (SELECT 1 FROM deliveries d WHERE d.filing_seq = filings.seq "
+                f"AND d.adapter = ? AND d.state NOT IN {_SETTLED_SQL})"
+            )
+            params.append(w.adapter)
+        if w.environment is not None:
+            cond += " AND environment = ?"
+            params.append(w.environment)
+        checks.append((cond, params, w.reason))
+    flagged: list[tuple[str, datetime]] = []
+    trail: _Audit | None = None
+    for cond, params, reason in checks:
+        found = conn.execute(
+            f"UPDATE filings SET at_risk_at = ? WHERE {pending} AND {cond} RETURNING id, due_by",
+            [now_us, *params],
+        ).fetchall()
+        for filing_id, due_by in found:
+            trail = trail or _Audit(conn, now)
+            trail.add(
+                "filing.at_risk",
+                actor=base.SYSTEM,
+                filing_id=filing_id,
+                details={"due_by": rows.iso(rows.dt(due_by)), "reason": reason},
+            )
+            flagged.append((filing_id, rows.dt(due_by)))
+    return flagged

@@ -1,0 +1,263 @@
+"""The dispatcher's outage guard: calendars, announced outages, breakers and pacing at run time.
+
+Before each claim the guard asks ``outages.decide`` for every adapter's gate. A closed
+gate (``hold`` window, announced outage, open breaker) claims nothing and moves the
+adapter's due deliveries to ``deferred`` until the earliest time it may send, in one
+store operation (``defer_held``) rather than claiming and un-claiming each one. An open
+gate claims up to the adapter's token bucket; a ``probe`` window or a half-open breaker
+claims one at a time. The guard keeps breaker and bucket state for this process and
+reports every breaker transition to the log and the audit trail.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+import structlog
+
+from gateway import breaker, config, errors, models, outages, pacing
+from gateway.store import base
+from gateway.store.base import Store
+
+log = structlog.get_logger("gateway.outages")
+
+#: an open-ended announced outage defers deliveries this long, then looks again
+RECHECK = timedelta(hours=1)
+
+
+class Mode(StrEnum):
+    """Under what gate a delivery was claimed; decides what a failure costs."""
+
+    NORMAL = "normal"
+    PROBE_WINDOW = "probe_window"
+    BREAKER_PROBE = "breaker_probe"
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """How many deliveries of one adapter may be claimed now, and under what mode."""
+
+    limit: int | None
+    mode: Mode
+
+
+class Guard:
+    """Per-process outage state of every adapter."""
+
+    def __init__(
+        self, *, store: Store, cfg: config.Config, adapters: Iterable[str], now: datetime
+    ) -> None:
+        self.store = store
+        self.cfg = cfg
+        calendars = outages.calendars_from_config(cfg)
+        self.names = list(adapters)
+        self.schedules: dict[str, outages.Schedule] = {}
+        self.breakers: dict[str, breaker.Breaker] = {}
+        self.buckets: dict[str, pacing.TokenBucket | None] = {}
+        self.probes: dict[str, pacing.TokenBucket] = {}
+        for name in self.names:
+            section = cfg.adapters.get(name)
+            cals = [calendars[c] for c in section.calendars] if section else []
+            self.schedules[name] = outages.Schedule(cals)
+            b = cfg.breaker_for(name)
+            self.breakers[name] = breaker.Breaker(
+                failure_threshold=b.failure_threshold,
+                cooldown_s=b.cooldown,
+                max_cooldown_s=b.max_cooldown,
+            )
+            rate = section.rate_limit if section else None
+            self.buckets[name] = (
+                None
+                if rate is None or section is None
+                else pacing.TokenBucket(rate=rate, burst=section.burst, now=now)
+            )
+            interval = section.probe_interval if section else 60.0
+            self.probes[name] = pacing.TokenBucket(rate=1 / interval, burst=1, now=now)
+        self.gates: dict[str, outages.Gate] = {}
+        self.announced: list[outages.Outage] = []
+
+    # --- before claiming ----------------------------------------------------------------
+
+    async def admit(self, now: datetime) -> dict[str, Admission]:
+        """Decide every adapter's gate; defer what a closed gate holds; return the limits."""
+        try:
+            self.announced = await self.store.list_outages(now=now)
+        except errors.StoreError as exc:
+            log.warning("outages.list_failed", error=str(exc))
+        out: dict[str, Admission] = {}
+        for name in self.names:
+            brk = self.breakers[name]
+            gate = outages.decide(
+                adapter=name,
+                schedule=self.schedules[name],
+                outages=self.announced,
+                breaker_until=brk.blocked_until(now),
+                now=now,
+                recheck=RECHECK,
+            )
+            previous = self.gates.get(name)
+            if previous is None or previous.state != gate.state:
+                log.info("adapter.gate", adapter=name, gate=gate.state.value, reason=gate.reason)
+            self.gates[name] = gate
+            for env, until, reason in gate.environments:
+                await self.store.defer_held(
+                    adapter=name, environment=env, until=until, reason=reason, now=now
+                )
+            if gate.state is outages.GateState.CLOSED:
+                assert gate.until is not None
+                await self.store.defer_held(
+                    adapter=name, until=gate.until, reason=gate.reason, now=now
+                )
+                out[name] = Admission(0, Mode.NORMAL)
+                continue
+            limit: int | None = None
+            mode = Mode.NORMAL
+            bucket = self.buckets[name]
+            if bucket is not None:
+                limit = bucket.available(now)
+            if gate.state is outages.GateState.PROBE:
+                limit = _min(limit, self.probes[name].available(now))
+                mode = Mode.PROBE_WINDOW
+            allowed = brk.allowance(now)
+            if allowed is not None:
+                limit = _min(limit, allowed)
+                mode = Mode.BREAKER_PROBE
+            out[name] = Admission(limit, mode)
+        return out
+
+    def held_environment(
+        self, adapter: str, env: models.Environment
+    ) -> tuple[datetime, str] | None:
+        """An announced environment outage that a claimed delivery ran into (a race)."""
+        gate = self.gates.get(adapter)
+        for e, until, reason in gate.environments if gate else ():
+            if e == env.value:
+                return until, reason
+        return None
+
+    async def claimed(self, adapter: str, mode: Mode, now: datetime) -> None:
+        """Spend the tokens of one claimed delivery (and mark a breaker probe)."""
+        bucket = self.buckets[adapter]
+        if bucket is not None:
+            bucket.take(1, now)
+        if mode is Mode.PROBE_WINDOW:
+            self.probes[adapter].take(1, now)
+        if mode is Mode.BREAKER_PROBE:
+            await self._report(adapter, self.breakers[adapter].start_probe(now), now)
+
+    def wait_s(self, now: datetime) -> float | None:
+        """Seconds until a paced adapter may send again, if one is waiting on tokens."""
+        waits = [
+            b.wait_s(now)
+            for n, b in self.buckets.items()
+            if b is not None and self.gates.get(n, _OPEN).state is not outages.GateState.CLOSED
+        ]
+        waits = [w for w in waits if w > 0]
+        return min(waits) if waits else None
+
+    # --- after sending ------------------------------------------------------------------
+
+    async def succeeded(self, adapter: str, now: datetime) -> None:
+        await self._report(adapter, self.breakers[adapter].record_success(now), now)
+
+    async def failed(self, adapter: str, reason: str, now: datetime) -> None:
+        await self._report(adapter, self.breakers[adapter].record_failure(now, reason), now)
+
+    async def outage(
+        self, adapter: str, reason: str, until: datetime | None, now: datetime
+    ) -> None:
+        await self._report(adapter, self.breakers[adapter].record_outage(now, reason, until), now)
+
+    def breaker_until(self, adapter: str, now: datetime) -> datetime | None:
+        return self.breakers[adapter].blocked_until(now)
+
+    def probe_retry_at(self, adapter: str, now: datetime) -> datetime:
+        section = self.cfg.adapters.get(adapter)
+        return now + timedelta(seconds=section.probe_interval if section else 60.0)
+
+    async def _report(self, adapter: str, t: breaker.Transition | None, now: datetime) -> None:
+        if t is None:
+            return
+        details: dict[str, Any] = {
+            "adapter": adapter,
+            "from": t.old.value,
+            "to": t.new.value,
+            "reason": t.reason,
+        }
+        if t.until is not None:
+            details["until"] = models.utc_iso(t.until)
+        log.warning("adapter.breaker", **details)
+        try:
+            await self.store.append_audit(
+                f"adapter.breaker_{t.new.value}", actor=base.SYSTEM, now=now, details=details
+            )
+        except errors.StoreError as exc:
+            log.error("adapter.breaker_audit_failed", adapter=adapter, error=str(exc))
+
+    # --- views --------------------------------------------------------------------------
+
+    def status(self, now: datetime) -> dict[str, dict[str, Any]]:
+        """Breaker, gate and pacing of every adapter, for ``GET /v1/adapters``."""
+        out: dict[str, dict[str, Any]] = {}
+        for name in self.names:
+            gate = self.gates.get(name, _OPEN)
+            section = self.cfg.adapters.get(name)
+            out[name] = {
+                "breaker": self.breakers[name].status(now),
+                "gate": {
+                    "state": gate.state.value,
+                    "until": models.utc_iso(gate.until),
+                    "reason": gate.reason,
+                },
+                "calendars": list(section.calendars) if section else [],
+                "rate_limit": section.rate_limit if section else None,
+                "burst": section.burst if section else None,
+            }
+        return out
+
+    def risk_windows(self, now: datetime, horizon: timedelta) -> list[base.RiskWindow]:
+        """Known outages ahead: hold windows, announced outages and open breakers."""
+        out: list[base.RiskWindow] = []
+        for name, sched in self.schedules.items():
+            for w in sched.windows(now, now + horizon):
+                if w.policy is outages.Policy.HOLD:
+                    out.append(base.RiskWindow(w.start, w.end, f"hold window ({w.calendar})", name))
+            until = self.breakers[name].blocked_until(now)
+            if until is not None:
+                out.append(base.RiskWindow(now, until, "circuit breaker open", name))
+        far = now + horizon
+        for o in self.announced:
+            out.append(
+                base.RiskWindow(
+                    o.starts_at,
+                    o.ends_at or far,
+                    f"announced outage {o.id}",
+                    o.adapter,
+                    None if o.environment is None else o.environment.value,
+                )
+            )
+        return out
+
+
+_OPEN = outages.Gate(outages.GateState.OPEN)
+
+
+def _min(a: int | None, b: int | None) -> int | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return min(a, b)
+
+
+def limits_for(free: Mapping[str, int], admissions: Mapping[str, Admission]) -> dict[str, int]:
+    """Claim limits: free concurrency capped by each adapter's admission."""
+    out = {}
+    for name, n in free.items():
+        adm = admissions.get(name)
+        out[name] = n if adm is None or adm.limit is None else max(0, min(n, adm.limit))
+    return out
