@@ -342,7 +342,7 @@ class SqliteStore:
             None,
             receipt,
             True,
-            "delivery.delivered",
+            "delivery.sent",
             {"receipt": receipt},
         )
 
