@@ -26,9 +26,9 @@ async def run_gateway() -> AsyncIterator[Callable[..., Any]]:
     """Factory: ``gw, stop = await run_gateway(config_dict)``; stopped at teardown."""
     running: list[tuple[asyncio.Task[None], anyio.Event]] = []
 
-    async def _start(data: dict[str, Any], environ: dict[str, str] | None = None) -> Any:
-        cfg = config.parse_config(data, environ or {})
-        gw = Gateway(cfg)
+    async def _start(data: dict[str, Any], **kw: Any) -> Any:
+        cfg = config.parse_config(data, {})
+        gw = Gateway(cfg, **kw)
         stop = anyio.Event()
         task = asyncio.create_task(gw.run(stop=stop))
         for _ in range(500):
