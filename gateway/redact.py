@@ -29,7 +29,7 @@ MASK = "***"
 _SSN = r"\d{3}-\d{2}-\d{4}"
 _EIN = r"\d{2}-\d{7}(?:[0-9A-Z]{2})?"
 _CBP = r"\d{6}-\d{5}"
-_IMPORTER_NUMBER = re.compile(rf"(?<![0-9-])(?:{_EIN}|{_CBP}|{_SSN})(?![0-9-])")
+_IMPORTER_NUMBER = re.compile(rf"(?<!\d)(?<!\d-)(?:{_EIN}|{_CBP}|{_SSN})(?!\d)(?!-\d)")
 _AUTH_SCHEME = re.compile(r"\b([Bb]earer|BEARER|Basic)(\s+)([A-Za-z0-9._~+/=-]{8,})")
 _URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^:/@\s]*):([^@\s/]+)@")
 _KEY_VALUE = re.compile(

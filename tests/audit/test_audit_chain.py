@@ -32,7 +32,9 @@ def test_untouched_chain_verifies_and_reports_rows_checked(trail, capsys):
     """An untouched trail verifies against its checkpoint: exit 0 with the rows checked."""
     code, out = verify(trail, capsys)
     assert code == 0
-    assert out["ok"] and out["rows"] == 50 and out["checkpoint_seq"] == 50
+    assert out["ok"]
+    assert out["rows"] == 50
+    assert out["checkpoint_seq"] == 50
 
 
 def test_untouched_chain_human_output_names_rows_checked(trail, capsys):
@@ -47,7 +49,8 @@ def test_flipped_byte_in_a_row_fails_naming_that_row(tmp_path, trail, capsys):
            "UPDATE audit SET details = replace(details, 'row 17', 'row 18') WHERE seq = 17")
     code, out = verify(trail, capsys)
     assert code == 1
-    assert out["first_bad_seq"] == 17 and "does not match its hash" in out["reason"]
+    assert out["first_bad_seq"] == 17
+    assert "does not match its hash" in out["reason"]
 
 
 def test_flipped_byte_in_the_file_itself_is_caught(tmp_path, trail, capsys):
@@ -61,14 +64,16 @@ def test_flipped_byte_in_the_file_itself_is_caught(tmp_path, trail, capsys):
     data[at + len(b'"note":"row 2')] = ord("4")  # 'row 23' → 'row 24', same length
     db.write_bytes(bytes(data))
     code, out = verify(trail, capsys)
-    assert code == 1 and out["first_bad_seq"] == 23
+    assert code == 1
+    assert out["first_bad_seq"] == 23
 
 
 def test_changed_actor_fails_naming_the_row(tmp_path, trail, capsys):
     """Changing who did it (the actor column) breaks that row's hash."""
     tamper(tmp_path / "gateway.db", "UPDATE audit SET actor = 'ops' WHERE seq = 5")
     code, out = verify(trail, capsys)
-    assert code == 1 and out["first_bad_seq"] == 5
+    assert code == 1
+    assert out["first_bad_seq"] == 5
 
 
 def test_deleted_row_fails_naming_the_missing_row(tmp_path, trail, capsys):
@@ -76,14 +81,17 @@ def test_deleted_row_fails_naming_the_missing_row(tmp_path, trail, capsys):
     tamper(tmp_path / "gateway.db", "DELETE FROM audit WHERE seq = 30")
     code, out = verify(trail, capsys)
     assert code == 1
-    assert out["first_bad_seq"] == 30 and "missing" in out["reason"]
+    assert out["first_bad_seq"] == 30
+    assert "missing" in out["reason"]
 
 
 def test_deleted_first_rows_fail_without_a_prune_anchor(tmp_path, trail, capsys):
     """Removing the oldest rows by hand (no audit.pruned anchor) → exit 1."""
     tamper(tmp_path / "gateway.db", "DELETE FROM audit WHERE seq <= 3")
     code, out = verify(trail, capsys)
-    assert code == 1 and out["first_bad_seq"] == 4 and "audit.pruned" in out["reason"]
+    assert code == 1
+    assert out["first_bad_seq"] == 4
+    assert "audit.pruned" in out["reason"]
 
 
 def test_swapped_rows_fail_naming_the_first_of_them(tmp_path, trail, capsys):
@@ -99,7 +107,8 @@ def test_swapped_rows_fail_naming_the_first_of_them(tmp_path, trail, capsys):
         ),
     )
     code, out = verify(trail, capsys)
-    assert code == 1 and out["first_bad_seq"] == 10
+    assert code == 1
+    assert out["first_bad_seq"] == 10
 
 
 def test_inserted_row_fails_naming_it(tmp_path, trail, capsys):
@@ -113,7 +122,8 @@ def test_inserted_row_fails_naming_it(tmp_path, trail, capsys):
         "details, prev_hash, hash FROM audit WHERE seq = 19",
     )
     code, out = verify(trail, capsys)
-    assert code == 1 and out["first_bad_seq"] == 20
+    assert code == 1
+    assert out["first_bad_seq"] == 20
 
 
 def test_cut_off_tail_fails_against_the_checkpoint(tmp_path, trail, capsys):
@@ -121,7 +131,8 @@ def test_cut_off_tail_fails_against_the_checkpoint(tmp_path, trail, capsys):
     tamper(tmp_path / "gateway.db", "DELETE FROM audit WHERE seq > 45")
     code, out = verify(trail, capsys)
     assert code == 1
-    assert out["first_bad_seq"] == 46 and "cut off" in out["reason"]
+    assert out["first_bad_seq"] == 46
+    assert "cut off" in out["reason"]
 
 
 def test_rewritten_chain_fails_against_the_checkpoint(tmp_path, trail, capsys):
@@ -145,7 +156,9 @@ def test_rewritten_chain_fails_against_the_checkpoint(tmp_path, trail, capsys):
             prev = h
     conn.close()
     code, out = verify(trail, capsys)
-    assert code == 1 and out["first_bad_seq"] == 50 and "checkpoint" in out["reason"]
+    assert code == 1
+    assert out["first_bad_seq"] == 50
+    assert "checkpoint" in out["reason"]
 
 
 def test_altered_checkpoint_file_fails(tmp_path, trail, capsys):
@@ -155,7 +168,8 @@ def test_altered_checkpoint_file_fails(tmp_path, trail, capsys):
     data["seq"] = 45
     file.write_text(json.dumps(data))
     code, out = verify(trail, capsys)
-    assert code == 1 and "HMAC" in out["files"][0]
+    assert code == 1
+    assert "HMAC" in out["files"][0]
 
 
 def test_update_and_delete_on_the_audit_table_are_refused(tmp_path, trail):
@@ -184,7 +198,7 @@ def _measure(cfg: Path) -> tuple[int, float, int]:
 
 @pytest.mark.slow
 def test_verify_streams_100k_rows_in_constant_memory(tmp_path, hmac_env, capsys):
-    """Peak memory verifying 100,000 rows stays within 2× the peak for 10,000 rows."""
+    """Peak memory verifying 100,000 rows stays within twice the peak for 10,000 rows."""
     peaks = {}
     for n in (10_000, 100_000):
         home = tmp_path / str(n)

@@ -42,10 +42,13 @@ def test_full_export_carries_header_rows_and_trailer(tmp_path, trail):
     """A complete export: header with the signed checkpoint, every row with hashes, trailer."""
     lines = export(trail, tmp_path / "all.jsonl")
     header, rows, trailer = lines[0], lines[1:-1], lines[-1]
-    assert header["complete"] and header["checkpoint"]["seq"] == 120 and header["checkpoint"]["hmac"]
+    assert header["complete"]
+    assert header["checkpoint"]["seq"] == 120
+    assert header["checkpoint"]["hmac"]
     assert [r["seq"] for r in rows] == list(range(1, 121))
     assert all(r["hash"] and r["prev_hash"] for r in rows)
-    assert trailer["rows"] == 120 and trailer["hmac"]
+    assert trailer["rows"] == 120
+    assert trailer["hmac"]
 
 
 def test_export_then_verify_file_round_trip(tmp_path, trail, capsys):
@@ -54,7 +57,9 @@ def test_export_then_verify_file_round_trip(tmp_path, trail, capsys):
     export(trail, path)
     code, out = verify_file(trail, path, capsys)
     assert code == 0
-    assert out["rows"] == 120 and out["complete"] and out["sealed"]
+    assert out["rows"] == 120
+    assert out["complete"]
+    assert out["sealed"]
     assert out["checkpoint_seq"] == 120
 
 
@@ -66,7 +71,8 @@ def test_export_to_stdout_verifies_too(tmp_path, trail, capsys):
     path = tmp_path / "stdout.jsonl"
     path.write_text(captured.out)
     code, out = verify_file(trail, path, capsys)
-    assert code == 0 and out["rows"] == 120
+    assert code == 0
+    assert out["rows"] == 120
 
 
 def test_changed_detail_in_an_export_line_fails_naming_the_row(tmp_path, trail, capsys):
@@ -75,7 +81,9 @@ def test_changed_detail_in_an_export_line_fails_naming_the_row(tmp_path, trail, 
     export(trail, path)
     rewrite_line(path, 42, lambda r: r["details"].update(note="edited"))
     code, out = verify_file(trail, path, capsys)
-    assert code == 1 and out["first_bad_seq"] == 42 and out["line"] == 43
+    assert code == 1
+    assert out["first_bad_seq"] == 42
+    assert out["line"] == 43
 
 
 def test_removed_export_line_fails(tmp_path, trail, capsys):
@@ -85,7 +93,8 @@ def test_removed_export_line_fails(tmp_path, trail, capsys):
     lines = path.read_text().splitlines(keepends=True)
     path.write_text("".join(lines[:10] + lines[11:]))
     code, out = verify_file(trail, path, capsys)
-    assert code == 1 and out["first_bad_seq"] == 10
+    assert code == 1
+    assert out["first_bad_seq"] == 10
 
 
 def test_export_cut_short_fails(tmp_path, trail, capsys):
@@ -95,7 +104,8 @@ def test_export_cut_short_fails(tmp_path, trail, capsys):
     lines = path.read_text().splitlines(keepends=True)
     path.write_text("".join(lines[:-6]))
     code, out = verify_file(trail, path, capsys)
-    assert code == 1 and "trailer" in out["reason"]
+    assert code == 1
+    assert "trailer" in out["reason"]
 
 
 def test_rehashed_last_row_is_caught_by_the_seal(tmp_path, trail, capsys):
@@ -114,7 +124,8 @@ def test_rehashed_last_row_is_caught_by_the_seal(tmp_path, trail, capsys):
 
     rewrite_line(path, 120, forge)
     code, out = verify_file(trail, path, capsys)
-    assert code == 1 and out["first_bad_seq"] == 120
+    assert code == 1
+    assert out["first_bad_seq"] == 120
 
 
 def test_filtered_export_holds_only_matching_rows_and_verifies(tmp_path, trail, capsys):
@@ -122,9 +133,12 @@ def test_filtered_export_holds_only_matching_rows_and_verifies(tmp_path, trail, 
     path = tmp_path / "one.jsonl"
     lines = export(trail, path, "--filing", "fil_5")
     assert [r["seq"] for r in lines[1:-1]] == [15, 16, 17]
-    assert lines[0]["complete"] is False and lines[0]["filters"] == {"filing": ["fil_5"]}
+    assert lines[0]["complete"] is False
+    assert lines[0]["filters"] == {"filing": ["fil_5"]}
     code, out = verify_file(trail, path, capsys)
-    assert code == 0 and out["rows"] == 3 and not out["complete"]
+    assert code == 0
+    assert out["rows"] == 3
+    assert not out["complete"]
 
     window = export(trail, tmp_path / "window.jsonl",
                     "--since", "2020-01-01T00:10:00Z", "--until", "2020-01-01T00:20:00Z")
@@ -137,7 +151,8 @@ def test_changed_line_in_a_filtered_export_fails(tmp_path, trail, capsys):
     export(trail, path, "--filing", "fil_5")
     rewrite_line(path, 2, lambda r: r.update(actor="someone-else"))
     code, out = verify_file(trail, path, capsys)
-    assert code == 1 and out["first_bad_seq"] == 16
+    assert code == 1
+    assert out["first_bad_seq"] == 16
 
 
 def test_verify_file_without_the_key_checks_the_chain_and_warns(tmp_path, trail, capsys,
@@ -149,5 +164,6 @@ def test_verify_file_without_the_key_checks_the_chain_and_warns(tmp_path, trail,
     code = cli.main(["audit", "verify", "--config", str(tmp_path / "absent.toml"),
                      "--file", str(path)])
     captured = capsys.readouterr()
-    assert code == 0 and "seal NOT checked" in captured.out
+    assert code == 0
+    assert "seal NOT checked" in captured.out
     assert "not authenticated" in captured.err

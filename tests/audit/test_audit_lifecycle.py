@@ -113,4 +113,5 @@ async def test_without_a_key_one_is_generated_with_a_warning_and_verify_passes(
     )
     assert code == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["rows"] == len(trail(tmp_path)) and out["checkpoint_seq"] == out["last_seq"]
+    assert out["rows"] == len(trail(tmp_path))
+    assert out["checkpoint_seq"] == out["last_seq"]

@@ -51,12 +51,16 @@ def test_prune_outside_retention_keeps_the_trail_verifiable(tmp_path, old_trail,
                      "--before", "2019-01-01T00:00:30Z", "--json"])
     assert code == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["removed"] == 29 and result["last_seq"] == 29 and result["anchor_seq"] == 101
+    assert result["removed"] == 29
+    assert result["last_seq"] == 29
+    assert result["anchor_seq"] == 101
     assert audit_seqs(tmp_path) == list(range(30, 102))
 
     assert cli.main(["audit", "verify", "--config", str(old_trail), "--json"]) == 0
     verified = json.loads(capsys.readouterr().out)
-    assert verified["ok"] and verified["first_seq"] == 30 and verified["checkpoint_seq"] == 101
+    assert verified["ok"]
+    assert verified["first_seq"] == 30
+    assert verified["checkpoint_seq"] == 101
 
 
 def test_prune_records_the_anchor_row_that_continues_the_chain(tmp_path, old_trail, capsys):
@@ -70,7 +74,8 @@ def test_prune_records_the_anchor_row_that_continues_the_chain(tmp_path, old_tra
         "SELECT event, actor, details FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
     conn.close()
     details = json.loads(details)
-    assert event == "audit.pruned" and actor.startswith("cli:")
+    assert event == "audit.pruned"
+    assert actor.startswith("cli:")
     assert details["continues_from"] == hash_29
     assert (details["removed_from_seq"], details["removed_to_seq"]) == (1, 29)
 
@@ -99,7 +104,8 @@ def test_prune_refuses_a_trail_that_does_not_verify(tmp_path, old_trail, capsys)
     tamper(tmp_path / "gateway.db", "UPDATE audit SET actor = 'x' WHERE seq = 3")
     code = cli.main(["audit", "prune", "--config", str(old_trail),
                      "--before", "2019-01-01T00:00:30Z"])
-    assert code == 1 and "does not verify" in capsys.readouterr().err
+    assert code == 1
+    assert "does not verify" in capsys.readouterr().err
     assert audit_seqs(tmp_path) == list(range(1, 101))
 
 

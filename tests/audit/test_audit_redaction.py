@@ -167,8 +167,10 @@ async def test_sensitive_values_never_reach_logs_or_audit_but_the_delivered_file
     conn = sqlite3.connect(tmp_path / "gateway.db")
     audit_text = "\n".join(r[0] for r in conn.execute("SELECT event || ' ' || details FROM audit"))
     conn.close()
-    assert "delivery.retry_scheduled" in log_text and "***-**-6789" in log_text
-    assert "delivery.retry_scheduled" in audit_text and "***-**-6789" in audit_text
+    assert "delivery.retry_scheduled" in log_text
+    assert "***-**-6789" in log_text
+    assert "delivery.retry_scheduled" in audit_text
+    assert "***-**-6789" in audit_text
     for secret in SECRETS:
         assert secret not in log_text, secret
         assert secret not in audit_text, secret
@@ -186,15 +188,16 @@ async def test_request_id_is_on_every_log_line_of_the_request_and_in_its_audit_r
     """X-Request-ID is bound to the request's log lines and recorded in its audit rows."""
     gw, stop = await run_gateway(gateway_config(tmp_path, hmac_key="k" * 32))
     url = f"http://127.0.0.1:{gw.port}"
-    async with aiohttp.ClientSession() as session:
-        async with session.post(url + "/v1/filings", json=event(),
-                                headers={"X-Request-ID": "req-77"}) as r:
-            assert r.headers["X-Request-ID"] == "req-77"
-            filing_id = (await r.json())["id"]
+    async with aiohttp.ClientSession() as session, session.post(
+        url + "/v1/filings", json=event(), headers={"X-Request-ID": "req-77"}
+    ) as r:
+        assert r.headers["X-Request-ID"] == "req-77"
+        filing_id = (await r.json())["id"]
     await stop()
     lines = [json.loads(line) for line in captured_logs.getvalue().splitlines()]
     accepted = [e for e in lines if e["event"] == "filing.accepted"]
-    assert accepted and all(e["request_id"] == "req-77" for e in accepted)
+    assert accepted
+    assert all(e["request_id"] == "req-77" for e in accepted)
     conn = sqlite3.connect(tmp_path / "gateway.db")
     rows = conn.execute("SELECT event, details FROM audit WHERE filing_id = ? AND actor != "
                         "'system'", (filing_id,)).fetchall()
