@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,28 +71,95 @@ class AuditRow:
             "hash": self.hash,
         }
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AuditRow:
+        """The row ``as_dict`` wrote; raises KeyError/TypeError when a field is missing."""
+        details = data["details"]
+        if not isinstance(details, dict):
+            raise TypeError("details must be an object")
+        return cls(
+            seq=int(data["seq"]),
+            at=str(data["at"]),
+            actor=str(data["actor"]),
+            filing_id=data["filing_id"],
+            delivery_id=data["delivery_id"],
+            event=str(data["event"]),
+            details=details,
+            prev_hash=str(data["prev_hash"]),
+            hash=str(data["hash"]),
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class VerifyResult:
+    """The outcome of walking a chain: rows checked, or the first row that fails."""
+
     ok: bool
     rows: int
     head: str
     first_bad_seq: int | None = None
     reason: str | None = None
+    first_seq: int | None = None
+    last_seq: int | None = None
+    checkpoint_seq: int | None = None
+    warnings: tuple[str, ...] = ()
 
 
-def verify_rows(rows: Iterable[AuditRow], *, start_hash: str = GENESIS) -> VerifyResult:
-    """Walk rows in sequence order; stops at the first row that does not verify."""
-    prev = start_hash
-    prev_seq: int | None = None
-    count = 0
-    for row in rows:
-        if prev_seq is not None and row.seq != prev_seq + 1:
-            return VerifyResult(False, count, prev, row.seq, f"sequence jumps from {prev_seq}")
-        if row.prev_hash != prev:
-            return VerifyResult(False, count, prev, row.seq, "previous-hash link broken")
+PRUNED = "audit.pruned"
+
+
+class ChainVerifier:
+    """Checks rows one at a time, in sequence order, holding O(1) state.
+
+    ``checkpoints`` maps a row's seq to the head hash an authenticated checkpoint
+    recorded for it: the row there must carry that hash, and the chain must reach the
+    highest one (so a cut-off tail is caught). A chain that does not start at seq 1
+    must be accounted for by an ``audit.pruned`` row naming the hash it continues from,
+    and with checkpoints that row must be signed off (a checkpoint at or after it).
+    """
+
+    def __init__(self, *, checkpoints: Mapping[int, str] | None = None) -> None:
+        self.checkpoints = dict(checkpoints or {})
+        self.count = 0
+        self.prev = GENESIS
+        self.prev_seq: int | None = None
+        self.first: tuple[int, str] | None = None
+        self.anchor_seq: int | None = None
+        self.failure: VerifyResult | None = None
+
+    def _fail(self, seq: int, reason: str) -> bool:
+        self.failure = VerifyResult(
+            False, self.count, self.prev, seq, reason, self._first_seq(), self.prev_seq
+        )
+        return False
+
+    def _first_seq(self) -> int | None:
+        return self.first[0] if self.first else None
+
+    def feed(self, row: AuditRow) -> bool:
+        """Check one more row; False (and ``failure`` set) at the first that fails."""
+        if self.failure is not None:
+            return False
+        if self.prev_seq is None:
+            self.first = (row.seq, row.prev_hash)
+            if row.seq == 1 and row.prev_hash != GENESIS:
+                return self._fail(1, "the first row does not start from the genesis hash")
+            self.prev = row.prev_hash
+        elif row.seq <= self.prev_seq:
+            return self._fail(row.seq, f"row {row.seq} is out of order after {self.prev_seq}")
+        elif row.seq != self.prev_seq + 1:
+            missing = self.prev_seq + 1
+            return self._fail(
+                missing, f"row {missing} is missing (the chain jumps from {self.prev_seq} to "
+                f"{row.seq})"
+            )
+        elif row.prev_hash != self.prev:
+            return self._fail(
+                row.seq, "previous-hash link broken (a row was changed, removed, inserted or "
+                "reordered before it)"
+            )
         expected = row_hash(
-            prev,
+            row.prev_hash,
             seq=row.seq,
             at=row.at,
             actor=row.actor,
@@ -102,6 +169,77 @@ def verify_rows(rows: Iterable[AuditRow], *, start_hash: str = GENESIS) -> Verif
             details=row.details,
         )
         if expected != row.hash:
-            return VerifyResult(False, count, prev, row.seq, "row content does not match its hash")
-        prev, prev_seq, count = row.hash, row.seq, count + 1
-    return VerifyResult(True, count, prev)
+            return self._fail(row.seq, "row content does not match its hash")
+        signed = self.checkpoints.get(row.seq)
+        if signed is not None and signed != row.hash:
+            return self._fail(
+                row.seq, "row hash differs from the signed checkpoint (the chain was rewritten "
+                "at or before this row)"
+            )
+        if row.event == PRUNED and self.first is not None and self._anchors(row):
+            self.anchor_seq = row.seq
+        self.prev, self.prev_seq, self.count = row.hash, row.seq, self.count + 1
+        return True
+
+    def _anchors(self, row: AuditRow) -> bool:
+        assert self.first is not None
+        first_seq, first_prev = self.first
+        d = row.details
+        return d.get("removed_to_seq") == first_seq - 1 and d.get("continues_from") == first_prev
+
+    def finish(self) -> VerifyResult:
+        """The result once every row was fed."""
+        if self.failure is not None:
+            return self.failure
+        head_seq = self.prev_seq or 0
+        top = max(self.checkpoints, default=None)
+        warnings: list[str] = []
+        if top is not None and top > head_seq:
+            return self._finish_fail(
+                head_seq + 1,
+                f"rows {head_seq + 1}..{top} are missing: a signed checkpoint records {top} "
+                f"rows (the tail of the trail was cut off)",
+            )
+        if self.first is not None and self.first[0] > 1:
+            if self.anchor_seq is None:
+                return self._finish_fail(
+                    self.first[0],
+                    f"the chain starts at row {self.first[0]}: rows before it were removed "
+                    f"without an audit.pruned row that accounts for them",
+                )
+            if top is None:
+                warnings.append("the audit.pruned row is not signed off by a checkpoint")
+            elif top < self.anchor_seq:
+                return self._finish_fail(
+                    self.anchor_seq,
+                    "the audit.pruned row is not signed off by a checkpoint written after it",
+                )
+        if top is None:
+            warnings.append(
+                "no authenticated checkpoint: a cut-off tail cannot be detected"
+            )
+        return VerifyResult(
+            True,
+            self.count,
+            self.prev,
+            first_seq=self._first_seq(),
+            last_seq=self.prev_seq,
+            checkpoint_seq=top,
+            warnings=tuple(warnings),
+        )
+
+    def _finish_fail(self, seq: int, reason: str) -> VerifyResult:
+        self._fail(seq, reason)
+        assert self.failure is not None
+        return self.failure
+
+
+def verify_rows(
+    rows: Iterable[AuditRow], *, checkpoints: Mapping[int, str] | None = None
+) -> VerifyResult:
+    """Walk rows in sequence order; stops at the first row that does not verify."""
+    verifier = ChainVerifier(checkpoints=checkpoints)
+    for row in rows:
+        if not verifier.feed(row):
+            break
+    return verifier.finish()

@@ -17,7 +17,7 @@ from typing import Any
 
 import anyio
 
-from gateway import config, errors, logs, registry
+from gateway import config, errors, logs, redact, registry
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_REFUSED, EXIT_UNAVAILABLE = range(6)
 
@@ -104,9 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("audit", help="audit trail tools")
     audit_sub = p.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
-    pv = audit_sub.add_parser("verify", help="walk the hash chain; exit 1 at the first bad row")
-    _add_config(pv)
-    pv.add_argument("--json", action="store_true")
+    from gateway import audit_cli
+
+    audit_cli.add_parsers(audit_sub, _add_config)
     return parser
 
 
@@ -131,7 +131,11 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     cfg = _load(args)
-    logs.configure(cfg.gateway.log_format, cfg.gateway.log_level)
+    logs.configure(
+        cfg.gateway.log_format,
+        cfg.gateway.log_level,
+        redactor=redact.Redactor(cfg.audit.redact_paths),
+    )
     from gateway.server import Gateway
 
     gateway = Gateway(cfg)
@@ -154,59 +158,6 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     version = anyio.run(_run)
     print(f"schema at v{version}")
     return EXIT_OK
-
-
-def cmd_audit_verify(args: argparse.Namespace) -> int:
-    cfg = _load(args)
-    from gateway import audit
-    from gateway.store import base
-
-    async def _run() -> audit.VerifyResult:
-        store = base.open_store(cfg.gateway.store)
-        await store.open()
-        try:
-            rows: list[audit.AuditRow] = []
-            prev, count = audit.GENESIS, 0
-            result = audit.VerifyResult(True, 0, prev)
-            async for row in store.audit_rows():
-                rows.append(row)
-                if len(rows) >= 1000:
-                    result = audit.verify_rows(rows, start_hash=prev)
-                    count += result.rows
-                    if not result.ok:
-                        return audit.VerifyResult(
-                            False, count, result.head, result.first_bad_seq, result.reason
-                        )
-                    prev, rows = result.head, []
-            result = audit.verify_rows(rows, start_hash=prev)
-            return audit.VerifyResult(
-                result.ok, count + result.rows, result.head, result.first_bad_seq, result.reason
-            )
-        finally:
-            await store.close()
-
-    result = anyio.run(_run)
-    data = {
-        "ok": result.ok,
-        "rows": result.rows,
-        "head": result.head,
-        "first_bad_seq": result.first_bad_seq,
-        "reason": result.reason,
-    }
-    if result.ok:
-        _print(
-            args,
-            data,
-            f"audit chain verifies: {result.rows} rows checked, head {result.head[:16]}…",
-        )
-        return EXIT_OK
-    _print(
-        args,
-        data,
-        f"audit chain BROKEN at row {result.first_bad_seq}: {result.reason} "
-        f"({result.rows} rows verified before it)",
-    )
-    return EXIT_FAILED
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -233,7 +184,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return outages_cli.run(args)
         if args.command == "audit":
-            return {"verify": cmd_audit_verify}[args.audit_command](args)
+            from gateway import audit_cli
+
+            return audit_cli.run(args)
         return commands[args.command](args)
     except errors.ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)

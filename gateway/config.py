@@ -19,7 +19,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from gateway import errors, models
 from gateway.durations import Duration
@@ -283,6 +291,31 @@ class RouteConfig(BaseModel):
         return value
 
 
+class AuditSection(BaseModel):
+    """`[audit]`: checkpoints, retention and redaction of the audit trail."""
+
+    model_config = _STRICT
+
+    checkpoint_dir: str | None = Field(
+        default=None,
+        description="where signed checkpoints go (outside the database); "
+        "default: audit-checkpoints/ beside the SQLite file, var/audit-checkpoints otherwise",
+    )
+    checkpoint_every_rows: int = Field(default=1000, ge=1, description="checkpoint every N rows")
+    checkpoint_every: Duration = Field(default=300.0, gt=0, description="…or every T (if new rows)")
+    retention: Duration = Field(
+        default=1826 * 86400.0, gt=0, description="prune refuses rows younger than this (5y)"
+    )
+    redact_paths: list[str] = Field(
+        default_factory=list, description="JSON paths masked in audit details and logs"
+    )
+    hmac_key: SecretStr | None = Field(
+        default=None,
+        description="checkpoint HMAC key: set EDIGW_AUDIT__HMAC_KEY, never in the file; "
+        "without one a key file is generated in checkpoint_dir on first start",
+    )
+
+
 class Config(BaseModel):
     """The whole configuration."""
 
@@ -293,6 +326,7 @@ class Config(BaseModel):
     retry: RetrySection = Field(default_factory=RetrySection)
     adapters: dict[str, AdapterConfig] = Field(default_factory=dict)
     routes: list[RouteConfig] = Field(default_factory=list)
+    audit: AuditSection = Field(default_factory=AuditSection)
     calendars: dict[str, CalendarConfig] = Field(
         default_factory=lambda: {
             k: CalendarConfig.model_validate(v) for k, v in DEFAULT_CALENDARS.items()

@@ -1,8 +1,9 @@
 """structlog, configured once: JSON lines in production, console output on a terminal.
 
 Each line carries the context bound where it was written (filing id, delivery id,
-adapter, attempt, request id). Logs go to stderr so ``--json`` output on stdout
-stays clean for scripts.
+adapter, attempt, request id). Every line passes through ``gateway.redact`` before it
+is rendered, so importer numbers, tokens and configured paths never reach a log.
+Logs go to stderr so ``--json`` output on stdout stays clean for scripts.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import sys
 from typing import Any, Literal, TextIO
 
 import structlog
+
+from gateway import redact
 
 _LEVELS = {
     "debug": logging.DEBUG,
@@ -25,9 +28,11 @@ def configure(
     fmt: Literal["auto", "json", "console"] = "auto",
     level: str = "info",
     stream: TextIO | None = None,
+    redactor: redact.Redactor | None = None,
 ) -> None:
     """Set structlog's global configuration (the one place it is set)."""
     stream = stream or sys.stderr
+    redactor = redactor or redact.Redactor()
     if fmt == "auto":
         fmt = "console" if stream.isatty() else "json"
     renderer: Any = (
@@ -41,6 +46,7 @@ def configure(
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
+            redactor,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, logging.INFO)),

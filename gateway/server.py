@@ -3,10 +3,16 @@
 Shutdown on SIGTERM/SIGINT: ``/readyz`` turns 503 first (so a load balancer drains
 this process), the dispatcher stops claiming, in-flight sends get ``shutdown_grace``
 to finish, leases still held are released, then the HTTP server and the adapters close.
+
+The audit trail records ``gateway.started``, ``config.loaded`` (with the config's hash)
+and ``gateway.stopped``; a signed checkpoint of its head is written at start, every
+``[audit] checkpoint_every_rows`` rows or ``checkpoint_every`` (when rows were added),
+and on clean shutdown.
 """
 
 from __future__ import annotations
 
+import hashlib
 import signal
 from collections.abc import Mapping
 from typing import Any
@@ -15,7 +21,7 @@ import anyio
 import structlog
 from aiohttp import web
 
-from gateway import config, errors, registry
+from gateway import audit, checkpoints, config, errors, redact, registry
 from gateway.api import app as api_app
 from gateway.api import auth
 from gateway.clock import Clock, SystemClock
@@ -50,7 +56,10 @@ class Gateway:
                 key="auth.mode",
             )
         self.adapters = dict(adapters) if adapters is not None else registry.build_all(cfg)
-        self.store = store or base.open_store(cfg.gateway.store)
+        self.redactor = redact.Redactor(cfg.audit.redact_paths)
+        self.store = store or base.open_store(cfg.gateway.store, redactor=self.redactor)
+        self.checkpoints: checkpoints.CheckpointDir | None = None
+        self._last_checkpoint: tuple[int, float] = (0, 0.0)
         self.dispatcher = Dispatcher(
             store=self.store, adapters=self.adapters, cfg=cfg, clock=self.clock, owner=owner
         )
@@ -94,6 +103,18 @@ class Gateway:
                     "adapters": sorted(self.adapters),
                 },
             )
+            await self.store.append_audit(
+                "config.loaded",
+                actor=base.SYSTEM,
+                now=self.clock.now(),
+                details={
+                    "config_sha256": config_hash(self.cfg),
+                    "adapters": sorted(self.cfg.adapters),
+                    "routes": len(self.cfg.routes),
+                    "schema_version": version,
+                },
+            )
+            await self._open_checkpoints()
             self._runner = web.AppRunner(self.app, handle_signals=False, access_log=None)
             await self._runner.setup()
             site = web.TCPSite(
@@ -125,6 +146,7 @@ class Gateway:
                 )
             except errors.StoreError as exc:
                 log.warning("gateway.stop_audit_failed", error=str(exc))
+            await self.write_checkpoint()
             await self._close_parts()
 
     async def _close_parts(self) -> None:
@@ -144,13 +166,88 @@ class Gateway:
         try:
             async with anyio.create_task_group() as tg:
                 await tg.start(self.dispatcher.run)
+                checkpointing = anyio.CancelScope()
+                tg.start_soon(self._checkpoint_loop, checkpointing)
                 await self._wait_for_stop(stop)
                 self.service.shutting_down = True
                 log.info("gateway.shutting_down", grace_s=self.cfg.gateway.shutdown_grace)
+                checkpointing.cancel()
                 await self.dispatcher.stop(self.cfg.gateway.shutdown_grace)
         finally:
             await self.stop()
             log.info("gateway.stopped")
+
+    # --- audit checkpoints --------------------------------------------------------------
+
+    async def _open_checkpoints(self) -> None:
+        try:
+            key, source = await anyio.to_thread.run_sync(
+                lambda: checkpoints.load_key(self.cfg, create=True)
+            )
+        except OSError as exc:
+            raise errors.ConfigError(
+                f"audit.checkpoint_dir: cannot create the audit key file: {exc}",
+                key="audit.checkpoint_dir",
+            ) from exc
+        assert key is not None
+        directory = checkpoints.directory(self.cfg)
+        if source == "generated":
+            log.warning(
+                "audit.key_generated",
+                path=str(directory / checkpoints.KEY_FILE),
+                note="set EDIGW_AUDIT__HMAC_KEY and keep the key away from the database host",
+            )
+        self.checkpoints = checkpoints.CheckpointDir(directory, key=key)
+        newest = await anyio.to_thread.run_sync(self.checkpoints.newest)
+        head = await self.store.audit_head()
+        if newest is not None and (head is None or head[0] < newest.seq):
+            log.error(
+                "audit.tail_missing",
+                checkpoint_seq=newest.seq,
+                head_seq=head[0] if head else 0,
+                note="the audit trail has fewer rows than its last checkpoint; run audit verify",
+            )
+        await self.write_checkpoint()
+
+    async def write_checkpoint(self) -> checkpoints.Checkpoint | None:
+        """Sign the trail's current head into the checkpoint directory (if it moved)."""
+        if self.checkpoints is None:
+            return None
+        try:
+            head = await self.store.audit_head()
+        except errors.StoreError as exc:
+            log.warning("audit.checkpoint_failed", error=str(exc))
+            return None
+        if head is None or head[0] == self._last_checkpoint[0]:
+            return None
+        cp = checkpoints.Checkpoint(seq=head[0], head=head[1], at=_iso(self.clock))
+        try:
+            await anyio.to_thread.run_sync(self.checkpoints.write, cp)
+        except OSError as exc:
+            log.error("audit.checkpoint_failed", error=str(exc))
+            return None
+        self._last_checkpoint = (cp.seq, anyio.current_time())
+        log.debug("audit.checkpoint_written", seq=cp.seq)
+        return cp
+
+    async def _checkpoint_loop(self, scope: anyio.CancelScope) -> None:
+        with scope:
+            await self._checkpoint_forever()
+
+    async def _checkpoint_forever(self) -> None:
+        every_s = self.cfg.audit.checkpoint_every
+        every_rows = self.cfg.audit.checkpoint_every_rows
+        while True:
+            await anyio.sleep(min(every_s, 1.0))
+            try:
+                head = await self.store.audit_head()
+            except errors.StoreError:
+                continue
+            seq, at = self._last_checkpoint
+            if head is None or head[0] == seq:
+                continue
+            if head[0] - seq >= every_rows or anyio.current_time() - at >= every_s:
+                await self.write_checkpoint()
 
     async def _wait_for_stop(self, stop: anyio.Event | None) -> None:
         async with anyio.create_task_group() as tg:
@@ -170,6 +267,15 @@ class Gateway:
             tg.start_soon(on_signal)
             if stop is not None:
                 tg.start_soon(on_event)
+
+
+def config_hash(cfg: config.Config) -> str:
+    """SHA-256 of the effective config (canonical JSON; secrets appear masked)."""
+    return hashlib.sha256(audit.canonical(cfg.model_dump(mode="json")).encode()).hexdigest()
+
+
+def _iso(clock: Clock) -> str:
+    return clock.now().isoformat().replace("+00:00", "Z")
 
 
 def _redact_url(url: str) -> str:

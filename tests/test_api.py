@@ -133,7 +133,7 @@ async def test_bad_input_gets_a_clear_json_error_and_stores_nothing(
     if loc is not None:
         assert any(d["loc"].startswith(loc) for d in payload["error"]["details"]), payload
     assert count_rows(tmp_path) == 0
-    assert count_rows(tmp_path, "audit") == 1  # only gateway.started
+    assert count_rows(tmp_path, "audit") == 2  # only gateway.started and config.loaded
 
 
 async def test_chunked_body_over_the_limit_is_413(tmp_path, start_gateway):

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from gateway import audit, models, outages
+from gateway import audit, models, outages, redact
 
-#: the highest migration version (2 is reserved for the audit work)
+#: the highest migration version
 SCHEMA_VERSION = 3
 
 
@@ -94,6 +94,16 @@ class Action:
     changed: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class PruneResult:
+    """What ``prune_audit`` removed (seqs inclusive) and the anchor row it appended."""
+
+    removed: int
+    first_seq: int | None
+    last_seq: int | None
+    anchor_seq: int | None
+
+
 class Store(Protocol):
     """Durable state of filings, deliveries and the audit trail."""
 
@@ -158,14 +168,21 @@ class Store(Protocol):
     async def append_audit(
         self, event: str, *, actor: Actor, now: datetime, details: dict[str, Any]
     ) -> None: ...
+    async def audit_head(self) -> tuple[int, str] | None: ...
+    async def prune_audit(
+        self, *, before: datetime, actor: Actor, now: datetime
+    ) -> PruneResult: ...
 
 
-def open_store(url: str) -> Store:
-    """The store for a URL: ``sqlite:///path`` or ``postgresql://…``."""
+def open_store(url: str, *, redactor: redact.Redactor | None = None) -> Store:
+    """The store for a URL: ``sqlite:///path`` or ``postgresql://…``.
+
+    ``redactor`` masks audit details before they are hashed (``[audit] redact_paths``).
+    """
     if url.startswith("sqlite:///"):
         from gateway.store import sqlite
 
-        return sqlite.SqliteStore(url.removeprefix("sqlite:///"))
+        return sqlite.SqliteStore(url.removeprefix("sqlite:///"), redactor=redactor)
     if url.startswith(("postgresql://", "postgres://")):
         from gateway.store import postgres
 

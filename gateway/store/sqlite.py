@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 import tenacity
 
-from gateway import audit, errors, ids, models, outages
+from gateway import audit, errors, ids, models, outages, redact
 from gateway.store import base, rows
 from gateway.store.base import Actor, Claim
 
@@ -108,7 +108,17 @@ CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
     BEGIN SELECT RAISE(ABORT, 'audit rows are append-only'); END;
 """,
     ),
-    # version 2 is reserved for the audit work; 3 is outages (issue 3)
+    (
+        2,
+        """
+CREATE TABLE audit_prune_guard (id INTEGER PRIMARY KEY CHECK (id = 1));
+DROP TRIGGER audit_no_delete;
+CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+    WHEN NOT EXISTS (SELECT 1 FROM audit_prune_guard)
+    BEGIN SELECT RAISE(ABORT, 'audit rows are append-only'); END;
+CREATE INDEX audit_at ON audit (at);
+""",
+    ),
     (
         3,
         f"""
@@ -170,6 +180,7 @@ RETURNING seq, filing_seq, adapter, ordering_key, attempts
 """
 SQL_LAST_AUDIT = "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1"
 SQL_INSERT_AUDIT = "INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+SQL_AUDIT_COLS = "seq, at, actor, filing_id, delivery_id, event, details, prev_hash, hash"
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -178,17 +189,27 @@ def _retryable(exc: BaseException) -> bool:
     )
 
 
+class _Connection(sqlite3.Connection):
+    """A connection that carries the redactor its audit rows' details pass through."""
+
+    redactor: redact.Redactor
+
+
 class _Conn:
     """A sqlite3 connection owned by one thread; calls are queued to that thread."""
 
-    def __init__(self, path: str, *, readonly: bool) -> None:
+    def __init__(self, path: str, *, readonly: bool, redactor: redact.Redactor) -> None:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edigw-sqlite")
         self._path = path
         self._readonly = readonly
+        self._redactor = redactor
         self.conn: sqlite3.Connection | None = None
 
     def _connect(self) -> None:
-        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        conn = sqlite3.connect(
+            self._path, isolation_level=None, check_same_thread=False, factory=_Connection
+        )
+        conn.redactor = self._redactor
         conn.execute("PRAGMA busy_timeout = 5000")
         if not self._readonly:
             conn.execute("PRAGMA journal_mode = WAL")
@@ -218,10 +239,11 @@ class _Conn:
 class SqliteStore:
     """``Store`` on one SQLite file."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, redactor: redact.Redactor | None = None) -> None:
         self.path = str(path)
-        self._writer = _Conn(self.path, readonly=False)
-        self._reader = _Conn(self.path, readonly=True)
+        self.redactor = redactor or redact.Redactor()
+        self._writer = _Conn(self.path, readonly=False, redactor=self.redactor)
+        self._reader = _Conn(self.path, readonly=True, redactor=self.redactor)
         self._opened = False
         self._lock = threading.Lock()
 
@@ -350,7 +372,7 @@ class SqliteStore:
             None,
             receipt,
             True,
-            "delivery.delivered",
+            "delivery.sent",
             {"receipt": receipt},
         )
 
@@ -498,8 +520,7 @@ class SqliteStore:
         while True:
             page = await self._read(
                 lambda c, s: c.execute(
-                    "SELECT seq, at, actor, filing_id, delivery_id, event, details, prev_hash, "
-                    "hash FROM audit WHERE seq > ? ORDER BY seq LIMIT 1000",
+                    f"SELECT {SQL_AUDIT_COLS} FROM audit WHERE seq > ? ORDER BY seq LIMIT 1000",
                     (s,),
                 ).fetchall(),
                 last,
@@ -507,41 +528,78 @@ class SqliteStore:
             if not page:
                 return
             for r in page:
-                yield audit.AuditRow(
-                    seq=r[0],
-                    at=r[1],
-                    actor=r[2],
-                    filing_id=r[3],
-                    delivery_id=r[4],
-                    event=r[5],
-                    details=json.loads(r[6]),
-                    prev_hash=r[7],
-                    hash=r[8],
-                )
+                yield _audit_row(r)
             last = page[-1][0]
 
     async def filing_history(self, filing_id: str) -> list[audit.AuditRow]:
         def _hist(conn: sqlite3.Connection) -> list[audit.AuditRow]:
             return [
-                audit.AuditRow(
-                    seq=r[0],
-                    at=r[1],
-                    actor=r[2],
-                    filing_id=r[3],
-                    delivery_id=r[4],
-                    event=r[5],
-                    details=json.loads(r[6]),
-                    prev_hash=r[7],
-                    hash=r[8],
-                )
+                _audit_row(r)
                 for r in conn.execute(
-                    "SELECT seq, at, actor, filing_id, delivery_id, event, details, prev_hash, "
-                    "hash FROM audit WHERE filing_id = ? ORDER BY seq",
+                    f"SELECT {SQL_AUDIT_COLS} FROM audit WHERE filing_id = ? ORDER BY seq",
                     (filing_id,),
                 )
             ]
 
         return await self._read(_hist)
+
+    async def audit_head(self) -> tuple[int, str] | None:
+        row = await self._read(lambda c: c.execute(SQL_LAST_AUDIT).fetchone())
+        return None if row is None else (int(row[0]), str(row[1]))
+
+    async def prune_audit(
+        self, *, before: datetime, actor: Actor, now: datetime
+    ) -> base.PruneResult:
+        return await self._write(_prune_audit, before, actor, now)
+
+
+def _audit_row(r: Sequence[Any]) -> audit.AuditRow:
+    return audit.AuditRow(
+        seq=r[0],
+        at=r[1],
+        actor=r[2],
+        filing_id=r[3],
+        delivery_id=r[4],
+        event=r[5],
+        details=json.loads(r[6]),
+        prev_hash=r[7],
+        hash=r[8],
+    )
+
+
+def _prune_audit(
+    conn: sqlite3.Connection, before: datetime, actor: Actor, now: datetime
+) -> base.PruneResult:
+    """Delete the oldest rows (all older than ``before``) and append the anchor row.
+
+    The append-only trigger lets a DELETE through only while ``audit_prune_guard``
+    holds its one row, which exists only inside this transaction.
+    """
+    first = conn.execute("SELECT MIN(seq) FROM audit").fetchone()[0]
+    younger = conn.execute("SELECT MIN(seq) FROM audit WHERE at >= ?", (rows.iso(before),))
+    stop = younger.fetchone()[0]
+    trail = _Audit(conn, now)
+    cutoff = trail.seq if stop is None else stop - 1
+    if first is None or cutoff < first:
+        return base.PruneResult(removed=0, first_seq=None, last_seq=None, anchor_seq=None)
+    continues_from = conn.execute("SELECT hash FROM audit WHERE seq = ?", (cutoff,)).fetchone()[0]
+    conn.execute("INSERT INTO audit_prune_guard (id) VALUES (1)")
+    removed = conn.execute("DELETE FROM audit WHERE seq <= ?", (cutoff,)).rowcount
+    conn.execute("DELETE FROM audit_prune_guard")
+    trail.add(
+        audit.PRUNED,
+        actor=actor,
+        details={
+            "before": rows.iso(before),
+            "removed_from_seq": first,
+            "removed_to_seq": cutoff,
+            "removed_rows": removed,
+            "continues_from": continues_from,
+        },
+    )
+    return base.PruneResult(
+        removed=removed, first_seq=first, last_seq=cutoff, anchor_seq=trail.seq
+    )
 
 
 # --- transaction bodies (run on the writer thread) --------------------------------------
@@ -576,6 +634,7 @@ class _Audit:
 
     def __init__(self, conn: sqlite3.Connection, now: datetime) -> None:
         self.conn = conn
+        self.redactor: redact.Redactor = getattr(conn, "redactor", None) or redact.Redactor()
         self.at = rows.iso(now)
         last = conn.execute(SQL_LAST_AUDIT).fetchone()
         self.seq, self.prev = (last[0], last[1]) if last else (0, audit.GENESIS)
@@ -593,6 +652,7 @@ class _Audit:
         details = dict(details or {})
         if actor.request_id:
             details.setdefault("request_id", actor.request_id)
+        details = self.redactor.value(details)
         self.seq += 1
         h = audit.row_hash(
             self.prev,
