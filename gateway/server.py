@@ -143,13 +143,32 @@ class Gateway:
         try:
             async with anyio.create_task_group() as tg:
                 await tg.start(self.dispatcher.run)
+                listening = await self._listen_for_work(tg)
                 await self._wait_for_stop(stop)
                 self.service.shutting_down = True
                 log.info("gateway.shutting_down", grace_s=self.cfg.gateway.shutdown_grace)
+                listening.cancel()
                 await self.dispatcher.stop(self.cfg.gateway.shutdown_grace)
         finally:
             await self.stop()
             log.info("gateway.stopped")
+
+    async def _listen_for_work(self, tg: anyio.abc.TaskGroup) -> anyio.CancelScope:
+        """Wake the dispatcher on work announced by other processes, if the store can.
+
+        A store with ``listen(callback)`` (PostgreSQL: LISTEN/NOTIFY) calls back on every
+        new filing or retry from any process; the periodic scan stays the fallback.
+        """
+        scope = anyio.CancelScope()
+        listen = getattr(self.store, "listen", None)
+        if listen is not None:
+
+            async def run(*, task_status: anyio.abc.TaskStatus[None]) -> None:
+                with scope:
+                    await listen(self.dispatcher.wake, task_status=task_status)
+
+            await tg.start(run)
+        return scope
 
     async def _wait_for_stop(self, stop: anyio.Event | None) -> None:
         async with anyio.create_task_group() as tg:

@@ -47,6 +47,7 @@ _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.ConnectionDoesNotExistError,
     asyncpg.exceptions.PostgresConnectionError,
     asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.InternalClientError,  # a protocol left mid-operation by a lost socket
     asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, terminate_backend
     asyncpg.exceptions.CannotConnectNowError,
 )
