@@ -11,11 +11,11 @@ from pathlib import Path
 import aiohttp
 import anyio
 import asyncpg
+import clusterkit as cluster  # pytest puts tests/store on sys.path
 import pytest
 
 from gateway import audit
 from gateway.store import postgres
-from tests.store import cluster
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.services]
 
