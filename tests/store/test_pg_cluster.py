@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import os
 import random
+import sys
 import time
 from pathlib import Path
 
@@ -201,3 +202,22 @@ async def test_connection_cut_during_delivery_recovers_and_loses_nothing(
     assert await delivered_count(pg_schema_dsn) == {"delivered": total}, gw.log_tail()
     check_receiver(receiver, accepted, key_of)
     assert (await audit_verifies(pg_schema_dsn)).ok
+
+
+async def test_serve_refuses_a_newer_postgres_schema_with_a_clear_message(
+    pg_schema_dsn: str, tmp_path: Path
+) -> None:
+    """`serve` on a database migrated by a newer gateway exits 5 saying to upgrade."""
+    await migrate(pg_schema_dsn)
+    conn = await asyncpg.connect(pg_schema_dsn)
+    try:
+        await conn.execute("UPDATE schema_version SET version = 99")
+    finally:
+        await conn.close()
+    config = cluster.write_config(tmp_path / "gw.toml", dsn=pg_schema_dsn, receiver_port=9)
+    proc = await anyio.run_process(
+        [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config)], check=False
+    )
+    assert proc.returncode == 5
+    assert b"schema is v99, newer than this gateway knows (v1)" in proc.stderr
+    assert b"upgrade edi-gateway" in proc.stderr
