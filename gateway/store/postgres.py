@@ -84,6 +84,7 @@ class PostgresStore:
             "min_size": min_size,
             "max_size": max_size,
             "command_timeout": command_timeout_s,
+            "timeout": 10,  # connection establishment
             "server_settings": server_settings,
         }
         self.retry_s = retry_s
@@ -107,7 +108,8 @@ class PostgresStore:
                     pool.terminate()
 
     async def ping(self) -> None:
-        await self._read(lambda c: c.fetchval("SELECT 1"))
+        """One quick round trip, not retried: readiness must answer fast when it fails."""
+        await self._run(lambda c: c.fetchval("SELECT 1", timeout=5), write=False, retry=False)
 
     async def schema_version(self) -> int:
         async def _version(conn: asyncpg.Connection) -> int:
@@ -143,20 +145,26 @@ class PostgresStore:
 
     # --- plumbing ---------------------------------------------------------------------
 
-    def _retrying(self) -> tenacity.AsyncRetrying:
+    def _retrying(self, retry: bool) -> tenacity.AsyncRetrying:
         return tenacity.AsyncRetrying(
-            retry=tenacity.retry_if_exception(_retryable),
+            retry=tenacity.retry_if_exception(_retryable if retry else lambda _: False),
             wait=tenacity.wait_exponential_jitter(multiplier=0.05, max=2.0, jitter=0.1),
             stop=tenacity.stop_after_delay(self.retry_s),
             reraise=True,
         )
 
-    async def _run(self, fn: Callable[[asyncpg.Connection], Awaitable[T]], *, write: bool) -> T:
+    async def _run(
+        self,
+        fn: Callable[[asyncpg.Connection], Awaitable[T]],
+        *,
+        write: bool,
+        retry: bool = True,
+    ) -> T:
         pool = self._pool
         if pool is None:
             raise errors.StoreError("store is closed")
         try:
-            async for attempt in self._retrying():
+            async for attempt in self._retrying(retry):
                 with attempt:
                     async with pool.acquire() as conn:
                         if not write:
