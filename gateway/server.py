@@ -168,10 +168,12 @@ class Gateway:
                 await tg.start(self.dispatcher.run)
                 checkpointing = anyio.CancelScope()
                 tg.start_soon(self._checkpoint_loop, checkpointing)
+                listening = await self._listen_for_work(tg)
                 await self._wait_for_stop(stop)
                 self.service.shutting_down = True
                 log.info("gateway.shutting_down", grace_s=self.cfg.gateway.shutdown_grace)
                 checkpointing.cancel()
+                listening.cancel()
                 await self.dispatcher.stop(self.cfg.gateway.shutdown_grace)
         finally:
             await self.stop()
@@ -248,6 +250,23 @@ class Gateway:
                 continue
             if head[0] - seq >= every_rows or anyio.current_time() - at >= every_s:
                 await self.write_checkpoint()
+
+    async def _listen_for_work(self, tg: anyio.abc.TaskGroup) -> anyio.CancelScope:
+        """Wake the dispatcher on work announced by other processes, if the store can.
+
+        A store with ``listen(callback)`` (PostgreSQL: LISTEN/NOTIFY) calls back on every
+        new filing or retry from any process; the periodic scan stays the fallback.
+        """
+        scope = anyio.CancelScope()
+        listen = getattr(self.store, "listen", None)
+        if listen is not None:
+
+            async def run(*, task_status: anyio.abc.TaskStatus[None]) -> None:
+                with scope:
+                    await listen(self.dispatcher.wake, task_status=task_status)
+
+            await tg.start(run)
+        return scope
 
     async def _wait_for_stop(self, stop: anyio.Event | None) -> None:
         async with anyio.create_task_group() as tg:

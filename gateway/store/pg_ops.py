@@ -1,0 +1,478 @@
+"""Transaction bodies of the PostgreSQL store; each runs inside one transaction.
+
+Same semantics as ``sqlite.py``'s bodies. Audit rows are collected while a body runs
+and appended at its end by ``Trail.flush``, under the audit advisory lock, so the lock
+is held only for the last few statements before commit.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from gateway import audit, errors, ids, models
+from gateway.store import base, pg_sql, rows
+from gateway.store.base import Actor, Claim
+
+Conn = asyncpg.Connection
+
+
+class Trail:
+    """Audit rows of one transaction; ``flush`` chains them onto the shared head."""
+
+    def __init__(self, now: datetime) -> None:
+        self.at = rows.iso(now)
+        self.items: list[tuple[str, str, str | None, str | None, dict[str, Any]]] = []
+
+    def add(
+        self,
+        event: str,
+        *,
+        actor: Actor,
+        filing_id: str | None = None,
+        delivery_id: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        details = dict(details or {})
+        if actor.request_id:
+            details.setdefault("request_id", actor.request_id)
+        self.items.append((event, actor.name, filing_id, delivery_id, details))
+
+    async def flush(self, conn: Conn) -> None:
+        if not self.items:
+            return
+        # Serialize appends across processes: the lock is held until commit, and the
+        # head read after taking it sees every chain row committed before.
+        await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", *pg_sql.LOCK_AUDIT)
+        head = await conn.fetchrow(pg_sql.AUDIT_HEAD)
+        seq, prev = (head[0], head[1]) if head else (0, audit.GENESIS)
+        out = []
+        for event, actor, filing_id, delivery_id, details in self.items:
+            seq += 1
+            h = audit.row_hash(
+                prev,
+                seq=seq,
+                at=self.at,
+                actor=actor,
+                filing_id=filing_id,
+                delivery_id=delivery_id,
+                event=event,
+                details=details,
+            )
+            out.append(
+                (
+                    seq,
+                    self.at,
+                    actor,
+                    filing_id,
+                    delivery_id,
+                    event,
+                    audit.canonical(details),
+                    prev,
+                    h,
+                )
+            )
+            prev = h
+        await conn.executemany(pg_sql.INSERT_AUDIT, out)
+        self.items = []
+
+
+async def refresh_status(conn: Conn, filing_seqs: set[int], now_us: int) -> None:
+    if not filing_seqs:
+        return
+    found = await conn.fetch(pg_sql.FILING_STATES, sorted(filing_seqs))
+    await conn.executemany(
+        pg_sql.SET_STATUS,
+        [
+            (models.derive_status([models.DeliveryState(s) for s in states]).value, now_us, fs)
+            for fs, states in found
+        ],
+    )
+
+
+async def lock_keys(conn: Conn, keys: set[str]) -> None:
+    """Take the ordering-key locks, in one fixed order so two transactions cannot deadlock."""
+    if keys:
+        await conn.execute(pg_sql.LOCK_KEYS, sorted(keys))
+
+
+# --- accept -----------------------------------------------------------------------------
+
+
+async def accept(
+    conn: Conn, items: list[base.NewFiling], actor: Actor, now: datetime
+) -> tuple[list[base.AcceptResult], bool]:
+    """Insert new filings and their deliveries; returns the results and "anything new?".
+
+    The ordering-key locks are taken first, for the whole batch: a key's deliveries
+    then get their ``seq`` in commit order, so no claimer can see a later filing of a
+    key committed while an earlier one is still invisible to it.
+    """
+    now_us = rows.us(now)
+    trail = Trail(now)
+    await lock_keys(conn, {i.filing.ordering_key for i in items})
+    results: list[base.AcceptResult] = []
+    touched: set[int] = set()
+    for item in items:
+        f = item.filing
+        payload, is_json = rows.dump_payload(f.payload)
+        filing_seq = await conn.fetchval(
+            pg_sql.INSERT_FILING,
+            f.id,
+            f.filing_type.value,
+            f.environment.value,
+            f.reference,
+            f.filer_code,
+            f.idempotency_key,
+            f.body_hash,
+            f.ordering_key,
+            rows.us_or_none(f.due_by),
+            f.content_type,
+            payload,
+            is_json,
+            f.callback_url,
+            json.dumps(f.metadata),
+            f.source,
+            rows.us(f.received_at),
+            now_us,
+        )
+        if filing_seq is None:  # the idempotency key exists (maybe committed just now)
+            results.append(await _earlier(conn, f))
+            continue
+        trail.add(
+            "filing.accepted",
+            actor=actor,
+            filing_id=f.id,
+            details={
+                "filing_type": f.filing_type.value,
+                "environment": f.environment.value,
+                "reference": f.reference,
+                "filer_code": f.filer_code,
+                "body_hash": f.body_hash,
+                "source": f.source,
+                "adapters": item.adapters,
+            },
+        )
+        for adapter in item.adapters:
+            blocked = await conn.fetchval(pg_sql.KEY_BLOCKED, adapter, f.ordering_key)
+            state = models.DeliveryState.BLOCKED if blocked else models.DeliveryState.PENDING
+            delivery_id = ids.new_id("dlv")
+            await conn.execute(
+                pg_sql.INSERT_DELIVERY,
+                delivery_id,
+                filing_seq,
+                f.id,
+                adapter,
+                f.ordering_key,
+                state.value,
+                now_us,
+                rows.us_or_none(f.due_by),
+            )
+            trail.add(
+                f"delivery.{state.value}",
+                actor=actor,
+                filing_id=f.id,
+                delivery_id=delivery_id,
+                details={"adapter": adapter},
+            )
+        touched.add(filing_seq)
+        results.append(base.AcceptResult(f.id, created=True))
+    await refresh_status(conn, touched, now_us)
+    await trail.flush(conn)
+    if touched:
+        await conn.execute("SELECT pg_notify($1, 'accept')", pg_sql.CHANNEL)
+    return results, bool(touched)
+
+
+async def _earlier(conn: Conn, f: models.Filing) -> base.AcceptResult:
+    row = await conn.fetchrow(pg_sql.FILING_BY_KEY, f.idempotency_key)
+    if row is None:  # pragma: no cover - ON CONFLICT saw a row that is now gone
+        raise errors.StoreError(f"idempotency key {f.idempotency_key!r} vanished")
+    if row[1] == f.body_hash:
+        return base.AcceptResult(row[0], created=False)
+    return base.AcceptResult(
+        row[0],
+        created=False,
+        error=errors.IdempotencyKeyReused(
+            details={"idempotency_key": f.idempotency_key, "filing_id": row[0]}
+        ),
+    )
+
+
+# --- dispatch ---------------------------------------------------------------------------
+
+
+async def claim(
+    conn: Conn, owner: str, now: datetime, lease_s: float, limits: dict[str, int]
+) -> list[Claim]:
+    now_us = rows.us(now)
+    lease_until = rows.us(now + timedelta(seconds=lease_s))
+    taken: list[Any] = []
+    for adapter, limit in limits.items():
+        if limit > 0:
+            taken += await conn.fetch(pg_sql.CLAIM, adapter, now_us, limit, owner, lease_until)
+    if not taken:
+        return []
+    taken.sort(key=lambda r: r[7])
+    found = await conn.fetch(
+        f"SELECT {pg_sql.F_COLS} FROM filings f WHERE f.seq = ANY($1::bigint[])",
+        sorted({r[4] for r in taken}),
+    )
+    filings = {r[0]: rows.filing(r) for r in found}
+    trail = Trail(now)
+    claims = []
+    for delivery_id, adapter, token, attempts, filing_seq, filing_id, was, _ in taken:
+        details: dict[str, Any] = {"adapter": adapter, "attempt": attempts + 1, "owner": owner}
+        if was == "in_flight":
+            details["reclaimed_expired_lease"] = True
+        trail.add(
+            "delivery.in_flight",
+            actor=base.SYSTEM,
+            filing_id=filing_id,
+            delivery_id=delivery_id,
+            details=details,
+        )
+        claims.append(
+            Claim(
+                delivery_id=delivery_id,
+                adapter=adapter,
+                token=token,
+                attempts=attempts,
+                filing=filings[filing_seq],
+            )
+        )
+    await refresh_status(conn, {r[4] for r in taken}, now_us)
+    await trail.flush(conn)
+    return claims
+
+
+async def finish(
+    conn: Conn,
+    claim: Claim,
+    now: datetime,
+    state: models.DeliveryState,
+    available_at: datetime,
+    error: str | None,
+    receipt: dict[str, Any] | None,
+    spent: bool,
+    event: str,
+    details: dict[str, Any],
+) -> bool:
+    now_us = rows.us(now)
+    if state is models.DeliveryState.DEAD:  # blocking successors changes the key's rows
+        await lock_keys(conn, {claim.filing.ordering_key})
+    row = await conn.fetchrow(
+        pg_sql.FINISH,
+        state.value,
+        1 if spent else 0,
+        rows.us(available_at),
+        error,
+        None if receipt is None else json.dumps(receipt),
+        now_us if state is models.DeliveryState.DELIVERED else None,
+        now_us,
+        claim.delivery_id,
+        claim.token,
+    )
+    if row is None:
+        return False
+    seq, filing_seq, adapter, ordering_key, attempts = row
+    trail = Trail(now)
+    trail.add(
+        event,
+        actor=base.SYSTEM,
+        filing_id=claim.filing.id,
+        delivery_id=claim.delivery_id,
+        details={"adapter": adapter, "attempts": attempts, **details},
+    )
+    touched = {filing_seq}
+    if state is models.DeliveryState.DEAD:
+        for delivery_id, filing_id, fs in await conn.fetch(
+            pg_sql.BLOCK_SUCCESSORS, now_us, adapter, ordering_key, seq
+        ):
+            trail.add(
+                "delivery.blocked",
+                actor=base.SYSTEM,
+                filing_id=filing_id,
+                delivery_id=delivery_id,
+                details={"adapter": adapter, "ordering_key": ordering_key},
+            )
+            touched.add(fs)
+    await refresh_status(conn, touched, now_us)
+    await trail.flush(conn)
+    return True
+
+
+async def release(conn: Conn, owner: str, now: datetime) -> int:
+    now_us = rows.us(now)
+    changed = await conn.fetch(pg_sql.RELEASE, now_us, owner)
+    if not changed:
+        return 0
+    trail = Trail(now)
+    for delivery_id, filing_id, _, adapter, state in changed:
+        trail.add(
+            "delivery.released",
+            actor=base.SYSTEM,
+            filing_id=filing_id,
+            delivery_id=delivery_id,
+            details={"adapter": adapter, "state": state},
+        )
+    await refresh_status(conn, {r[2] for r in changed}, now_us)
+    await trail.flush(conn)
+    await conn.execute("SELECT pg_notify($1, 'release')", pg_sql.CHANNEL)
+    return len(changed)
+
+
+# --- operator actions -------------------------------------------------------------------
+
+
+async def _reblock(
+    conn: Conn, trail: Trail, actor: Actor, adapter: str, ordering_key: str, now_us: int
+) -> set[int]:
+    """Recompute ``blocked`` for one ordering key after an operator action."""
+    touched: set[int] = set()
+    blocked_by_predecessor = False
+    for seq, delivery_id, filing_id, filing_seq, state in await conn.fetch(
+        pg_sql.KEY_ROWS, adapter, ordering_key
+    ):
+        if state in ("dead", "rejected"):
+            blocked_by_predecessor = True
+            continue
+        new = None
+        if blocked_by_predecessor and state in ("pending", "waiting_retry", "deferred"):
+            new = "blocked"
+        elif not blocked_by_predecessor and state == "blocked":
+            new = "pending"
+        if new is not None:
+            await conn.execute(pg_sql.SET_STATE, new, now_us, seq)
+            trail.add(
+                f"delivery.{'blocked' if new == 'blocked' else 'unblocked'}",
+                actor=actor,
+                filing_id=filing_id,
+                delivery_id=delivery_id,
+                details={"adapter": adapter},
+            )
+            touched.add(filing_seq)
+    return touched
+
+
+async def _filing_seq(conn: Conn, filing_id: str) -> tuple[int, str]:
+    row = await conn.fetchrow("SELECT seq, ordering_key FROM filings WHERE id = $1", filing_id)
+    if row is None:
+        raise errors.NotFound(f"no filing {filing_id}", details={"id": filing_id})
+    return int(row[0]), str(row[1])
+
+
+async def operator_action(
+    conn: Conn, kind: str, filing_id: str, actor: Actor, now: datetime
+) -> base.Action:
+    """``retry`` (dead/blocked → pending) or ``cancel``; then re-derive blocking per key."""
+    filing_seq, ordering_key = await _filing_seq(conn, filing_id)
+    await lock_keys(conn, {ordering_key})
+    now_us = rows.us(now)
+    changed = await conn.fetch(
+        pg_sql.RETRY if kind == "retry" else pg_sql.CANCEL, now_us, filing_seq
+    )
+    if not changed:
+        what = (
+            "no dead or blocked delivery to retry" if kind == "retry" else "nothing left to cancel"
+        )
+        raise errors.Conflict(f"filing {filing_id} has {what}", details={"id": filing_id})
+    trail = Trail(now)
+    touched = {filing_seq}
+    for delivery_id, adapter, _ in changed:
+        trail.add(
+            "delivery.retried" if kind == "retry" else "delivery.cancelled",
+            actor=actor,
+            filing_id=filing_id,
+            delivery_id=delivery_id,
+            details={"adapter": adapter},
+        )
+    for adapter, key in sorted({(r[1], r[2]) for r in changed}):
+        touched |= await _reblock(conn, trail, actor, adapter, key, now_us)
+    await refresh_status(conn, touched, now_us)
+    await trail.flush(conn)
+    await conn.execute("SELECT pg_notify($1, $2)", pg_sql.CHANNEL, kind)
+    return base.Action(filing_id, [r[0] for r in changed])
+
+
+# --- reads ------------------------------------------------------------------------------
+
+
+async def deliveries_of(conn: Conn, filing_seqs: list[int]) -> dict[int, list[models.Delivery]]:
+    out: dict[int, list[models.Delivery]] = {s: [] for s in filing_seqs}
+    if filing_seqs:
+        for r in await conn.fetch(
+            f"SELECT {pg_sql.D_COLS} FROM deliveries d WHERE d.filing_seq = ANY($1::bigint[]) "
+            "ORDER BY d.seq",
+            filing_seqs,
+        ):
+            out[r[12]].append(rows.delivery(r))
+    return out
+
+
+async def get_filing(conn: Conn, filing_id: str) -> models.FilingView | None:
+    row = await conn.fetchrow(f"SELECT {pg_sql.F_COLS} FROM filings f WHERE f.id = $1", filing_id)
+    if row is None:
+        return None
+    return rows.filing_view(row, (await deliveries_of(conn, [row[0]]))[row[0]])
+
+
+async def list_filings(
+    conn: Conn, flt: base.ListFilter, limit: int, cursor: str | None
+) -> models.Page:
+    where: list[str] = []
+    params: list[Any] = []
+
+    def arg(value: Any) -> str:
+        params.append(value)
+        return f"${len(params)}"
+
+    if cursor is not None:
+        where.append(f"f.seq < {arg(rows.decode_cursor(cursor))}")
+    for column, value in (
+        ("f.status", flt.status),
+        ("f.filing_type", flt.filing_type),
+        ("f.environment", flt.environment),
+        ("f.reference", flt.reference),
+    ):
+        if value is not None:
+            where.append(f"{column} = {arg(str(value))}")
+    if flt.since is not None:
+        where.append(f"f.received_at >= {arg(rows.us(flt.since))}")
+    if flt.until is not None:
+        where.append(f"f.received_at < {arg(rows.us(flt.until))}")
+    if flt.state is not None or flt.adapter is not None:
+        sub = ["d.filing_seq = f.seq"]
+        if flt.state is not None:
+            sub.append(f"d.state = {arg(flt.state.value)}")
+        if flt.adapter is not None:
+            sub.append(f"d.adapter = {arg(flt.adapter)}")
+        where.append(f"EXISTS (SELECT 1 FROM deliveries d WHERE {' AND '.join(sub)})")
+    sql = f"SELECT {pg_sql.F_COLS} FROM filings f"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += f" ORDER BY f.seq DESC LIMIT {arg(limit + 1)}"
+    found = list(await conn.fetch(sql, *params))
+    more = len(found) > limit
+    found = found[:limit]
+    deliveries = await deliveries_of(conn, [r[0] for r in found])
+    items = [rows.filing_view(r, deliveries[r[0]]) for r in found]
+    next_cursor = rows.encode_cursor(found[-1][0]) if more and found else None
+    return models.Page(items=items, next_cursor=next_cursor)
+
+
+def audit_row(r: Any) -> audit.AuditRow:
+    return audit.AuditRow(
+        seq=r[0],
+        at=r[1],
+        actor=r[2],
+        filing_id=r[3],
+        delivery_id=r[4],
+        event=r[5],
+        details=json.loads(r[6]),
+        prev_hash=r[7],
+        hash=r[8],
+    )

@@ -1,0 +1,213 @@
+"""The PostgreSQL schema (versioned migrations) and the named queries of ``postgres.py``.
+
+Times are BIGINT microseconds since the epoch, as on SQLite, so ``rows.py`` converts
+rows of both backends. Cross-process coordination uses transaction-scoped advisory
+locks in two namespaces (the two-int form, so they never collide with anyone else's):
+
+* ``LOCK_AUDIT`` serializes audit appends — every transaction that writes audit rows
+  takes it just before reading the chain head and holds it until commit, so rows from
+  all processes form one chain;
+* ``LOCK_ORDER`` + ``hashtext(ordering_key)`` serializes the transactions that insert
+  deliveries of one ordering key (or block/unblock them), so a key's delivery ``seq``
+  order is its commit order (see ``pg_ops.accept``).
+"""
+
+from __future__ import annotations
+
+LOCK_AUDIT = (0x6564_6777, 1)  # 'edgw', 1
+LOCK_ORDER_NS = 0x6564_6778
+LOCK_MIGRATE = (0x6564_6777, 2)
+
+#: the channel a new filing (or an operator retry, or released leases) is announced on
+CHANNEL = "edigw_new_work"
+
+CLAIMABLE = "('pending','waiting_retry','deferred','in_flight')"
+DONE = "('delivered','acknowledged','cancelled')"
+
+MIGRATIONS: list[tuple[int, str]] = [
+    (
+        1,
+        f"""
+CREATE TABLE filings (
+    seq             BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id              TEXT NOT NULL UNIQUE,
+    filing_type     TEXT NOT NULL,
+    environment     TEXT NOT NULL,
+    reference       TEXT NOT NULL,
+    filer_code      TEXT NOT NULL,
+    idempotency_key TEXT UNIQUE,
+    body_hash       TEXT NOT NULL,
+    ordering_key    TEXT NOT NULL,
+    due_by          BIGINT,
+    content_type    TEXT NOT NULL,
+    payload         TEXT NOT NULL,
+    payload_is_json SMALLINT NOT NULL,
+    callback_url    TEXT,
+    metadata        TEXT NOT NULL,
+    source          TEXT NOT NULL,
+    received_at     BIGINT NOT NULL,
+    status          TEXT NOT NULL,
+    updated_at      BIGINT NOT NULL
+);
+CREATE INDEX filings_reference ON filings (reference);
+CREATE INDEX filings_status ON filings (status, seq);
+CREATE INDEX filings_received ON filings (received_at);
+
+CREATE TABLE deliveries (
+    seq          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id           TEXT NOT NULL UNIQUE,
+    filing_seq   BIGINT NOT NULL REFERENCES filings (seq),
+    filing_id    TEXT NOT NULL,
+    adapter      TEXT NOT NULL,
+    ordering_key TEXT NOT NULL,
+    state        TEXT NOT NULL,
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    available_at BIGINT NOT NULL,
+    due_by       BIGINT,
+    lease_owner  TEXT,
+    lease_token  BIGINT NOT NULL DEFAULT 0,
+    last_error   TEXT,
+    receipt      TEXT,
+    created_at   BIGINT NOT NULL,
+    updated_at   BIGINT NOT NULL,
+    delivered_at BIGINT
+);
+CREATE INDEX deliveries_claim ON deliveries (adapter, seq) WHERE state IN {CLAIMABLE};
+CREATE INDEX deliveries_due ON deliveries (available_at) WHERE state IN {CLAIMABLE};
+CREATE INDEX deliveries_order ON deliveries (adapter, ordering_key, seq)
+    WHERE state NOT IN {DONE};
+CREATE INDEX deliveries_filing ON deliveries (filing_seq);
+CREATE INDEX deliveries_state ON deliveries (state, adapter);
+CREATE INDEX deliveries_owner ON deliveries (lease_owner) WHERE state = 'in_flight';
+
+CREATE TABLE audit (
+    seq         BIGINT PRIMARY KEY,
+    at          TEXT NOT NULL,
+    actor       TEXT NOT NULL,
+    filing_id   TEXT,
+    delivery_id TEXT,
+    event       TEXT NOT NULL,
+    details     TEXT NOT NULL,
+    prev_hash   TEXT NOT NULL,
+    hash        TEXT NOT NULL
+);
+CREATE INDEX audit_filing ON audit (filing_id);
+CREATE FUNCTION audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'audit rows are append-only' USING ERRCODE = 'insufficient_privilege';
+END $$;
+CREATE TRIGGER audit_no_change BEFORE UPDATE OR DELETE ON audit
+    FOR EACH ROW EXECUTE FUNCTION audit_append_only();
+CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit
+    FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only();
+""",
+    ),
+]
+
+F_COLS = (
+    "f.seq, f.id, f.filing_type, f.environment, f.reference, f.filer_code, f.idempotency_key, "
+    "f.body_hash, f.ordering_key, f.due_by, f.content_type, f.payload, f.payload_is_json, "
+    "f.callback_url, f.metadata, f.source, f.received_at, f.status"
+)
+D_COLS = (
+    "d.seq, d.id, d.filing_id, d.adapter, d.state, d.attempts, d.available_at, d.last_error, "
+    "d.receipt, d.created_at, d.updated_at, d.delivered_at, d.filing_seq"
+)
+A_COLS = "seq, at, actor, filing_id, delivery_id, event, details, prev_hash, hash"
+
+INSERT_FILING = """
+INSERT INTO filings (id, filing_type, environment, reference, filer_code, idempotency_key,
+    body_hash, ordering_key, due_by, content_type, payload, payload_is_json, callback_url,
+    metadata, source, received_at, status, updated_at)
+VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,'pending',$17)
+ON CONFLICT (idempotency_key) DO NOTHING
+RETURNING seq
+"""
+FILING_BY_KEY = "SELECT id, body_hash FROM filings WHERE idempotency_key = $1"
+KEY_BLOCKED = (
+    "SELECT 1 FROM deliveries WHERE adapter = $1 AND ordering_key = $2 "
+    "AND state IN ('dead','rejected','blocked') LIMIT 1"
+)
+INSERT_DELIVERY = """
+INSERT INTO deliveries (id, filing_seq, filing_id, adapter, ordering_key, state,
+    available_at, due_by, created_at, updated_at)
+VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$7,$7)
+"""
+LOCK_KEYS = f"""
+SELECT pg_advisory_xact_lock({LOCK_ORDER_NS}, k)
+FROM (SELECT DISTINCT hashtext(x) AS k FROM unnest($1::text[]) AS x ORDER BY 1) AS keys
+"""
+
+# Claims: only the *head* of an (adapter, ordering_key) group is a candidate — the
+# NOT EXISTS finds no earlier delivery of the group that is not done — and the head row
+# is locked FOR UPDATE SKIP LOCKED, so two processes claiming at once never take the
+# same head, and neither can take a successor: a successor only becomes a head when
+# its predecessor is done (delivered/acknowledged/cancelled), a terminal state that
+# is committed before any snapshot can see it. A successor is never eligible while
+# its head is pending or in flight, whatever the other process has locked.
+CLAIM = f"""
+WITH heads AS (
+    SELECT d.seq, d.state AS was FROM deliveries d
+    WHERE d.adapter = $1 AND d.state IN {CLAIMABLE} AND d.available_at <= $2
+      AND NOT EXISTS (
+        SELECT 1 FROM deliveries e
+        WHERE e.adapter = d.adapter AND e.ordering_key = d.ordering_key AND e.seq < d.seq
+          AND e.state NOT IN {DONE})
+    ORDER BY d.seq LIMIT $3
+    FOR UPDATE OF d SKIP LOCKED
+)
+UPDATE deliveries u SET state = 'in_flight', lease_owner = $4,
+    lease_token = u.lease_token + 1, available_at = $5, updated_at = $2
+FROM heads WHERE u.seq = heads.seq
+RETURNING u.id, u.adapter, u.lease_token, u.attempts, u.filing_seq, u.filing_id, heads.was,
+    u.seq
+"""
+RENEW = """
+UPDATE deliveries SET available_at = $1
+WHERE id = ANY($2::text[]) AND lease_owner = $3 AND state = 'in_flight'
+  AND lease_token = ($4::bigint[])[array_position($2::text[], id)]
+"""
+FINISH = """
+UPDATE deliveries SET state = $1, attempts = attempts + $2, available_at = $3, last_error = $4,
+    receipt = COALESCE($5, receipt), delivered_at = COALESCE($6, delivered_at),
+    lease_owner = NULL, updated_at = $7
+WHERE id = $8 AND lease_token = $9 AND state = 'in_flight'
+RETURNING seq, filing_seq, adapter, ordering_key, attempts
+"""
+BLOCK_SUCCESSORS = """
+UPDATE deliveries SET state = 'blocked', updated_at = $1 WHERE adapter = $2
+    AND ordering_key = $3 AND seq > $4 AND state IN ('pending','waiting_retry','deferred')
+RETURNING id, filing_id, filing_seq
+"""
+KEY_ROWS = f"""
+SELECT seq, id, filing_id, filing_seq, state FROM deliveries
+WHERE adapter = $1 AND ordering_key = $2 AND state NOT IN {DONE} ORDER BY seq
+"""
+SET_STATE = "UPDATE deliveries SET state = $1, available_at = $2, updated_at = $2 WHERE seq = $3"
+RETRY = """
+UPDATE deliveries SET state = 'pending', attempts = 0, available_at = $1, last_error = NULL,
+    lease_owner = NULL, updated_at = $1
+WHERE filing_seq = $2 AND state IN ('dead','blocked') RETURNING id, adapter, ordering_key
+"""
+CANCEL = """
+UPDATE deliveries SET state = 'cancelled', lease_owner = NULL, lease_token = lease_token + 1,
+    updated_at = $1
+WHERE filing_seq = $2
+  AND state IN ('pending','in_flight','waiting_retry','deferred','blocked','dead')
+RETURNING id, adapter, ordering_key
+"""
+RELEASE = """
+UPDATE deliveries SET state = CASE WHEN attempts = 0 THEN 'pending' ELSE 'waiting_retry' END,
+    lease_owner = NULL, lease_token = lease_token + 1, available_at = $1, updated_at = $1
+WHERE lease_owner = $2 AND state = 'in_flight'
+RETURNING id, filing_id, filing_seq, adapter, state
+"""
+FILING_STATES = (
+    "SELECT filing_seq, array_agg(state) FROM deliveries WHERE filing_seq = ANY($1::bigint[]) "
+    "GROUP BY filing_seq"
+)
+SET_STATUS = "UPDATE filings SET status = $1, updated_at = $2 WHERE seq = $3"
+AUDIT_HEAD = "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1"
+INSERT_AUDIT = "INSERT INTO audit VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+NEXT_DUE = f"SELECT MIN(available_at) FROM deliveries WHERE state IN {CLAIMABLE}"
+COUNTS = "SELECT adapter, state, COUNT(*) FROM deliveries GROUP BY adapter, state"

@@ -1,0 +1,415 @@
+"""The shared store: PostgreSQL through an asyncpg connection pool.
+
+Several gateway processes run against one database. Each store operation is one
+transaction (READ COMMITTED); how they stay correct together:
+
+* **claims** lock only the head of each (adapter, ordering_key) group,
+  ``FOR UPDATE SKIP LOCKED``, in batches (see ``pg_sql.CLAIM`` for why a successor
+  can never be taken while its head is pending or in flight, in any process);
+* **accept** takes a transaction advisory lock per ordering key before inserting, so
+  a key's deliveries are numbered in commit order, and inserts with
+  ``ON CONFLICT (idempotency_key) DO NOTHING`` then reads back, so concurrent
+  duplicates become one filing;
+* **audit** appends take one advisory lock in the same transaction (``pg_ops.Trail``),
+  so all processes extend one hash chain; triggers refuse UPDATE, DELETE and TRUNCATE.
+
+asyncpg and OS errors are translated here, at the edge, into ``errors.StoreError``.
+A transaction that failed before COMMIT (a connection lost, a deadlock victim) is
+retried with backoff on a fresh pooled connection; a failure *during* COMMIT is
+reported, not retried, because its outcome is unknown (the dispatcher then lets the
+lease run out, which is the at-least-once path). New work is announced with NOTIFY;
+``listen`` keeps a dedicated LISTEN connection, reconnecting with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+import anyio
+import asyncpg
+import structlog
+import tenacity
+
+from gateway import audit, errors, models
+from gateway.store import base, pg_ops, pg_sql, rows
+from gateway.store.base import Actor, Claim
+
+T = TypeVar("T")
+log = structlog.get_logger("gateway.store.postgres")
+
+#: errors after which the transaction certainly did not commit and may run again
+_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.InternalClientError,  # a protocol left mid-operation by a lost socket
+    asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, terminate_backend
+    asyncpg.exceptions.CannotConnectNowError,
+)
+_CONFLICT_ERRORS = (
+    asyncpg.exceptions.DeadlockDetectedError,
+    asyncpg.exceptions.SerializationError,
+)
+_DB_ERRORS = (asyncpg.exceptions.PostgresError, *_CONNECTION_ERRORS)
+
+
+class _CommitUnknown(Exception):
+    """The connection failed during COMMIT: the transaction may or may not have committed."""
+
+
+def _retryable(exc: BaseException) -> bool:
+    return isinstance(exc, _CONNECTION_ERRORS + _CONFLICT_ERRORS)
+
+
+class PostgresStore:
+    """``Store`` on a PostgreSQL database shared by any number of gateway processes."""
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        retry_s: float = 15.0,
+        command_timeout_s: float = 30.0,
+        server_settings: dict[str, str] | None = None,
+    ) -> None:
+        self.dsn = dsn
+        self._pool_args: dict[str, Any] = {
+            "min_size": min_size,
+            "max_size": max_size,
+            "command_timeout": command_timeout_s,
+            "timeout": 10,  # connection establishment
+            "server_settings": server_settings,
+        }
+        self.retry_s = retry_s
+        self._pool: asyncpg.Pool | None = None
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    async def open(self) -> None:
+        try:
+            self._pool = await asyncpg.create_pool(self.dsn, **self._pool_args)
+        except (*_DB_ERRORS, ValueError) as exc:
+            raise errors.StoreError(f"cannot open PostgreSQL store: {exc}") from exc
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            with anyio.CancelScope(shield=True):
+                try:
+                    await asyncio.wait_for(pool.close(), 10)
+                except (*_DB_ERRORS, TimeoutError):
+                    pool.terminate()
+
+    async def ping(self) -> None:
+        """One quick round trip, not retried: readiness must answer fast when it fails."""
+        await self._run(lambda c: c.fetchval("SELECT 1", timeout=5), write=False, retry=False)
+
+    async def schema_version(self) -> int:
+        async def _version(conn: asyncpg.Connection) -> int:
+            try:
+                value = await conn.fetchval("SELECT version FROM schema_version")
+            except asyncpg.exceptions.UndefinedTableError:
+                return 0
+            return 0 if value is None else int(value)
+
+        return await self._read(_version)
+
+    async def migrate(self) -> int:
+        async def _migrate(conn: asyncpg.Connection) -> int:
+            await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", *pg_sql.LOCK_MIGRATE)
+            await conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER)")
+            current = int(
+                await conn.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_version")
+            )
+            if current > base.SCHEMA_VERSION:
+                raise errors.StoreError(
+                    f"the database schema is v{current}, newer than this gateway knows "
+                    f"(v{base.SCHEMA_VERSION}); upgrade edi-gateway"
+                )
+            for version, script in pg_sql.MIGRATIONS:
+                if version > current:
+                    await conn.execute(script)
+                    await conn.execute("DELETE FROM schema_version")
+                    await conn.execute("INSERT INTO schema_version VALUES ($1)", version)
+                    current = version
+            return current
+
+        return await self._write(_migrate)
+
+    # --- plumbing ---------------------------------------------------------------------
+
+    def _retrying(self, retry: bool) -> tenacity.AsyncRetrying:
+        return tenacity.AsyncRetrying(
+            retry=tenacity.retry_if_exception(_retryable if retry else lambda _: False),
+            wait=tenacity.wait_exponential_jitter(multiplier=0.05, max=2.0, jitter=0.1),
+            stop=tenacity.stop_after_delay(self.retry_s),
+            reraise=True,
+        )
+
+    async def _run(
+        self,
+        fn: Callable[[asyncpg.Connection], Awaitable[T]],
+        *,
+        write: bool,
+        retry: bool = True,
+    ) -> T:
+        pool = self._pool
+        if pool is None:
+            raise errors.StoreError("store is closed")
+        try:
+            async for attempt in self._retrying(retry):
+                with attempt:
+                    async with pool.acquire() as conn:
+                        if not write:
+                            return await fn(conn)
+                        return await _in_transaction(conn, fn)
+        except _CommitUnknown as exc:
+            raise errors.StoreError(f"PostgreSQL connection lost during commit: {exc}") from exc
+        except _DB_ERRORS as exc:
+            raise errors.StoreError(f"PostgreSQL store error: {exc}") from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _write(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        return await self._run(fn, write=True)
+
+    async def _read(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        return await self._run(fn, write=False)
+
+    # --- accept -----------------------------------------------------------------------
+
+    async def accept(
+        self, items: Sequence[base.NewFiling], *, actor: Actor, now: datetime
+    ) -> list[base.AcceptResult]:
+        results, _ = await self._write(lambda c: pg_ops.accept(c, list(items), actor, now))
+        return results
+
+    # --- dispatch ---------------------------------------------------------------------
+
+    async def claim(
+        self, *, owner: str, now: datetime, lease_s: float, limits: dict[str, int]
+    ) -> list[Claim]:
+        return await self._write(lambda c: pg_ops.claim(c, owner, now, lease_s, limits))
+
+    async def renew(self, *, owner: str, tokens: dict[str, int], until: datetime) -> int:
+        if not tokens:
+            return 0
+        status = await self._write(
+            lambda c: c.execute(
+                pg_sql.RENEW, rows.us(until), list(tokens), owner, list(tokens.values())
+            )
+        )
+        return int(status.rsplit(" ", 1)[-1])
+
+    async def complete(self, claim: Claim, *, now: datetime, receipt: dict[str, Any]) -> bool:
+        return await self._finish(
+            claim,
+            now,
+            models.DeliveryState.DELIVERED,
+            now,
+            None,
+            receipt,
+            True,
+            "delivery.delivered",
+            {"receipt": receipt},
+        )
+
+    async def schedule_retry(
+        self, claim: Claim, *, now: datetime, at: datetime, error: str
+    ) -> bool:
+        return await self._finish(
+            claim,
+            now,
+            models.DeliveryState.WAITING_RETRY,
+            at,
+            error,
+            None,
+            True,
+            "delivery.retry_scheduled",
+            {"error": error, "next_attempt_at": rows.iso(at)},
+        )
+
+    async def defer(self, claim: Claim, *, now: datetime, until: datetime, reason: str) -> bool:
+        return await self._finish(
+            claim,
+            now,
+            models.DeliveryState.DEFERRED,
+            until,
+            reason,
+            None,
+            False,
+            "delivery.deferred",
+            {"reason": reason, "until": rows.iso(until)},
+        )
+
+    async def kill(self, claim: Claim, *, now: datetime, error: str, spent: bool = True) -> bool:
+        return await self._finish(
+            claim,
+            now,
+            models.DeliveryState.DEAD,
+            now,
+            error,
+            None,
+            spent,
+            "delivery.dead",
+            {"error": error},
+        )
+
+    async def _finish(self, claim: Claim, *args: Any) -> bool:
+        return await self._write(lambda c: pg_ops.finish(c, claim, *args))
+
+    async def release(self, *, owner: str, now: datetime) -> int:
+        return await self._write(lambda c: pg_ops.release(c, owner, now))
+
+    async def next_due(self) -> datetime | None:
+        value = await self._read(lambda c: c.fetchval(pg_sql.NEXT_DUE))
+        return None if value is None else rows.dt(value)
+
+    # --- reads ------------------------------------------------------------------------
+
+    async def get_filing(self, filing_id: str) -> models.FilingView | None:
+        return await self._read(lambda c: pg_ops.get_filing(c, filing_id))
+
+    async def list_filings(
+        self, flt: base.ListFilter, *, limit: int, cursor: str | None
+    ) -> models.Page:
+        return await self._read(lambda c: pg_ops.list_filings(c, flt, limit, cursor))
+
+    async def counts(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for adapter, state, n in await self._read(lambda c: c.fetch(pg_sql.COUNTS)):
+            out.setdefault(adapter, {})[state] = n
+        return out
+
+    # --- operator actions -------------------------------------------------------------
+
+    async def retry_filing(self, filing_id: str, *, actor: Actor, now: datetime) -> base.Action:
+        return await self._write(
+            lambda c: pg_ops.operator_action(c, "retry", filing_id, actor, now)
+        )
+
+    async def cancel_filing(self, filing_id: str, *, actor: Actor, now: datetime) -> base.Action:
+        return await self._write(
+            lambda c: pg_ops.operator_action(c, "cancel", filing_id, actor, now)
+        )
+
+    # --- audit ------------------------------------------------------------------------
+
+    async def append_audit(
+        self, event: str, *, actor: Actor, now: datetime, details: dict[str, Any]
+    ) -> None:
+        async def _append(conn: asyncpg.Connection) -> None:
+            trail = pg_ops.Trail(now)
+            trail.add(event, actor=actor, details=details)
+            await trail.flush(conn)
+
+        await self._write(_append)
+
+    async def audit_rows(self, *, after_seq: int = 0) -> AsyncIterator[audit.AuditRow]:
+        last = after_seq
+        while True:
+            page = await self._read(
+                lambda c, after=last: c.fetch(
+                    f"SELECT {pg_sql.A_COLS} FROM audit WHERE seq > $1 ORDER BY seq LIMIT 1000",
+                    after,
+                )
+            )
+            if not page:
+                return
+            for r in page:
+                yield pg_ops.audit_row(r)
+            last = page[-1][0]
+
+    async def filing_history(self, filing_id: str) -> list[audit.AuditRow]:
+        found = await self._read(
+            lambda c: c.fetch(
+                f"SELECT {pg_sql.A_COLS} FROM audit WHERE filing_id = $1 ORDER BY seq", filing_id
+            )
+        )
+        return [pg_ops.audit_row(r) for r in found]
+
+    # --- LISTEN/NOTIFY ----------------------------------------------------------------
+
+    async def listen(
+        self,
+        callback: Callable[[], None],
+        *,
+        check_every_s: float = 10.0,
+        task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Call ``callback`` whenever any process announces new work; runs until cancelled.
+
+        One dedicated connection LISTENs. When it is lost it is re-established with
+        backoff, and ``callback`` is called once on every (re)connect for whatever was
+        announced while nobody listened; the dispatcher's periodic scan covers the gap.
+        """
+        started = False
+        delay = 0.1
+        while True:
+            try:
+                conn = await asyncpg.connect(self.dsn, **_connect_args(self._pool_args))
+            except _DB_ERRORS as exc:
+                log.warning("store.listen_connect_failed", error=str(exc), retry_in_s=delay)
+                if not started:
+                    task_status.started()
+                    started = True
+                await anyio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            try:
+                await conn.add_listener(pg_sql.CHANNEL, lambda *_: callback())
+                callback()
+                if not started:
+                    task_status.started()
+                    started = True
+                delay = 0.1
+                await self._watch(conn, check_every_s)
+                log.warning("store.listen_connection_lost")
+            except _DB_ERRORS as exc:
+                log.warning("store.listen_failed", error=str(exc))
+            finally:
+                with anyio.CancelScope(shield=True):
+                    try:
+                        await asyncio.wait_for(conn.close(), 2)
+                    except (*_DB_ERRORS, TimeoutError):
+                        conn.terminate()
+
+    async def _watch(self, conn: asyncpg.Connection, check_every_s: float) -> None:
+        lost = anyio.Event()
+        conn.add_termination_listener(lambda _: lost.set())
+        while not conn.is_closed():
+            with anyio.move_on_after(check_every_s):
+                await lost.wait()
+                return
+            await conn.fetchval("SELECT 1", timeout=5)
+
+
+async def _in_transaction(
+    conn: asyncpg.Connection, fn: Callable[[asyncpg.Connection], Awaitable[T]]
+) -> T:
+    tx = conn.transaction()
+    await tx.start()
+    try:
+        result = await fn(conn)
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            try:
+                await tx.rollback()
+            except _DB_ERRORS:
+                pass  # the connection is gone; the server rolls back on its own
+        raise
+    try:
+        await tx.commit()
+    except _CONNECTION_ERRORS as exc:
+        raise _CommitUnknown(str(exc)) from exc
+    return result
+
+
+def _connect_args(pool_args: dict[str, Any]) -> dict[str, Any]:
+    return {"server_settings": pool_args["server_settings"], "timeout": 10}

@@ -1,0 +1,491 @@
+"""The store contract: every operation, the same tests on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import anyio
+import asyncpg
+import pytest
+
+from gateway import audit, errors, ids, models, normalize
+from gateway.store import base
+
+T0 = datetime(2025, 3, 4, 12, 0, tzinfo=UTC)
+ACTOR = base.Actor("ci", request_id="req-1")
+LIMITS = {"ace": 10}
+
+
+def new(
+    reference: str = "REF-1",
+    *,
+    key: str | None = None,
+    ordering_key: str | None = None,
+    payload: dict[str, Any] | None = None,
+    adapters: tuple[str, ...] = ("ace",),
+    filing_type: str = "isf",
+    environment: str = "cert",
+    at: datetime = T0,
+) -> base.NewFiling:
+    event = models.FilingEvent(
+        filing_type=models.FilingType(filing_type),
+        environment=models.Environment(environment),
+        reference=reference,
+        filer_code="ABC",
+        idempotency_key=key,
+        ordering_key=ordering_key,
+        payload=payload or {"ref": reference},
+    )
+    filing = normalize.normalize(event, filing_id=ids.new_id("fil"), received_at=at)
+    return base.NewFiling(filing=filing, adapters=list(adapters))
+
+
+async def accept(store: base.Store, *items: base.NewFiling) -> list[str]:
+    results = await store.accept(list(items), actor=ACTOR, now=T0)
+    return [r.filing_id for r in results]
+
+
+async def claim(store: base.Store, *, at: datetime = T0, owner: str = "p1", lease_s: float = 30):
+    return await store.claim(owner=owner, now=at, lease_s=lease_s, limits=LIMITS)
+
+
+async def states(store: base.Store, filing_id: str) -> list[str]:
+    view = await store.get_filing(filing_id)
+    assert view is not None
+    return [d.state.value for d in view.deliveries]
+
+
+async def all_audit(store: base.Store) -> list[audit.AuditRow]:
+    return [row async for row in store.audit_rows()]
+
+
+# --- accept -----------------------------------------------------------------------------
+
+
+async def test_accept_stores_filing_with_pending_delivery_per_adapter(store: base.Store) -> None:
+    """An accepted filing is readable with one pending delivery for each routed adapter."""
+    [fid] = await accept(store, new(adapters=("ace", "copy")))
+    view = await store.get_filing(fid)
+    assert view is not None
+    assert view.reference == "REF-1"
+    assert view.status is models.FilingStatus.PENDING
+    assert sorted(d.adapter for d in view.deliveries) == ["ace", "copy"]
+    assert {d.state for d in view.deliveries} == {models.DeliveryState.PENDING}
+    assert await store.get_filing("fil_missing") is None
+
+
+async def test_same_key_and_body_returns_the_first_filing(store: base.Store) -> None:
+    """A repeated idempotency key with the same body returns the first id, created=False."""
+    [first] = await store.accept([new(key="k-1")], actor=ACTOR, now=T0)
+    [again] = await store.accept([new(key="k-1")], actor=ACTOR, now=T0)
+    assert first.created
+    assert not again.created
+    assert again.filing_id == first.filing_id
+    assert again.error is None
+    page = await store.list_filings(base.ListFilter(), limit=10, cursor=None)
+    assert len(page.items) == 1
+
+
+async def test_same_key_different_body_is_idempotency_key_reused(store: base.Store) -> None:
+    """A repeated idempotency key with another body is refused, naming the first filing."""
+    [first] = await store.accept([new(key="k-1")], actor=ACTOR, now=T0)
+    [other] = await store.accept([new(key="k-1", payload={"x": 2})], actor=ACTOR, now=T0)
+    assert isinstance(other.error, errors.IdempotencyKeyReused)
+    assert other.filing_id == first.filing_id
+
+
+async def test_twenty_concurrent_duplicates_become_one_filing(store_factory: Any) -> None:
+    """20 concurrent accepts of one key+body, from two store instances, store ONE filing."""
+    stores = [await store_factory(), await store_factory()]
+    results: list[base.AcceptResult] = []
+
+    async def one(i: int) -> None:
+        [r] = await stores[i % 2].accept([new(key="dup")], actor=ACTOR, now=T0)
+        results.append(r)
+
+    async with anyio.create_task_group() as tg:
+        for i in range(20):
+            tg.start_soon(one, i)
+    assert len({r.filing_id for r in results}) == 1
+    assert sum(r.created for r in results) == 1
+    assert all(r.error is None for r in results)
+    page = await stores[0].list_filings(base.ListFilter(), limit=50, cursor=None)
+    assert len(page.items) == 1
+    assert len(page.items[0].deliveries) == 1
+
+
+# --- claim, leases, fencing ---------------------------------------------------------------
+
+
+async def test_claim_leases_due_deliveries_to_the_owner(store: base.Store) -> None:
+    """A claim moves due deliveries to in_flight with a token; a second claim gets none."""
+    fa, fb = await accept(store, new("A"), new("B"))
+    claims = await claim(store)
+    assert [c.filing.id for c in claims] == [fa, fb]
+    assert all(c.attempts == 0 and c.token >= 1 for c in claims)
+    assert claims[0].filing.payload == {"ref": "A"}
+    assert await states(store, fa) == ["in_flight"]
+    assert await claim(store, owner="p2") == []
+
+
+async def test_claim_respects_per_adapter_limits(store: base.Store) -> None:
+    """No more deliveries are claimed for an adapter than its limit allows."""
+    await accept(store, *(new(f"R{i}") for i in range(5)))
+    got = await store.claim(owner="p1", now=T0, lease_s=30, limits={"ace": 2, "other": 0})
+    assert len(got) == 2
+
+
+async def test_expired_lease_is_claimed_again_with_a_new_token(store: base.Store) -> None:
+    """After the lease runs out another owner claims the delivery, with a higher token."""
+    [fid] = await accept(store, new())
+    [first] = await claim(store, lease_s=2)
+    assert await claim(store, at=T0 + timedelta(seconds=1), owner="p2") == []
+    [second] = await claim(store, at=T0 + timedelta(seconds=3), owner="p2")
+    assert second.delivery_id == first.delivery_id
+    assert second.token > first.token
+    history = await store.filing_history(fid)
+    assert history[-1].details.get("reclaimed_expired_lease") is True
+
+
+async def test_renew_extends_the_lease_for_the_current_token_only(store: base.Store) -> None:
+    """Renewal keeps a lease alive; a stale token renews nothing."""
+    await accept(store, new())
+    [c] = await claim(store, lease_s=2)
+    later = T0 + timedelta(seconds=10)
+    assert await store.renew(owner="p1", tokens={c.delivery_id: c.token}, until=later) == 1
+    assert await claim(store, at=T0 + timedelta(seconds=5), owner="p2") == []
+    assert await store.renew(owner="p1", tokens={c.delivery_id: c.token + 7}, until=later) == 0
+    assert await store.renew(owner="p2", tokens={c.delivery_id: c.token}, until=later) == 0
+
+
+async def test_stale_token_cannot_complete(store: base.Store) -> None:
+    """Once reclaimed, the first claimant's completion changes nothing (fencing)."""
+    [fid] = await accept(store, new())
+    [stale] = await claim(store, lease_s=1)
+    [fresh] = await claim(store, at=T0 + timedelta(seconds=2), owner="p2")
+    assert not await store.complete(stale, now=T0 + timedelta(seconds=3), receipt={"by": "p1"})
+    assert await states(store, fid) == ["in_flight"]
+    assert await store.complete(fresh, now=T0 + timedelta(seconds=3), receipt={"by": "p2"})
+    view = await store.get_filing(fid)
+    assert view is not None
+    assert view.deliveries[0].receipt == {"by": "p2"}
+
+
+async def test_complete_marks_delivered_and_filing_status(store: base.Store) -> None:
+    """Completion records delivered, the receipt, one attempt and the delivery time."""
+    [fid] = await accept(store, new())
+    [c] = await claim(store)
+    assert await store.complete(c, now=T0 + timedelta(seconds=1), receipt={"status": 200})
+    view = await store.get_filing(fid)
+    assert view is not None
+    assert view.status is models.FilingStatus.DELIVERED
+    d = view.deliveries[0]
+    assert d.state is models.DeliveryState.DELIVERED
+    assert d.attempts == 1
+    assert d.receipt == {"status": 200}
+    assert d.delivered_at == T0 + timedelta(seconds=1)
+    assert not await store.complete(c, now=T0, receipt={})  # twice: no-op
+
+
+async def test_retry_is_scheduled_and_not_claimed_before_its_time(store: base.Store) -> None:
+    """A scheduled retry waits until next_attempt_at, spends an attempt, then is claimable."""
+    [fid] = await accept(store, new())
+    [c] = await claim(store)
+    at = T0 + timedelta(seconds=60)
+    assert await store.schedule_retry(c, now=T0, at=at, error="503 busy")
+    view = await store.get_filing(fid)
+    assert view is not None
+    d = view.deliveries[0]
+    assert (d.state, d.attempts, d.next_attempt_at, d.last_error) == (
+        models.DeliveryState.WAITING_RETRY,
+        1,
+        at,
+        "503 busy",
+    )
+    assert view.status is models.FilingStatus.RETRYING
+    assert await store.next_due() == at
+    assert await claim(store, at=at - timedelta(seconds=1)) == []
+    [again] = await claim(store, at=at)
+    assert again.attempts == 1
+
+
+async def test_defer_spends_no_attempt(store: base.Store) -> None:
+    """A deferral (outage) waits until its time without counting an attempt."""
+    [fid] = await accept(store, new())
+    [c] = await claim(store)
+    until = T0 + timedelta(hours=1)
+    assert await store.defer(c, now=T0, until=until, reason="ACE outage")
+    view = await store.get_filing(fid)
+    assert view is not None
+    assert view.status is models.FilingStatus.DEFERRED
+    assert view.deliveries[0].attempts == 0
+    assert view.deliveries[0].next_attempt_at == until
+    assert await claim(store, at=until - timedelta(seconds=1)) == []
+    assert len(await claim(store, at=until)) == 1
+
+
+# --- ordering -----------------------------------------------------------------------------
+
+
+async def test_one_in_flight_per_ordering_key_in_acceptance_order(store: base.Store) -> None:
+    """Only the head of an ordering key is claimable; the next follows once it is done."""
+    f1, f2, other, f3 = await accept(
+        store,
+        new("A1", ordering_key="K"),
+        new("A2", ordering_key="K"),
+        new("B"),
+        new("A3", ordering_key="K"),
+    )
+    first = await claim(store)
+    assert [c.filing.id for c in first] == [f1, other]
+    assert await claim(store) == []
+    await store.complete(first[0], now=T0, receipt={})
+    [second] = await claim(store)
+    assert second.filing.id == f2
+    await store.schedule_retry(second, now=T0, at=T0 + timedelta(seconds=5), error="x")
+    assert await claim(store, at=T0 + timedelta(seconds=1)) == []  # f3 waits behind f2
+    [again] = await claim(store, at=T0 + timedelta(seconds=5))
+    assert again.filing.id == f2
+    await store.complete(again, now=T0, receipt={})
+    [third] = await claim(store, at=T0 + timedelta(seconds=5))
+    assert third.filing.id == f3
+
+
+async def test_concurrent_claimers_never_hold_two_of_one_key(store_factory: Any) -> None:
+    """Two stores claiming concurrently hold at most one delivery per key, in order."""
+    stores = [await store_factory(), await store_factory()]
+    keys = [f"K{k}" for k in range(5)]
+    accepted: dict[str, list[str]] = {k: [] for k in keys}
+    for i in range(6):
+        for k in keys:
+            [fid] = await accept(stores[0], new(f"{k}-{i}", ordering_key=k))
+            accepted[k].append(fid)
+    delivered: dict[str, list[str]] = {k: [] for k in keys}
+    holding: dict[str, str] = {}
+    violations: list[str] = []
+
+    async def worker(store: base.Store, name: str) -> None:
+        idle = 0
+        while idle < 20:
+            claims = await store.claim(owner=name, now=T0, lease_s=60, limits={"ace": 3})
+            idle = 0 if claims else idle + 1
+            for c in claims:
+                key = c.filing.ordering_key
+                if key in holding:
+                    violations.append(f"{key}: {holding[key]} and {c.filing.id}")
+                holding[key] = c.filing.id
+            await anyio.sleep(0)
+            for c in claims:
+                del holding[c.filing.ordering_key]
+                delivered[c.filing.ordering_key].append(c.filing.id)
+                assert await store.complete(c, now=T0, receipt={})
+
+    async with anyio.create_task_group() as tg:
+        for i, s in enumerate(stores * 2):
+            tg.start_soon(worker, s, f"p{i}")
+    assert violations == []
+    assert delivered == accepted
+
+
+async def test_dead_delivery_blocks_successors_and_retry_unblocks(store: base.Store) -> None:
+    """A dead delivery blocks later ones of its key (new ones too); retry puts all back."""
+    f1, f2 = await accept(store, new("A1", ordering_key="K"), new("A2", ordering_key="K"))
+    [c] = await claim(store)
+    assert await store.kill(c, now=T0, error="rejected by schema")
+    assert await states(store, f1) == ["dead"]
+    assert await states(store, f2) == ["blocked"]
+    [f3] = await accept(store, new("A3", ordering_key="K"))
+    assert await states(store, f3) == ["blocked"]
+    view = await store.get_filing(f2)
+    assert view is not None
+    assert view.status is models.FilingStatus.BLOCKED
+    assert await claim(store) == []
+    await store.retry_filing(f2, actor=ACTOR, now=T0)  # still behind the dead head
+    assert await states(store, f2) == ["blocked"]
+    action = await store.retry_filing(f1, actor=ACTOR, now=T0)
+    assert action.changed == [c.delivery_id]
+    assert await states(store, f1) == ["pending"]
+    assert await states(store, f2) == ["pending"]
+    assert await states(store, f3) == ["pending"]
+    [again] = await claim(store)
+    assert again.filing.id == f1
+    assert again.attempts == 0
+
+
+async def test_cancel_of_dead_head_unblocks_successors(store: base.Store) -> None:
+    """Cancelling a dead delivery lets the blocked ones behind it go."""
+    f1, f2 = await accept(store, new("A1", ordering_key="K"), new("A2", ordering_key="K"))
+    [c] = await claim(store)
+    await store.kill(c, now=T0, error="bad")
+    action = await store.cancel_filing(f1, actor=ACTOR, now=T0)
+    assert action.changed == [c.delivery_id]
+    assert await states(store, f1) == ["cancelled"]
+    assert await states(store, f2) == ["pending"]
+    [next_] = await claim(store)
+    assert next_.filing.id == f2
+    with pytest.raises(errors.Conflict):
+        await store.cancel_filing(f1, actor=ACTOR, now=T0)
+    with pytest.raises(errors.NotFound):
+        await store.retry_filing("fil_nope", actor=ACTOR, now=T0)
+
+
+async def test_cancel_fences_an_in_flight_delivery(store: base.Store) -> None:
+    """A delivery cancelled while in flight cannot be completed by its claimant."""
+    [fid] = await accept(store, new())
+    [c] = await claim(store)
+    await store.cancel_filing(fid, actor=ACTOR, now=T0)
+    assert not await store.complete(c, now=T0, receipt={})
+    assert await states(store, fid) == ["cancelled"]
+
+
+async def test_release_gives_back_an_owners_leases(store: base.Store) -> None:
+    """release() returns the owner's in-flight deliveries, claimable at once by others."""
+    f1, f2 = await accept(store, new("A"), new("B"))
+    [c1, c2] = await claim(store)
+    await store.schedule_retry(c2, now=T0, at=T0, error="x")
+    [c2b] = await claim(store, owner="p1")
+    assert await store.release(owner="p2", now=T0) == 0
+    assert await store.release(owner="p1", now=T0) == 2
+    assert await states(store, f1) == ["pending"]
+    assert await states(store, f2) == ["waiting_retry"]
+    assert not await store.complete(c1, now=T0, receipt={})
+    got = await claim(store, owner="p2")
+    assert {c.delivery_id for c in got} == {c1.delivery_id, c2b.delivery_id}
+
+
+# --- reads --------------------------------------------------------------------------------
+
+
+async def test_listing_filters_and_paginates_newest_first(store: base.Store) -> None:
+    """list_filings filters by each field and pages with a cursor, newest first."""
+    ids_ = await accept(
+        store,
+        *(new(f"R{i}", filing_type="isf" if i % 2 else "entry") for i in range(7)),
+        new("P", filing_type="entry", environment="production", at=T0 + timedelta(hours=1)),
+    )
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = await store.list_filings(base.ListFilter(), limit=3, cursor=cursor)
+        seen += [v.id for v in page.items]
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert seen == list(reversed(ids_))
+    isf = await store.list_filings(
+        base.ListFilter(filing_type=models.FilingType.ISF), limit=50, cursor=None
+    )
+    assert {v.reference for v in isf.items} == {"R1", "R3", "R5"}
+    prod = await store.list_filings(
+        base.ListFilter(environment=models.Environment.PRODUCTION), limit=50, cursor=None
+    )
+    assert [v.id for v in prod.items] == [ids_[-1]]
+    ref = await store.list_filings(base.ListFilter(reference="R2"), limit=50, cursor=None)
+    assert [v.id for v in ref.items] == [ids_[2]]
+    since = await store.list_filings(
+        base.ListFilter(since=T0 + timedelta(minutes=30)), limit=50, cursor=None
+    )
+    assert [v.id for v in since.items] == [ids_[-1]]
+    until = await store.list_filings(
+        base.ListFilter(until=T0 + timedelta(minutes=30)), limit=50, cursor=None
+    )
+    assert len(until.items) == 7
+    [c, *_] = await claim(store)
+    await store.complete(c, now=T0, receipt={})
+    by_state = await store.list_filings(
+        base.ListFilter(state=models.DeliveryState.DELIVERED, adapter="ace"), limit=50, cursor=None
+    )
+    assert [v.id for v in by_state.items] == [c.filing.id]
+    by_status = await store.list_filings(
+        base.ListFilter(status=models.FilingStatus.DELIVERED), limit=50, cursor=None
+    )
+    assert [v.id for v in by_status.items] == [c.filing.id]
+    with pytest.raises(errors.InvalidInput):
+        await store.list_filings(base.ListFilter(), limit=3, cursor="garbage!")
+
+
+async def test_counts_by_adapter_and_state(store: base.Store) -> None:
+    """counts() tallies deliveries per adapter and state."""
+    await accept(store, new("A", adapters=("ace", "copy")), new("B"))
+    [c, *_] = await store.claim(owner="p", now=T0, lease_s=30, limits={"ace": 1})
+    await store.complete(c, now=T0, receipt={})
+    assert await store.counts() == {
+        "ace": {"delivered": 1, "pending": 1},
+        "copy": {"pending": 1},
+    }
+
+
+# --- audit and schema ---------------------------------------------------------------------
+
+
+async def test_audit_chain_records_every_step_and_verifies(store: base.Store) -> None:
+    """Every state change is an audit row; the chain verifies; history is per filing."""
+    [fid] = await accept(store, new())
+    [c] = await claim(store)
+    await store.complete(c, now=T0, receipt={"ok": True})
+    await store.append_audit("gateway.started", actor=base.SYSTEM, now=T0, details={"x": 1})
+    rows_ = await all_audit(store)
+    assert [r.event for r in rows_] == [
+        "filing.accepted",
+        "delivery.pending",
+        "delivery.in_flight",
+        "delivery.delivered",
+        "gateway.started",
+    ]
+    assert rows_[0].details["request_id"] == "req-1"
+    assert rows_[0].actor == "ci"
+    result = audit.verify_rows(rows_)
+    assert result.ok
+    assert result.rows == 5
+    assert [r.seq for r in await store.filing_history(fid)] == [1, 2, 3, 4]
+    assert [r.seq for r in [r async for r in store.audit_rows(after_seq=3)]] == [4, 5]
+
+
+async def test_audit_chain_from_two_writers_is_one_chain(store_factory: Any) -> None:
+    """Audit rows written concurrently through two store instances form one valid chain."""
+    stores = [await store_factory(), await store_factory()]
+
+    async def writer(i: int) -> None:
+        for n in range(10):
+            await stores[i % 2].accept([new(f"W{i}-{n}")], actor=ACTOR, now=T0)
+
+    async with anyio.create_task_group() as tg:
+        for i in range(4):
+            tg.start_soon(writer, i)
+    rows_ = await all_audit(stores[1])
+    assert len(rows_) == 80
+    assert audit.verify_rows(rows_).ok
+
+
+async def test_audit_rows_refuse_update_and_delete(store: base.Store, backend: str) -> None:
+    """The database itself refuses to change or remove an audit row."""
+    await accept(store, new())
+    statements = ["UPDATE audit SET actor = 'mallory'", "DELETE FROM audit"]
+    if backend == "postgres":
+        statements.append("TRUNCATE audit")
+    for sql in statements:
+        with pytest.raises((sqlite3.DatabaseError, asyncpg.PostgresError), match="append-only"):
+            await raw(store, backend, sql)
+    assert audit.verify_rows(await all_audit(store)).ok
+
+
+async def raw(store: Any, backend: str, sql: str) -> None:
+    if backend == "postgres":
+        async with store._pool.acquire() as conn:
+            await conn.execute(sql)
+    else:
+        await store._writer.call(lambda: store._writer.conn.execute(sql))
+
+
+async def test_migrate_is_idempotent_and_refuses_a_newer_schema(
+    store: base.Store, backend: str
+) -> None:
+    """migrate() twice stays at SCHEMA_VERSION; a newer schema in the database is refused."""
+    assert await store.migrate() == base.SCHEMA_VERSION
+    assert await store.schema_version() == base.SCHEMA_VERSION
+    await raw(store, backend, "UPDATE schema_version SET version = 99")
+    assert await store.schema_version() == 99
+    with pytest.raises(errors.StoreError, match="newer than this gateway knows"):
+        await store.migrate()
