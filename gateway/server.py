@@ -20,6 +20,9 @@ from gateway.api import app as api_app
 from gateway.api import auth
 from gateway.clock import Clock, SystemClock
 from gateway.dispatcher import Dispatcher
+from gateway.inbound import consumers
+from gateway.inbound.intake import Intake
+from gateway.inbound.normalizers import Sources
 from gateway.service import Service
 from gateway.store import base
 from gateway.store.base import Store
@@ -62,7 +65,12 @@ class Gateway:
             on_new_work=self.dispatcher.wake,
         )
         self.service.dispatcher_running = lambda: self.dispatcher.running
-        self.app = api_app.create_app(self.service, cfg, authenticator=self.authenticator)
+        self.intake = Intake(service=self.service, sources=Sources(cfg), clock=self.clock)
+        self.consumers = consumers.build(self.intake, environ=environ)
+        self.service.source_status = lambda: consumers.status(self.consumers)
+        self.app = api_app.create_app(
+            self.service, cfg, authenticator=self.authenticator, intake=self.intake
+        )
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
 
@@ -143,9 +151,11 @@ class Gateway:
         try:
             async with anyio.create_task_group() as tg:
                 await tg.start(self.dispatcher.run)
+                intake_scope = await tg.start(consumers.run_all, self.consumers)
                 await self._wait_for_stop(stop)
                 self.service.shutting_down = True
                 log.info("gateway.shutting_down", grace_s=self.cfg.gateway.shutdown_grace)
+                intake_scope.cancel()  # a message being taken finishes (shielded), then acks
                 await self.dispatcher.stop(self.cfg.gateway.shutdown_grace)
         finally:
             await self.stop()

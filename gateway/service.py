@@ -36,6 +36,8 @@ class Inbound:
     event: models.FilingEvent
     idempotency_header: str | None = None
     source: str = "api"
+    #: the original event's id (CloudEvent id, message id, file name), for provenance
+    source_event_id: str | None = None
 
 
 class Service:
@@ -57,6 +59,8 @@ class Service:
         self._on_new_work = on_new_work or (lambda: None)
         self.shutting_down = False
         self.dispatcher_running: Callable[[], bool] = lambda: True
+        #: inbound sources' health for /readyz (reported, never makes the gateway unready)
+        self.source_status: Callable[[], dict[str, Any]] = dict
 
     # --- intake -----------------------------------------------------------------------
 
@@ -68,6 +72,7 @@ class Service:
             received_at=self.clock.now(),
             source=item.source,
             idempotency_header=item.idempotency_header,
+            source_event_id=item.source_event_id,
         )
         return base.NewFiling(filing=filing, adapters=router.route(filing, self.cfg.routes))
 
@@ -190,4 +195,8 @@ class Service:
         checks["dispatcher"] = "ok" if self.dispatcher_running() else "not running"
         checks["shutdown"] = "shutting down" if self.shutting_down else "ok"
         ready = all(v == "ok" for v in checks.values())
-        return {"status": "ready" if ready else "not_ready", "checks": checks}
+        body: dict[str, Any] = {"status": "ready" if ready else "not_ready", "checks": checks}
+        sources = self.source_status()
+        if sources:
+            body["sources"] = sources
+        return body

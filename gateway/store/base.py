@@ -14,7 +14,8 @@ from typing import Any, Protocol
 
 from gateway import audit, models
 
-SCHEMA_VERSION = 1
+#: v2 and v3 are taken by other branches; v4 adds inbound provenance and rejected_events
+SCHEMA_VERSION = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +120,11 @@ class Store(Protocol):
     async def append_audit(
         self, event: str, *, actor: Actor, now: datetime, details: dict[str, Any]
     ) -> None: ...
+
+    async def reject_event(self, event: models.RejectedEvent) -> bool: ...
+    async def list_rejected(
+        self, *, source: str | None, limit: int, cursor: str | None
+    ) -> tuple[list[models.RejectedEvent], str | None]: ...
 
 
 def open_store(url: str) -> Store:

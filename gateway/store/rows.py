@@ -64,7 +64,11 @@ def decode_cursor(cursor: str) -> int:
 # column order of the filing SELECTs (see each store's _F_COLS):
 # seq, id, filing_type, environment, reference, filer_code, idempotency_key, body_hash,
 # ordering_key, due_by, content_type, payload, payload_is_json, callback_url, metadata,
-# source, received_at, status
+# source, received_at, status, source_event_id (v4; absent on stores not yet migrated)
+def _source_event_id(row: Sequence[Any]) -> str | None:
+    return row[18] if len(row) > 18 else None
+
+
 def filing(row: Sequence[Any]) -> models.Filing:
     return models.Filing(
         id=row[1],
@@ -81,6 +85,7 @@ def filing(row: Sequence[Any]) -> models.Filing:
         callback_url=row[13],
         metadata=json.loads(row[14]) if isinstance(row[14], str) else row[14],
         source=row[15],
+        source_event_id=_source_event_id(row),
         received_at=dt(row[16]),
     )
 
@@ -99,6 +104,7 @@ def filing_view(row: Sequence[Any], deliveries: list[models.Delivery]) -> models
         due_by=dt_or_none(row[9]),
         metadata=json.loads(row[14]) if isinstance(row[14], str) else row[14],
         source=row[15],
+        source_event_id=_source_event_id(row),
         received_at=dt(row[16]),
         deliveries=deliveries,
     )
@@ -123,4 +129,20 @@ def delivery(row: Sequence[Any]) -> models.Delivery:
         created_at=dt(row[9]),
         updated_at=dt(row[10]),
         delivered_at=dt_or_none(row[11]),
+    )
+
+
+# column order of the rejected_events SELECTs:
+# seq, id, source, origin, event_id, reason, details, body, content_type, received_at
+def rejected_event(row: Sequence[Any]) -> models.RejectedEvent:
+    return models.RejectedEvent(
+        id=row[1],
+        source=row[2],
+        origin=row[3],
+        event_id=row[4],
+        reason=row[5],
+        details=json.loads(row[6]) if isinstance(row[6], str) else row[6],
+        body=row[7],
+        content_type=row[8],
+        received_at=dt(row[9]),
     )
