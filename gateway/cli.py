@@ -98,6 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("id")
         _add_client(p)
 
+    p = sub.add_parser(
+        "normalize", help="dry run: print the filing(s) an inbound event becomes; stores nothing"
+    )
+    p.add_argument("--source", required=True, help="the [sources.NAME] whose normalizer to use")
+    p.add_argument("file", help="the event (plain JSON or a structured CloudEvent), - for stdin")
+    _add_config(p)
+
     p = sub.add_parser("audit", help="audit trail tools")
     audit_sub = p.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
     pv = audit_sub.add_parser("verify", help="walk the hash chain; exit 1 at the first bad row")
@@ -211,6 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command not in ("serve",):
         logs.configure("console" if sys.stderr.isatty() else "json", "warning")
     from gateway import client
+    from gateway.inbound import dryrun
 
     commands = {
         "serve": cmd_serve,
@@ -222,6 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "list": client.cmd_list,
         "retry": client.cmd_action,
         "cancel": client.cmd_action,
+        "normalize": dryrun.cmd_normalize,
     }
     try:
         if args.command == "audit":

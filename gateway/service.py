@@ -120,6 +120,8 @@ class Service:
                 filing_id=view.id,
                 filing_type=view.filing_type.value,
                 environment=view.environment.value,
+                source=view.source,
+                source_event_id=view.source_event_id,
                 adapters=prepared.adapters,
             )
         else:

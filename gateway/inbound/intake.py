@@ -97,6 +97,51 @@ def with_keys(events: list[models.FilingEvent], base: str) -> list[models.Filing
     return out
 
 
+def prepare_cloudevent(
+    sources: Sources,
+    envelope: cloudevents.Envelope,
+    *,
+    key: str | None = None,
+    source: Source | None = None,
+) -> Prepared:
+    """Normalize one CloudEvent (pure); ``key`` overrides the id+source key."""
+    src = source or sources.for_cloudevent(envelope.type, envelope.source)
+    context = EventContext(
+        source=src.name,
+        event_id=envelope.id,
+        event_type=envelope.type,
+        event_source=envelope.source,
+        subject=envelope.subject,
+    )
+    events = src.normalize(envelope.data, context)
+    return Prepared(
+        source=src,
+        events=with_keys(events, key or envelope.key),
+        provenance=f"cloudevents:{envelope.source}",
+        event_id=envelope.id,
+    )
+
+
+def prepare_raw(sources: Sources, source: Source, raw: RawEvent) -> Prepared:
+    """Decode (CloudEvent or plain JSON) and normalize a queued or dropped event."""
+    envelope = cloudevents.from_amqp(raw.headers, raw.content_type, raw.body)
+    document: Any = None
+    if envelope is None:
+        try:
+            document = json.loads(raw.body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise errors.InvalidEvent(f"not valid JSON: {exc}", field="body") from exc
+        if cloudevents.looks_structured(document):
+            envelope = cloudevents.from_document(document)
+    if envelope is not None:
+        prepared = prepare_cloudevent(sources, envelope, source=source)
+        return Prepared(source, prepared.events, raw.origin, envelope.id)
+    key = bounded_key(raw.default_key or f"{raw.origin}#{raw.event_id}")
+    context = EventContext(source=source.name, event_id=raw.event_id)
+    events = with_keys(source.normalize(document, context), key)
+    return Prepared(source, events, raw.origin, raw.event_id)
+
+
 class Intake:
     """Inbound events in, filings (or rejected events) out."""
 
@@ -115,21 +160,7 @@ class Intake:
         source: Source | None = None,
     ) -> Prepared:
         """Normalize one CloudEvent (pure); ``key`` overrides the id+source key."""
-        src = source or self.sources.for_cloudevent(envelope.type, envelope.source)
-        context = EventContext(
-            source=src.name,
-            event_id=envelope.id,
-            event_type=envelope.type,
-            event_source=envelope.source,
-            subject=envelope.subject,
-        )
-        events = src.normalize(envelope.data, context)
-        return Prepared(
-            source=src,
-            events=with_keys(events, key or envelope.key),
-            provenance=f"cloudevents:{envelope.source}",
-            event_id=envelope.id,
-        )
+        return prepare_cloudevent(self.sources, envelope, key=key, source=source)
 
     async def submit_cloudevent(
         self, envelope: cloudevents.Envelope, *, key: str | None, actor: Actor
@@ -173,22 +204,7 @@ class Intake:
 
     def prepare_raw(self, source: Source, raw: RawEvent) -> Prepared:
         """Decode (CloudEvent or plain JSON) and normalize a queued or dropped event."""
-        envelope = cloudevents.from_amqp(raw.headers, raw.content_type, raw.body)
-        document: Any = None
-        if envelope is None:
-            try:
-                document = json.loads(raw.body)
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise errors.InvalidEvent(f"not valid JSON: {exc}", field="body") from exc
-            if cloudevents.looks_structured(document):
-                envelope = cloudevents.from_document(document)
-        if envelope is not None:
-            prepared = self.prepare_cloudevent(envelope, source=source)
-            return Prepared(source, prepared.events, raw.origin, envelope.id)
-        key = bounded_key(raw.default_key or f"{raw.origin}#{raw.event_id}")
-        context = EventContext(source=source.name, event_id=raw.event_id)
-        events = with_keys(source.normalize(document, context), key)
-        return Prepared(source, events, raw.origin, raw.event_id)
+        return prepare_raw(self.sources, source, raw)
 
     async def take(self, source: Source, raw: RawEvent) -> Taken:
         """Commit the filings of one event, or store it as rejected. ``StoreError`` rises."""
