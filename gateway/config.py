@@ -219,6 +219,20 @@ class SourceConfig(BaseModel):
     pattern: str = "*.json"
     poll_interval: Duration = Field(default=1.0, gt=0)
 
+    @field_validator("map", mode="before")
+    @classmethod
+    def _flatten_map(cls, value: Any) -> Any:
+        """``[sources.X.map.metadata] a = "p"`` is the same as ``"metadata.a" = "p"``."""
+        if not isinstance(value, Mapping):
+            return value
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if isinstance(item, Mapping):
+                out.update({f"{key}.{k}": v for k, v in cls._flatten_map(item).items()})
+            else:
+                out[key] = item
+        return out
+
     @model_validator(mode="after")
     def _kind_needs(self) -> SourceConfig:
         if self.kind == "amqp" and not self.queue:

@@ -87,7 +87,7 @@ async def test_resent_cloudevent_with_same_id_and_source_returns_the_same_filing
     assert (first_status, again_status, other_status) == (202, 200, 202)
     assert again["id"] == first["id"] and again["created"] is False
     assert other["id"] != first["id"]
-    status, batch = await post_raw(gw, "/v1/filings/batch", [cloudevent(booking(1))], BATCH)
+    _, batch = await post_raw(gw, "/v1/filings/batch", [cloudevent(booking(1))], BATCH)
     assert batch["results"][0]["id"] == first["id"] and batch["results"][0]["http_status"] == 200
     assert len(filings(tmp_path / "gateway.db")) == 2
 
@@ -134,7 +134,7 @@ async def test_idempotency_key_header_wins_over_the_cloudevent_id(tmp_path, star
         "invalid-mapped-value",
         "binary-no-source",
         "batch-on-single",
-    ],  # fmt: skip
+    ],
 )
 async def test_bad_cloudevents_are_400_or_422_naming_the_field(
     tmp_path, start_gateway, body, headers, status, loc
