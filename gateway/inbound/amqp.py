@@ -163,8 +163,8 @@ class QueueConsumer:
                 await self._settle(message.nack(requeue=True))
                 await anyio.sleep(STORE_BACKOFF_S)
                 return
-            self.status.count(taken.outcome)
             await self._settle(message.ack())
+            self.status.count(taken.outcome)
         if taken.outcome is Outcome.REJECTED:
             log.info("source.acked_rejected", source=self.source.name, id=message.message_id)
 
