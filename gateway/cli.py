@@ -128,7 +128,13 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     cfg = _load(args)
     for name, section in cfg.adapters.items():
         registry.build(name, section)
-    print(f"{args.config}: ok ({len(cfg.adapters)} adapters, {len(cfg.routes)} routes)")
+    from gateway.inbound import normalizers
+
+    normalizers.Sources(cfg)  # loads every normalizer: a bad one is a config error now
+    print(
+        f"{args.config}: ok ({len(cfg.adapters)} adapters, {len(cfg.routes)} routes, "
+        f"{len(cfg.sources)} sources)"
+    )
     return EXIT_OK
 
 
