@@ -101,6 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
     from gateway import outages_cli
 
     outages_cli.add_parser(sub, _add_config, _add_client)
+    p = sub.add_parser(
+        "normalize", help="dry run: print the filing(s) an inbound event becomes; stores nothing"
+    )
+    p.add_argument("--source", required=True, help="the [sources.NAME] whose normalizer to use")
+    p.add_argument("file", help="the event (plain JSON or a structured CloudEvent), - for stdin")
+    _add_config(p)
 
     p = sub.add_parser("audit", help="audit trail tools")
     audit_sub = p.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
@@ -125,7 +131,13 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     cfg = _load(args)
     for name, section in cfg.adapters.items():
         registry.build(name, section)
-    print(f"{args.config}: ok ({len(cfg.adapters)} adapters, {len(cfg.routes)} routes)")
+    from gateway.inbound import normalizers
+
+    normalizers.Sources(cfg)  # loads every normalizer: a bad one is a config error now
+    print(
+        f"{args.config}: ok ({len(cfg.adapters)} adapters, {len(cfg.routes)} routes, "
+        f"{len(cfg.sources)} sources)"
+    )
     return EXIT_OK
 
 
@@ -166,6 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command not in ("serve",):
         logs.configure("console" if sys.stderr.isatty() else "json", "warning")
     from gateway import client
+    from gateway.inbound import dryrun
 
     commands = {
         "serve": cmd_serve,
@@ -177,6 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "list": client.cmd_list,
         "retry": client.cmd_action,
         "cancel": client.cmd_action,
+        "normalize": dryrun.cmd_normalize,
     }
     try:
         if args.command == "outages":

@@ -316,6 +316,74 @@ class AuditSection(BaseModel):
     )
 
 
+class SourceConfig(BaseModel):
+    """`[sources.NAME]`: where inbound events come from and how they become filings.
+
+    ``kind`` says where they come from (``http``: CloudEvents posted to the API;
+    ``amqp``: a RabbitMQ queue; ``directory``: files dropped in a folder). How they
+    become filings: ``normalizer`` (``pkg.module:function`` or an entry-point name in
+    ``edi_gateway.normalizers``), or the declarative ``map``/``constants``/``filing_types``;
+    with neither, the event must already be a filing event (passthrough).
+    """
+
+    model_config = _STRICT
+
+    kind: Literal["http", "amqp", "directory"] = "http"
+    types: list[str] = Field(
+        default_factory=list, description="CloudEvent `type` globs this source handles"
+    )
+    sources: list[str] = Field(
+        default_factory=list, description="CloudEvent `source` globs (empty: any)"
+    )
+    normalizer: str | None = Field(default=None, description="'pkg.module:function' or a name")
+    map: dict[str, str] = Field(
+        default_factory=dict, description="filing field → dotted path in the internal event"
+    )
+    constants: dict[str, Any] = Field(default_factory=dict, description="filing field → value")
+    filing_types: dict[str, models.FilingType] = Field(
+        default_factory=dict, description="lookup: value at map.filing_type → filing type"
+    )
+    # amqp
+    url: str | None = Field(default=None, description="amqp://… (credentials: prefer url_env)")
+    url_env: str | None = Field(default=None, description="env var holding the AMQP URL")
+    queue: str | None = None
+    declare: bool = Field(default=True, description="declare the queue (durable) at start")
+    prefetch: int = Field(default=32, ge=1, le=10_000)
+    reconnect_max: Duration = Field(default=30.0, gt=0, description="longest reconnect backoff")
+    # directory
+    directory: str | None = None
+    pattern: str = "*.json"
+    poll_interval: Duration = Field(default=1.0, gt=0)
+
+    @field_validator("map", mode="before")
+    @classmethod
+    def _flatten_map(cls, value: Any) -> Any:
+        """``[sources.X.map.metadata] a = "p"`` is the same as ``"metadata.a" = "p"``."""
+        if not isinstance(value, Mapping):
+            return value
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if isinstance(item, Mapping):
+                out.update({f"{key}.{k}": v for k, v in cls._flatten_map(item).items()})
+            else:
+                out[key] = item
+        return out
+
+    @model_validator(mode="after")
+    def _kind_needs(self) -> SourceConfig:
+        if self.kind == "amqp" and not self.queue:
+            raise ValueError("an amqp source needs 'queue'")
+        if self.kind == "directory" and not self.directory:
+            raise ValueError("a directory source needs 'directory'")
+        if self.kind == "http" and not self.types and not self.sources:
+            raise ValueError("an http source needs 'types' (CloudEvent type globs) to match")
+        if self.normalizer is not None and (self.map or self.constants or self.filing_types):
+            raise ValueError("give either 'normalizer' or 'map'/'constants', not both")
+        if self.filing_types and "filing_type" not in self.map:
+            raise ValueError("'filing_types' looks up map.filing_type, which is not set")
+        return self
+
+
 class Config(BaseModel):
     """The whole configuration."""
 
@@ -341,6 +409,8 @@ class Config(BaseModel):
         if isinstance(value, Mapping):
             return {**DEFAULT_CALENDARS, **value}
         return value
+
+    sources: dict[str, SourceConfig] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _routes_name_adapters(self) -> Config:

@@ -89,6 +89,21 @@ class InvalidInput(GatewayError):
     status = 422
 
 
+class InvalidEvent(InvalidInput):
+    """An inbound event cannot become a filing (raised by normalizers, naming the field)."""
+
+    def __init__(
+        self, message: str | None = None, *, field: str | None = None, details: Any = None
+    ) -> None:
+        if details is None and field is not None:
+            details = [{"loc": field, "msg": message or self.__doc__}]
+        if field is not None and message is not None and not message.startswith(field):
+            message = f"{field}: {message}"
+        super().__init__(message, details=details)
+        #: the path in the source event at fault, e.g. ``data.shipment.mode``
+        self.field = field
+
+
 class MalformedInput(GatewayError):
     """The request body is not well-formed."""
 

@@ -244,6 +244,9 @@ class Filing(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
     body_hash: str = Field(description="SHA-256 of the canonical event body.")
     source: str = Field(default="api", description="Who submitted it (token name, queue, file).")
+    source_event_id: str | None = Field(
+        default=None, description="The original event's id (CloudEvent id, message id, file)."
+    )
     received_at: AwareDatetime = Field(description="When the gateway accepted it.")
 
 
@@ -288,10 +291,27 @@ class FilingView(BaseModel):
         description="Not delivered and `due_by` is near or inside a known outage.",
     )
     source: str
+    source_event_id: str | None = None
     received_at: AwareDatetime
     body_hash: str
     metadata: dict[str, Any] = Field(default_factory=dict)
     deliveries: list[Delivery]
+
+
+class RejectedEvent(BaseModel):
+    """An inbound event (queue message, dropped file) that could not become a filing."""
+
+    model_config = _FROZEN
+
+    id: str = Field(description="Gateway id (`rej_…`).")
+    source: str = Field(description="The configured source name.")
+    origin: str = Field(description="Where it came from: `amqp:QUEUE`, `file:NAME`.")
+    event_id: str | None = Field(default=None, description="Message id, CloudEvent id or file.")
+    reason: str = Field(description="Why it was rejected, naming the field at fault.")
+    details: Any = Field(default=None, description="Structured details (field paths).")
+    body: str = Field(description="The event as received (UTF-8, else base64), truncated.")
+    content_type: str | None = None
+    received_at: AwareDatetime
 
 
 class OutboundMessage(BaseModel):

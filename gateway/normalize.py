@@ -31,6 +31,7 @@ def normalize(
     received_at: datetime,
     source: str = "api",
     idempotency_header: str | None = None,
+    source_event_id: str | None = None,
 ) -> models.Filing:
     """The canonical filing for an inbound event."""
     content_type = event.content_type or (
@@ -51,5 +52,6 @@ def normalize(
         metadata=event.metadata,
         body_hash=event.body_hash(),
         source=source,
+        source_event_id=source_event_id,
         received_at=received_at,
     )

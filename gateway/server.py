@@ -26,6 +26,9 @@ from gateway.api import app as api_app
 from gateway.api import auth
 from gateway.clock import Clock, SystemClock
 from gateway.dispatcher import Dispatcher
+from gateway.inbound import consumers
+from gateway.inbound.intake import Intake
+from gateway.inbound.normalizers import Sources
 from gateway.service import Service
 from gateway.store import base
 from gateway.store.base import Store
@@ -72,7 +75,12 @@ class Gateway:
         )
         self.service.dispatcher_running = lambda: self.dispatcher.running
         self.service.outage_status = lambda: self.dispatcher.guard.status(self.clock.now())
-        self.app = api_app.create_app(self.service, cfg, authenticator=self.authenticator)
+        self.intake = Intake(service=self.service, sources=Sources(cfg), clock=self.clock)
+        self.consumers = consumers.build(self.intake, environ=environ)
+        self.service.source_status = lambda: consumers.status(self.consumers)
+        self.app = api_app.create_app(
+            self.service, cfg, authenticator=self.authenticator, intake=self.intake
+        )
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
 
@@ -169,9 +177,11 @@ class Gateway:
                 checkpointing = anyio.CancelScope()
                 tg.start_soon(self._checkpoint_loop, checkpointing)
                 listening = await self._listen_for_work(tg)
+                intake_scope = await tg.start(consumers.run_all, self.consumers)
                 await self._wait_for_stop(stop)
                 self.service.shutting_down = True
                 log.info("gateway.shutting_down", grace_s=self.cfg.gateway.shutdown_grace)
+                intake_scope.cancel()  # a message being taken finishes (shielded), then acks
                 checkpointing.cancel()
                 listening.cancel()
                 await self.dispatcher.stop(self.cfg.gateway.shutdown_grace)

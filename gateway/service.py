@@ -37,6 +37,8 @@ class Inbound:
     event: models.FilingEvent
     idempotency_header: str | None = None
     source: str = "api"
+    #: the original event's id (CloudEvent id, message id, file name), for provenance
+    source_event_id: str | None = None
 
 
 class Service:
@@ -60,6 +62,8 @@ class Service:
         self.dispatcher_running: Callable[[], bool] = lambda: True
         #: breaker, gate and pacing per adapter (set by the server from the dispatcher)
         self.outage_status: Callable[[], dict[str, dict[str, Any]]] = dict
+        #: inbound sources' health for /readyz (reported, never makes the gateway unready)
+        self.source_status: Callable[[], dict[str, Any]] = dict
 
     # --- intake -----------------------------------------------------------------------
 
@@ -71,6 +75,7 @@ class Service:
             received_at=self.clock.now(),
             source=item.source,
             idempotency_header=item.idempotency_header,
+            source_event_id=item.source_event_id,
         )
         return base.NewFiling(filing=filing, adapters=router.route(filing, self.cfg.routes))
 
@@ -118,6 +123,8 @@ class Service:
                 filing_id=view.id,
                 filing_type=view.filing_type.value,
                 environment=view.environment.value,
+                source=view.source,
+                source_event_id=view.source_event_id,
                 adapters=prepared.adapters,
             )
         else:
@@ -235,7 +242,11 @@ class Service:
         checks["dispatcher"] = "ok" if self.dispatcher_running() else "not running"
         checks["shutdown"] = "shutting down" if self.shutting_down else "ok"
         ready = all(v == "ok" for v in checks.values())
-        return {"status": "ready" if ready else "not_ready", "checks": checks}
+        body: dict[str, Any] = {"status": "ready" if ready else "not_ready", "checks": checks}
+        sources = self.source_status()
+        if sources:
+            body["sources"] = sources
+        return body
 
 
 def _outage_log(o: outages.Outage) -> dict[str, Any]:

@@ -8,15 +8,18 @@ from aiohttp import web
 
 from gateway import config
 from gateway.api import auth, handlers, openapi
+from gateway.api import inbound as inbound_api
 from gateway.api.errors import error_middleware
+from gateway.inbound.intake import Intake
+from gateway.inbound.normalizers import Sources
 from gateway.service import Service
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 #: (method, path, handler, scope or None for public)
 ROUTES: list[tuple[str, str, Handler, str | None]] = [
-    ("POST", "/v1/filings", handlers.post_filing, "submit"),
-    ("POST", "/v1/filings/batch", handlers.post_batch, "submit"),
+    ("POST", "/v1/filings", inbound_api.post_filing, "submit"),
+    ("POST", "/v1/filings/batch", inbound_api.post_batch, "submit"),
     ("GET", "/v1/filings", handlers.list_filings, "read"),
     ("GET", "/v1/filings/{id}", handlers.get_filing, "read"),
     ("GET", "/v1/filings/{id}/history", handlers.filing_history, "read"),
@@ -26,6 +29,7 @@ ROUTES: list[tuple[str, str, Handler, str | None]] = [
     ("POST", "/v1/outages", handlers.post_outage, "operate"),
     ("GET", "/v1/outages", handlers.list_outages, "read"),
     ("DELETE", "/v1/outages/{id}", handlers.delete_outage, "operate"),
+    ("GET", "/v1/rejected-events", inbound_api.list_rejected, "read"),
     ("GET", "/healthz", handlers.healthz, None),
     ("GET", "/livez", handlers.healthz, None),
     ("GET", "/readyz", handlers.readyz, None),
@@ -51,13 +55,20 @@ def _with_scope(handler: Handler, scope: str | None) -> Handler:
 
 
 def create_app(
-    service: Service, cfg: config.Config, *, authenticator: auth.Authenticator
+    service: Service,
+    cfg: config.Config,
+    *,
+    authenticator: auth.Authenticator,
+    intake: Intake | None = None,
 ) -> web.Application:
     """The HTTP API for a service."""
     limit = max(cfg.gateway.max_body_bytes, cfg.gateway.max_batch_bytes)
     app = web.Application(middlewares=[error_middleware], client_max_size=limit + 1)
     app[handlers.SERVICE] = service
     app[handlers.AUTH] = authenticator
+    app[inbound_api.INTAKE] = intake or Intake(
+        service=service, sources=Sources(cfg), clock=service.clock
+    )
     app[handlers.LIMITS] = {
         "body": cfg.gateway.max_body_bytes,
         "batch": cfg.gateway.max_batch_bytes,

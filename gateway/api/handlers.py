@@ -48,6 +48,17 @@ def actor_of(request: web.Request) -> Actor:
 
 async def read_json(request: web.Request, limit: int) -> Any:
     """The request body as JSON: 413 past ``limit`` bytes, 400 when not JSON."""
+    raw = await read_body(request, limit)
+    if not raw.strip():
+        raise errors.MalformedInput("the request body is empty; send a JSON document")
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise errors.MalformedInput(f"the request body is not valid JSON: {exc}") from exc
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The request body: 413 past ``limit`` bytes."""
     if request.content_length is not None and request.content_length > limit:
         raise errors.PayloadTooLarge(
             f"body is {request.content_length} bytes; the limit is {limit}",
@@ -61,13 +72,7 @@ async def read_json(request: web.Request, limit: int) -> Any:
                 f"body is larger than the limit of {limit} bytes", details={"limit_bytes": limit}
             )
         chunks.append(chunk)
-    raw = b"".join(chunks)
-    if not raw.strip():
-        raise errors.MalformedInput("the request body is empty; send a JSON document")
-    try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise errors.MalformedInput(f"the request body is not valid JSON: {exc}") from exc
+    return b"".join(chunks)
 
 
 def parse_event(data: Any, *, prefix: str = "") -> models.FilingEvent:

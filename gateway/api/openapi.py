@@ -111,7 +111,18 @@ def spec() -> dict[str, Any]:
                 ],
                 "requestBody": {
                     "required": True,
-                    "content": {"application/json": {"schema": _ref("FilingEvent")}},
+                    "content": {
+                        "application/json": {"schema": _ref("FilingEvent")},
+                        "application/cloudevents+json": {
+                            "schema": {
+                                "type": "object",
+                                "description": "A CloudEvent 1.0 (structured mode); binary "
+                                "mode sends ce-* headers. `type` picks the source's "
+                                "normalizer, `id`+`source` are the idempotency key.",
+                                "required": ["specversion", "id", "source", "type"],
+                            }
+                        },
+                    },
                 },
                 "responses": {
                     "202": _json(_ref("Submitted"), "Accepted and stored"),
@@ -153,12 +164,30 @@ def spec() -> dict[str, Any]:
                                 "items": _ref("FilingEvent"),
                                 "maxItems": 1000,
                             }
-                        }
+                        },
+                        "application/cloudevents-batch+json": {
+                            "schema": {"type": "array", "items": {"type": "object"}}
+                        },
                     },
                 },
                 "responses": {
                     "200": _json(_ref("BatchResult"), "Per-item results, in order"),
                     **_errors(400, 401, 403, 413, 422),
+                },
+            }
+        },
+        "/v1/rejected-events": {
+            "get": {
+                "summary": "Inbound events (queue messages, files) that could not become filings",
+                "security": bearer,
+                "parameters": [
+                    q("source", {"type": "string"}),
+                    q("limit", {"type": "integer", "minimum": 1, "maximum": 500}),
+                    q("cursor", {"type": "string"}),
+                ],
+                "responses": {
+                    "200": _json({"type": "object"}, "A page of rejected events"),
+                    **_errors(401, 403, 422),
                 },
             }
         },

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from gateway import audit, models, outages, redact
 
 #: the highest migration version
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +172,11 @@ class Store(Protocol):
     async def prune_audit(
         self, *, before: datetime, actor: Actor, now: datetime
     ) -> PruneResult: ...
+
+    async def reject_event(self, event: models.RejectedEvent) -> bool: ...
+    async def list_rejected(
+        self, *, source: str | None, limit: int, cursor: str | None
+    ) -> tuple[list[models.RejectedEvent], str | None]: ...
 
 
 def open_store(url: str, *, redactor: redact.Redactor | None = None) -> Store:

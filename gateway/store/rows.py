@@ -64,7 +64,16 @@ def decode_cursor(cursor: str) -> int:
 # column order of the filing SELECTs (see each store's _F_COLS):
 # seq, id, filing_type, environment, reference, filer_code, idempotency_key, body_hash,
 # ordering_key, due_by, content_type, payload, payload_is_json, callback_url, metadata,
-# source, received_at, status, at_risk_at (issue 3; optional)
+# source, received_at, status, at_risk_at (v3), source_event_id (v4) — the last two are
+# optional, so a store whose SELECT does not have them yet still reads.
+def _at_risk_at(row: Sequence[Any]) -> Any:
+    return row[18] if len(row) > 18 else None
+
+
+def _source_event_id(row: Sequence[Any]) -> str | None:
+    return row[19] if len(row) > 19 else None
+
+
 def filing(row: Sequence[Any]) -> models.Filing:
     return models.Filing(
         id=row[1],
@@ -81,6 +90,7 @@ def filing(row: Sequence[Any]) -> models.Filing:
         callback_url=row[13],
         metadata=json.loads(row[14]) if isinstance(row[14], str) else row[14],
         source=row[15],
+        source_event_id=_source_event_id(row),
         received_at=dt(row[16]),
     )
 
@@ -92,7 +102,7 @@ def filing_view(row: Sequence[Any], deliveries: list[models.Delivery]) -> models
     return models.FilingView(
         id=row[1],
         status=models.FilingStatus(row[17]),
-        at_risk=len(row) > 18 and row[18] is not None and row[17] not in _SETTLED,
+        at_risk=_at_risk_at(row) is not None and row[17] not in _SETTLED,
         filing_type=models.FilingType(row[2]),
         environment=models.Environment(row[3]),
         reference=row[4],
@@ -103,6 +113,7 @@ def filing_view(row: Sequence[Any], deliveries: list[models.Delivery]) -> models
         due_by=dt_or_none(row[9]),
         metadata=json.loads(row[14]) if isinstance(row[14], str) else row[14],
         source=row[15],
+        source_event_id=_source_event_id(row),
         received_at=dt(row[16]),
         deliveries=deliveries,
     )
@@ -127,4 +138,20 @@ def delivery(row: Sequence[Any]) -> models.Delivery:
         created_at=dt(row[9]),
         updated_at=dt(row[10]),
         delivered_at=dt_or_none(row[11]),
+    )
+
+
+# column order of the rejected_events SELECTs:
+# seq, id, source, origin, event_id, reason, details, body, content_type, received_at
+def rejected_event(row: Sequence[Any]) -> models.RejectedEvent:
+    return models.RejectedEvent(
+        id=row[1],
+        source=row[2],
+        origin=row[3],
+        event_id=row[4],
+        reason=row[5],
+        details=json.loads(row[6]) if isinstance(row[6], str) else row[6],
+        body=row[7],
+        content_type=row[8],
+        received_at=dt(row[9]),
     )

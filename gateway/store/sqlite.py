@@ -145,12 +145,35 @@ CREATE INDEX deliveries_claim ON deliveries (adapter, {_DUE_KEY}, seq)
     WHERE state IN {_CLAIMABLE_SQL};
 """,
     ),
+    (
+        4,
+        """
+ALTER TABLE filings ADD COLUMN source_event_id TEXT;
+
+CREATE TABLE rejected_events (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    id           TEXT NOT NULL UNIQUE,
+    source       TEXT NOT NULL,
+    origin       TEXT NOT NULL,
+    event_id     TEXT,
+    reason       TEXT NOT NULL,
+    details      TEXT NOT NULL,
+    body         TEXT NOT NULL,
+    content_type TEXT,
+    received_at  INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX rejected_events_once ON rejected_events (source, event_id)
+    WHERE event_id IS NOT NULL;
+CREATE INDEX rejected_events_source ON rejected_events (source, seq);
+""",
+    ),
 ]
 
 _F_COLS = (
     "f.seq, f.id, f.filing_type, f.environment, f.reference, f.filer_code, f.idempotency_key, "
     "f.body_hash, f.ordering_key, f.due_by, f.content_type, f.payload, f.payload_is_json, "
-    "f.callback_url, f.metadata, f.source, f.received_at, f.status, f.at_risk_at"
+    "f.callback_url, f.metadata, f.source, f.received_at, f.status, f.at_risk_at, "
+    "f.source_event_id"
 )
 _D_COLS = (
     "d.seq, d.id, d.filing_id, d.adapter, d.state, d.attempts, d.available_at, d.last_error, "
@@ -515,6 +538,15 @@ class SqliteStore:
 
         await self._write(_append)
 
+    async def reject_event(self, event: models.RejectedEvent) -> bool:
+        """Keep an inbound event that could not become a filing; False if already kept."""
+        return await self._write(_reject_event, event)
+
+    async def list_rejected(
+        self, *, source: str | None, limit: int, cursor: str | None
+    ) -> tuple[list[models.RejectedEvent], str | None]:
+        return await self._read(_list_rejected, source, limit, cursor)
+
     async def audit_rows(self, *, after_seq: int = 0) -> AsyncIterator[audit.AuditRow]:
         last = after_seq
         while True:
@@ -722,8 +754,8 @@ def _accept(
         cur = conn.execute(
             "INSERT INTO filings (id, filing_type, environment, reference, filer_code, "
             "idempotency_key, body_hash, ordering_key, due_by, content_type, payload, "
-            "payload_is_json, callback_url, metadata, source, received_at, status, updated_at) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "payload_is_json, callback_url, metadata, source, received_at, status, updated_at, "
+            "source_event_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 f.id,
                 f.filing_type.value,
@@ -743,6 +775,7 @@ def _accept(
                 rows.us(f.received_at),
                 "pending",
                 now_us,
+                f.source_event_id,
             ),
         )
         filing_seq = cur.lastrowid
@@ -757,6 +790,7 @@ def _accept(
                 "filer_code": f.filer_code,
                 "body_hash": f.body_hash,
                 "source": f.source,
+                "source_event_id": f.source_event_id,
                 "adapters": item.adapters,
             },
         )
@@ -1321,3 +1355,60 @@ def _flag_at_risk(
             )
             flagged.append((filing_id, rows.dt(due_by)))
     return flagged
+
+
+# --- rejected inbound events ------------------------------------------------------------
+
+_R_COLS = "seq, id, source, origin, event_id, reason, details, body, content_type, received_at"
+
+
+def _reject_event(conn: sqlite3.Connection, event: models.RejectedEvent) -> bool:
+    cur = conn.execute(
+        f"INSERT OR IGNORE INTO rejected_events ({_R_COLS.removeprefix('seq, ')}) "
+        "VALUES (?,?,?,?,?,?,?,?,?)",
+        (
+            event.id,
+            event.source,
+            event.origin,
+            event.event_id,
+            event.reason,
+            json.dumps(event.details, default=str),
+            event.body,
+            event.content_type,
+            rows.us(event.received_at),
+        ),
+    )
+    if cur.rowcount == 0:
+        return False
+    _Audit(conn, event.received_at).add(
+        "event.rejected",
+        actor=Actor(name=f"source:{event.source}"),
+        details={
+            "rejected_id": event.id,
+            "source": event.source,
+            "origin": event.origin,
+            "event_id": event.event_id,
+            "reason": event.reason,
+        },
+    )
+    return True
+
+
+def _list_rejected(
+    conn: sqlite3.Connection, source: str | None, limit: int, cursor: str | None
+) -> tuple[list[models.RejectedEvent], str | None]:
+    where, params = [], []
+    if cursor is not None:
+        where.append("seq < ?")
+        params.append(rows.decode_cursor(cursor))
+    if source is not None:
+        where.append("source = ?")
+        params.append(source)
+    sql = f"SELECT {_R_COLS} FROM rejected_events"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    found = conn.execute(sql + " ORDER BY seq DESC LIMIT ?", [*params, limit + 1]).fetchall()
+    more = len(found) > limit
+    found = found[:limit]
+    items = [rows.rejected_event(r) for r in found]
+    return items, (rows.encode_cursor(found[-1][0]) if more and found else None)
