@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import structlog
 from aiohttp import web
 
-from gateway import config, errors, registry
+from gateway import config, errors, metrics, monitoring, registry
 from gateway.api import app as api_app
 from gateway.api import auth
 from gateway.clock import Clock, SystemClock
@@ -50,9 +50,19 @@ class Gateway:
                 key="auth.mode",
             )
         self.adapters = dict(adapters) if adapters is not None else registry.build_all(cfg)
-        self.store = store or base.open_store(cfg.gateway.store)
+        self.metrics = metrics.Metrics(adapters=sorted(self.adapters))
+        #: store errors are counted by operation; ``self.store.inner`` is the store itself
+        self.store: Store = cast(
+            Store,
+            metrics.InstrumentedStore(store or base.open_store(cfg.gateway.store), self.metrics),
+        )
         self.dispatcher = Dispatcher(
-            store=self.store, adapters=self.adapters, cfg=cfg, clock=self.clock, owner=owner
+            store=self.store,
+            adapters=self.adapters,
+            cfg=cfg,
+            clock=self.clock,
+            owner=owner,
+            metrics=self.metrics,
         )
         self.service = Service(
             store=self.store,
@@ -60,10 +70,25 @@ class Gateway:
             clock=self.clock,
             adapters=self.adapters,
             on_new_work=self.dispatcher.wake,
+            metrics=self.metrics,
         )
         self.service.dispatcher_running = lambda: self.dispatcher.running
         self.service.outage_status = lambda: self.dispatcher.guard.status(self.clock.now())
-        self.app = api_app.create_app(self.service, cfg, authenticator=self.authenticator)
+        self.monitor = monitoring.Monitor(
+            store=self.store,
+            cfg=cfg,
+            clock=self.clock,
+            adapters=self.adapters,
+            status=lambda: self.service.outage_status(),
+            ttl_s=cfg.monitoring.queue_cache,
+        )
+        self.app = api_app.create_app(
+            self.service,
+            cfg,
+            authenticator=self.authenticator,
+            monitor=self.monitor,
+            metrics_=self.metrics,
+        )
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
 
@@ -145,8 +170,14 @@ class Gateway:
             async with anyio.create_task_group() as tg:
                 await tg.start(self.dispatcher.run)
                 await self._wait_for_stop(stop)
-                self.service.shutting_down = True
-                log.info("gateway.shutting_down", grace_s=self.cfg.gateway.shutdown_grace)
+                self.service.shutting_down = True  # /readyz is 503 from here on
+                log.info(
+                    "gateway.shutting_down",
+                    grace_s=self.cfg.gateway.shutdown_grace,
+                    drain_delay_s=self.cfg.monitoring.drain_delay,
+                )
+                # intake goes on while a load balancer notices /readyz and drains us
+                await anyio.sleep(self.cfg.monitoring.drain_delay)
                 await self.dispatcher.stop(self.cfg.gateway.shutdown_grace)
         finally:
             await self.stop()
