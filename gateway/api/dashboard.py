@@ -160,7 +160,7 @@ async def static(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     if name not in STATIC:
         raise errors.NotFound(f"no static file {name!r}", details={"name": name})
-    text = resources.files("gateway.api").joinpath("static", name).read_text("utf-8")
+    text = resources.files("gateway.api").joinpath("static").joinpath(name).read_text("utf-8")
     return web.Response(
         text=text, content_type=STATIC[name], headers={"Cache-Control": "max-age=300"}
     )
