@@ -124,7 +124,7 @@ async def test_dashboard_bulk_retry_shows_the_count_and_asks_for_a_reason(
 async def test_dashboard_with_a_read_only_token_refuses_the_retry(
     tmp_path, start_gateway, receiver, browser
 ):
-    """A token with scope read sees the figures; pressing Retry shows the 403 and changes nothing."""
+    """A read-only token sees the figures; pressing Retry shows the 403 and changes nothing."""
     gw = await start_gateway(ace_config(tmp_path, receiver, auth=auth_section()))
     receiver.script = [400]
     fid = await submit(gw, "DEAD-RO", headers={"Authorization": f"Bearer {OPS}"})

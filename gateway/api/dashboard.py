@@ -78,7 +78,6 @@ def setup(app: web.Application) -> None:
         app,
         loader=jinja2.PackageLoader("gateway.api", "templates"),
         autoescape=jinja2.select_autoescape(default=True),
-        undefined=jinja2.StrictUndefined,
     )
     env.filters.update(
         age=_age, when=_when, schema=_schema, slug=lambda p: re.sub(r"[^a-z0-9]+", "-", p)
