@@ -15,7 +15,7 @@ import anyio
 import structlog
 from aiohttp import web
 
-from gateway import config, errors, registry
+from gateway import acks, callbacks, config, errors, registry
 from gateway.api import app as api_app
 from gateway.api import auth
 from gateway.clock import Clock, SystemClock
@@ -54,12 +54,28 @@ class Gateway:
         self.dispatcher = Dispatcher(
             store=self.store, adapters=self.adapters, cfg=cfg, clock=self.clock, owner=owner
         )
+        self.callbacks = callbacks.CallbackSender(
+            store=self.store,
+            cfg=cfg,
+            clock=self.clock,
+            owner=self.dispatcher.owner,
+            environ=environ,
+        )
         self.service = Service(
             store=self.store,
             cfg=cfg,
             clock=self.clock,
             adapters=self.adapters,
             on_new_work=self.dispatcher.wake,
+            check_callback=self.callbacks.check_url,
+        )
+        #: receive() loops and the ack deadline sweep; ``ack_paused`` is the outage hook
+        self.ack_runner = acks.AckRunner(
+            service=self.service.acks,
+            store=self.store,
+            adapters=self.adapters,
+            cfg=cfg,
+            clock=self.clock,
         )
         self.service.dispatcher_running = lambda: self.dispatcher.running
         self.app = api_app.create_app(self.service, cfg, authenticator=self.authenticator)
@@ -143,13 +159,24 @@ class Gateway:
         try:
             async with anyio.create_task_group() as tg:
                 await tg.start(self.dispatcher.run)
+                side = anyio.CancelScope()
+                tg.start_soon(self._run_side_tasks, side)
                 await self._wait_for_stop(stop)
+                side.cancel()
                 self.service.shutting_down = True
                 log.info("gateway.shutting_down", grace_s=self.cfg.gateway.shutdown_grace)
                 await self.dispatcher.stop(self.cfg.gateway.shutdown_grace)
         finally:
             await self.stop()
             log.info("gateway.stopped")
+
+    async def _run_side_tasks(self, scope: anyio.CancelScope) -> None:
+        """Ack intake, ack deadlines and status callbacks: beside the dispatcher, never in
+        its way; stopped first at shutdown."""
+        with scope:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self.ack_runner.run)
+                tg.start_soon(self.callbacks.run)
 
     async def _wait_for_stop(self, stop: anyio.Event | None) -> None:
         async with anyio.create_task_group() as tg:

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from gateway import config
-from gateway.api import auth, handlers, openapi
+from gateway.api import acks, auth, handlers, openapi
 from gateway.api.errors import error_middleware
 from gateway.service import Service
 
@@ -23,6 +23,12 @@ ROUTES: list[tuple[str, str, Handler, str | None]] = [
     ("POST", "/v1/filings/{id}/retry", handlers.retry_filing, "operate"),
     ("POST", "/v1/filings/{id}/cancel", handlers.cancel_filing, "operate"),
     ("GET", "/v1/adapters", handlers.list_adapters, "read"),
+    ("POST", "/v1/acks", acks.post_acks, "submit"),
+    ("GET", "/v1/acks", acks.list_acks, "read"),
+    ("GET", "/v1/filings/{id}/acks", acks.filing_acks, "read"),
+    ("POST", "/v1/filings/{id}/resend", acks.resend_filing, "operate"),
+    ("POST", "/v1/filings/{id}/close-ack", acks.close_ack, "operate"),
+    ("GET", "/v1/callbacks", acks.list_callbacks, "read"),
     ("GET", "/healthz", handlers.healthz, None),
     ("GET", "/livez", handlers.healthz, None),
     ("GET", "/readyz", handlers.readyz, None),

@@ -184,6 +184,16 @@ def _time(name: str, value: str | None) -> datetime | None:
     return when
 
 
+def _bool(name: str, value: str | None) -> bool | None:
+    if value is None:
+        return None
+    if value.lower() not in ("true", "false"):
+        raise errors.InvalidInput(
+            f"{name} must be true or false", details=[{"loc": f"query.{name}", "msg": "bool"}]
+        )
+    return value.lower() == "true"
+
+
 async def list_filings(request: web.Request) -> web.Response:
     q = request.query
     known = {
@@ -197,6 +207,7 @@ async def list_filings(request: web.Request) -> web.Response:
         "until",
         "limit",
         "cursor",
+        "ack_overdue",
     }
     unknown = sorted(set(q) - known)
     if unknown:
@@ -219,6 +230,7 @@ async def list_filings(request: web.Request) -> web.Response:
         adapter=q.get("adapter"),
         since=_time("since", q.get("since")),
         until=_time("until", q.get("until")),
+        ack_overdue=_bool("ack_overdue", q.get("ack_overdue")),
     )
     page = await request.app[SERVICE].list(flt, limit=int(limit_text), cursor=q.get("cursor"))
     return respond({"items": [view_json(v) for v in page.items], "next_cursor": page.next_cursor})

@@ -10,6 +10,7 @@ from pydantic.json_schema import models_json_schema
 
 import gateway
 from gateway import models
+from gateway.api import acks
 
 _REF = "#/components/schemas/{model}"
 
@@ -57,8 +58,11 @@ def _errors(*codes: int) -> dict[str, Any]:
 @cache
 def spec() -> dict[str, Any]:
     _, defs = models_json_schema(
-        [(m, "serialization") for m in (models.FilingView, models.Delivery)]
-        + [(models.FilingEvent, "validation")],
+        [
+            (m, "serialization")
+            for m in (models.FilingView, models.Delivery, models.AckRecord, models.CallbackView)
+        ]
+        + [(models.FilingEvent, "validation"), (models.Ack, "validation")],
         ref_template=_REF,
     )
     schemas: dict[str, Any] = dict(defs.get("$defs", {}))
@@ -238,6 +242,7 @@ def spec() -> dict[str, Any]:
             }
         },
     }
+    paths.update(acks.openapi_paths(bearer, _errors))
     return {
         "openapi": "3.1.0",
         "info": {
