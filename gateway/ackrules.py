@@ -41,7 +41,8 @@ def _is_x12(content_type: str, text: str) -> bool:
 def parse_document(
     content_type: str, body: bytes | str, *, source: str, now: datetime
 ) -> list[models.Ack]:
-    """The acks in one document; ``InvalidInput`` (422) when it holds none we can read."""
+    """The acks in one document; ``MalformedInput`` (400) when it is neither JSON nor X12,
+    ``InvalidInput`` (422) when it is but holds no valid ack."""
     try:
         text = body.decode() if isinstance(body, bytes) else body
     except UnicodeDecodeError as exc:
@@ -53,7 +54,7 @@ def parse_document(
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise errors.InvalidInput(f"an ack is JSON or a TA1/997/999 document: {exc}") from exc
+        raise errors.MalformedInput(f"an ack is JSON or a TA1/997/999 document: {exc}") from exc
     return from_json(data, source=source, now=now)
 
 

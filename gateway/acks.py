@@ -176,7 +176,7 @@ class AckRunner:
             await self.service.receive_document(
                 doc.content_type, doc.body, actor=actor, source=f"{name}:{doc.name}"
             )
-        except errors.InvalidInput as exc:
+        except (errors.InvalidInput, errors.MalformedInput) as exc:
             log.error("ack.unreadable", adapter=name, document=doc.name, error=str(exc))
             await self.store.append_audit(
                 "ack.unreadable",
