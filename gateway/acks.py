@@ -101,7 +101,9 @@ class AckService:
         action = await self.store.resend_filing(
             filing_id, actor=actor, now=self.clock.now(), reason=reason
         )
-        log.warning("filing.resent", filing_id=filing_id, deliveries=action.changed, actor=actor.name)
+        log.warning(
+            "filing.resent", filing_id=filing_id, deliveries=action.changed, actor=actor.name
+        )
         self._on_new_work()
         return action.changed
 
@@ -110,7 +112,9 @@ class AckService:
         action = await self.store.close_ack(
             filing_id, actor=actor, now=self.clock.now(), reason=reason
         )
-        log.info("filing.ack_closed", filing_id=filing_id, deliveries=action.changed, actor=actor.name)
+        log.info(
+            "filing.ack_closed", filing_id=filing_id, deliveries=action.changed, actor=actor.name
+        )
         self._on_new_work()
         return action.changed
 

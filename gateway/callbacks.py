@@ -262,4 +262,3 @@ class CallbackSender:
         if not ok:
             log.warning("callback.lease_lost", callback_id=claim.id)
         return ok
-

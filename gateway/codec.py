@@ -106,7 +106,8 @@ class X12Codec:
 
 def for_adapter(section: config.AdapterConfig) -> Codec | X12Codec:
     if section.codec == "x12":
-        assert section.x12_sender and section.x12_receiver and section.x12_functional_id
+        if not (section.x12_sender and section.x12_receiver and section.x12_functional_id):
+            raise ValueError("codec x12 needs x12_sender, x12_receiver and x12_functional_id")
         return X12Codec(
             sender=section.x12_sender,
             receiver=section.x12_receiver,

@@ -394,9 +394,7 @@ class Ack(BaseModel):
             or self.interchange_control is not None
             or self.group_control is not None
         ):
-            raise ValueError(
-                "give delivery_id, filing_type + reference, or an X12 control number"
-            )
+            raise ValueError("give delivery_id, filing_type + reference, or an X12 control number")
         return self
 
 

@@ -199,4 +199,3 @@ class GuardedResolver(AbstractResolver):
 
 def _bracket(host: str) -> str:
     return f"[{host}]" if ":" in host else host
-

@@ -102,7 +102,7 @@ async def _reason(request: web.Request) -> str:
     reason = data.get("reason", "") if isinstance(data, dict) else None
     if not isinstance(reason, str) or len(reason) > 1000:
         raise errors.InvalidInput(
-            "the body is {\"reason\": \"…\"} (at most 1000 characters)",
+            'the body is {"reason": "…"} (at most 1000 characters)',
             details=[{"loc": "reason", "msg": "string"}],
         )
     return reason

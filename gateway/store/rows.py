@@ -126,5 +126,7 @@ def delivery(row: Sequence[Any]) -> models.Delivery:
         # schema v5: ack_due_at, ack_overdue, ack (absent in older SELECTs)
         ack_due_at=dt_or_none(row[13]) if len(row) > 13 else None,
         ack_overdue=bool(row[14]) if len(row) > 14 else False,
-        ack=(json.loads(row[15]) if isinstance(row[15], str) else row[15]) if len(row) > 15 else None,
+        ack=(json.loads(row[15]) if isinstance(row[15], str) else row[15])
+        if len(row) > 15
+        else None,
     )

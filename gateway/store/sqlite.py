@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import tenacity
 
 from gateway import audit, errors, ids, models
-from gateway.store import base, rows, sqlite_acks
+from gateway.store import base, rows, sqlite_acks, sqlite_callbacks
 from gateway.store.base import Actor, Claim
 
 T = TypeVar("T")
@@ -485,7 +485,7 @@ class SqliteStore:
     async def cancel_filing(self, filing_id: str, *, actor: Actor, now: datetime) -> base.Action:
         return await self._write(_cancel_filing, filing_id, actor, now)
 
-    # --- acknowledgements, X12 control numbers, callbacks (bodies in sqlite_acks) -----
+    # --- acks, X12 control numbers, callbacks (bodies in sqlite_acks, sqlite_callbacks) -
 
     async def record_ack(
         self, ack: models.Ack, *, decide: base.AckDecide, actor: Actor, now: datetime
@@ -540,7 +540,7 @@ class SqliteStore:
     async def claim_callbacks(
         self, *, owner: str, now: datetime, lease_s: float, limit: int
     ) -> list[base.CallbackClaim]:
-        return await self._write(sqlite_acks.claim_callbacks, owner, now, lease_s, limit)
+        return await self._write(sqlite_callbacks.claim_callbacks, owner, now, lease_s, limit)
 
     async def finish_callback(
         self,
@@ -551,19 +551,19 @@ class SqliteStore:
         at: datetime | None = None,
         error: str | None = None,
     ) -> bool:
-        return await self._write(sqlite_acks.finish_callback, claim, now, state, at, error)
+        return await self._write(sqlite_callbacks.finish_callback, claim, now, state, at, error)
 
     async def release_callbacks(self, *, owner: str, now: datetime) -> int:
-        return await self._write(sqlite_acks.release_callbacks, owner, now)
+        return await self._write(sqlite_callbacks.release_callbacks, owner, now)
 
     async def next_callback_due(self) -> datetime | None:
-        value = await self._read(sqlite_acks.next_callback_due)
+        value = await self._read(sqlite_callbacks.next_callback_due)
         return None if value is None else rows.dt(value)
 
     async def list_callbacks(
         self, *, filing_id: str | None, state: str | None, limit: int
     ) -> list[models.CallbackView]:
-        return await self._read(sqlite_acks.list_callbacks, filing_id, state, limit)
+        return await self._read(sqlite_callbacks.list_callbacks, filing_id, state, limit)
 
     # --- audit ------------------------------------------------------------------------
 
@@ -717,7 +717,7 @@ def _refresh_status(conn: sqlite3.Connection, filing_seq: int, now_us: int) -> N
         (status, now_us, filing_seq),
     )
     if before is not None and before[1] and before[0] != status:
-        sqlite_acks.enqueue_callback(conn, filing_seq, before[0], status, now_us)
+        sqlite_callbacks.enqueue_callback(conn, filing_seq, before[0], status, now_us)
 
 
 def _accept(

@@ -96,9 +96,7 @@ async def signed_receiver() -> AsyncIterator[SignedReceiver]:
 def callbacks_section(host_port: str, **extra: Any) -> dict[str, Any]:
     return {
         "allowed_hosts": [host_port],
-        "subscribers": {
-            "tms": {"hosts": [host_port], "secret_env": "EDIGW_TEST_CALLBACK_SECRET"}
-        },
+        "subscribers": {"tms": {"hosts": [host_port], "secret_env": "EDIGW_TEST_CALLBACK_SECRET"}},
         "retry": {"max_attempts": 5, "initial_delay": "50ms", "max_delay": "200ms", "jitter": "0s"},
         **extra,
     }

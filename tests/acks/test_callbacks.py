@@ -124,4 +124,3 @@ async def test_guarded_resolver_connects_only_to_checked_addresses():
     with pytest.raises(OSError, match="not in"):
         await resolver.resolve("ok.example", 8443)
     assert ssrf.is_special(ssrf._literal("::ffff:8.8.8.8"))
-

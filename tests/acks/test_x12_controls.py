@@ -24,9 +24,7 @@ def x12_config(tmp_path):
 
 
 def filing(**changes):
-    return example(
-        "manifest.ocean", payload=SET_309 + SET_309.replace("0001", "0002"), **changes
-    )
+    return example("manifest.ocean", payload=SET_309 + SET_309.replace("0001", "0002"), **changes)
 
 
 async def _sent(gw, **changes):
@@ -96,8 +94,13 @@ async def test_200_concurrent_allocations_on_two_connections_are_distinct(tmp_pa
     await again.open()
     try:
         c = await again.allocate_controls(
-            sender="ZZ:MAEU", receiver="ZZ:CBPACE", usage="T", delivery_id="d",
-            filing_id="f", attempt=1, now=NOW,
+            sender="ZZ:MAEU",
+            receiver="ZZ:CBPACE",
+            usage="T",
+            delivery_id="d",
+            filing_id="f",
+            attempt=1,
+            now=NOW,
         )
         assert c.interchange == 201
     finally:
@@ -115,8 +118,15 @@ async def test_control_numbers_wrap_after_nine_nines(tmp_path):
     await store.open()
     await store.migrate()
     try:
-        kw = dict(sender="ZZ:A", receiver="ZZ:B", usage="P", delivery_id="d", filing_id="f",
-                  attempt=1, now=NOW)
+        kw = dict(
+            sender="ZZ:A",
+            receiver="ZZ:B",
+            usage="P",
+            delivery_id="d",
+            filing_id="f",
+            attempt=1,
+            now=NOW,
+        )
         await store.allocate_controls(**kw)
         with sqlite3.connect(tmp_path / "gw.db") as conn:
             conn.execute("UPDATE x12_counters SET last_interchange = 999999998")
