@@ -124,3 +124,15 @@ async def test_guarded_resolver_connects_only_to_checked_addresses():
     with pytest.raises(OSError, match="not in"):
         await resolver.resolve("ok.example", 8443)
     assert ssrf.is_special(ssrf._literal("::ffff:8.8.8.8"))
+
+
+def test_allowed_hosts_come_from_a_json_list_in_the_environment(tmp_path):
+    """EDIGW_CALLBACKS__ALLOWED_HOSTS='["a:1","b"]' sets [callbacks] allowed_hosts."""
+    from gateway import config
+
+    env = {"EDIGW_CALLBACKS__ALLOWED_HOSTS": '["tms.internal:8443", "10.20.0.7"]'}
+    cfg = config.parse_config(base_config(tmp_path), env)
+    assert cfg.callbacks.allowed_hosts == ["tms.internal:8443", "10.20.0.7"]
+    policy = ssrf.HostPolicy(cfg.callbacks.allowed_hosts)
+    assert policy.host_allowed("tms.internal", 8443) and not policy.host_allowed("tms.internal", 1)
+    assert policy.address_allowed("10.20.0.7", 80) and not policy.address_allowed("10.20.0.8", 80)
