@@ -8,6 +8,13 @@ start-up with ``extra="forbid"``) and is built as ``Cls(name=..., options=...)``
 ``send`` returns a ``Receipt`` when the receiver took the message, and otherwise raises
 one of ``TransientError``, ``PermanentError`` or ``OutageError``. Library exceptions
 never cross out of an adapter: translate them at the edge, ``from exc``.
+
+An adapter that can hear back from the receiver may also have ``receive()``: an async
+generator of ``models.InboundDocument`` (ack files, reply-queue messages) that the gateway
+runs for as long as it serves. After each document the gateway sends ``True`` (stored:
+settle it, e.g. move the file away or ack the message) or ``False`` (unreadable: set it
+aside); when the gateway stops or its store fails, the generator is closed instead, and
+the document must stay where it was.
 """
 
 from __future__ import annotations

@@ -4,11 +4,19 @@ For a VAN client or an MQ bridge that picks files up. The file is written under 
 temporary name, fsynced, then renamed to ``<delivery id>.<ext>`` and the directory is
 fsynced, so the pickup side never sees a partial file, and a redelivery replaces the
 same file instead of adding a second one.
+
+With an ``inbox`` directory it also *receives*: acknowledgement files dropped there (a JSON
+ack, or a TA1/997/999 interchange) are handed to the gateway one by one, oldest first, and
+moved to ``inbox/processed/`` once the gateway has stored them (``inbox/failed/`` when it
+could not read them). Write ack files atomically (write elsewhere, then rename into the
+inbox); names starting with ``.`` are ignored.
 """
 
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import AsyncGenerator
 from pathlib import Path
 
 import anyio
@@ -16,6 +24,7 @@ from pydantic import Field
 
 from adapters import base
 from gateway import errors, models
+from gateway.durations import Duration
 
 _EXTENSIONS = {
     "application/json": "json",
@@ -31,6 +40,20 @@ class FiledropOptions(base.AdapterOptions):
         default=None, pattern=r"^[A-Za-z0-9]{1,10}$", description="file extension; by content type"
     )
     fsync: bool = Field(default=True, description="fsync file and directory before success")
+    inbox: Path | None = Field(
+        default=None, description="where ack files are dropped for the gateway to read"
+    )
+    inbox_poll: Duration = Field(default=1.0, gt=0, description="how often the inbox is scanned")
+
+
+_ACK_TYPES = {
+    "json": "application/json",
+    "x12": "application/edi-x12",
+    "edi": "application/edi-x12",
+    "997": "application/edi-x12",
+    "999": "application/edi-x12",
+    "ta1": "application/edi-x12",
+}
 
 
 class FiledropAdapter(base.BaseAdapter):
@@ -89,9 +112,56 @@ class FiledropAdapter(base.BaseAdapter):
             finally:
                 os.close(fd)
 
+    async def receive(self) -> AsyncGenerator[models.InboundDocument, bool | None]:
+        """Ack files from ``inbox``; the gateway sends back True (stored) or False (unreadable)."""
+        inbox = self.options.inbox
+        if inbox is None:
+            await anyio.sleep_forever()
+            return
+        try:
+            await anyio.to_thread.run_sync(_make_dirs, inbox)
+        except OSError as exc:
+            raise errors.TransientError(f"cannot use inbox {inbox}: {exc}") from exc
+        while True:
+            found = await anyio.to_thread.run_sync(_waiting, inbox)
+            if not found:
+                await anyio.sleep(self.options.inbox_poll)
+                continue
+            for path in found:
+                try:
+                    body = await anyio.to_thread.run_sync(path.read_bytes)
+                except FileNotFoundError:
+                    continue  # taken by another gateway process sharing the inbox
+                ext = path.suffix.lstrip(".").lower()
+                verdict = yield models.InboundDocument(
+                    name=path.name, content_type=_ACK_TYPES.get(ext, "text/plain"), body=body
+                )
+                where = "failed" if verdict is False else "processed"
+                await anyio.to_thread.run_sync(_move, path, inbox / where)
+
     async def check(self) -> models.Health:
         directory = self.options.directory
         ok = await anyio.to_thread.run_sync(
             lambda: directory.is_dir() and os.access(directory, os.W_OK)
         )
         return models.Health(ok=ok, detail=f"{directory} {'writable' if ok else 'not writable'}")
+
+
+def _make_dirs(inbox: Path) -> None:
+    for sub in ("processed", "failed"):
+        (inbox / sub).mkdir(parents=True, exist_ok=True)
+
+
+def _waiting(inbox: Path) -> list[Path]:
+    files = [p for p in inbox.iterdir() if p.is_file() and not p.name.startswith(".")]
+    return sorted(files, key=lambda p: (p.stat().st_mtime_ns, p.name))
+
+
+def _move(path: Path, directory: Path) -> None:
+    target = directory / path.name
+    if target.exists():
+        target = directory / f"{path.stem}.{time.time_ns()}{path.suffix}"
+    try:
+        os.replace(path, target)
+    except FileNotFoundError:
+        pass

@@ -241,6 +241,9 @@ class MonitoringSection(BaseModel):
     dashboard: bool = Field(default=True, description="serve the dashboard at / and /ui/")
 
 
+_X12_PARTY = r"^[0-9A-Z]{2}:[A-Za-z0-9 .-]{1,15}$"
+
+
 class AdapterConfig(BaseModel):
     """`[adapters.NAME]`: gateway-side keys; every other key is the adapter's own option."""
 
@@ -249,9 +252,19 @@ class AdapterConfig(BaseModel):
     type: str | None = Field(default=None, description="a built-in or entry-point adapter kind")
     factory: str | None = Field(default=None, description="'package.module:Class' of an adapter")
     concurrency: int = Field(default=4, ge=1, le=1000)
-    codec: Literal["auto", "json", "passthrough"] = Field(
+    codec: Literal["auto", "json", "passthrough", "x12"] = Field(
         default="auto", description="how a filing becomes bytes on the wire"
     )
+    x12_sender: str | None = Field(
+        default=None, pattern=_X12_PARTY, description="ISA05:ISA06 for codec x12, e.g. 'ZZ:MAEU'"
+    )
+    x12_receiver: str | None = Field(
+        default=None, pattern=_X12_PARTY, description="ISA07:ISA08 for codec x12, e.g. 'ZZ:CBPACE'"
+    )
+    x12_functional_id: str | None = Field(
+        default=None, pattern=r"^[A-Z0-9]{2}$", description="GS01 for codec x12, e.g. 'SO'"
+    )
+    x12_version: str = Field(default="004010", pattern=r"^00[45]\d{3}[A-Z0-9]*$")
     retry: dict[str, Any] = Field(default_factory=dict, description="overrides of [retry]")
     calendars: list[str] = Field(
         default_factory=list, description="outage calendars that apply, e.g. ['ace-production']"
@@ -282,6 +295,12 @@ class AdapterConfig(BaseModel):
             raise ValueError("give exactly one of 'type' (built-in) or 'factory' (module:Class)")
         if self.factory is not None and ":" not in self.factory:
             raise ValueError("factory must look like 'package.module:ClassName'")
+        if self.codec == "x12" and None in (
+            self.x12_sender,
+            self.x12_receiver,
+            self.x12_functional_id,
+        ):
+            raise ValueError("codec 'x12' needs x12_sender, x12_receiver and x12_functional_id")
         return self
 
 
@@ -296,6 +315,13 @@ class RouteConfig(BaseModel):
     )
     filer_codes: list[str] | None = None
     adapters: list[str] = Field(min_length=1)
+    ack_within: Duration | None = Field(
+        default=None, gt=0, description="an ack is expected this long after delivered"
+    )
+    order_until: Literal["delivered", "acknowledged"] = Field(
+        default="delivered",
+        description="the next delivery of an ordering key waits until the earlier one is this",
+    )
 
     @field_validator("filing_types")
     @classmethod
@@ -400,6 +426,56 @@ class SourceConfig(BaseModel):
         return self
 
 
+class AcksSection(BaseModel):
+    """`[acks]`: how acknowledgements are handled."""
+
+    model_config = _STRICT
+
+    resubmit_codes: list[str] = Field(
+        default_factory=list,
+        description="reject codes that mean an infrastructure failure (ACE 'E90'): resent "
+        "automatically with backoff instead of going to `rejected`",
+    )
+    overdue_scan: Duration = Field(default=5.0, gt=0, description="how often deadlines are checked")
+    inbox_poll: Duration = Field(
+        default=1.0, gt=0, description="pause before a failed receive() loop starts again"
+    )
+
+
+class SubscriberConfig(BaseModel):
+    """`[callbacks.subscribers.NAME]`: the signing secret for callback URLs on some hosts."""
+
+    model_config = _STRICT
+
+    hosts: list[str] = Field(min_length=1, description="`host` or `host:port` entries")
+    secret_env: str | None = Field(default=None, description="env var holding `whsec_…`")
+    secret_file: Path | None = Field(default=None, description="file holding `whsec_…`")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SubscriberConfig:
+        if (self.secret_env is None) == (self.secret_file is None):
+            raise ValueError("give exactly one of secret_env or secret_file")
+        return self
+
+
+class CallbacksSection(BaseModel):
+    """`[callbacks]`: status webhooks to `callback_url`, signed per Standard Webhooks."""
+
+    model_config = _STRICT
+
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="`host` or `host:port`; a callback URL must match one. Loopback, private, "
+        "link-local and IPv4-mapped addresses only when an entry names them.",
+    )
+    subscribers: dict[str, SubscriberConfig] = Field(default_factory=dict)
+    timeout: Duration = Field(default=10.0, gt=0)
+    concurrency: int = Field(default=4, ge=1, le=100)
+    retry: RetrySection = Field(
+        default_factory=lambda: RetrySection(max_attempts=12, max_age=24 * 3600.0)
+    )
+
+
 class Config(BaseModel):
     """The whole configuration."""
 
@@ -428,6 +504,8 @@ class Config(BaseModel):
         return value
 
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
+    acks: AcksSection = Field(default_factory=AcksSection)
+    callbacks: CallbacksSection = Field(default_factory=CallbacksSection)
 
     @model_validator(mode="after")
     def _routes_name_adapters(self) -> Config:

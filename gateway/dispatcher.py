@@ -30,7 +30,7 @@ from typing import Any
 import anyio
 import structlog
 
-from gateway import codec, config, errors, guard, ids, metrics, models, retry
+from gateway import ackrules, codec, config, errors, guard, ids, metrics, models, retry, x12
 from gateway.clock import Clock
 from gateway.store.base import Claim, Store
 
@@ -65,7 +65,7 @@ class Dispatcher:
         self.clock = clock
         self.owner = owner or default_owner()
         self.policies = {name: retry.RetryPolicy(cfg.retry_for(name)) for name in self.adapters}
-        self.codecs = {
+        self.codecs: dict[str, codec.Codec | codec.X12Codec] = {
             name: codec.for_adapter(cfg.adapters[name]) if name in cfg.adapters else codec.auto
             for name in self.adapters
         }
@@ -77,6 +77,7 @@ class Dispatcher:
         self._modes: dict[str, guard.Mode] = {}
         self._next_deadline_scan = clock.now()
         self._in_flight: dict[str, Claim] = {}
+        self._controls: dict[str, dict[str, Any]] = {}
         self._busy = dict.fromkeys(self.adapters, 0)
         self._wake = anyio.Event()
         self._idle = anyio.Event()
@@ -240,9 +241,15 @@ class Dispatcher:
 
     # --- one delivery -----------------------------------------------------------------
 
-    def message_for(self, claim: Claim) -> models.OutboundMessage:
+    def message_for(
+        self, claim: Claim, *, encoded: tuple[str, bytes] | None = None
+    ) -> models.OutboundMessage:
         f = claim.filing
-        content_type, body = self.codecs[claim.adapter](f)
+        if encoded is None:
+            encoder = self.codecs[claim.adapter]
+            assert not isinstance(encoder, codec.X12Codec), "x12 is encoded in _message"
+            encoded = encoder(f)
+        content_type, body = encoded
         return models.OutboundMessage(
             delivery_id=claim.delivery_id,
             filing_id=f.id,
@@ -268,7 +275,7 @@ class Dispatcher:
             outcome: BaseException | models.Receipt
             started = anyio.current_time()
             try:
-                message = self.message_for(claim)
+                message = await self._message(claim)
                 outcome = await self.adapters[claim.adapter].send(message)
             except Exception as exc:  # every failure becomes an outcome in _decide
                 outcome = exc
@@ -280,9 +287,40 @@ class Dispatcher:
             self._busy[claim.adapter] -= 1
             self._in_flight.pop(claim.delivery_id, None)
             self._modes.pop(claim.delivery_id, None)
+            self._controls.pop(claim.delivery_id, None)
             self._wake.set()
             if not self._in_flight:
                 self._idle.set()
+
+    async def _message(self, claim: Claim) -> models.OutboundMessage:
+        """The message for one attempt; for codec x12, with control numbers just allocated."""
+        encoder = self.codecs[claim.adapter]
+        if not isinstance(encoder, codec.X12Codec):
+            return self.message_for(claim)
+        now = self.clock.now()
+        controls = await self.store.allocate_controls(
+            sender=encoder.sender,
+            receiver=encoder.receiver,
+            usage=codec.usage_of(claim.filing),
+            delivery_id=claim.delivery_id,
+            filing_id=claim.filing.id,
+            attempt=claim.attempts + 1,
+            now=now,
+            token=claim.token,
+        )
+        if controls is None:
+            raise errors.TransientError("lease lost before X12 control numbers were allocated")
+        try:
+            encoded = encoder.encode(
+                claim.filing, interchange=controls.interchange, group=controls.group, now=now
+            )
+        except x12.X12Error as exc:
+            raise errors.PermanentError(f"codec x12: {exc}") from exc
+        self._controls[claim.delivery_id] = {
+            "interchange_control": controls.interchange,
+            "group_control": controls.group,
+        }
+        return self.message_for(claim, encoded=encoded)
 
     async def _decide(
         self, claim: Claim, outcome: BaseException | models.Receipt, bound: Any
@@ -293,7 +331,16 @@ class Dispatcher:
         try:
             if isinstance(outcome, models.Receipt):
                 receipt = outcome.model_dump(mode="json")
-                ok = await self.store.complete(claim, now=now, receipt=receipt)
+                if claim.delivery_id in self._controls:
+                    receipt["x12"] = self._controls[claim.delivery_id]
+                within_s, hold = ackrules.expectation(self.cfg.routes, claim.filing, claim.adapter)
+                ok = await self.store.complete(
+                    claim,
+                    now=now,
+                    receipt=receipt,
+                    ack_due_at=None if within_s is None else now + timedelta(seconds=within_s),
+                    hold_until_ack=hold,
+                )
                 self.sent += ok
                 bound.info("delivery.sent", receipt=receipt) if ok else None
                 label = "delivered"

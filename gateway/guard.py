@@ -200,6 +200,11 @@ class Guard:
 
     # --- views --------------------------------------------------------------------------
 
+    def in_outage(self, adapter: str, now: datetime) -> bool:
+        """Whether the adapter is held now (hold window, announced outage, open breaker, or
+        a probe window): the ack deadline timer pauses while this is True."""
+        return self.gates.get(adapter, _OPEN).state is not outages.GateState.OPEN
+
     def status(self, now: datetime) -> dict[str, dict[str, Any]]:
         """Breaker, gate and pacing of every adapter, for ``GET /v1/adapters``."""
         out: dict[str, dict[str, Any]] = {}

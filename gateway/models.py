@@ -270,6 +270,15 @@ class Delivery(BaseModel):
     created_at: AwareDatetime
     updated_at: AwareDatetime
     delivered_at: AwareDatetime | None = None
+    ack_due_at: AwareDatetime | None = Field(
+        default=None, description="When an acknowledgement is expected by (route `ack_within`)."
+    )
+    ack_overdue: bool = Field(
+        default=False, description="Delivered, and no acknowledgement came by `ack_due_at`."
+    )
+    ack: dict[str, Any] | None = Field(
+        default=None, description="The last acknowledgement applied: outcome, codes, message."
+    )
 
 
 class FilingView(BaseModel):
@@ -365,6 +374,113 @@ class Page(BaseModel):
 
     items: list[FilingView]
     next_cursor: str | None = None
+
+
+class AckOutcome(StrEnum):
+    """What the receiver said about a submission."""
+
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    WARNING = "warning"
+
+
+class Ack(BaseModel):
+    """An acknowledgement (or an unsolicited status message) from the receiver.
+
+    Correlated by the first of: ``delivery_id``; an X12 ``group_control`` /
+    ``interchange_control``; ``filing_type`` + ``reference``.
+    """
+
+    model_config = _FROZEN
+
+    delivery_id: str | None = Field(default=None, max_length=64, description="`dlv_…` it answers.")
+    filing_type: FilingType | None = Field(default=None, description="With `reference`.")
+    reference: str | None = Field(default=None, min_length=1, max_length=128)
+    interchange_control: int | None = Field(default=None, ge=1, le=999_999_999)
+    group_control: int | None = Field(default=None, ge=1, le=999_999_999)
+    set_control: str | None = Field(default=None, max_length=9)
+    x12_sender: str | None = Field(
+        default=None, max_length=20, description="Our side of the X12 pair, `ZZ:MAEU`."
+    )
+    x12_receiver: str | None = Field(
+        default=None, max_length=20, description="Their side of the X12 pair, `ZZ:CBPACE`."
+    )
+    usage: Literal["T", "P"] | None = Field(default=None, description="ISA15 of the interchange.")
+    outcome: AckOutcome | None = Field(
+        default=None, description="Required, except for an unsolicited status message."
+    )
+    codes: list[str] = Field(default_factory=list, max_length=100)
+    message: str = Field(default="", max_length=4000)
+    unsolicited: bool = Field(
+        default=False,
+        description="A status message keyed by business reference (cargo release, 350, ISF "
+        "advisory): kept as history, never changes a final state.",
+    )
+    kind: str = Field(default="json", description="`json`, `TA1`, `997` or `999`.")
+    raw: str | None = Field(default=None, description="The document as received.")
+    source: str = Field(default="api", description="Who handed it in (token, adapter).")
+    received_at: AwareDatetime | None = Field(default=None, description="Set by the gateway.")
+
+    @model_validator(mode="after")
+    def _correlatable(self) -> Ack:
+        if self.outcome is None and not self.unsolicited:
+            raise ValueError("outcome is required (accepted, rejected or warning)")
+        has_ref = self.filing_type is not None and self.reference is not None
+        if (self.filing_type is None) != (self.reference is None):
+            raise ValueError("filing_type and reference go together")
+        if self.unsolicited and not has_ref:
+            raise ValueError("an unsolicited message needs filing_type and reference")
+        if not (
+            has_ref
+            or self.delivery_id
+            or self.interchange_control is not None
+            or self.group_control is not None
+        ):
+            raise ValueError("give delivery_id, filing_type + reference, or an X12 control number")
+        return self
+
+
+class InboundDocument(BaseModel):
+    """A document an adapter's ``receive()`` picked up (an ack file, a reply message)."""
+
+    model_config = _FROZEN
+
+    name: str = Field(description="Where it came from (file name, message id).")
+    content_type: str = Field(description="`application/json` or `application/edi-x12`.")
+    body: bytes
+
+
+class AckRecord(BaseModel):
+    """A stored acknowledgement and what it did."""
+
+    model_config = _FROZEN
+
+    id: str = Field(description="`ack_…`")
+    matched: bool
+    duplicate: bool = Field(default=False, description="The same ack was already stored.")
+    effect: str = Field(
+        description="acknowledged | rejected | resend_scheduled | history | unmatched"
+    )
+    delivery_id: str | None = None
+    filing_id: str | None = None
+    ack: Ack
+
+
+class CallbackView(BaseModel):
+    """One status event queued for a filing's `callback_url`, and how its delivery went."""
+
+    model_config = _FROZEN
+
+    id: str = Field(description="`evt_…`; sent as `webhook-id`, stable across retries.")
+    filing_id: str
+    url: str
+    event: str = Field(description="`filing.delivered`, `filing.acknowledged`, …")
+    state: str = Field(description="pending | in_flight | waiting_retry | delivered | dead")
+    attempts: int
+    next_attempt_at: AwareDatetime | None = None
+    last_error: str | None = None
+    created_at: AwareDatetime
+    delivered_at: AwareDatetime | None = None
 
 
 AuthScope = Literal["submit", "read", "operate"]

@@ -21,7 +21,18 @@ import anyio
 import structlog
 from aiohttp import web
 
-from gateway import audit, checkpoints, config, errors, metrics, monitoring, redact, registry
+from gateway import (
+    acks,
+    audit,
+    callbacks,
+    checkpoints,
+    config,
+    errors,
+    metrics,
+    monitoring,
+    redact,
+    registry,
+)
 from gateway.api import app as api_app
 from gateway.api import auth
 from gateway.clock import Clock, SystemClock
@@ -78,6 +89,13 @@ class Gateway:
             owner=owner,
             metrics=self.metrics,
         )
+        self.callbacks = callbacks.CallbackSender(
+            store=self.store,
+            cfg=cfg,
+            clock=self.clock,
+            owner=self.dispatcher.owner,
+            environ=environ,
+        )
         self.service = Service(
             store=self.store,
             cfg=cfg,
@@ -85,6 +103,16 @@ class Gateway:
             adapters=self.adapters,
             on_new_work=self.dispatcher.wake,
             metrics=self.metrics,
+            check_callback=self.callbacks.check_url,
+        )
+        #: receive() loops and the ack deadline sweep, paused while an adapter is in an outage
+        self.ack_runner = acks.AckRunner(
+            service=self.service.acks,
+            store=self.store,
+            adapters=self.adapters,
+            cfg=cfg,
+            clock=self.clock,
+            ack_paused=self.dispatcher.guard.in_outage,
         )
         self.service.dispatcher_running = lambda: self.dispatcher.running
         self.service.outage_status = lambda: self.dispatcher.guard.status(self.clock.now())
@@ -204,7 +232,10 @@ class Gateway:
                 tg.start_soon(self._checkpoint_loop, checkpointing)
                 listening = await self._listen_for_work(tg)
                 intake_scope = await tg.start(consumers.run_all, self.consumers)
+                side = anyio.CancelScope()
+                tg.start_soon(self._run_side_tasks, side)
                 await self._wait_for_stop(stop)
+                side.cancel()
                 self.service.shutting_down = True  # /readyz is 503 from here on
                 log.info(
                     "gateway.shutting_down",
@@ -309,6 +340,14 @@ class Gateway:
 
             await tg.start(run)
         return scope
+
+    async def _run_side_tasks(self, scope: anyio.CancelScope) -> None:
+        """Ack intake, ack deadlines and status callbacks: beside the dispatcher, never in
+        its way; stopped first at shutdown."""
+        with scope:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self.ack_runner.run)
+                tg.start_soon(self.callbacks.run)
 
     async def _wait_for_stop(self, stop: anyio.Event | None) -> None:
         async with anyio.create_task_group() as tg:

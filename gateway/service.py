@@ -5,14 +5,26 @@ It owns no I/O of its own: it normalizes and routes (pure), then asks the store.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import structlog
 
-from gateway import audit, config, errors, ids, metrics, models, normalize, outages, router
+from gateway import (
+    acks,
+    audit,
+    config,
+    errors,
+    ids,
+    metrics,
+    models,
+    normalize,
+    outages,
+    router,
+    ssrf,
+)
 from gateway.clock import Clock
 from gateway.store import base
 from gateway.store.base import Actor, Store
@@ -53,6 +65,7 @@ class Service:
         adapters: Mapping[str, Any] | None = None,
         on_new_work: Callable[[], None] | None = None,
         metrics: metrics.Metrics | None = None,
+        check_callback: Callable[[str], Awaitable[Any]] | None = None,
     ) -> None:
         self.store = store
         self.cfg = cfg
@@ -66,6 +79,13 @@ class Service:
         self.outage_status: Callable[[], dict[str, dict[str, Any]]] = dict
         #: inbound sources' health for /readyz (reported, never makes the gateway unready)
         self.source_status: Callable[[], dict[str, Any]] = dict
+        #: refuses (422) a callback_url the SSRF guard or the secrets config refuses
+        self.check_callback = (
+            check_callback or ssrf.HostPolicy(cfg.callbacks.allowed_hosts).check_url
+        )
+        self.acks = acks.AckService(
+            store=store, cfg=cfg, clock=clock, on_new_work=self._on_new_work
+        )
 
     # --- intake -----------------------------------------------------------------------
 
@@ -83,6 +103,7 @@ class Service:
 
     async def submit(self, item: Inbound, *, actor: Actor) -> Submitted:
         """Accept one filing durably; returns only after the commit."""
+        await self._check_callback(item)
         prepared = self.prepare(item)
         [result] = await self.store.accept([prepared], actor=actor, now=self.clock.now())
         return await self._finish(result, prepared)
@@ -98,6 +119,7 @@ class Service:
                 out[i] = item
                 continue
             try:
+                await self._check_callback(item)
                 prepared.append((i, self.prepare(item)))
             except errors.GatewayError as exc:
                 out[i] = exc
@@ -111,6 +133,10 @@ class Service:
                 except errors.GatewayError as exc:
                     out[i] = exc
         return [r for r in out if r is not None]
+
+    async def _check_callback(self, item: Inbound) -> None:
+        if item.event.callback_url is not None:
+            await self.check_callback(item.event.callback_url)
 
     async def _finish(self, result: base.AcceptResult, prepared: base.NewFiling) -> Submitted:
         if result.error is not None:

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from gateway import config, metrics, monitoring
-from gateway.api import auth, dashboard, handlers, openapi, ops
+from gateway.api import acks, auth, dashboard, handlers, openapi, ops
 from gateway.api import inbound as inbound_api
 from gateway.api.errors import error_middleware
 from gateway.inbound.intake import Intake
@@ -30,6 +30,12 @@ ROUTES: list[tuple[str, str, Handler, str | None]] = [
     ("GET", "/v1/outages", handlers.list_outages, "read"),
     ("DELETE", "/v1/outages/{id}", handlers.delete_outage, "operate"),
     ("GET", "/v1/rejected-events", inbound_api.list_rejected, "read"),
+    ("POST", "/v1/acks", acks.post_acks, "submit"),
+    ("GET", "/v1/acks", acks.list_acks, "read"),
+    ("GET", "/v1/filings/{id}/acks", acks.filing_acks, "read"),
+    ("POST", "/v1/filings/{id}/resend", acks.resend_filing, "operate"),
+    ("POST", "/v1/filings/{id}/close-ack", acks.close_ack, "operate"),
+    ("GET", "/v1/callbacks", acks.list_callbacks, "read"),
     ("GET", "/healthz", handlers.healthz, None),
     ("GET", "/livez", handlers.healthz, None),
     ("GET", "/readyz", handlers.readyz, None),

@@ -194,6 +194,16 @@ def _time(name: str, value: str | None) -> datetime | None:
     return when
 
 
+def _bool(name: str, value: str | None) -> bool | None:
+    if value is None:
+        return None
+    if value.lower() not in ("true", "false"):
+        raise errors.InvalidInput(
+            f"{name} must be true or false", details=[{"loc": f"query.{name}", "msg": "bool"}]
+        )
+    return value.lower() == "true"
+
+
 async def list_filings(request: web.Request) -> web.Response:
     q = request.query
     known = {
@@ -208,6 +218,7 @@ async def list_filings(request: web.Request) -> web.Response:
         "limit",
         "cursor",
         "at_risk",
+        "ack_overdue",
     }
     unknown = sorted(set(q) - known)
     if unknown:
@@ -231,6 +242,7 @@ async def list_filings(request: web.Request) -> web.Response:
         since=_time("since", q.get("since")),
         until=_time("until", q.get("until")),
         at_risk=_bool("at_risk", q.get("at_risk")),
+        ack_overdue=_bool("ack_overdue", q.get("ack_overdue")),
     )
     page = await request.app[SERVICE].list(
         flt, limit=int(limit_text), cursor=q.get("cursor") or None

@@ -10,7 +10,7 @@ from pydantic.json_schema import models_json_schema
 
 import gateway
 from gateway import models, outages
-from gateway.api import ops
+from gateway.api import acks, ops
 
 _REF = "#/components/schemas/{model}"
 
@@ -58,8 +58,18 @@ def _errors(*codes: int) -> dict[str, Any]:
 @cache
 def spec() -> dict[str, Any]:
     _, defs = models_json_schema(
-        [(m, "serialization") for m in (models.FilingView, models.Delivery, outages.Outage)]
+        [
+            (m, "serialization")
+            for m in (
+                models.FilingView,
+                models.Delivery,
+                outages.Outage,
+                models.AckRecord,
+                models.CallbackView,
+            )
+        ]
         + [(models.FilingEvent, "validation"), (outages.OutageRequest, "validation")]
+        + [(models.Ack, "validation")]
         + [(ops.BulkRequest, "validation"), (ops.BulkResponse, "serialization")],
         ref_template=_REF,
     )
@@ -314,6 +324,7 @@ def spec() -> dict[str, Any]:
     }
     schemas.update(monitoring_schemas())
     paths.update(monitoring_paths(bearer, id_param))
+    paths.update(acks.openapi_paths(bearer, _errors))
     return {
         "openapi": "3.1.0",
         "info": {

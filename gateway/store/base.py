@@ -7,7 +7,7 @@ reclaimed by someone else in the meantime.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from gateway import audit, models, outages, redact
 
 #: the highest migration version
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +60,7 @@ class ListFilter:
     until: datetime | None = None
     #: True: only filings flagged at risk and not yet settled; False: only the others
     at_risk: bool | None = None
+    ack_overdue: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +147,53 @@ BULK_FROM = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class Controls:
+    """X12 control numbers allocated for one attempt of one delivery."""
+
+    interchange: int
+    group: int
+
+
+@dataclass(frozen=True, slots=True)
+class AckTarget:
+    """The delivery an ack was correlated to, as the ack decision needs to see it."""
+
+    delivery_id: str
+    filing_id: str
+    adapter: str
+    state: models.DeliveryState
+    attempts: int
+    filing_received_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AckDecision:
+    """What an ack does to its delivery: a new state (or none: history only)."""
+
+    effect: str
+    state: models.DeliveryState | None = None
+    at: datetime | None = None
+    error: str | None = None
+
+
+#: the pure decision the store applies inside the ack's transaction
+AckDecide = Callable[[models.Ack, AckTarget, datetime], AckDecision]
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackClaim:
+    """One callback event claimed for one attempt."""
+
+    id: str
+    filing_id: str
+    url: str
+    body: str
+    attempts: int
+    token: int
+    created_at: datetime
+
+
 class Store(Protocol):
     """Durable state of filings, deliveries and the audit trail."""
 
@@ -163,7 +211,15 @@ class Store(Protocol):
         self, *, owner: str, now: datetime, lease_s: float, limits: dict[str, int]
     ) -> list[Claim]: ...
     async def renew(self, *, owner: str, tokens: dict[str, int], until: datetime) -> int: ...
-    async def complete(self, claim: Claim, *, now: datetime, receipt: dict[str, Any]) -> bool: ...
+    async def complete(
+        self,
+        claim: Claim,
+        *,
+        now: datetime,
+        receipt: dict[str, Any],
+        ack_due_at: datetime | None = None,
+        hold_until_ack: bool = False,
+    ) -> bool: ...
     async def schedule_retry(
         self, claim: Claim, *, now: datetime, at: datetime, error: str
     ) -> bool: ...
@@ -233,6 +289,51 @@ class Store(Protocol):
     async def list_rejected(
         self, *, source: str | None, limit: int, cursor: str | None
     ) -> tuple[list[models.RejectedEvent], str | None]: ...
+
+    # --- acknowledgements, ack deadlines, X12 control numbers, callbacks (schema v5) ---
+    async def record_ack(
+        self, ack: models.Ack, *, decide: AckDecide, actor: Actor, now: datetime
+    ) -> models.AckRecord: ...
+    async def list_acks(
+        self, *, matched: bool | None, filing_id: str | None, limit: int
+    ) -> list[models.AckRecord]: ...
+    async def flag_overdue(self, *, now: datetime) -> list[tuple[str, str, str]]: ...
+    async def extend_ack_deadlines(self, adapter: str, *, by_s: float, now: datetime) -> int: ...
+    async def resend_filing(
+        self, filing_id: str, *, actor: Actor, now: datetime, reason: str
+    ) -> Action: ...
+    async def close_ack(
+        self, filing_id: str, *, actor: Actor, now: datetime, reason: str
+    ) -> Action: ...
+    async def allocate_controls(
+        self,
+        *,
+        sender: str,
+        receiver: str,
+        usage: str,
+        delivery_id: str,
+        filing_id: str,
+        attempt: int,
+        now: datetime,
+        token: int | None = None,
+    ) -> Controls | None: ...
+    async def claim_callbacks(
+        self, *, owner: str, now: datetime, lease_s: float, limit: int
+    ) -> list[CallbackClaim]: ...
+    async def finish_callback(
+        self,
+        claim: CallbackClaim,
+        *,
+        now: datetime,
+        state: str,
+        at: datetime | None = None,
+        error: str | None = None,
+    ) -> bool: ...
+    async def release_callbacks(self, *, owner: str, now: datetime) -> int: ...
+    async def next_callback_due(self) -> datetime | None: ...
+    async def list_callbacks(
+        self, *, filing_id: str | None, state: str | None, limit: int
+    ) -> list[models.CallbackView]: ...
 
 
 def open_store(url: str, *, redactor: redact.Redactor | None = None) -> Store:

@@ -121,7 +121,7 @@ def filing_view(row: Sequence[Any], deliveries: list[models.Delivery]) -> models
 
 # column order of the delivery SELECTs (see each store's _D_COLS):
 # seq, id, filing_id, adapter, state, attempts, available_at, last_error, receipt,
-# created_at, updated_at, delivered_at, filing_seq
+# created_at, updated_at, delivered_at, filing_seq, ack_due_at, ack_overdue, ack
 def delivery(row: Sequence[Any]) -> models.Delivery:
     state = models.DeliveryState(row[4])
     waiting = state in (models.DeliveryState.WAITING_RETRY, models.DeliveryState.DEFERRED)
@@ -138,6 +138,12 @@ def delivery(row: Sequence[Any]) -> models.Delivery:
         created_at=dt(row[9]),
         updated_at=dt(row[10]),
         delivered_at=dt_or_none(row[11]),
+        # schema v5: ack_due_at, ack_overdue, ack (absent in older SELECTs)
+        ack_due_at=dt_or_none(row[13]) if len(row) > 13 else None,
+        ack_overdue=bool(row[14]) if len(row) > 14 else False,
+        ack=(json.loads(row[15]) if isinstance(row[15], str) else row[15])
+        if len(row) > 15
+        else None,
     )
 
 

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import tenacity
 
 from gateway import audit, errors, ids, models, outages, redact
-from gateway.store import base, rows
+from gateway.store import base, rows, sqlite_acks, sqlite_callbacks
 from gateway.store.base import Actor, Claim
 
 T = TypeVar("T")
@@ -167,6 +167,82 @@ CREATE UNIQUE INDEX rejected_events_once ON rejected_events (source, event_id)
 CREATE INDEX rejected_events_source ON rejected_events (source, seq);
 """,
     ),
+    (
+        5,
+        """
+ALTER TABLE deliveries ADD COLUMN ack_due_at INTEGER;
+ALTER TABLE deliveries ADD COLUMN ack_overdue INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE deliveries ADD COLUMN hold_until_ack INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE deliveries ADD COLUMN ack TEXT;
+CREATE INDEX deliveries_ack_due ON deliveries (ack_due_at)
+    WHERE state = 'delivered' AND ack_overdue = 0;
+
+CREATE TABLE acks (
+    seq                 INTEGER PRIMARY KEY AUTOINCREMENT,
+    id                  TEXT NOT NULL UNIQUE,
+    fingerprint         TEXT NOT NULL UNIQUE,
+    kind                TEXT NOT NULL,
+    outcome             TEXT,
+    unsolicited         INTEGER NOT NULL,
+    codes               TEXT NOT NULL,
+    message             TEXT NOT NULL,
+    document            TEXT NOT NULL,
+    raw                 TEXT,
+    source              TEXT NOT NULL,
+    received_at         INTEGER NOT NULL,
+    matched_delivery_id TEXT,
+    matched_filing_id   TEXT,
+    effect              TEXT NOT NULL
+);
+CREATE INDEX acks_unmatched ON acks (seq) WHERE matched_filing_id IS NULL;
+CREATE INDEX acks_filing ON acks (matched_filing_id, seq);
+
+CREATE TABLE x12_counters (
+    sender           TEXT NOT NULL,
+    receiver         TEXT NOT NULL,
+    usage            TEXT NOT NULL,
+    last_interchange INTEGER NOT NULL,
+    last_group       INTEGER NOT NULL,
+    PRIMARY KEY (sender, receiver, usage)
+);
+CREATE TABLE x12_allocations (
+    seq                 INTEGER PRIMARY KEY AUTOINCREMENT,
+    sender              TEXT NOT NULL,
+    receiver            TEXT NOT NULL,
+    usage               TEXT NOT NULL,
+    interchange_control INTEGER NOT NULL,
+    group_control       INTEGER NOT NULL,
+    delivery_id         TEXT NOT NULL,
+    filing_id           TEXT NOT NULL,
+    attempt             INTEGER NOT NULL,
+    allocated_at        INTEGER NOT NULL
+);
+CREATE INDEX x12_allocations_group ON x12_allocations (usage, group_control);
+CREATE INDEX x12_allocations_interchange ON x12_allocations (usage, interchange_control);
+CREATE INDEX x12_allocations_delivery ON x12_allocations (delivery_id);
+
+CREATE TABLE callbacks (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    id           TEXT NOT NULL UNIQUE,
+    filing_id    TEXT NOT NULL,
+    url          TEXT NOT NULL,
+    event        TEXT NOT NULL,
+    body         TEXT NOT NULL,
+    state        TEXT NOT NULL,
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    available_at INTEGER NOT NULL,
+    lease_owner  TEXT,
+    lease_token  INTEGER NOT NULL DEFAULT 0,
+    last_error   TEXT,
+    created_at   INTEGER NOT NULL,
+    updated_at   INTEGER NOT NULL,
+    delivered_at INTEGER
+);
+CREATE INDEX callbacks_due ON callbacks (available_at)
+    WHERE state IN ('pending','waiting_retry','in_flight');
+CREATE INDEX callbacks_filing ON callbacks (filing_id, seq);
+""",
+    ),
 ]
 
 _F_COLS = (
@@ -177,7 +253,8 @@ _F_COLS = (
 )
 _D_COLS = (
     "d.seq, d.id, d.filing_id, d.adapter, d.state, d.attempts, d.available_at, d.last_error, "
-    "d.receipt, d.created_at, d.updated_at, d.delivered_at, d.filing_seq"
+    "d.receipt, d.created_at, d.updated_at, d.delivered_at, d.filing_seq, "
+    "d.ack_due_at, d.ack_overdue, d.ack"
 )
 
 SQL_CLAIM_CANDIDATES = f"""
@@ -186,7 +263,7 @@ WHERE d.adapter = ? AND d.state IN {_CLAIMABLE_SQL} AND d.available_at <= ?
   AND NOT EXISTS (
     SELECT 1 FROM deliveries e
     WHERE e.adapter = d.adapter AND e.ordering_key = d.ordering_key AND e.seq < d.seq
-      AND e.state NOT IN {_DONE_SQL})
+      AND (e.state NOT IN {_DONE_SQL} OR (e.state = 'delivered' AND e.hold_until_ack = 1)))
 ORDER BY {_DUE_KEY.replace("due_by", "d.due_by")}, d.seq LIMIT ?
 """
 SQL_TAKE = """
@@ -385,18 +462,17 @@ class SqliteStore:
 
         return await self._write(_renew)
 
-    async def complete(self, claim: Claim, *, now: datetime, receipt: dict[str, Any]) -> bool:
+    async def complete(
+        self,
+        claim: Claim,
+        *,
+        now: datetime,
+        receipt: dict[str, Any],
+        ack_due_at: datetime | None = None,
+        hold_until_ack: bool = False,
+    ) -> bool:
         return await self._write(
-            _finish,
-            claim,
-            now,
-            models.DeliveryState.DELIVERED,
-            now,
-            None,
-            receipt,
-            True,
-            "delivery.sent",
-            {"receipt": receipt},
+            sqlite_acks.complete_expecting_ack, claim, now, receipt, ack_due_at, hold_until_ack
         )
 
     async def schedule_retry(
@@ -547,6 +623,86 @@ class SqliteStore:
         windows: Sequence[base.RiskWindow] = (),
     ) -> list[tuple[str, datetime]]:
         return await self._write(_flag_at_risk, now, due_before, list(windows))
+
+    # --- acks, X12 control numbers, callbacks (bodies in sqlite_acks, sqlite_callbacks) -
+
+    async def record_ack(
+        self, ack: models.Ack, *, decide: base.AckDecide, actor: Actor, now: datetime
+    ) -> models.AckRecord:
+        return await self._write(sqlite_acks.record_ack, ack, decide, actor, now)
+
+    async def list_acks(
+        self, *, matched: bool | None, filing_id: str | None, limit: int
+    ) -> list[models.AckRecord]:
+        return await self._read(sqlite_acks.list_acks, matched, filing_id, limit)
+
+    async def flag_overdue(self, *, now: datetime) -> list[tuple[str, str, str]]:
+        return await self._write(sqlite_acks.flag_overdue, now)
+
+    async def extend_ack_deadlines(self, adapter: str, *, by_s: float, now: datetime) -> int:
+        return await self._write(sqlite_acks.extend_ack_deadlines, adapter, by_s, now)
+
+    async def resend_filing(
+        self, filing_id: str, *, actor: Actor, now: datetime, reason: str
+    ) -> base.Action:
+        return await self._write(sqlite_acks.resend_filing, filing_id, actor, now, reason)
+
+    async def close_ack(
+        self, filing_id: str, *, actor: Actor, now: datetime, reason: str
+    ) -> base.Action:
+        return await self._write(sqlite_acks.close_ack, filing_id, actor, now, reason)
+
+    async def allocate_controls(
+        self,
+        *,
+        sender: str,
+        receiver: str,
+        usage: str,
+        delivery_id: str,
+        filing_id: str,
+        attempt: int,
+        now: datetime,
+        token: int | None = None,
+    ) -> base.Controls | None:
+        return await self._write(
+            sqlite_acks.allocate_controls,
+            sender,
+            receiver,
+            usage,
+            delivery_id,
+            filing_id,
+            attempt,
+            now,
+            token,
+        )
+
+    async def claim_callbacks(
+        self, *, owner: str, now: datetime, lease_s: float, limit: int
+    ) -> list[base.CallbackClaim]:
+        return await self._write(sqlite_callbacks.claim_callbacks, owner, now, lease_s, limit)
+
+    async def finish_callback(
+        self,
+        claim: base.CallbackClaim,
+        *,
+        now: datetime,
+        state: str,
+        at: datetime | None = None,
+        error: str | None = None,
+    ) -> bool:
+        return await self._write(sqlite_callbacks.finish_callback, claim, now, state, at, error)
+
+    async def release_callbacks(self, *, owner: str, now: datetime) -> int:
+        return await self._write(sqlite_callbacks.release_callbacks, owner, now)
+
+    async def next_callback_due(self) -> datetime | None:
+        value = await self._read(sqlite_callbacks.next_callback_due)
+        return None if value is None else rows.dt(value)
+
+    async def list_callbacks(
+        self, *, filing_id: str | None, state: str | None, limit: int
+    ) -> list[models.CallbackView]:
+        return await self._read(sqlite_callbacks.list_callbacks, filing_id, state, limit)
 
     # --- audit ------------------------------------------------------------------------
 
@@ -738,10 +894,16 @@ def _refresh_status(conn: sqlite3.Connection, filing_seq: int, now_us: int) -> N
         models.DeliveryState(r[0])
         for r in conn.execute("SELECT state FROM deliveries WHERE filing_seq = ?", (filing_seq,))
     ]
+    before = conn.execute(
+        "SELECT status, callback_url FROM filings WHERE seq = ?", (filing_seq,)
+    ).fetchone()
+    status = models.derive_status(states).value
     conn.execute(
         "UPDATE filings SET status = ?, updated_at = ? WHERE seq = ?",
-        (models.derive_status(states).value, now_us, filing_seq),
+        (status, now_us, filing_seq),
     )
+    if before is not None and before[1] and before[0] != status:
+        sqlite_callbacks.enqueue_callback(conn, filing_seq, before[0], status, now_us)
 
 
 def _accept(
@@ -1161,8 +1323,11 @@ def _list_filings(
     if flt.at_risk is not None:
         risky = f"(f.at_risk_at IS NOT NULL AND f.status NOT IN {_SETTLED_SQL})"
         where.append(risky if flt.at_risk else f"NOT {risky}")
-    if flt.state is not None or flt.adapter is not None:
+    if flt.state is not None or flt.adapter is not None or flt.ack_overdue is not None:
         sub = ["d.filing_seq = f.seq"]
+        if flt.ack_overdue is not None:
+            sub.append("d.ack_overdue = ?")
+            params.append(int(flt.ack_overdue))
         if flt.state is not None:
             sub.append("d.state = ?")
             params.append(flt.state.value)

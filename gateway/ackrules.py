@@ -1,0 +1,168 @@
+"""Acknowledgement rules: documents → ``Ack``s, and what an ack does to its delivery. Pure.
+
+* ``parse_document``: a JSON ack (one object or a list), a JSON wrapper holding an X12
+  document, or a raw TA1/997/999 interchange → ``Ack``s, each keeping the raw text.
+* ``decide``: accepted/warning → acknowledged; rejected with a code configured as an
+  infrastructure failure (``[acks] resubmit_codes``, e.g. ACE ``E90``) → resend at the
+  retry policy's time; any other rejection → rejected. Unsolicited messages, and acks for
+  deliveries not waiting for one, are history only: a final state never changes.
+* ``expectation``: the route options a delivered delivery carries (``ack_within``,
+  ``order_until``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Sequence
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from gateway import config, errors, models, retry, router, x12
+from gateway.store.base import AckDecision, AckTarget
+
+X12_CONTENT_TYPES = frozenset({"application/edi-x12", "application/x12", "text/x12"})
+MAX_ACKS_PER_DOCUMENT = 1000
+S = models.DeliveryState
+
+
+def party(qualifier: str, ident: str) -> str:
+    """The store's key of an X12 party: ``ZZ:MAEU`` (qualifier, id without padding)."""
+    return f"{qualifier.strip()}:{ident.strip()}"
+
+
+def _is_x12(content_type: str, text: str) -> bool:
+    return content_type.split(";")[0].strip().lower() in X12_CONTENT_TYPES or (
+        text.lstrip().startswith("ISA")
+    )
+
+
+def parse_document(
+    content_type: str, body: bytes | str, *, source: str, now: datetime
+) -> list[models.Ack]:
+    """The acks in one document; ``MalformedInput`` (400) when it is neither JSON nor X12,
+    ``InvalidInput`` (422) when it is but holds no valid ack."""
+    try:
+        text = body.decode() if isinstance(body, bytes) else body
+    except UnicodeDecodeError as exc:
+        raise errors.InvalidInput("an ack document must be UTF-8 text") from exc
+    if not text.strip():
+        raise errors.InvalidInput("the ack document is empty")
+    if _is_x12(content_type, text) and not text.lstrip().startswith(("{", "[")):
+        return from_x12(text, source=source, now=now)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise errors.MalformedInput(f"an ack is JSON or a TA1/997/999 document: {exc}") from exc
+    return from_json(data, source=source, now=now)
+
+
+def from_json(data: Any, *, source: str, now: datetime) -> list[models.Ack]:
+    items = data if isinstance(data, list) else [data]
+    if not items or len(items) > MAX_ACKS_PER_DOCUMENT:
+        raise errors.InvalidInput(f"send 1 to {MAX_ACKS_PER_DOCUMENT} acks")
+    out: list[models.Ack] = []
+    for i, item in enumerate(items):
+        loc = f"[{i}]" if isinstance(data, list) else "body"
+        if not isinstance(item, dict):
+            raise errors.InvalidInput(
+                "an ack is a JSON object", details=[{"loc": loc, "msg": "expected an object"}]
+            )
+        if "document" in item:  # {"content_type": "application/edi-x12", "document": "ISA…"}
+            doc = item["document"]
+            if not isinstance(doc, str) or set(item) - {"document", "content_type"}:
+                raise errors.InvalidInput(
+                    "a wrapped ack holds only `document` (text) and `content_type`",
+                    details=[{"loc": loc, "msg": "document"}],
+                )
+            out.extend(from_x12(doc, source=source, now=now))
+            continue
+        fields = {k: v for k, v in item.items() if k not in ("kind", "source", "received_at")}
+        try:
+            ack = models.Ack.model_validate(
+                {**fields, "source": source, "received_at": now, "kind": "json"}
+            )
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or loc
+            msg = first["msg"].removeprefix("Value error, ")
+            raise errors.InvalidInput(
+                f"{where}: {msg}", details=[{"loc": where, "msg": msg}]
+            ) from exc
+        if ack.raw is None:
+            ack = ack.model_copy(update={"raw": json.dumps(item, sort_keys=True)})
+        out.append(ack)
+    return out
+
+
+def from_x12(text: str, *, source: str, now: datetime) -> list[models.Ack]:
+    """Every TA1 / 997 / 999 answer in an interchange, correlated by control number."""
+    _, segments = x12.split_segments(text)
+    isa = segments[0]
+    if len(isa) < 17:
+        raise x12.X12Error("the ISA segment has too few elements")
+    theirs, ours = party(isa[5], isa[6]), party(isa[7], isa[8])
+    usage = isa[15] if isa[15] in ("T", "P") else None
+    return [
+        models.Ack(
+            kind=p.kind,
+            outcome=models.AckOutcome(p.outcome),
+            interchange_control=p.interchange_control,
+            group_control=p.group_control,
+            set_control=p.set_control,
+            codes=p.codes,
+            message=p.message,
+            x12_sender=ours,
+            x12_receiver=theirs,
+            usage=usage,  # type: ignore[arg-type]
+            raw=text,
+            source=source,
+            received_at=now,
+        )
+        for p in x12.parse_acks(text)
+    ]
+
+
+class Rules:
+    """``decide`` bound to the config: resubmit codes and each adapter's retry policy."""
+
+    def __init__(self, cfg: config.Config) -> None:
+        self.resubmit: Collection[str] = frozenset(cfg.acks.resubmit_codes)
+        self.policies = {name: retry.RetryPolicy(cfg.retry_for(name)) for name in cfg.adapters}
+        self.fallback = retry.RetryPolicy(cfg.retry)
+
+    def decide(self, ack: models.Ack, target: AckTarget, now: datetime) -> AckDecision:
+        """What one correlated ack does to its delivery."""
+        if ack.unsolicited or target.state not in (S.DELIVERED, S.ACKNOWLEDGED):
+            return AckDecision("history")
+        codes = ", ".join(ack.codes) or "no code"
+        if ack.outcome is not models.AckOutcome.REJECTED:
+            if target.state is S.DELIVERED:
+                return AckDecision("acknowledged", S.ACKNOWLEDGED)
+            return AckDecision("history")
+        why = f"rejected by the receiver ({codes})" + (f": {ack.message}" if ack.message else "")
+        if self.resubmit.intersection(ack.codes):
+            policy = self.policies.get(target.adapter, self.fallback)
+            decision = policy.decide(
+                attempts=target.attempts, now=now, first_seen=target.filing_received_at
+            )
+            if decision is not None:
+                return AckDecision(
+                    "resend_scheduled", S.WAITING_RETRY, at=decision.at, error=f"{why}; resending"
+                )
+            reason = policy.give_up_reason(
+                attempts=target.attempts, now=now, first_seen=target.filing_received_at
+            )
+            return AckDecision("rejected", S.REJECTED, error=f"{why}; {reason}")
+        return AckDecision("rejected", S.REJECTED, error=why)
+
+
+def expectation(
+    routes: Sequence[config.RouteConfig], filing: models.Filing, adapter: str
+) -> tuple[float | None, bool]:
+    """(seconds within which an ack is due or None, hold the ordering key until acked)."""
+    mine = [r for r in routes if adapter in r.adapters and router.matches(r, filing)]
+    within = [r.ack_within for r in mine if r.ack_within is not None]
+    hold = any(r.order_until == "acknowledged" for r in mine)
+    return (min(within) if within else None), hold

@@ -1,0 +1,223 @@
+"""Acknowledgements in: the service the API calls, and the loops the gateway runs.
+
+``AckService`` stores each ack (correlated, audited, idempotent) through the store, with
+``ackrules.Rules.decide`` as the decision applied inside the ack's transaction, and lets
+operators resend or close a delivery that waits for an ack.
+
+``AckRunner`` runs beside the dispatcher:
+
+* one ``receive()`` loop per adapter that has one: documents come in, are stored, and
+  the adapter hears back ``True`` (stored: e.g. move the file to ``processed/``) or
+  ``False`` (unreadable: e.g. move it to ``failed/``) through ``asend``. When the store
+  fails the generator is closed without an answer, so the document stays where it was;
+* the ack deadline sweep: a delivered delivery past its ``ack_due_at`` is flagged
+  ``ack_overdue`` (audited, one log line) and never resent automatically.
+
+Outage hook: ``ack_paused(adapter, now) -> bool``. While it says True for an adapter, the
+sweep pushes that adapter's open deadlines forward by the time that passed, so the timer
+stands still during the outage. The outages work wires its calendar/breaker in here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+import anyio
+import structlog
+
+from gateway import ackrules, config, errors, models
+from gateway.clock import Clock
+from gateway.store.base import Actor, Store
+
+log = structlog.get_logger("gateway.acks")
+
+MAX_LIST = 500
+#: effects after which the dispatcher may have new work (a resend, a released ordering key)
+_WAKING = frozenset({"acknowledged", "rejected", "resend_scheduled"})
+
+AckPaused = Callable[[str, datetime], bool]
+
+
+class AckService:
+    """Take acks in, list them, and the operator's resend / close of a waiting delivery."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        cfg: config.Config,
+        clock: Clock,
+        on_new_work: Callable[[], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.rules = ackrules.Rules(cfg)
+        self._on_new_work = on_new_work or (lambda: None)
+
+    async def receive_document(
+        self, content_type: str, body: bytes | str, *, actor: Actor, source: str
+    ) -> list[models.AckRecord]:
+        """Parse one document (JSON or TA1/997/999) and store every ack in it."""
+        acks = ackrules.parse_document(content_type, body, source=source, now=self.clock.now())
+        return await self.record(acks, actor=actor)
+
+    async def record(self, acks: list[models.Ack], *, actor: Actor) -> list[models.AckRecord]:
+        out = []
+        for ack in acks:
+            record = await self.store.record_ack(
+                ack, decide=self.rules.decide, actor=actor, now=self.clock.now()
+            )
+            out.append(record)
+            fields: dict[str, Any] = {
+                "ack_id": record.id,
+                "effect": record.effect,
+                "delivery_id": record.delivery_id,
+                "filing_id": record.filing_id,
+                "kind": ack.kind,
+                "codes": ack.codes,
+                "source": ack.source,
+            }
+            if record.duplicate:
+                log.info("ack.duplicate", **fields)
+            elif not record.matched:
+                log.warning("ack.unmatched", **fields)
+            else:
+                log.info("ack.recorded", **fields)
+        if any(r.effect in _WAKING and not r.duplicate for r in out):
+            self._on_new_work()
+        return out
+
+    async def list(
+        self, *, matched: bool | None = None, filing_id: str | None = None, limit: int = 50
+    ) -> list[models.AckRecord]:
+        return await self.store.list_acks(
+            matched=matched, filing_id=filing_id, limit=max(1, min(limit, MAX_LIST))
+        )
+
+    async def resend(self, filing_id: str, *, actor: Actor, reason: str) -> list[str]:
+        """Send a delivered filing again: same filing and delivery id, a new interchange."""
+        action = await self.store.resend_filing(
+            filing_id, actor=actor, now=self.clock.now(), reason=reason
+        )
+        log.warning(
+            "filing.resent", filing_id=filing_id, deliveries=action.changed, actor=actor.name
+        )
+        self._on_new_work()
+        return action.changed
+
+    async def close(self, filing_id: str, *, actor: Actor, reason: str) -> list[str]:
+        """Stop waiting for an ack (the operator saw the answer elsewhere, or gave up)."""
+        action = await self.store.close_ack(
+            filing_id, actor=actor, now=self.clock.now(), reason=reason
+        )
+        log.info(
+            "filing.ack_closed", filing_id=filing_id, deliveries=action.changed, actor=actor.name
+        )
+        self._on_new_work()
+        return action.changed
+
+
+class AckRunner:
+    """The adapters' ``receive()`` loops and the ack deadline sweep."""
+
+    def __init__(
+        self,
+        *,
+        service: AckService,
+        store: Store,
+        adapters: Mapping[str, Any],
+        cfg: config.Config,
+        clock: Clock,
+        ack_paused: AckPaused | None = None,
+    ) -> None:
+        self.service = service
+        self.store = store
+        self.adapters = dict(adapters)
+        self.section = cfg.acks
+        self.clock = clock
+        self.ack_paused = ack_paused
+        self.received = 0
+
+    async def run(self) -> None:
+        """Run until cancelled."""
+        async with anyio.create_task_group() as tg:
+            for name, adapter in self.adapters.items():
+                if callable(getattr(adapter, "receive", None)):
+                    tg.start_soon(self._receive_loop, name, adapter)
+            tg.start_soon(self._sweep_loop)
+
+    # --- receive ----------------------------------------------------------------------
+
+    async def _receive_loop(self, name: str, adapter: Any) -> None:
+        while True:
+            try:
+                await self._receive(name, adapter)
+            except errors.StoreError as exc:
+                log.error("ack.receive_store_failed", adapter=name, error=str(exc))
+            except Exception as exc:  # a broken receive() is logged and restarted, not fatal
+                log.error("ack.receive_failed", adapter=name, error=repr(exc))
+            await anyio.sleep(self.section.inbox_poll)
+
+    async def _receive(self, name: str, adapter: Any) -> None:
+        documents = adapter.receive()
+        try:
+            doc = await documents.__anext__()
+            while True:
+                ok = await self._take(name, doc)
+                doc = await documents.asend(ok)
+        except StopAsyncIteration:
+            return
+        finally:
+            with anyio.CancelScope(shield=True):
+                await documents.aclose()
+
+    async def _take(self, name: str, doc: models.InboundDocument) -> bool:
+        """Store one received document; False when it is unreadable (kept aside, audited)."""
+        actor = Actor(name=f"adapter:{name}")
+        try:
+            await self.service.receive_document(
+                doc.content_type, doc.body, actor=actor, source=f"{name}:{doc.name}"
+            )
+        except (errors.InvalidInput, errors.MalformedInput) as exc:
+            log.error("ack.unreadable", adapter=name, document=doc.name, error=str(exc))
+            await self.store.append_audit(
+                "ack.unreadable",
+                actor=actor,
+                now=self.clock.now(),
+                details={"adapter": name, "document": doc.name, "error": str(exc)},
+            )
+            return False
+        self.received += 1
+        return True
+
+    # --- deadlines --------------------------------------------------------------------
+
+    async def _sweep_loop(self) -> None:
+        last = self.clock.now()
+        while True:
+            await anyio.sleep(self.section.overdue_scan)
+            now = self.clock.now()
+            try:
+                await self.sweep(now, elapsed_s=(now - last).total_seconds())
+            except errors.StoreError as exc:
+                log.error("ack.sweep_failed", error=str(exc))
+            last = now
+
+    async def sweep(self, now: datetime, *, elapsed_s: float = 0.0) -> int:
+        """Pause deadlines of adapters in an outage, then flag what is overdue."""
+        if self.ack_paused is not None and elapsed_s > 0:
+            for name in self.adapters:
+                if self.ack_paused(name, now):
+                    await self.store.extend_ack_deadlines(name, by_s=elapsed_s, now=now)
+        flagged = await self.store.flag_overdue(now=now)
+        for delivery_id, filing_id, adapter in flagged:
+            log.warning(
+                "delivery.ack_overdue",
+                delivery_id=delivery_id,
+                filing_id=filing_id,
+                adapter=adapter,
+                note="no acknowledgement by the route's ack_within; resend or close it",
+            )
+        return len(flagged)
