@@ -254,7 +254,7 @@ def check_history(
 def pg_serve_gap() -> str | None:
     """Why ``serve`` cannot run on PostgreSQL yet, or None.
 
-    The PostgreSQL parity port (outages, inbound: schema v2–v4) is in flight on ``main``;
+    The PostgreSQL parity port (outages, inbound: schema v2-v4) is in flight on ``main``;
     until it lands, ``serve`` refuses a PostgreSQL store whose schema it cannot migrate.
     """
     from gateway.store import base, pg_sql

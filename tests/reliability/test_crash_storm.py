@@ -1,4 +1,4 @@
-"""Rows 1–3: crash storms on SQLite and on PostgreSQL (three processes), crash during ingest.
+"""Rows 1-3: crash storms on SQLite and on PostgreSQL (three processes), crash during ingest.
 
 Jepsen-style: the client records every acknowledged operation (2xx), ``serve`` processes
 are SIGKILLed on a schedule and restarted, and at the end the history (what the recording
@@ -107,7 +107,7 @@ async def test_sqlite_crash_storm_loses_nothing_and_repeats_only_with_the_same_k
         tmp_path, f"sqlite:///{db}", processes=1, filings=filings, keys=50,
         deadline_s=relkit.scale("row1_deadline_s", 90),
     )
-    requests, dups = relkit.check_history(receiver.got, accepted, key_of)
+    _requests, dups = relkit.check_history(receiver.got, accepted, key_of)
     assert len(accepted) == filings
     assert dups <= kills * CONCURRENCY  # a kill repeats at most the sends it interrupted
     assert relkit.sqlite_integrity(db) == "ok"
@@ -142,7 +142,7 @@ async def test_postgres_three_process_crash_storm_loses_nothing(tmp_path, figure
             tmp_path, dsn, processes=3, filings=filings, keys=50,
             deadline_s=relkit.scale("row2_deadline_s", 90),
         )
-        requests, dups = relkit.check_history(receiver.got, accepted, key_of)
+        _requests, dups = relkit.check_history(receiver.got, accepted, key_of)
         assert dups <= kills * CONCURRENCY
         result = await relkit.verify_audit(dsn)
         assert result.ok, result
