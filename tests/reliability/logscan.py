@@ -81,7 +81,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     tr = terminalreporter
     tr.write_sep("-", "log scan (row 12)")
     tr.write_line(
-        f"row12: {SCANNER.lines} log lines scanned, {len(SCANNER.findings)} with an "
+        f"row12 (logs): {SCANNER.lines} log lines scanned, {len(SCANNER.findings)} with an "
         "SSN/EIN-shaped value or a token"
     )
     for finding in SCANNER.findings[:20]:

@@ -222,9 +222,7 @@ def events(n: int, keys: int, *, prefix: str = "R") -> list[dict[str, Any]]:
     ]
 
 
-def check_history(
-    got: list[Got], accepted: list[str], key_of: dict[str, str]
-) -> tuple[int, int]:
+def check_history(got: list[Got], accepted: list[str], key_of: dict[str, str]) -> tuple[int, int]:
     """The Jepsen check: every accepted filing reached the receiver; a filing's repeats all
     carry one ``Idempotency-Key``; first arrivals per ordering key are in acceptance order.
 

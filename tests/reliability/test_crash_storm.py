@@ -104,7 +104,11 @@ async def test_sqlite_crash_storm_loses_nothing_and_repeats_only_with_the_same_k
     filings = relkit.scale("row1_filings", 5000)
     db = tmp_path / "gateway.db"
     receiver, accepted, key_of, kills, elapsed = await storm(
-        tmp_path, f"sqlite:///{db}", processes=1, filings=filings, keys=50,
+        tmp_path,
+        f"sqlite:///{db}",
+        processes=1,
+        filings=filings,
+        keys=50,
         deadline_s=relkit.scale("row1_deadline_s", 90),
     )
     _requests, dups = relkit.check_history(receiver.got, accepted, key_of)
@@ -139,7 +143,11 @@ async def test_postgres_three_process_crash_storm_loses_nothing(tmp_path, figure
         await store.migrate()
         await store.close()
         receiver, accepted, key_of, kills, elapsed = await storm(
-            tmp_path, dsn, processes=3, filings=filings, keys=50,
+            tmp_path,
+            dsn,
+            processes=3,
+            filings=filings,
+            keys=50,
             deadline_s=relkit.scale("row2_deadline_s", 90),
         )
         _requests, dups = relkit.check_history(receiver.got, accepted, key_of)
