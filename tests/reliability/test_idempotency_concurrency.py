@@ -14,7 +14,7 @@ KEYS, DUPLICATES = 50, 20
 async def test_fifty_keys_times_twenty_concurrent_duplicates_make_exactly_fifty_filings(
     tmp_path, start_gateway, figure
 ):
-    """Row 11: 1,000 concurrent POSTs over 50 keys → 50 filings, one id per key, 1 × 202."""
+    """Row 11: 1,000 concurrent POSTs over 50 keys → 50 filings, one id per key, 1 x 202."""
     gw = await start_gateway(base_config(tmp_path))
     started = time.monotonic()
 
@@ -53,8 +53,8 @@ async def test_fifty_keys_times_twenty_concurrent_duplicates_make_exactly_fifty_
         assert conn.execute("SELECT COUNT(*) FROM filings").fetchone()[0] == KEYS
     figure(
         "row11",
-        f"{KEYS} keys × {DUPLICATES} concurrent duplicates → {KEYS} filings "
-        f"({statuses[202]}×202, {statuses[200]}×200, one id per key); reused key → 422 "
+        f"{KEYS} keys x {DUPLICATES} concurrent duplicates → {KEYS} filings "
+        f"({statuses[202]}x202, {statuses[200]}x200, one id per key); reused key → 422 "
         f"idempotency_key_reused; retry of a delivered filing → 409; "
         f"{time.monotonic() - started:.1f}s",
     )

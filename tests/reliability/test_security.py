@@ -68,7 +68,7 @@ async def test_every_protected_endpoint_needs_a_token_and_its_scope(secured, fig
         assert "Bearer" in r.headers["WWW-Authenticate"]
     figure(
         "row12",
-        f"{checked} protected endpoints × (no token, unknown token) → 401, wrong scope → 403; "
+        f"{checked} protected endpoints x (no token, unknown token) → 401, wrong scope → 403; "
         f"{len(public)} public endpoints open; callbacks: "
         + ("checked" if importlib.util.find_spec("gateway.ssrf") else "skipped (no gateway/ssrf)"),
     )
