@@ -46,12 +46,13 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         logscan.pytest_terminal_summary(terminalreporter)
 
 
+def record_figure(row: str, text: str) -> None:
+    """Keep a row's figure for the session-end summary (and print it, for ``-s``)."""
+    FIGURES[row] = text
+    print(f"\n{row}: {text}")
+
+
 @pytest.fixture
 def figure() -> Callable[[str, str], None]:
     """``figure("row1", "…")``: printed now (``-s``) and in the session-end summary."""
-
-    def record(row: str, text: str) -> None:
-        FIGURES[row] = text
-        print(f"\n{row}: {text}")
-
-    return record
+    return record_figure
