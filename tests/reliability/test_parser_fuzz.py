@@ -15,9 +15,10 @@ from hypothesis import strategies as st
 
 from gateway import config, errors, x12
 from tests.conftest import base_config
+from tests.reliability import relkit
 from tests.reliability.conftest import record_figure
 
-EXAMPLES = 300
+EXAMPLES = relkit.scale("fuzz_examples", 300)
 FUZZ = settings(
     max_examples=EXAMPLES,
     deadline=None,
