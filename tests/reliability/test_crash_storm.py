@@ -101,7 +101,7 @@ async def test_sqlite_crash_storm_loses_nothing_and_repeats_only_with_the_same_k
     tmp_path, figure
 ):
     """Row 1: serve SIGKILLed 0.3 s / 2 s after each start; all delivered, chain intact."""
-    filings = relkit.scale("row1_filings", 5000)
+    filings = relkit.scale("row1_filings", 10_000)
     db = tmp_path / "gateway.db"
     receiver, accepted, key_of, kills, elapsed = await storm(
         tmp_path,
