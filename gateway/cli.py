@@ -90,13 +90,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=50)
     _add_client(p)
 
+    from gateway import monitor_cli
+
     for name, text in (
-        ("retry", "put dead or blocked deliveries back to pending"),
-        ("cancel", "cancel deliveries not yet delivered"),
+        ("retry", "put dead or blocked deliveries back to pending (one filing, or by filter)"),
+        ("cancel", "cancel deliveries not yet delivered (one filing, or by filter)"),
     ):
         p = sub.add_parser(name, help=text)
-        p.add_argument("id")
+        p.add_argument("id", nargs="?", help="a filing id; omit and give filters for bulk")
+        monitor_cli.add_bulk_arguments(p)
         _add_client(p)
+
+    monitor_cli.add_parsers(sub, _add_client)
 
     from gateway import outages_cli
 
@@ -177,7 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command not in ("serve",):
         logs.configure("console" if sys.stderr.isatty() else "json", "warning")
-    from gateway import client
+    from gateway import client, monitor_cli
     from gateway.inbound import dryrun
 
     commands = {
@@ -188,8 +193,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "submit": client.cmd_submit,
         "status": client.cmd_status,
         "list": client.cmd_list,
-        "retry": client.cmd_action,
-        "cancel": client.cmd_action,
+        "retry": _action,
+        "cancel": _action,
+        "top": monitor_cli.cmd_top,
         "normalize": dryrun.cmd_normalize,
     }
     try:
@@ -222,6 +228,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"store error: {inner}", file=sys.stderr)
                 return EXIT_UNAVAILABLE
         raise
+
+
+def _action(args: argparse.Namespace) -> int:
+    """``retry ID`` / ``cancel ID`` act on one filing; with filters instead, in bulk."""
+    from gateway import client, monitor_cli
+
+    if args.id is not None and monitor_cli.has_filter(args):
+        print("give a filing id or filters, not both", file=sys.stderr)
+        return EXIT_USAGE
+    if args.id is not None:
+        return int(client.cmd_action(args))
+    if not monitor_cli.has_filter(args):
+        print(f"{args.command}: give a filing id, or filters such as --state dead", file=sys.stderr)
+        return EXIT_USAGE
+    return int(monitor_cli.cmd_bulk(args))
 
 
 def _path(value: str) -> Path:

@@ -171,15 +171,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         if value:
             params[name] = value
     data = call(args, "GET", "/v1/filings", params=params)
-    rows = [f"{'ID':<31} {'STATUS':<13} {'TYPE':<24} {'ENV':<10} REFERENCE"]
-    for f in data["items"]:
-        rows.append(
-            f"{f['id']:<31} {f['status']:<13} {f['filing_type']:<24} "
-            f"{f['environment']:<10} {f['reference']}"
-        )
-    if data.get("next_cursor"):
-        rows.append(f"(more: --cursor {data['next_cursor']})")
-    _out(args, data, "\n".join(rows))
+    from gateway import monitor_cli
+
+    _out(args, data, monitor_cli.format_list(data))
     return EXIT_OK
 
 

@@ -225,6 +225,22 @@ class DeadlinesSection(BaseModel):
     )
 
 
+class MonitoringSection(BaseModel):
+    """`[monitoring]`: metrics, readiness and the dashboard (issue 7)."""
+
+    model_config = _STRICT
+
+    queue_cache: Duration = Field(
+        default=5.0, ge=0, description="how long queue figures from the store are reused"
+    )
+    drain_delay: Duration = Field(
+        default=0.0,
+        ge=0,
+        description="on SIGTERM, /readyz is 503 this long before intake stops (LB drain)",
+    )
+    dashboard: bool = Field(default=True, description="serve the dashboard at / and /ui/")
+
+
 class AdapterConfig(BaseModel):
     """`[adapters.NAME]`: gateway-side keys; every other key is the adapter's own option."""
 
@@ -402,6 +418,7 @@ class Config(BaseModel):
     )
     breaker: BreakerSection = Field(default_factory=BreakerSection)
     deadlines: DeadlinesSection = Field(default_factory=DeadlinesSection)
+    monitoring: MonitoringSection = Field(default_factory=MonitoringSection)
 
     @field_validator("calendars", mode="before")
     @classmethod

@@ -30,7 +30,7 @@ from typing import Any
 import anyio
 import structlog
 
-from gateway import codec, config, errors, guard, ids, models, retry
+from gateway import codec, config, errors, guard, ids, metrics, models, retry
 from gateway.clock import Clock
 from gateway.store.base import Claim, Store
 
@@ -56,8 +56,10 @@ class Dispatcher:
         cfg: config.Config,
         clock: Clock,
         owner: str | None = None,
+        metrics: metrics.Metrics | None = None,
     ) -> None:
         self.store = store
+        self.metrics = metrics
         self.adapters = dict(adapters)
         self.cfg = cfg
         self.clock = clock
@@ -264,11 +266,14 @@ class Dispatcher:
         )
         try:
             outcome: BaseException | models.Receipt
+            started = anyio.current_time()
             try:
                 message = self.message_for(claim)
                 outcome = await self.adapters[claim.adapter].send(message)
             except Exception as exc:  # every failure becomes an outcome in _decide
                 outcome = exc
+            if self.metrics is not None:
+                self.metrics.sent(claim.adapter, anyio.current_time() - started)
             with anyio.CancelScope(shield=True):
                 await self._decide(claim, outcome, bound)
         finally:
@@ -291,6 +296,7 @@ class Dispatcher:
                 ok = await self.store.complete(claim, now=now, receipt=receipt)
                 self.sent += ok
                 bound.info("delivery.sent", receipt=receipt) if ok else None
+                label = "delivered"
                 await self.guard.succeeded(adapter, now)
             elif isinstance(outcome, errors.OutageError):
                 said = outcome.until
@@ -300,31 +306,41 @@ class Dispatcher:
                 until = said or self.guard.breaker_until(adapter, now)
                 until = until or now + timedelta(seconds=DEFAULT_OUTAGE_DEFER_S)
                 ok = await self._defer(claim, now, until, _text(outcome), bound)
+                label = "deferred"
             elif isinstance(outcome, errors.PermanentError):
                 await self.guard.succeeded(adapter, now)  # the receiver is up and answering
                 ok = await self.store.kill(claim, now=now, error=_text(outcome))
                 bound.error("delivery.dead", error=_text(outcome))
+                label = "dead"
             elif mode is guard.Mode.PROBE_WINDOW:
                 # inside a probe window a failure spends no attempt
                 until = self.guard.probe_retry_at(adapter, now)
                 ok = await self._defer(claim, now, until, f"probe window: {_text(outcome)}", bound)
+                label = "deferred"
             elif mode is guard.Mode.BREAKER_PROBE:
                 await self.guard.failed(adapter, _text(outcome), now)
                 until = self.guard.breaker_until(adapter, now) or now
                 ok = await self._defer(claim, now, until, f"breaker probe: {_text(outcome)}", bound)
+                label = "deferred"
             else:
                 await self.guard.failed(adapter, _text(outcome), now)
-                ok = await self._retry_or_die(claim, outcome, now, bound)
+                ok, label = await self._retry_or_die(claim, outcome, now, bound)
         except errors.StoreError as exc:
             # the lease runs out and the delivery is claimed again: at-least-once
             bound.error("delivery.outcome_not_recorded", error=str(exc))
             return
         if not ok:
             bound.warning("delivery.lease_lost", note="another claim owns this delivery now")
+        elif self.metrics is not None:
+            latency = (now - claim.filing.received_at).total_seconds()
+            self.metrics.outcome(
+                adapter, label, latency_s=latency if label == "delivered" else None
+            )
 
     async def _retry_or_die(
         self, claim: Claim, exc: BaseException, now: datetime, bound: Any
-    ) -> bool:
+    ) -> tuple[bool, str]:
+        """Schedule the next try, or kill; returns (recorded, "retry" | "dead")."""
         policy = self.policies[claim.adapter]
         attempts = claim.attempts + 1
         retry_after = exc.retry_after if isinstance(exc, errors.TransientError) else None
@@ -338,18 +354,20 @@ class Dispatcher:
         if decision is None and in_outage is not None and attempts < policy.section.max_attempts:
             # never dead-lettered for max age during an outage: one real try after it
             bound.warning("delivery.retry_after_outage", error=_text(exc))
-            return await self.store.schedule_retry(claim, now=now, at=in_outage, error=_text(exc))
+            ok = await self.store.schedule_retry(claim, now=now, at=in_outage, error=_text(exc))
+            return ok, "retry"
         if decision is None:
             why = policy.give_up_reason(
                 attempts=attempts, now=now, first_seen=claim.filing.received_at
             )
             reason = f"{_text(exc)}; {why}"
             bound.error("delivery.dead", error=reason)
-            return await self.store.kill(claim, now=now, error=reason)
+            return await self.store.kill(claim, now=now, error=reason), "dead"
         bound.warning(
             "delivery.retry_scheduled", error=_text(exc), delay_s=round(decision.delay_s, 3)
         )
-        return await self.store.schedule_retry(claim, now=now, at=decision.at, error=_text(exc))
+        ok = await self.store.schedule_retry(claim, now=now, at=decision.at, error=_text(exc))
+        return ok, "retry"
 
     async def _defer(
         self, claim: Claim, now: datetime, until: datetime, reason: str, bound: Any

@@ -15,13 +15,13 @@ from __future__ import annotations
 import hashlib
 import signal
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import structlog
 from aiohttp import web
 
-from gateway import audit, checkpoints, config, errors, redact, registry
+from gateway import audit, checkpoints, config, errors, metrics, monitoring, redact, registry
 from gateway.api import app as api_app
 from gateway.api import auth
 from gateway.clock import Clock, SystemClock
@@ -60,11 +60,23 @@ class Gateway:
             )
         self.adapters = dict(adapters) if adapters is not None else registry.build_all(cfg)
         self.redactor = redact.Redactor(cfg.audit.redact_paths)
-        self.store = store or base.open_store(cfg.gateway.store, redactor=self.redactor)
         self.checkpoints: checkpoints.CheckpointDir | None = None
         self._last_checkpoint: tuple[int, float] = (0, 0.0)
+        self.metrics = metrics.Metrics(adapters=sorted(self.adapters))
+        #: store errors are counted by operation; ``self.store.inner`` is the store itself
+        self.store: Store = cast(
+            Store,
+            metrics.InstrumentedStore(
+                store or base.open_store(cfg.gateway.store, redactor=self.redactor), self.metrics
+            ),
+        )
         self.dispatcher = Dispatcher(
-            store=self.store, adapters=self.adapters, cfg=cfg, clock=self.clock, owner=owner
+            store=self.store,
+            adapters=self.adapters,
+            cfg=cfg,
+            clock=self.clock,
+            owner=owner,
+            metrics=self.metrics,
         )
         self.service = Service(
             store=self.store,
@@ -72,14 +84,28 @@ class Gateway:
             clock=self.clock,
             adapters=self.adapters,
             on_new_work=self.dispatcher.wake,
+            metrics=self.metrics,
         )
         self.service.dispatcher_running = lambda: self.dispatcher.running
         self.service.outage_status = lambda: self.dispatcher.guard.status(self.clock.now())
         self.intake = Intake(service=self.service, sources=Sources(cfg), clock=self.clock)
         self.consumers = consumers.build(self.intake, environ=environ)
         self.service.source_status = lambda: consumers.status(self.consumers)
+        self.monitor = monitoring.Monitor(
+            store=self.store,
+            cfg=cfg,
+            clock=self.clock,
+            adapters=self.adapters,
+            status=lambda: self.service.outage_status(),
+            ttl_s=cfg.monitoring.queue_cache,
+        )
         self.app = api_app.create_app(
-            self.service, cfg, authenticator=self.authenticator, intake=self.intake
+            self.service,
+            cfg,
+            authenticator=self.authenticator,
+            intake=self.intake,
+            monitor=self.monitor,
+            metrics_=self.metrics,
         )
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
@@ -179,8 +205,14 @@ class Gateway:
                 listening = await self._listen_for_work(tg)
                 intake_scope = await tg.start(consumers.run_all, self.consumers)
                 await self._wait_for_stop(stop)
-                self.service.shutting_down = True
-                log.info("gateway.shutting_down", grace_s=self.cfg.gateway.shutdown_grace)
+                self.service.shutting_down = True  # /readyz is 503 from here on
+                log.info(
+                    "gateway.shutting_down",
+                    grace_s=self.cfg.gateway.shutdown_grace,
+                    drain_delay_s=self.cfg.monitoring.drain_delay,
+                )
+                # intake goes on while a load balancer notices /readyz and drains us
+                await anyio.sleep(self.cfg.monitoring.drain_delay)
                 intake_scope.cancel()  # a message being taken finishes (shielded), then acks
                 checkpointing.cancel()
                 listening.cancel()

@@ -12,7 +12,7 @@ from typing import Any
 
 import structlog
 
-from gateway import audit, config, errors, ids, models, normalize, outages, router
+from gateway import audit, config, errors, ids, metrics, models, normalize, outages, router
 from gateway.clock import Clock
 from gateway.store import base
 from gateway.store.base import Actor, Store
@@ -52,12 +52,14 @@ class Service:
         clock: Clock,
         adapters: Mapping[str, Any] | None = None,
         on_new_work: Callable[[], None] | None = None,
+        metrics: metrics.Metrics | None = None,
     ) -> None:
         self.store = store
         self.cfg = cfg
         self.clock = clock
         self.adapters = dict(adapters or {})
         self._on_new_work = on_new_work or (lambda: None)
+        self.metrics = metrics
         self.shutting_down = False
         self.dispatcher_running: Callable[[], bool] = lambda: True
         #: breaker, gate and pacing per adapter (set by the server from the dispatcher)
@@ -118,6 +120,8 @@ class Service:
             raise errors.StoreError(f"filing {result.filing_id} vanished after accept")
         if result.created:
             self._on_new_work()
+            if self.metrics is not None:
+                self.metrics.accepted(view)
             log.info(
                 "filing.accepted",
                 filing_id=view.id,
@@ -153,6 +157,7 @@ class Service:
     async def retry(self, filing_id: str, *, actor: Actor) -> models.FilingView:
         action = await self.store.retry_filing(filing_id, actor=actor, now=self.clock.now())
         log.info("filing.retried", filing_id=filing_id, deliveries=action.changed, actor=actor.name)
+        self._count_action("retry", len(action.changed))
         self._on_new_work()
         return await self.get(filing_id)
 
@@ -161,8 +166,58 @@ class Service:
         log.info(
             "filing.cancelled", filing_id=filing_id, deliveries=action.changed, actor=actor.name
         )
+        self._count_action("cancel", len(action.changed))
         self._on_new_work()
         return await self.get(filing_id)
+
+    async def bulk(
+        self,
+        action: str,
+        flt: base.BulkFilter,
+        *,
+        actor: Actor,
+        reason: str,
+        dry_run: bool = False,
+        limit: int = 100,
+    ) -> base.BulkResult:
+        """Retry or cancel up to ``limit`` matching deliveries (issue 7); audited with
+        ``reason``. A dry run changes nothing and says how many match."""
+        if action not in base.BULK_FROM:
+            raise errors.InvalidInput(f"unknown bulk action {action!r}")
+        if not dry_run and not reason.strip():
+            raise errors.InvalidInput(
+                "a reason is required; it goes into the audit trail",
+                details=[{"loc": "body.reason", "msg": "required unless dry_run"}],
+            )
+        if flt.adapter is not None and flt.adapter not in self.cfg.adapters:
+            raise errors.InvalidInput(
+                f"no adapter {flt.adapter!r} is configured",
+                details=[{"loc": "body.adapter", "msg": f"one of {sorted(self.cfg.adapters)}"}],
+            )
+        result = await self.store.bulk_action(
+            action,
+            flt,
+            actor=actor,
+            now=self.clock.now(),
+            reason=reason,
+            limit=max(1, min(limit, MAX_PAGE)),
+            dry_run=dry_run,
+        )
+        if not dry_run and result.deliveries:
+            log.warning(
+                f"deliveries.bulk_{action}",
+                actor=actor.name,
+                changed=len(result.deliveries),
+                matched=result.matched,
+                reason=reason,
+            )
+            self._count_action(action, len(result.deliveries))
+            self._on_new_work()
+        return result
+
+    def _count_action(self, action: str, n: int) -> None:
+        if self.metrics is not None and n:
+            self.metrics.operator_actions.labels(action).inc(n)
 
     # --- adapters and health ----------------------------------------------------------
 
@@ -233,16 +288,36 @@ class Service:
         return data
 
     async def readiness(self) -> dict[str, Any]:
+        """Ready to take traffic? 503 names the failing check; an adapter in an outage
+        only makes the gateway ``degraded`` (it still accepts and queues filings)."""
         checks: dict[str, str] = {}
         try:
             await self.store.ping()
             checks["store"] = "ok"
+            version = await self.store.schema_version()
+            checks["migrations"] = (
+                "ok"
+                if version >= base.SCHEMA_VERSION
+                else f"behind: database at v{version}, this gateway needs v{base.SCHEMA_VERSION}"
+            )
         except errors.StoreError as exc:
             checks["store"] = f"failing: {exc}"
+            checks["migrations"] = "unknown: store unreachable"
         checks["dispatcher"] = "ok" if self.dispatcher_running() else "not running"
         checks["shutdown"] = "shutting down" if self.shutting_down else "ok"
+        degraded = {}
+        for name, st in self.outage_status().items():
+            gate, brk = st.get("gate") or {}, st.get("breaker") or {}
+            if gate.get("state") == "closed":
+                degraded[name] = f"outage until {gate.get('until')}: {gate.get('reason')}"
+            elif brk.get("state") in ("open", "half_open"):
+                degraded[name] = f"circuit breaker {brk.get('state')}"
         ready = all(v == "ok" for v in checks.values())
-        body: dict[str, Any] = {"status": "ready" if ready else "not_ready", "checks": checks}
+        status = "not_ready" if not ready else "degraded" if degraded else "ready"
+        failing = sorted(k for k, v in checks.items() if v != "ok")
+        body: dict[str, Any] = {
+            "status": status, "checks": checks, "failing": failing, "degraded": degraded
+        }
         sources = self.source_status()
         if sources:
             body["sources"] = sources

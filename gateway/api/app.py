@@ -6,8 +6,8 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from gateway import config
-from gateway.api import auth, handlers, openapi
+from gateway import config, metrics, monitoring
+from gateway.api import auth, dashboard, handlers, openapi, ops
 from gateway.api import inbound as inbound_api
 from gateway.api.errors import error_middleware
 from gateway.inbound.intake import Intake
@@ -34,6 +34,22 @@ ROUTES: list[tuple[str, str, Handler, str | None]] = [
     ("GET", "/livez", handlers.healthz, None),
     ("GET", "/readyz", handlers.readyz, None),
     ("GET", "/openapi.json", openapi.handler, None),
+    # monitoring (issue 7)
+    ("GET", "/metrics", ops.metrics_handler, "read"),
+    ("GET", "/v1/overview", ops.overview, "read"),
+    ("POST", "/v1/deliveries/retry", ops.bulk_retry, "operate"),
+    ("POST", "/v1/deliveries/cancel", ops.bulk_cancel, "operate"),
+    ("GET", "/docs", dashboard.docs, None),
+]
+
+#: the dashboard (``[monitoring] dashboard = true``); pages are shells, fragments need read
+UI_ROUTES: list[tuple[str, str, Handler, str | None]] = [
+    ("GET", "/", dashboard.index, None),
+    ("GET", "/ui/", dashboard.index, None),
+    ("GET", "/ui/panels", dashboard.panels, "read"),
+    ("GET", "/ui/filings/{id}", dashboard.filing_page, None),
+    ("GET", "/ui/filings/{id}/panel", dashboard.filing_panel, "read"),
+    ("GET", "/ui/static/{name}", dashboard.static, None),
 ]
 
 SCOPE = web.RequestKey("scope", str)
@@ -60,8 +76,10 @@ def create_app(
     *,
     authenticator: auth.Authenticator,
     intake: Intake | None = None,
+    monitor: monitoring.Monitor | None = None,
+    metrics_: metrics.Metrics | None = None,
 ) -> web.Application:
-    """The HTTP API for a service."""
+    """The HTTP API for a service (with the dashboard unless the config turns it off)."""
     limit = max(cfg.gateway.max_body_bytes, cfg.gateway.max_batch_bytes)
     app = web.Application(middlewares=[error_middleware], client_max_size=limit + 1)
     app[handlers.SERVICE] = service
@@ -73,6 +91,17 @@ def create_app(
         "body": cfg.gateway.max_body_bytes,
         "batch": cfg.gateway.max_batch_bytes,
     }
-    for method, path, handler, scope in ROUTES:
+    app[ops.MONITOR] = monitor or monitoring.Monitor(
+        store=service.store,
+        cfg=cfg,
+        clock=service.clock,
+        adapters=service.adapters,
+        status=lambda: service.outage_status(),
+        ttl_s=cfg.monitoring.queue_cache,
+    )
+    app[ops.METRICS] = metrics_ or service.metrics or metrics.Metrics(adapters=sorted(cfg.adapters))
+    routes = ROUTES + (UI_ROUTES if cfg.monitoring.dashboard else [])
+    for method, path, handler, scope in routes:
         app.router.add_route(method, path, _with_scope(handler, scope))
+    dashboard.setup(app)
     return app

@@ -324,4 +324,4 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     body = await request.app[SERVICE].readiness()
-    return respond(body, status=200 if body["status"] == "ready" else 503)
+    return respond(body, status=503 if body["status"] == "not_ready" else 200)

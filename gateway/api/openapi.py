@@ -10,6 +10,7 @@ from pydantic.json_schema import models_json_schema
 
 import gateway
 from gateway import models, outages
+from gateway.api import ops
 
 _REF = "#/components/schemas/{model}"
 
@@ -58,7 +59,8 @@ def _errors(*codes: int) -> dict[str, Any]:
 def spec() -> dict[str, Any]:
     _, defs = models_json_schema(
         [(m, "serialization") for m in (models.FilingView, models.Delivery, outages.Outage)]
-        + [(models.FilingEvent, "validation"), (outages.OutageRequest, "validation")],
+        + [(models.FilingEvent, "validation"), (outages.OutageRequest, "validation")]
+        + [(ops.BulkRequest, "validation"), (ops.BulkResponse, "serialization")],
         ref_template=_REF,
     )
     schemas: dict[str, Any] = dict(defs.get("$defs", {}))
@@ -274,20 +276,25 @@ def spec() -> dict[str, Any]:
         },
         "/healthz": {
             "get": {
-                "summary": "Process liveness",
-                "responses": {"200": _json({"type": "object"}, "Alive")},
+                "summary": "Process liveness (checks nothing external)",
+                "responses": {"200": _json(_ref("Liveness"), "Alive")},
             }
         },
         "/livez": {
             "get": {
-                "summary": "Process liveness",
-                "responses": {"200": _json({"type": "object"}, "Alive")},
+                "summary": "Process liveness (checks nothing external)",
+                "responses": {"200": _json(_ref("Liveness"), "Alive")},
             }
         },
         "/readyz": {
             "get": {
-                "summary": "Readiness (store, dispatcher, shutdown)",
-                "responses": {"200": _json({"type": "object"}, "Ready"), **_errors(503)},
+                "summary": "Readiness: store, migrations, dispatcher, shutdown",
+                "description": "200 `ready` or `degraded` (an adapter in an outage: filings "
+                "are still accepted and queued); 503 `not_ready` naming the failing checks.",
+                "responses": {
+                    "200": _json(_ref("Readiness"), "Ready (or degraded)"),
+                    "503": _json(_ref("Readiness"), "Not ready"),
+                },
             }
         },
         "/openapi.json": {
@@ -305,6 +312,8 @@ def spec() -> dict[str, Any]:
         "description": "Filing events (see FilingEvent); each object is validated on its own.",
         "items": {"type": "object"},
     }
+    schemas.update(monitoring_schemas())
+    paths.update(monitoring_paths(bearer, id_param))
     return {
         "openapi": "3.1.0",
         "info": {
@@ -316,6 +325,170 @@ def spec() -> dict[str, Any]:
         "components": {
             "schemas": schemas,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+
+
+def _html(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"text/html": {"schema": {"type": "string"}}}}
+
+
+def monitoring_schemas() -> dict[str, Any]:
+    """Schemas of the monitoring endpoints (issue 7)."""
+    counts = {"type": "object", "additionalProperties": {"type": "integer"}}
+    nullable_obj = {"anyOf": [{"type": "object"}, {"type": "null"}]}
+    return {
+        "Readiness": {
+            "type": "object",
+            "required": ["status", "checks", "failing", "degraded"],
+            "properties": {
+                "status": {"enum": ["ready", "degraded", "not_ready"]},
+                "checks": {
+                    "type": "object",
+                    "description": "store, migrations, dispatcher, shutdown: `ok` or why not",
+                    "additionalProperties": {"type": "string"},
+                },
+                "failing": {"type": "array", "items": {"type": "string"}},
+                "degraded": {
+                    "type": "object",
+                    "description": "adapters in an outage (still accepting and queueing)",
+                    "additionalProperties": {"type": "string"},
+                },
+            },
+        },
+        "Liveness": {
+            "type": "object",
+            "required": ["status"],
+            "properties": {"status": {"const": "ok"}},
+        },
+        "AdapterOverview": {
+            "type": "object",
+            "required": ["name", "counts", "waiting", "oldest_waiting_age_s"],
+            "properties": {
+                "name": {"type": "string"},
+                "type": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+                "counts": counts,
+                "waiting": {"type": "integer"},
+                "oldest_waiting_age_s": {"anyOf": [{"type": "number"}, {"type": "null"}]},
+                "health": nullable_obj,
+                "breaker": nullable_obj,
+                "gate": nullable_obj,
+                "rate_limit": {"anyOf": [{"type": "number"}, {"type": "null"}]},
+                "burst": {"anyOf": [{"type": "integer"}, {"type": "null"}]},
+                "calendars": {"type": "array", "items": {"type": "string"}},
+            },
+        },
+        "Overview": {
+            "type": "object",
+            "required": ["generated_at", "snapshot_at", "totals", "adapters", "at_risk"],
+            "properties": {
+                "generated_at": {"type": "string", "format": "date-time"},
+                "snapshot_at": {"type": "string", "format": "date-time"},
+                "totals": counts,
+                "adapters": {"type": "array", "items": _ref("AdapterOverview")},
+                "at_risk": {"type": "integer"},
+                "acks": {
+                    "anyOf": [counts, {"type": "null"}],
+                    "description": "overdue / unmatched acks, once ack correlation is on",
+                },
+                "calendars": {"type": "object"},
+                "outages": {"type": "array", "items": _ref("Outage")},
+            },
+        },
+    }
+
+
+def monitoring_paths(bearer: list[Any], id_param: list[Any]) -> dict[str, Any]:
+    """Paths of the monitoring endpoints, the dashboard and the docs (issue 7)."""
+
+    def bulk(verb: str, what: str) -> dict[str, Any]:
+        return {
+            "post": {
+                "summary": f"{verb} deliveries matching a filter (dry_run previews)",
+                "description": what,
+                "security": bearer,
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("BulkRequest")}},
+                },
+                "responses": {
+                    "200": _json(_ref("BulkResponse"), "What changed (or would)"),
+                    **_errors(400, 401, 403, 413, 422),
+                },
+            }
+        }
+
+    name = [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}]
+    return {
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics (text exposition)",
+                "security": bearer,
+                "responses": {
+                    "200": {
+                        "description": "Metrics",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    },
+                    **_errors(401, 403),
+                },
+            }
+        },
+        "/v1/overview": {
+            "get": {
+                "summary": "Queue, adapters, calendars and outages at a glance",
+                "security": bearer,
+                "responses": {
+                    "200": _json(_ref("Overview"), "The overview"),
+                    **_errors(401, 403, 422),
+                },
+            }
+        },
+        "/v1/deliveries/retry": bulk(
+            "Retry", "Dead or blocked deliveries back to pending; `reason` is audited."
+        ),
+        "/v1/deliveries/cancel": bulk(
+            "Cancel", "Cancel undelivered deliveries; `reason` is audited."
+        ),
+        "/docs": {"get": {"summary": "This API, as a page", "responses": {"200": _html("Docs")}}},
+        "/": {"get": {"summary": "The dashboard", "responses": {"200": _html("Dashboard")}}},
+        "/ui/": {"get": {"summary": "The dashboard", "responses": {"200": _html("Dashboard")}}},
+        "/ui/panels": {
+            "get": {
+                "summary": "The dashboard's figures (HTML fragment)",
+                "security": bearer,
+                "responses": {"200": _html("Panels"), **_errors(401, 403, 422)},
+            }
+        },
+        "/ui/filings/{id}": {
+            "get": {
+                "summary": "A filing's page",
+                "parameters": id_param,
+                "responses": {"200": _html("Filing page")},
+            }
+        },
+        "/ui/filings/{id}/panel": {
+            "get": {
+                "summary": "A filing's deliveries and audit history (HTML fragment)",
+                "security": bearer,
+                "parameters": id_param,
+                "responses": {"200": _html("Panel"), **_errors(401, 403, 404)},
+            }
+        },
+        "/ui/static/{name}": {
+            "get": {
+                "summary": "The dashboard's script and style sheet",
+                "parameters": name,
+                "responses": {
+                    "200": {
+                        "description": "The file",
+                        "content": {
+                            "text/javascript": {"schema": {"type": "string"}},
+                            "text/css": {"schema": {"type": "string"}},
+                        },
+                    },
+                    **_errors(404),
+                },
+            }
         },
     }
 

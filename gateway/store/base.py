@@ -104,6 +104,48 @@ class PruneResult:
     anchor_seq: int | None
 
 
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    """The shared queue at a glance (issue 7): what every process reports the same."""
+
+    #: adapter → state → number of deliveries
+    counts: dict[str, dict[str, int]]
+    #: adapter → created_at of its oldest delivery still waiting (pending … deferred)
+    oldest_waiting: dict[str, datetime]
+    #: filings flagged at risk and not yet settled
+    at_risk: int
+
+
+@dataclass(frozen=True, slots=True)
+class BulkFilter:
+    """Which deliveries a bulk retry or cancel touches; all optional, combined with AND."""
+
+    state: models.DeliveryState | None = None
+    adapter: str | None = None
+    filing_type: models.FilingType | None = None
+    environment: models.Environment | None = None
+    #: only deliveries last changed at or before this (pins the set across chunks)
+    not_after: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BulkResult:
+    """Outcome of one chunk of a bulk action (or of its dry run)."""
+
+    #: deliveries matching the filter before this call
+    matched: int
+    #: (delivery id, filing id, adapter, state before) of those changed, or would be
+    deliveries: list[tuple[str, str, str, str]] = field(default_factory=list)
+    dry_run: bool = False
+
+
+#: the states a bulk action may start from
+BULK_FROM = {
+    "retry": ("dead", "blocked"),
+    "cancel": ("pending", "in_flight", "waiting_retry", "deferred", "blocked", "dead"),
+}
+
+
 class Store(Protocol):
     """Durable state of filings, deliveries and the audit trail."""
 
@@ -139,6 +181,20 @@ class Store(Protocol):
     async def retry_filing(self, filing_id: str, *, actor: Actor, now: datetime) -> Action: ...
     async def cancel_filing(self, filing_id: str, *, actor: Actor, now: datetime) -> Action: ...
     async def counts(self) -> dict[str, dict[str, int]]: ...
+
+    # monitoring (issue 7)
+    async def queue_stats(self) -> QueueStats: ...
+    async def bulk_action(
+        self,
+        action: str,
+        flt: BulkFilter,
+        *,
+        actor: Actor,
+        now: datetime,
+        reason: str,
+        limit: int,
+        dry_run: bool = False,
+    ) -> BulkResult: ...
 
     # outages (issue 3)
     async def add_outage(

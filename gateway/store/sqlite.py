@@ -477,6 +477,26 @@ class SqliteStore:
 
         return await self._read(_counts)
 
+    # --- monitoring (issue 7) ------------------------------------------------------------
+
+    async def queue_stats(self) -> base.QueueStats:
+        return await self._read(_queue_stats)
+
+    async def bulk_action(
+        self,
+        action: str,
+        flt: base.BulkFilter,
+        *,
+        actor: Actor,
+        now: datetime,
+        reason: str,
+        limit: int,
+        dry_run: bool = False,
+    ) -> base.BulkResult:
+        if dry_run:
+            return await self._read(_bulk_select, action, flt, limit, True)
+        return await self._write(_bulk_action, action, flt, actor, now, reason, limit)
+
     # --- operator actions -------------------------------------------------------------
 
     async def retry_filing(self, filing_id: str, *, actor: Actor, now: datetime) -> base.Action:
@@ -1412,3 +1432,138 @@ def _list_rejected(
     found = found[:limit]
     items = [rows.rejected_event(r) for r in found]
     return items, (rows.encode_cursor(found[-1][0]) if more and found else None)
+
+
+# --- monitoring (issue 7) ---------------------------------------------------------------
+
+_UNSETTLED_STATUSES = "('pending','in_progress','retrying','deferred','blocked')"
+
+
+def _queue_stats(conn: sqlite3.Connection) -> base.QueueStats:
+    """Counts by (adapter, state) walk the covering index ``deliveries_state``; the oldest
+    waiting delivery reads only claimable rows (partial index); at-risk reads only
+    unsettled filings (``filings_status``). The caller caches the result."""
+    counts: dict[str, dict[str, int]] = {}
+    for state, adapter, n in conn.execute(
+        "SELECT state, adapter, COUNT(*) FROM deliveries GROUP BY state, adapter"
+    ):
+        counts.setdefault(adapter, {})[state] = n
+    oldest = {
+        adapter: rows.dt(first)
+        for adapter, first in conn.execute(
+            f"SELECT adapter, MIN(created_at) FROM deliveries WHERE state IN {_CLAIMABLE_SQL} "
+            "GROUP BY adapter"
+        )
+    }
+    (at_risk,) = conn.execute(
+        f"SELECT COUNT(*) FROM filings WHERE status IN {_UNSETTLED_STATUSES} "
+        "AND at_risk_at IS NOT NULL"
+    ).fetchone()
+    return base.QueueStats(counts=counts, oldest_waiting=oldest, at_risk=int(at_risk))
+
+
+def _bulk_where(action: str, flt: base.BulkFilter) -> tuple[str, list[Any]]:
+    allowed = base.BULK_FROM[action]
+    if flt.state is not None and flt.state.value not in allowed:
+        raise errors.InvalidInput(
+            f"{action} applies to deliveries that are {', '.join(allowed)}",
+            details=[{"loc": "body.state", "msg": f"one of {', '.join(allowed)}"}],
+        )
+    states = (flt.state.value,) if flt.state is not None else allowed
+    where = [f"d.state IN ({','.join('?' * len(states))})"]
+    params: list[Any] = list(states)
+    if flt.adapter is not None:
+        where.append("d.adapter = ?")
+        params.append(flt.adapter)
+    if flt.not_after is not None:
+        where.append("d.updated_at <= ?")
+        params.append(rows.us(flt.not_after))
+    sub = []
+    for column, value in (("f.filing_type", flt.filing_type), ("f.environment", flt.environment)):
+        if value is not None:
+            sub.append(f"{column} = ?")
+            params.append(value.value)
+    if sub:
+        where.append(f"d.filing_seq IN (SELECT f.seq FROM filings f WHERE {' AND '.join(sub)})")
+    return " AND ".join(where), params
+
+
+def _bulk_select(
+    conn: sqlite3.Connection, action: str, flt: base.BulkFilter, limit: int, dry_run: bool
+) -> base.BulkResult:
+    where, params = _bulk_where(action, flt)
+    (matched,) = conn.execute(f"SELECT COUNT(*) FROM deliveries d WHERE {where}", params).fetchone()
+    found = conn.execute(
+        f"SELECT d.id, d.filing_id, d.adapter, d.state FROM deliveries d WHERE {where} "
+        "ORDER BY d.seq LIMIT ?",
+        [*params, limit],
+    ).fetchall()
+    return base.BulkResult(
+        matched=int(matched), deliveries=[tuple(r) for r in found], dry_run=dry_run
+    )
+
+
+def _bulk_action(
+    conn: sqlite3.Connection,
+    action: str,
+    flt: base.BulkFilter,
+    actor: Actor,
+    now: datetime,
+    reason: str,
+    limit: int,
+) -> base.BulkResult:
+    """One chunk of a bulk retry or cancel, audited per delivery and once as a whole."""
+    chosen = _bulk_select(conn, action, flt, limit, False)
+    if not chosen.deliveries:
+        return chosen
+    now_us = rows.us(now)
+    ids_ = [d[0] for d in chosen.deliveries]
+    marks = ",".join("?" * len(ids_))
+    if action == "retry":
+        sql = (
+            "UPDATE deliveries SET state = 'pending', attempts = 0, available_at = ?, "
+            "last_error = NULL, lease_owner = NULL, updated_at = ? "
+        )
+        params: list[Any] = [now_us, now_us]
+    else:
+        sql = (
+            "UPDATE deliveries SET state = 'cancelled', lease_owner = NULL, "
+            "lease_token = lease_token + 1, updated_at = ? "
+        )
+        params = [now_us]
+    changed = conn.execute(
+        sql + f"WHERE id IN ({marks}) RETURNING id, filing_id, filing_seq, adapter, ordering_key",
+        [*params, *ids_],
+    ).fetchall()
+    trail = _Audit(conn, now)
+    event = "delivery.retried" if action == "retry" else "delivery.cancelled"
+    touched: set[int] = set()
+    for delivery_id, filing_id, filing_seq, adapter, _ in changed:
+        trail.add(
+            event,
+            actor=actor,
+            filing_id=filing_id,
+            delivery_id=delivery_id,
+            details={"adapter": adapter, "reason": reason, "bulk": True},
+        )
+        touched.add(filing_seq)
+    for adapter, ordering_key in {(r[3], r[4]) for r in changed}:
+        touched |= _reblock(conn, trail, actor, adapter, ordering_key, now_us)
+    for fs in touched:
+        _refresh_status(conn, fs, now_us)
+    trail.add(
+        f"operator.bulk_{action}",
+        actor=actor,
+        details={
+            "reason": reason,
+            "changed": len(changed),
+            "filter": {
+                "state": None if flt.state is None else flt.state.value,
+                "adapter": flt.adapter,
+                "filing_type": None if flt.filing_type is None else flt.filing_type.value,
+                "environment": None if flt.environment is None else flt.environment.value,
+                "not_after": None if flt.not_after is None else rows.iso(flt.not_after),
+            },
+        },
+    )
+    return chosen

@@ -1,0 +1,170 @@
+"""The operations dashboard (issue 7): server-rendered with Jinja2, refreshed by a small
+script of our own, no CDN and no build step.
+
+Pages (``/``, ``/ui/``, ``/ui/filings/{id}``) are public shells: a browser cannot send a
+bearer header on navigation. Their figures come from fragments (``/ui/panels``,
+``/ui/filings/{id}/panel``) that need scope ``read``; the page's script fetches them with
+the token it keeps in ``sessionStorage``. With auth off the shell is rendered with its
+panels inline, so the page works without the script too. Buttons call the JSON API
+(scope ``operate``), which audits each action with the token's name.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from importlib import resources
+from typing import Any
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import web
+from markupsafe import escape
+
+from gateway import errors, models
+from gateway.api import handlers, openapi, ops
+from gateway.store.base import ListFilter
+
+#: how often the page refreshes its panels
+REFRESH_MS = 3000
+#: rows in each list (dead, blocked, at risk)
+LIST_LIMIT = 50
+STATIC = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}
+HTML = "text/html"
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h {s % 3600 // 60:02d}m"
+    return f"{s // 86400}d {s % 86400 // 3600}h"
+
+
+def _when(value: datetime | str | None) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.strftime("%Y-%m-%d %H:%M:%S %Z").replace(" UTC", "Z")
+
+
+def _schema(s: Any) -> str:
+    """A JSON schema in a few characters, for the docs page."""
+    if not isinstance(s, dict):
+        return ""
+    if "$ref" in s:
+        return str(s["$ref"]).rsplit("/", 1)[-1]
+    for key in ("anyOf", "oneOf"):
+        if key in s:
+            return " | ".join(_schema(x) for x in s[key])
+    if s.get("type") == "array":
+        return f"[{_schema(s.get('items', {}))}]"
+    if "enum" in s:
+        return " | ".join(str(v) for v in s["enum"])
+    text = str(s.get("type", "any"))
+    if "format" in s:
+        text += f" ({s['format']})"
+    return text
+
+
+def setup(app: web.Application) -> None:
+    env = aiohttp_jinja2.setup(
+        app,
+        loader=jinja2.PackageLoader("gateway.api", "templates"),
+        autoescape=jinja2.select_autoescape(default=True),
+    )
+    env.filters.update(
+        age=_age, when=_when, schema=_schema, slug=lambda p: re.sub(r"[^a-z0-9]+", "-", p)
+    )
+
+
+def _page(request: web.Request) -> dict[str, Any]:
+    cfg = request.app[handlers.SERVICE].cfg
+    return {
+        "auth_enabled": request.app[handlers.AUTH].enabled,
+        "refresh_ms": REFRESH_MS,
+        "adapters": sorted(cfg.adapters),
+    }
+
+
+async def _panels_html(request: web.Request) -> str:
+    service = request.app[handlers.SERVICE]
+    ov = await request.app[ops.MONITOR].overview()
+
+    async def items(flt: ListFilter) -> list[models.FilingView]:
+        return (await service.list(flt, limit=LIST_LIMIT)).items
+
+    context = {
+        "ov": ov,
+        "states": [s.value for s in models.DeliveryState],
+        "dead": await items(ListFilter(state=models.DeliveryState.DEAD)),
+        "blocked": await items(ListFilter(state=models.DeliveryState.BLOCKED)),
+        "at_risk": await items(ListFilter(at_risk=True)),
+    }
+    return aiohttp_jinja2.render_string("panels.html", request, context)
+
+
+async def _filing_html(request: web.Request, filing_id: str) -> str:
+    service = request.app[handlers.SERVICE]
+    view = await service.get(filing_id)
+    history = await service.history(filing_id)
+    return aiohttp_jinja2.render_string(
+        "filing_panel.html", request, {"f": view, "history": history}
+    )
+
+
+def _html(text: str) -> web.Response:
+    return web.Response(text=text, content_type=HTML, headers={"Cache-Control": "no-store"})
+
+
+async def index(request: web.Request) -> web.Response:
+    """The dashboard page (public shell; its figures need scope read)."""
+    page = _page(request)
+    page["inline"] = "" if page["auth_enabled"] else await _panels_html(request)
+    return _html(aiohttp_jinja2.render_string("index.html", request, page))
+
+
+async def panels(request: web.Request) -> web.Response:
+    """The dashboard's figures as an HTML fragment."""
+    if request.query:
+        raise errors.InvalidInput("this page takes no query parameters")
+    return _html(await _panels_html(request))
+
+
+async def filing_page(request: web.Request) -> web.Response:
+    """A filing's page (public shell)."""
+    filing_id = request.match_info["id"]
+    page = {**_page(request), "filing_id": filing_id, "inline": ""}
+    if not page["auth_enabled"]:
+        try:
+            page["inline"] = await _filing_html(request, filing_id)
+        except errors.NotFound as exc:
+            page["inline"] = f'<p class="bad">{escape(exc.message)}</p>'
+    return _html(aiohttp_jinja2.render_string("filing.html", request, page))
+
+
+async def filing_panel(request: web.Request) -> web.Response:
+    """A filing's deliveries and audit history as an HTML fragment."""
+    return _html(await _filing_html(request, request.match_info["id"]))
+
+
+async def static(request: web.Request) -> web.Response:
+    """The dashboard's own script and style sheet, shipped inside the package."""
+    name = request.match_info["name"]
+    if name not in STATIC:
+        raise errors.NotFound(f"no static file {name!r}", details={"name": name})
+    text = resources.files("gateway.api").joinpath("static").joinpath(name).read_text("utf-8")
+    return web.Response(
+        text=text, content_type=STATIC[name], headers={"Cache-Control": "max-age=300"}
+    )
+
+
+async def docs(request: web.Request) -> web.Response:
+    """The API reference, rendered from ``/openapi.json`` on the server."""
+    return _html(aiohttp_jinja2.render_string("docs.html", request, {"spec": openapi.spec()}))

@@ -1,0 +1,241 @@
+"""Prometheus metrics of one gateway process, in a registry of its own.
+
+Two kinds of figures:
+
+* **process figures** — counters and histograms this process updates as it works
+  (filings accepted, send attempts and outcomes, send duration, accepted→delivered
+  latency, store errors, operator actions) plus the standard process/GC collectors.
+  With several processes each exposes its own; Prometheus sums them.
+* **shared figures** — gauges read from the shared store (deliveries by state and
+  adapter, the oldest waiting delivery, at-risk filings) through a cached
+  ``monitoring.Snapshot``; every process reports the same numbers.
+
+No global registry, no singletons: ``Metrics`` is built per gateway and handed to the
+parts that report into it.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from typing import Any
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from gateway import errors, models
+from gateway.store import base
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+#: send durations: 5 ms … 2 min
+SEND_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+#: accepted → delivered: 10 ms … 1 day (retries and outages stretch it)
+LATENCY_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 86400)
+BREAKER_STATES = ("closed", "open", "half_open")
+GATE_STATES = ("open", "probe", "closed")
+
+
+class QueueCollector(Collector):
+    """Gauges of the shared queue, from the last snapshot handed to ``update``."""
+
+    def __init__(self, adapters: list[str]) -> None:
+        self.adapters = adapters
+        self._stats: base.QueueStats | None = None
+        self._status: Mapping[str, Mapping[str, Any]] = {}
+        self._acks: Mapping[str, int] | None = None
+        self._now: datetime | None = None
+        self._taken_at: datetime | None = None
+
+    def update(
+        self,
+        stats: base.QueueStats,
+        *,
+        taken_at: datetime,
+        now: datetime,
+        status: Mapping[str, Mapping[str, Any]],
+        acks: Mapping[str, int] | None = None,
+    ) -> None:
+        self._stats, self._taken_at, self._now = stats, taken_at, now
+        self._status, self._acks = status, acks
+
+    def collect(self) -> Iterator[Metric]:
+        stats, now = self._stats, self._now
+        if stats is None or now is None or self._taken_at is None:
+            return
+        names = sorted(set(self.adapters) | set(stats.counts))
+        deliveries = GaugeMetricFamily(
+            "edigw_deliveries",
+            "Deliveries by adapter and state (shared store)",
+            labels=["adapter", "state"],
+        )
+        for adapter in names:
+            counts = stats.counts.get(adapter, {})
+            for state in models.DeliveryState:
+                deliveries.add_metric([adapter, state.value], counts.get(state.value, 0))
+        yield deliveries
+        oldest = GaugeMetricFamily(
+            "edigw_oldest_waiting_delivery_age_seconds",
+            "Age of the oldest delivery still waiting to be sent (0: none)",
+            labels=["adapter"],
+        )
+        for adapter in names:
+            first = stats.oldest_waiting.get(adapter)
+            oldest.add_metric([adapter], 0.0 if first is None else (now - first).total_seconds())
+        yield oldest
+        yield GaugeMetricFamily(
+            "edigw_filings_at_risk",
+            "Unsettled filings whose due_by is near or inside a known outage",
+            value=stats.at_risk,
+        )
+        yield GaugeMetricFamily(
+            "edigw_queue_snapshot_age_seconds",
+            "How old the cached queue figures are",
+            value=(now - self._taken_at).total_seconds(),
+        )
+        yield from self._adapter_states()
+        if self._acks is not None:  # the acks branch plugs in via Monitor(ack_figures=…)
+            yield GaugeMetricFamily(
+                "edigw_acks_overdue", "Deliveries whose ack is overdue", value=self._acks["overdue"]
+            )
+            yield GaugeMetricFamily(
+                "edigw_acks_unmatched",
+                "Acks that match no delivery",
+                value=self._acks["unmatched"],
+            )
+
+    def _adapter_states(self) -> Iterator[Metric]:
+        brk = GaugeMetricFamily(
+            "edigw_adapter_breaker_state",
+            "Circuit breaker state of each adapter in this process (1 = current)",
+            labels=["adapter", "state"],
+        )
+        gate = GaugeMetricFamily(
+            "edigw_adapter_gate_state",
+            "Outage gate of each adapter: open, probe (window) or closed (1 = current)",
+            labels=["adapter", "state"],
+        )
+        outage = GaugeMetricFamily(
+            "edigw_adapter_in_outage",
+            "1 while an adapter may not send (hold window, announced outage, open breaker)",
+            labels=["adapter"],
+        )
+        for adapter in self.adapters:
+            st = self._status.get(adapter, {})
+            b = (st.get("breaker") or {}).get("state", "closed")
+            g = (st.get("gate") or {}).get("state", "open")
+            for s in BREAKER_STATES:
+                brk.add_metric([adapter, s], 1.0 if s == b else 0.0)
+            for s in GATE_STATES:
+                gate.add_metric([adapter, s], 1.0 if s == g else 0.0)
+            outage.add_metric([adapter], 1.0 if g == "closed" or b == "open" else 0.0)
+        yield brk
+        yield gate
+        yield outage
+
+
+class Metrics:
+    """The metrics of one gateway process."""
+
+    def __init__(self, *, adapters: list[str], process: bool = True) -> None:
+        self.registry = CollectorRegistry()
+        if process:
+            ProcessCollector(registry=self.registry)
+            PlatformCollector(registry=self.registry)
+            GCCollector(registry=self.registry)
+        r = self.registry
+        self.filings_accepted = Counter(
+            "edigw_filings_accepted",
+            "Filings accepted by this process",
+            ["filing_type", "environment"],
+            registry=r,
+        )
+        self.attempts = Counter(
+            "edigw_delivery_attempts",
+            "Send attempts by adapter and outcome (delivered, retry, deferred, dead)",
+            ["adapter", "outcome"],
+            registry=r,
+        )
+        self.send_seconds = Histogram(
+            "edigw_adapter_send_seconds",
+            "Duration of adapter.send",
+            ["adapter"],
+            buckets=SEND_BUCKETS,
+            registry=r,
+        )
+        self.delivery_latency = Histogram(
+            "edigw_delivery_latency_seconds",
+            "Accepted → delivered, per delivery",
+            ["adapter"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.store_errors = Counter(
+            "edigw_store_errors", "Store operations that failed", ["operation"], registry=r
+        )
+        self.operator_actions = Counter(
+            "edigw_operator_actions",
+            "Deliveries changed by operators (retry, cancel)",
+            ["action"],
+            registry=r,
+        )
+        self.queue = QueueCollector(adapters)
+        r.register(self.queue)
+        for adapter in adapters:  # series exist from the start, at 0
+            self.send_seconds.labels(adapter)
+            self.delivery_latency.labels(adapter)
+            for outcome in ("delivered", "retry", "deferred", "dead"):
+                self.attempts.labels(adapter, outcome)
+
+    # --- reporting ---------------------------------------------------------------------
+
+    def accepted(self, view: models.FilingView) -> None:
+        self.filings_accepted.labels(view.filing_type.value, view.environment.value).inc()
+
+    def sent(self, adapter: str, seconds: float) -> None:
+        self.send_seconds.labels(adapter).observe(seconds)
+
+    def outcome(self, adapter: str, outcome: str, *, latency_s: float | None = None) -> None:
+        self.attempts.labels(adapter, outcome).inc()
+        if latency_s is not None:
+            self.delivery_latency.labels(adapter).observe(max(0.0, latency_s))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class InstrumentedStore:
+    """A store that counts its ``StoreError``s by operation; everything else passes through."""
+
+    def __init__(self, inner: Any, metrics: Metrics) -> None:
+        self._inner = inner
+        self._metrics = metrics
+
+    @property
+    def inner(self) -> Any:
+        return self._inner
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._inner, name)
+        if not inspect.iscoroutinefunction(attr):
+            return attr
+        counter = self._metrics.store_errors
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return await attr(*args, **kwargs)
+            except errors.StoreError:
+                counter.labels(name).inc()
+                raise
+
+        return counted

@@ -1,0 +1,252 @@
+"""CLI views of a running gateway (issue 7): ``top``, the ``list`` table, bulk retry/cancel.
+
+``top`` redraws a table of ``GET /v1/overview`` every ``--interval`` seconds (``--once``
+or ``--json`` for scripts). ``retry``/``cancel`` with filters instead of an id preview
+the set (``--dry-run`` stops there), then change it in chunks pinned to the preview's
+``as_of``, with a progress bar on stderr; the ``--reason`` lands in the audit trail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Collection, Sequence
+from typing import Any, TextIO
+
+from gateway import client, models
+
+EXIT_OK, EXIT_USAGE = 0, 2
+
+#: column headings of the delivery states, in the order of the lifecycle
+STATE_COLUMNS = [
+    ("pending", "PEND"),
+    ("in_flight", "INFL"),
+    ("waiting_retry", "RETRY"),
+    ("deferred", "DEFER"),
+    ("blocked", "BLOCK"),
+    ("delivered", "DELIV"),
+    ("acknowledged", "ACK"),
+    ("rejected", "REJ"),
+    ("dead", "DEAD"),
+    ("cancelled", "CANC"),
+]
+
+
+def add_parsers(sub: Any, add_client: Any) -> None:
+    p = sub.add_parser("top", help="live table of the queue, adapters and outages")
+    p.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes")
+    p.add_argument("--once", action="store_true", help="print one table and exit")
+    add_client(p)
+
+
+def add_bulk_arguments(p: argparse.ArgumentParser) -> None:
+    """Filters that turn ``retry``/``cancel`` into a bulk operation."""
+    p.add_argument("--state", choices=[s.value for s in models.DeliveryState])
+    p.add_argument("--adapter")
+    p.add_argument("--filing-type", choices=[t.value for t in models.FilingType])
+    p.add_argument("--environment", choices=[e.value for e in models.Environment])
+    p.add_argument("--reason", help="why (required to act; recorded in the audit trail)")
+    p.add_argument("--dry-run", action="store_true", help="show what would change; change nothing")
+    p.add_argument("--chunk", type=int, default=100, help="deliveries per request (1-500)")
+
+
+# --- tables ---------------------------------------------------------------------------------
+
+
+def table(
+    headers: Sequence[str], rows: Sequence[Sequence[Any]], right: Collection[int] = ()
+) -> str:
+    """A plain text table with columns as wide as their widest cell."""
+    cells = [[str(c) for c in headers]] + [[("" if c is None else str(c)) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = []
+    for r in cells:
+        parts = [c.rjust(widths[i]) if i in right else c.ljust(widths[i]) for i, c in enumerate(r)]
+        lines.append("  ".join(parts).rstrip())
+    return "\n".join(lines)
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+def format_top(ov: dict[str, Any]) -> str:
+    states = [s for s, _ in STATE_COLUMNS]
+    rows = []
+    for a in ov["adapters"]:
+        health = a.get("health") or {}
+        rows.append(
+            [
+                a["name"],
+                "ok" if health.get("ok") else ("-" if not health else "FAIL"),
+                (a.get("breaker") or {}).get("state", "-"),
+                (a.get("gate") or {}).get("state", "-"),
+                *[a["counts"].get(s, 0) for s in states],
+                _age(a.get("oldest_waiting_age_s")),
+            ]
+        )
+    rows.append(["TOTAL", "", "", "", *[ov["totals"].get(s, 0) for s in states], ""])
+    headers = ["ADAPTER", "HEALTH", "BREAKER", "GATE", *[h for _, h in STATE_COLUMNS], "OLDEST"]
+    out = [
+        f"edi-gateway top · {ov['generated_at']} · figures as of {ov['snapshot_at']}"
+        f" · at risk: {ov['at_risk']}",
+        "",
+        table(headers, rows, right=set(range(4, 4 + len(states) + 1))),
+        "",
+    ]
+    for name, cal in ov.get("calendars", {}).items():
+        for w in cal["windows"][:1]:
+            when = "NOW" if w.get("current") else "next"
+            out.append(
+                f"{name:<16} {when}: {w['start_local'][:16]} → {w['end_local'][:16]} "
+                f"{cal['timezone']} ({w['policy']})"
+            )
+    outages = ov.get("outages", [])
+    out.append(f"announced outages: {len(outages) or 'none'}")
+    for o in outages:
+        out.append(
+            f"  {o['id']} {o.get('adapter') or o.get('environment')} "
+            f"{o['starts_at']} → {o.get('ends_at') or 'until removed'} {o.get('reason', '')}"
+        )
+    return "\n".join(out)
+
+
+@client.run_api
+def cmd_top(args: argparse.Namespace) -> int:
+    if args.json:
+        print(json.dumps(client.call(args, "GET", "/v1/overview"), indent=2))
+        return EXIT_OK
+    if args.once:
+        print(format_top(client.call(args, "GET", "/v1/overview")))
+        return EXIT_OK
+    try:
+        while True:
+            text = format_top(client.call(args, "GET", "/v1/overview"))
+            sys.stdout.write("\x1b[H\x1b[2J" + text + "\n\n(ctrl-c to quit)\n")
+            sys.stdout.flush()
+            time.sleep(max(args.interval, 0.2))
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+def format_list(data: dict[str, Any]) -> str:
+    rows = []
+    for f in data["items"]:
+        deliveries = " ".join(f"{d['adapter']}:{d['state']}" for d in f.get("deliveries", []))
+        due = (f.get("due_by") or "")[:16]
+        rows.append(
+            [
+                f["id"],
+                f["status"],
+                f["filing_type"],
+                f["environment"],
+                f["reference"],
+                deliveries,
+                f["received_at"][:19],
+                f"{due}{' AT RISK' if f.get('at_risk') else ''}",
+            ]
+        )
+    headers = ["ID", "STATUS", "TYPE", "ENV", "REFERENCE", "DELIVERIES", "RECEIVED", "DUE BY"]
+    text = table(headers, rows) if rows else "no filings match"
+    if data.get("next_cursor"):
+        text += f"\n(more: --cursor {data['next_cursor']})"
+    return text
+
+
+# --- bulk -----------------------------------------------------------------------------------
+
+
+class Progress:
+    """A one-line progress bar on a terminal; one line per step otherwise."""
+
+    def __init__(self, total: int, verb: str, stream: TextIO | None = None) -> None:
+        self.total, self.verb, self.done = total, verb, 0
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        width = 30
+        filled = width if self.total == 0 else min(width, width * self.done // self.total)
+        line = f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} {self.verb}"
+        if self.tty:
+            self.stream.write("\r" + line)
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _filter(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in ("state", "adapter", "filing_type", "environment"):
+        value = getattr(args, name, None)
+        if value:
+            out[name] = value
+    return out
+
+
+def has_filter(args: argparse.Namespace) -> bool:
+    return bool(_filter(args))
+
+
+def _post(args: argparse.Namespace, body: dict[str, Any]) -> Any:
+    return client.call(
+        args, "POST", f"/v1/deliveries/{args.command}", body=json.dumps(body).encode()
+    )
+
+
+@client.run_api
+def cmd_bulk(args: argparse.Namespace) -> int:
+    action, flt = args.command, _filter(args)
+    chunk = max(1, min(args.chunk, 500))
+    preview = _post(args, {**flt, "dry_run": True, "limit": chunk})
+    verb = "retried" if action == "retry" else "cancelled"
+    if args.dry_run:
+        if args.json:
+            print(json.dumps(preview, indent=2))
+            return EXIT_OK
+        print(f"would {action} {preview['matched']} deliveries (dry run; nothing changed)")
+        rows = [[d["id"], d["filing_id"], d["adapter"], d["state"]] for d in preview["deliveries"]]
+        if rows:
+            print(table(["DELIVERY", "FILING", "ADAPTER", "STATE"], rows))
+        if preview["matched"] > len(rows):
+            print(f"… and {preview['matched'] - len(rows)} more")
+        return EXIT_OK
+    reason = args.reason
+    if not reason and sys.stdin.isatty():
+        reason = input(f"{action} {preview['matched']} deliveries; reason (audited): ").strip()
+    if not reason:
+        print("a --reason is required (it goes into the audit trail)", file=sys.stderr)
+        return EXIT_USAGE
+    progress = Progress(preview["matched"], verb)
+    changed: list[dict[str, Any]] = []
+    try:
+        while len(changed) < preview["matched"]:
+            body = {**flt, "not_after": preview["as_of"], "reason": reason, "limit": chunk}
+            step = _post(args, body)
+            changed += step["deliveries"]
+            progress.advance(step["count"])
+            if step["count"] == 0 or step["remaining"] == 0:
+                break
+    finally:
+        progress.close()
+    result = {"action": action, "matched": preview["matched"], "changed": len(changed)}
+    if args.json:
+        print(json.dumps({**result, "deliveries": changed}, indent=2))
+    else:
+        print(f"{verb} {len(changed)} of {preview['matched']} deliveries")
+    return EXIT_OK
