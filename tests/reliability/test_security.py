@@ -40,6 +40,8 @@ async def call(gw, method: str, path: str, token: str | None) -> tuple[int, dict
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     body = example() if method == "POST" else None
     async with gw.session.request(method, gw.url + path, json=body, headers=headers) as r:
+        if r.content_type != "application/json":  # /metrics, dashboard pages
+            return r.status, {"error": {"code": (await r.text())[:40]}}
         return r.status, await r.json()
 
 
