@@ -27,5 +27,15 @@ lint: $(VENV)/.installed-dev
 test: $(VENV)/.installed-dev lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The reliability rows at soak size (about 30 minutes on 2 cores): crash storms with
+# SIGKILLs (SQLite, PostgreSQL x3), kills during ingest, a long outage, full-disk, SIGSTOP
+# takeovers, fuzzing with 20x the CI examples. PostgreSQL rows need EDIGW_TEST_POSTGRES_DSN.
+SOAK_ENV := EDIGW_SOAK_ROW1_FILINGS=150000 EDIGW_SOAK_ROW1_DEADLINE_S=900 \
+	EDIGW_SOAK_ROW2_FILINGS=100000 EDIGW_SOAK_ROW2_DEADLINE_S=600 \
+	EDIGW_SOAK_ROW3_POSTS=30000 EDIGW_SOAK_ROW5_FILINGS=20000 EDIGW_SOAK_FUZZ_EXAMPLES=6000
+
+soak: $(VENV)/.installed-dev
+	$(SOAK_ENV) $(BIN)/python -m pytest tests/reliability -o timeout=1200 $(PYTEST_ARGS)
+
 clean:
 	rm -rf $(VENV) var .pytest_cache
