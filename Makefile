@@ -22,7 +22,7 @@ run: $(VENV)/.installed
 	$(BIN)/edi-gateway serve --config $(CONFIG)
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check gateway adapters tests
+	$(BIN)/ruff check gateway adapters tests bench
 
 test: $(VENV)/.installed-dev lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -36,6 +36,14 @@ SOAK_ENV := EDIGW_SOAK_ROW1_FILINGS=150000 EDIGW_SOAK_ROW1_DEADLINE_S=900 \
 
 soak: $(VENV)/.installed-dev
 	$(SOAK_ENV) $(BIN)/python -m pytest tests/reliability -o timeout=1200 $(PYTEST_ARGS)
+
+$(VENV)/.installed-bench: $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[postgres,bench]'
+	touch $@
+
+# the performance table of issue 9 (about 10 min; BENCH_ARGS="--long" for row 8 over 10 min)
+bench: $(VENV)/.installed-bench
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -67,7 +67,8 @@ def authenticate(data: Any, key: bytes) -> Checkpoint:
 def default_dir(store_url: str) -> Path:
     """``audit-checkpoints/`` beside the SQLite file; ``var/audit-checkpoints`` otherwise."""
     if store_url.startswith("sqlite:///"):
-        return Path(store_url.removeprefix("sqlite:///")).parent / "audit-checkpoints"
+        path = store_url.removeprefix("sqlite:///").partition("?")[0]
+        return Path(path).parent / "audit-checkpoints"
     return Path("var/audit-checkpoints")
 
 

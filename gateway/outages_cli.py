@@ -140,7 +140,7 @@ def _announced(
         data = client.call(args, "GET", "/v1/outages")
         return list(data["outages"]), ""
     url = cfg.gateway.store
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///").partition("?")[0]).exists():
         return [], f"none (the store {url} does not exist yet)"
 
     async def _read() -> list[dict[str, Any]]:

@@ -7,6 +7,7 @@ reclaimed by someone else in the meantime.
 
 from __future__ import annotations
 
+import urllib.parse
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -336,6 +337,12 @@ class Store(Protocol):
     ) -> list[models.CallbackView]: ...
 
 
+def sqlite_url(url: str) -> tuple[str, dict[str, str]]:
+    """``sqlite:///path?synchronous=normal`` → the file path and its options."""
+    path, _, query = url.removeprefix("sqlite:///").partition("?")
+    return path, dict(urllib.parse.parse_qsl(query))
+
+
 def open_store(url: str, *, redactor: redact.Redactor | None = None) -> Store:
     """The store for a URL: ``sqlite:///path`` or ``postgresql://…``.
 
@@ -344,7 +351,13 @@ def open_store(url: str, *, redactor: redact.Redactor | None = None) -> Store:
     if url.startswith("sqlite:///"):
         from gateway.store import sqlite
 
-        return sqlite.SqliteStore(url.removeprefix("sqlite:///"), redactor=redactor)
+        path, options = sqlite_url(url)
+        unknown = sorted(set(options) - {"synchronous"})
+        if unknown:
+            raise ValueError(f"unknown SQLite store option {unknown[0]!r} (known: synchronous)")
+        return sqlite.SqliteStore(
+            path, redactor=redactor, synchronous=options.get("synchronous", "full")
+        )
     if url.startswith(("postgresql://", "postgres://")):
         from gateway.store import postgres
 

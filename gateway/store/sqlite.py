@@ -1,4 +1,5 @@
-"""The embedded store: one SQLite file in WAL mode with ``synchronous=FULL``.
+"""The embedded store: one SQLite file in WAL mode with ``synchronous=FULL`` (default;
+``sqlite:///path?synchronous=normal`` trades the last commits on power loss for speed).
 
 All writes go through one connection on one thread, each operation one
 ``BEGIN IMMEDIATE`` transaction, so writes are serialized and an operation's audit
@@ -283,6 +284,10 @@ SQL_INSERT_AUDIT = "INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 SQL_AUDIT_COLS = "seq, at, actor, filing_id, delivery_id, event, details, prev_hash, hash"
 
 
+#: ``?synchronous=`` values of a store URL; FULL (the default) fsyncs the WAL on every commit
+SYNCHRONOUS = ("FULL", "NORMAL", "EXTRA")
+
+
 def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, sqlite3.OperationalError) and (
         "locked" in str(exc) or "busy" in str(exc)
@@ -298,10 +303,13 @@ class _Connection(sqlite3.Connection):
 class _Conn:
     """A sqlite3 connection owned by one thread; calls are queued to that thread."""
 
-    def __init__(self, path: str, *, readonly: bool, redactor: redact.Redactor) -> None:
+    def __init__(
+        self, path: str, *, readonly: bool, redactor: redact.Redactor, synchronous: str = "FULL"
+    ) -> None:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edigw-sqlite")
         self._path = path
         self._readonly = readonly
+        self._synchronous = synchronous
         self._redactor = redactor
         self.conn: sqlite3.Connection | None = None
 
@@ -313,7 +321,7 @@ class _Conn:
         conn.execute("PRAGMA busy_timeout = 5000")
         if not self._readonly:
             conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute(f"PRAGMA synchronous = {self._synchronous}")
         conn.execute("PRAGMA foreign_keys = ON")
         self.conn = conn
 
@@ -339,11 +347,26 @@ class _Conn:
 class SqliteStore:
     """``Store`` on one SQLite file."""
 
-    def __init__(self, path: str | Path, *, redactor: redact.Redactor | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        redactor: redact.Redactor | None = None,
+        synchronous: str = "full",
+    ) -> None:
         self.path = str(path)
         self.redactor = redactor or redact.Redactor()
-        self._writer = _Conn(self.path, readonly=False, redactor=self.redactor)
-        self._reader = _Conn(self.path, readonly=True, redactor=self.redactor)
+        if synchronous.upper() not in SYNCHRONOUS:
+            raise ValueError(
+                f"synchronous must be one of {', '.join(s.lower() for s in SYNCHRONOUS)}"
+            )
+        self.synchronous = synchronous.upper()
+        self._writer = _Conn(
+            self.path, readonly=False, redactor=self.redactor, synchronous=self.synchronous
+        )
+        self._reader = _Conn(
+            self.path, readonly=True, redactor=self.redactor, synchronous=self.synchronous
+        )
         self._opened = False
         self._lock = threading.Lock()
 

@@ -1,0 +1,302 @@
+"""Processes and databases of a benchmark run: gateways, the B1 server, stores, backlogs."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+PAYLOAD = (
+    '{"isf_type":"10+2","bill_of_lading":"MAEU%d","seller":{"name":"Shenzhen Widgets Co",'
+    '"country":"CN"},"buyer":{"name":"Acme Imports LLC","country":"US"},'
+    '"hts":["8471.30.0100"],"notes":"%s"}'
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, timeout_s: float = 30.0, proc: subprocess.Popen[Any] | None = None) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before {url} answered")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not become ready in {timeout_s} s")
+
+
+def rss_kb(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM (peak) of a process, in kB."""
+    out: dict[str, int] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(("VmRSS:", "VmHWM:")):
+            k, v = line.split(":", 1)
+            out[k] = int(v.split()[0])
+    return out
+
+
+@dataclass
+class Proc:
+    """A child process we started (and only ever signal by its own pid)."""
+
+    popen: subprocess.Popen[Any]
+    log: Path
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self, timeout_s: float = 20.0) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+
+
+def start_b1(workdir: Path) -> Proc:
+    port = free_port()
+    log = workdir / "b1.log"
+    p = subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / "noop_server.py"), str(port)],
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
+    proc = Proc(p, log, port)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return proc
+        time.sleep(0.1)
+    proc.stop()
+    raise RuntimeError("the B1 server did not start")
+
+
+@dataclass
+class GatewaySpec:
+    store: str
+    concurrency: int = 256
+    claim_batch: int = 500
+    rate_limit: float | None = None
+    burst: int = 10
+    extra_gateway: dict[str, Any] = field(default_factory=dict)
+    log_level: str = "info"
+
+
+def write_config(spec: GatewaySpec, workdir: Path, port: int, name: str) -> Path:
+    gw = {
+        "listen": f'"127.0.0.1:{port}"',
+        "store": f'"{spec.store}"',
+        "claim_batch": str(spec.claim_batch),
+        "log_format": '"json"',
+        "log_level": f'"{spec.log_level}"',
+        "shutdown_grace": '"5s"',
+    }
+    gw.update({k: str(v) for k, v in spec.extra_gateway.items()})
+    lines = ["[gateway]", *(f"{k} = {v}" for k, v in gw.items())]
+    lines += ["", "[auth]", 'mode = "none"', "", "[adapters.noop]"]
+    lines += ['factory = "bench.noop_adapter:NoopAdapter"', f"concurrency = {spec.concurrency}"]
+    if spec.rate_limit is not None:
+        lines += [f"rate_limit = {spec.rate_limit}", f"burst = {spec.burst}"]
+    lines += ["", "[[routes]]", 'filing_types = ["*"]', 'environments = ["cert", "production"]']
+    lines += ['adapters = ["noop"]', "", "[audit]", f'checkpoint_dir = "{workdir / "cp"}"']
+    path = workdir / f"{name}.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def start_gateway(spec: GatewaySpec, workdir: Path, name: str = "gw") -> Proc:
+    port = free_port()
+    cfg = write_config(spec, workdir, port, name)
+    log = workdir / f"{name}.log"
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "EDIGW_AUDIT__HMAC_KEY": "bench-only-key-0123456789abcdef0123456789abcdef",
+    }
+    p = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "serve", "--config", str(cfg)],
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        env=env,
+        cwd=str(workdir),
+    )
+    proc = Proc(p, log, port)
+    try:
+        wait_http(f"{proc.url}/readyz", 60, p)
+    except RuntimeError as exc:
+        proc.stop()
+        tail = log.read_text()[-800:]
+        raise RuntimeError(f"{exc}; log tail: {tail}") from exc
+    return proc
+
+
+# --- stores -------------------------------------------------------------------------------
+
+
+def sqlite_url(path: Path, synchronous: str | None = None) -> str:
+    return f"sqlite:///{path}" + (f"?synchronous={synchronous}" if synchronous else "")
+
+
+async def fresh_pg(admin_dsn: str, name: str) -> str:
+    """Drop and create database ``name``; return its DSN."""
+    import asyncpg
+
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return admin_dsn.rsplit("/", 1)[0] + "/" + name
+
+
+async def migrate(url: str) -> None:
+    sys.path.insert(0, str(ROOT))
+    from gateway.store import base
+
+    store = base.open_store(url)
+    await store.open()
+    try:
+        await store.migrate()
+    finally:
+        await store.close()
+
+
+def _sqlite_path(url: str) -> str:
+    return url.removeprefix("sqlite:///").split("?", 1)[0]
+
+
+async def delivery_times(url: str) -> list[tuple[int, int]]:
+    """(received_at, delivered_at) in µs of every delivered filing."""
+    sql = (
+        "SELECT f.received_at, d.delivered_at FROM deliveries d JOIN filings f "
+        "ON f.seq = d.filing_seq WHERE d.delivered_at IS NOT NULL"
+    )
+    if url.startswith("sqlite:"):
+        conn = sqlite3.connect(_sqlite_path(url))
+        try:
+            return [(int(a), int(b)) for a, b in conn.execute(sql)]
+        finally:
+            conn.close()
+    import asyncpg
+
+    c = await asyncpg.connect(url)
+    try:
+        return [(int(r[0]), int(r[1])) for r in await c.fetch(sql)]
+    finally:
+        await c.close()
+
+
+async def count(url: str, where: str = "1=1", table: str = "deliveries") -> int:
+    sql = f"SELECT count(*) FROM {table} WHERE {where}"
+    if url.startswith("sqlite:"):
+        conn = sqlite3.connect(_sqlite_path(url))
+        try:
+            return int(conn.execute(sql).fetchone()[0])
+        finally:
+            conn.close()
+    import asyncpg
+
+    c = await asyncpg.connect(url)
+    try:
+        return int(await c.fetchval(sql))
+    finally:
+        await c.close()
+
+
+async def wait_delivered(url: str, expected: int, timeout_s: float) -> int:
+    deadline = time.monotonic() + timeout_s
+    n = 0
+    while time.monotonic() < deadline:
+        n = await count(url, "delivered_at IS NOT NULL")
+        if n >= expected:
+            return n
+        await asyncio.sleep(0.5)
+    return n
+
+
+async def preload(url: str, n: int, *, state: str = "pending", available_in_s: float = 0) -> None:
+    """Insert ``n`` waiting filings (one noop delivery each) straight into the tables.
+
+    Setup, not a measured figure: one INSERT … SELECT per table. Payloads are ~300 bytes.
+    """
+    now_us = int(time.time() * 1e6)
+    avail = now_us + int(available_in_s * 1e6)
+    pad = "x" * 120
+    f_sql = (
+        "INSERT INTO filings (id, filing_type, environment, reference, filer_code, "
+        "idempotency_key, body_hash, ordering_key, due_by, content_type, payload, "
+        "payload_is_json, callback_url, metadata, source, received_at, status, updated_at) "
+        "SELECT 'fil_pre' || {x}, 'isf', 'cert', 'ISF-PRE-' || {x}, 'XYZ', NULL, "
+        "'0000', 'ISF-PRE-' || {x}, NULL, 'application/json', "
+        "replace('{payload}', '%d', {x}), 1, NULL, '{{}}', 'bench', {now}, '{status}', {now} "
+        "FROM {series}"
+    )
+    d_sql = (
+        "INSERT INTO deliveries (id, filing_seq, filing_id, adapter, ordering_key, state, "
+        "available_at, due_by, created_at, updated_at) "
+        "SELECT 'dlv_pre' || substr(f.id, 8), f.seq, f.id, 'noop', f.ordering_key, '{state}', "
+        "{avail}, NULL, {now}, {now} FROM filings f WHERE f.id LIKE 'fil_pre%'"
+    )
+    payload = (PAYLOAD % (0, pad)).replace("MAEU0", "MAEU%d")
+    fs_status = "deferred" if state == "deferred" else "pending"
+    if url.startswith("sqlite:"):
+        series = (
+            f"(WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {n}) "
+            "SELECT x FROM c)"
+        )
+        conn = sqlite3.connect(_sqlite_path(url), isolation_level=None)
+        try:
+            conn.execute("PRAGMA synchronous = OFF")
+            conn.execute("BEGIN")
+            conn.execute(
+                f_sql.format(x="x", payload=payload, now=now_us, status=fs_status, series=series)
+            )
+            conn.execute(d_sql.format(state=state, avail=avail, now=now_us))
+            conn.execute("COMMIT")
+            conn.execute("ANALYZE")
+        finally:
+            conn.close()
+        return
+    import asyncpg
+
+    c = await asyncpg.connect(url)
+    try:
+        async with c.transaction():
+            await c.execute(
+                f_sql.format(
+                    x="x::text",
+                    payload=payload,
+                    now=now_us,
+                    status=fs_status,
+                    series=f"generate_series(1, {n}) AS x",
+                )
+            )
+            await c.execute(d_sql.format(state=state, avail=avail, now=now_us))
+        await c.execute("ANALYZE")
+    finally:
+        await c.close()
