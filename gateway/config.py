@@ -49,6 +49,12 @@ class GatewaySection(BaseModel):
     )
     max_body_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
     max_batch_bytes: int = Field(default=16 * 1_048_576, ge=1024, le=256 * 1_048_576)
+    max_pending_intake: int = Field(
+        default=4096,
+        ge=1,
+        le=1_000_000,
+        description="filings being accepted at once; beyond it intake answers 503 + Retry-After",
+    )
     lease: Duration = Field(default=30.0, gt=0, description="how long a claim holds a delivery")
     scan_interval: Duration = Field(default=1.0, gt=0, description="fallback scan for due work")
     claim_batch: int = Field(default=100, ge=1, le=10_000)

@@ -5,7 +5,8 @@ It owns no I/O of its own: it normalizes and routes (pure), then asks the store.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+import contextlib
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -74,6 +75,8 @@ class Service:
         self._on_new_work = on_new_work or (lambda: None)
         self.metrics = metrics
         self.shutting_down = False
+        #: filings between intake and their commit (bounded by [gateway] max_pending_intake)
+        self.pending_intake = 0
         self.dispatcher_running: Callable[[], bool] = lambda: True
         #: breaker, gate and pacing per adapter (set by the server from the dispatcher)
         self.outage_status: Callable[[], dict[str, dict[str, Any]]] = dict
@@ -103,15 +106,45 @@ class Service:
 
     async def submit(self, item: Inbound, *, actor: Actor) -> Submitted:
         """Accept one filing durably; returns only after the commit."""
-        await self._check_callback(item)
-        prepared = self.prepare(item)
-        [result] = await self.store.accept([prepared], actor=actor, now=self.clock.now())
-        return await self._finish(result, prepared)
+        with self._intake_slot(1):
+            await self._check_callback(item)
+            prepared = self.prepare(item)
+            [result] = await self.store.accept([prepared], actor=actor, now=self.clock.now())
+            return await self._finish(result, prepared)
+
+    @contextlib.contextmanager
+    def _intake_slot(self, n: int) -> Iterator[None]:
+        """Hold ``n`` places of the bounded intake buffer; 503 + Retry-After when it is full.
+
+        Only what is refused here is refused: a filing that got a place is committed
+        (or fails on its own) before its place is given back, so nothing accepted is lost.
+        A batch larger than the whole buffer still goes through when the buffer is empty.
+        """
+        limit = self.cfg.gateway.max_pending_intake
+        if self.pending_intake and self.pending_intake + n > limit:
+            log.warning("intake.full", pending=self.pending_intake, limit=limit)
+            raise errors.Unavailable(
+                f"intake is full ({self.pending_intake} filings being accepted; the limit is "
+                f"{limit}); retry after a moment",
+                details={"pending": self.pending_intake, "limit": limit},
+                retry_after=1,
+            )
+        self.pending_intake += n
+        try:
+            yield
+        finally:
+            self.pending_intake -= n
 
     async def submit_batch(
         self, items: Sequence[Inbound | errors.GatewayError], *, actor: Actor
     ) -> list[Submitted | errors.GatewayError]:
         """Accept many filings in one transaction; per-item results in the same order."""
+        with self._intake_slot(sum(1 for i in items if not isinstance(i, errors.GatewayError))):
+            return await self._submit_batch(items, actor=actor)
+
+    async def _submit_batch(
+        self, items: Sequence[Inbound | errors.GatewayError], *, actor: Actor
+    ) -> list[Submitted | errors.GatewayError]:
         out: list[Submitted | errors.GatewayError | None] = [None] * len(items)
         prepared: list[tuple[int, base.NewFiling]] = []
         for i, item in enumerate(items):
