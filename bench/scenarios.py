@@ -494,7 +494,9 @@ async def row9b(ctx: Ctx) -> list[dict[str, Any]]:
     stored = await procs.count(url, table="filings")
     accepted = res.statuses.get("202", 0)
     refused = sum(v for k, v in res.statuses.items() if k in ("429", "503"))
-    ok = refused > 0 and res.retry_after >= refused and stored == accepted
+    # wrk stops counting at its deadline: filings committed in the last moment are stored
+    # but their 202 is not counted, so the invariant it can check is stored >= 202s
+    ok = refused > 0 and res.retry_after >= refused and stored >= accepted
     return [
         row(
             "9b",
