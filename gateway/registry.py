@@ -21,6 +21,7 @@ BUILTINS: dict[str, tuple[str, str | None]] = {
     "filedrop": ("adapters.filedrop:FiledropAdapter", None),
     "http": ("adapters.http:HttpAdapter", None),
     "amqp": ("adapters.amqp:AmqpAdapter", "amqp"),
+    "sftp": ("adapters.sftp:SftpAdapter", "sftp"),
 }
 
 
