@@ -250,6 +250,10 @@ class AmqpAdapter(base.BaseAdapter):
                 await connection.close()
 
     async def check(self) -> models.Health:
+        connection = self._connection
+        if connection is not None and not connection.connected.is_set():
+            # a health probe must not wait out a reconnect
+            return models.Health(ok=False, detail=f"{self.where} reconnecting")
         try:
             await self._ready()
         except errors.DeliveryError as exc:

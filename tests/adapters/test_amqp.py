@@ -227,3 +227,30 @@ async def test_receive_yields_replies_and_settles_them(rabbitmq_url: str, rabbit
     await anyio.sleep(0.2)
     left = await drain(replies)
     assert [m.message_id for m in left] == ["reply-2"]
+
+
+async def test_check_says_reconnecting_at_once_while_the_link_is_down(
+    rabbitmq_url: str, rabbit: Any, tcp_proxy_factory: list[TcpProxy]
+) -> None:
+    """While the broker is unreachable after a drop, check() answers not-ok without waiting."""
+    proxy = await TcpProxy("127.0.0.1", int(rabbitmq_url.rsplit(":", 1)[1].strip("/"))).start()
+    tcp_proxy_factory.append(proxy)
+    queue = await declare_queue(rabbit)
+    url = f"amqp://guest:guest@127.0.0.1:{proxy.port}/"
+    adapter = make_adapter(url, routing_key=queue.name, reconnect_interval="100ms", timeout="10s")
+    try:
+        await adapter.open()
+        assert (await adapter.check()).ok
+        proxy.target = ("127.0.0.1", 1)  # the broker "goes away": reconnects are refused
+        proxy.cut()
+        await anyio.sleep(0.1)
+        with anyio.fail_after(1):
+            health = await adapter.check()
+        assert not health.ok
+        assert "reconnecting" in health.detail
+        proxy.target = ("127.0.0.1", int(rabbitmq_url.rsplit(":", 1)[1].strip("/")))
+        message = testing.make_message()
+        await adapter.send(message)  # waits for the robust connection, then goes through
+    finally:
+        await adapter.close()
+    assert [m.message_id for m in await drain(queue)] == [message.delivery_id]
