@@ -431,7 +431,7 @@ async def test_audit_chain_records_every_step_and_verifies(store: base.Store) ->
         "filing.accepted",
         "delivery.pending",
         "delivery.in_flight",
-        "delivery.delivered",
+        "delivery.sent",
         "gateway.started",
     ]
     assert rows_[0].details["request_id"] == "req-1"
