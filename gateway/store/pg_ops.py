@@ -167,7 +167,7 @@ async def claim(
             taken += await conn.fetch(pg_sql.CLAIM, adapter, now_us, limit, owner, lease_until)
     if not taken:
         return []
-    taken.sort(key=lambda r: r[7])
+    taken.sort(key=lambda r: (r[8], r[7]))  # claim order: due_by (none last), then seq
     found = await conn.fetch(
         f"SELECT {pg_sql.F_COLS} FROM filings f WHERE f.seq = ANY($1::bigint[])",
         sorted({r[4] for r in taken}),
@@ -175,7 +175,7 @@ async def claim(
     filings = {r[0]: rows.filing(r) for r in found}
     trail = pg_audit.Trail(now, redactor)
     claims = []
-    for delivery_id, adapter, token, attempts, filing_seq, filing_id, was, _ in taken:
+    for delivery_id, adapter, token, attempts, filing_seq, filing_id, was, *_ in taken:
         details: dict[str, Any] = {"adapter": adapter, "attempt": attempts + 1, "owner": owner}
         if was == "in_flight":
             details["reclaimed_expired_lease"] = True

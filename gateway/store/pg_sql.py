@@ -229,7 +229,7 @@ UPDATE deliveries u SET state = 'in_flight', lease_owner = $4,
     lease_token = u.lease_token + 1, available_at = $5, updated_at = $2
 FROM heads WHERE u.seq = heads.seq
 RETURNING u.id, u.adapter, u.lease_token, u.attempts, u.filing_seq, u.filing_id, heads.was,
-    u.seq
+    u.seq, {DUE_KEY.replace("due_by", "u.due_by")} AS due_key
 """
 RENEW = """
 UPDATE deliveries SET available_at = $1
