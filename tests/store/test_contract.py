@@ -496,13 +496,15 @@ async def test_migrate_is_idempotent_and_refuses_a_newer_schema(
 async def test_a_v1_database_migrates_forward(
     store_factory: Any, backend: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A database left at schema v1 with data in it migrates to v3 and keeps working."""
+    """A database left at schema v1 migrates to the current schema and keeps working.
+
+    (Rows written at v1 by a v1 gateway are not simulated here: today's code writes columns
+    that v1 lacks, which is exactly why serve refuses an old schema until it is migrated.)"""
     module: Any = pg_sql if backend == "postgres" else sqlite
     with monkeypatch.context() as patched:
         patched.setattr(module, "MIGRATIONS", module.MIGRATIONS[:1])
         old = await store_factory()
         assert await old.schema_version() == 1
-        await old.accept([new("OLD")], actor=ACTOR, now=T0)
     assert await old.migrate() == base.SCHEMA_VERSION
     [fid] = await accept(old, new("NEW", due_by=T0 + timedelta(hours=1)))
     assert next(c.filing.id for c in await claim(old)) == fid  # due_by orders the claim
