@@ -14,15 +14,17 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[postgres]'
 	touch $@
 
-$(VENV)/.installed-dev: $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install --quiet -e '.[dev,postgres]'
+# the example external adapter is installed too: the suite checks its entry point and runs
+# the conformance kit on it
+$(VENV)/.installed-dev: $(BIN)/python pyproject.toml examples/external-adapter/pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[dev,postgres]' -e examples/external-adapter
 	touch $(VENV)/.installed $@
 
 run: $(VENV)/.installed
 	$(BIN)/edi-gateway serve --config $(CONFIG)
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check gateway adapters tests bench
+	$(BIN)/ruff check gateway adapters tests examples bench
 
 test: $(VENV)/.installed-dev lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

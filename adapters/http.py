@@ -12,6 +12,7 @@ module: they are translated at the edge, ``from exc``.
 from __future__ import annotations
 
 import email.utils
+import io
 import os
 import ssl
 from datetime import UTC, datetime, timedelta
@@ -26,6 +27,7 @@ from gateway.durations import Duration
 
 TRANSIENT_STATUSES = frozenset({408, 425, 429})
 BODY_EXCERPT_BYTES = 512
+LARGE_BODY_BYTES = 1 << 20
 
 
 class HttpOptions(base.AdapterOptions):
@@ -129,11 +131,14 @@ class HttpAdapter(base.BaseAdapter):
         await self.open()
         assert self._session is not None
         url = str(self.options.url)
+        # aiohttp warns (and may block the loop) on raw bytes over 1 MiB: stream those
+        large = len(message.body) > LARGE_BODY_BYTES
+        body: bytes | io.BytesIO = io.BytesIO(message.body) if large else message.body
         try:
             async with self._session.request(
                 self.options.method,
                 url,
-                data=message.body,
+                data=body,
                 headers=self._headers(message),
                 allow_redirects=False,
             ) as response:

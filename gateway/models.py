@@ -447,7 +447,10 @@ class InboundDocument(BaseModel):
 
     name: str = Field(description="Where it came from (file name, message id).")
     content_type: str = Field(description="`application/json` or `application/edi-x12`.")
-    body: bytes
+    body: bytes = Field(description="The raw document, as the receiver sent it.")
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="Transport headers (AMQP message headers), as text."
+    )
 
 
 class AckRecord(BaseModel):

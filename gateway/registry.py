@@ -20,6 +20,8 @@ ENTRY_POINT_GROUP = "edi_gateway.adapters"
 BUILTINS: dict[str, tuple[str, str | None]] = {
     "filedrop": ("adapters.filedrop:FiledropAdapter", None),
     "http": ("adapters.http:HttpAdapter", None),
+    "amqp": ("adapters.amqp:AmqpAdapter", "amqp"),
+    "sftp": ("adapters.sftp:SftpAdapter", "sftp"),
 }
 
 

@@ -325,6 +325,12 @@ def spec() -> dict[str, Any]:
     schemas.update(monitoring_schemas())
     paths.update(monitoring_paths(bearer, id_param))
     paths.update(acks.openapi_paths(bearer, _errors))
+    # every operation that needs a token can answer 401 and 403, whoever wrote its entry
+    for operations in paths.values():
+        for op in operations.values():
+            if isinstance(op, dict) and op.get("security"):
+                for code, missing in _errors(401, 403).items():
+                    op.setdefault("responses", {}).setdefault(code, missing)
     return {
         "openapi": "3.1.0",
         "info": {

@@ -187,6 +187,12 @@ def from_batch(body: bytes) -> list[Envelope | errors.GatewayError]:
             "a CloudEvents batch is a JSON array",
             details=[{"loc": "body", "msg": "expected an array"}],
         )
+    not_objects = [i for i, item in enumerate(document) if not isinstance(item, dict)]
+    if not_objects:  # the batch's shape is wrong as a whole, as for plain batches
+        raise errors.InvalidInput(
+            "every item of a CloudEvents batch must be a JSON object",
+            details=[{"loc": f"[{i}]", "msg": "expected an object"} for i in not_objects[:20]],
+        )
     out: list[Envelope | errors.GatewayError] = []
     for i, item in enumerate(document):
         try:

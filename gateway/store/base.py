@@ -361,5 +361,5 @@ def open_store(url: str, *, redactor: redact.Redactor | None = None) -> Store:
     if url.startswith(("postgresql://", "postgres://")):
         from gateway.store import postgres
 
-        return postgres.PostgresStore(url)
+        return postgres.PostgresStore(url, redactor=redactor)
     raise ValueError(f"unsupported store URL {url!r}")

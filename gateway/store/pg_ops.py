@@ -1,8 +1,9 @@
-"""Transaction bodies of the PostgreSQL store; each runs inside one transaction.
+"""Transaction bodies of the PostgreSQL store: accept, dispatch and operator actions.
 
-Same semantics as ``sqlite.py``'s bodies. Audit rows are collected while a body runs
-and appended at its end by ``Trail.flush``, under the audit advisory lock, so the lock
-is held only for the last few statements before commit.
+Same semantics as ``sqlite.py``'s bodies; each runs inside one transaction. Audit rows
+are collected while a body runs and appended at its end by ``pg_audit.Trail.flush``,
+under the audit advisory lock, so the lock is held only for the last few statements
+before commit.
 """
 
 from __future__ import annotations
@@ -13,82 +14,23 @@ from typing import Any
 
 import asyncpg
 
-from gateway import audit, errors, ids, models
-from gateway.store import base, pg_sql, rows
+from gateway import errors, ids, models, redact
+from gateway.store import base, pg_audit, pg_sql, rows
 from gateway.store.base import Actor, Claim
 
 Conn = asyncpg.Connection
-
-
-class Trail:
-    """Audit rows of one transaction; ``flush`` chains them onto the shared head."""
-
-    def __init__(self, now: datetime) -> None:
-        self.at = rows.iso(now)
-        self.items: list[tuple[str, str, str | None, str | None, dict[str, Any]]] = []
-
-    def add(
-        self,
-        event: str,
-        *,
-        actor: Actor,
-        filing_id: str | None = None,
-        delivery_id: str | None = None,
-        details: dict[str, Any] | None = None,
-    ) -> None:
-        details = dict(details or {})
-        if actor.request_id:
-            details.setdefault("request_id", actor.request_id)
-        self.items.append((event, actor.name, filing_id, delivery_id, details))
-
-    async def flush(self, conn: Conn) -> None:
-        if not self.items:
-            return
-        # Serialize appends across processes: the lock is held until commit, and the
-        # head read after taking it sees every chain row committed before.
-        await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", *pg_sql.LOCK_AUDIT)
-        head = await conn.fetchrow(pg_sql.AUDIT_HEAD)
-        seq, prev = (head[0], head[1]) if head else (0, audit.GENESIS)
-        out = []
-        for event, actor, filing_id, delivery_id, details in self.items:
-            seq += 1
-            h = audit.row_hash(
-                prev,
-                seq=seq,
-                at=self.at,
-                actor=actor,
-                filing_id=filing_id,
-                delivery_id=delivery_id,
-                event=event,
-                details=details,
-            )
-            out.append(
-                (
-                    seq,
-                    self.at,
-                    actor,
-                    filing_id,
-                    delivery_id,
-                    event,
-                    audit.canonical(details),
-                    prev,
-                    h,
-                )
-            )
-            prev = h
-        await conn.executemany(pg_sql.INSERT_AUDIT, out)
-        self.items = []
 
 
 async def refresh_status(conn: Conn, filing_seqs: set[int], now_us: int) -> None:
     if not filing_seqs:
         return
     found = await conn.fetch(pg_sql.FILING_STATES, sorted(filing_seqs))
+    # in seq order, the order flag_at_risk locks filings in too: fewer deadlocks
     await conn.executemany(
         pg_sql.SET_STATUS,
         [
             (models.derive_status([models.DeliveryState(s) for s in states]).value, now_us, fs)
-            for fs, states in found
+            for fs, states in sorted(found)
         ],
     )
 
@@ -103,7 +45,11 @@ async def lock_keys(conn: Conn, keys: set[str]) -> None:
 
 
 async def accept(
-    conn: Conn, items: list[base.NewFiling], actor: Actor, now: datetime
+    conn: Conn,
+    items: list[base.NewFiling],
+    actor: Actor,
+    now: datetime,
+    redactor: redact.Redactor,
 ) -> tuple[list[base.AcceptResult], bool]:
     """Insert new filings and their deliveries; returns the results and "anything new?".
 
@@ -112,7 +58,7 @@ async def accept(
     key committed while an earlier one is still invisible to it.
     """
     now_us = rows.us(now)
-    trail = Trail(now)
+    trail = pg_audit.Trail(now, redactor)
     await lock_keys(conn, {i.filing.ordering_key for i in items})
     results: list[base.AcceptResult] = []
     touched: set[int] = set()
@@ -206,7 +152,12 @@ async def _earlier(conn: Conn, f: models.Filing) -> base.AcceptResult:
 
 
 async def claim(
-    conn: Conn, owner: str, now: datetime, lease_s: float, limits: dict[str, int]
+    conn: Conn,
+    owner: str,
+    now: datetime,
+    lease_s: float,
+    limits: dict[str, int],
+    redactor: redact.Redactor,
 ) -> list[Claim]:
     now_us = rows.us(now)
     lease_until = rows.us(now + timedelta(seconds=lease_s))
@@ -216,15 +167,15 @@ async def claim(
             taken += await conn.fetch(pg_sql.CLAIM, adapter, now_us, limit, owner, lease_until)
     if not taken:
         return []
-    taken.sort(key=lambda r: r[7])
+    taken.sort(key=lambda r: (r[8], r[7]))  # claim order: due_by (none last), then seq
     found = await conn.fetch(
         f"SELECT {pg_sql.F_COLS} FROM filings f WHERE f.seq = ANY($1::bigint[])",
         sorted({r[4] for r in taken}),
     )
     filings = {r[0]: rows.filing(r) for r in found}
-    trail = Trail(now)
+    trail = pg_audit.Trail(now, redactor)
     claims = []
-    for delivery_id, adapter, token, attempts, filing_seq, filing_id, was, _ in taken:
+    for delivery_id, adapter, token, attempts, filing_seq, filing_id, was, *_ in taken:
         details: dict[str, Any] = {"adapter": adapter, "attempt": attempts + 1, "owner": owner}
         if was == "in_flight":
             details["reclaimed_expired_lease"] = True
@@ -260,6 +211,7 @@ async def finish(
     spent: bool,
     event: str,
     details: dict[str, Any],
+    redactor: redact.Redactor,
 ) -> bool:
     now_us = rows.us(now)
     if state is models.DeliveryState.DEAD:  # blocking successors changes the key's rows
@@ -279,7 +231,7 @@ async def finish(
     if row is None:
         return False
     seq, filing_seq, adapter, ordering_key, attempts = row
-    trail = Trail(now)
+    trail = pg_audit.Trail(now, redactor)
     trail.add(
         event,
         actor=base.SYSTEM,
@@ -305,12 +257,12 @@ async def finish(
     return True
 
 
-async def release(conn: Conn, owner: str, now: datetime) -> int:
+async def release(conn: Conn, owner: str, now: datetime, redactor: redact.Redactor) -> int:
     now_us = rows.us(now)
     changed = await conn.fetch(pg_sql.RELEASE, now_us, owner)
     if not changed:
         return 0
-    trail = Trail(now)
+    trail = pg_audit.Trail(now, redactor)
     for delivery_id, filing_id, _, adapter, state in changed:
         trail.add(
             "delivery.released",
@@ -329,7 +281,7 @@ async def release(conn: Conn, owner: str, now: datetime) -> int:
 
 
 async def _reblock(
-    conn: Conn, trail: Trail, actor: Actor, adapter: str, ordering_key: str, now_us: int
+    conn: Conn, trail: pg_audit.Trail, actor: Actor, adapter: str, ordering_key: str, now_us: int
 ) -> set[int]:
     """Recompute ``blocked`` for one ordering key after an operator action."""
     touched: set[int] = set()
@@ -366,7 +318,12 @@ async def _filing_seq(conn: Conn, filing_id: str) -> tuple[int, str]:
 
 
 async def operator_action(
-    conn: Conn, kind: str, filing_id: str, actor: Actor, now: datetime
+    conn: Conn,
+    kind: str,
+    filing_id: str,
+    actor: Actor,
+    now: datetime,
+    redactor: redact.Redactor,
 ) -> base.Action:
     """``retry`` (dead/blocked → pending) or ``cancel``; then re-derive blocking per key."""
     filing_seq, ordering_key = await _filing_seq(conn, filing_id)
@@ -380,7 +337,7 @@ async def operator_action(
             "no dead or blocked delivery to retry" if kind == "retry" else "nothing left to cancel"
         )
         raise errors.Conflict(f"filing {filing_id} has {what}", details={"id": filing_id})
-    trail = Trail(now)
+    trail = pg_audit.Trail(now, redactor)
     touched = {filing_seq}
     for delivery_id, adapter, _ in changed:
         trail.add(
@@ -396,83 +353,3 @@ async def operator_action(
     await trail.flush(conn)
     await conn.execute("SELECT pg_notify($1, $2)", pg_sql.CHANNEL, kind)
     return base.Action(filing_id, [r[0] for r in changed])
-
-
-# --- reads ------------------------------------------------------------------------------
-
-
-async def deliveries_of(conn: Conn, filing_seqs: list[int]) -> dict[int, list[models.Delivery]]:
-    out: dict[int, list[models.Delivery]] = {s: [] for s in filing_seqs}
-    if filing_seqs:
-        for r in await conn.fetch(
-            f"SELECT {pg_sql.D_COLS} FROM deliveries d WHERE d.filing_seq = ANY($1::bigint[]) "
-            "ORDER BY d.seq",
-            filing_seqs,
-        ):
-            out[r[12]].append(rows.delivery(r))
-    return out
-
-
-async def get_filing(conn: Conn, filing_id: str) -> models.FilingView | None:
-    row = await conn.fetchrow(f"SELECT {pg_sql.F_COLS} FROM filings f WHERE f.id = $1", filing_id)
-    if row is None:
-        return None
-    return rows.filing_view(row, (await deliveries_of(conn, [row[0]]))[row[0]])
-
-
-async def list_filings(
-    conn: Conn, flt: base.ListFilter, limit: int, cursor: str | None
-) -> models.Page:
-    where: list[str] = []
-    params: list[Any] = []
-
-    def arg(value: Any) -> str:
-        params.append(value)
-        return f"${len(params)}"
-
-    if cursor is not None:
-        where.append(f"f.seq < {arg(rows.decode_cursor(cursor))}")
-    for column, value in (
-        ("f.status", flt.status),
-        ("f.filing_type", flt.filing_type),
-        ("f.environment", flt.environment),
-        ("f.reference", flt.reference),
-    ):
-        if value is not None:
-            where.append(f"{column} = {arg(str(value))}")
-    if flt.since is not None:
-        where.append(f"f.received_at >= {arg(rows.us(flt.since))}")
-    if flt.until is not None:
-        where.append(f"f.received_at < {arg(rows.us(flt.until))}")
-    if flt.state is not None or flt.adapter is not None:
-        sub = ["d.filing_seq = f.seq"]
-        if flt.state is not None:
-            sub.append(f"d.state = {arg(flt.state.value)}")
-        if flt.adapter is not None:
-            sub.append(f"d.adapter = {arg(flt.adapter)}")
-        where.append(f"EXISTS (SELECT 1 FROM deliveries d WHERE {' AND '.join(sub)})")
-    sql = f"SELECT {pg_sql.F_COLS} FROM filings f"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += f" ORDER BY f.seq DESC LIMIT {arg(limit + 1)}"
-    found = list(await conn.fetch(sql, *params))
-    more = len(found) > limit
-    found = found[:limit]
-    deliveries = await deliveries_of(conn, [r[0] for r in found])
-    items = [rows.filing_view(r, deliveries[r[0]]) for r in found]
-    next_cursor = rows.encode_cursor(found[-1][0]) if more and found else None
-    return models.Page(items=items, next_cursor=next_cursor)
-
-
-def audit_row(r: Any) -> audit.AuditRow:
-    return audit.AuditRow(
-        seq=r[0],
-        at=r[1],
-        actor=r[2],
-        filing_id=r[3],
-        delivery_id=r[4],
-        event=r[5],
-        details=json.loads(r[6]),
-        prev_hash=r[7],
-        hash=r[8],
-    )

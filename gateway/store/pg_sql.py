@@ -23,6 +23,10 @@ CHANNEL = "edigw_new_work"
 
 CLAIMABLE = "('pending','waiting_retry','deferred','in_flight')"
 DONE = "('delivered','acknowledged','cancelled')"
+SETTLED = "('delivered','acknowledged','cancelled','dead','rejected')"
+#: claim order: earliest due_by first (none last), then acceptance order; the same
+#: expression as the claim index's second column, so the planner can walk it
+DUE_KEY = "coalesce(due_by, 9223372036854775807)"
 
 MIGRATIONS: list[tuple[int, str]] = [
     (
@@ -102,12 +106,76 @@ CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit
     FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only();
 """,
     ),
+    (
+        2,
+        # Pruning (sqlite's migration 2): DELETE is let through only while the guard
+        # table holds its one row, which ``pg_audit.prune`` inserts and removes inside its
+        # own transaction, so no other transaction ever sees it. The guard is looked up in
+        # the audit table's own schema (TG_TABLE_SCHEMA), not through search_path, so a
+        # temporary table of the same name cannot open the gate. UPDATE and TRUNCATE stay
+        # refused unconditionally. ``at`` is compared byte-wise (COLLATE "C"): ISO strings
+        # then sort as times whatever the database's collation.
+        """
+CREATE TABLE audit_prune_guard (id INTEGER PRIMARY KEY CHECK (id = 1));
+CREATE FUNCTION audit_delete_guard() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    open_ BOOLEAN;
+BEGIN
+    EXECUTE format('SELECT EXISTS (SELECT 1 FROM %I.audit_prune_guard)', TG_TABLE_SCHEMA)
+        INTO open_;
+    IF NOT open_ THEN
+        RAISE EXCEPTION 'audit rows are append-only' USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RETURN NULL;
+END $$;
+DROP TRIGGER audit_no_change ON audit;
+CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+    FOR EACH ROW EXECUTE FUNCTION audit_append_only();
+CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+    FOR EACH STATEMENT EXECUTE FUNCTION audit_delete_guard();
+CREATE INDEX audit_at ON audit (at COLLATE "C");
+""",
+    ),
+    (
+        3,
+        # Outages and deadlines (sqlite's migration 3). The claim index becomes
+        # (adapter, DUE_KEY, seq) over claimable rows: CLAIM orders by exactly that, so
+        # the planner walks one adapter's slice in claim order and stops at LIMIT instead
+        # of sorting every claimable row; ``available_at <= now`` and the head check are
+        # filters along the walk. When most claimable rows are not yet due (a long
+        # outage deferring thousands), ``deliveries_due`` on available_at is the cheaper
+        # path and the planner may take it: both stay.
+        f"""
+CREATE TABLE outages (
+    seq         BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id          TEXT NOT NULL UNIQUE,
+    adapter     TEXT,
+    environment TEXT,
+    starts_at   BIGINT NOT NULL,
+    ends_at     BIGINT,
+    reason      TEXT NOT NULL,
+    reference   TEXT,
+    created_at  BIGINT NOT NULL,
+    created_by  TEXT NOT NULL,
+    removed_at  BIGINT,
+    removed_by  TEXT,
+    CHECK ((adapter IS NULL) <> (environment IS NULL))
+);
+CREATE INDEX outages_live ON outages (starts_at) WHERE removed_at IS NULL;
+ALTER TABLE filings ADD COLUMN at_risk_at BIGINT;
+CREATE INDEX filings_deadline ON filings (due_by)
+    WHERE due_by IS NOT NULL AND at_risk_at IS NULL;
+DROP INDEX deliveries_claim;
+CREATE INDEX deliveries_claim ON deliveries (adapter, {DUE_KEY}, seq)
+    WHERE state IN {CLAIMABLE};
+""",
+    ),
 ]
 
 F_COLS = (
     "f.seq, f.id, f.filing_type, f.environment, f.reference, f.filer_code, f.idempotency_key, "
     "f.body_hash, f.ordering_key, f.due_by, f.content_type, f.payload, f.payload_is_json, "
-    "f.callback_url, f.metadata, f.source, f.received_at, f.status"
+    "f.callback_url, f.metadata, f.source, f.received_at, f.status, f.at_risk_at"
 )
 D_COLS = (
     "d.seq, d.id, d.filing_id, d.adapter, d.state, d.attempts, d.available_at, d.last_error, "
@@ -144,7 +212,8 @@ FROM (SELECT DISTINCT hashtext(x) AS k FROM unnest($1::text[]) AS x ORDER BY 1) 
 # same head, and neither can take a successor: a successor only becomes a head when
 # its predecessor is done (delivered/acknowledged/cancelled), a terminal state that
 # is committed before any snapshot can see it. A successor is never eligible while
-# its head is pending or in flight, whatever the other process has locked.
+# its head is pending or in flight, whatever the other process has locked. The order
+# (earliest due_by, then acceptance) only chooses among heads, so it cannot break this.
 CLAIM = f"""
 WITH heads AS (
     SELECT d.seq, d.state AS was FROM deliveries d
@@ -153,14 +222,14 @@ WITH heads AS (
         SELECT 1 FROM deliveries e
         WHERE e.adapter = d.adapter AND e.ordering_key = d.ordering_key AND e.seq < d.seq
           AND e.state NOT IN {DONE})
-    ORDER BY d.seq LIMIT $3
+    ORDER BY {DUE_KEY.replace("due_by", "d.due_by")}, d.seq LIMIT $3
     FOR UPDATE OF d SKIP LOCKED
 )
 UPDATE deliveries u SET state = 'in_flight', lease_owner = $4,
     lease_token = u.lease_token + 1, available_at = $5, updated_at = $2
 FROM heads WHERE u.seq = heads.seq
 RETURNING u.id, u.adapter, u.lease_token, u.attempts, u.filing_seq, u.filing_id, heads.was,
-    u.seq
+    u.seq, {DUE_KEY.replace("due_by", "u.due_by")} AS due_key
 """
 RENEW = """
 UPDATE deliveries SET available_at = $1
@@ -208,6 +277,7 @@ FILING_STATES = (
 )
 SET_STATUS = "UPDATE filings SET status = $1, updated_at = $2 WHERE seq = $3"
 AUDIT_HEAD = "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1"
+AUDIT_FIRST_SINCE = 'SELECT MIN(seq) FROM audit WHERE at COLLATE "C" >= $1'
 INSERT_AUDIT = "INSERT INTO audit VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
 NEXT_DUE = f"SELECT MIN(available_at) FROM deliveries WHERE state IN {CLAIMABLE}"
 COUNTS = "SELECT adapter, state, COUNT(*) FROM deliveries GROUP BY adapter, state"

@@ -10,8 +10,10 @@ transaction (READ COMMITTED); how they stay correct together:
   a key's deliveries are numbered in commit order, and inserts with
   ``ON CONFLICT (idempotency_key) DO NOTHING`` then reads back, so concurrent
   duplicates become one filing;
-* **audit** appends take one advisory lock in the same transaction (``pg_ops.Trail``),
-  so all processes extend one hash chain; triggers refuse UPDATE, DELETE and TRUNCATE.
+* **audit** appends take one advisory lock in the same transaction (``pg_audit.Trail``),
+  so all processes extend one hash chain; triggers refuse UPDATE and TRUNCATE, and
+  DELETE except inside ``prune_audit``'s own transaction;
+* **outages** and deadline flags lock what they change (see ``pg_outages``).
 
 asyncpg and OS errors are translated here, at the edge, into ``errors.StoreError``.
 A transaction that failed before COMMIT (a connection lost, a deadlock victim) is
@@ -33,8 +35,8 @@ import asyncpg
 import structlog
 import tenacity
 
-from gateway import audit, errors, models
-from gateway.store import base, pg_ops, pg_sql, rows
+from gateway import audit, errors, models, outages, redact
+from gateway.store import base, pg_audit, pg_ops, pg_outages, pg_reads, pg_sql, rows
 from gateway.store.base import Actor, Claim
 
 T = TypeVar("T")
@@ -78,8 +80,11 @@ class PostgresStore:
         retry_s: float = 15.0,
         command_timeout_s: float = 30.0,
         server_settings: dict[str, str] | None = None,
+        redactor: redact.Redactor | None = None,
     ) -> None:
         self.dsn = dsn
+        #: masks audit details before they are hashed (``[audit] redact_paths``)
+        self.redactor = redactor or redact.Redactor()
         self._pool_args: dict[str, Any] = {
             "min_size": min_size,
             "max_size": max_size,
@@ -187,7 +192,9 @@ class PostgresStore:
     async def accept(
         self, items: Sequence[base.NewFiling], *, actor: Actor, now: datetime
     ) -> list[base.AcceptResult]:
-        results, _ = await self._write(lambda c: pg_ops.accept(c, list(items), actor, now))
+        results, _ = await self._write(
+            lambda c: pg_ops.accept(c, list(items), actor, now, self.redactor)
+        )
         return results
 
     # --- dispatch ---------------------------------------------------------------------
@@ -195,7 +202,9 @@ class PostgresStore:
     async def claim(
         self, *, owner: str, now: datetime, lease_s: float, limits: dict[str, int]
     ) -> list[Claim]:
-        return await self._write(lambda c: pg_ops.claim(c, owner, now, lease_s, limits))
+        return await self._write(
+            lambda c: pg_ops.claim(c, owner, now, lease_s, limits, self.redactor)
+        )
 
     async def renew(self, *, owner: str, tokens: dict[str, int], until: datetime) -> int:
         if not tokens:
@@ -216,7 +225,7 @@ class PostgresStore:
             None,
             receipt,
             True,
-            "delivery.delivered",
+            "delivery.sent",
             {"receipt": receipt},
         )
 
@@ -262,10 +271,10 @@ class PostgresStore:
         )
 
     async def _finish(self, claim: Claim, *args: Any) -> bool:
-        return await self._write(lambda c: pg_ops.finish(c, claim, *args))
+        return await self._write(lambda c: pg_ops.finish(c, claim, *args, self.redactor))
 
     async def release(self, *, owner: str, now: datetime) -> int:
-        return await self._write(lambda c: pg_ops.release(c, owner, now))
+        return await self._write(lambda c: pg_ops.release(c, owner, now, self.redactor))
 
     async def next_due(self) -> datetime | None:
         value = await self._read(lambda c: c.fetchval(pg_sql.NEXT_DUE))
@@ -274,12 +283,12 @@ class PostgresStore:
     # --- reads ------------------------------------------------------------------------
 
     async def get_filing(self, filing_id: str) -> models.FilingView | None:
-        return await self._read(lambda c: pg_ops.get_filing(c, filing_id))
+        return await self._read(lambda c: pg_reads.get_filing(c, filing_id))
 
     async def list_filings(
         self, flt: base.ListFilter, *, limit: int, cursor: str | None
     ) -> models.Page:
-        return await self._read(lambda c: pg_ops.list_filings(c, flt, limit, cursor))
+        return await self._read(lambda c: pg_reads.list_filings(c, flt, limit, cursor))
 
     async def counts(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}
@@ -291,12 +300,57 @@ class PostgresStore:
 
     async def retry_filing(self, filing_id: str, *, actor: Actor, now: datetime) -> base.Action:
         return await self._write(
-            lambda c: pg_ops.operator_action(c, "retry", filing_id, actor, now)
+            lambda c: pg_ops.operator_action(c, "retry", filing_id, actor, now, self.redactor)
         )
 
     async def cancel_filing(self, filing_id: str, *, actor: Actor, now: datetime) -> base.Action:
         return await self._write(
-            lambda c: pg_ops.operator_action(c, "cancel", filing_id, actor, now)
+            lambda c: pg_ops.operator_action(c, "cancel", filing_id, actor, now, self.redactor)
+        )
+
+    # --- outages (issue 3) -------------------------------------------------------------
+
+    async def add_outage(
+        self, request: outages.OutageRequest, *, actor: Actor, now: datetime
+    ) -> outages.Outage:
+        return await self._write(
+            lambda c: pg_outages.add_outage(c, request, actor, now, self.redactor)
+        )
+
+    async def list_outages(
+        self, *, now: datetime, include_past: bool = False
+    ) -> list[outages.Outage]:
+        return await self._read(lambda c: pg_outages.list_outages(c, now, include_past))
+
+    async def remove_outage(self, outage_id: str, *, actor: Actor, now: datetime) -> outages.Outage:
+        return await self._write(
+            lambda c: pg_outages.remove_outage(c, outage_id, actor, now, self.redactor)
+        )
+
+    async def defer_held(
+        self,
+        *,
+        adapter: str,
+        until: datetime,
+        reason: str,
+        now: datetime,
+        environment: str | None = None,
+    ) -> int:
+        return await self._write(
+            lambda c: pg_outages.defer_held(
+                c, adapter, environment, until, reason, now, self.redactor
+            )
+        )
+
+    async def flag_at_risk(
+        self,
+        *,
+        now: datetime,
+        due_before: datetime,
+        windows: Sequence[base.RiskWindow] = (),
+    ) -> list[tuple[str, datetime]]:
+        return await self._write(
+            lambda c: pg_outages.flag_at_risk(c, now, due_before, list(windows), self.redactor)
         )
 
     # --- audit ------------------------------------------------------------------------
@@ -305,7 +359,7 @@ class PostgresStore:
         self, event: str, *, actor: Actor, now: datetime, details: dict[str, Any]
     ) -> None:
         async def _append(conn: asyncpg.Connection) -> None:
-            trail = pg_ops.Trail(now)
+            trail = pg_audit.Trail(now, self.redactor)
             trail.add(event, actor=actor, details=details)
             await trail.flush(conn)
 
@@ -323,7 +377,7 @@ class PostgresStore:
             if not page:
                 return
             for r in page:
-                yield pg_ops.audit_row(r)
+                yield pg_audit.audit_row(r)
             last = page[-1][0]
 
     async def filing_history(self, filing_id: str) -> list[audit.AuditRow]:
@@ -332,7 +386,16 @@ class PostgresStore:
                 f"SELECT {pg_sql.A_COLS} FROM audit WHERE filing_id = $1 ORDER BY seq", filing_id
             )
         )
-        return [pg_ops.audit_row(r) for r in found]
+        return [pg_audit.audit_row(r) for r in found]
+
+    async def audit_head(self) -> tuple[int, str] | None:
+        row = await self._read(lambda c: c.fetchrow(pg_sql.AUDIT_HEAD))
+        return None if row is None else (int(row[0]), str(row[1]))
+
+    async def prune_audit(
+        self, *, before: datetime, actor: Actor, now: datetime
+    ) -> base.PruneResult:
+        return await self._write(lambda c: pg_audit.prune(c, before, actor, now, self.redactor))
 
     # --- LISTEN/NOTIFY ----------------------------------------------------------------
 

@@ -97,6 +97,7 @@ async def storm(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # ~35 s alone on 2 cores; generous for a loaded machine
 async def test_sqlite_crash_storm_loses_nothing_and_repeats_only_with_the_same_key(
     tmp_path, figure
 ):
@@ -128,6 +129,7 @@ async def test_sqlite_crash_storm_loses_nothing_and_repeats_only_with_the_same_k
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)
 @pytest.mark.postgres
 @pytest.mark.services
 async def test_postgres_three_process_crash_storm_loses_nothing(tmp_path, figure):

@@ -62,6 +62,7 @@ class Receiver:
 
 
 def write_config(path: Path, *, dsn: str, receiver_port: int, concurrency: int = 16) -> Path:
+    """A gateway config on ``dsn``; its audit checkpoints stay beside it, per test."""
     sep = "&" if "?" in dsn else "?"
     path.write_text(
         f"""
@@ -92,6 +93,9 @@ timeout = "5s"
 [[routes]]
 filing_types = ["*"]
 adapters = ["ace"]
+
+[audit]
+checkpoint_dir = "{path.parent / "audit-checkpoints"}"
 """
     )
     return path

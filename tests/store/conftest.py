@@ -18,6 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
+from gateway import redact
 from gateway.store import base, postgres, sqlite
 
 DSN_ENV = "EDIGW_TEST_POSTGRES_DSN"
@@ -73,12 +74,12 @@ async def store_factory(backend: str, tmp_path: Path) -> AsyncIterator[object]:
     async with contextlib.AsyncExitStack() as stack:
         dsn = await stack.enter_async_context(fresh_schema()) if backend == "postgres" else None
 
-        async def make() -> base.Store:
+        async def make(*, redactor: redact.Redactor | None = None) -> base.Store:
             store: base.Store
             if dsn is not None:
-                store = postgres.PostgresStore(dsn, retry_s=3.0)
+                store = postgres.PostgresStore(dsn, retry_s=3.0, redactor=redactor)
             else:
-                store = sqlite.SqliteStore(tmp_path / "gateway.db")
+                store = sqlite.SqliteStore(tmp_path / "gateway.db", redactor=redactor)
             await store.open()
             opened.append(store)
             await store.migrate()

@@ -10,8 +10,8 @@ import anyio
 import asyncpg
 import pytest
 
-from gateway import audit, errors, ids, models, normalize
-from gateway.store import base
+from gateway import audit, errors, ids, models, normalize, outages, redact
+from gateway.store import base, pg_sql, postgres, sqlite
 
 T0 = datetime(2025, 3, 4, 12, 0, tzinfo=UTC)
 ACTOR = base.Actor("ci", request_id="req-1")
@@ -28,6 +28,7 @@ def new(
     filing_type: str = "isf",
     environment: str = "cert",
     at: datetime = T0,
+    due_by: datetime | None = None,
 ) -> base.NewFiling:
     event = models.FilingEvent(
         filing_type=models.FilingType(filing_type),
@@ -37,13 +38,14 @@ def new(
         idempotency_key=key,
         ordering_key=ordering_key,
         payload=payload or {"ref": reference},
+        due_by=due_by,
     )
     filing = normalize.normalize(event, filing_id=ids.new_id("fil"), received_at=at)
     return base.NewFiling(filing=filing, adapters=list(adapters))
 
 
-async def accept(store: base.Store, *items: base.NewFiling) -> list[str]:
-    results = await store.accept(list(items), actor=ACTOR, now=T0)
+async def accept(store: base.Store, *items: base.NewFiling, now: datetime = T0) -> list[str]:
+    results = await store.accept(list(items), actor=ACTOR, now=now)
     return [r.filing_id for r in results]
 
 
@@ -431,7 +433,7 @@ async def test_audit_chain_records_every_step_and_verifies(store: base.Store) ->
         "filing.accepted",
         "delivery.pending",
         "delivery.in_flight",
-        "delivery.delivered",
+        "delivery.sent",
         "gateway.started",
     ]
     assert rows_[0].details["request_id"] == "req-1"
@@ -489,3 +491,370 @@ async def test_migrate_is_idempotent_and_refuses_a_newer_schema(
     assert await store.schema_version() == 99
     with pytest.raises(errors.StoreError, match="newer than this gateway knows"):
         await store.migrate()
+
+
+async def test_a_v1_database_migrates_forward(
+    store_factory: Any, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database left at schema v1 migrates to the current schema and keeps working.
+
+    (Rows written at v1 by a v1 gateway are not simulated here: today's code writes columns
+    that v1 lacks, which is exactly why serve refuses an old schema until it is migrated.)"""
+    module: Any = pg_sql if backend == "postgres" else sqlite
+    with monkeypatch.context() as patched:
+        patched.setattr(module, "MIGRATIONS", module.MIGRATIONS[:1])
+        old = await store_factory()
+        assert await old.schema_version() == 1
+    assert await old.migrate() == base.SCHEMA_VERSION
+    [fid] = await accept(old, new("NEW", due_by=T0 + timedelta(hours=1)))
+    assert next(c.filing.id for c in await claim(old)) == fid  # due_by orders the claim
+    assert await old.flag_at_risk(now=T0, due_before=T0 + timedelta(hours=2)) == [
+        (fid, T0 + timedelta(hours=1))
+    ]
+    result = await old.prune_audit(before=T0 + timedelta(days=1), actor=ACTOR, now=T0)
+    assert result.removed > 0
+    assert audit.verify_rows(await all_audit(old)).ok
+
+
+# --- audit: head, prune, redaction --------------------------------------------------------
+
+
+async def test_audit_head_is_the_last_row(store: base.Store) -> None:
+    """audit_head() is None on an empty trail, then the (seq, hash) of the newest row."""
+    assert await store.audit_head() is None
+    await accept(store, new())
+    last = (await all_audit(store))[-1]
+    assert await store.audit_head() == (last.seq, last.hash)
+
+
+async def three_hours_of_audit(store: base.Store) -> list[audit.AuditRow]:
+    """Two rows at T0, two at T0+1h, two at T0+2h (one filing accepted each hour)."""
+    for h in range(3):
+        await accept(store, new(f"H{h}"), now=T0 + timedelta(hours=h))
+    return await all_audit(store)
+
+
+async def test_prune_removes_older_rows_and_anchors_the_chain(store: base.Store) -> None:
+    """Rows written before `before` go; the audit.pruned anchor lets the rest verify."""
+    before = await three_hours_of_audit(store)
+    later = T0 + timedelta(days=400)
+    result = await store.prune_audit(before=T0 + timedelta(minutes=90), actor=ACTOR, now=later)
+    assert (result.removed, result.first_seq, result.last_seq, result.anchor_seq) == (4, 1, 4, 7)
+    after = await all_audit(store)
+    assert [r.seq for r in after] == [5, 6, 7]
+    anchor = after[-1]
+    assert anchor.event == audit.PRUNED
+    assert anchor.actor == "ci"
+    assert anchor.details == {
+        "before": "2025-03-04T13:30:00.000000Z",
+        "removed_from_seq": 1,
+        "removed_to_seq": 4,
+        "removed_rows": 4,
+        "continues_from": before[3].hash,
+        "request_id": "req-1",
+    }
+    verifier = audit.ChainVerifier()
+    assert all(verifier.feed(r) for r in after)
+    verified = verifier.finish()
+    assert verified.ok
+    assert (verified.first_seq, verified.last_seq) == (5, 7)
+    assert await store.audit_head() == (7, anchor.hash)
+
+
+async def test_prune_removes_nothing_inside_the_cutoff(store: base.Store) -> None:
+    """Nothing older than `before` (or only what a prune already removed): no rows, no anchor."""
+    rows_ = await three_hours_of_audit(store)
+    nothing = base.PruneResult(removed=0, first_seq=None, last_seq=None, anchor_seq=None)
+    assert await store.prune_audit(before=T0, actor=ACTOR, now=T0) == nothing
+    assert await all_audit(store) == rows_
+    first = await store.prune_audit(before=T0 + timedelta(hours=1), actor=ACTOR, now=T0)
+    assert first.removed == 2
+    again = await store.prune_audit(before=T0 + timedelta(hours=1), actor=ACTOR, now=T0)
+    assert again == nothing
+    assert audit.verify_rows(await all_audit(store)).ok
+
+
+async def test_prune_of_every_row_continues_the_chain(store: base.Store) -> None:
+    """Pruning the whole trail leaves the anchor at head+1, chained to the old head."""
+    rows_ = await three_hours_of_audit(store)
+    result = await store.prune_audit(before=T0 + timedelta(days=1), actor=ACTOR, now=T0)
+    assert (result.removed, result.last_seq, result.anchor_seq) == (6, 6, 7)
+    [anchor] = await all_audit(store)
+    assert (anchor.seq, anchor.prev_hash) == (7, rows_[-1].hash)
+    assert audit.verify_rows([anchor]).ok
+    await accept(store, new("after"))
+    assert audit.verify_rows(await all_audit(store)).ok
+
+
+async def test_delete_is_refused_again_after_a_prune(store: base.Store, backend: str) -> None:
+    """The prune guard opens only inside the prune: afterwards DELETE, UPDATE, TRUNCATE fail."""
+    await three_hours_of_audit(store)
+    await store.prune_audit(before=T0 + timedelta(hours=1), actor=ACTOR, now=T0)
+    statements = ["DELETE FROM audit WHERE seq = 5", "UPDATE audit SET actor = 'mallory'"]
+    if backend == "postgres":
+        statements.append("TRUNCATE audit")
+    for sql in statements:
+        with pytest.raises((sqlite3.DatabaseError, asyncpg.PostgresError), match="append-only"):
+            await raw(store, backend, sql)
+    assert [r.seq for r in await all_audit(store)] == [3, 4, 5, 6, 7]
+
+
+@pytest.mark.postgres
+async def test_postgres_guard_cannot_be_faked_with_a_temporary_table(pg_schema_dsn: str) -> None:
+    """A temp table named audit_prune_guard (first on search_path) does not open DELETE."""
+    store = postgres.PostgresStore(pg_schema_dsn, retry_s=3.0)
+    await store.open()
+    try:
+        await store.migrate()
+        await accept(store, new())
+        async with store._pool.acquire() as conn:  # type: ignore[union-attr]
+            await conn.execute("CREATE TEMP TABLE audit_prune_guard (id INTEGER)")
+            await conn.execute("INSERT INTO audit_prune_guard VALUES (1)")
+            with pytest.raises(asyncpg.PostgresError, match="append-only"):
+                await conn.execute("DELETE FROM audit")
+            await conn.execute("DROP TABLE pg_temp.audit_prune_guard")
+        assert len(await all_audit(store)) == 2
+    finally:
+        await store.close()
+
+
+async def test_audit_details_are_redacted_before_hashing(store_factory: Any) -> None:
+    """With a redactor, configured paths and secrets are masked in the stored, hashed row."""
+    store = await store_factory(redactor=redact.Redactor(["importer.tax_id"]))
+    details = {"importer": {"tax_id": "12-3456789AB"}, "password": "hunter2", "n": 1}
+    await store.append_audit("config.loaded", actor=ACTOR, now=T0, details=details)
+    [row] = await all_audit(store)
+    assert row.details["importer"]["tax_id"] != "12-3456789AB"
+    assert "hunter2" not in audit.canonical(row.details)
+    assert row.details["n"] == 1
+    assert row.details["request_id"] == "req-1"
+    assert audit.verify_rows([row]).ok
+    assert details["password"] == "hunter2"  # the caller's dict is left alone
+
+
+# --- claim order --------------------------------------------------------------------------
+
+
+async def test_claim_takes_earliest_due_by_first_then_acceptance_order(store: base.Store) -> None:
+    """Heads are claimed by due_by (none last), ties and undated ones in acceptance order."""
+    undated, late, soon, undated2, soon2 = await accept(
+        store,
+        new("A"),
+        new("B", due_by=T0 + timedelta(hours=2)),
+        new("C", due_by=T0 + timedelta(hours=1)),
+        new("D"),
+        new("E", due_by=T0 + timedelta(hours=1)),
+    )
+    first = await store.claim(owner="p1", now=T0, lease_s=30, limits={"ace": 2})
+    assert [c.filing.id for c in first] == [soon, soon2]
+    rest = await claim(store)
+    assert [c.filing.id for c in rest] == [late, undated, undated2]
+
+
+async def test_due_by_order_never_overtakes_within_an_ordering_key(store: base.Store) -> None:
+    """A later filing of a key with an earlier due_by still waits behind its head."""
+    head, _urgent = await accept(
+        store,
+        new("K1", ordering_key="K"),
+        new("K2", ordering_key="K", due_by=T0 + timedelta(minutes=5)),
+    )
+    assert [c.filing.id for c in await claim(store)] == [head]
+
+
+# --- outages ------------------------------------------------------------------------------
+
+
+async def test_outages_are_added_listed_and_removed(store: base.Store) -> None:
+    """add → listed (ended ones only with include_past) → remove; 404 unknown, 409 twice."""
+    ace = await store.add_outage(
+        outages.OutageRequest(adapter="ace", reason="CSMS 123", reference="CSMS-123"),
+        actor=ACTOR,
+        now=T0,
+    )
+    past = await store.add_outage(
+        outages.OutageRequest(
+            environment=models.Environment.CERT,
+            starts_at=T0 - timedelta(hours=2),
+            ends_at=T0 - timedelta(hours=1),
+            reason="maintenance",
+        ),
+        actor=ACTOR,
+        now=T0,
+    )
+    assert ace.starts_at == T0
+    assert ace.created_by == "ci"
+    assert await store.list_outages(now=T0) == [ace]
+    assert await store.list_outages(now=T0, include_past=True) == [past, ace]
+    removed = await store.remove_outage(ace.id, actor=ACTOR, now=T0 + timedelta(minutes=1))
+    assert removed.removed_at == T0 + timedelta(minutes=1)
+    assert await store.list_outages(now=T0) == []
+    with pytest.raises(errors.Conflict):
+        await store.remove_outage(ace.id, actor=ACTOR, now=T0)
+    with pytest.raises(errors.NotFound):
+        await store.remove_outage("out_nope", actor=ACTOR, now=T0)
+    trail = await all_audit(store)
+    assert [r.event for r in trail] == ["outage.added", "outage.added", "outage.removed"]
+    assert trail[0].details["outage_id"] == ace.id
+    assert trail[2].details["released_deliveries"] == 0
+    assert audit.verify_rows(trail).ok
+
+
+async def test_defer_held_defers_due_deliveries_without_spending_attempts(
+    store: base.Store,
+) -> None:
+    """Due deliveries of the adapter move to deferred (audited once); others are untouched."""
+    busy, waiting, other = await accept(store, new("A"), new("B"), new("C", adapters=("copy",)))
+    [_busy, c_waiting] = await claim(store, lease_s=86400)
+    await store.schedule_retry(c_waiting, now=T0, at=T0, error="503")
+    until = T0 + timedelta(hours=1)
+    assert await store.defer_held(adapter="ace", until=until, reason="ACE down", now=T0) == 1
+    view = await store.get_filing(waiting)
+    assert view is not None
+    d = view.deliveries[0]
+    assert (d.state, d.attempts, d.next_attempt_at, d.last_error) == (
+        models.DeliveryState.DEFERRED,
+        1,
+        until,
+        "ACE down",
+    )
+    assert view.status is models.FilingStatus.DEFERRED
+    assert await states(store, busy) == ["in_flight"]
+    assert await states(store, other) == ["pending"]
+    # not due yet: untouched
+    assert await store.defer_held(adapter="ace", until=until, reason="x", now=T0) == 0
+    n_rows = len(await all_audit(store))
+    # due again while still held: only its time moves, no new audit row
+    later = T0 + timedelta(hours=2)
+    assert await store.defer_held(adapter="ace", until=later, reason="still", now=until) == 1
+    assert len(await all_audit(store)) == n_rows
+    assert await claim(store, at=until) == []
+    [again] = await claim(store, at=later)
+    assert again.delivery_id == c_waiting.delivery_id
+    deferred = [r for r in await all_audit(store) if r.event == "delivery.deferred"]
+    assert [(r.filing_id, r.details["reason"]) for r in deferred] == [(waiting, "ACE down")]
+
+
+async def test_defer_held_can_hold_one_environment(store: base.Store) -> None:
+    """With an environment, only deliveries of filings in that environment are deferred."""
+    cert, prod = await accept(store, new("C"), new("P", environment="production"))
+    until = T0 + timedelta(hours=1)
+    n = await store.defer_held(adapter="ace", environment="cert", until=until, reason="r", now=T0)
+    assert n == 1
+    assert await states(store, cert) == ["deferred"]
+    assert await states(store, prod) == ["pending"]
+
+
+async def test_removing_an_outage_makes_its_deferred_deliveries_due(store: base.Store) -> None:
+    """remove_outage releases what the outage deferred, in its scope only, at once."""
+    ace = await store.add_outage(outages.OutageRequest(adapter="ace"), actor=ACTOR, now=T0)
+    cert = await store.add_outage(
+        outages.OutageRequest(environment=models.Environment.CERT), actor=ACTOR, now=T0
+    )
+    a_cert, a_prod, c_cert, c_prod = await accept(
+        store,
+        new("AC"),
+        new("AP", environment="production"),
+        new("CC", adapters=("copy",)),
+        new("CP", adapters=("copy",), environment="production"),
+    )
+    until = T0 + timedelta(days=1)
+    for adapter in ("ace", "copy"):
+        await store.defer_held(adapter=adapter, until=until, reason="held", now=T0)
+    now = T0 + timedelta(minutes=5)
+    limits = {"ace": 10, "copy": 10}
+    assert await store.claim(owner="p", now=now, lease_s=30, limits=limits) == []
+    await store.remove_outage(ace.id, actor=ACTOR, now=now)
+    got = await store.claim(owner="p", now=now, lease_s=30, limits=limits)
+    assert sorted(c.filing.id for c in got) == sorted([a_cert, a_prod])
+    await store.remove_outage(cert.id, actor=ACTOR, now=now)
+    got = await store.claim(owner="p", now=now, lease_s=30, limits=limits)
+    assert [c.filing.id for c in got] == [c_cert]
+    assert await states(store, c_prod) == ["deferred"]
+    removed = [r for r in await all_audit(store) if r.event == "outage.removed"]
+    assert [r.details["released_deliveries"] for r in removed] == [2, 1]
+
+
+# --- deadlines ----------------------------------------------------------------------------
+
+
+async def test_flag_at_risk_flags_each_filing_once(store: base.Store) -> None:
+    """Filings due inside the margin or an outage window are flagged and audited once."""
+    soon, in_window, far, undated, other_env = await accept(
+        store,
+        new("S", due_by=T0 + timedelta(minutes=30)),
+        new("W", due_by=T0 + timedelta(hours=5)),
+        new("F", due_by=T0 + timedelta(days=3)),
+        new("U"),
+        new("O", due_by=T0 + timedelta(hours=5), environment="production"),
+    )
+    window = base.RiskWindow(
+        start=T0 + timedelta(hours=4),
+        end=T0 + timedelta(hours=6),
+        reason="ACE cert maintenance",
+        adapter="ace",
+        environment="cert",
+    )
+    flagged = await store.flag_at_risk(now=T0, due_before=T0 + timedelta(hours=1), windows=[window])
+    assert flagged == [
+        (soon, T0 + timedelta(minutes=30)),
+        (in_window, T0 + timedelta(hours=5)),
+    ]
+    again = await store.flag_at_risk(now=T0, due_before=T0 + timedelta(days=1), windows=[window])
+    assert again == [(other_env, T0 + timedelta(hours=5))]
+    assert await store.flag_at_risk(now=T0, due_before=T0 + timedelta(days=9)) == [
+        (far, T0 + timedelta(days=3))
+    ]
+    marks = [r for r in await all_audit(store) if r.event == "filing.at_risk"]
+    assert [r.filing_id for r in marks] == [soon, in_window, other_env, far]
+    assert marks[1].details == {
+        "due_by": "2025-03-04T17:00:00.000000Z",
+        "reason": "ACE cert maintenance",
+    }
+    view = await store.get_filing(undated)
+    assert view is not None
+    assert not view.at_risk
+
+
+async def test_flag_at_risk_from_two_stores_flags_once(store_factory: Any) -> None:
+    """Concurrent deadline scans in two processes flag (and audit) each filing once."""
+    stores = [await store_factory(), await store_factory()]
+    await stores[0].accept(
+        [new(f"D{i}", due_by=T0 + timedelta(minutes=i)) for i in range(40)], actor=ACTOR, now=T0
+    )
+    results: list[list[tuple[str, datetime]]] = []
+
+    async def scan(s: base.Store) -> None:
+        results.append(await s.flag_at_risk(now=T0, due_before=T0 + timedelta(hours=1)))
+
+    async with anyio.create_task_group() as tg:
+        for s in stores * 3:
+            tg.start_soon(scan, s)
+    flagged = [f for r in results for f in r]
+    assert len(flagged) == len({f for f, _ in flagged}) == 40
+    rows_ = await all_audit(stores[1])
+    assert sum(r.event == "filing.at_risk" for r in rows_) == 40
+    assert audit.verify_rows(rows_).ok
+
+
+async def test_at_risk_filter_lists_flagged_unsettled_filings(store: base.Store) -> None:
+    """at_risk=True lists flagged filings not yet settled; a delivered one drops out."""
+    risky, settled, calm = await accept(
+        store,
+        new("R", due_by=T0 + timedelta(minutes=10)),
+        new("S", due_by=T0 + timedelta(minutes=20)),
+        new("C", due_by=T0 + timedelta(days=2)),
+    )
+    await store.flag_at_risk(now=T0, due_before=T0 + timedelta(hours=1))
+    claims = await claim(store)
+    [done] = [c for c in claims if c.filing.id == settled]
+    await store.complete(done, now=T0, receipt={})
+
+    async def listed(at_risk: bool) -> list[str]:
+        page = await store.list_filings(base.ListFilter(at_risk=at_risk), limit=10, cursor=None)
+        return [v.id for v in page.items]
+
+    assert await listed(True) == [risky]
+    assert await listed(False) == [calm, settled]
+    view = await store.get_filing(risky)
+    assert view is not None
+    assert view.at_risk

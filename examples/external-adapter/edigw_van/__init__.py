@@ -1,0 +1,1 @@
+"""An example external edi-gateway adapter: filings to a VAN through its HTTP API."""
