@@ -14,7 +14,7 @@ from typing import Any
 import asyncpg
 
 from gateway import audit, errors, ids, models
-from gateway.store import base, pg_sql, rows
+from gateway.store import base, pg_callbacks, pg_sql, rows
 from gateway.store.base import Actor, Claim
 
 Conn = asyncpg.Connection
@@ -81,16 +81,27 @@ class Trail:
 
 
 async def refresh_status(conn: Conn, filing_seqs: set[int], now_us: int) -> None:
+    """Re-derive the filings' statuses; queue a callback where one changed (schema v5).
+
+    The filing rows are locked first (in seq order), so the delivery states read next
+    include every change committed by a concurrent refresher of the same filing, and
+    ``previous_status`` is the status the last one wrote.
+    """
     if not filing_seqs:
         return
+    before = {
+        r[0]: (r[1], r[2]) for r in await conn.fetch(pg_sql.LOCK_FILINGS, sorted(filing_seqs))
+    }
     found = await conn.fetch(pg_sql.FILING_STATES, sorted(filing_seqs))
-    await conn.executemany(
-        pg_sql.SET_STATUS,
-        [
-            (models.derive_status([models.DeliveryState(s) for s in states]).value, now_us, fs)
-            for fs, states in found
-        ],
-    )
+    changes = [
+        (models.derive_status([models.DeliveryState(s) for s in states]).value, now_us, fs)
+        for fs, states in found
+    ]
+    await conn.executemany(pg_sql.SET_STATUS, changes)
+    for status, _, fs in changes:
+        previous, callback_url = before.get(fs, (status, None))
+        if callback_url and previous != status:
+            await pg_callbacks.enqueue_callback(conn, fs, previous, status, now_us)
 
 
 async def lock_keys(conn: Conn, keys: set[str]) -> None:
@@ -138,6 +149,7 @@ async def accept(
             f.source,
             rows.us(f.received_at),
             now_us,
+            f.source_event_id,
         )
         if filing_seq is None:  # the idempotency key exists (maybe committed just now)
             results.append(await _earlier(conn, f))
@@ -153,6 +165,7 @@ async def accept(
                 "filer_code": f.filer_code,
                 "body_hash": f.body_hash,
                 "source": f.source,
+                "source_event_id": f.source_event_id,
                 "adapters": item.adapters,
             },
         )
@@ -444,8 +457,10 @@ async def list_filings(
         where.append(f"f.received_at >= {arg(rows.us(flt.since))}")
     if flt.until is not None:
         where.append(f"f.received_at < {arg(rows.us(flt.until))}")
-    if flt.state is not None or flt.adapter is not None:
+    if flt.state is not None or flt.adapter is not None or flt.ack_overdue is not None:
         sub = ["d.filing_seq = f.seq"]
+        if flt.ack_overdue is not None:
+            sub.append(f"d.ack_overdue = {arg(flt.ack_overdue)}")
         if flt.state is not None:
             sub.append(f"d.state = {arg(flt.state.value)}")
         if flt.adapter is not None:
