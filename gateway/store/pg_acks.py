@@ -7,9 +7,7 @@ Concurrency, beyond what ``postgres.py`` says:
   pure decision sees its state, so two acks of one delivery are decided one after the
   other; the ack row goes in with ``ON CONFLICT (fingerprint) DO NOTHING`` *before*
   anything changes, so a concurrent duplicate changes nothing and reads back the first;
-* ``allocate_controls`` is one ``INSERT … ON CONFLICT DO UPDATE … RETURNING`` (the
-  counter row lock serializes allocations of a sender/receiver/usage across processes),
-  fenced by a share lock on the delivery row at the claim's token.
+* X12 control numbers are in ``pg_x12``.
 """
 
 from __future__ import annotations
@@ -21,7 +19,7 @@ from typing import Any
 
 import asyncpg
 
-from gateway import audit, errors, ids, models, x12
+from gateway import audit, errors, ids, models
 from gateway.store import base, pg_mixin, pg_ops, pg_sql, rows
 from gateway.store.base import Actor
 
@@ -72,25 +70,6 @@ UPDATE deliveries SET ack_due_at = NULL, ack_overdue = FALSE, hold_until_ack = F
     updated_at = $2
 WHERE filing_seq = $3 AND state = 'delivered' RETURNING id, adapter
 """
-_FENCE = (
-    "SELECT 1 FROM deliveries WHERE id = $1 AND lease_token = $2 AND state = 'in_flight' FOR SHARE"
-)
-_TOP = x12.MAX_CONTROL
-_ALLOCATE = f"""
-INSERT INTO x12_counters AS c VALUES ($1, $2, $3, 1, 1)
-ON CONFLICT (sender, receiver, usage) DO UPDATE SET
-    last_interchange = CASE WHEN c.last_interchange >= {_TOP} THEN 1
-                            ELSE c.last_interchange + 1 END,
-    last_group = CASE WHEN c.last_group >= {_TOP} THEN 1 ELSE c.last_group + 1 END
-RETURNING last_interchange, last_group
-"""
-_RECORD_ALLOCATION = """
-INSERT INTO x12_allocations (sender, receiver, usage, interchange_control, group_control,
-    delivery_id, filing_id, attempt, allocated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-"""
-
-
 # --- delivery completion with an ack expectation ----------------------------------------
 
 
@@ -427,39 +406,6 @@ async def close_ack(
     return base.Action(filing_id, [r[0] for r in changed])
 
 
-# --- X12 control numbers ----------------------------------------------------------------
-
-
-async def allocate_controls(
-    conn: Conn,
-    sender: str,
-    receiver: str,
-    usage: str,
-    delivery_id: str,
-    filing_id: str,
-    attempt: int,
-    now: datetime,
-    token: int | None,
-) -> base.Controls | None:
-    """Next interchange and group numbers of a sender/receiver/usage; None if the lease is gone."""
-    if token is not None and await conn.fetchval(_FENCE, delivery_id, token) is None:
-        return None
-    interchange, group = await conn.fetchrow(_ALLOCATE, sender, receiver, usage)
-    await conn.execute(
-        _RECORD_ALLOCATION,
-        sender,
-        receiver,
-        usage,
-        interchange,
-        group,
-        delivery_id,
-        filing_id,
-        attempt,
-        rows.us(now),
-    )
-    return base.Controls(interchange=interchange, group=group)
-
-
 class AcksMixin(pg_mixin.Transactional):
     """The ack, ack-deadline and control-number methods of ``PostgresStore``."""
 
@@ -502,21 +448,3 @@ class AcksMixin(pg_mixin.Transactional):
         self, filing_id: str, *, actor: Actor, now: datetime, reason: str
     ) -> base.Action:
         return await self._write(lambda c: close_ack(c, filing_id, actor, now, reason))
-
-    async def allocate_controls(
-        self,
-        *,
-        sender: str,
-        receiver: str,
-        usage: str,
-        delivery_id: str,
-        filing_id: str,
-        attempt: int,
-        now: datetime,
-        token: int | None = None,
-    ) -> base.Controls | None:
-        return await self._write(
-            lambda c: allocate_controls(
-                c, sender, receiver, usage, delivery_id, filing_id, attempt, now, token
-            )
-        )

@@ -42,6 +42,7 @@ from gateway.store import (
     pg_monitoring,
     pg_ops,
     pg_sql,
+    pg_x12,
     rows,
 )
 from gateway.store.base import Actor, Claim
@@ -78,12 +79,13 @@ def _retryable(exc: BaseException) -> bool:
 class PostgresStore(
     pg_inbound.InboundMixin,
     pg_acks.AcksMixin,
+    pg_x12.ControlsMixin,
     pg_callbacks.CallbacksMixin,
     pg_monitoring.MonitoringMixin,
 ):
     """``Store`` on a PostgreSQL database shared by any number of gateway processes.
 
-    Rejected events, acks (with ``complete``), callbacks and monitoring are in the
+    Rejected events, acks (with ``complete``), X12 controls, callbacks and monitoring are in the
     ``pg_*`` mixins (schema v4, v5).
     """
 
