@@ -38,9 +38,9 @@ class Trail:
     they are hashed, as on SQLite, so the chain holds only the masked values.
     """
 
-    def __init__(self, now: datetime, redactor: redact.Redactor) -> None:
+    def __init__(self, now: datetime, redactor: redact.Redactor | None = None) -> None:
         self.at = rows.iso(now)
-        self.redactor = redactor
+        self.redactor = redactor or redact.Redactor()
         self.items: list[tuple[str, str, str | None, str | None, dict[str, Any]]] = []
 
     def add(

@@ -15,24 +15,35 @@ from typing import Any
 import asyncpg
 
 from gateway import errors, ids, models, redact
-from gateway.store import base, pg_audit, pg_sql, rows
+from gateway.store import base, pg_audit, pg_callbacks, pg_sql, rows
 from gateway.store.base import Actor, Claim
 
 Conn = asyncpg.Connection
 
 
 async def refresh_status(conn: Conn, filing_seqs: set[int], now_us: int) -> None:
+    """Re-derive the filings' statuses; queue a callback where one changed (schema v5).
+
+    The filing rows are locked first (in seq order), so the delivery states read next
+    include every change committed by a concurrent refresher of the same filing, and
+    ``previous_status`` is the status the last one wrote.
+    """
     if not filing_seqs:
         return
+    before = {
+        r[0]: (r[1], r[2]) for r in await conn.fetch(pg_sql.LOCK_FILINGS, sorted(filing_seqs))
+    }
     found = await conn.fetch(pg_sql.FILING_STATES, sorted(filing_seqs))
     # in seq order, the order flag_at_risk locks filings in too: fewer deadlocks
-    await conn.executemany(
-        pg_sql.SET_STATUS,
-        [
-            (models.derive_status([models.DeliveryState(s) for s in states]).value, now_us, fs)
-            for fs, states in sorted(found)
-        ],
-    )
+    changes = [
+        (models.derive_status([models.DeliveryState(s) for s in states]).value, now_us, fs)
+        for fs, states in sorted(found)
+    ]
+    await conn.executemany(pg_sql.SET_STATUS, changes)
+    for status, _, fs in changes:
+        previous, callback_url = before.get(fs, (status, None))
+        if callback_url and previous != status:
+            await pg_callbacks.enqueue_callback(conn, fs, previous, status, now_us)
 
 
 async def lock_keys(conn: Conn, keys: set[str]) -> None:
@@ -84,6 +95,7 @@ async def accept(
             f.source,
             rows.us(f.received_at),
             now_us,
+            f.source_event_id,
         )
         if filing_seq is None:  # the idempotency key exists (maybe committed just now)
             results.append(await _earlier(conn, f))
@@ -99,6 +111,7 @@ async def accept(
                 "filer_code": f.filer_code,
                 "body_hash": f.body_hash,
                 "source": f.source,
+                "source_event_id": f.source_event_id,
                 "adapters": item.adapters,
             },
         )

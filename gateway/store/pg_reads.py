@@ -58,8 +58,10 @@ async def list_filings(
     if flt.at_risk is not None:
         risky = f"(f.at_risk_at IS NOT NULL AND f.status NOT IN {pg_sql.SETTLED})"
         where.append(risky if flt.at_risk else f"NOT {risky}")
-    if flt.state is not None or flt.adapter is not None:
+    if flt.state is not None or flt.adapter is not None or flt.ack_overdue is not None:
         sub = ["d.filing_seq = f.seq"]
+        if flt.ack_overdue is not None:
+            sub.append(f"d.ack_overdue = {arg(flt.ack_overdue)}")
         if flt.state is not None:
             sub.append(f"d.state = {arg(flt.state.value)}")
         if flt.adapter is not None:

@@ -14,6 +14,8 @@ locks in two namespaces (the two-int form, so they never collide with anyone els
 
 from __future__ import annotations
 
+from gateway.store import pg_schema_more
+
 LOCK_AUDIT = (0x6564_6777, 1)  # 'edgw', 1
 LOCK_ORDER_NS = 0x6564_6778
 LOCK_MIGRATE = (0x6564_6777, 2)
@@ -171,23 +173,27 @@ CREATE INDEX deliveries_claim ON deliveries (adapter, {DUE_KEY}, seq)
 """,
     ),
 ]
+# v4 (inbound) and v5 (acks, callbacks) live in pg_schema_more; applied in list order
+MIGRATIONS += pg_schema_more.MIGRATIONS
 
 F_COLS = (
     "f.seq, f.id, f.filing_type, f.environment, f.reference, f.filer_code, f.idempotency_key, "
     "f.body_hash, f.ordering_key, f.due_by, f.content_type, f.payload, f.payload_is_json, "
-    "f.callback_url, f.metadata, f.source, f.received_at, f.status, f.at_risk_at"
+    "f.callback_url, f.metadata, f.source, f.received_at, f.status, f.at_risk_at, "
+    "f.source_event_id"
 )
 D_COLS = (
     "d.seq, d.id, d.filing_id, d.adapter, d.state, d.attempts, d.available_at, d.last_error, "
-    "d.receipt, d.created_at, d.updated_at, d.delivered_at, d.filing_seq"
+    "d.receipt, d.created_at, d.updated_at, d.delivered_at, d.filing_seq, "
+    "d.ack_due_at, d.ack_overdue, d.ack"
 )
 A_COLS = "seq, at, actor, filing_id, delivery_id, event, details, prev_hash, hash"
 
 INSERT_FILING = """
 INSERT INTO filings (id, filing_type, environment, reference, filer_code, idempotency_key,
     body_hash, ordering_key, due_by, content_type, payload, payload_is_json, callback_url,
-    metadata, source, received_at, status, updated_at)
-VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,'pending',$17)
+    metadata, source, received_at, status, updated_at, source_event_id)
+VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,'pending',$17,$18)
 ON CONFLICT (idempotency_key) DO NOTHING
 RETURNING seq
 """
@@ -218,6 +224,11 @@ CLAIM = f"""
 WITH heads AS (
     SELECT d.seq, d.state AS was FROM deliveries d
     WHERE d.adapter = $1 AND d.state IN {CLAIMABLE} AND d.available_at <= $2
+      -- v5: a delivered predecessor held until its ack still holds the key
+      AND NOT EXISTS (
+        SELECT 1 FROM deliveries h
+        WHERE h.adapter = d.adapter AND h.ordering_key = d.ordering_key AND h.seq < d.seq
+          AND h.state = 'delivered' AND h.hold_until_ack)
       AND NOT EXISTS (
         SELECT 1 FROM deliveries e
         WHERE e.adapter = d.adapter AND e.ordering_key = d.ordering_key AND e.seq < d.seq
@@ -274,6 +285,10 @@ RETURNING id, filing_id, filing_seq, adapter, state
 FILING_STATES = (
     "SELECT filing_seq, array_agg(state) FROM deliveries WHERE filing_seq = ANY($1::bigint[]) "
     "GROUP BY filing_seq"
+)
+LOCK_FILINGS = (
+    "SELECT seq, status, callback_url FROM filings WHERE seq = ANY($1::bigint[]) "
+    "ORDER BY seq FOR UPDATE"
 )
 SET_STATUS = "UPDATE filings SET status = $1, updated_at = $2 WHERE seq = $3"
 AUDIT_HEAD = "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1"

@@ -36,7 +36,20 @@ import structlog
 import tenacity
 
 from gateway import audit, errors, models, outages, redact
-from gateway.store import base, pg_audit, pg_ops, pg_outages, pg_reads, pg_sql, rows
+from gateway.store import (
+    base,
+    pg_acks,
+    pg_audit,
+    pg_callbacks,
+    pg_inbound,
+    pg_monitoring,
+    pg_ops,
+    pg_outages,
+    pg_reads,
+    pg_sql,
+    pg_x12,
+    rows,
+)
 from gateway.store.base import Actor, Claim
 
 T = TypeVar("T")
@@ -68,8 +81,18 @@ def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, _CONNECTION_ERRORS + _CONFLICT_ERRORS)
 
 
-class PostgresStore:
-    """``Store`` on a PostgreSQL database shared by any number of gateway processes."""
+class PostgresStore(
+    pg_inbound.InboundMixin,
+    pg_acks.AcksMixin,
+    pg_x12.ControlsMixin,
+    pg_callbacks.CallbacksMixin,
+    pg_monitoring.MonitoringMixin,
+):
+    """``Store`` on a PostgreSQL database shared by any number of gateway processes.
+
+    Rejected events, acks (with ``complete``), X12 controls, callbacks and monitoring are in the
+    ``pg_*`` mixins (schema v4, v5).
+    """
 
     def __init__(
         self,
@@ -215,19 +238,6 @@ class PostgresStore:
             )
         )
         return int(status.rsplit(" ", 1)[-1])
-
-    async def complete(self, claim: Claim, *, now: datetime, receipt: dict[str, Any]) -> bool:
-        return await self._finish(
-            claim,
-            now,
-            models.DeliveryState.DELIVERED,
-            now,
-            None,
-            receipt,
-            True,
-            "delivery.sent",
-            {"receipt": receipt},
-        )
 
     async def schedule_retry(
         self, claim: Claim, *, now: datetime, at: datetime, error: str

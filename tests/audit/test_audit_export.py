@@ -161,6 +161,7 @@ def test_verify_file_without_the_key_checks_the_chain_and_warns(tmp_path, trail,
     path = tmp_path / "all.jsonl"
     export(trail, path)
     monkeypatch.delenv("EDIGW_AUDIT__HMAC_KEY")
+    monkeypatch.chdir(tmp_path)  # no ./var/audit-checkpoints key left by anything else
     code = cli.main(["audit", "verify", "--config", str(tmp_path / "absent.toml"),
                      "--file", str(path)])
     captured = capsys.readouterr()
