@@ -109,14 +109,18 @@ class HostPolicy:
 
     @staticmethod
     def split(url: str) -> tuple[str, int]:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        try:
+            parts = urlsplit(url)
+            hostname = parts.hostname
+        except ValueError as exc:  # e.g. "Invalid IPv6 URL" for an unbalanced "["
+            raise CallbackRefused(f"callback URL is not a URL: {exc}") from exc
+        if parts.scheme not in ("http", "https") or not hostname:
             raise CallbackRefused("a callback URL is http(s)://host[:port]/path")
         try:
             port = parts.port or (443 if parts.scheme == "https" else 80)
         except ValueError as exc:
             raise CallbackRefused(f"callback URL port: {exc}") from exc
-        return parts.hostname, port
+        return hostname, port
 
     def check_host(self, host: str, port: int) -> None:
         if not self.entries:

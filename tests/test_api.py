@@ -278,3 +278,17 @@ async def test_request_id_is_returned_and_recorded(tmp_path, start_gateway):
     _, hist = await gw.get(f"/v1/filings/{filing_id}/history")
     accepted = [e for e in hist["events"] if e["event"] == "filing.accepted"]
     assert accepted[0]["details"]["request_id"] == "req-42"
+
+
+async def test_lone_surrogates_and_broken_callback_urls_are_client_errors(tmp_path, start_gateway):
+    """Found by schemathesis: an unpaired \\ud800 is 400 and a URL with '[' is 422, not 500."""
+    gw = await start_gateway(base_config(tmp_path))
+    body = json.dumps(example()).replace('"payload": {', '"payload": {"x": "\\ud800", ')
+    async with gw.session.post(gw.url + "/v1/filings", data=body.encode(),
+                               headers={"Content-Type": "application/json"}) as r:
+        assert r.status == 400
+        assert "surrogate" in (await r.json())["error"]["message"]
+    status, err = await gw.post("/v1/filings", example(callback_url="https://g[x/"))
+    assert status == 422
+    assert err["error"]["code"] == "callback_refused"
+    assert count_rows(tmp_path) == 0

@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from gateway import errors, models, outages
+from gateway import errors, jsonio, models, outages
 from gateway.api import auth
 from gateway.api.errors import REQUEST_ID, validation_details
 from gateway.service import Inbound, Service, Submitted
@@ -51,10 +51,7 @@ async def read_json(request: web.Request, limit: int) -> Any:
     raw = await read_body(request, limit)
     if not raw.strip():
         raise errors.MalformedInput("the request body is empty; send a JSON document")
-    try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise errors.MalformedInput(f"the request body is not valid JSON: {exc}") from exc
+    return jsonio.loads(raw)
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:

@@ -21,7 +21,7 @@ from cloudevents.core.bindings import rabbitmq as ce_rabbitmq
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
-from gateway import errors
+from gateway import errors, jsonio
 
 STRUCTURED = "application/cloudevents+json"
 BATCH = "application/cloudevents-batch+json"
@@ -148,10 +148,7 @@ def from_document(document: Any, *, prefix: str = "") -> Envelope:
 
 
 def _decode(body: bytes) -> Any:
-    try:
-        return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise errors.MalformedInput(f"the CloudEvent is not valid JSON: {exc}") from exc
+    return jsonio.loads(body, what="the CloudEvent")
 
 
 def from_http(headers: Mapping[str, str], body: bytes) -> Envelope:
