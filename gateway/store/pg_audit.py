@@ -7,6 +7,7 @@ from all processes extend one hash chain and the lock is held only briefly.
 
 from __future__ import annotations
 
+import contextvars
 import json
 from datetime import datetime
 from typing import Any
@@ -31,6 +32,13 @@ async def lock_head(conn: Conn) -> tuple[int, str]:
     return (int(head[0]), str(head[1])) if head else _EMPTY
 
 
+#: the redactor of the store whose transaction is running (``PostgresStore._write`` sets it),
+#: so transaction bodies that do not take one still redact with the configured paths
+STORE_REDACTOR: contextvars.ContextVar[redact.Redactor | None] = contextvars.ContextVar(
+    "edigw_store_redactor", default=None
+)
+
+
 class Trail:
     """Audit rows of one transaction; ``flush`` chains them onto the shared head.
 
@@ -40,7 +48,7 @@ class Trail:
 
     def __init__(self, now: datetime, redactor: redact.Redactor | None = None) -> None:
         self.at = rows.iso(now)
-        self.redactor = redactor or redact.Redactor()
+        self.redactor = redactor or STORE_REDACTOR.get() or redact.Redactor()
         self.items: list[tuple[str, str, str | None, str | None, dict[str, Any]]] = []
 
     def add(

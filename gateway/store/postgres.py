@@ -205,7 +205,11 @@ class PostgresStore(
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _write(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-        return await self._run(fn, write=True)
+        token = pg_audit.STORE_REDACTOR.set(self.redactor)
+        try:
+            return await self._run(fn, write=True)
+        finally:
+            pg_audit.STORE_REDACTOR.reset(token)
 
     async def _read(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         return await self._run(fn, write=False)

@@ -582,3 +582,17 @@ async def test_bulk_refuses_a_state_the_action_cannot_start_from(store: base.Sto
             reason="x",
             limit=5,
         )
+
+
+async def test_configured_redact_paths_apply_to_rejected_event_audit_rows(
+    store_factory: Any,
+) -> None:
+    """The store's [audit] redact_paths mask audit details of every operation, on both backends."""
+    from gateway import redact
+
+    store = await store_factory(redactor=redact.Redactor(["reason"]))
+    event = rejected("ev-secret").model_copy(update={"reason": "tax id TOPSECRET-VALUE-1234"})
+    assert await store.reject_event(event) is True
+    [row] = [r for r in await all_audit(store) if r.event == "event.rejected"]
+    assert "TOPSECRET" not in str(row.details)
+    assert audit.verify_rows(await all_audit(store)).ok
