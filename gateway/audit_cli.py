@@ -23,7 +23,7 @@ from typing import Any, TextIO
 import anyio
 
 from gateway import audit, audit_export, checkpoints, config, errors
-from gateway.cli import EXIT_FAILED, EXIT_OK, EXIT_REFUSED, EXIT_USAGE
+from gateway.client import EXIT_FAILED, EXIT_OK, EXIT_REFUSED, EXIT_USAGE
 from gateway.store import base
 
 

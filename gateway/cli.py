@@ -18,8 +18,7 @@ from typing import Any
 import anyio
 
 from gateway import config, errors, logs, redact, registry
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_REFUSED, EXIT_UNAVAILABLE = range(6)
+from gateway.client import EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE
 
 
 def _add_config(p: argparse.ArgumentParser) -> None:

@@ -21,16 +21,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import service_missing
+
 RABBITMQ_HOST = os.environ.get("EDIGW_TEST_RABBITMQ_HOST", "127.0.0.1")
 RABBITMQ_PORT = int(os.environ.get("EDIGW_TEST_RABBITMQ_PORT", "5672"))
 SSHD = Path(os.environ.get("EDIGW_TEST_SSHD", "/usr/sbin/sshd"))
-
-
-def service_missing(reason: str) -> None:
-    """Skip with the reason, or fail on CI (EDIGW_REQUIRE_SERVICES=1)."""
-    if os.environ.get("EDIGW_REQUIRE_SERVICES") == "1":
-        pytest.fail(f"required service unavailable: {reason}")
-    pytest.skip(reason)
 
 
 def free_port() -> int:

@@ -249,23 +249,6 @@ def check_history(got: list[Got], accepted: list[str], key_of: dict[str, str]) -
     return len(got), len(got) - len(set(keys_by_filing))
 
 
-def pg_serve_gap() -> str | None:
-    """Why ``serve`` cannot run on PostgreSQL yet, or None.
-
-    The PostgreSQL parity port (outages, inbound: schema v2-v4) is in flight on ``main``;
-    until it lands, ``serve`` refuses a PostgreSQL store whose schema it cannot migrate.
-    """
-    from gateway.store import base, pg_sql
-
-    have = max(v for v, _ in pg_sql.MIGRATIONS)
-    if have < base.SCHEMA_VERSION:
-        return (
-            f"PostgreSQL parity port not merged: PostgresStore migrates to v{have}, "
-            f"serve needs v{base.SCHEMA_VERSION}"
-        )
-    return None
-
-
 def sqlite_states(db: Path) -> dict[str, int]:
     with sqlite3.connect(db, timeout=10) as conn:
         return dict(conn.execute("SELECT state, COUNT(*) FROM deliveries GROUP BY state"))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import base_config, example
+from tests.conftest import base_config, example, service_missing
 
 
 @contextlib.contextmanager
@@ -24,7 +24,7 @@ def small_tmpfs(path: Path, size: str) -> Iterator[Path]:
         check=False,
     )
     if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.decode().strip()}")
+        service_missing(f"cannot mount a tmpfs here (needs root): {done.stderr.decode().strip()}")
     try:
         yield path
     finally:

@@ -20,6 +20,7 @@ import pytest
 
 from gateway import redact
 from gateway.store import base, postgres, sqlite
+from tests.conftest import service_missing
 
 DSN_ENV = "EDIGW_TEST_POSTGRES_DSN"
 
@@ -29,9 +30,8 @@ def postgres_dsn() -> str:
     dsn = os.environ.get(DSN_ENV)
     if dsn:
         return dsn
-    if os.environ.get("EDIGW_REQUIRE_SERVICES") == "1":
-        pytest.fail(f"{DSN_ENV} is not set but EDIGW_REQUIRE_SERVICES=1: PostgreSQL must run")
-    pytest.skip(f"{DSN_ENV} is not set")
+    service_missing(f"{DSN_ENV} is not set (PostgreSQL tests; .ci/run sets it)")
+    raise AssertionError("unreachable")
 
 
 def with_schema(dsn: str, schema: str) -> str:
