@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -16,9 +17,16 @@ from typing import Any
 GENESIS = "0" * 64
 
 
+#: what ``json.dumps(v, sort_keys=True, separators=(",", ":"), ensure_ascii=False)``
+#: builds on every call, built once
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+#: characters json.dumps(ensure_ascii=False) escapes in a string
+_ESCAPED = re.compile(r'["\\\x00-\x1f]')
+
+
 def canonical(value: Any) -> str:
     """The one JSON spelling used for hashing: sorted keys, no spaces, UTF-8."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _CANONICAL.encode(value)
 
 
 def row_hash(
@@ -32,16 +40,46 @@ def row_hash(
     event: str,
     details: dict[str, Any],
 ) -> str:
-    body = canonical(
-        {
-            "seq": seq,
-            "at": at,
-            "actor": actor,
-            "filing_id": filing_id,
-            "delivery_id": delivery_id,
-            "event": event,
-            "details": details,
-        }
+    """SHA-256 over the canonical JSON of the row, then the previous row's hash."""
+    return row_hash_of_canonical(
+        prev_hash,
+        seq=seq,
+        at=at,
+        actor=actor,
+        filing_id=filing_id,
+        delivery_id=delivery_id,
+        event=event,
+        details_json=canonical(details),
+    )
+
+
+def _s(value: str | None) -> str:
+    """``canonical(value)`` for a string or None; most need no escaping at all."""
+    if value is None:
+        return "null"
+    if _ESCAPED.search(value) is None:
+        return f'"{value}"'
+    return _CANONICAL.encode(value)
+
+
+def row_hash_of_canonical(
+    prev_hash: str,
+    *,
+    seq: int,
+    at: str,
+    actor: str,
+    filing_id: str | None,
+    delivery_id: str | None,
+    event: str,
+    details_json: str,
+) -> str:
+    """``row_hash`` for details already in canonical JSON (what the stores write): the
+    row's canonical JSON is spelled out with its keys in sorted order, so the details are
+    serialised once per row, not twice. The same bytes as ``canonical`` of the whole row."""
+    body = (
+        f'{{"actor":{_s(actor)},"at":{_s(at)},"delivery_id":{_s(delivery_id)},'
+        f'"details":{details_json},"event":{_s(event)},"filing_id":{_s(filing_id)},'
+        f'"seq":{int(seq)}}}'
     )
     return hashlib.sha256((body + prev_hash).encode()).hexdigest()
 

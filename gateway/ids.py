@@ -6,6 +6,7 @@ reading a log line knows what an id points at.
 
 from __future__ import annotations
 
+import base64
 import os
 import threading
 import time
@@ -15,12 +16,19 @@ _lock = threading.Lock()
 _last = (0, 0)
 
 
+#: base64's RFC 4648 base32 alphabet → Crockford's (both 5 bits a character, in order)
+_FROM_RFC4648 = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _ALPHABET.encode())
+
+
 def _encode(value: int, length: int) -> str:
-    chars = []
-    for _ in range(length):
-        value, rem = divmod(value, 32)
-        chars.append(_ALPHABET[rem])
-    return "".join(reversed(chars))
+    """``value`` (< 32**length) as ``length`` Crockford base32 digits, most significant first.
+
+    base64.b32encode does the bit work in C: the value is written big-endian into whole
+    5-byte groups (8 digits each) and only the last ``length`` digits are kept.
+    """
+    groups = -(-length // 8)
+    raw = base64.b32encode(value.to_bytes(groups * 5, "big"))
+    return raw[-length:].translate(_FROM_RFC4648).decode()
 
 
 def ulid() -> str:

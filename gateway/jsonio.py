@@ -1,4 +1,6 @@
-"""Parsing JSON from the outside world: strict about what Python's json module lets through.
+"""JSON at the edges: strict parsing of what comes in, fast rendering of what goes out.
+
+Parsing: strict about what Python's json module lets through.
 
 ``json.loads`` accepts ``"\\ud800"``, an unpaired UTF-16 surrogate, and returns a ``str``
 that cannot be encoded as UTF-8 — so it would fail later, deep in the store or a log line.
@@ -9,7 +11,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
+
+import orjson
 
 from gateway import errors
 
@@ -32,3 +37,24 @@ def loads(raw: bytes, *, what: str = "the request body") -> Any:
                 "which is not text"
             ) from exc
     return value
+
+
+# --- rendering -------------------------------------------------------------------------
+
+_ORJSON_OPTS = orjson.OPT_PASSTHROUGH_DATETIME
+
+
+def dumps(value: Any, *, default: Callable[[Any], Any] | None = None) -> str:
+    """Compact JSON text for responses and log lines (not for hashing: see
+    ``audit.canonical``). orjson renders it several times faster than the json module;
+    what orjson refuses (an integer past 64 bits, a lone surrogate) falls back to json.
+    Datetimes go through ``default`` so every backend spells them one way."""
+    try:
+        return orjson.dumps(value, default=default, option=_ORJSON_OPTS).decode()
+    except TypeError:
+        return json.dumps(value, default=default, separators=(",", ":"))
+
+
+def log_dumps(value: Any, **kw: Any) -> str:
+    """``dumps`` with structlog's JSONRenderer signature (it passes ``default=``)."""
+    return dumps(value, default=kw.get("default"))

@@ -14,7 +14,7 @@ from typing import Any, Literal, TextIO
 
 import structlog
 
-from gateway import redact
+from gateway import jsonio, redact
 
 _LEVELS = {
     "debug": logging.DEBUG,
@@ -36,7 +36,7 @@ def configure(
     if fmt == "auto":
         fmt = "console" if stream.isatty() else "json"
     renderer: Any = (
-        structlog.processors.JSONRenderer(sort_keys=False)
+        structlog.processors.JSONRenderer(serializer=jsonio.log_dumps)
         if fmt == "json"
         else structlog.dev.ConsoleRenderer(colors=stream.isatty())
     )

@@ -22,6 +22,9 @@ from pydantic import (
     model_validator,
 )
 
+#: the canonical JSON of ``gateway.audit.canonical`` (sorted keys, no spaces, UTF-8)
+_CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
 
 class FilingType(StrEnum):
     """The ACE activity a filing belongs to."""
@@ -221,8 +224,7 @@ class FilingEvent(BaseModel):
     def body_hash(self) -> str:
         """SHA-256 over the canonical JSON of the event, idempotency key left out."""
         data = self.model_dump(mode="json", exclude={"idempotency_key"})
-        canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        return hashlib.sha256(_CANONICAL_JSON.encode(data).encode()).hexdigest()
 
 
 class Filing(BaseModel):

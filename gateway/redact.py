@@ -19,6 +19,7 @@ values in, redacted copies out; the input is never changed.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -35,6 +36,14 @@ _URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^:/@\s]*):([^@\s/]+)@")
 _KEY_VALUE = re.compile(
     r"(?i)\b(password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|hmac[_-]?key)"
     r"(\s*[=:]\s*)([^\s&,;\"']+)"
+)
+
+#: a string none of the four patterns can match skips them (most strings: one search
+#: instead of four substitutions); a superset test, so it may pass strings it need not
+#: (the importer numbers without their lookarounds: an ISO date is not one of them)
+_MAYBE_SENSITIVE = re.compile(
+    rf"{_EIN}|{_CBP}|{_SSN}|://"
+    r"|(?i:bearer|basic|passw|pwd|secret|token|api[_-]?key|access[_-]?key|hmac)"
 )
 
 #: keys whose values are secrets (compared lower-case, with '-' as '_')
@@ -92,6 +101,10 @@ def _secret(value: Any, key: str) -> Any:
     return MASK
 
 
+_SCALARS = frozenset({int, float, bool, type(None)})
+
+
+@functools.lru_cache(maxsize=4096)
 def _norm(key: str) -> str:
     return key.lower().replace("-", "_")
 
@@ -108,7 +121,7 @@ class Redactor:
 
     def text(self, value: str) -> str:
         """A string with importer numbers, credentials and URL passwords masked."""
-        if not value:
+        if not value or _MAYBE_SENSITIVE.search(value) is None:
             return value
         out = _IMPORTER_NUMBER.sub(lambda m: mask(m.group(0)), value)
         out = _AUTH_SCHEME.sub(lambda m: f"{m.group(1)}{m.group(2)}{mask(m.group(3))}", out)
@@ -122,9 +135,12 @@ class Redactor:
         return self._walk(value, ())
 
     def _walk(self, value: Any, partial: tuple[tuple[int, int], ...]) -> Any:
-        if isinstance(value, str):
+        kind = type(value)  # exact types first: isinstance on an ABC is slow
+        if kind is str:
             return self.text(value)
-        if isinstance(value, Mapping):
+        if kind in _SCALARS:
+            return value
+        if kind is dict or isinstance(value, Mapping):
             out: dict[Any, Any] = {}
             for key, item in value.items():
                 name = str(key)
@@ -134,14 +150,18 @@ class Redactor:
                 moved, hit = self._advance(partial, name)
                 out[key] = _masked(item) if hit else self._walk(item, moved)
             return out
-        if isinstance(value, list | tuple):
+        if kind is list or kind is tuple or isinstance(value, list | tuple):
             return [self._walk(item, partial) for item in value]
+        if isinstance(value, str):  # a str subclass (an enum member, say)
+            return self.text(value)
         return value
 
     def _advance(
         self, partial: tuple[tuple[int, int], ...], key: str
     ) -> tuple[tuple[tuple[int, int], ...], bool]:
         """Path matches after stepping into ``key``: (still partial, any complete)."""
+        if not self.paths:
+            return (), False
         moved: list[tuple[int, int]] = []
         hit = False
         starts = ((i, 0) for i in range(len(self.paths)))

@@ -174,7 +174,7 @@ class Service:
     async def _finish(self, result: base.AcceptResult, prepared: base.NewFiling) -> Submitted:
         if result.error is not None:
             raise result.error
-        view = await self.store.get_filing(result.filing_id)
+        view = result.view or await self.store.get_filing(result.filing_id)
         if view is None:  # pragma: no cover - the row was committed a moment ago
             raise errors.StoreError(f"filing {result.filing_id} vanished after accept")
         if result.created:

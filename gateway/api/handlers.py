@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 
@@ -31,7 +30,7 @@ def dump(value: Any) -> str:
             return models.utc_iso(obj)
         return str(obj)
 
-    return json.dumps(value, default=default, separators=(",", ":"))
+    return jsonio.dumps(value, default=default)
 
 
 def respond(value: Any, status: int = 200) -> web.Response:

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from gateway import audit, models, outages, redact
 
 #: the highest migration version
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +34,8 @@ class AcceptResult:
     filing_id: str
     created: bool
     error: Exception | None = None
+    #: the filing as committed, when the store built it while writing (saves a read)
+    view: models.FilingView | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -106,4 +106,8 @@ CREATE INDEX callbacks_filing ON callbacks (filing_id, seq);
 CREATE INDEX callbacks_owner ON callbacks (lease_owner) WHERE state = 'in_flight';
 """
 
-MIGRATIONS: list[tuple[int, str]] = [(4, V4_INBOUND), (5, V5_ACKS)]
+#: v6 added SQLite's missing claim indexes (``deliveries_held``, ``*_owner``), which
+#: PostgreSQL's v1 and v5 already made: nothing to do here but keep the versions in step
+V6_CLAIM_INDEXES = "SELECT 1;"
+
+MIGRATIONS: list[tuple[int, str]] = [(4, V4_INBOUND), (5, V5_ACKS), (6, V6_CLAIM_INDEXES)]

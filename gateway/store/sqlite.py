@@ -244,6 +244,15 @@ CREATE INDEX callbacks_due ON callbacks (available_at)
 CREATE INDEX callbacks_filing ON callbacks (filing_id, seq);
 """,
     ),
+    (
+        6,
+        """
+CREATE INDEX deliveries_held ON deliveries (adapter, ordering_key, seq)
+    WHERE state = 'delivered' AND hold_until_ack = 1;
+CREATE INDEX deliveries_owner ON deliveries (lease_owner) WHERE state = 'in_flight';
+CREATE INDEX callbacks_owner ON callbacks (lease_owner) WHERE state = 'in_flight';
+""",
+    ),
 ]
 
 _F_COLS = (
@@ -258,13 +267,21 @@ _D_COLS = (
     "d.ack_due_at, d.ack_overdue, d.ack"
 )
 
+#: the heads of their ordering keys, in claim order. The predecessor check is two NOT
+#: EXISTS, each matching a partial index's WHERE exactly (``deliveries_order``,
+#: ``deliveries_held``): written as one ``... OR ...`` it matched neither, and SQLite
+#: walked every earlier delivery for every candidate (quadratic in the table's size)
 SQL_CLAIM_CANDIDATES = f"""
 SELECT d.seq, d.id, d.state, d.attempts, d.filing_seq FROM deliveries d
 WHERE d.adapter = ? AND d.state IN {_CLAIMABLE_SQL} AND d.available_at <= ?
   AND NOT EXISTS (
     SELECT 1 FROM deliveries e
     WHERE e.adapter = d.adapter AND e.ordering_key = d.ordering_key AND e.seq < d.seq
-      AND (e.state NOT IN {_DONE_SQL} OR (e.state = 'delivered' AND e.hold_until_ack = 1)))
+      AND e.state NOT IN {_DONE_SQL})
+  AND NOT EXISTS (
+    SELECT 1 FROM deliveries h
+    WHERE h.adapter = d.adapter AND h.ordering_key = d.ordering_key AND h.seq < d.seq
+      AND h.state = 'delivered' AND h.hold_until_ack = 1)
 ORDER BY {_DUE_KEY.replace("due_by", "d.due_by")}, d.seq LIMIT ?
 """
 SQL_TAKE = """
@@ -276,6 +293,15 @@ SQL_FINISH = """
 UPDATE deliveries SET state = ?, attempts = attempts + ?, available_at = ?, last_error = ?,
     receipt = COALESCE(?, receipt), delivered_at = COALESCE(?, delivered_at),
     lease_owner = NULL, updated_at = ?
+WHERE id = ? AND lease_token = ? AND state = 'in_flight'
+RETURNING seq, filing_seq, adapter, ordering_key, attempts
+"""
+#: SQL_FINISH for a sent delivery: also starts (or clears) its ack expectation
+SQL_FINISH_SENT = """
+UPDATE deliveries SET state = ?, attempts = attempts + ?, available_at = ?, last_error = ?,
+    receipt = COALESCE(?, receipt), delivered_at = COALESCE(?, delivered_at),
+    lease_owner = NULL, updated_at = ?,
+    ack_due_at = ?, ack_overdue = 0, hold_until_ack = ?, ack = NULL
 WHERE id = ? AND lease_token = ? AND state = 'in_flight'
 RETURNING seq, filing_seq, adapter, ordering_key, attempts
 """
@@ -310,6 +336,11 @@ def _settle(fut: asyncio.Future[Any], ok: bool, value: Any) -> None:
         fut.set_exception(value)
 
 
+def _settle_all(settled: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    for fut, ok, value in settled:
+        _settle(fut, ok, value)
+
+
 def _run_group(conn: sqlite3.Connection | None, batch: list[_Op]) -> None:
     """One transaction for a batch of operations, each in its own SAVEPOINT.
 
@@ -339,8 +370,13 @@ def _run_group(conn: sqlite3.Connection | None, batch: list[_Op]) -> None:
             raise
     except Exception as exc:  # BEGIN, ROLLBACK TO or COMMIT failed: the whole group did
         outcomes = [(False, exc)] * len(batch)
+    # one wake-up per event loop for the whole batch, not one per operation (each
+    # call_soon_threadsafe writes to the loop's self-pipe)
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
     for (_, _, fut, loop), (ok, value) in zip(batch, outcomes, strict=True):
-        loop.call_soon_threadsafe(_settle, fut, ok, value)
+        by_loop.setdefault(loop, []).append((fut, ok, value))
+    for loop, settled in by_loop.items():
+        loop.call_soon_threadsafe(_settle_all, settled)
 
 
 class _Connection(sqlite3.Connection):
@@ -959,9 +995,9 @@ class _Audit:
         details = dict(details or {})
         if actor.request_id:
             details.setdefault("request_id", actor.request_id)
-        details = self.redactor.value(details)
+        text = audit.canonical(self.redactor.value(details))
         self.seq += 1
-        h = audit.row_hash(
+        h = audit.row_hash_of_canonical(
             self.prev,
             seq=self.seq,
             at=self.at,
@@ -969,40 +1005,62 @@ class _Audit:
             filing_id=filing_id,
             delivery_id=delivery_id,
             event=event,
-            details=details,
+            details_json=text,
         )
         self.conn.execute(
             SQL_INSERT_AUDIT,
-            (
-                self.seq,
-                self.at,
-                actor.name,
-                filing_id,
-                delivery_id,
-                event,
-                audit.canonical(details),
-                self.prev,
-                h,
-            ),
+            (self.seq, self.at, actor.name, filing_id, delivery_id, event, text, self.prev, h),
         )
         self.prev = h
 
 
 def _refresh_status(conn: sqlite3.Connection, filing_seq: int, now_us: int) -> None:
-    states = [
-        models.DeliveryState(r[0])
-        for r in conn.execute("SELECT state FROM deliveries WHERE filing_seq = ?", (filing_seq,))
-    ]
-    before = conn.execute(
-        "SELECT status, callback_url FROM filings WHERE seq = ?", (filing_seq,)
-    ).fetchone()
-    status = models.derive_status(states).value
-    conn.execute(
-        "UPDATE filings SET status = ?, updated_at = ? WHERE seq = ?",
-        (status, now_us, filing_seq),
-    )
-    if before is not None and before[1] and before[0] != status:
-        sqlite_callbacks.enqueue_callback(conn, filing_seq, before[0], status, now_us)
+    _refresh_statuses(conn, [filing_seq], now_us)
+
+
+def _refresh_statuses(conn: sqlite3.Connection, filing_seqs: Sequence[int], now_us: int) -> None:
+    """Derive each filing's status from its deliveries (two SELECTs for the whole set);
+    a filing with a callback_url whose status changed gets its callback queued."""
+    seqs = list(dict.fromkeys(filing_seqs))
+    if not seqs:
+        return
+    marks = ",".join("?" * len(seqs))
+    states: dict[int, list[models.DeliveryState]] = {s: [] for s in seqs}
+    for fs, state in conn.execute(
+        f"SELECT filing_seq, state FROM deliveries WHERE filing_seq IN ({marks})", seqs
+    ):
+        states[fs].append(models.DeliveryState(state))
+    before = {
+        r[0]: (r[1], r[2])
+        for r in conn.execute(
+            f"SELECT seq, status, callback_url FROM filings WHERE seq IN ({marks})", seqs
+        )
+    }
+    updates = []
+    for fs in seqs:
+        status = models.derive_status(states[fs]).value
+        updates.append((status, now_us, fs))
+        old = before.get(fs)
+        if old is not None and old[1] and old[0] != status:
+            sqlite_callbacks.enqueue_callback(conn, fs, old[0], status, now_us)
+    conn.executemany("UPDATE filings SET status = ?, updated_at = ? WHERE seq = ?", updates)
+
+
+#: is an earlier delivery of this (adapter, ordering key) dead, rejected or blocked?
+SQL_BLOCKED_BEHIND = (
+    "SELECT 1 FROM deliveries WHERE adapter = ? AND ordering_key = ? "
+    f"AND state NOT IN {_DONE_SQL} AND state IN ('dead','rejected','blocked') LIMIT 1"
+)
+SQL_INSERT_FILING = (
+    "INSERT INTO filings (id, filing_type, environment, reference, filer_code, "
+    "idempotency_key, body_hash, ordering_key, due_by, content_type, payload, "
+    "payload_is_json, callback_url, metadata, source, received_at, status, updated_at, "
+    "source_event_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+SQL_INSERT_DELIVERY = (
+    "INSERT INTO deliveries (id, filing_seq, filing_id, adapter, ordering_key, state, "
+    "available_at, due_by, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?)"
+)
 
 
 def _accept(
@@ -1031,84 +1089,101 @@ def _accept(
                         )
                     )
                 continue
-        payload, is_json = rows.dump_payload(f.payload)
-        cur = conn.execute(
-            "INSERT INTO filings (id, filing_type, environment, reference, filer_code, "
-            "idempotency_key, body_hash, ordering_key, due_by, content_type, payload, "
-            "payload_is_json, callback_url, metadata, source, received_at, status, updated_at, "
-            "source_event_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        results.append(_accept_new(conn, trail, item, actor, now_us))
+    return results
+
+
+def _accept_new(
+    conn: sqlite3.Connection, trail: _Audit, item: base.NewFiling, actor: Actor, now_us: int
+) -> base.AcceptResult:
+    """Insert one new filing and its deliveries with the status they give it, and build
+    the view the 202 answers with from what was written (no read back)."""
+    f = item.filing
+    states = [
+        models.DeliveryState.BLOCKED
+        if conn.execute(SQL_BLOCKED_BEHIND, (adapter, f.ordering_key)).fetchone()
+        else models.DeliveryState.PENDING
+        for adapter in item.adapters
+    ]
+    status = models.derive_status(states).value
+    payload, is_json = rows.dump_payload(f.payload)
+    filing_row: tuple[Any, ...] = (
+        f.id,
+        f.filing_type.value,
+        f.environment.value,
+        f.reference,
+        f.filer_code,
+        f.idempotency_key,
+        f.body_hash,
+        f.ordering_key,
+        rows.us_or_none(f.due_by),
+        f.content_type,
+        payload,
+        is_json,
+        f.callback_url,
+        json.dumps(f.metadata),
+        f.source,
+        rows.us(f.received_at),
+        status,
+        now_us,
+        f.source_event_id,
+    )
+    filing_seq = conn.execute(SQL_INSERT_FILING, filing_row).lastrowid
+    assert filing_seq is not None
+    trail.add(
+        "filing.accepted",
+        actor=actor,
+        filing_id=f.id,
+        details={
+            "filing_type": f.filing_type.value,
+            "environment": f.environment.value,
+            "reference": f.reference,
+            "filer_code": f.filer_code,
+            "body_hash": f.body_hash,
+            "source": f.source,
+            "source_event_id": f.source_event_id,
+            "adapters": item.adapters,
+        },
+    )
+    deliveries: list[models.Delivery] = []
+    for adapter, state in zip(item.adapters, states, strict=True):
+        delivery_id = ids.new_id("dlv")
+        d_seq = conn.execute(
+            SQL_INSERT_DELIVERY,
             (
+                delivery_id,
+                filing_seq,
                 f.id,
-                f.filing_type.value,
-                f.environment.value,
-                f.reference,
-                f.filer_code,
-                f.idempotency_key,
-                f.body_hash,
+                adapter,
                 f.ordering_key,
-                rows.us_or_none(f.due_by),
-                f.content_type,
-                payload,
-                is_json,
-                f.callback_url,
-                json.dumps(f.metadata),
-                f.source,
-                rows.us(f.received_at),
-                "pending",
+                state.value,
                 now_us,
-                f.source_event_id,
+                rows.us_or_none(f.due_by),
+                now_us,
+                now_us,
             ),
-        )
-        filing_seq = cur.lastrowid
+        ).lastrowid
         trail.add(
-            "filing.accepted",
+            f"delivery.{state.value}",
             actor=actor,
             filing_id=f.id,
-            details={
-                "filing_type": f.filing_type.value,
-                "environment": f.environment.value,
-                "reference": f.reference,
-                "filer_code": f.filer_code,
-                "body_hash": f.body_hash,
-                "source": f.source,
-                "source_event_id": f.source_event_id,
-                "adapters": item.adapters,
-            },
+            delivery_id=delivery_id,
+            details={"adapter": adapter},
         )
-        for adapter in item.adapters:
-            blocked = conn.execute(
-                "SELECT 1 FROM deliveries WHERE adapter = ? AND ordering_key = ? "
-                "AND state IN ('dead','rejected','blocked') LIMIT 1",
-                (adapter, f.ordering_key),
-            ).fetchone()
-            state = models.DeliveryState.BLOCKED if blocked else models.DeliveryState.PENDING
-            delivery_id = ids.new_id("dlv")
-            conn.execute(
-                "INSERT INTO deliveries (id, filing_seq, filing_id, adapter, ordering_key, state, "
-                "available_at, due_by, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (
-                    delivery_id,
-                    filing_seq,
-                    f.id,
-                    adapter,
-                    f.ordering_key,
-                    state.value,
-                    now_us,
-                    rows.us_or_none(f.due_by),
-                    now_us,
-                    now_us,
-                ),
-            )
-            trail.add(
-                f"delivery.{state.value}",
-                actor=actor,
-                filing_id=f.id,
-                delivery_id=delivery_id,
-                details={"adapter": adapter},
-            )
-        _refresh_status(conn, filing_seq, now_us)
-        results.append(base.AcceptResult(f.id, created=True))
-    return results
+        d_row = (d_seq, delivery_id, f.id, adapter, state.value, 0, now_us, None, None)
+        deliveries.append(rows.delivery((*d_row, now_us, now_us, None, filing_seq, None, 0, None)))
+    if f.callback_url and status != "pending":  # e.g. accepted behind a dead delivery
+        sqlite_callbacks.enqueue_callback(conn, filing_seq, "pending", status, now_us)
+    view_row = (filing_seq, *filing_row[:13], f.metadata, f.source, filing_row[15], status)
+    view = rows.filing_view((*view_row, None, f.source_event_id), deliveries)
+    return base.AcceptResult(f.id, created=True, view=view)
+
+
+SQL_TAKE_MANY = """
+UPDATE deliveries SET state = 'in_flight', lease_owner = ?, lease_token = lease_token + 1,
+    available_at = ?, updated_at = ?
+WHERE seq IN ({marks}) RETURNING seq, lease_token
+"""
 
 
 def _claim(
@@ -1116,24 +1191,30 @@ def _claim(
 ) -> list[Claim]:
     now_us = rows.us(now)
     lease_until = rows.us(now + timedelta(seconds=lease_s))
-    taken: list[tuple[str, str, int, int, int, bool]] = []
+    found: list[tuple[int, str, str, str, int, int]] = []
     for adapter, limit in limits.items():
         if limit <= 0:
             continue
-        for seq, delivery_id, state, attempts, filing_seq in conn.execute(
-            SQL_CLAIM_CANDIDATES, (adapter, now_us, limit)
-        ).fetchall():
-            token = conn.execute(SQL_TAKE, (owner, lease_until, now_us, seq)).fetchone()[0]
-            taken.append((delivery_id, adapter, token, attempts, filing_seq, state == "in_flight"))
-    if not taken:
+        found += [
+            (seq, delivery_id, adapter, state, attempts, filing_seq)
+            for seq, delivery_id, state, attempts, filing_seq in conn.execute(
+                SQL_CLAIM_CANDIDATES, (adapter, now_us, limit)
+            ).fetchall()
+        ]
+    if not found:
         return []
+    tokens: dict[int, int] = {}
+    for i in range(0, len(found), 500):  # one UPDATE per 500 (SQLite's variable limit)
+        chunk = [f[0] for f in found[i : i + 500]]
+        sql = SQL_TAKE_MANY.format(marks=",".join("?" * len(chunk)))
+        tokens.update(conn.execute(sql, (owner, lease_until, now_us, *chunk)).fetchall())
     trail = _Audit(conn, now)
-    filings = _load_filings(conn, {t[4] for t in taken})
+    filings = _load_filings(conn, {f[5] for f in found})
     claims = []
-    for delivery_id, adapter, token, attempts, filing_seq, reclaimed in taken:
+    for seq, delivery_id, adapter, state, attempts, filing_seq in found:
         filing = filings[filing_seq]
         details: dict[str, Any] = {"adapter": adapter, "attempt": attempts + 1, "owner": owner}
-        if reclaimed:
+        if state == "in_flight":
             details["reclaimed_expired_lease"] = True
         trail.add(
             "delivery.in_flight",
@@ -1142,16 +1223,16 @@ def _claim(
             delivery_id=delivery_id,
             details=details,
         )
-        _refresh_status(conn, filing_seq, now_us)
         claims.append(
             Claim(
                 delivery_id=delivery_id,
                 adapter=adapter,
-                token=token,
+                token=tokens[seq],
                 attempts=attempts,
                 filing=filing,
             )
         )
+    _refresh_statuses(conn, [f[5] for f in found], now_us)
     return claims
 
 
@@ -1166,22 +1247,25 @@ def _finish(
     spent: bool,
     event: str,
     details: dict[str, Any],
+    ack: tuple[int | None, bool] | None = None,
 ) -> bool:
+    """Settle a claimed delivery if its lease token still holds (the fence). ``ack`` is
+    (ack due at in µs, hold the ordering key until acknowledged) for a sent delivery."""
     now_us = rows.us(now)
-    row = conn.execute(
-        SQL_FINISH,
-        (
-            state.value,
-            1 if spent else 0,
-            rows.us(available_at),
-            error,
-            None if receipt is None else json.dumps(receipt),
-            now_us if state is models.DeliveryState.DELIVERED else None,
-            now_us,
-            claim.delivery_id,
-            claim.token,
-        ),
-    ).fetchone()
+    head: tuple[Any, ...] = (
+        state.value,
+        1 if spent else 0,
+        rows.us(available_at),
+        error,
+        None if receipt is None else json.dumps(receipt),
+        now_us if state is models.DeliveryState.DELIVERED else None,
+        now_us,
+    )
+    fence = (claim.delivery_id, claim.token)
+    if ack is None:
+        row = conn.execute(SQL_FINISH, head + fence).fetchone()
+    else:
+        row = conn.execute(SQL_FINISH_SENT, (*head, ack[0], int(ack[1]), *fence)).fetchone()
     if row is None:
         return False
     seq, filing_seq, adapter, ordering_key, attempts = row

@@ -39,7 +39,7 @@ def complete_expecting_ack(
         details["ack_due_at"] = rows.iso(ack_due_at)
     if hold_until_ack:
         details["hold_until_ack"] = True
-    done = core._finish(
+    return core._finish(
         conn,
         claim,
         now,
@@ -50,14 +50,8 @@ def complete_expecting_ack(
         True,
         "delivery.sent",
         details,
+        ack=(rows.us_or_none(ack_due_at), hold_until_ack),
     )
-    if done:
-        conn.execute(
-            "UPDATE deliveries SET ack_due_at = ?, ack_overdue = 0, hold_until_ack = ?, ack = NULL "
-            "WHERE id = ?",
-            (rows.us_or_none(ack_due_at), int(hold_until_ack), claim.delivery_id),
-        )
-    return done
 
 
 # --- acknowledgements -------------------------------------------------------------------

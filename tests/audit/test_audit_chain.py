@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 import time
@@ -10,8 +11,10 @@ from pathlib import Path
 
 import pytest
 from audit_helpers import build_trail, tamper, write_checkpoint, write_config
+from hypothesis import given
+from hypothesis import strategies as st
 
-from gateway import cli
+from gateway import audit, cli
 
 
 def verify(cfg: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, dict]:
@@ -215,3 +218,49 @@ def test_verify_streams_100k_rows_in_constant_memory(tmp_path, hmac_env, capsys)
             print(f"\naudit verify {n:>7} rows: {elapsed:5.2f}s, tracemalloc peak "
                   f"{peak / 1024:,.0f} KiB")
     assert peaks[100_000] <= 2 * peaks[10_000]
+
+
+# --- the row hash spelled out equals the hash of the whole row's canonical JSON ----------
+
+_text = st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=30)
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | _text,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_text, inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(
+    seq=st.integers(min_value=1, max_value=2**62),
+    actor=_text,
+    filing_id=st.none() | _text,
+    delivery_id=st.none() | _text,
+    event=_text,
+    details=st.dictionaries(_text, _json, max_size=5),
+)
+def test_row_hash_of_canonical_is_the_canonical_row(
+    seq: int,
+    actor: str,
+    filing_id: str | None,
+    delivery_id: str | None,
+    event: str,
+    details: dict,
+) -> None:
+    """The stores hash pre-serialised details; ``audit verify`` recomputes from the dict."""
+    row = {
+        "seq": seq,
+        "at": "2026-11-27T00:00:00.000000Z",
+        "actor": actor,
+        "filing_id": filing_id,
+        "delivery_id": delivery_id,
+        "event": event,
+        "details": details,
+    }
+    expected = hashlib.sha256((audit.canonical(row) + audit.GENESIS).encode()).hexdigest()
+    assert audit.row_hash(audit.GENESIS, **row) == expected
+    got = audit.row_hash_of_canonical(
+        audit.GENESIS,
+        **{k: v for k, v in row.items() if k != "details"},
+        details_json=audit.canonical(details),
+    )
+    assert got == expected
