@@ -36,6 +36,25 @@ from gateway.store.base import Claim, Store
 
 log = structlog.get_logger("gateway.dispatcher")
 
+
+class _Bound:
+    """A delivery's log context, merged in only when a line is written (``log.bind`` per
+    claim built a bound logger for every delivery, most of which log one line)."""
+
+    __slots__ = ("ctx",)
+
+    def __init__(self, **ctx: Any) -> None:
+        self.ctx = ctx
+
+    def info(self, event: str, **kw: Any) -> None:
+        log.info(event, **self.ctx, **kw)
+
+    def warning(self, event: str, **kw: Any) -> None:
+        log.warning(event, **self.ctx, **kw)
+
+    def error(self, event: str, **kw: Any) -> None:
+        log.error(event, **self.ctx, **kw)
+
 #: how long after an OutageError without ``until`` a delivery is deferred
 DEFAULT_OUTAGE_DEFER_S = 60.0
 
@@ -265,7 +284,7 @@ class Dispatcher:
         )
 
     async def _run_one(self, claim: Claim) -> None:
-        bound = log.bind(
+        bound = _Bound(
             filing_id=claim.filing.id,
             delivery_id=claim.delivery_id,
             adapter=claim.adapter,

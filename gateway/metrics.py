@@ -189,6 +189,7 @@ class Metrics:
             ["action"],
             registry=r,
         )
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self.queue = QueueCollector(adapters)
         r.register(self.queue)
         for adapter in adapters:  # series exist from the start, at 0
@@ -199,16 +200,25 @@ class Metrics:
 
     # --- reporting ---------------------------------------------------------------------
 
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, remembered: labels() takes a lock and builds a key on
+        every call, and these run once or twice per filing."""
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
     def accepted(self, view: models.FilingView) -> None:
-        self.filings_accepted.labels(view.filing_type.value, view.environment.value).inc()
+        self._child(self.filings_accepted, view.filing_type.value, view.environment.value).inc()
 
     def sent(self, adapter: str, seconds: float) -> None:
-        self.send_seconds.labels(adapter).observe(seconds)
+        self._child(self.send_seconds, adapter).observe(seconds)
 
     def outcome(self, adapter: str, outcome: str, *, latency_s: float | None = None) -> None:
-        self.attempts.labels(adapter, outcome).inc()
+        self._child(self.attempts, adapter, outcome).inc()
         if latency_s is not None:
-            self.delivery_latency.labels(adapter).observe(max(0.0, latency_s))
+            self._child(self.delivery_latency, adapter).observe(max(0.0, latency_s))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -238,4 +248,5 @@ class InstrumentedStore:
                 counter.labels(name).inc()
                 raise
 
+        setattr(self, name, counted)  # built once: later lookups skip __getattr__
         return counted

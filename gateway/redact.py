@@ -38,13 +38,11 @@ _KEY_VALUE = re.compile(
     r"(\s*[=:]\s*)([^\s&,;\"']+)"
 )
 
-#: a string none of the four patterns can match skips them (most strings: one search
-#: instead of four substitutions); a superset test, so it may pass strings it need not
-#: (the importer numbers without their lookarounds: an ISO date is not one of them)
-_MAYBE_SENSITIVE = re.compile(
-    rf"{_EIN}|{_CBP}|{_SSN}|://"
-    r"|(?i:bearer|basic|passw|pwd|secret|token|api[_-]?key|access[_-]?key|hmac)"
-)
+#: a string of word characters and dots alone (ids, enum values, names) can match none
+#: of the patterns: each needs a '-', whitespace, ':' or '='
+_PLAIN = re.compile(r"[\w.]*")
+#: words one of which a key=value secret must contain (checked on the lower-cased text)
+_KEY_WORDS = ("passw", "pwd", "secret", "token", "key")
 
 #: keys whose values are secrets (compared lower-case, with '-' as '_')
 SECRET_KEYS = frozenset(
@@ -121,12 +119,21 @@ class Redactor:
 
     def text(self, value: str) -> str:
         """A string with importer numbers, credentials and URL passwords masked."""
-        if not value or _MAYBE_SENSITIVE.search(value) is None:
+        if not value or _PLAIN.fullmatch(value):
             return value
-        out = _IMPORTER_NUMBER.sub(lambda m: mask(m.group(0)), value)
-        out = _AUTH_SCHEME.sub(lambda m: f"{m.group(1)}{m.group(2)}{mask(m.group(3))}", out)
-        out = _URL_PASSWORD.sub(lambda m: f"{m.group(1)}:{MASK}@", out)
-        return _KEY_VALUE.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", out)
+        # each pattern runs only where cheap substring tests say it could match: most
+        # log and audit strings (timestamps, ids, names) then cost a few ``in`` checks
+        out = value
+        if "-" in out:
+            out = _IMPORTER_NUMBER.sub(lambda m: mask(m.group(0)), out)
+        low = out.lower()
+        if "bearer" in low or "basic" in low:
+            out = _AUTH_SCHEME.sub(lambda m: f"{m.group(1)}{m.group(2)}{mask(m.group(3))}", out)
+        if "://" in out:
+            out = _URL_PASSWORD.sub(lambda m: f"{m.group(1)}:{MASK}@", out)
+        if ("=" in out or ":" in out) and any(w in low for w in _KEY_WORDS):
+            out = _KEY_VALUE.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", out)
+        return out
 
     # --- structures ---------------------------------------------------------------------
 
@@ -142,13 +149,26 @@ class Redactor:
             return value
         if kind is dict or isinstance(value, Mapping):
             out: dict[Any, Any] = {}
+            moved: tuple[tuple[int, int], ...] = ()
             for key, item in value.items():
-                name = str(key)
-                if _norm(name) in SECRET_KEYS:
-                    out[key] = _secret(item, _norm(name))
+                name = key if type(key) is str else str(key)
+                norm = _norm(name)
+                if norm in SECRET_KEYS:
+                    out[key] = _secret(item, norm)
                     continue
-                moved, hit = self._advance(partial, name)
-                out[key] = _masked(item) if hit else self._walk(item, moved)
+                if self.paths:
+                    moved, hit = self._advance(partial, name)
+                    if hit:
+                        out[key] = _masked(item)
+                        continue
+                # the common leaves inline (this runs for every log line and audit row)
+                item_kind = type(item)
+                if item_kind is str:
+                    out[key] = self.text(item)
+                elif item_kind in _SCALARS:
+                    out[key] = item
+                else:
+                    out[key] = self._walk(item, moved)
             return out
         if kind is list or kind is tuple or isinstance(value, list | tuple):
             return [self._walk(item, partial) for item in value]

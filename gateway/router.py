@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import functools
 from collections.abc import Sequence
 
 from gateway import config, errors, models
@@ -12,11 +13,22 @@ def matches(route: config.RouteConfig, filing: models.Filing) -> bool:
     """Whether one route applies to a filing."""
     if filing.environment not in route.environments:
         return False
-    if route.filer_codes is not None and filing.filer_code not in {
-        c.upper() for c in route.filer_codes
-    }:
+    if route.filer_codes is not None and filing.filer_code not in _upper(
+        tuple(route.filer_codes)
+    ):
         return False
-    return any(fnmatch.fnmatchcase(filing.filing_type.value, p) for p in route.filing_types)
+    return _type_matches(tuple(route.filing_types), filing.filing_type.value)
+
+
+@functools.lru_cache(maxsize=1024)
+def _upper(codes: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(c.upper() for c in codes)
+
+
+@functools.lru_cache(maxsize=4096)
+def _type_matches(patterns: tuple[str, ...], filing_type: str) -> bool:
+    """Runs for every filing and every claim: the answer per (patterns, type) is cached."""
+    return any(fnmatch.fnmatchcase(filing_type, p) for p in patterns)
 
 
 def route(filing: models.Filing, routes: Sequence[config.RouteConfig]) -> list[str]:
