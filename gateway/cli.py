@@ -151,6 +151,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         cfg.gateway.log_format,
         cfg.gateway.log_level,
         redactor=redact.Redactor(cfg.audit.redact_paths),
+        cache=True,
     )
     from gateway.server import Gateway
 

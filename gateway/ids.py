@@ -6,7 +6,6 @@ reading a log line knows what an id points at.
 
 from __future__ import annotations
 
-import base64
 import os
 import threading
 import time
@@ -16,19 +15,25 @@ _lock = threading.Lock()
 _last = (0, 0)
 
 
-#: base64's RFC 4648 base32 alphabet → Crockford's (both 5 bits a character, in order)
-_FROM_RFC4648 = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _ALPHABET.encode())
+#: every two-digit string, indexed by its 10-bit value
+_PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]
 
 
 def _encode(value: int, length: int) -> str:
     """``value`` (< 32**length) as ``length`` Crockford base32 digits, most significant first.
 
-    base64.b32encode does the bit work in C: the value is written big-endian into whole
-    5-byte groups (8 digits each) and only the last ``length`` digits are kept.
+    Two digits (10 bits) a step from a table: a quarter of the digit-by-digit loop's work
+    (base64.b32encode, pure Python on 3.11, was slower still).
     """
-    groups = -(-length // 8)
-    raw = base64.b32encode(value.to_bytes(groups * 5, "big"))
-    return raw[-length:].translate(_FROM_RFC4648).decode()
+    parts = []
+    while length >= 2:
+        parts.append(_PAIRS[value & 1023])
+        value >>= 10
+        length -= 2
+    if length:
+        parts.append(_ALPHABET[value & 31])
+    parts.reverse()
+    return "".join(parts)
 
 
 def ulid() -> str:
