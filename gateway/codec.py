@@ -41,16 +41,19 @@ def document(filing: models.Filing) -> dict[str, Any]:
     }
 
 
+#: ``json.dumps(v, separators=(",", ":"), ensure_ascii=False)``, built once (bodies keep
+#: the json module's spelling byte for byte: a resend must carry what the first try did)
+_BODY_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def json_codec(filing: models.Filing) -> tuple[str, bytes]:
-    body = json.dumps(document(filing), separators=(",", ":"), ensure_ascii=False)
-    return models.JSON_CONTENT_TYPE, body.encode()
+    return models.JSON_CONTENT_TYPE, _BODY_JSON.encode(document(filing)).encode()
 
 
 def passthrough(filing: models.Filing) -> tuple[str, bytes]:
     if isinstance(filing.payload, str):
         return filing.content_type, filing.payload.encode()
-    body = json.dumps(filing.payload, separators=(",", ":"), ensure_ascii=False)
-    return models.JSON_CONTENT_TYPE, body.encode()
+    return models.JSON_CONTENT_TYPE, _BODY_JSON.encode(filing.payload).encode()
 
 
 def auto(filing: models.Filing) -> tuple[str, bytes]:
