@@ -60,6 +60,9 @@ async def read_body(request: web.Request, limit: int) -> bytes:
             f"body is {request.content_length} bytes; the limit is {limit}",
             details={"limit_bytes": limit},
         )
+    if request.content_length is not None:
+        # the length is known and within the limit (so within client_max_size): one read
+        return await request.read()
     chunks, size = [], 0
     async for chunk in request.content.iter_chunked(65536):
         size += len(chunk)
