@@ -2,7 +2,8 @@
 
 Every transaction that writes audit rows collects them in a ``Trail`` and appends
 them at its end with ``flush``, under one advisory lock held until commit, so rows
-from all processes extend one hash chain and the lock is held only briefly.
+from all processes extend one hash chain and the lock is held only briefly: the lock,
+the head read and one INSERT of all the transaction's rows are its last statements.
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ class Trail:
     def __init__(self, now: datetime, redactor: redact.Redactor | None = None) -> None:
         self.at = rows.iso(now)
         self.redactor = redactor or STORE_REDACTOR.get() or redact.Redactor()
-        self.items: list[tuple[str, str, str | None, str | None, dict[str, Any]]] = []
+        #: (at, event, actor, filing_id, delivery_id, details), in append order
+        self.items: list[tuple[str, str, str, str | None, str | None, dict[str, Any]]] = []
 
     def add(
         self,
@@ -59,12 +61,21 @@ class Trail:
         filing_id: str | None = None,
         delivery_id: str | None = None,
         details: dict[str, Any] | None = None,
+        now: datetime | None = None,
     ) -> None:
+        """Collect one row; ``now``: its own time when it differs from the trail's
+        (a coalesced transaction of several callers)."""
         details = dict(details or {})
         if actor.request_id:
             details.setdefault("request_id", actor.request_id)
         details = self.redactor.value(details)
-        self.items.append((event, actor.name, filing_id, delivery_id, details))
+        at = self.at if now is None else rows.iso(now)
+        self.items.append((at, event, actor.name, filing_id, delivery_id, details))
+
+    def extend(self, other: Trail) -> None:
+        """Take over ``other``'s collected rows (already redacted), after this trail's."""
+        self.items += other.items
+        other.items = []
 
     async def flush(self, conn: Conn, *, head: tuple[int, str] | None = None) -> int:
         """Append the collected rows; returns the new head seq (0: nothing appended).
@@ -75,34 +86,25 @@ class Trail:
         if not self.items:
             return 0
         seq, prev = head if head is not None else await lock_head(conn)
-        out = []
-        for event, actor, filing_id, delivery_id, details in self.items:
+        # one column per array: a single INSERT ... unnest, one round trip, one statement
+        cols: list[list[Any]] = [[] for _ in range(9)]
+        for at, event, actor, filing_id, delivery_id, details in self.items:
             seq += 1
             h = audit.row_hash(
                 prev,
                 seq=seq,
-                at=self.at,
+                at=at,
                 actor=actor,
                 filing_id=filing_id,
                 delivery_id=delivery_id,
                 event=event,
                 details=details,
             )
-            out.append(
-                (
-                    seq,
-                    self.at,
-                    actor,
-                    filing_id,
-                    delivery_id,
-                    event,
-                    audit.canonical(details),
-                    prev,
-                    h,
-                )
-            )
+            row = (seq, at, actor, filing_id, delivery_id, event, audit.canonical(details), prev, h)
+            for col, value in zip(cols, row, strict=True):
+                col.append(value)
             prev = h
-        await conn.executemany(pg_sql.INSERT_AUDIT, out)
+        await conn.execute(pg_sql.INSERT_AUDIT_ROWS, *cols)
         self.items = []
         return seq
 

@@ -10,6 +10,10 @@ transaction (READ COMMITTED); how they stay correct together:
   a key's deliveries are numbered in commit order, and inserts with
   ``ON CONFLICT (idempotency_key) DO NOTHING`` then reads back, so concurrent
   duplicates become one filing;
+* **group commit**: concurrent ``accept`` calls share one transaction, and so do
+  concurrent ``complete`` calls (``pg_group``), with set-based statements; every caller
+  resumes only after that COMMIT. When a shared accept fails for a reason that may be
+  one call's own, each call runs again alone, so one bad call never fails the others;
 * **audit** appends take one advisory lock in the same transaction (``pg_audit.Trail``),
   so all processes extend one hash chain; triggers refuse UPDATE and TRUNCATE, and
   DELETE except inside ``prune_audit``'s own transaction;
@@ -41,6 +45,7 @@ from gateway.store import (
     pg_acks,
     pg_audit,
     pg_callbacks,
+    pg_group,
     pg_inbound,
     pg_monitoring,
     pg_ops,
@@ -73,8 +78,18 @@ _CONFLICT_ERRORS = (
 _DB_ERRORS = (asyncpg.exceptions.PostgresError, *_CONNECTION_ERRORS)
 
 
+#: most calls one group-commit transaction holds
+GROUP_MAX = 256
+
+
 class _CommitUnknown(Exception):
     """The connection failed during COMMIT: the transaction may or may not have committed."""
+
+
+def _whole_batch_failed(exc: BaseException) -> bool:
+    """A failure of the connection or the commit, not of any one call's statements."""
+    cause = exc.__cause__ if isinstance(exc, errors.StoreError) else exc
+    return isinstance(cause, (_CommitUnknown, *_CONNECTION_ERRORS))
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -117,6 +132,10 @@ class PostgresStore(
         }
         self.retry_s = retry_s
         self._pool: asyncpg.Pool | None = None
+        self._accepts: pg_group.Coalescer[pg_ops.AcceptCall, list[base.AcceptResult]]
+        self._accepts = pg_group.Coalescer(self._accept_batch, max_batch=GROUP_MAX)
+        self._completes: pg_group.Coalescer[pg_acks.Completion, bool]
+        self._completes = pg_group.Coalescer(self._complete_batch, max_batch=GROUP_MAX)
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -127,6 +146,8 @@ class PostgresStore(
             raise errors.StoreError(f"cannot open PostgreSQL store: {exc}") from exc
 
     async def close(self) -> None:
+        await self._accepts.wait_idle()
+        await self._completes.wait_idle()
         pool, self._pool = self._pool, None
         if pool is not None:
             with anyio.CancelScope(shield=True):
@@ -219,10 +240,24 @@ class PostgresStore(
     async def accept(
         self, items: Sequence[base.NewFiling], *, actor: Actor, now: datetime
     ) -> list[base.AcceptResult]:
-        results, _ = await self._write(
-            lambda c: pg_ops.accept(c, list(items), actor, now, self.redactor)
-        )
-        return results
+        return await self._accepts.submit(pg_ops.AcceptCall(list(items), actor, now))
+
+    async def _accept_batch(self, calls: list[pg_ops.AcceptCall]) -> list[pg_group.Outcome]:
+        try:
+            results, _ = await self._write(lambda c: pg_ops.accept_many(c, calls, self.redactor))
+        except Exception as exc:
+            if len(calls) == 1 or _whole_batch_failed(exc):
+                raise
+            # maybe one call's own failure: each alone, so it fails no other
+            return [await self._accept_alone(call) for call in calls]
+        return [(True, r) for r in results]
+
+    async def _accept_alone(self, call: pg_ops.AcceptCall) -> pg_group.Outcome:
+        try:
+            results, _ = await self._write(lambda c: pg_ops.accept_many(c, [call], self.redactor))
+        except Exception as exc:
+            return (False, exc)
+        return (True, results[0])
 
     # --- dispatch ---------------------------------------------------------------------
 
@@ -232,6 +267,23 @@ class PostgresStore(
         return await self._write(
             lambda c: pg_ops.claim(c, owner, now, lease_s, limits, self.redactor)
         )
+
+    async def complete(
+        self,
+        claim: Claim,
+        *,
+        now: datetime,
+        receipt: dict[str, Any],
+        ack_due_at: datetime | None = None,
+        hold_until_ack: bool = False,
+    ) -> bool:
+        return await self._completes.submit(
+            pg_acks.Completion(claim, now, receipt, ack_due_at, hold_until_ack)
+        )
+
+    async def _complete_batch(self, batch: list[pg_acks.Completion]) -> list[pg_group.Outcome]:
+        done = await self._write(lambda c: pg_acks.complete_many(c, batch, self.redactor))
+        return [(True, ok) for ok in done]
 
     async def renew(self, *, owner: str, tokens: dict[str, int], until: datetime) -> int:
         if not tokens:
