@@ -92,6 +92,16 @@ def _whole_batch_failed(exc: BaseException) -> bool:
     return isinstance(cause, (_CommitUnknown, *_CONNECTION_ERRORS))
 
 
+class _PooledConnection(asyncpg.Connection):  # type: ignore[misc]
+    """A pooled connection released without asyncpg's reset query (one round trip per
+    release: advisory unlock, CLOSE ALL, UNLISTEN, RESET ALL). Pooled connections hold
+    none of those: locks are transaction-scoped, LISTEN has its own connection, no
+    session setting is changed, and an open transaction is still rolled back."""
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
 def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, _CONNECTION_ERRORS + _CONFLICT_ERRORS)
 
@@ -129,6 +139,7 @@ class PostgresStore(
             "command_timeout": command_timeout_s,
             "timeout": 10,  # connection establishment
             "server_settings": server_settings,
+            "connection_class": _PooledConnection,
         }
         self.retry_s = retry_s
         self._pool: asyncpg.Pool | None = None
@@ -136,6 +147,8 @@ class PostgresStore(
         self._accepts = pg_group.Coalescer(self._accept_batch, max_batch=GROUP_MAX)
         self._completes: pg_group.Coalescer[pg_acks.Completion, bool]
         self._completes = pg_group.Coalescer(self._complete_batch, max_batch=GROUP_MAX)
+        self._gets: pg_group.Coalescer[str, models.FilingView | None]
+        self._gets = pg_group.Coalescer(self._get_batch, max_batch=GROUP_MAX)
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -148,6 +161,7 @@ class PostgresStore(
     async def close(self) -> None:
         await self._accepts.wait_idle()
         await self._completes.wait_idle()
+        await self._gets.wait_idle()
         pool, self._pool = self._pool, None
         if pool is not None:
             with anyio.CancelScope(shield=True):
@@ -212,13 +226,22 @@ class PostgresStore(
         pool = self._pool
         if pool is None:
             raise errors.StoreError("store is closed")
+
+        async def once() -> T:
+            async with pool.acquire() as conn:
+                if not write:
+                    return await fn(conn)
+                return await _in_transaction(conn, fn)
+
         try:
+            try:  # the common case, without the retry machinery
+                return await once()
+            except _CONNECTION_ERRORS + _CONFLICT_ERRORS:
+                if not retry:
+                    raise
             async for attempt in self._retrying(retry):
                 with attempt:
-                    async with pool.acquire() as conn:
-                        if not write:
-                            return await fn(conn)
-                        return await _in_transaction(conn, fn)
+                    return await once()
         except _CommitUnknown as exc:
             raise errors.StoreError(f"PostgreSQL connection lost during commit: {exc}") from exc
         except _DB_ERRORS as exc:
@@ -349,7 +372,12 @@ class PostgresStore(
     # --- reads ------------------------------------------------------------------------
 
     async def get_filing(self, filing_id: str) -> models.FilingView | None:
-        return await self._read(lambda c: pg_reads.get_filing(c, filing_id))
+        # coalesced: every accepted filing is read back for its 202, so these come in crowds
+        return await self._gets.submit(filing_id)
+
+    async def _get_batch(self, filing_ids: list[str]) -> list[pg_group.Outcome]:
+        views = await self._read(lambda c: pg_reads.get_filings(c, filing_ids))
+        return [(True, v) for v in views]
 
     async def list_filings(
         self, flt: base.ListFilter, *, limit: int, cursor: str | None
