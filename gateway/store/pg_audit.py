@@ -25,10 +25,24 @@ Conn = asyncpg.Connection
 _EMPTY = (0, audit.GENESIS)
 
 
-async def lock_head(conn: Conn) -> tuple[int, str]:
-    """Take the chain lock (until commit) and read the head it protects: (seq, hash)."""
-    # The head read after taking the lock sees every chain row committed before.
-    await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", *pg_sql.LOCK_AUDIT)
+async def lock_head(conn: Conn, *, notify: str | None = None) -> tuple[int, str]:
+    """Take the chain lock (until commit) and read the head it protects: (seq, hash).
+
+    ``notify``: also announce new work with this payload (sent at commit), in the same
+    statement as the lock, which saves a round trip.
+    """
+    # The head is read in a statement of its own, after the lock is held: its snapshot
+    # then includes every chain row committed before (one statement's snapshot would
+    # be taken before the lock wait).
+    if notify is None:
+        await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", *pg_sql.LOCK_AUDIT)
+    else:
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock($1, $2), pg_notify($3, $4)",
+            *pg_sql.LOCK_AUDIT,
+            pg_sql.CHANNEL,
+            notify,
+        )
     head = await conn.fetchrow(pg_sql.AUDIT_HEAD)
     return (int(head[0]), str(head[1])) if head else _EMPTY
 
@@ -77,15 +91,18 @@ class Trail:
         self.items += other.items
         other.items = []
 
-    async def flush(self, conn: Conn, *, head: tuple[int, str] | None = None) -> int:
+    async def flush(
+        self, conn: Conn, *, head: tuple[int, str] | None = None, notify: str | None = None
+    ) -> int:
         """Append the collected rows; returns the new head seq (0: nothing appended).
 
         ``head``: the chain head read under the lock already held (``prune``, whose
-        DELETE can leave the table empty while the chain goes on).
+        DELETE can leave the table empty while the chain goes on). ``notify``: announce
+        new work with this payload when there are rows (see ``lock_head``).
         """
         if not self.items:
             return 0
-        seq, prev = head if head is not None else await lock_head(conn)
+        seq, prev = head if head is not None else await lock_head(conn, notify=notify)
         # one column per array: a single INSERT ... unnest, one round trip, one statement
         cols: list[list[Any]] = [[] for _ in range(9)]
         for at, event, actor, filing_id, delivery_id, details in self.items:

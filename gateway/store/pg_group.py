@@ -40,6 +40,9 @@ class Coalescer(Generic[A, R]):
         self.max_batch = max_batch
         self._queue: list[tuple[A, asyncio.Future[R]]] = []
         self._task: asyncio.Task[None] | None = None
+        #: calls and batches so far (how much coalescing happened)
+        self.calls = 0
+        self.batches = 0
 
     async def submit(self, arg: A) -> R:
         fut: asyncio.Future[R] = asyncio.get_running_loop().create_future()
@@ -53,6 +56,8 @@ class Coalescer(Generic[A, R]):
             while self._queue:
                 batch = self._queue[: self.max_batch]
                 del self._queue[: self.max_batch]
+                self.calls += len(batch)
+                self.batches += 1
                 try:
                     outcomes = await self._run([arg for arg, _ in batch])
                 except Exception as exc:  # the whole batch failed: each caller hears why

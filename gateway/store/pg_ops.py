@@ -125,8 +125,14 @@ async def accept_many(
         )
     )
     trail = pg_audit.Trail(calls[0].now, redactor)
-    for call, item, _ in fresh:
+    settled: set[int] = set()
+    for call, item, filing_seq in fresh:
         f = item.filing
+        made = [next(states) for _ in item.adapters]
+        # inserted as 'pending' and seen by no one else yet: only another status needs
+        # the refresh (and its callback)
+        if models.derive_status([models.DeliveryState(st) for _, st in made]).value == "pending":
+            settled.add(filing_seq)
         trail.add(
             "filing.accepted",
             actor=call.actor,
@@ -143,8 +149,7 @@ async def accept_many(
                 "adapters": item.adapters,
             },
         )
-        for adapter in item.adapters:
-            delivery_id, state = next(states)
+        for adapter, (delivery_id, state) in zip(item.adapters, made, strict=True):
             trail.add(
                 f"delivery.{state}",
                 actor=call.actor,
@@ -153,10 +158,8 @@ async def accept_many(
                 now=call.now,
                 details={"adapter": adapter},
             )
-    await refresh_statuses(conn, stamps)
-    await trail.flush(conn)
-    if fresh:
-        await conn.execute("SELECT pg_notify($1, 'accept')", pg_sql.CHANNEL)
+    await refresh_statuses(conn, {fs: at for fs, at in stamps.items() if fs not in settled})
+    await trail.flush(conn, notify="accept")
     return [out[id(call)] for call in calls], bool(fresh)
 
 
@@ -257,11 +260,7 @@ async def claim(
     if not taken:
         return []
     taken.sort(key=lambda r: (r[8], r[7]))  # claim order: due_by (none last), then seq
-    found = await conn.fetch(
-        f"SELECT {pg_sql.F_COLS} FROM filings f WHERE f.seq = ANY($1::bigint[])",
-        sorted({r[4] for r in taken}),
-    )
-    filings = {r[0]: rows.filing(r) for r in found}
+    filings = {r[4]: rows.filing(r[9:]) for r in taken}  # the filing's columns follow
     trail = pg_audit.Trail(now, redactor)
     claims = []
     for delivery_id, adapter, token, attempts, filing_seq, filing_id, was, *_ in taken:

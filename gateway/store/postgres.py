@@ -149,6 +149,7 @@ class PostgresStore(
         self._completes = pg_group.Coalescer(self._complete_batch, max_batch=GROUP_MAX)
         self._gets: pg_group.Coalescer[str, models.FilingView | None]
         self._gets = pg_group.Coalescer(self._get_batch, max_batch=GROUP_MAX)
+        self._claim_stats = [0, 0]
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -162,6 +163,20 @@ class PostgresStore(
         await self._accepts.wait_idle()
         await self._completes.wait_idle()
         await self._gets.wait_idle()
+        log.info(
+            "store.coalesced",
+            **{
+                f"{name}_calls_per_tx": round(c.calls / c.batches, 1)
+                for name, c in (
+                    ("accept", self._accepts),
+                    ("complete", self._completes),
+                    ("get", self._gets),
+                )
+                if c.batches
+            },
+            claims=self._claim_stats[0],
+            claimed=self._claim_stats[1],
+        )
         pool, self._pool = self._pool, None
         if pool is not None:
             with anyio.CancelScope(shield=True):
@@ -287,9 +302,12 @@ class PostgresStore(
     async def claim(
         self, *, owner: str, now: datetime, lease_s: float, limits: dict[str, int]
     ) -> list[Claim]:
-        return await self._write(
+        claims = await self._write(
             lambda c: pg_ops.claim(c, owner, now, lease_s, limits, self.redactor)
         )
+        self._claim_stats[0] += 1
+        self._claim_stats[1] += len(claims)
+        return claims
 
     async def complete(
         self,
