@@ -39,7 +39,7 @@ UPDATE deliveries d SET state = 'delivered', attempts = d.attempts + 1, availabl
 FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::bigint[], $6::boolean[])
     AS v(id, token, at, receipt, ack_due_at, hold)
 WHERE d.id = v.id AND d.lease_token = v.token AND d.state = 'in_flight'
-RETURNING d.id, d.filing_seq, d.adapter, d.attempts
+RETURNING d.id, v.token, d.filing_seq, d.adapter, d.attempts
 """
 _INSERT_ACK = """
 INSERT INTO acks (id, fingerprint, kind, outcome, unsolicited, codes, message, document, raw,
@@ -98,11 +98,12 @@ async def complete_many(
     Returns, per completion, whether it was recorded (False: the lease was lost). The
     audit rows follow the batch's order, each with its own caller's time.
     """
-    # a delivery twice in one batch (never from one dispatcher): the first call wins,
-    # as it would have one transaction earlier
-    first: dict[str, int] = {}
+    # one lease twice in one batch (never from one dispatcher): the first call wins, as
+    # it would have one transaction earlier. The same delivery under an older token (a
+    # stale claimant) is another entry: the fence lets only the current token through
+    first: dict[tuple[str, int], int] = {}
     for i, c in enumerate(batch):
-        first.setdefault(c.claim.delivery_id, i)
+        first.setdefault((c.claim.delivery_id, c.claim.token), i)
     unique = [batch[i] for i in sorted(first.values())]
     found = await conn.fetch(
         _COMPLETE_MANY,
@@ -113,14 +114,14 @@ async def complete_many(
         [rows.us_or_none(c.ack_due_at) for c in unique],
         [c.hold_until_ack for c in unique],
     )
-    done = {r[0]: r for r in found}
+    done = {(r[0], r[1]): r[2:] for r in found}
     trail = pg_audit.Trail(batch[0].now, redactor)
     stamps: dict[int, int] = {}
     for c in unique:
-        row = done.get(c.claim.delivery_id)
+        row = done.get((c.claim.delivery_id, c.claim.token))
         if row is None:
             continue
-        _, filing_seq, adapter, attempts = row
+        filing_seq, adapter, attempts = row
         details: dict[str, Any] = {"adapter": adapter, "attempts": attempts, "receipt": c.receipt}
         if c.ack_due_at is not None:
             details["ack_due_at"] = rows.iso(c.ack_due_at)
@@ -137,9 +138,8 @@ async def complete_many(
         stamps[filing_seq] = max(stamps.get(filing_seq, 0), rows.us(c.now))
     await pg_ops.refresh_statuses(conn, stamps)
     await trail.flush(conn)
-    return [
-        c.claim.delivery_id in done and first[c.claim.delivery_id] == i for i, c in enumerate(batch)
-    ]
+    keys = [(c.claim.delivery_id, c.claim.token) for c in batch]
+    return [k in done and first[k] == i for i, k in enumerate(keys)]
 
 
 # --- acknowledgements -------------------------------------------------------------------
