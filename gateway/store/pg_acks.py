@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
-from gateway import audit, errors, ids, models
+from gateway import audit, errors, ids, models, redact
 from gateway.store import base, pg_audit, pg_mixin, pg_ops, pg_sql, rows
 from gateway.store.base import Actor
 
@@ -29,12 +30,16 @@ _TARGET = (
     "SELECT d.seq, d.id, d.filing_id, d.filing_seq, d.adapter, d.ordering_key, d.state, "
     "d.attempts, f.received_at FROM deliveries d JOIN filings f ON f.seq = d.filing_seq "
 )
-_COMPLETE = """
-UPDATE deliveries SET state = 'delivered', attempts = attempts + 1, available_at = $1,
-    last_error = NULL, receipt = $2, delivered_at = $1, lease_owner = NULL, updated_at = $1,
-    ack_due_at = $3, ack_overdue = FALSE, hold_until_ack = $4, ack = NULL
-WHERE id = $5 AND lease_token = $6 AND state = 'in_flight'
-RETURNING filing_seq, adapter, attempts
+#: many completions at once, each fenced by its own lease token
+_COMPLETE_MANY = """
+UPDATE deliveries d SET state = 'delivered', attempts = d.attempts + 1, available_at = v.at,
+    last_error = NULL, receipt = v.receipt, delivered_at = v.at, lease_owner = NULL,
+    updated_at = v.at, ack_due_at = v.ack_due_at, ack_overdue = FALSE,
+    hold_until_ack = v.hold, ack = NULL
+FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::bigint[], $6::boolean[])
+    AS v(id, token, at, receipt, ack_due_at, hold)
+WHERE d.id = v.id AND d.lease_token = v.token AND d.state = 'in_flight'
+RETURNING d.id, v.token, d.filing_seq, d.adapter, d.attempts
 """
 _INSERT_ACK = """
 INSERT INTO acks (id, fingerprint, kind, outcome, unsolicited, codes, message, document, raw,
@@ -73,44 +78,68 @@ WHERE filing_seq = $3 AND state = 'delivered' RETURNING id, adapter
 # --- delivery completion with an ack expectation ----------------------------------------
 
 
-async def complete(
-    conn: Conn,
-    claim: base.Claim,
-    now: datetime,
-    receipt: dict[str, Any],
-    ack_due_at: datetime | None,
-    hold_until_ack: bool,
-) -> bool:
-    """``delivered`` (fenced), with the ack deadline and hold set in the same UPDATE."""
-    now_us = rows.us(now)
-    row = await conn.fetchrow(
-        _COMPLETE,
-        now_us,
-        json.dumps(receipt),
-        rows.us_or_none(ack_due_at),
-        hold_until_ack,
-        claim.delivery_id,
-        claim.token,
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """One ``complete`` call: the claim it ends and what the dispatcher recorded."""
+
+    claim: base.Claim
+    now: datetime
+    receipt: dict[str, Any]
+    ack_due_at: datetime | None
+    hold_until_ack: bool
+
+
+async def complete_many(
+    conn: Conn, batch: list[Completion], redactor: redact.Redactor
+) -> list[bool]:
+    """``delivered`` for each claim still holding its lease (fenced by its token), with the
+    ack deadline and hold set in the same UPDATE; one statement for the whole batch.
+
+    Returns, per completion, whether it was recorded (False: the lease was lost). The
+    audit rows follow the batch's order, each with its own caller's time.
+    """
+    # one lease twice in one batch (never from one dispatcher): the first call wins, as
+    # it would have one transaction earlier. The same delivery under an older token (a
+    # stale claimant) is another entry: the fence lets only the current token through
+    first: dict[tuple[str, int], int] = {}
+    for i, c in enumerate(batch):
+        first.setdefault((c.claim.delivery_id, c.claim.token), i)
+    unique = [batch[i] for i in sorted(first.values())]
+    found = await conn.fetch(
+        _COMPLETE_MANY,
+        [c.claim.delivery_id for c in unique],
+        [c.claim.token for c in unique],
+        [rows.us(c.now) for c in unique],
+        [json.dumps(c.receipt) for c in unique],
+        [rows.us_or_none(c.ack_due_at) for c in unique],
+        [c.hold_until_ack for c in unique],
     )
-    if row is None:
-        return False
-    filing_seq, adapter, attempts = row
-    details: dict[str, Any] = {"adapter": adapter, "attempts": attempts, "receipt": receipt}
-    if ack_due_at is not None:
-        details["ack_due_at"] = rows.iso(ack_due_at)
-    if hold_until_ack:
-        details["hold_until_ack"] = True
-    trail = pg_audit.Trail(now)
-    trail.add(
-        "delivery.sent",
-        actor=base.SYSTEM,
-        filing_id=claim.filing.id,
-        delivery_id=claim.delivery_id,
-        details=details,
-    )
-    await pg_ops.refresh_status(conn, {filing_seq}, now_us)
+    done = {(r[0], r[1]): r[2:] for r in found}
+    trail = pg_audit.Trail(batch[0].now, redactor)
+    stamps: dict[int, int] = {}
+    for c in unique:
+        row = done.get((c.claim.delivery_id, c.claim.token))
+        if row is None:
+            continue
+        filing_seq, adapter, attempts = row
+        details: dict[str, Any] = {"adapter": adapter, "attempts": attempts, "receipt": c.receipt}
+        if c.ack_due_at is not None:
+            details["ack_due_at"] = rows.iso(c.ack_due_at)
+        if c.hold_until_ack:
+            details["hold_until_ack"] = True
+        trail.add(
+            "delivery.sent",
+            actor=base.SYSTEM,
+            filing_id=c.claim.filing.id,
+            delivery_id=c.claim.delivery_id,
+            details=details,
+            now=c.now,
+        )
+        stamps[filing_seq] = max(stamps.get(filing_seq, 0), rows.us(c.now))
+    await pg_ops.refresh_statuses(conn, stamps)
     await trail.flush(conn)
-    return True
+    keys = [(c.claim.delivery_id, c.claim.token) for c in batch]
+    return [k in done and first[k] == i for i, k in enumerate(keys)]
 
 
 # --- acknowledgements -------------------------------------------------------------------
@@ -408,19 +437,6 @@ async def close_ack(
 
 class AcksMixin(pg_mixin.Transactional):
     """The ack, ack-deadline and control-number methods of ``PostgresStore``."""
-
-    async def complete(
-        self,
-        claim: base.Claim,
-        *,
-        now: datetime,
-        receipt: dict[str, Any],
-        ack_due_at: datetime | None = None,
-        hold_until_ack: bool = False,
-    ) -> bool:
-        return await self._write(
-            lambda c: complete(c, claim, now, receipt, ack_due_at, hold_until_ack)
-        )
 
     async def record_ack(
         self, ack: models.Ack, *, decide: base.AckDecide, actor: Actor, now: datetime

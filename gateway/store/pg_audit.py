@@ -2,7 +2,8 @@
 
 Every transaction that writes audit rows collects them in a ``Trail`` and appends
 them at its end with ``flush``, under one advisory lock held until commit, so rows
-from all processes extend one hash chain and the lock is held only briefly.
+from all processes extend one hash chain and the lock is held only briefly: the lock,
+the head read and one INSERT of all the transaction's rows are its last statements.
 """
 
 from __future__ import annotations
@@ -24,10 +25,24 @@ Conn = asyncpg.Connection
 _EMPTY = (0, audit.GENESIS)
 
 
-async def lock_head(conn: Conn) -> tuple[int, str]:
-    """Take the chain lock (until commit) and read the head it protects: (seq, hash)."""
-    # The head read after taking the lock sees every chain row committed before.
-    await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", *pg_sql.LOCK_AUDIT)
+async def lock_head(conn: Conn, *, notify: str | None = None) -> tuple[int, str]:
+    """Take the chain lock (until commit) and read the head it protects: (seq, hash).
+
+    ``notify``: also announce new work with this payload (sent at commit), in the same
+    statement as the lock, which saves a round trip.
+    """
+    # The head is read in a statement of its own, after the lock is held: its snapshot
+    # then includes every chain row committed before (one statement's snapshot would
+    # be taken before the lock wait).
+    if notify is None:
+        await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", *pg_sql.LOCK_AUDIT)
+    else:
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock($1, $2), pg_notify($3, $4)",
+            *pg_sql.LOCK_AUDIT,
+            pg_sql.CHANNEL,
+            notify,
+        )
     head = await conn.fetchrow(pg_sql.AUDIT_HEAD)
     return (int(head[0]), str(head[1])) if head else _EMPTY
 
@@ -49,7 +64,8 @@ class Trail:
     def __init__(self, now: datetime, redactor: redact.Redactor | None = None) -> None:
         self.at = rows.iso(now)
         self.redactor = redactor or STORE_REDACTOR.get() or redact.Redactor()
-        self.items: list[tuple[str, str, str | None, str | None, dict[str, Any]]] = []
+        #: (at, event, actor, filing_id, delivery_id, details), in append order
+        self.items: list[tuple[str, str, str, str | None, str | None, dict[str, Any]]] = []
 
     def add(
         self,
@@ -59,50 +75,53 @@ class Trail:
         filing_id: str | None = None,
         delivery_id: str | None = None,
         details: dict[str, Any] | None = None,
+        now: datetime | None = None,
     ) -> None:
+        """Collect one row; ``now``: its own time when it differs from the trail's
+        (a coalesced transaction of several callers)."""
         details = dict(details or {})
         if actor.request_id:
             details.setdefault("request_id", actor.request_id)
         details = self.redactor.value(details)
-        self.items.append((event, actor.name, filing_id, delivery_id, details))
+        at = self.at if now is None else rows.iso(now)
+        self.items.append((at, event, actor.name, filing_id, delivery_id, details))
 
-    async def flush(self, conn: Conn, *, head: tuple[int, str] | None = None) -> int:
+    def extend(self, other: Trail) -> None:
+        """Take over ``other``'s collected rows (already redacted), after this trail's."""
+        self.items += other.items
+        other.items = []
+
+    async def flush(
+        self, conn: Conn, *, head: tuple[int, str] | None = None, notify: str | None = None
+    ) -> int:
         """Append the collected rows; returns the new head seq (0: nothing appended).
 
         ``head``: the chain head read under the lock already held (``prune``, whose
-        DELETE can leave the table empty while the chain goes on).
+        DELETE can leave the table empty while the chain goes on). ``notify``: announce
+        new work with this payload when there are rows (see ``lock_head``).
         """
         if not self.items:
             return 0
-        seq, prev = head if head is not None else await lock_head(conn)
-        out = []
-        for event, actor, filing_id, delivery_id, details in self.items:
+        seq, prev = head if head is not None else await lock_head(conn, notify=notify)
+        # one column per array: a single INSERT ... unnest, one round trip, one statement
+        cols: list[list[Any]] = [[] for _ in range(9)]
+        for at, event, actor, filing_id, delivery_id, details in self.items:
             seq += 1
             h = audit.row_hash(
                 prev,
                 seq=seq,
-                at=self.at,
+                at=at,
                 actor=actor,
                 filing_id=filing_id,
                 delivery_id=delivery_id,
                 event=event,
                 details=details,
             )
-            out.append(
-                (
-                    seq,
-                    self.at,
-                    actor,
-                    filing_id,
-                    delivery_id,
-                    event,
-                    audit.canonical(details),
-                    prev,
-                    h,
-                )
-            )
+            row = (seq, at, actor, filing_id, delivery_id, event, audit.canonical(details), prev, h)
+            for col, value in zip(cols, row, strict=True):
+                col.append(value)
             prev = h
-        await conn.executemany(pg_sql.INSERT_AUDIT, out)
+        await conn.execute(pg_sql.INSERT_AUDIT_ROWS, *cols)
         self.items = []
         return seq
 

@@ -9,6 +9,7 @@ before commit.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,28 +23,41 @@ Conn = asyncpg.Connection
 
 
 async def refresh_status(conn: Conn, filing_seqs: set[int], now_us: int) -> None:
-    """Re-derive the filings' statuses; queue a callback where one changed (schema v5).
+    """Re-derive the filings' statuses; queue a callback where one changed (schema v5)."""
+    await refresh_statuses(conn, dict.fromkeys(filing_seqs, now_us))
+
+
+async def refresh_statuses(conn: Conn, stamps: dict[int, int]) -> None:
+    """``refresh_status`` with each filing's own time (filing seq → µs): a coalesced
+    transaction of several callers.
 
     The filing rows are locked first (in seq order), so the delivery states read next
     include every change committed by a concurrent refresher of the same filing, and
-    ``previous_status`` is the status the last one wrote.
+    ``previous_status`` is the status the last one wrote. Set-based: three statements
+    whatever the number of filings.
     """
-    if not filing_seqs:
+    if not stamps:
         return
-    before = {
-        r[0]: (r[1], r[2]) for r in await conn.fetch(pg_sql.LOCK_FILINGS, sorted(filing_seqs))
-    }
-    found = await conn.fetch(pg_sql.FILING_STATES, sorted(filing_seqs))
+    seqs = sorted(stamps)
+    before = {r[0]: (r[1], r[2]) for r in await conn.fetch(pg_sql.LOCK_FILINGS, seqs)}
+    found = await conn.fetch(pg_sql.FILING_STATES, seqs)
     # in seq order, the order flag_at_risk locks filings in too: fewer deadlocks
     changes = [
-        (models.derive_status([models.DeliveryState(s) for s in states]).value, now_us, fs)
+        (models.derive_status([models.DeliveryState(s) for s in states]).value, stamps[fs], fs)
         for fs, states in sorted(found)
     ]
-    await conn.executemany(pg_sql.SET_STATUS, changes)
-    for status, _, fs in changes:
+    if not changes:
+        return
+    await conn.execute(
+        pg_sql.SET_STATUSES,
+        [c[0] for c in changes],
+        [c[1] for c in changes],
+        [c[2] for c in changes],
+    )
+    for status, at_us, fs in changes:
         previous, callback_url = before.get(fs, (status, None))
         if callback_url and previous != status:
-            await pg_callbacks.enqueue_callback(conn, fs, previous, status, now_us)
+            await pg_callbacks.enqueue_callback(conn, fs, previous, status, at_us)
 
 
 async def lock_keys(conn: Conn, keys: set[str]) -> None:
@@ -55,6 +69,15 @@ async def lock_keys(conn: Conn, keys: set[str]) -> None:
 # --- accept -----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class AcceptCall:
+    """One caller's ``accept``: its filings, who asked, and when."""
+
+    items: list[base.NewFiling]
+    actor: Actor
+    now: datetime
+
+
 async def accept(
     conn: Conn,
     items: list[base.NewFiling],
@@ -62,22 +85,96 @@ async def accept(
     now: datetime,
     redactor: redact.Redactor,
 ) -> tuple[list[base.AcceptResult], bool]:
-    """Insert new filings and their deliveries; returns the results and "anything new?".
+    """Insert new filings and their deliveries; returns the results and "anything new?"."""
+    results, new = await accept_many(conn, [AcceptCall(items, actor, now)], redactor)
+    return results[0], new
+
+
+async def accept_many(
+    conn: Conn, calls: list[AcceptCall], redactor: redact.Redactor
+) -> tuple[list[list[base.AcceptResult]], bool]:
+    """Several callers' accepts in one transaction; each gets the results of its items.
+
+    The same as running them one after the other: items are inserted in call order
+    (a repeated idempotency key inside the batch finds the earlier item's row), and
+    each row carries its own caller's actor and time. Set-based: one INSERT of all the
+    filings, one of all their deliveries.
 
     The ordering-key locks are taken first, for the whole batch: a key's deliveries
     then get their ``seq`` in commit order, so no claimer can see a later filing of a
     key committed while an earlier one is still invisible to it.
     """
-    now_us = rows.us(now)
-    trail = pg_audit.Trail(now, redactor)
-    await lock_keys(conn, {i.filing.ordering_key for i in items})
-    results: list[base.AcceptResult] = []
-    touched: set[int] = set()
-    for item in items:
+    entries = [(call, item) for call in calls for item in call.items]
+    await lock_keys(conn, {item.filing.ordering_key for _, item in entries})
+    inserted = await _insert_filings(conn, entries)
+    stamps: dict[int, int] = {}
+    fresh: list[tuple[AcceptCall, base.NewFiling, int]] = []
+    out: dict[int, list[base.AcceptResult]] = {id(call): [] for call in calls}
+    for call, item in entries:
+        f = item.filing
+        filing_seq = inserted.get(f.id)
+        if filing_seq is None:  # the idempotency key exists (maybe committed just now)
+            out[id(call)].append(await _earlier(conn, f))
+            continue
+        fresh.append((call, item, filing_seq))
+        stamps[filing_seq] = rows.us(call.now)
+        out[id(call)].append(base.AcceptResult(f.id, created=True))
+    states = iter(
+        await _insert_deliveries(
+            conn, [(call, item.filing, fs, a) for call, item, fs in fresh for a in item.adapters]
+        )
+    )
+    trail = pg_audit.Trail(calls[0].now, redactor)
+    settled: set[int] = set()
+    for call, item, filing_seq in fresh:
+        f = item.filing
+        made = [next(states) for _ in item.adapters]
+        # inserted as 'pending' and seen by no one else yet: only another status needs
+        # the refresh (and its callback)
+        if models.derive_status([models.DeliveryState(st) for _, st in made]).value == "pending":
+            settled.add(filing_seq)
+        trail.add(
+            "filing.accepted",
+            actor=call.actor,
+            filing_id=f.id,
+            now=call.now,
+            details={
+                "filing_type": f.filing_type.value,
+                "environment": f.environment.value,
+                "reference": f.reference,
+                "filer_code": f.filer_code,
+                "body_hash": f.body_hash,
+                "source": f.source,
+                "source_event_id": f.source_event_id,
+                "adapters": item.adapters,
+            },
+        )
+        for adapter, (delivery_id, state) in zip(item.adapters, made, strict=True):
+            trail.add(
+                f"delivery.{state}",
+                actor=call.actor,
+                filing_id=f.id,
+                delivery_id=delivery_id,
+                now=call.now,
+                details={"adapter": adapter},
+            )
+    await refresh_statuses(conn, {fs: at for fs, at in stamps.items() if fs not in settled})
+    await trail.flush(conn, notify="accept")
+    return [out[id(call)] for call in calls], bool(fresh)
+
+
+async def _insert_filings(
+    conn: Conn, entries: list[tuple[AcceptCall, base.NewFiling]]
+) -> dict[str, int]:
+    """One INSERT of every filing, in order; returns id → seq of those inserted (the
+    others' idempotency key was taken, by an earlier row or an earlier item)."""
+    if not entries:
+        return {}
+    cols: list[list[Any]] = [[] for _ in range(18)]
+    for call, item in entries:
         f = item.filing
         payload, is_json = rows.dump_payload(f.payload)
-        filing_seq = await conn.fetchval(
-            pg_sql.INSERT_FILING,
+        row = (
             f.id,
             f.filing_type.value,
             f.environment.value,
@@ -94,56 +191,38 @@ async def accept(
             json.dumps(f.metadata),
             f.source,
             rows.us(f.received_at),
-            now_us,
+            rows.us(call.now),
             f.source_event_id,
         )
-        if filing_seq is None:  # the idempotency key exists (maybe committed just now)
-            results.append(await _earlier(conn, f))
-            continue
-        trail.add(
-            "filing.accepted",
-            actor=actor,
-            filing_id=f.id,
-            details={
-                "filing_type": f.filing_type.value,
-                "environment": f.environment.value,
-                "reference": f.reference,
-                "filer_code": f.filer_code,
-                "body_hash": f.body_hash,
-                "source": f.source,
-                "source_event_id": f.source_event_id,
-                "adapters": item.adapters,
-            },
-        )
-        for adapter in item.adapters:
-            blocked = await conn.fetchval(pg_sql.KEY_BLOCKED, adapter, f.ordering_key)
-            state = models.DeliveryState.BLOCKED if blocked else models.DeliveryState.PENDING
-            delivery_id = ids.new_id("dlv")
-            await conn.execute(
-                pg_sql.INSERT_DELIVERY,
-                delivery_id,
-                filing_seq,
-                f.id,
-                adapter,
-                f.ordering_key,
-                state.value,
-                now_us,
-                rows.us_or_none(f.due_by),
-            )
-            trail.add(
-                f"delivery.{state.value}",
-                actor=actor,
-                filing_id=f.id,
-                delivery_id=delivery_id,
-                details={"adapter": adapter},
-            )
-        touched.add(filing_seq)
-        results.append(base.AcceptResult(f.id, created=True))
-    await refresh_status(conn, touched, now_us)
-    await trail.flush(conn)
-    if touched:
-        await conn.execute("SELECT pg_notify($1, 'accept')", pg_sql.CHANNEL)
-    return results, bool(touched)
+        for col, value in zip(cols, row, strict=True):
+            col.append(value)
+    return {r[0]: r[1] for r in await conn.fetch(pg_sql.INSERT_FILINGS, *cols)}
+
+
+async def _insert_deliveries(
+    conn: Conn, wanted: list[tuple[AcceptCall, models.Filing, int, str]]
+) -> list[tuple[str, str]]:
+    """One INSERT of every new delivery, in order; returns (id, state) in that order.
+
+    A delivery is ``blocked`` when its key already has a dead, rejected or blocked
+    delivery for its adapter. Rows inserted by this same statement are not seen by
+    that check, and need not be: they are pending or blocked by an older row.
+    """
+    if not wanted:
+        return []
+    ids_ = [ids.new_id("dlv") for _ in wanted]
+    found = await conn.fetch(
+        pg_sql.INSERT_DELIVERIES,
+        ids_,
+        [fs for _, _, fs, _ in wanted],
+        [f.id for _, f, _, _ in wanted],
+        [a for _, _, _, a in wanted],
+        [f.ordering_key for _, f, _, _ in wanted],
+        [rows.us(call.now) for call, _, _, _ in wanted],
+        [rows.us_or_none(f.due_by) for _, f, _, _ in wanted],
+    )
+    states = {r[0]: r[1] for r in found}
+    return [(d, states[d]) for d in ids_]
 
 
 async def _earlier(conn: Conn, f: models.Filing) -> base.AcceptResult:
@@ -181,11 +260,7 @@ async def claim(
     if not taken:
         return []
     taken.sort(key=lambda r: (r[8], r[7]))  # claim order: due_by (none last), then seq
-    found = await conn.fetch(
-        f"SELECT {pg_sql.F_COLS} FROM filings f WHERE f.seq = ANY($1::bigint[])",
-        sorted({r[4] for r in taken}),
-    )
-    filings = {r[0]: rows.filing(r) for r in found}
+    filings = {r[4]: rows.filing(r[9:]) for r in taken}  # the filing's columns follow
     trail = pg_audit.Trail(now, redactor)
     claims = []
     for delivery_id, adapter, token, attempts, filing_seq, filing_id, was, *_ in taken:

@@ -25,10 +25,23 @@ async def deliveries_of(conn: Conn, filing_seqs: list[int]) -> dict[int, list[mo
 
 
 async def get_filing(conn: Conn, filing_id: str) -> models.FilingView | None:
-    row = await conn.fetchrow(f"SELECT {pg_sql.F_COLS} FROM filings f WHERE f.id = $1", filing_id)
-    if row is None:
-        return None
-    return rows.filing_view(row, (await deliveries_of(conn, [row[0]]))[row[0]])
+    return (await get_filings(conn, [filing_id]))[0]
+
+
+async def get_filings(conn: Conn, filing_ids: list[str]) -> list[models.FilingView | None]:
+    """Several filings (a coalesced batch of ``get_filing`` calls) in two statements."""
+    found = {
+        r[1]: r
+        for r in await conn.fetch(
+            f"SELECT {pg_sql.F_COLS} FROM filings f WHERE f.id = ANY($1::text[])",
+            sorted(set(filing_ids)),
+        )
+    }
+    deliveries = await deliveries_of(conn, sorted(r[0] for r in found.values()))
+    return [
+        None if (r := found.get(i)) is None else rows.filing_view(r, deliveries[r[0]])
+        for i in filing_ids
+    ]
 
 
 async def list_filings(

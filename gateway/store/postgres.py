@@ -10,6 +10,10 @@ transaction (READ COMMITTED); how they stay correct together:
   a key's deliveries are numbered in commit order, and inserts with
   ``ON CONFLICT (idempotency_key) DO NOTHING`` then reads back, so concurrent
   duplicates become one filing;
+* **group commit**: concurrent ``accept`` calls share one transaction, and so do
+  concurrent ``complete`` calls (``pg_group``), with set-based statements; every caller
+  resumes only after that COMMIT. When a shared accept fails for a reason that may be
+  one call's own, each call runs again alone, so one bad call never fails the others;
 * **audit** appends take one advisory lock in the same transaction (``pg_audit.Trail``),
   so all processes extend one hash chain; triggers refuse UPDATE and TRUNCATE, and
   DELETE except inside ``prune_audit``'s own transaction;
@@ -41,6 +45,7 @@ from gateway.store import (
     pg_acks,
     pg_audit,
     pg_callbacks,
+    pg_group,
     pg_inbound,
     pg_monitoring,
     pg_ops,
@@ -73,8 +78,28 @@ _CONFLICT_ERRORS = (
 _DB_ERRORS = (asyncpg.exceptions.PostgresError, *_CONNECTION_ERRORS)
 
 
+#: most calls one group-commit transaction holds
+GROUP_MAX = 256
+
+
 class _CommitUnknown(Exception):
     """The connection failed during COMMIT: the transaction may or may not have committed."""
+
+
+def _whole_batch_failed(exc: BaseException) -> bool:
+    """A failure of the connection or the commit, not of any one call's statements."""
+    cause = exc.__cause__ if isinstance(exc, errors.StoreError) else exc
+    return isinstance(cause, (_CommitUnknown, *_CONNECTION_ERRORS))
+
+
+class _PooledConnection(asyncpg.Connection):  # type: ignore[misc]
+    """A pooled connection released without asyncpg's reset query (one round trip per
+    release: advisory unlock, CLOSE ALL, UNLISTEN, RESET ALL). Pooled connections hold
+    none of those: locks are transaction-scoped, LISTEN has its own connection, no
+    session setting is changed, and an open transaction is still rolled back."""
+
+    def get_reset_query(self) -> str:
+        return ""
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -114,9 +139,17 @@ class PostgresStore(
             "command_timeout": command_timeout_s,
             "timeout": 10,  # connection establishment
             "server_settings": server_settings,
+            "connection_class": _PooledConnection,
         }
         self.retry_s = retry_s
         self._pool: asyncpg.Pool | None = None
+        self._accepts: pg_group.Coalescer[pg_ops.AcceptCall, list[base.AcceptResult]]
+        self._accepts = pg_group.Coalescer(self._accept_batch, max_batch=GROUP_MAX)
+        self._completes: pg_group.Coalescer[pg_acks.Completion, bool]
+        self._completes = pg_group.Coalescer(self._complete_batch, max_batch=GROUP_MAX)
+        self._gets: pg_group.Coalescer[str, models.FilingView | None]
+        self._gets = pg_group.Coalescer(self._get_batch, max_batch=GROUP_MAX)
+        self._claim_stats = [0, 0]
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -127,6 +160,23 @@ class PostgresStore(
             raise errors.StoreError(f"cannot open PostgreSQL store: {exc}") from exc
 
     async def close(self) -> None:
+        await self._accepts.wait_idle()
+        await self._completes.wait_idle()
+        await self._gets.wait_idle()
+        log.info(
+            "store.coalesced",
+            **{
+                f"{name}_calls_per_tx": round(c.calls / c.batches, 1)
+                for name, c in (
+                    ("accept", self._accepts),
+                    ("complete", self._completes),
+                    ("get", self._gets),
+                )
+                if c.batches
+            },
+            claims=self._claim_stats[0],
+            claimed=self._claim_stats[1],
+        )
         pool, self._pool = self._pool, None
         if pool is not None:
             with anyio.CancelScope(shield=True):
@@ -191,13 +241,22 @@ class PostgresStore(
         pool = self._pool
         if pool is None:
             raise errors.StoreError("store is closed")
+
+        async def once() -> T:
+            async with pool.acquire() as conn:
+                if not write:
+                    return await fn(conn)
+                return await _in_transaction(conn, fn)
+
         try:
+            try:  # the common case, without the retry machinery
+                return await once()
+            except _CONNECTION_ERRORS + _CONFLICT_ERRORS:
+                if not retry:
+                    raise
             async for attempt in self._retrying(retry):
                 with attempt:
-                    async with pool.acquire() as conn:
-                        if not write:
-                            return await fn(conn)
-                        return await _in_transaction(conn, fn)
+                    return await once()
         except _CommitUnknown as exc:
             raise errors.StoreError(f"PostgreSQL connection lost during commit: {exc}") from exc
         except _DB_ERRORS as exc:
@@ -219,19 +278,53 @@ class PostgresStore(
     async def accept(
         self, items: Sequence[base.NewFiling], *, actor: Actor, now: datetime
     ) -> list[base.AcceptResult]:
-        results, _ = await self._write(
-            lambda c: pg_ops.accept(c, list(items), actor, now, self.redactor)
-        )
-        return results
+        return await self._accepts.submit(pg_ops.AcceptCall(list(items), actor, now))
+
+    async def _accept_batch(self, calls: list[pg_ops.AcceptCall]) -> list[pg_group.Outcome]:
+        try:
+            results, _ = await self._write(lambda c: pg_ops.accept_many(c, calls, self.redactor))
+        except Exception as exc:
+            if len(calls) == 1 or _whole_batch_failed(exc):
+                raise
+            # maybe one call's own failure: each alone, so it fails no other
+            return [await self._accept_alone(call) for call in calls]
+        return [(True, r) for r in results]
+
+    async def _accept_alone(self, call: pg_ops.AcceptCall) -> pg_group.Outcome:
+        try:
+            results, _ = await self._write(lambda c: pg_ops.accept_many(c, [call], self.redactor))
+        except Exception as exc:
+            return (False, exc)
+        return (True, results[0])
 
     # --- dispatch ---------------------------------------------------------------------
 
     async def claim(
         self, *, owner: str, now: datetime, lease_s: float, limits: dict[str, int]
     ) -> list[Claim]:
-        return await self._write(
+        claims = await self._write(
             lambda c: pg_ops.claim(c, owner, now, lease_s, limits, self.redactor)
         )
+        self._claim_stats[0] += 1
+        self._claim_stats[1] += len(claims)
+        return claims
+
+    async def complete(
+        self,
+        claim: Claim,
+        *,
+        now: datetime,
+        receipt: dict[str, Any],
+        ack_due_at: datetime | None = None,
+        hold_until_ack: bool = False,
+    ) -> bool:
+        return await self._completes.submit(
+            pg_acks.Completion(claim, now, receipt, ack_due_at, hold_until_ack)
+        )
+
+    async def _complete_batch(self, batch: list[pg_acks.Completion]) -> list[pg_group.Outcome]:
+        done = await self._write(lambda c: pg_acks.complete_many(c, batch, self.redactor))
+        return [(True, ok) for ok in done]
 
     async def renew(self, *, owner: str, tokens: dict[str, int], until: datetime) -> int:
         if not tokens:
@@ -297,7 +390,12 @@ class PostgresStore(
     # --- reads ------------------------------------------------------------------------
 
     async def get_filing(self, filing_id: str) -> models.FilingView | None:
-        return await self._read(lambda c: pg_reads.get_filing(c, filing_id))
+        # coalesced: every accepted filing is read back for its 202, so these come in crowds
+        return await self._gets.submit(filing_id)
+
+    async def _get_batch(self, filing_ids: list[str]) -> list[pg_group.Outcome]:
+        views = await self._read(lambda c: pg_reads.get_filings(c, filing_ids))
+        return [(True, v) for v in views]
 
     async def list_filings(
         self, flt: base.ListFilter, *, limit: int, cursor: str | None

@@ -940,9 +940,7 @@ def _prune_audit(
             "continues_from": continues_from,
         },
     )
-    return base.PruneResult(
-        removed=removed, first_seq=first, last_seq=cutoff, anchor_seq=trail.seq
-    )
+    return base.PruneResult(removed=removed, first_seq=first, last_seq=cutoff, anchor_seq=trail.seq)
 
 
 # --- transaction bodies (run on the writer thread) --------------------------------------
