@@ -9,7 +9,7 @@ before commit.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -118,7 +118,7 @@ async def accept_many(
             continue
         fresh.append((call, item, filing_seq))
         stamps[filing_seq] = rows.us(call.now)
-        out[id(call)].append(base.AcceptResult(f.id, created=True))
+        out[id(call)].append(base.AcceptResult(f.id, created=True))  # view set below
     states = iter(
         await _insert_deliveries(
             conn, [(call, item.filing, fs, a) for call, item, fs in fresh for a in item.adapters]
@@ -126,9 +126,15 @@ async def accept_many(
     )
     trail = pg_audit.Trail(calls[0].now, redactor)
     settled: set[int] = set()
+    views: dict[str, models.FilingView] = {}
     for call, item, filing_seq in fresh:
         f = item.filing
         made = [next(states) for _ in item.adapters]
+        views[f.id] = rows.accepted_view(
+            f,
+            [(filing_seq, d, a, st) for a, (d, st) in zip(item.adapters, made, strict=True)],
+            rows.us(call.now),
+        )
         # inserted as 'pending' and seen by no one else yet: only another status needs
         # the refresh (and its callback)
         if models.derive_status([models.DeliveryState(st) for _, st in made]).value == "pending":
@@ -160,7 +166,14 @@ async def accept_many(
             )
     await refresh_statuses(conn, {fs: at for fs, at in stamps.items() if fs not in settled})
     await trail.flush(conn, notify="accept")
-    return [out[id(call)] for call in calls], bool(fresh)
+    results = [
+        [
+            replace(r, view=views[r.filing_id]) if r.created else r
+            for r in out[id(call)]
+        ]
+        for call in calls
+    ]
+    return results, bool(fresh)
 
 
 async def _insert_filings(

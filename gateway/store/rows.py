@@ -152,6 +152,37 @@ def delivery(row: Sequence[Any]) -> models.Delivery:
     )
 
 
+def accepted_view(
+    f: models.Filing, deliveries: list[tuple[int, str, str, str]], now_us: int
+) -> models.FilingView:
+    """The view of a filing just inserted, from what was written (the 202's body without a
+    read back): ``deliveries`` are (filing seq, delivery id, adapter, state) as inserted,
+    with no attempts yet. Its status is what the deliveries' states derive."""
+    made = [
+        delivery((None, d_id, f.id, adapter, state, 0, now_us, None, None, now_us, now_us, None))
+        for _, d_id, adapter, state in deliveries
+    ]
+    status = models.derive_status([d.state for d in made])
+    return models.FilingView.model_construct(
+        id=f.id,
+        status=status,
+        at_risk=False,
+        filing_type=f.filing_type,
+        environment=f.environment,
+        reference=f.reference,
+        filer_code=f.filer_code,
+        idempotency_key=f.idempotency_key,
+        body_hash=f.body_hash,
+        ordering_key=f.ordering_key,
+        due_by=f.due_by,
+        metadata=f.metadata,
+        source=f.source,
+        source_event_id=f.source_event_id,
+        received_at=f.received_at,
+        deliveries=made,
+    )
+
+
 # column order of the rejected_events SELECTs:
 # seq, id, source, origin, event_id, reason, details, body, content_type, received_at
 def rejected_event(row: Sequence[Any]) -> models.RejectedEvent:

@@ -78,6 +78,27 @@ async def test_accept_stores_filing_with_pending_delivery_per_adapter(store: bas
     assert await store.get_filing("fil_missing") is None
 
 
+async def test_accept_answers_with_the_view_a_read_returns(store: base.Store) -> None:
+    """The view accept builds from what it wrote (the 202's body) is what a read returns,
+    for a pending filing and for one accepted behind a dead delivery (blocked)."""
+    [first] = await store.accept([new("A", ordering_key="K")], actor=ACTOR, now=T0)
+    [c] = await claim(store)
+    assert await store.kill(c, now=T0, error="refused")
+    [second] = await store.accept(
+        [new("B", ordering_key="K", adapters=("ace", "copy"))], actor=ACTOR, now=T0
+    )
+    assert second.view is not None and second.view.status is models.FilingStatus.BLOCKED
+    read = await store.get_filing(second.filing_id)
+    assert read is not None
+    assert second.view.model_dump(mode="json") == read.model_dump(mode="json")
+    assert first.view is not None
+    assert first.view.status is models.FilingStatus.PENDING
+    assert [d.state for d in first.view.deliveries] == [models.DeliveryState.PENDING]
+    assert first.view.model_dump(exclude={"status", "deliveries"}) == (
+        await store.get_filing(first.filing_id)
+    ).model_dump(exclude={"status", "deliveries"})
+
+
 async def test_same_key_and_body_returns_the_first_filing(store: base.Store) -> None:
     """A repeated idempotency key with the same body returns the first id, created=False."""
     [first] = await store.accept([new(key="k-1")], actor=ACTOR, now=T0)
