@@ -71,7 +71,16 @@ def machine() -> dict[str, Any]:
         "cpu": cpu,
         "python": platform.python_version(),
         "kernel": platform.release(),
+        "loadavg_at_start": loadavg(),
     }
+
+
+def loadavg() -> str:
+    """The 1/5/15-minute load averages: how busy the machine was besides the run."""
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
 
 
 async def main(argv: list[str]) -> int:
@@ -104,6 +113,7 @@ async def main(argv: list[str]) -> int:
             )
             admin = None
     only = {s for s in args.only.split(",") if s}
+    started = machine()
     with tempfile.TemporaryDirectory(prefix="edigw-bench-") as tmp:
         ctx = scenarios.Ctx(Path(tmp), admin, duration_s=args.duration, long=args.long)
         rows: list[dict[str, Any]] = []
@@ -130,7 +140,7 @@ async def main(argv: list[str]) -> int:
             rows += got
     out = {
         "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": machine(),
+        "machine": {**started, "loadavg_at_end": loadavg()},
         "long": args.long,
         "duration_s": args.duration,
         "rows": rows,
@@ -139,7 +149,10 @@ async def main(argv: list[str]) -> int:
     path = Path(args.out) if args.out else RESULTS / f"{out['at'].replace(':', '')}.json"
     path.write_text(json.dumps(out, indent=2, default=str) + "\n")
     m = out["machine"]
-    print(f"\nmachine: {m['cores']} cores, {m['cpu']}, Python {m['python']}\n")
+    print(
+        f"\nmachine: {m['cores']} cores, {m['cpu']}, Python {m['python']}, load average "
+        f"{m['loadavg_at_start']} at the start and {m['loadavg_at_end']} at the end\n"
+    )
     print(table(rows))
     print(f"\nwritten: {path}")
     return 0
