@@ -1,7 +1,7 @@
 """SQLite transaction bodies for status callbacks (schema v5): a durable outbox of events.
 
 ``enqueue_callback`` runs inside whatever transaction changed a filing's status (it is
-called from ``sqlite._refresh_status``), so an event is queued exactly when the change
+called from ``sqlite_ops.refresh_statuses``), so an event is queued exactly when the change
 commits. Claims are leased and fenced like deliveries; events of one filing go one at a
 time, in order.
 """
@@ -13,8 +13,7 @@ import sqlite3
 from datetime import datetime, timedelta
 
 from gateway import ids, models
-from gateway.store import base, rows
-from gateway.store import sqlite as core
+from gateway.store import base, rows, sqlite_audit
 
 #: filing statuses a callback is sent for
 CALLBACK_STATUSES = frozenset({"delivered", "acknowledged", "rejected", "dead", "cancelled"})
@@ -135,7 +134,7 @@ def finish_callback(
     if row is None:
         return False
     if state in ("delivered", "dead"):
-        core._Audit(conn, now).add(
+        sqlite_audit.Audit(conn, now).add(
             f"callback.{state}",
             actor=base.SYSTEM,
             filing_id=claim.filing_id,
