@@ -9,13 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from gateway import errors
-from gateway.store import (
-    base,
-    rows,
-    sqlite_audit,
-    sqlite_ops,
-    sqlite_schema,
-)
+from gateway.store import base, logic, rows, sqlite_audit, sqlite_ops, sqlite_schema
 from gateway.store.base import Actor
 
 
@@ -227,13 +221,7 @@ def bulk_action(
         details={
             "reason": reason,
             "changed": len(changed),
-            "filter": {
-                "state": None if flt.state is None else flt.state.value,
-                "adapter": flt.adapter,
-                "filing_type": None if flt.filing_type is None else flt.filing_type.value,
-                "environment": None if flt.environment is None else flt.environment.value,
-                "not_after": None if flt.not_after is None else rows.iso(flt.not_after),
-            },
+            "filter": logic.bulk_filter(flt),
         },
     )
     return chosen

@@ -11,11 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from gateway import audit, redact
-from gateway.store import (
-    base,
-    rows,
-    sqlite_schema,
-)
+from gateway.store import base, rows, sqlite_schema
 from gateway.store.base import Actor
 
 

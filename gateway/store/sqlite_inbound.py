@@ -8,10 +8,7 @@ import json
 import sqlite3
 
 from gateway import models
-from gateway.store import (
-    rows,
-    sqlite_audit,
-)
+from gateway.store import logic, rows, sqlite_audit
 from gateway.store.base import Actor
 
 _R_COLS = "seq, id, source, origin, event_id, reason, details, body, content_type, received_at"
@@ -38,13 +35,7 @@ def reject_event(conn: sqlite3.Connection, event: models.RejectedEvent) -> bool:
     sqlite_audit.Audit(conn, event.received_at).add(
         "event.rejected",
         actor=Actor(name=f"source:{event.source}"),
-        details={
-            "rejected_id": event.id,
-            "source": event.source,
-            "origin": event.origin,
-            "event_id": event.event_id,
-            "reason": event.reason,
-        },
+        details=logic.rejected_details(event),
     )
     return True
 

@@ -13,14 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from gateway import errors, ids, models
-from gateway.store import (
-    base,
-    rows,
-    sqlite_audit,
-    sqlite_callbacks,
-    sqlite_reads,
-    sqlite_schema,
-)
+from gateway.store import base, rows, sqlite_audit, sqlite_callbacks, sqlite_reads, sqlite_schema
 from gateway.store.base import Actor, Claim
 
 

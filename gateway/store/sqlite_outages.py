@@ -5,51 +5,17 @@ of a held adapter; flagging filings whose deadline is at risk.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from gateway import errors, ids, outages
-from gateway.store import (
-    base,
-    rows,
-    sqlite_audit,
-    sqlite_ops,
-    sqlite_schema,
-)
+from gateway.store import base, logic, rows, sqlite_audit, sqlite_ops, sqlite_schema
 from gateway.store.base import Actor
 
 _O_COLS = (
     "id, adapter, environment, starts_at, ends_at, reason, reference, created_at, created_by, "
     "removed_at"
 )
-
-
-def _outage(r: Sequence[Any]) -> outages.Outage:
-    return outages.Outage(
-        id=r[0],
-        adapter=r[1],
-        environment=r[2],
-        starts_at=rows.dt(r[3]),
-        ends_at=rows.dt_or_none(r[4]),
-        reason=r[5],
-        reference=r[6],
-        created_at=rows.dt(r[7]),
-        created_by=r[8],
-        removed_at=rows.dt_or_none(r[9]),
-    )
-
-
-def _outage_details(o: outages.Outage) -> dict[str, Any]:
-    return {
-        "outage_id": o.id,
-        "adapter": o.adapter,
-        "environment": None if o.environment is None else o.environment.value,
-        "starts_at": rows.iso(o.starts_at),
-        "ends_at": None if o.ends_at is None else rows.iso(o.ends_at),
-        "reason": o.reason,
-        "reference": o.reference,
-    }
 
 
 def add_outage(
@@ -81,7 +47,9 @@ def add_outage(
             actor.name,
         ),
     )
-    sqlite_audit.Audit(conn, now).add("outage.added", actor=actor, details=_outage_details(outage))
+    sqlite_audit.Audit(conn, now).add(
+        "outage.added", actor=actor, details=logic.outage_details(outage)
+    )
     return outage
 
 
@@ -98,7 +66,7 @@ def remove_outage(
         "UPDATE outages SET removed_at = ?, removed_by = ? WHERE id = ?",
         (now_us, actor.name, outage_id),
     )
-    outage = _outage(row).model_copy(update={"removed_at": now})
+    outage = rows.outage(row).model_copy(update={"removed_at": now})
     # what it deferred may go at once; anything still held is deferred again by the gate
     scope, params = ("adapter = ?", [outage.adapter])
     if outage.adapter is None:
@@ -112,7 +80,7 @@ def remove_outage(
     sqlite_audit.Audit(conn, now).add(
         "outage.removed",
         actor=actor,
-        details={**_outage_details(outage), "released_deliveries": released},
+        details={**logic.outage_details(outage), "released_deliveries": released},
     )
     return outage
 
@@ -221,4 +189,4 @@ def list_outages(
     if not include_past:
         sql += " AND (ends_at IS NULL OR ends_at > ?)"
         params.append(rows.us(now))
-    return [_outage(r) for r in conn.execute(sql + " ORDER BY starts_at, seq", params)]
+    return [rows.outage(r) for r in conn.execute(sql + " ORDER BY starts_at, seq", params)]

@@ -7,11 +7,7 @@ from __future__ import annotations
 import sqlite3
 
 from gateway import models
-from gateway.store import (
-    base,
-    rows,
-    sqlite_schema,
-)
+from gateway.store import base, rows, sqlite_schema
 
 
 def load_filings(conn: sqlite3.Connection, seqs: set[int]) -> dict[int, models.Filing]:
