@@ -17,7 +17,7 @@ from typing import Any
 import asyncpg
 
 from gateway import ids, models
-from gateway.store import base, pg_audit, pg_mixin, rows
+from gateway.store import base, logic, pg_audit, pg_mixin, rows
 
 Conn = asyncpg.Connection
 
@@ -73,29 +73,9 @@ async def enqueue_callback(
     if status not in CALLBACK_STATUSES:
         return
     f = await conn.fetchrow(_FILING, filing_seq)
-    deliveries = [
-        {
-            "id": r[0],
-            "adapter": r[1],
-            "state": r[2],
-            "ack": None if r[3] is None else json.loads(r[3]),
-        }
-        for r in await conn.fetch(_DELIVERIES, filing_seq)
-    ]
-    event = f"filing.{status}"
-    body = {
-        "type": event,
-        "timestamp": rows.iso(rows.dt(now_us)),
-        "data": {
-            "filing_id": f[0],
-            "status": status,
-            "previous_status": previous,
-            "filing_type": f[1],
-            "environment": f[2],
-            "reference": f[3],
-            "deliveries": deliveries,
-        },
-    }
+    event, body = logic.callback_event(
+        f, await conn.fetch(_DELIVERIES, filing_seq), previous, status, now_us
+    )
     await conn.execute(
         _INSERT,
         ids.new_id("evt"),

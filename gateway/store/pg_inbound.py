@@ -13,7 +13,7 @@ from typing import Any
 import asyncpg
 
 from gateway import models
-from gateway.store import base, pg_audit, pg_mixin, rows
+from gateway.store import base, logic, pg_audit, pg_mixin, rows
 
 Conn = asyncpg.Connection
 
@@ -45,13 +45,7 @@ async def _reject(conn: Conn, event: models.RejectedEvent) -> bool:
     trail.add(
         "event.rejected",
         actor=base.Actor(name=f"source:{event.source}"),
-        details={
-            "rejected_id": event.id,
-            "source": event.source,
-            "origin": event.origin,
-            "event_id": event.event_id,
-            "reason": event.reason,
-        },
+        details=logic.rejected_details(event),
     )
     await trail.flush(conn)
     return True

@@ -15,7 +15,7 @@ from typing import Any
 import asyncpg
 
 from gateway import errors
-from gateway.store import base, pg_audit, pg_mixin, pg_ops, pg_sql, rows
+from gateway.store import base, logic, pg_audit, pg_mixin, pg_ops, pg_sql, rows
 from gateway.store.base import Actor
 
 Conn = asyncpg.Connection
@@ -145,13 +145,7 @@ async def _bulk_action(
         details={
             "reason": reason,
             "changed": len(changed),
-            "filter": {
-                "state": None if flt.state is None else flt.state.value,
-                "adapter": flt.adapter,
-                "filing_type": None if flt.filing_type is None else flt.filing_type.value,
-                "environment": None if flt.environment is None else flt.environment.value,
-                "not_after": None if flt.not_after is None else rows.iso(flt.not_after),
-            },
+            "filter": logic.bulk_filter(flt),
         },
     )
     await trail.flush(conn)

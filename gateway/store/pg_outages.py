@@ -14,14 +14,13 @@ its audit rows commit with the change. How each stays right with several process
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
 from gateway import errors, ids, outages, redact
-from gateway.store import base, pg_audit, pg_ops, pg_sql, rows
+from gateway.store import base, logic, pg_audit, pg_ops, pg_sql, rows
 from gateway.store.base import Actor
 
 Conn = asyncpg.Connection
@@ -31,33 +30,6 @@ O_COLS = (
     "removed_at"
 )
 _HELD = "('pending','waiting_retry','deferred')"
-
-
-def outage(r: Sequence[Any]) -> outages.Outage:
-    return outages.Outage(
-        id=r[0],
-        adapter=r[1],
-        environment=r[2],
-        starts_at=rows.dt(r[3]),
-        ends_at=rows.dt_or_none(r[4]),
-        reason=r[5],
-        reference=r[6],
-        created_at=rows.dt(r[7]),
-        created_by=r[8],
-        removed_at=rows.dt_or_none(r[9]),
-    )
-
-
-def _details(o: outages.Outage) -> dict[str, Any]:
-    return {
-        "outage_id": o.id,
-        "adapter": o.adapter,
-        "environment": None if o.environment is None else o.environment.value,
-        "starts_at": rows.iso(o.starts_at),
-        "ends_at": None if o.ends_at is None else rows.iso(o.ends_at),
-        "reason": o.reason,
-        "reference": o.reference,
-    }
 
 
 async def add_outage(
@@ -92,7 +64,7 @@ async def add_outage(
         actor.name,
     )
     trail = pg_audit.Trail(now, redactor)
-    trail.add("outage.added", actor=actor, details=_details(o))
+    trail.add("outage.added", actor=actor, details=logic.outage_details(o))
     await trail.flush(conn)
     return o
 
@@ -103,7 +75,7 @@ async def list_outages(conn: Conn, now: datetime, include_past: bool) -> list[ou
     if not include_past:
         sql += " AND (ends_at IS NULL OR ends_at > $1)"
         params.append(rows.us(now))
-    return [outage(r) for r in await conn.fetch(sql + " ORDER BY starts_at, seq", *params)]
+    return [rows.outage(r) for r in await conn.fetch(sql + " ORDER BY starts_at, seq", *params)]
 
 
 async def remove_outage(
@@ -121,7 +93,7 @@ async def remove_outage(
         actor.name,
         outage_id,
     )
-    o = outage(row).model_copy(update={"removed_at": now})
+    o = rows.outage(row).model_copy(update={"removed_at": now})
     # what it deferred may go at once; anything still held is deferred again by the gate
     if o.adapter is not None:
         scope, value = "adapter = $2", o.adapter
@@ -140,7 +112,7 @@ async def remove_outage(
     trail.add(
         "outage.removed",
         actor=actor,
-        details={**_details(o), "released_deliveries": released},
+        details={**logic.outage_details(o), "released_deliveries": released},
     )
     await trail.flush(conn)
     if released:

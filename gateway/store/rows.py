@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from gateway import errors, models
+from gateway import errors, models, outages
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
@@ -196,4 +196,22 @@ def rejected_event(row: Sequence[Any]) -> models.RejectedEvent:
         body=row[7],
         content_type=row[8],
         received_at=dt(row[9]),
+    )
+
+
+# column order of the outages SELECTs (``O_COLS``):
+# id, adapter, environment, starts_at, ends_at, reason, reference, created_at, created_by,
+# removed_at
+def outage(r: Sequence[Any]) -> outages.Outage:
+    return outages.Outage(
+        id=r[0],
+        adapter=r[1],
+        environment=r[2],
+        starts_at=dt(r[3]),
+        ends_at=dt_or_none(r[4]),
+        reason=r[5],
+        reference=r[6],
+        created_at=dt(r[7]),
+        created_by=r[8],
+        removed_at=dt_or_none(r[9]),
     )

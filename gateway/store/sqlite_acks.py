@@ -1,7 +1,7 @@
 """SQLite transaction bodies for acknowledgements, ack deadlines and X12 control numbers
 (schema v5; callbacks are in ``sqlite_callbacks``). They run on the writer (or reader)
-thread of ``sqlite.py``, inside the transaction its ``_write`` opened, and reuse its audit
-trail and ordering helpers.
+thread of ``sqlite.py``, inside the transaction its ``_write`` opened, and reuse
+``sqlite_audit``, ``sqlite_ops`` and ``sqlite_actions``.
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from gateway import audit, errors, ids, models, x12
-from gateway.store import base, rows
-from gateway.store import sqlite as core
+from gateway.store import base, rows, sqlite_actions, sqlite_audit, sqlite_ops
 from gateway.store.base import Actor
 
 _TARGET = (
@@ -39,7 +38,7 @@ def complete_expecting_ack(
         details["ack_due_at"] = rows.iso(ack_due_at)
     if hold_until_ack:
         details["hold_until_ack"] = True
-    return core._finish(
+    return sqlite_ops.finish(
         conn,
         claim,
         now,
@@ -136,7 +135,7 @@ def record_ack(
     else:
         decision = decide(ack, target, now)
     ack_id = ids.new_id("ack")
-    trail = core._Audit(conn, now)
+    trail = sqlite_audit.Audit(conn, now)
     conn.execute(
         "INSERT INTO acks (id, fingerprint, kind, outcome, unsolicited, codes, message, document, "
         "raw, source, received_at, matched_delivery_id, matched_filing_id, effect) "
@@ -211,9 +210,9 @@ def record_ack(
         )
         touched = {filing_seq}
         if decision.state is models.DeliveryState.REJECTED:
-            touched |= core._block_successors(conn, trail, adapter, ordering_key, seq, now_us)
+            touched |= sqlite_ops.block_successors(conn, trail, adapter, ordering_key, seq, now_us)
         for fs in touched:
-            core._refresh_status(conn, fs, now_us)
+            sqlite_ops.refresh_status(conn, fs, now_us)
     stored = conn.execute(f"SELECT {_ACK_COLS} FROM acks WHERE id = ?", (ack_id,)).fetchone()
     return _ack_record(stored, duplicate=False)
 
@@ -264,7 +263,7 @@ def flag_overdue(conn: sqlite3.Connection, now: datetime) -> list[tuple[str, str
         (now_us, now_us),
     ).fetchall()
     if flagged:
-        trail = core._Audit(conn, now)
+        trail = sqlite_audit.Audit(conn, now)
         for delivery_id, filing_id, adapter, due in flagged:
             trail.add(
                 "delivery.ack_overdue",
@@ -287,7 +286,7 @@ def extend_ack_deadlines(conn: sqlite3.Connection, adapter: str, by_s: float, no
 def resend_filing(
     conn: sqlite3.Connection, filing_id: str, actor: Actor, now: datetime, reason: str
 ) -> base.Action:
-    filing_seq = core._filing_seq(conn, filing_id)
+    filing_seq = sqlite_actions.filing_seq_of(conn, filing_id)
     now_us = rows.us(now)
     changed = conn.execute(
         "UPDATE deliveries SET state = 'pending', available_at = ?, ack_due_at = NULL, "
@@ -299,7 +298,7 @@ def resend_filing(
         raise errors.Conflict(
             f"filing {filing_id} has no delivered delivery to resend", details={"id": filing_id}
         )
-    trail = core._Audit(conn, now)
+    trail = sqlite_audit.Audit(conn, now)
     for delivery_id, adapter in changed:
         trail.add(
             "delivery.resent",
@@ -308,14 +307,14 @@ def resend_filing(
             delivery_id=delivery_id,
             details={"adapter": adapter, "reason": reason},
         )
-    core._refresh_status(conn, filing_seq, now_us)
+    sqlite_ops.refresh_status(conn, filing_seq, now_us)
     return base.Action(filing_id, [r[0] for r in changed])
 
 
 def close_ack(
     conn: sqlite3.Connection, filing_id: str, actor: Actor, now: datetime, reason: str
 ) -> base.Action:
-    filing_seq = core._filing_seq(conn, filing_id)
+    filing_seq = sqlite_actions.filing_seq_of(conn, filing_id)
     now_us = rows.us(now)
     note = json.dumps({"closed_by": actor.name, "reason": reason, "closed_at": rows.iso(now)})
     changed = conn.execute(
@@ -328,7 +327,7 @@ def close_ack(
             f"filing {filing_id} has no delivered delivery waiting for an ack",
             details={"id": filing_id},
         )
-    trail = core._Audit(conn, now)
+    trail = sqlite_audit.Audit(conn, now)
     for delivery_id, adapter in changed:
         trail.add(
             "delivery.ack_closed",

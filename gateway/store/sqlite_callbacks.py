@@ -1,7 +1,7 @@
 """SQLite transaction bodies for status callbacks (schema v5): a durable outbox of events.
 
 ``enqueue_callback`` runs inside whatever transaction changed a filing's status (it is
-called from ``sqlite._refresh_status``), so an event is queued exactly when the change
+called from ``sqlite_ops.refresh_statuses``), so an event is queued exactly when the change
 commits. Claims are leased and fenced like deliveries; events of one filing go one at a
 time, in order.
 """
@@ -13,8 +13,7 @@ import sqlite3
 from datetime import datetime, timedelta
 
 from gateway import ids, models
-from gateway.store import base, rows
-from gateway.store import sqlite as core
+from gateway.store import base, logic, rows, sqlite_audit
 
 #: filing statuses a callback is sent for
 CALLBACK_STATUSES = frozenset({"delivered", "acknowledged", "rejected", "dead", "cancelled"})
@@ -31,32 +30,16 @@ def enqueue_callback(
         "SELECT id, filing_type, environment, reference, callback_url FROM filings WHERE seq = ?",
         (filing_seq,),
     ).fetchone()
-    deliveries = [
-        {
-            "id": r[0],
-            "adapter": r[1],
-            "state": r[2],
-            "ack": None if r[3] is None else json.loads(r[3]),
-        }
-        for r in conn.execute(
+    event, body = logic.callback_event(
+        f,
+        conn.execute(
             "SELECT id, adapter, state, ack FROM deliveries WHERE filing_seq = ? ORDER BY seq",
             (filing_seq,),
-        )
-    ]
-    event = f"filing.{status}"
-    body = {
-        "type": event,
-        "timestamp": rows.iso(rows.dt(now_us)),
-        "data": {
-            "filing_id": f[0],
-            "status": status,
-            "previous_status": previous,
-            "filing_type": f[1],
-            "environment": f[2],
-            "reference": f[3],
-            "deliveries": deliveries,
-        },
-    }
+        ),
+        previous,
+        status,
+        now_us,
+    )
     conn.execute(
         "INSERT INTO callbacks (id, filing_id, url, event, body, state, available_at, "
         "created_at, updated_at) VALUES (?,?,?,?,?,'pending',?,?,?)",
@@ -135,7 +118,7 @@ def finish_callback(
     if row is None:
         return False
     if state in ("delivered", "dead"):
-        core._Audit(conn, now).add(
+        sqlite_audit.Audit(conn, now).add(
             f"callback.{state}",
             actor=base.SYSTEM,
             filing_id=claim.filing_id,
