@@ -135,10 +135,10 @@ def _accept_new(
             "adapters": item.adapters,
         },
     )
-    deliveries: list[models.Delivery] = []
+    made: list[tuple[int, str, str, str]] = []
     for adapter, state in zip(item.adapters, states, strict=True):
         delivery_id = ids.new_id("dlv")
-        d_seq = conn.execute(
+        conn.execute(
             sqlite_schema.SQL_INSERT_DELIVERY,
             (
                 delivery_id,
@@ -152,7 +152,7 @@ def _accept_new(
                 now_us,
                 now_us,
             ),
-        ).lastrowid
+        )
         trail.add(
             f"delivery.{state.value}",
             actor=actor,
@@ -160,13 +160,10 @@ def _accept_new(
             delivery_id=delivery_id,
             details={"adapter": adapter},
         )
-        d_row = (d_seq, delivery_id, f.id, adapter, state.value, 0, now_us, None, None)
-        deliveries.append(rows.delivery((*d_row, now_us, now_us, None, filing_seq, None, 0, None)))
+        made.append((filing_seq, delivery_id, adapter, state.value))
     if f.callback_url and status != "pending":  # e.g. accepted behind a dead delivery
         sqlite_callbacks.enqueue_callback(conn, filing_seq, "pending", status, now_us)
-    view_row = (filing_seq, *filing_row[:13], f.metadata, f.source, filing_row[15], status)
-    view = rows.filing_view((*view_row, None, f.source_event_id), deliveries)
-    return base.AcceptResult(f.id, created=True, view=view)
+    return base.AcceptResult(f.id, created=True, view=rows.accepted_view(f, made, now_us))
 
 
 def claim(
