@@ -33,16 +33,11 @@ def normalize(
     idempotency_header: str | None = None,
     source_event_id: str | None = None,
 ) -> models.Filing:
-    """The canonical filing for an inbound event.
-
-    Built with ``model_construct``: every value is either a field of the event pydantic
-    has just validated or one the gateway made (id, time, hash), and validating the
-    payload a second time cost a tenth of a request (py-spy).
-    """
+    """The canonical filing for an inbound event."""
     content_type = event.content_type or (
         models.JSON_CONTENT_TYPE if isinstance(event.payload, dict) else models.TEXT_CONTENT_TYPE
     )
-    return models.Filing.model_construct(
+    return models.Filing(
         id=filing_id,
         filing_type=event.filing_type,
         environment=event.environment,

@@ -11,7 +11,7 @@ transaction (READ COMMITTED); how they stay correct together:
   ``ON CONFLICT (idempotency_key) DO NOTHING`` then reads back, so concurrent
   duplicates become one filing;
 * **group commit**: concurrent ``accept`` calls share one transaction, and so do
-  concurrent ``complete`` calls (``pg_group``), with set-based statements; every caller
+  concurrent ``complete`` calls (``coalesce``), with set-based statements; every caller
   resumes only after that COMMIT. When a shared accept fails for a reason that may be
   one call's own, each call runs again alone, so one bad call never fails the others;
 * **audit** appends take one advisory lock in the same transaction (``pg_audit.Trail``),
@@ -42,10 +42,10 @@ import tenacity
 from gateway import audit, errors, models, outages, redact
 from gateway.store import (
     base,
+    coalesce,
     pg_acks,
     pg_audit,
     pg_callbacks,
-    pg_group,
     pg_inbound,
     pg_monitoring,
     pg_ops,
@@ -143,12 +143,12 @@ class PostgresStore(
         }
         self.retry_s = retry_s
         self._pool: asyncpg.Pool | None = None
-        self._accepts: pg_group.Coalescer[pg_ops.AcceptCall, list[base.AcceptResult]]
-        self._accepts = pg_group.Coalescer(self._accept_batch, max_batch=GROUP_MAX)
-        self._completes: pg_group.Coalescer[pg_acks.Completion, bool]
-        self._completes = pg_group.Coalescer(self._complete_batch, max_batch=GROUP_MAX)
-        self._gets: pg_group.Coalescer[str, models.FilingView | None]
-        self._gets = pg_group.Coalescer(self._get_batch, max_batch=GROUP_MAX)
+        self._accepts: coalesce.Coalescer[pg_ops.AcceptCall, list[base.AcceptResult]]
+        self._accepts = coalesce.Coalescer(self._accept_batch, max_batch=GROUP_MAX)
+        self._completes: coalesce.Coalescer[pg_acks.Completion, bool]
+        self._completes = coalesce.Coalescer(self._complete_batch, max_batch=GROUP_MAX)
+        self._gets: coalesce.Coalescer[str, models.FilingView | None]
+        self._gets = coalesce.Coalescer(self._get_batch, max_batch=GROUP_MAX)
         self._claim_stats = [0, 0]
 
     # --- lifecycle --------------------------------------------------------------------
@@ -280,7 +280,7 @@ class PostgresStore(
     ) -> list[base.AcceptResult]:
         return await self._accepts.submit(pg_ops.AcceptCall(list(items), actor, now))
 
-    async def _accept_batch(self, calls: list[pg_ops.AcceptCall]) -> list[pg_group.Outcome]:
+    async def _accept_batch(self, calls: list[pg_ops.AcceptCall]) -> list[coalesce.Outcome]:
         try:
             results, _ = await self._write(lambda c: pg_ops.accept_many(c, calls, self.redactor))
         except Exception as exc:
@@ -290,7 +290,7 @@ class PostgresStore(
             return [await self._accept_alone(call) for call in calls]
         return [(True, r) for r in results]
 
-    async def _accept_alone(self, call: pg_ops.AcceptCall) -> pg_group.Outcome:
+    async def _accept_alone(self, call: pg_ops.AcceptCall) -> coalesce.Outcome:
         try:
             results, _ = await self._write(lambda c: pg_ops.accept_many(c, [call], self.redactor))
         except Exception as exc:
@@ -322,7 +322,7 @@ class PostgresStore(
             pg_acks.Completion(claim, now, receipt, ack_due_at, hold_until_ack)
         )
 
-    async def _complete_batch(self, batch: list[pg_acks.Completion]) -> list[pg_group.Outcome]:
+    async def _complete_batch(self, batch: list[pg_acks.Completion]) -> list[coalesce.Outcome]:
         done = await self._write(lambda c: pg_acks.complete_many(c, batch, self.redactor))
         return [(True, ok) for ok in done]
 
@@ -393,7 +393,7 @@ class PostgresStore(
         # coalesced: every accepted filing is read back for its 202, so these come in crowds
         return await self._gets.submit(filing_id)
 
-    async def _get_batch(self, filing_ids: list[str]) -> list[pg_group.Outcome]:
+    async def _get_batch(self, filing_ids: list[str]) -> list[coalesce.Outcome]:
         views = await self._read(lambda c: pg_reads.get_filings(c, filing_ids))
         return [(True, v) for v in views]
 

@@ -74,13 +74,8 @@ def _source_event_id(row: Sequence[Any]) -> str | None:
     return row[19] if len(row) > 19 else None
 
 
-# The models below are built with ``model_construct``: a row holds what a validated model
-# wrote, converted here to the field types (enums, datetimes, parsed JSON), so validating
-# it again on every read and claim only cost time.
-
-
 def filing(row: Sequence[Any]) -> models.Filing:
-    return models.Filing.model_construct(
+    return models.Filing(
         id=row[1],
         filing_type=models.FilingType(row[2]),
         environment=models.Environment(row[3]),
@@ -104,7 +99,7 @@ _SETTLED = frozenset({"delivered", "acknowledged", "cancelled", "dead", "rejecte
 
 
 def filing_view(row: Sequence[Any], deliveries: list[models.Delivery]) -> models.FilingView:
-    return models.FilingView.model_construct(
+    return models.FilingView(
         id=row[1],
         status=models.FilingStatus(row[17]),
         at_risk=_at_risk_at(row) is not None and row[17] not in _SETTLED,
@@ -131,7 +126,7 @@ def delivery(row: Sequence[Any]) -> models.Delivery:
     state = models.DeliveryState(row[4])
     waiting = state in (models.DeliveryState.WAITING_RETRY, models.DeliveryState.DEFERRED)
     receipt = row[8]
-    return models.Delivery.model_construct(
+    return models.Delivery(
         id=row[1],
         filing_id=row[2],
         adapter=row[3],
@@ -163,7 +158,7 @@ def accepted_view(
         for _, d_id, adapter, state in deliveries
     ]
     status = models.derive_status([d.state for d in made])
-    return models.FilingView.model_construct(
+    return models.FilingView(
         id=f.id,
         status=status,
         at_risk=False,

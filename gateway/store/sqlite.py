@@ -24,6 +24,7 @@ import tenacity
 from gateway import audit, errors, models, outages, redact
 from gateway.store import (
     base,
+    coalesce,
     rows,
     sqlite_acks,
     sqlite_actions,
@@ -192,6 +193,9 @@ class SqliteStore:
         self._lock = threading.Lock()
         self._queue: list[_Op] = []
         self._flushing = False
+        #: concurrent completions share one writer operation (see ``coalesce``)
+        self._completes: coalesce.Coalescer[sqlite_acks.Completion, bool]
+        self._completes = coalesce.Coalescer(self._complete_batch, max_batch=GROUP_MAX)
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -208,6 +212,7 @@ class SqliteStore:
     async def close(self) -> None:
         if not self._opened:
             return
+        await self._completes.wait_idle()
         self._opened = False
         await self._reader.stop()
         await self._writer.stop()
@@ -311,9 +316,12 @@ class SqliteStore:
         ack_due_at: datetime | None = None,
         hold_until_ack: bool = False,
     ) -> bool:
-        return await self._write(
-            sqlite_acks.complete_expecting_ack, claim, now, receipt, ack_due_at, hold_until_ack
-        )
+        return await self._completes.submit((claim, now, receipt, ack_due_at, hold_until_ack))
+
+    async def _complete_batch(
+        self, batch: list[sqlite_acks.Completion]
+    ) -> list[coalesce.Outcome]:
+        return [(True, done) for done in await self._write(sqlite_acks.complete_many, batch)]
 
     async def schedule_retry(
         self, claim: Claim, *, now: datetime, at: datetime, error: str

@@ -25,6 +25,10 @@ _TARGET = (
 # --- delivery completion with an ack expectation ----------------------------------------
 
 
+#: one completion: the claim, when, the receipt, ack due at, hold the key until acked
+Completion = tuple[base.Claim, datetime, dict[str, Any], datetime | None, bool]
+
+
 def complete_expecting_ack(
     conn: sqlite3.Connection,
     claim: base.Claim,
@@ -33,24 +37,43 @@ def complete_expecting_ack(
     ack_due_at: datetime | None,
     hold_until_ack: bool,
 ) -> bool:
-    details: dict[str, Any] = {"receipt": receipt}
-    if ack_due_at is not None:
-        details["ack_due_at"] = rows.iso(ack_due_at)
-    if hold_until_ack:
-        details["hold_until_ack"] = True
-    return sqlite_ops.finish(
-        conn,
-        claim,
-        now,
-        models.DeliveryState.DELIVERED,
-        now,
-        None,
-        receipt,
-        True,
-        "delivery.sent",
-        details,
-        ack=(rows.us_or_none(ack_due_at), hold_until_ack),
-    )
+    [done] = complete_many(conn, [(claim, now, receipt, ack_due_at, hold_until_ack)])
+    return done
+
+
+def complete_many(conn: sqlite3.Connection, items: list[Completion]) -> list[bool]:
+    """Settle sent deliveries, each fenced by its own lease token, in the order given;
+    one audit head read and one status refresh for the lot. True where the fence held."""
+    trail = None
+    stamps: dict[int, int] = {}
+    out: list[bool] = []
+    for claim, now, receipt, ack_due_at, hold_until_ack in items:
+        details: dict[str, Any] = {"receipt": receipt}
+        if ack_due_at is not None:
+            details["ack_due_at"] = rows.iso(ack_due_at)
+        if hold_until_ack:
+            details["hold_until_ack"] = True
+        if trail is None:
+            trail = sqlite_audit.Audit(conn, now)
+        touched = sqlite_ops.settle(
+            conn,
+            trail,
+            claim,
+            now,
+            models.DeliveryState.DELIVERED,
+            now,
+            None,
+            receipt,
+            True,
+            "delivery.sent",
+            details,
+            ack=(rows.us_or_none(ack_due_at), hold_until_ack),
+        )
+        out.append(touched is not None)
+        for fs in touched or ():
+            stamps[fs] = rows.us(now)
+    sqlite_ops.refresh_statuses(conn, list(stamps), stamps)
+    return out
 
 
 # --- acknowledgements -------------------------------------------------------------------

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,9 +21,12 @@ def refresh_status(conn: sqlite3.Connection, filing_seq: int, now_us: int) -> No
     refresh_statuses(conn, [filing_seq], now_us)
 
 
-def refresh_statuses(conn: sqlite3.Connection, filing_seqs: Sequence[int], now_us: int) -> None:
+def refresh_statuses(
+    conn: sqlite3.Connection, filing_seqs: Sequence[int], now_us: int | Mapping[int, int]
+) -> None:
     """Derive each filing's status from its deliveries (two SELECTs for the whole set);
-    a filing with a callback_url whose status changed gets its callback queued."""
+    a filing with a callback_url whose status changed gets its callback queued.
+    ``now_us`` is the time of the change, or each filing's own (a batch of completions)."""
     seqs = list(dict.fromkeys(filing_seqs))
     if not seqs:
         return
@@ -42,10 +45,11 @@ def refresh_statuses(conn: sqlite3.Connection, filing_seqs: Sequence[int], now_u
     updates = []
     for fs in seqs:
         status = models.derive_status(states[fs]).value
-        updates.append((status, now_us, fs))
+        at = now_us if isinstance(now_us, int) else now_us[fs]
+        updates.append((status, at, fs))
         old = before.get(fs)
         if old is not None and old[1] and old[0] != status:
-            sqlite_callbacks.enqueue_callback(conn, fs, old[0], status, now_us)
+            sqlite_callbacks.enqueue_callback(conn, fs, old[0], status, at)
     conn.executemany("UPDATE filings SET status = ?, updated_at = ? WHERE seq = ?", updates)
 
 
@@ -231,6 +235,31 @@ def finish(
 ) -> bool:
     """Settle a claimed delivery if its lease token still holds (the fence). ``ack`` is
     (ack due at in µs, hold the ordering key until acknowledged) for a sent delivery."""
+    touched = settle(
+        conn, None, claim, now, state, available_at, error, receipt, spent, event, details, ack
+    )
+    if touched is None:
+        return False
+    refresh_statuses(conn, sorted(touched), rows.us(now))
+    return True
+
+
+def settle(
+    conn: sqlite3.Connection,
+    trail: sqlite_audit.Audit | None,
+    claim: Claim,
+    now: datetime,
+    state: models.DeliveryState,
+    available_at: datetime,
+    error: str | None,
+    receipt: dict[str, Any] | None,
+    spent: bool,
+    event: str,
+    details: dict[str, Any],
+    ack: tuple[int | None, bool] | None = None,
+) -> set[int] | None:
+    """``finish`` without the status refresh: the filing seqs it touched, or None when
+    the fence refused. ``trail`` is shared by a batch (each row keeps its own time)."""
     now_us = rows.us(now)
     head: tuple[Any, ...] = (
         state.value,
@@ -249,9 +278,12 @@ def finish(
             sqlite_schema.SQL_FINISH_SENT, (*head, ack[0], int(ack[1]), *fence)
         ).fetchone()
     if row is None:
-        return False
+        return None
     seq, filing_seq, adapter, ordering_key, attempts = row
-    trail = sqlite_audit.Audit(conn, now)
+    if trail is None:
+        trail = sqlite_audit.Audit(conn, now)
+    else:
+        trail.at = rows.iso(now)
     trail.add(
         event,
         actor=base.SYSTEM,
@@ -262,9 +294,7 @@ def finish(
     touched = {filing_seq}
     if state is models.DeliveryState.DEAD:
         touched |= block_successors(conn, trail, adapter, ordering_key, seq, now_us)
-    for fs in touched:
-        refresh_status(conn, fs, now_us)
-    return True
+    return touched
 
 
 def block_successors(

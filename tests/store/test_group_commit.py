@@ -1,7 +1,7 @@
 """Group commit: concurrent calls that share a transaction behave as if made one by one.
 
 Both backends coalesce concurrent writes (SQLite's writer thread, PostgreSQL's
-``pg_group.Coalescer``); these tests run many calls at once and check what each caller
+``coalesce.Coalescer``); these tests run many calls at once and check what each caller
 hears, the fencing, the ordering and the audit chain.
 """
 

@@ -1,10 +1,13 @@
-"""Group commit for the PostgreSQL store: concurrent calls of one kind share a transaction.
+"""Group commit by kind of call: concurrent calls of one kind share one store operation.
 
 A ``Coalescer`` queues the calls made while its previous batch is running and hands
 them to ``run`` together, so N concurrent ``accept`` (or ``complete``) calls cost one
 transaction, one audit-lock hold and one WAL flush instead of N. Each caller resumes
 only when its batch's transaction has committed (or failed): ``run`` is a whole
-``PostgresStore._write``, so nobody hears "done" before COMMIT.
+``_write`` of the store, so nobody hears "done" before COMMIT. PostgreSQL batches
+accepts, completions and reads this way; SQLite (whose writer thread already shares one
+transaction among whatever is queued) batches completions, so a batch of them costs one
+audit head read and one status refresh.
 
 The batch runs in a task of its own, not in any caller's: a caller that is cancelled
 while waiting (a client that hung up) cancels neither the others' work nor its own,
