@@ -1,4 +1,4 @@
-"""Rejected inbound events on PostgreSQL (schema v4), as ``sqlite._reject_event``.
+"""Rejected inbound events on PostgreSQL (schema v4), as ``sqlite_inbound.reject_event``.
 
 An event is kept once per (source, event_id): a redelivered message or a re-dropped
 file inserts nothing (``ON CONFLICT DO NOTHING``) and writes no second audit row.

@@ -11,7 +11,6 @@ from datetime import timedelta
 from typing import Any
 
 import anyio
-import pytest
 
 from gateway import audit, errors, models
 from gateway.store import base
@@ -81,18 +80,16 @@ async def test_concurrent_accepts_number_a_key_in_call_order(store: base.Store) 
     assert audit.verify_rows(await all_audit(store)).ok
 
 
-@pytest.mark.postgres
 async def test_a_failing_accept_fails_alone(store_factory: Any, backend: str) -> None:
-    """One call whose statement fails (a NUL byte PostgreSQL refuses) fails alone; the
-    calls that shared its transaction are committed."""
-    if backend != "postgres":
-        pytest.skip("SQLite stores a NUL byte; only PostgreSQL refuses it")
+    """One call whose statement fails alone fails alone; the calls that shared its
+    transaction are committed. The failure: a NUL byte, which PostgreSQL refuses (SQLite
+    stores it), and on SQLite a filing id that is already taken."""
     store = await store_factory()
+    [taken] = await store.accept([new("T")], actor=ACTOR, now=T0)
     good = [new(f"G{i}") for i in range(4)]
     bad = new("B")
-    bad = base.NewFiling(
-        filing=bad.filing.model_copy(update={"reference": "B\x00"}), adapters=bad.adapters
-    )
+    broken = {"reference": "B\x00"} if backend == "postgres" else {"id": taken.filing_id}
+    bad = base.NewFiling(filing=bad.filing.model_copy(update=broken), adapters=bad.adapters)
     outcome: dict[int, Any] = {}
 
     async def submit(i: int, item: base.NewFiling) -> None:
