@@ -95,6 +95,7 @@ async def main(argv: list[str]) -> int:
     ap.add_argument("--long", action="store_true", help="row 8 over 10 min, row 10 at 100,000")
     ap.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
     ap.add_argument("--only", default="", help="comma-separated scenario names")
+    ap.add_argument("--rate", type=float, default=500.0, help="fixed rate of rows 4-5 (req/s)")
     ap.add_argument("--out", default="", help="JSON path (default bench/results/<time>.json)")
     args = ap.parse_args(argv)
     if not wrk.available():
@@ -115,7 +116,9 @@ async def main(argv: list[str]) -> int:
     only = {s for s in args.only.split(",") if s}
     started = machine()
     with tempfile.TemporaryDirectory(prefix="edigw-bench-") as tmp:
-        ctx = scenarios.Ctx(Path(tmp), admin, duration_s=args.duration, long=args.long)
+        ctx = scenarios.Ctx(
+            Path(tmp), admin, duration_s=args.duration, long=args.long, rate=args.rate
+        )
         rows: list[dict[str, Any]] = []
         for fn in scenarios.ALL:
             base = fn.__name__ in ("b1", "b2", "b3")
