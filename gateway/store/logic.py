@@ -12,6 +12,20 @@ from gateway import models, outages
 from gateway.store import base, rows
 
 
+def accepted_details(f: models.Filing, adapters: list[str]) -> dict[str, Any]:
+    """Details of the ``filing.accepted`` audit row."""
+    return {
+        "filing_type": f.filing_type.value,
+        "environment": f.environment.value,
+        "reference": f.reference,
+        "filer_code": f.filer_code,
+        "body_hash": f.body_hash,
+        "source": f.source,
+        "source_event_id": f.source_event_id,
+        "adapters": adapters,
+    }
+
+
 def outage_details(o: outages.Outage) -> dict[str, Any]:
     """Details of the ``outage.added`` / ``outage.removed`` audit rows."""
     return {

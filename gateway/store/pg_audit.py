@@ -107,7 +107,8 @@ class Trail:
         cols: list[list[Any]] = [[] for _ in range(9)]
         for at, event, actor, filing_id, delivery_id, details in self.items:
             seq += 1
-            h = audit.row_hash(
+            text = audit.canonical(details)  # serialised once: stored and hashed
+            h = audit.row_hash_of_canonical(
                 prev,
                 seq=seq,
                 at=at,
@@ -115,9 +116,9 @@ class Trail:
                 filing_id=filing_id,
                 delivery_id=delivery_id,
                 event=event,
-                details=details,
+                details_json=text,
             )
-            row = (seq, at, actor, filing_id, delivery_id, event, audit.canonical(details), prev, h)
+            row = (seq, at, actor, filing_id, delivery_id, event, text, prev, h)
             for col, value in zip(cols, row, strict=True):
                 col.append(value)
             prev = h

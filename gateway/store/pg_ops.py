@@ -16,7 +16,7 @@ from typing import Any
 import asyncpg
 
 from gateway import errors, ids, models, redact
-from gateway.store import base, pg_audit, pg_callbacks, pg_sql, rows
+from gateway.store import base, logic, pg_audit, pg_callbacks, pg_sql, rows
 from gateway.store.base import Actor, Claim
 
 Conn = asyncpg.Connection
@@ -144,16 +144,7 @@ async def accept_many(
             actor=call.actor,
             filing_id=f.id,
             now=call.now,
-            details={
-                "filing_type": f.filing_type.value,
-                "environment": f.environment.value,
-                "reference": f.reference,
-                "filer_code": f.filer_code,
-                "body_hash": f.body_hash,
-                "source": f.source,
-                "source_event_id": f.source_event_id,
-                "adapters": item.adapters,
-            },
+            details=logic.accepted_details(f, item.adapters),
         )
         for adapter, (delivery_id, state) in zip(item.adapters, made, strict=True):
             trail.add(

@@ -13,7 +13,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from gateway import errors, ids, models
-from gateway.store import base, rows, sqlite_audit, sqlite_callbacks, sqlite_reads, sqlite_schema
+from gateway.store import (
+    base,
+    logic,
+    rows,
+    sqlite_audit,
+    sqlite_callbacks,
+    sqlite_reads,
+    sqlite_schema,
+)
 from gateway.store.base import Actor, Claim
 
 
@@ -128,16 +136,7 @@ def _accept_new(
         "filing.accepted",
         actor=actor,
         filing_id=f.id,
-        details={
-            "filing_type": f.filing_type.value,
-            "environment": f.environment.value,
-            "reference": f.reference,
-            "filer_code": f.filer_code,
-            "body_hash": f.body_hash,
-            "source": f.source,
-            "source_event_id": f.source_event_id,
-            "adapters": item.adapters,
-        },
+        details=logic.accepted_details(f, item.adapters),
     )
     made: list[tuple[int, str, str, str]] = []
     for adapter, state in zip(item.adapters, states, strict=True):
