@@ -110,7 +110,7 @@ async def test_sqlite_crash_storm_loses_nothing_and_repeats_only_with_the_same_k
         processes=1,
         filings=filings,
         keys=50,
-        deadline_s=relkit.scale("row1_deadline_s", 90),
+        deadline_s=relkit.scale("row1_deadline_s", 180),
     )
     _requests, dups = relkit.check_history(receiver.got, accepted, key_of)
     assert len(accepted) == filings
