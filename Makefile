@@ -45,6 +45,9 @@ $(VENV)/.installed-bench: $(BIN)/python pyproject.toml
 
 # the performance table of issue 9 (about 10 min; BENCH_ARGS="--long" for row 8 over 10 min)
 bench: $(VENV)/.installed-bench
+	@command -v wrk >/dev/null || { echo "installing wrk (the load generator)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk) \
+	  || { echo "cannot install wrk: apt-get install wrk"; exit 2; }; }
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
