@@ -163,7 +163,7 @@ class PostgresStore(
         await self._accepts.wait_idle()
         await self._completes.wait_idle()
         await self._gets.wait_idle()
-        log.info(
+        log.debug(
             "store.coalesced",
             **{
                 f"{name}_calls_per_tx": round(c.calls / c.batches, 1)

@@ -1,10 +1,11 @@
 """The embedded store: one SQLite file in WAL mode with ``synchronous=FULL`` (default;
 ``sqlite:///path?synchronous=normal`` trades the last commits on power loss for speed).
 
-All writes go through one connection on one thread, each operation one
-``BEGIN IMMEDIATE`` transaction, so writes are serialized and an operation's audit
-rows commit with the change they record. Reads use a second connection, which WAL
-lets run beside the writer. A database that is busy (another process holds the
+All writes go through one connection on one thread (``sqlite_conn``): operations
+queued meanwhile share one ``BEGIN IMMEDIATE`` transaction, each in its own SAVEPOINT,
+so writes are serialized, an operation's audit rows commit with the change they record,
+and concurrent requests share one fsync. Reads use a second connection, which WAL lets
+run beside the writer. A database that is busy (another process holds the
 write lock) is retried briefly with tenacity before the caller sees ``StoreError``.
 """
 
@@ -14,7 +15,6 @@ import asyncio
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -30,6 +30,7 @@ from gateway.store import (
     sqlite_actions,
     sqlite_audit,
     sqlite_callbacks,
+    sqlite_conn,
     sqlite_inbound,
     sqlite_ops,
     sqlite_outages,
@@ -43,127 +44,8 @@ T = TypeVar("T")
 #: the schema's migrations; ``migrate`` reads them from here (a test shortens the list)
 MIGRATIONS = sqlite_schema.MIGRATIONS
 
-#: ``?synchronous=`` values of a store URL; FULL (the default) fsyncs the WAL on every commit
-SYNCHRONOUS = ("FULL", "NORMAL", "EXTRA")
-
-
-def _retryable(exc: BaseException) -> bool:
-    return isinstance(exc, sqlite3.OperationalError) and (
-        "locked" in str(exc) or "busy" in str(exc)
-    )
-
-
-#: most write operations one group-commit transaction holds
-GROUP_MAX = 512
-
-#: a queued write: the function, its arguments, and the future its caller awaits
-_Op = tuple[Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any]", asyncio.AbstractEventLoop]
-
-
-def _settle(fut: asyncio.Future[Any], ok: bool, value: Any) -> None:
-    if fut.cancelled():
-        return
-    if ok:
-        fut.set_result(value)
-    else:
-        fut.set_exception(value)
-
-
-def _settle_all(settled: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
-    for fut, ok, value in settled:
-        _settle(fut, ok, value)
-
-
-def _run_group(conn: sqlite3.Connection | None, batch: list[_Op]) -> None:
-    """One transaction for a batch of operations, each in its own SAVEPOINT.
-
-    Nobody hears of an outcome before COMMIT; when BEGIN or COMMIT fails every
-    operation of the batch gets that error (the callers retry what is retryable).
-    """
-    outcomes: list[tuple[bool, Any]] = []
-    try:
-        assert conn is not None, "store is not open"
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for fn, args, _, _ in batch:
-                conn.execute("SAVEPOINT op")
-                try:
-                    value = fn(conn, *args)
-                except Exception as exc:  # this operation's failure: undo it alone
-                    conn.execute("ROLLBACK TO op")
-                    conn.execute("RELEASE op")
-                    outcomes.append((False, exc))
-                else:
-                    conn.execute("RELEASE op")
-                    outcomes.append((True, value))
-            conn.execute("COMMIT")
-        except Exception:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-    except Exception as exc:  # BEGIN, ROLLBACK TO or COMMIT failed: the whole group did
-        outcomes = [(False, exc)] * len(batch)
-    # one wake-up per event loop for the whole batch, not one per operation (each
-    # call_soon_threadsafe writes to the loop's self-pipe)
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
-    for (_, _, fut, loop), (ok, value) in zip(batch, outcomes, strict=True):
-        by_loop.setdefault(loop, []).append((fut, ok, value))
-    for loop, settled in by_loop.items():
-        loop.call_soon_threadsafe(_settle_all, settled)
-
-
-class _Connection(sqlite3.Connection):
-    """A connection that carries the redactor its audit rows' details pass through."""
-
-    redactor: redact.Redactor
-
-
-class _Conn:
-    """A sqlite3 connection owned by one thread; calls are queued to that thread."""
-
-    def __init__(
-        self, path: str, *, readonly: bool, redactor: redact.Redactor, synchronous: str = "FULL"
-    ) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edigw-sqlite")
-        self._path = path
-        self._readonly = readonly
-        self._synchronous = synchronous
-        self._redactor = redactor
-        self.conn: sqlite3.Connection | None = None
-
-    def _connect(self) -> None:
-        conn = sqlite3.connect(
-            self._path, isolation_level=None, check_same_thread=False, factory=_Connection
-        )
-        conn.redactor = self._redactor
-        conn.execute("PRAGMA busy_timeout = 5000")
-        if not self._readonly:
-            conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute(f"PRAGMA synchronous = {self._synchronous}")
-        conn.execute("PRAGMA foreign_keys = ON")
-        self.conn = conn
-
-    async def start(self) -> None:
-        await self.call(self._connect)
-
-    async def call(self, fn: Callable[..., T], *args: Any) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, fn, *args)
-
-    def submit(self, fn: Callable[[], None]) -> None:
-        """Queue ``fn`` on this connection's thread without waiting for it."""
-        self._executor.submit(fn)
-
-    async def stop(self) -> None:
-        def _close() -> None:
-            if self.conn is not None:
-                self.conn.close()
-                self.conn = None
-
-        try:
-            await self.call(_close)
-        finally:
-            self._executor.shutdown(wait=True)
+SYNCHRONOUS = sqlite_conn.SYNCHRONOUS
+GROUP_MAX = sqlite_conn.GROUP_MAX
 
 
 class SqliteStore:
@@ -183,15 +65,15 @@ class SqliteStore:
                 f"synchronous must be one of {', '.join(s.lower() for s in SYNCHRONOUS)}"
             )
         self.synchronous = synchronous.upper()
-        self._writer = _Conn(
+        self._writer = sqlite_conn.Conn(
             self.path, readonly=False, redactor=self.redactor, synchronous=self.synchronous
         )
-        self._reader = _Conn(
+        self._reader = sqlite_conn.Conn(
             self.path, readonly=True, redactor=self.redactor, synchronous=self.synchronous
         )
         self._opened = False
         self._lock = threading.Lock()
-        self._queue: list[_Op] = []
+        self._queue: list[sqlite_conn.Op] = []
         self._flushing = False
         #: concurrent completions share one writer operation (see ``coalesce``)
         self._completes: coalesce.Coalescer[sqlite_acks.Completion, bool]
@@ -257,7 +139,7 @@ class SqliteStore:
                 if not batch:
                     self._flushing = False
                     return
-            _run_group(self._writer.conn, batch)
+            sqlite_conn.run_group(self._writer.conn, batch)
 
     async def _read(self, fn: Callable[..., T], *args: Any) -> T:
         def _run() -> T:
@@ -274,10 +156,10 @@ class SqliteStore:
             try:  # the common case: no retry machinery at all
                 return await run()
             except sqlite3.OperationalError as exc:
-                if not _retryable(exc):
+                if not sqlite_conn.retryable(exc):
                     raise
             async for attempt in tenacity.AsyncRetrying(
-                retry=tenacity.retry_if_exception(_retryable),
+                retry=tenacity.retry_if_exception(sqlite_conn.retryable),
                 wait=tenacity.wait_exponential_jitter(multiplier=0.02, max=0.5, jitter=0.02),
                 stop=tenacity.stop_after_delay(10),
                 reraise=True,

@@ -1,0 +1,142 @@
+"""The SQLite store's connections and group commit, below ``sqlite.SqliteStore``.
+
+One writer connection on one thread: operations queued while it is busy run together in
+one transaction (``run_group``), each inside its own SAVEPOINT, and every caller resumes
+only after the shared COMMIT. A reader connection on a second thread serves reads beside
+the writer (WAL).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from gateway import redact
+
+T = TypeVar("T")
+
+
+#: ``?synchronous=`` values of a store URL; FULL (the default) fsyncs the WAL on every commit
+SYNCHRONOUS = ("FULL", "NORMAL", "EXTRA")
+
+
+def retryable(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and (
+        "locked" in str(exc) or "busy" in str(exc)
+    )
+
+
+#: most write operations one group-commit transaction holds
+GROUP_MAX = 512
+
+#: a queued write: the function, its arguments, and the future its caller awaits
+Op = tuple[Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any]", asyncio.AbstractEventLoop]
+
+
+def _settle(fut: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    if fut.cancelled():
+        return
+    if ok:
+        fut.set_result(value)
+    else:
+        fut.set_exception(value)
+
+
+def _settle_all(settled: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    for fut, ok, value in settled:
+        _settle(fut, ok, value)
+
+
+def run_group(conn: sqlite3.Connection | None, batch: list[Op]) -> None:
+    """One transaction for a batch of operations, each in its own SAVEPOINT.
+
+    Nobody hears of an outcome before COMMIT; when BEGIN or COMMIT fails every
+    operation of the batch gets that error (the callers retry what is retryable).
+    """
+    outcomes: list[tuple[bool, Any]] = []
+    try:
+        assert conn is not None, "store is not open"
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for fn, args, _, _ in batch:
+                conn.execute("SAVEPOINT op")
+                try:
+                    value = fn(conn, *args)
+                except Exception as exc:  # this operation's failure: undo it alone
+                    conn.execute("ROLLBACK TO op")
+                    conn.execute("RELEASE op")
+                    outcomes.append((False, exc))
+                else:
+                    conn.execute("RELEASE op")
+                    outcomes.append((True, value))
+            conn.execute("COMMIT")
+        except Exception:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+    except Exception as exc:  # BEGIN, ROLLBACK TO or COMMIT failed: the whole group did
+        outcomes = [(False, exc)] * len(batch)
+    # one wake-up per event loop for the whole batch, not one per operation (each
+    # call_soon_threadsafe writes to the loop's self-pipe)
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
+    for (_, _, fut, loop), (ok, value) in zip(batch, outcomes, strict=True):
+        by_loop.setdefault(loop, []).append((fut, ok, value))
+    for loop, settled in by_loop.items():
+        loop.call_soon_threadsafe(_settle_all, settled)
+
+
+class _Connection(sqlite3.Connection):
+    """A connection that carries the redactor its audit rows' details pass through."""
+
+    redactor: redact.Redactor
+
+
+class Conn:
+    """A sqlite3 connection owned by one thread; calls are queued to that thread."""
+
+    def __init__(
+        self, path: str, *, readonly: bool, redactor: redact.Redactor, synchronous: str = "FULL"
+    ) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edigw-sqlite")
+        self._path = path
+        self._readonly = readonly
+        self._synchronous = synchronous
+        self._redactor = redactor
+        self.conn: sqlite3.Connection | None = None
+
+    def _connect(self) -> None:
+        conn = sqlite3.connect(
+            self._path, isolation_level=None, check_same_thread=False, factory=_Connection
+        )
+        conn.redactor = self._redactor
+        conn.execute("PRAGMA busy_timeout = 5000")
+        if not self._readonly:
+            conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        self.conn = conn
+
+    async def start(self) -> None:
+        await self.call(self._connect)
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, fn, *args)
+
+    def submit(self, fn: Callable[[], None]) -> None:
+        """Queue ``fn`` on this connection's thread without waiting for it."""
+        self._executor.submit(fn)
+
+    async def stop(self) -> None:
+        def _close() -> None:
+            if self.conn is not None:
+                self.conn.close()
+                self.conn = None
+
+        try:
+            await self.call(_close)
+        finally:
+            self._executor.shutdown(wait=True)
