@@ -29,18 +29,6 @@ _TARGET = (
 Completion = tuple[base.Claim, datetime, dict[str, Any], datetime | None, bool]
 
 
-def complete_expecting_ack(
-    conn: sqlite3.Connection,
-    claim: base.Claim,
-    now: datetime,
-    receipt: dict[str, Any],
-    ack_due_at: datetime | None,
-    hold_until_ack: bool,
-) -> bool:
-    [done] = complete_many(conn, [(claim, now, receipt, ack_due_at, hold_until_ack)])
-    return done
-
-
 def complete_many(conn: sqlite3.Connection, items: list[Completion]) -> list[bool]:
     """Settle sent deliveries, each fenced by its own lease token, in the order given;
     one audit head read and one status refresh for the lot. True where the fence held."""

@@ -265,11 +265,6 @@ WHERE d.adapter = ? AND d.state IN {CLAIMABLE_SQL} AND d.available_at <= ?
       AND h.state = 'delivered' AND h.hold_until_ack = 1)
 ORDER BY {DUE_KEY.replace("due_by", "d.due_by")}, d.seq LIMIT ?
 """
-SQL_TAKE = """
-UPDATE deliveries SET state = 'in_flight', lease_owner = ?, lease_token = lease_token + 1,
-    available_at = ?, updated_at = ?
-WHERE seq = ? RETURNING lease_token
-"""
 SQL_FINISH = """
 UPDATE deliveries SET state = ?, attempts = attempts + ?, available_at = ?, last_error = ?,
     receipt = COALESCE(?, receipt), delivered_at = COALESCE(?, delivered_at),
