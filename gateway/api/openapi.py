@@ -1,4 +1,9 @@
-"""``/openapi.json``, generated from the pydantic models so it cannot drift from them."""
+"""``/openapi.json``, generated from the pydantic models so it cannot drift from them.
+
+Every JSON body, asked or answered, is a model: requests from ``gateway.models`` and the
+request models of the handlers, responses from ``gateway.api.schemas``. This module only
+says which operation takes and answers which model.
+"""
 
 from __future__ import annotations
 
@@ -6,459 +11,365 @@ from functools import cache
 from typing import Any
 
 from aiohttp import web
+from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 import gateway
 from gateway import models, outages
-from gateway.api import acks, ops
+from gateway.api import ops, schemas
 
 _REF = "#/components/schemas/{model}"
 
+#: request bodies (validated as such); everything in ``schemas.RESPONSES`` is an answer
+_REQUESTS: tuple[type[BaseModel], ...] = (
+    models.FilingEvent,
+    models.Ack,
+    outages.OutageRequest,
+    ops.BulkRequest,
+)
 
-def _error_schema() -> dict[str, Any]:
-    return {
-        "type": "object",
-        "required": ["error"],
-        "properties": {
-            "error": {
-                "type": "object",
-                "required": ["code", "message"],
-                "properties": {
-                    "code": {"type": "string"},
-                    "message": {"type": "string"},
-                    "details": {},
-                },
-            }
-        },
-    }
+_ERROR_TEXT = {
+    400: "Malformed JSON",
+    401: "Missing or invalid token",
+    403: "Token lacks the scope",
+    404: "Not found",
+    409: "The current state forbids this action",
+    413: "Body too large",
+    422: "Invalid, unroutable, or idempotency key reused",
+    503: "Not ready",
+}
 
 
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": _REF.format(model=name)}
+def ref(name: str | type[BaseModel]) -> dict[str, str]:
+    """A ``$ref`` to a component schema, by model or by name."""
+    return {"$ref": _REF.format(model=name if isinstance(name, str) else name.__name__)}
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def _errors(*codes: int) -> dict[str, Any]:
-    text = {
-        400: "Malformed JSON",
-        401: "Missing or invalid token",
-        403: "Token lacks the scope",
-        404: "Not found",
-        409: "The current state forbids this action",
-        413: "Body too large",
-        422: "Invalid, unroutable, or idempotency key reused",
-        503: "Not ready",
-    }
-    return {str(c): _json(_ref("Error"), text[c]) for c in codes}
-
-
-@cache
-def spec() -> dict[str, Any]:
-    _, defs = models_json_schema(
-        [
-            (m, "serialization")
-            for m in (
-                models.FilingView,
-                models.Delivery,
-                outages.Outage,
-                models.AckRecord,
-                models.CallbackView,
-            )
-        ]
-        + [(models.FilingEvent, "validation"), (outages.OutageRequest, "validation")]
-        + [(models.Ack, "validation")]
-        + [(ops.BulkRequest, "validation"), (ops.BulkResponse, "serialization")],
-        ref_template=_REF,
-    )
-    schemas: dict[str, Any] = dict(defs.get("$defs", {}))
-    schemas["Error"] = _error_schema()
-    schemas["Submitted"] = {
-        "type": "object",
-        "required": ["id", "status", "created", "deliveries"],
-        "properties": {
-            "id": {"type": "string"},
-            "status": _ref("FilingStatus"),
-            "created": {"type": "boolean"},
-            "deliveries": {"type": "array", "items": _ref("Delivery")},
-        },
-    }
-    schemas["FilingPage"] = {
-        "type": "object",
-        "required": ["items", "next_cursor"],
-        "properties": {
-            "items": {"type": "array", "items": _ref("FilingView")},
-            "next_cursor": {"anyOf": [{"type": "string"}, {"type": "null"}]},
-        },
-    }
-    schemas["BatchResult"] = {
-        "type": "object",
-        "required": ["accepted", "rejected", "results"],
-        "properties": {
-            "accepted": {"type": "integer"},
-            "rejected": {"type": "integer"},
-            "results": {"type": "array", "items": {"type": "object"}},
-        },
-    }
-    bearer = [{"bearer": []}]
-    id_param = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
-
-    def q(name: str, schema: dict[str, Any]) -> dict[str, Any]:
-        return {"name": name, "in": "query", "required": False, "schema": schema}
-
-    paths: dict[str, Any] = {
-        "/v1/filings": {
-            "post": {
-                "summary": "Submit a filing event",
-                "security": bearer,
-                "parameters": [
-                    {
-                        "name": "Idempotency-Key",
-                        "in": "header",
-                        "required": False,
-                        "schema": {"type": "string", "maxLength": 255},
-                    }
-                ],
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "application/json": {"schema": _ref("FilingEvent")},
-                        "application/cloudevents+json": {
-                            "schema": {
-                                "type": "object",
-                                "description": "A CloudEvent 1.0 (structured mode); binary "
-                                "mode sends ce-* headers. `type` picks the source's "
-                                "normalizer, `id`+`source` are the idempotency key.",
-                                "required": ["specversion", "id", "source", "type"],
-                            }
-                        },
-                    },
-                },
-                "responses": {
-                    "202": _json(_ref("Submitted"), "Accepted and stored"),
-                    "200": _json(_ref("Submitted"), "Duplicate of an earlier submission"),
-                    **_errors(400, 401, 403, 413, 422),
-                },
-            },
-            "get": {
-                "summary": "List filings (newest first, cursor pagination)",
-                "security": bearer,
-                "parameters": [
-                    q("status", _ref("FilingStatus")),
-                    q("state", _ref("DeliveryState")),
-                    q("filing_type", _ref("FilingType")),
-                    q("environment", _ref("Environment")),
-                    q("reference", {"type": "string"}),
-                    q("adapter", {"type": "string"}),
-                    q("since", {"type": "string", "format": "date-time"}),
-                    q("until", {"type": "string", "format": "date-time"}),
-                    q("limit", {"type": "integer", "minimum": 1, "maximum": 500}),
-                    q("cursor", {"type": "string"}),
-                ],
-                "responses": {
-                    "200": _json(_ref("FilingPage"), "A page of filings"),
-                    **_errors(401, 403, 422),
-                },
-            },
-        },
-        "/v1/filings/batch": {
-            "post": {
-                "summary": "Submit up to 1,000 events in one transaction",
-                "security": bearer,
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "array",
-                                "items": _ref("FilingEvent"),
-                                "maxItems": 1000,
-                            }
-                        },
-                        "application/cloudevents-batch+json": {
-                            "schema": {"type": "array", "items": {"type": "object"}}
-                        },
-                    },
-                },
-                "responses": {
-                    "200": _json(_ref("BatchResult"), "Per-item results, in order"),
-                    **_errors(400, 401, 403, 413, 422),
-                },
-            }
-        },
-        "/v1/rejected-events": {
-            "get": {
-                "summary": "Inbound events (queue messages, files) that could not become filings",
-                "security": bearer,
-                "parameters": [
-                    q("source", {"type": "string"}),
-                    q("limit", {"type": "integer", "minimum": 1, "maximum": 500}),
-                    q("cursor", {"type": "string"}),
-                ],
-                "responses": {
-                    "200": _json({"type": "object"}, "A page of rejected events"),
-                    **_errors(401, 403, 422),
-                },
-            }
-        },
-        "/v1/filings/{id}": {
-            "get": {
-                "summary": "A filing with its deliveries",
-                "security": bearer,
-                "parameters": id_param,
-                "responses": {
-                    "200": _json(_ref("FilingView"), "The filing"),
-                    **_errors(401, 403, 404),
-                },
-            },
-        },
-        "/v1/filings/{id}/history": {
-            "get": {
-                "summary": "A filing's audit rows",
-                "security": bearer,
-                "parameters": id_param,
-                "responses": {
-                    "200": _json({"type": "object"}, "Audit rows"),
-                    **_errors(401, 403, 404),
-                },
-            },
-        },
-        "/v1/filings/{id}/retry": {
-            "post": {
-                "summary": "Dead or blocked deliveries back to pending",
-                "security": bearer,
-                "parameters": id_param,
-                "responses": {
-                    "200": _json(_ref("FilingView"), "The filing after"),
-                    **_errors(401, 403, 404, 409),
-                },
-            },
-        },
-        "/v1/filings/{id}/cancel": {
-            "post": {
-                "summary": "Cancel deliveries not yet delivered",
-                "security": bearer,
-                "parameters": id_param,
-                "responses": {
-                    "200": _json(_ref("FilingView"), "The filing after"),
-                    **_errors(401, 403, 404, 409),
-                },
-            },
-        },
-        "/v1/adapters": {
-            "get": {
-                "summary": "Configured adapters, health and delivery counts",
-                "security": bearer,
-                "responses": {"200": _json({"type": "object"}, "Adapters"), **_errors(401, 403)},
-            },
-        },
-        "/v1/outages": {
-            "post": {
-                "summary": "Announce an outage of an adapter or an environment",
-                "security": bearer,
-                "requestBody": {
-                    "required": True,
-                    "content": {"application/json": {"schema": _ref("OutageRequest")}},
-                },
-                "responses": {
-                    "201": _json(_ref("Outage"), "The outage, with its id"),
-                    **_errors(400, 401, 403, 422),
-                },
-            },
-            "get": {
-                "summary": "Announced outages not yet over; ?upcoming=N adds calendar windows",
-                "security": bearer,
-                "responses": {"200": _json({"type": "object"}, "Outages"), **_errors(401, 403)},
-            },
-        },
-        "/v1/outages/{id}": {
-            "delete": {
-                "summary": "Remove an announced outage (sending resumes at once)",
-                "security": bearer,
-                "parameters": id_param,
-                "responses": {
-                    "200": _json(_ref("Outage"), "The removed outage"),
-                    **_errors(401, 403, 404, 409),
-                },
-            },
-        },
-        "/healthz": {
-            "get": {
-                "summary": "Process liveness (checks nothing external)",
-                "responses": {"200": _json(_ref("Liveness"), "Alive")},
-            }
-        },
-        "/livez": {
-            "get": {
-                "summary": "Process liveness (checks nothing external)",
-                "responses": {"200": _json(_ref("Liveness"), "Alive")},
-            }
-        },
-        "/readyz": {
-            "get": {
-                "summary": "Readiness: store, migrations, dispatcher, shutdown",
-                "description": "200 `ready` or `degraded` (an adapter in an outage: filings "
-                "are still accepted and queued); 503 `not_ready` naming the failing checks.",
-                "responses": {
-                    "200": _json(_ref("Readiness"), "Ready (or degraded)"),
-                    "503": _json(_ref("Readiness"), "Not ready"),
-                },
-            }
-        },
-        "/openapi.json": {
-            "get": {
-                "summary": "This document",
-                "responses": {"200": _json({"type": "object"}, "OpenAPI")},
-            }
-        },
-    }
-    # each batch item is validated on its own and answered in `results`, in order
-    paths["/v1/filings/batch"]["post"]["requestBody"]["content"]["application/json"]["schema"] = {
-        "type": "array",
-        "minItems": 1,
-        "maxItems": 1000,
-        "description": "Filing events (see FilingEvent); each object is validated on its own.",
-        "items": {"type": "object"},
-    }
-    schemas.update(monitoring_schemas())
-    paths.update(monitoring_paths(bearer, id_param))
-    paths.update(acks.openapi_paths(bearer, _errors))
-    # every operation that needs a token can answer 401 and 403, whoever wrote its entry
-    for operations in paths.values():
-        for op in operations.values():
-            if isinstance(op, dict) and op.get("security"):
-                for code, missing in _errors(401, 403).items():
-                    op.setdefault("responses", {}).setdefault(code, missing)
-    return {
-        "openapi": "3.1.0",
-        "info": {
-            "title": "edi-gateway",
-            "version": gateway.__version__,
-            "description": "Filing events in; deliveries to CBP ACE transports out.",
-        },
-        "paths": paths,
-        "components": {
-            "schemas": schemas,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-        },
-    }
-
-
 def _html(description: str) -> dict[str, Any]:
     return {"description": description, "content": {"text/html": {"schema": {"type": "string"}}}}
 
 
-def monitoring_schemas() -> dict[str, Any]:
-    """Schemas of the monitoring endpoints (issue 7)."""
-    counts = {"type": "object", "additionalProperties": {"type": "integer"}}
-    nullable_obj = {"anyOf": [{"type": "object"}, {"type": "null"}]}
+def _q(name: str, schema: dict[str, Any], description: str = "") -> dict[str, Any]:
+    param = {"name": name, "in": "query", "required": False, "schema": schema}
+    return {**param, "description": description} if description else param
+
+
+def _path(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+_LIMIT = _q("limit", {"type": "integer", "minimum": 1, "maximum": 500}, "Default 50.")
+_CURSOR = _q("cursor", {"type": "string"}, "`next_cursor` of the previous page.")
+_BOOL = {"type": "boolean"}
+_STR = {"type": "string"}
+
+
+def op(
+    summary: str,
+    ok: dict[int, tuple[dict[str, Any], str] | dict[str, Any]],
+    fails: tuple[int, ...] = (),
+    *,
+    auth: bool = True,
+    params: list[dict[str, Any]] | None = None,
+    body: dict[str, Any] | None = None,
+    body_required: bool = True,
+    description: str | None = None,
+) -> dict[str, Any]:
+    """One operation: ``ok`` maps each success status to (JSON schema, description), or to
+    a whole response object when the answer is not JSON; ``fails`` are the error statuses
+    (401 and 403 are added when it needs a token)."""
+    codes = sorted({*fails, 401, 403} if auth else set(fails))
+    out: dict[str, Any] = {"summary": summary}
+    if description:
+        out["description"] = description
+    if auth:
+        out["security"] = [{"bearer": []}]
+    if params:
+        out["parameters"] = params
+    if body is not None:
+        out["requestBody"] = {"required": body_required, "content": body}
+    responses = {
+        str(code): _json(*answer) if isinstance(answer, tuple) else answer
+        for code, answer in ok.items()
+    }
+    responses.update({str(c): _json(ref("Error"), _ERROR_TEXT[c]) for c in codes})
+    out["responses"] = responses
+    return out
+
+
+def components() -> dict[str, Any]:
+    """Every model's JSON Schema, under its class name."""
+    _, defs = models_json_schema(
+        [(m, "validation") for m in _REQUESTS]
+        + [(m, "serialization") for m in (*schemas.RESPONSES, ops.BulkResponse)],
+        ref_template=_REF,
+    )
+    return dict(defs.get("$defs", {}))
+
+
+def filing_paths() -> dict[str, Any]:
+    """Filings: submit (JSON or CloudEvents), list, read, history, retry, cancel."""
+    fid = [_path("id")]
+    view = (ref(models.FilingView), "The filing after")
+    submitted = {"anyOf": [ref(schemas.Submitted), ref(schemas.SubmittedMany)]}
+    cloudevent = {
+        "type": "object",
+        "description": "A CloudEvent 1.0 (structured mode); binary mode sends ce-* headers. "
+        "`type` picks the source's normalizer, `id`+`source` are the idempotency key.",
+        "required": ["specversion", "id", "source", "type"],
+    }
+    key = {
+        "name": "Idempotency-Key",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string", "maxLength": 255},
+    }
     return {
-        "Readiness": {
-            "type": "object",
-            "required": ["status", "checks", "failing", "degraded"],
-            "properties": {
-                "status": {"enum": ["ready", "degraded", "not_ready"]},
-                "checks": {
-                    "type": "object",
-                    "description": "store, migrations, dispatcher, shutdown: `ok` or why not",
-                    "additionalProperties": {"type": "string"},
+        "/v1/filings": {
+            "post": op(
+                "Submit a filing event",
+                {
+                    202: (submitted, "Accepted and stored"),
+                    200: (submitted, "Duplicate of an earlier submission"),
                 },
-                "failing": {"type": "array", "items": {"type": "string"}},
-                "degraded": {
-                    "type": "object",
-                    "description": "adapters in an outage (still accepting and queueing)",
-                    "additionalProperties": {"type": "string"},
+                fails=(400, 413, 422),
+                params=[key],
+                body={
+                    "application/json": {"schema": ref(models.FilingEvent)},
+                    "application/cloudevents+json": {"schema": cloudevent},
                 },
-            },
+                description="A plain event answers `Submitted`; a CloudEvent whose source "
+                "turns it into several filings answers `SubmittedMany`.",
+            ),
+            "get": op(
+                "List filings (newest first, cursor pagination)",
+                {200: (ref(models.Page), "A page of filings")},
+                fails=(422,),
+                params=[
+                    _q("status", ref(models.FilingStatus)),
+                    _q("state", ref(models.DeliveryState), "Any delivery in this state."),
+                    _q("filing_type", ref(models.FilingType)),
+                    _q("environment", ref(models.Environment)),
+                    _q("reference", _STR),
+                    _q("adapter", _STR),
+                    _q("since", {"type": "string", "format": "date-time"}),
+                    _q("until", {"type": "string", "format": "date-time"}),
+                    _q("at_risk", _BOOL, "Only filings at risk of missing `due_by`."),
+                    _q("ack_overdue", _BOOL, "Only filings whose ack is overdue."),
+                    _LIMIT,
+                    _CURSOR,
+                ],
+            ),
         },
-        "Liveness": {
-            "type": "object",
-            "required": ["status"],
-            "properties": {"status": {"const": "ok"}},
-        },
-        "AdapterOverview": {
-            "type": "object",
-            "required": ["name", "counts", "waiting", "oldest_waiting_age_s"],
-            "properties": {
-                "name": {"type": "string"},
-                "type": {"anyOf": [{"type": "string"}, {"type": "null"}]},
-                "counts": counts,
-                "waiting": {"type": "integer"},
-                "oldest_waiting_age_s": {"anyOf": [{"type": "number"}, {"type": "null"}]},
-                "health": nullable_obj,
-                "breaker": nullable_obj,
-                "gate": nullable_obj,
-                "rate_limit": {"anyOf": [{"type": "number"}, {"type": "null"}]},
-                "burst": {"anyOf": [{"type": "integer"}, {"type": "null"}]},
-                "calendars": {"type": "array", "items": {"type": "string"}},
-            },
-        },
-        "Overview": {
-            "type": "object",
-            "required": ["generated_at", "snapshot_at", "totals", "adapters", "at_risk"],
-            "properties": {
-                "generated_at": {"type": "string", "format": "date-time"},
-                "snapshot_at": {"type": "string", "format": "date-time"},
-                "totals": counts,
-                "adapters": {"type": "array", "items": _ref("AdapterOverview")},
-                "at_risk": {"type": "integer"},
-                "acks": {
-                    "anyOf": [counts, {"type": "null"}],
-                    "description": "overdue / unmatched acks, once ack correlation is on",
+        "/v1/filings/batch": {
+            "post": op(
+                "Submit up to 1,000 events in one transaction",
+                {200: (ref(schemas.BatchResult), "Per-item results, in order")},
+                fails=(400, 413, 422),
+                body={
+                    "application/json": {
+                        "schema": {
+                            "type": "array",
+                            "minItems": 1,
+                            "maxItems": 1000,
+                            "description": "Filing events; each item is validated on its own "
+                            "and an invalid one is answered in `results`, not refused.",
+                            "items": {"anyOf": [ref(models.FilingEvent), {"type": "object"}]},
+                        }
+                    },
+                    "application/cloudevents-batch+json": {
+                        "schema": {"type": "array", "items": cloudevent}
+                    },
                 },
-                "calendars": {"type": "object"},
-                "outages": {"type": "array", "items": _ref("Outage")},
-            },
+            )
+        },
+        "/v1/rejected-events": {
+            "get": op(
+                "Inbound events (queue messages, files) that could not become filings",
+                {200: (ref(schemas.RejectedPage), "A page of rejected events")},
+                fails=(422,),
+                params=[_q("source", _STR), _LIMIT, _CURSOR],
+            )
+        },
+        "/v1/filings/{id}": {
+            "get": op(
+                "A filing with its deliveries",
+                {200: (ref(models.FilingView), "The filing")},
+                fails=(404,),
+                params=fid,
+            )
+        },
+        "/v1/filings/{id}/history": {
+            "get": op(
+                "A filing's audit rows",
+                {200: (ref(schemas.History), "Audit rows, oldest first")},
+                fails=(404,),
+                params=fid,
+            )
+        },
+        "/v1/filings/{id}/retry": {
+            "post": op(
+                "Dead or blocked deliveries back to pending", {200: view}, (404, 409), params=fid
+            )
+        },
+        "/v1/filings/{id}/cancel": {
+            "post": op("Cancel deliveries not yet delivered", {200: view}, (404, 409), params=fid)
         },
     }
 
 
-def monitoring_paths(bearer: list[Any], id_param: list[Any]) -> dict[str, Any]:
-    """Paths of the monitoring endpoints, the dashboard and the docs (issue 7)."""
+def ack_paths() -> dict[str, Any]:
+    """Acknowledgements, ack deadlines and status callbacks."""
+    fid = [_path("id")]
+    reason = {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "properties": {"reason": {"type": "string", "maxLength": 1000}},
+            }
+        }
+    }
+    return {
+        "/v1/acks": {
+            "post": op(
+                "Store acks: JSON, or a raw TA1/997/999 (application/edi-x12)",
+                {200: (ref(schemas.AckReceipt), "The acks stored and what each did")},
+                fails=(400, 413, 422),
+                body={
+                    "application/json": {
+                        "schema": {
+                            "anyOf": [
+                                ref(models.Ack),
+                                {"type": "array", "items": ref(models.Ack), "minItems": 1},
+                            ]
+                        }
+                    },
+                    "application/edi-x12": {"schema": _STR},
+                },
+            ),
+            "get": op(
+                "List acks; matched=false for those that matched nothing",
+                {200: (ref(schemas.AckList), "Acks, newest first")},
+                fails=(422,),
+                params=[_q("matched", _BOOL), _q("filing_id", _STR), _LIMIT],
+            ),
+        },
+        "/v1/filings/{id}/acks": {
+            "get": op(
+                "A filing's acks",
+                {200: (ref(schemas.FilingAcks), "Acks, newest first")},
+                fails=(404, 422),
+                params=[*fid, _LIMIT],
+            )
+        },
+        "/v1/filings/{id}/resend": {
+            "post": op(
+                "Resend a delivered filing (operator)",
+                {200: (ref(schemas.Resent), "The deliveries resent, and the filing")},
+                fails=(404, 409, 413, 422),
+                params=fid,
+                body=reason,
+                body_required=False,
+            )
+        },
+        "/v1/filings/{id}/close-ack": {
+            "post": op(
+                "Stop waiting for an ack (operator)",
+                {200: (ref(schemas.AckClosed), "The deliveries closed, and the filing")},
+                fails=(404, 409, 413, 422),
+                params=fid,
+                body=reason,
+                body_required=False,
+            )
+        },
+        "/v1/callbacks": {
+            "get": op(
+                "Status callbacks; state=dead lists dead letters",
+                {200: (ref(schemas.CallbackList), "Callbacks, newest first")},
+                fails=(422,),
+                params=[_q("filing_id", _STR), _q("state", _STR), _LIMIT],
+            )
+        },
+    }
+
+
+def operation_paths() -> dict[str, Any]:
+    """Adapters, outages, health, monitoring, bulk actions, the dashboard and the docs."""
 
     def bulk(verb: str, what: str) -> dict[str, Any]:
         return {
-            "post": {
-                "summary": f"{verb} deliveries matching a filter (dry_run previews)",
-                "description": what,
-                "security": bearer,
-                "requestBody": {
-                    "required": True,
-                    "content": {"application/json": {"schema": _ref("BulkRequest")}},
-                },
-                "responses": {
-                    "200": _json(_ref("BulkResponse"), "What changed (or would)"),
-                    **_errors(400, 401, 403, 413, 422),
-                },
-            }
+            "post": op(
+                f"{verb} deliveries matching a filter (dry_run previews)",
+                {200: (ref(ops.BulkResponse), "What changed (or would)")},
+                fails=(400, 413, 422),
+                body={"application/json": {"schema": ref(ops.BulkRequest)}},
+                description=what,
+            )
         }
 
-    name = [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}]
+    live = {200: (ref(schemas.Liveness), "Alive")}
+    text = {"description": "Metrics", "content": {"text/plain": {"schema": _STR}}}
+    static = {
+        "description": "The file",
+        "content": {"text/javascript": {"schema": _STR}, "text/css": {"schema": _STR}},
+    }
     return {
-        "/metrics": {
-            "get": {
-                "summary": "Prometheus metrics (text exposition)",
-                "security": bearer,
-                "responses": {
-                    "200": {
-                        "description": "Metrics",
-                        "content": {"text/plain": {"schema": {"type": "string"}}},
-                    },
-                    **_errors(401, 403),
-                },
-            }
+        "/v1/adapters": {
+            "get": op(
+                "Configured adapters, health and delivery counts",
+                {200: (ref(schemas.AdapterList), "Adapters")},
+            )
         },
-        "/v1/overview": {
-            "get": {
-                "summary": "Queue, adapters, calendars and outages at a glance",
-                "security": bearer,
-                "responses": {
-                    "200": _json(_ref("Overview"), "The overview"),
-                    **_errors(401, 403, 422),
+        "/v1/outages": {
+            "post": op(
+                "Announce an outage of an adapter or an environment",
+                {201: (ref(outages.Outage), "The outage, with its id")},
+                fails=(400, 413, 422),
+                body={"application/json": {"schema": ref(outages.OutageRequest)}},
+            ),
+            "get": op(
+                "Announced outages not yet over; ?upcoming=N adds calendar windows",
+                {200: (ref(schemas.OutageList), "Outages")},
+                fails=(422,),
+                params=[_q("upcoming", {"type": "integer", "minimum": 1, "maximum": 100})],
+            ),
+        },
+        "/v1/outages/{id}": {
+            "delete": op(
+                "Remove an announced outage (sending resumes at once)",
+                {200: (ref(outages.Outage), "The removed outage")},
+                fails=(404, 409),
+                params=[_path("id")],
+            )
+        },
+        "/healthz": {"get": op("Process liveness (checks nothing external)", live, auth=False)},
+        "/livez": {"get": op("Process liveness (checks nothing external)", live, auth=False)},
+        "/readyz": {
+            "get": op(
+                "Readiness: store, migrations, dispatcher, shutdown",
+                {
+                    200: (ref(schemas.Readiness), "Ready (or degraded)"),
+                    503: (ref(schemas.Readiness), "Not ready"),
                 },
-            }
+                auth=False,
+                description="200 `ready` or `degraded` (an adapter in an outage: filings "
+                "are still accepted and queued); 503 `not_ready` naming the failing checks.",
+            )
+        },
+        "/openapi.json": {
+            "get": op("This document", {200: ({"type": "object"}, "OpenAPI 3.1")}, auth=False)
+        },
+        "/metrics": {"get": op("Prometheus metrics (text exposition)", {200: text})},
+        "/v1/overview": {
+            "get": op(
+                "Queue, adapters, calendars and outages at a glance",
+                {200: (ref(schemas.Overview), "The overview")},
+                fails=(422,),
+            )
         },
         "/v1/deliveries/retry": bulk(
             "Retry", "Dead or blocked deliveries back to pending; `reason` is audited."
@@ -466,46 +377,50 @@ def monitoring_paths(bearer: list[Any], id_param: list[Any]) -> dict[str, Any]:
         "/v1/deliveries/cancel": bulk(
             "Cancel", "Cancel undelivered deliveries; `reason` is audited."
         ),
-        "/docs": {"get": {"summary": "This API, as a page", "responses": {"200": _html("Docs")}}},
-        "/": {"get": {"summary": "The dashboard", "responses": {"200": _html("Dashboard")}}},
-        "/ui/": {"get": {"summary": "The dashboard", "responses": {"200": _html("Dashboard")}}},
+        "/docs": {"get": op("This API, as a page", {200: _html("Docs")}, auth=False)},
+        "/": {"get": op("The dashboard", {200: _html("Dashboard")}, auth=False)},
+        "/ui/": {"get": op("The dashboard", {200: _html("Dashboard")}, auth=False)},
         "/ui/panels": {
-            "get": {
-                "summary": "The dashboard's figures (HTML fragment)",
-                "security": bearer,
-                "responses": {"200": _html("Panels"), **_errors(401, 403, 422)},
-            }
+            "get": op("The dashboard's figures (HTML fragment)", {200: _html("Panels")}, (422,))
         },
         "/ui/filings/{id}": {
-            "get": {
-                "summary": "A filing's page",
-                "parameters": id_param,
-                "responses": {"200": _html("Filing page")},
-            }
+            "get": op(
+                "A filing's page", {200: _html("Filing page")}, auth=False, params=[_path("id")]
+            )
         },
         "/ui/filings/{id}/panel": {
-            "get": {
-                "summary": "A filing's deliveries and audit history (HTML fragment)",
-                "security": bearer,
-                "parameters": id_param,
-                "responses": {"200": _html("Panel"), **_errors(401, 403, 404)},
-            }
+            "get": op(
+                "A filing's deliveries and audit history (HTML fragment)",
+                {200: _html("Panel")},
+                fails=(404,),
+                params=[_path("id")],
+            )
         },
         "/ui/static/{name}": {
-            "get": {
-                "summary": "The dashboard's script and style sheet",
-                "parameters": name,
-                "responses": {
-                    "200": {
-                        "description": "The file",
-                        "content": {
-                            "text/javascript": {"schema": {"type": "string"}},
-                            "text/css": {"schema": {"type": "string"}},
-                        },
-                    },
-                    **_errors(404),
-                },
-            }
+            "get": op(
+                "The dashboard's script and style sheet",
+                {200: static},
+                fails=(404,),
+                auth=False,
+                params=[_path("name")],
+            )
+        },
+    }
+
+
+@cache
+def spec() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "edi-gateway",
+            "version": gateway.__version__,
+            "description": "Filing events in; deliveries to CBP ACE transports out.",
+        },
+        "paths": {**filing_paths(), **ack_paths(), **operation_paths()},
+        "components": {
+            "schemas": components(),
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }
 
