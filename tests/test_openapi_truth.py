@@ -8,6 +8,7 @@ import asyncio
 import hashlib
 import importlib
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -125,6 +126,8 @@ async def test_every_json_answer_validates_against_the_schema_its_operation_decl
         ) == {"type": "object"}
     ]  # fmt: skip
     assert bare == []
+    refs = set(re.findall(r'"\$ref": "#/components/schemas/([^"]+)"', json.dumps(spec)))
+    assert refs and refs <= set(spec["components"]["schemas"])
     check = SpecChecker(gw, spec)
     get, post = "get", "post"
 
