@@ -20,15 +20,20 @@ import pytest
 
 from tests.acks.conftest import SECRET_ENV, callbacks_section, eventually
 from tests.conftest import base_config, example
-from tests.inbound.conftest import TMS_SOURCE, booking
+from tests.inbound.conftest import TMS_SOURCE, booking, cloudevent
+from tests.inbound.conftest import acme_entry_point as acme_entry_point  # the fixture
+
+CE_ONE = {"Content-Type": "application/cloudevents+json"}
+CE_BATCH = {"Content-Type": "application/cloudevents-batch+json"}
 
 TOKEN = "truth-secret"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
-def truth_config(tmp_path: Path, receiver_url: str) -> dict[str, Any]:
+def truth_config(tmp_path: Path, receiver_url: str, *, billing: bool = False) -> dict[str, Any]:
     """ISF to a filedrop outbox that expects acks; entries over HTTP to the test receiver;
-    a directory source; callbacks to the receiver; one token with every scope."""
+    a directory source, and (``billing``) a source whose normalizer makes one filing per
+    invoice entry (needs the acme entry point); callbacks to the receiver; one token."""
     host = receiver_url.split("/")[2]
     source = {**TMS_SOURCE, "kind": "directory", "directory": str(tmp_path / "drops"),
               "poll_interval": "50ms"}  # fmt: skip
@@ -41,8 +46,16 @@ def truth_config(tmp_path: Path, receiver_url: str) -> dict[str, Any]:
         routes=[
             {"filing_types": ["isf"], "adapters": ["outbox"], "ack_within": "1h"},
             {"filing_types": ["entry"], "adapters": ["ace"]},
+            {"filing_types": ["entry_summary"], "adapters": ["outbox"]},
         ],
-        sources={"legacy": source},
+        sources={
+            "legacy": source,
+            **(
+                {"billing": {"types": ["com.acme.*"], "normalizer": "acme-billing"}}
+                if billing
+                else {}
+            ),
+        },
         callbacks=callbacks_section(host),
         auth={
             "mode": "token",
@@ -108,7 +121,7 @@ def json_operations(spec: dict[str, Any]) -> set[tuple[str, str]]:
 
 @pytest.mark.timeout(60)
 async def test_every_json_answer_validates_against_the_schema_its_operation_declares(
-    tmp_path, start_gateway, receiver
+    tmp_path, start_gateway, receiver, acme_entry_point
 ):
     """All JSON operations, on real state (SQLite, loopback HTTP): each 2xx and some 4xx
     bodies validate against the spec's own schemas; none is a bare object any more."""
@@ -116,7 +129,8 @@ async def test_every_json_answer_validates_against_the_schema_its_operation_decl
     drops.mkdir()
     (drops / "bad.json").write_text(json.dumps(booking(1, mode="barge")))
     receiver.script = [400]  # the first entry goes dead: something to retry
-    gw = await start_gateway(truth_config(tmp_path, receiver.url), environ=SECRET_ENV)
+    data = truth_config(tmp_path, receiver.url, billing=True)
+    gw = await start_gateway(data, environ=SECRET_ENV)
     spec = (await gw.get("/openapi.json"))[1]
     bare = [
         (m, p) for m, p in json_operations(spec) - {("get", "/openapi.json")}
@@ -143,6 +157,18 @@ async def test_every_json_answer_validates_against_the_schema_its_operation_decl
     result = await check.call(post, "/v1/filings/batch", 200, json=batch)
     assert [r["http_status"] for r in result["results"]] == [202, 422]
     second = result["results"][0]
+
+    # CloudEvents: one invoice → two filings (SubmittedMany), and a CloudEvents batch
+    def invoice(n: int, *entries: str) -> dict[str, Any]:
+        data = {"invoice": f"INV-{n}", "entries": [{"entry_number": e} for e in entries]}
+        return cloudevent(data, type="com.acme.billing.invoice.issued", source="/b", id=f"i{n}")
+
+    many = await check.call(post, "/v1/filings", 202, json=invoice(1, "E-1", "E-2"), headers=CE_ONE)
+    assert len(many["filings"]) == 2
+    ce_batch = [invoice(2, "E-3"), invoice(3, "E-4", "E-5"), {"specversion": "1.0"}]
+    result = await check.call(post, "/v1/filings/batch", 200, json=ce_batch, headers=CE_BATCH)
+    assert [len(r.get("filings", [])) for r in result["results"]] == [0, 2, 0]
+    assert [r["http_status"] for r in result["results"]][:2] == [202, 202]
     for fid in (first["id"], second["id"]):
         await reaches(gw, fid, "delivered")
     one, other = {"path": {"id": first["id"]}}, {"path": {"id": second["id"]}}
