@@ -178,3 +178,44 @@ async def test_thousand_queued_events_survive_sigkill_midway_exactly_once(tmp_pa
     assert redelivered == seen["duplicate"]
     print(f"\n1,000-event kill test: {elapsed:.1f}s, killed at {at_kill}, "
           f"{redelivered} redelivered duplicates recognised, 0 lost, 0 double filings")  # fmt: skip
+
+
+@pytest.mark.services
+async def test_cloudevents_in_amqp_headers_under_every_binding_prefix(
+    tmp_path, start_gateway, rabbit
+):
+    """`cloudEvents:` / `cloudEvents_` (AMQP 1.0 binding) and `ce_` headers as the consumer
+    sees them (a native timestamp included) file once per id; no id → rejected, not filed."""
+    from datetime import UTC, datetime
+
+    queue = rabbit.new_queue()
+    at = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
+
+    def binary(prefix: str, n: int, **attrs):
+        headers = {f"{prefix}{k}": v for k, v in
+                   {"specversion": "1.0", "id": f"ce-a{n}", "source": "/tms/eu",
+                    "type": "com.acme.tms.shipment.booked", "time": at, **attrs}.items()
+                   if v is not None}  # fmt: skip
+        body = json.dumps(booking(n, mode="air")).encode()
+        return body, {"content_type": "application/json", "headers": headers}
+
+    await rabbit.publish(
+        queue,
+        [
+            binary("cloudEvents:", 1),
+            binary("cloudEvents_", 2),
+            binary("ce_", 3),
+            binary("cloudEvents:", 1),  # the producer sent it again: same id, same filing
+            binary("cloudEvents:", 4, id=None),
+        ],
+    )
+    gw = await start_gateway(queue_config(tmp_path, queue))
+    counts = gw.gateway.consumers["tms_queue"].status.counts
+    await wait_until(lambda: sum(counts.values()) == 5)
+    assert (counts["accepted"], counts["duplicate"], counts["rejected"]) == (3, 1, 1)
+    rows = filings(tmp_path / "gateway.db")
+    assert [(r["idempotency_key"], r["filing_type"]) for r in rows] == [
+        (f"ce:/tms/eu#ce-a{n}", "manifest.air") for n in (1, 2, 3)
+    ]
+    [row] = rejected(tmp_path / "gateway.db")
+    assert json.loads(row["details"]) == [{"loc": "header.cloudEvents:id", "msg": "required"}]
