@@ -149,24 +149,37 @@ def read_x12(text: str, *, source: str, now: datetime) -> Reading:
             continue
         theirs, ours = party(isa[5], isa[6]), party(isa[7], isa[8])
         usage = isa[15].strip() if isa[15].strip() in ("T", "P") else None
-        acks.extend(
-            models.Ack(
-                kind=p.kind,
-                outcome=models.AckOutcome(p.outcome),
-                interchange_control=p.interchange_control,
-                group_control=p.group_control,
-                set_control=p.set_control,
-                codes=p.codes,
-                message=p.message,
-                x12_sender=ours,
-                x12_receiver=theirs,
-                usage=usage,  # type: ignore[arg-type]
-                raw=interchange.text,
-                source=source,
-                received_at=now,
-            )
-            for p in parsed
-        )
+        for p in parsed:
+            try:
+                acks.append(
+                    models.Ack(
+                        kind=p.kind,
+                        outcome=models.AckOutcome(p.outcome),
+                        interchange_control=p.interchange_control,
+                        group_control=p.group_control,
+                        set_control=p.set_control,
+                        codes=p.codes,
+                        message=p.message,
+                        x12_sender=ours,
+                        x12_receiver=theirs,
+                        usage=usage,  # type: ignore[arg-type]
+                        raw=interchange.text,
+                        source=source,
+                        received_at=now,
+                    )
+                )
+            except ValidationError as exc:  # a control number out of range, a long AK202…
+                first = exc.errors()[0]
+                where = ".".join(str(part) for part in first["loc"])
+                problems.append(
+                    x12read.EnvelopeError(
+                        interchange.first_position,
+                        "ISA",
+                        "interchange",
+                        "invalid_ack",
+                        f"a {p.kind} answer is unusable: {where}: {first['msg']}",
+                    )
+                )
     if not acks:
         first = problems[0].message if problems else "no acknowledgement in the document"
         raise x12.X12Error(

@@ -275,3 +275,42 @@ def test_a_file_with_no_readable_answer_lists_every_fault():
         ackrules.from_x12(broken, source="t", now=NOW)
     locs = [d["loc"] for d in caught.value.details]
     assert "segment 10 (IEA)" in locs and "segment 1 (ISA)" in locs
+
+
+def test_an_answer_out_of_range_is_a_listed_problem_and_the_rest_still_read():
+    """AK1 group 0 (no control number can be 0) in one interchange: listed, not a crash."""
+    bad = _cbp_997(0).replace("000000900", "000000901")
+    reading = ackrules.read_x12(bad + _cbp_997(2), source="t", now=NOW)
+    assert [a.group_control for a in reading.acks] == [2]
+    [problem] = reading.problems
+    assert (problem.position, problem.code) == (1, "invalid_ack")
+    assert "group_control" in problem.message
+
+
+_ISA_STAR = _isa()
+_ISA_PIPE = _cbp_997(1).split("\n")[0] + "\n"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.just(_ISA_STAR),
+            st.just(_ISA_PIPE),
+            st.text(alphabet="ISAGEST*|~\n\r>:0123456789AKR59 \ufeff", max_size=60),
+        ),
+        max_size=6,
+    )
+)
+def test_file_reader_raises_only_its_own_error(parts):
+    """Concatenated ISAs (two delimiter sets) and noise: read, or X12Error — nothing else."""
+    doc = "".join(parts)
+    try:
+        document = x12read.read(doc)
+    except x12.X12Error:
+        return
+    assert all(e.position >= 1 for e in document.errors)
+    try:
+        ackrules.read_x12(doc, source="fuzz", now=NOW)
+    except x12.X12Error:
+        pass
