@@ -10,7 +10,8 @@ at fault), never anything else.
   UUID, which would file every redelivery again; we check before it can.
 * A null OPTIONAL attribute is an absent one (json-format §3: ``"subject": null``).
 * Binary mode reads the attributes from ``ce-`` headers (HTTP, percent-decoded), from the
-  AMQP 1.0 binding's ``cloudEvents:`` / ``cloudEvents_`` application properties, and from
+  AMQP 1.0 binding's ``cloudEvents:`` / ``cloudEvents_`` application properties (plain
+  headers on RabbitMQ 4, an encoded section on RabbitMQ 3.x: ``amqp10``), and from
   the ``ce-`` / ``ce_`` headers other producers put on AMQP 0-9-1 messages, as the RabbitMQ
   consumer sees each of them (native AMQP timestamps and numbers included).
 """
@@ -31,6 +32,7 @@ from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
 from gateway import errors, jsonio
+from gateway.inbound import amqp10
 
 STRUCTURED = "application/cloudevents+json"
 BATCH = "application/cloudevents-batch+json"
@@ -248,6 +250,7 @@ def from_amqp(headers: Mapping[str, Any], content_type: str | None, body: bytes)
     """A CloudEvent from an AMQP message (structured or binary), or None if it is none."""
     if media_type(content_type) == STRUCTURED:
         return from_document(_decode(body))
+    headers = amqp10.expand(headers)  # RabbitMQ 3.x: AMQP 1.0 properties still encoded
     attrs = amqp_attributes(headers)
     if "specversion" not in attrs:
         return None
