@@ -347,3 +347,29 @@ def test_amqp_native_timestamps_and_a_missing_id():
     with pytest.raises(errors.MalformedInput) as caught:
         cloudevents.from_amqp(without_id, content_type, b"{}")
     assert caught.value.details == [{"loc": "header.cloudEvents:id", "msg": "required"}]
+
+
+async def test_events_made_by_the_python_sdk_http_binding_file_once(tmp_path, start_gateway):
+    """The CloudEvents SDK's `to_binary` (percent-encoded headers) and `to_structured` of one
+    event: the first files it, the second is the same filing; the subject arrives decoded."""
+    from cloudevents.core.bindings import http as ce_http
+    from cloudevents.core.formats.json import JSONFormat
+    from cloudevents.core.v1.event import CloudEvent
+
+    gw = await start_gateway(config(tmp_path))
+    event = CloudEvent(
+        {"type": "com.acme.tms.shipment.booked", "source": "/tms/eu", "id": "sdk-1",
+         "subject": "BL MAEU1 \"ocean\" 100%", "datacontenttype": "application/json"},
+        booking(1),
+    )  # fmt: skip
+    binary = ce_http.to_binary(event, JSONFormat())
+    assert "%" in binary.headers["ce-subject"]  # the SDK percent-encodes, as the binding says
+    structured = ce_http.to_structured(event, JSONFormat())
+    first, created = await post_raw(gw, "/v1/filings", binary.body, binary.headers)
+    again, same = await post_raw(gw, "/v1/filings", structured.body, structured.headers)
+    assert (first, again) == (202, 200), created
+    assert same["id"] == created["id"]
+    envelope = cloudevents.from_http(binary.headers, binary.body)
+    assert envelope.subject == 'BL MAEU1 "ocean" 100%'
+    [row] = filings(tmp_path / "gateway.db")
+    assert row["idempotency_key"] == "ce:/tms/eu#sdk-1"
