@@ -67,10 +67,12 @@ def media_type(content_type: str | None) -> str:
 
 
 def is_http_cloudevent(headers: Mapping[str, str]) -> bool:
-    """True for a structured (content type) or binary (``ce-specversion``) CloudEvent."""
-    return media_type(headers.get("Content-Type")) in (STRUCTURED, BATCH) or "ce-specversion" in {
-        k.lower() for k in headers
-    }
+    """True for a structured (content type) or binary CloudEvent: a request carrying any
+    REQUIRED attribute as a ``ce-`` header (so a missing ``ce-specversion`` is named, not
+    read as a plain filing)."""
+    if media_type(headers.get("Content-Type")) in (STRUCTURED, BATCH):
+        return True
+    return bool({k.lower() for k in headers} & {f"ce-{a}" for a in REQUIRED})
 
 
 def looks_structured(document: Any) -> bool:
