@@ -25,7 +25,8 @@ async def test_ack_file_in_the_inbox_acknowledges_the_delivery(tmp_path, start_g
     drop(tmp_path / "inbox", "ack-1.json", {"delivery_id": delivery_id, "outcome": "accepted"})
     view = await gw.wait_for(filing_id, "acknowledged")
     assert view["deliveries"][0]["ack"]["outcome"] == "accepted"
-    assert (tmp_path / "inbox/processed/ack-1.json").exists()
+    # the file moves once the adapter hears "stored", just after the ack's transaction
+    await eventually(lambda: (tmp_path / "inbox/processed/ack-1.json").exists())
     assert not (tmp_path / "inbox/ack-1.json").exists()
     _, hist = await gw.get(f"/v1/filings/{filing_id}/history")
     events = [e["event"] for e in hist["events"]]
@@ -108,7 +109,7 @@ async def test_van_batch_with_a_bom_is_read_interchange_by_interchange(tmp_path,
     drop(tmp_path / "inbox", "van-batch.x12", batch)
     view = await gw.wait_for(filing_id, "acknowledged")
     assert view["deliveries"][0]["ack"]["outcome"] == "accepted"
-    assert (tmp_path / "inbox/processed/van-batch.x12").exists()
+    await eventually(lambda: (tmp_path / "inbox/processed/van-batch.x12").exists())
     _, unmatched = await gw.get("/v1/acks?matched=false")
     assert [(i["ack"]["x12_receiver"], i["ack"]["usage"]) for i in unmatched["items"]] == [
         ("ZZ:00GR", "P")  # the other partner's answer, from its own ISA
