@@ -75,7 +75,9 @@ async def test_checkpoints_are_written_at_start_every_n_rows_and_on_shutdown(
     await submit_and_deliver(gw, 3)
     await asyncio.sleep(1.3)
     await stop()
-    found, bad = checkpoints.CheckpointDir(tmp_path / "checkpoints", key=b"k" * 32).load()
+    directory = checkpoints.CheckpointDir(tmp_path / "checkpoints", key=b"k" * 32)
+    [chain] = directory.chains()
+    found, bad = directory.load(chain)
     assert not bad
     seqs = [c.seq for c in found]
     head = trail(tmp_path)[-1][0]
