@@ -252,6 +252,12 @@ WITH heads AS (
         SELECT 1 FROM deliveries e
         WHERE e.adapter = d.adapter AND e.ordering_key = d.ordering_key AND e.seq < d.seq
           AND e.state NOT IN {DONE})
+      -- a delivery made live again (a resend, a resubmit ack) waits for a later one of its
+      -- key that is being sent: at most one in flight per (ordering key, adapter)
+      AND NOT EXISTS (
+        SELECT 1 FROM deliveries l
+        WHERE l.adapter = d.adapter AND l.ordering_key = d.ordering_key AND l.seq > d.seq
+          AND l.state = 'in_flight')
     ORDER BY {DUE_KEY.replace("due_by", "d.due_by")}, d.seq LIMIT $3
     FOR UPDATE OF d SKIP LOCKED
 )

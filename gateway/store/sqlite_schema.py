@@ -259,7 +259,9 @@ D_COLS = (
 #: the heads of their ordering keys, in claim order. The predecessor check is two NOT
 #: EXISTS, each matching a partial index's WHERE exactly (``deliveries_order``,
 #: ``deliveries_held``): written as one ``... OR ...`` it matched neither, and SQLite
-#: walked every earlier delivery for every candidate (quadratic in the table's size)
+#: walked every earlier delivery for every candidate (quadratic in the table's size).
+#: A third NOT EXISTS keeps a delivery made live again (an operator's resend, a resubmit
+#: ack) behind a later one of its key that is being sent: one in flight per key and adapter
 SQL_CLAIM_CANDIDATES = f"""
 SELECT d.seq, d.id, d.state, d.attempts, d.filing_seq, d.probe_failures FROM deliveries d
 WHERE d.adapter = ? AND d.state IN {CLAIMABLE_SQL} AND d.available_at <= ?
@@ -271,6 +273,10 @@ WHERE d.adapter = ? AND d.state IN {CLAIMABLE_SQL} AND d.available_at <= ?
     SELECT 1 FROM deliveries h
     WHERE h.adapter = d.adapter AND h.ordering_key = d.ordering_key AND h.seq < d.seq
       AND h.state = 'delivered' AND h.hold_until_ack = 1)
+  AND NOT EXISTS (
+    SELECT 1 FROM deliveries l
+    WHERE l.adapter = d.adapter AND l.ordering_key = d.ordering_key AND l.seq > d.seq
+      AND l.state NOT IN {DONE_SQL} AND l.state = 'in_flight')
 ORDER BY {DUE_KEY.replace("due_by", "d.due_by")}, d.seq LIMIT ?
 """
 #: a breaker probe: deliveries that never failed a probe first (rare: one row at a time)

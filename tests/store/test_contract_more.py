@@ -611,3 +611,20 @@ async def test_configured_redact_paths_apply_to_rejected_event_audit_rows(
     [row] = [r for r in await all_audit(store) if r.event == "event.rejected"]
     assert "TOPSECRET" not in str(row.details)
     assert audit.verify_rows(await all_audit(store)).ok
+
+
+async def test_a_resent_delivery_waits_for_a_later_one_of_its_key_in_flight(
+    store: base.Store,
+) -> None:
+    """Resending A while B (same key, later) is being sent: A is not claimed until B's
+    send is recorded — at most one in flight per (ordering key, adapter)."""
+    a, b = await accept(store, new("A", ordering_key="K"), new("B", ordering_key="K"))
+    [ca] = await store.claim(owner="p1", now=T0, lease_s=30, limits={"ace": 5})
+    assert await store.complete(ca, now=T0, receipt={"n": 1})
+    [cb] = await store.claim(owner="p1", now=T0, lease_s=30, limits={"ace": 5})
+    assert cb.filing.id == b
+    await store.resend_filing(a, actor=ACTOR, now=T0, reason="CBP asked")
+    assert await store.claim(owner="p2", now=T0, lease_s=30, limits={"ace": 5}) == []
+    assert await store.complete(cb, now=T0, receipt={"n": 2})
+    [again] = await store.claim(owner="p2", now=T0, lease_s=30, limits={"ace": 5})
+    assert again.filing.id == a and again.attempts == 1
