@@ -165,6 +165,26 @@ async def test_rabbitmq_full_queue_is_transient_not_a_receipt(
     assert (await depth(rabbit, full), await depth(rabbit, roomy)) == (0, 1)
 
 
+async def test_missing_exchange_is_transient_and_recovers_once_declared(
+    rabbitmq_url: str, rabbit: Any
+) -> None:
+    """A target that does not exist yet (RabbitMQ never answers the attach) is transient."""
+    aio_pika = pytest.importorskip("aio_pika")
+    name = unique("late-x10")
+    adapter = make_adapter(broker_url(rabbitmq_url), f"/exchange/{name}/k", timeout="1s")
+    try:
+        with pytest.raises(errors.TransientError, match=name):
+            await adapter.send(testing.make_message())
+        exchange = await rabbit.declare_exchange(name, aio_pika.ExchangeType.DIRECT)
+        rabbit.made.append(("exchange", name))
+        queue = await declare_queue(rabbit)
+        await (await rabbit.get_queue(queue)).bind(exchange, routing_key="k")
+        await adapter.send(testing.make_message())
+    finally:
+        await adapter.close()
+    assert await depth(rabbit, queue) == 1
+
+
 async def test_refused_login_is_transient_and_hides_the_password(rabbitmq_url: str) -> None:
     """Wrong credentials: a TransientError naming the broker, without the password."""
     url = broker_url(rabbitmq_url).replace("guest:guest", "guest:not-the-password")
