@@ -235,6 +235,28 @@ async def test_dropped_connection_is_transient_then_the_next_send_reconnects(
     assert await depth(rabbit, queue) == 2
 
 
+async def test_check_notices_a_cut_link_and_reconnects_on_the_next_call(
+    rabbitmq_url: str, rabbit: Any, tcp_proxy_factory: list[TcpProxy]
+) -> None:
+    """check() on an idle connection that was cut says not ok; the next check reconnects."""
+    port = int(broker_url(rabbitmq_url).rsplit(":", 1)[1])
+    proxy = await TcpProxy("127.0.0.1", port).start()
+    tcp_proxy_factory.append(proxy)
+    queue = await declare_queue(rabbit)
+    adapter = make_adapter(f"amqp://guest:guest@127.0.0.1:{proxy.port}", f"/amq/queue/{queue}")
+    try:
+        assert (await adapter.check()).ok
+        proxy.cut()
+        with anyio.fail_after(5):
+            while (health := await adapter.check()).ok:
+                pass  # the RST may take a moment to reach the socket
+        after = await adapter.check()
+    finally:
+        await adapter.close()
+    assert "127.0.0.1" in health.detail
+    assert after.ok, after.detail
+
+
 def publish_replies(url: str, queue: str, count: int) -> None:
     """A partner answering over AMQP 1.0: ``count`` replies with an id and a property."""
     connection = proton_utils.BlockingConnection(url, timeout=10)
