@@ -4,7 +4,8 @@ AMQP 1.0 is the open protocol of IBM MQ's AMQP channels, ActiveMQ Artemis, Azure
 Bus, Solace and RabbitMQ's ``rabbitmq_amqp1_0`` plugin. The client is Apache Qpid Proton
 (``python-qpid-proton``, the ``amqp10`` extra). Proton runs its own reactor, so each
 connection here is a ``proton.utils.BlockingConnection`` driven from a worker thread,
-one call at a time (an ``anyio.Lock``); the event loop never blocks.
+one call at a time (a lock the thread holds); the event loop never blocks, and a
+cancelled send returns at once.
 
 A message is sent unsettled (at-least-once) and ``send`` waits for the receiver's outcome:
 
@@ -38,6 +39,8 @@ import contextlib
 import json
 import os
 import re
+import threading
+import time
 from collections.abc import AsyncGenerator, Callable, Iterator
 from typing import Annotated, Any, TypeVar
 
@@ -64,6 +67,10 @@ MessageFault = errors.PermanentError
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 #: how long one blocking receive waits before the loop looks for cancellation again
 _RECEIVE_POLL_S = 0.5
+#: how long check() lets pending I/O run on an idle connection
+_PROBE_S = 0.05
+#: how long closing waits for the peer's close, then for the socket to go
+_CLOSE_S = 2.0
 
 #: library exception → (our error, what it means); the first match wins, so order matters
 _ERROR_TABLE: tuple[tuple[type[BaseException], type[errors.DeliveryError], str], ...] = (
@@ -164,6 +171,48 @@ class Amqp10Options(base.AdapterOptions):
     prefetch: int = Field(default=10, ge=1, le=10_000, description="link credit for replies")
 
 
+def _close(connection: proton.utils.BlockingConnection) -> None:
+    """Close ``connection`` within about 2 x ``_CLOSE_S``, whatever the peer does.
+
+    ``BlockingConnection.close`` waits without a bound for the peer to close the socket, so
+    a broker that stops answering (frozen, a black-holed network) would hang it forever.
+    Here: ask politely for ``_CLOSE_S``, then close the transport ourselves and let the
+    reactor release the socket.
+    """
+    connection.closing = True  # proton's handlers raise no LinkDetached/ConnectionClosed now
+    conn = connection.conn
+    if conn is None:
+        return
+    transport = conn.transport
+    try:
+        conn.close()
+        connection.wait(lambda: not (conn.state & proton.Endpoint.REMOTE_ACTIVE), timeout=_CLOSE_S)
+    except _LIBRARY_ERRORS:
+        pass  # no answer: closed from our side below
+    finally:
+        if transport is not None:
+            transport.close_tail()
+            transport.close_head()
+        conn.free()
+        container = connection.container
+        container.timeout = 0.05
+        deadline = time.monotonic() + _CLOSE_S
+        with contextlib.suppress(*_LIBRARY_ERRORS):
+            # the socket goes once the reactor has seen the transport closed (a few rounds)
+            rounds_closed = 0
+            while time.monotonic() < deadline and container.process():
+                if transport is None or transport.closed:
+                    rounds_closed += 1
+                    if rounds_closed > 3:
+                        break
+            container.stop()
+            container.process()
+        conn.handler = None
+        connection.conn = None
+        container.stop_events()
+        connection.container = None
+
+
 class _Link:
     """One BlockingConnection and, once asked for, one sender on it. Not thread-safe."""
 
@@ -172,8 +221,7 @@ class _Link:
         self.sender: Any = None
 
     def close(self) -> None:
-        with contextlib.suppress(*_LIBRARY_ERRORS):
-            self.connection.close()
+        _close(self.connection)
 
 
 class Amqp10Adapter(base.BaseAdapter):
@@ -185,7 +233,9 @@ class Amqp10Adapter(base.BaseAdapter):
         super().__init__(name=name, options=options)
         self.options: Amqp10Options = options
         self._link: _Link | None = None
-        self._lock = anyio.Lock()
+        # one thread at a time on the connection; held by the worker thread itself, so a
+        # call abandoned on cancellation still keeps the next one off the connection
+        self._lock = threading.Lock()
 
     @property
     def where(self) -> str:
@@ -230,6 +280,19 @@ class Amqp10Adapter(base.BaseAdapter):
         if link is not None:
             link.close()
 
+    def _probe(self) -> None:
+        """Attach if needed, then let pending I/O run briefly: a dead link shows up here."""
+        link = self._ready()
+        try:
+            with _translated(f"checking {self.where}"):
+                try:
+                    link.connection.wait(lambda: False, timeout=_PROBE_S)
+                except proton.Timeout:
+                    return  # nothing went wrong while we listened
+        except errors.DeliveryError:
+            self._drop()
+            raise
+
     def _send_blocking(self, message: proton.Message) -> str:
         link = self._ready()
         try:
@@ -250,9 +313,15 @@ class Amqp10Adapter(base.BaseAdapter):
 
     # --- the adapter --------------------------------------------------------------------
 
+    def _locked(self, fn: Callable[..., T], *args: Any) -> T:
+        with self._lock:
+            return fn(*args)
+
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
-        async with self._lock:
-            return await anyio.to_thread.run_sync(fn, *args)
+        """Run ``fn`` in a worker thread; a cancelled caller returns at once (the thread
+        finishes within ``timeout``: a message it was sending may still arrive, under the
+        same id, like any resend)."""
+        return await anyio.to_thread.run_sync(self._locked, fn, *args, abandon_on_cancel=True)
 
     async def open(self) -> None:
         await self._call(self._ready)
@@ -292,12 +361,12 @@ class Amqp10Adapter(base.BaseAdapter):
         return models.Receipt(transport_id=message.delivery_id, status=status, detail=detail)
 
     async def close(self) -> None:
-        async with self._lock:
-            await anyio.to_thread.run_sync(self._drop)
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(self._locked, self._drop)
 
     async def check(self) -> models.Health:
         try:
-            await self._call(self._ready)
+            await self._call(self._probe)
         except errors.DeliveryError as exc:
             return models.Health(ok=False, detail=str(exc))
         return models.Health(ok=True, detail=f"{self.where} attached")
@@ -331,7 +400,7 @@ class Amqp10Adapter(base.BaseAdapter):
             # unsettled deliveries (one without a verdict, prefetched ones) go back to the
             # broker when the connection closes
             with anyio.CancelScope(shield=True), contextlib.suppress(*_LIBRARY_ERRORS):
-                await anyio.to_thread.run_sync(connection.close)
+                await anyio.to_thread.run_sync(_close, connection)
 
 
 def _receive_one(receiver: Any) -> proton.Message | None:

@@ -136,6 +136,8 @@ class Amqp10Peer:
         return self
 
     def stop(self) -> None:
+        """Close every connection and stop listening; a second call does nothing."""
+        if not self._thread.is_alive():
+            return
         self._injector.trigger(proton.reactor.ApplicationEvent("stop_peer"))
         self._thread.join(10)
-        self._injector.close()

@@ -108,6 +108,26 @@ async def test_no_outcome_in_time_is_transient_and_a_fresh_link_is_used_next(
     assert peer.connections == 2
 
 
+async def test_a_send_waiting_on_a_silent_receiver_is_cancelled_at_once(
+    peer: Amqp10Peer,
+) -> None:
+    """Cancelling a send that waits for an outcome returns at once, not after `timeout`."""
+    peer.outcomes.append("silent")
+    adapter = make_adapter(peer.url, timeout="4s")
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(adapter.send, testing.make_message())
+            while not peer.received:  # the message is out; its outcome never comes
+                await anyio.sleep(0.01)
+            cancelled_at = anyio.current_time()
+            tg.cancel_scope.cancel()
+        took_s = anyio.current_time() - cancelled_at
+    finally:
+        await adapter.close()  # waits for the abandoned worker thread: up to `timeout`
+    assert took_s < 2.0, f"the cancelled send held on for {took_s:.1f} s (timeout is 4 s)"
+    assert [m.outcome for m in peer.received] == ["silent"]
+
+
 async def test_message_carries_its_id_body_and_filing_properties(peer: Amqp10Peer) -> None:
     """Message id and Idempotency-Key are the delivery id; the body arrives byte for byte."""
     adapter = make_adapter(peer.url)
