@@ -171,46 +171,49 @@ class Amqp10Options(base.AdapterOptions):
     prefetch: int = Field(default=10, ge=1, le=10_000, description="link credit for replies")
 
 
-def _close(connection: proton.utils.BlockingConnection) -> None:
-    """Close ``connection`` within about 2 x ``_CLOSE_S``, whatever the peer does.
+class _Connection(proton.utils.BlockingConnection):  # type: ignore[misc]
+    """A BlockingConnection whose ``close`` is bounded, whatever the peer does.
 
-    ``BlockingConnection.close`` waits without a bound for the peer to close the socket, so
-    a broker that stops answering (frozen, a black-holed network) would hang it forever.
-    Here: ask politely for ``_CLOSE_S``, then close the transport ourselves and let the
-    reactor release the socket.
+    Proton's ``close`` (also called by its constructor when opening fails) waits without a
+    bound for the peer to drop the socket, so a broker that stops answering (frozen, a
+    black-holed network) would hang it forever. Here: ask politely for ``_CLOSE_S``, then
+    close the transport ourselves and let the reactor release the socket.
     """
-    connection.closing = True  # proton's handlers raise no LinkDetached/ConnectionClosed now
-    conn = connection.conn
-    if conn is None:
-        return
-    transport = conn.transport
-    try:
-        conn.close()
-        connection.wait(lambda: not (conn.state & proton.Endpoint.REMOTE_ACTIVE), timeout=_CLOSE_S)
-    except _LIBRARY_ERRORS:
-        pass  # no answer: closed from our side below
-    finally:
-        if transport is not None:
-            transport.close_tail()
-            transport.close_head()
-        conn.free()
-        container = connection.container
-        container.timeout = 0.05
-        deadline = time.monotonic() + _CLOSE_S
-        with contextlib.suppress(*_LIBRARY_ERRORS):
-            # the socket goes once the reactor has seen the transport closed (a few rounds)
-            rounds_closed = 0
-            while time.monotonic() < deadline and container.process():
-                if transport is None or transport.closed:
-                    rounds_closed += 1
-                    if rounds_closed > 3:
-                        break
-            container.stop()
-            container.process()
-        conn.handler = None
-        connection.conn = None
-        container.stop_events()
-        connection.container = None
+
+    def close(self) -> None:
+        if self.closing:
+            return
+        self.closing = True  # proton's handlers raise no LinkDetached/ConnectionClosed now
+        conn, container = self.conn, self.container
+        if conn is None or container is None:
+            return
+        transport = conn.transport
+        try:
+            conn.close()
+            self.wait(lambda: not (conn.state & proton.Endpoint.REMOTE_ACTIVE), timeout=_CLOSE_S)
+        except _LIBRARY_ERRORS:
+            pass  # no answer: closed from our side below
+        finally:
+            if transport is not None:
+                transport.close_tail()
+                transport.close_head()
+            conn.free()
+            container.timeout = 0.05
+            deadline = time.monotonic() + _CLOSE_S
+            with contextlib.suppress(*_LIBRARY_ERRORS):
+                # the socket goes once the reactor has seen the transport closed
+                rounds_closed = 0
+                while time.monotonic() < deadline and container.process():
+                    if transport is None or transport.closed:
+                        rounds_closed += 1
+                        if rounds_closed > 3:
+                            break
+                container.stop()
+                container.process()
+            conn.handler = None
+            self.conn = None
+            container.stop_events()
+            self.container = None
 
 
 class _Link:
@@ -221,7 +224,8 @@ class _Link:
         self.sender: Any = None
 
     def close(self) -> None:
-        _close(self.connection)
+        with contextlib.suppress(*_LIBRARY_ERRORS):
+            self.connection.close()
 
 
 class Amqp10Adapter(base.BaseAdapter):
@@ -260,7 +264,7 @@ class Amqp10Adapter(base.BaseAdapter):
             kwargs["virtual_host"] = o.virtual_host
         port = o.url.port or (5671 if o.url.scheme == "amqps" else 5672)
         url = f"{o.url.scheme}://{o.url.host}:{port}"  # credentials go apart, not in messages
-        return proton.utils.BlockingConnection(url, timeout=o.timeout, **kwargs)
+        return _Connection(url, timeout=o.timeout, **kwargs)
 
     def _ready(self) -> _Link:
         if self._link is None:
@@ -400,7 +404,7 @@ class Amqp10Adapter(base.BaseAdapter):
             # unsettled deliveries (one without a verdict, prefetched ones) go back to the
             # broker when the connection closes
             with anyio.CancelScope(shield=True), contextlib.suppress(*_LIBRARY_ERRORS):
-                await anyio.to_thread.run_sync(_close, connection)
+                await anyio.to_thread.run_sync(connection.close)
 
 
 def _receive_one(receiver: Any) -> proton.Message | None:

@@ -92,6 +92,9 @@ class _Handler(proton.handlers.MessagingHandler):  # type: ignore[misc]
             return
         elif kind == "silent":  # never answer: the sender must time out
             return
+        elif kind == "freeze":  # a hung broker: sockets stay open, nothing is answered
+            self.container.stop()
+            return
         delivery.settle()
 
     def on_stop_peer(self, event: Any) -> None:

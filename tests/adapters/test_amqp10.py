@@ -128,6 +128,24 @@ async def test_a_send_waiting_on_a_silent_receiver_is_cancelled_at_once(
     assert [m.outcome for m in peer.received] == ["silent"]
 
 
+async def test_a_broker_that_freezes_costs_a_bounded_wait_not_a_hung_adapter(
+    peer: Amqp10Peer,
+) -> None:
+    """The receiver hangs mid-send, sockets open: TransientError, a check, close: all bounded."""
+    peer.outcomes.append("freeze")
+    adapter = make_adapter(peer.url, timeout="1s")
+    try:
+        with anyio.fail_after(15):  # 1 s timeouts plus 2 x 2 s close bounds, with room
+            with pytest.raises(errors.TransientError, match="timed out"):
+                await adapter.send(testing.make_message())
+            health = await adapter.check()  # connects to the hung listener: no answer
+    finally:
+        with anyio.move_on_after(15):
+            await adapter.close()
+    assert not health.ok, health.detail
+    assert [m.outcome for m in peer.received] == ["freeze"]
+
+
 async def test_message_carries_its_id_body_and_filing_properties(peer: Amqp10Peer) -> None:
     """Message id and Idempotency-Key are the delivery id; the body arrives byte for byte."""
     adapter = make_adapter(peer.url)
