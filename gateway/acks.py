@@ -97,7 +97,14 @@ class AckService:
         )
 
     async def resend(self, filing_id: str, *, actor: Actor, reason: str) -> list[str]:
-        """Send a delivered filing again: same filing and delivery id, a new interchange."""
+        """Send a sent filing again (delivered, acknowledged or rejected): same filing and
+        delivery id, a new interchange. The receiver may already hold it, so a reason is
+        required and goes into the audit trail."""
+        if not reason.strip():
+            raise errors.InvalidInput(
+                "a resend needs a reason; it goes into the audit trail",
+                details=[{"loc": "body.reason", "msg": "required"}],
+            )
         action = await self.store.resend_filing(
             filing_id, actor=actor, now=self.clock.now(), reason=reason
         )
