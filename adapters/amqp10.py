@@ -11,8 +11,8 @@ A message is sent unsettled (at-least-once) and ``send`` waits for the receiver'
 
 * ``accepted``                                     → ``Receipt(status="accepted")``;
 * ``rejected`` (the message is invalid for it)     → ``PermanentError``, or, when the
-  condition says the message itself cannot be carried (too large, undecodable), the
-  message-fault error; a ``resource-limit-exceeded`` rejection (a full queue) is transient;
+  condition says the message itself cannot be carried (too large, undecodable),
+  ``MessageError``; a ``resource-limit-exceeded`` rejection (a full queue) is transient;
 * ``released`` (not acted upon), or ``modified``
   with ``delivery-failed``                         → ``TransientError`` (send again);
 * ``modified`` with ``undeliverable-here``         → ``PermanentError``;
@@ -23,7 +23,8 @@ A message is sent unsettled (at-least-once) and ``send`` waits for the receiver'
 
 The message id and the ``Idempotency-Key`` application property are the delivery id, so
 a consumer can drop the copy a lost outcome makes us send again. Filing fields go into
-application properties; one holding a control character is refused before sending.
+application properties; one holding a control character is refused before sending
+(``MessageError``).
 
 With ``reply_address`` set, ``receive()`` yields that node's messages (see
 ``adapters.inbound``): ``True`` accepts, ``False`` rejects, and a message without a
@@ -59,9 +60,8 @@ Amqp10Url = Annotated[
 ]
 T = TypeVar("T")
 
-# TODO(lead): errors.MessageError once it lands on main (a fault of the message itself,
-# not counted against the transport's breaker)
-MessageFault = errors.PermanentError
+#: a fault of the message itself: that delivery is dead, the transport's breaker untouched
+MessageFault = errors.MessageError
 
 #: C0 and C1 control characters and DEL: never in a message property
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")

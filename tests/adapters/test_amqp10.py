@@ -63,6 +63,7 @@ async def depth(rabbit: Any, queue: str) -> int:
     ("outcome", "error", "text"),
     [
         ("reject:amqp:invalid-field", errors.PermanentError, "rejected"),
+        ("reject:amqp:link:message-size-exceeded", errors.MessageError, "size-exceeded"),
         ("reject:amqp:resource-limit-exceeded", errors.TransientError, "resource-limit"),
         ("release", errors.TransientError, "released"),
         ("modified:failed", errors.TransientError, "delivery failed"),
@@ -174,7 +175,7 @@ async def test_filing_field_with_a_control_character_is_refused_as_the_message_f
     bad = testing.make_message().model_copy(update={field: value})
     good = testing.make_message()
     try:
-        with pytest.raises(errors.PermanentError, match="control character"):
+        with pytest.raises(errors.MessageError, match="control character"):
             await adapter.send(bad)
         await adapter.send(good)
     finally:
