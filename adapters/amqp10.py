@@ -30,7 +30,7 @@ With ``reply_address`` set, ``receive()`` yields that node's messages (see
 ``adapters.inbound``): ``True`` accepts, ``False`` rejects, and a message without a
 verdict is left unsettled, so the broker hands it out again.
 
-Proton's exceptions never leave this module: ``_translated`` maps them with a table,
+Proton's exceptions never leave ``adapters/``: ``amqp10_proton`` maps them with tables,
 ``from exc``.
 """
 
@@ -41,9 +41,9 @@ import json
 import os
 import re
 import threading
-import time
-from collections.abc import AsyncGenerator, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable
 from typing import Annotated, Any, TypeVar
+from urllib.parse import unquote
 
 import anyio
 import anyio.lowlevel
@@ -51,17 +51,12 @@ import proton
 import proton.utils
 from pydantic import AnyUrl, Field, UrlConstraints
 
-from adapters import base, inbound
+from adapters import amqp10_proton, base, inbound
 from gateway import errors, models
 from gateway.durations import Duration
 
-Amqp10Url = Annotated[
-    AnyUrl, UrlConstraints(allowed_schemes=["amqp", "amqps"], host_required=True)
-]
+Amqp10Url = Annotated[AnyUrl, UrlConstraints(allowed_schemes=["amqp", "amqps"], host_required=True)]
 T = TypeVar("T")
-
-#: a fault of the message itself: that delivery is dead, the transport's breaker untouched
-MessageFault = errors.MessageError
 
 #: C0 and C1 control characters and DEL: never in a message property
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -69,86 +64,6 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _RECEIVE_POLL_S = 0.5
 #: how long check() lets pending I/O run on an idle connection
 _PROBE_S = 0.05
-#: how long closing waits for the peer's close, then for the socket to go
-_CLOSE_S = 2.0
-
-#: library exception → (our error, what it means); the first match wins, so order matters
-_ERROR_TABLE: tuple[tuple[type[BaseException], type[errors.DeliveryError], str], ...] = (
-    (proton.Timeout, errors.TransientError, "no answer from the broker in time"),
-    (proton.utils.LinkDetached, errors.TransientError, "link refused or closed by the broker"),
-    (proton.utils.ConnectionClosed, errors.TransientError, "connection closed by the broker"),
-    (proton.ConnectionException, errors.TransientError, "connection lost"),
-    (proton.SessionException, errors.TransientError, "session closed"),
-    (proton.LinkException, errors.TransientError, "link refused or closed by the broker"),
-    (proton.SSLException, errors.TransientError, "TLS failed"),
-    (proton.TransportException, errors.TransientError, "transport failed"),
-    (proton.MessageException, MessageFault, "message cannot be encoded"),
-    (proton.DataException, MessageFault, "message cannot be encoded"),
-    (proton.ProtonException, errors.TransientError, "AMQP error"),
-    (ConnectionError, errors.TransientError, "broker unreachable"),
-    (OSError, errors.TransientError, "broker unreachable"),
-    (TimeoutError, errors.TransientError, "no answer from the broker in time"),
-)
-_LIBRARY_ERRORS = tuple(exc_type for exc_type, _, _ in _ERROR_TABLE)
-
-#: AMQP error condition → our error, where the condition says more than the exception
-_CONDITION_TABLE: dict[str, type[errors.DeliveryError]] = {
-    "amqp:connection:forced": errors.OutageError,  # the broker is closing, e.g. maintenance
-    "amqp:resource-limit-exceeded": errors.TransientError,  # a full queue or quota
-    "amqp:link:message-size-exceeded": MessageFault,
-    "amqp:decode-error": MessageFault,
-}
-
-
-def _condition_of(exc: BaseException) -> str | None:
-    """The AMQP error condition name a proton exception carries, if any."""
-    for endpoint in ("link", "connection"):
-        thing = getattr(exc, endpoint, None)
-        condition = getattr(thing, "remote_condition", None)
-        if condition is not None:
-            return str(condition.name)
-    text = str(exc)
-    for name in _CONDITION_TABLE:
-        if name in text:
-            return name
-    return None
-
-
-@contextlib.contextmanager
-def _translated(what: str) -> Iterator[None]:
-    """Re-raise proton/socket errors as our taxonomy, ``from exc``."""
-    try:
-        yield
-    except _LIBRARY_ERRORS as exc:
-        condition = _condition_of(exc)
-        detail = str(exc) or type(exc).__name__
-        if condition in _CONDITION_TABLE:
-            raise _CONDITION_TABLE[condition](f"{what}: {condition}: {detail}") from exc
-        for exc_type, error_type, meaning in _ERROR_TABLE:
-            if isinstance(exc, exc_type):
-                raise error_type(f"{what}: {meaning}: {detail}") from exc
-        raise  # pragma: no cover - the table covers _LIBRARY_ERRORS
-
-
-def _outcome_error(delivery: Any, where: str) -> errors.DeliveryError | None:
-    """None when the receiver accepted the delivery; otherwise the error its outcome means."""
-    state = delivery.remote_state
-    remote = delivery.remote
-    if state == proton.Delivery.ACCEPTED:
-        return None
-    if state == proton.Delivery.REJECTED:
-        condition = remote.condition
-        name = str(condition.name) if condition is not None else ""
-        text = f"{name}: {condition.description}" if condition is not None else "no reason given"
-        error_type = _CONDITION_TABLE.get(name, errors.PermanentError)
-        return error_type(f"{where}: rejected by the receiver ({text})")
-    if state == proton.Delivery.RELEASED:
-        return errors.TransientError(f"{where}: released by the receiver (not taken; send again)")
-    if state == proton.Delivery.MODIFIED:
-        if remote.undeliverable:
-            return errors.PermanentError(f"{where}: modified: undeliverable here")
-        return errors.TransientError(f"{where}: modified: delivery failed (send again)")
-    return errors.TransientError(f"{where}: settled without an outcome (state {state})")
 
 
 class Amqp10Options(base.AdapterOptions):
@@ -171,51 +86,6 @@ class Amqp10Options(base.AdapterOptions):
     prefetch: int = Field(default=10, ge=1, le=10_000, description="link credit for replies")
 
 
-class _Connection(proton.utils.BlockingConnection):  # type: ignore[misc]
-    """A BlockingConnection whose ``close`` is bounded, whatever the peer does.
-
-    Proton's ``close`` (also called by its constructor when opening fails) waits without a
-    bound for the peer to drop the socket, so a broker that stops answering (frozen, a
-    black-holed network) would hang it forever. Here: ask politely for ``_CLOSE_S``, then
-    close the transport ourselves and let the reactor release the socket.
-    """
-
-    def close(self) -> None:
-        if self.closing:
-            return
-        self.closing = True  # proton's handlers raise no LinkDetached/ConnectionClosed now
-        conn, container = self.conn, self.container
-        if conn is None or container is None:
-            return
-        transport = conn.transport
-        try:
-            conn.close()
-            self.wait(lambda: not (conn.state & proton.Endpoint.REMOTE_ACTIVE), timeout=_CLOSE_S)
-        except _LIBRARY_ERRORS:
-            pass  # no answer: closed from our side below
-        finally:
-            if transport is not None:
-                transport.close_tail()
-                transport.close_head()
-            conn.free()
-            container.timeout = 0.05
-            deadline = time.monotonic() + _CLOSE_S
-            with contextlib.suppress(*_LIBRARY_ERRORS):
-                # the socket goes once the reactor has seen the transport closed
-                rounds_closed = 0
-                while time.monotonic() < deadline and container.process():
-                    if transport is None or transport.closed:
-                        rounds_closed += 1
-                        if rounds_closed > 3:
-                            break
-                container.stop()
-                container.process()
-            conn.handler = None
-            self.conn = None
-            container.stop_events()
-            self.container = None
-
-
 class _Link:
     """One BlockingConnection and, once asked for, one sender on it. Not thread-safe."""
 
@@ -224,7 +94,7 @@ class _Link:
         self.sender: Any = None
 
     def close(self) -> None:
-        with contextlib.suppress(*_LIBRARY_ERRORS):
+        with contextlib.suppress(*amqp10_proton.LIBRARY_ERRORS):
             self.connection.close()
 
 
@@ -251,28 +121,28 @@ class Amqp10Adapter(base.BaseAdapter):
 
     def _connect(self) -> proton.utils.BlockingConnection:
         o = self.options
-        password = o.url.password
+        password = unquote(o.url.password) if o.url.password else None
         if o.password_env is not None:
             password = os.environ.get(o.password_env)
             if not password:
                 raise errors.PermanentError(f"env var {o.password_env} (AMQP password) is not set")
         kwargs: dict[str, Any] = {"container_id": f"edi-gateway {self.name}"}
         if o.url.username:
-            kwargs["user"] = o.url.username
+            kwargs["user"] = unquote(o.url.username)
             kwargs["password"] = password or ""
         if o.virtual_host:
             kwargs["virtual_host"] = o.virtual_host
         port = o.url.port or (5671 if o.url.scheme == "amqps" else 5672)
         url = f"{o.url.scheme}://{o.url.host}:{port}"  # credentials go apart, not in messages
-        return _Connection(url, timeout=o.timeout, **kwargs)
+        return amqp10_proton.Connection(url, timeout=o.timeout, **kwargs)
 
     def _ready(self) -> _Link:
         if self._link is None:
-            with _translated(f"connecting to {self.where}"):
+            with amqp10_proton.translated(f"connecting to {self.where}"):
                 self._link = _Link(self._connect())
         if self._link.sender is None:
             try:
-                with _translated(f"attaching to {self.where}"):
+                with amqp10_proton.translated(f"attaching to {self.where}"):
                     self._link.sender = self._link.connection.create_sender(self.options.address)
             except errors.DeliveryError:
                 self._drop()
@@ -288,7 +158,7 @@ class Amqp10Adapter(base.BaseAdapter):
         """Attach if needed, then let pending I/O run briefly: a dead link shows up here."""
         link = self._ready()
         try:
-            with _translated(f"checking {self.where}"):
+            with amqp10_proton.translated(f"checking {self.where}"):
                 try:
                     link.connection.wait(lambda: False, timeout=_PROBE_S)
                 except proton.Timeout:
@@ -300,13 +170,13 @@ class Amqp10Adapter(base.BaseAdapter):
     def _send_blocking(self, message: proton.Message) -> str:
         link = self._ready()
         try:
-            with _translated(f"sending to {self.where}"):
+            with amqp10_proton.translated(f"sending to {self.where}"):
                 delivery = link.sender.link.send(message)
                 link.connection.wait(
                     lambda: bool(delivery.settled or delivery.remote_state),
                     msg=f"waiting for the outcome from {self.where}",
                 )
-                error = _outcome_error(delivery, f"sending to {self.where}")
+                error = amqp10_proton.outcome_error(delivery, f"sending to {self.where}")
                 delivery.settle()
         except errors.DeliveryError:
             self._drop()  # a lost outcome or link: start again on a fresh connection
@@ -343,7 +213,7 @@ class Amqp10Adapter(base.BaseAdapter):
         texts = {**properties, "content-type": message.content_type}
         for key, value in texts.items():
             if isinstance(value, str) and (bad := _CONTROL.search(value)):
-                raise MessageFault(
+                raise errors.MessageError(
                     f"{self.where}: property {key} carries a control character "
                     f"(U+{ord(bad.group()):04X}); refusing to send this message"
                 )
@@ -382,20 +252,20 @@ class Amqp10Adapter(base.BaseAdapter):
             await anyio.sleep_forever()
             return
         what = f"receiving from {self.options.url.host} {address!r}"
-        with _translated(what):
+        with amqp10_proton.translated(what):
             connection = await anyio.to_thread.run_sync(self._connect)
         try:
-            with _translated(what):
+            with amqp10_proton.translated(what):
                 receiver = await anyio.to_thread.run_sync(
                     lambda: connection.create_receiver(address, credit=self.options.prefetch)
                 )
             while True:
-                with _translated(what):
+                with amqp10_proton.translated(what):
                     incoming = await anyio.to_thread.run_sync(_receive_one, receiver)
                 if incoming is None:
                     continue
                 verdict = yield _document(incoming)
-                with _translated(f"settling a message from {address!r}"):
+                with amqp10_proton.translated(f"settling a message from {address!r}"):
                     if verdict is False:
                         await anyio.to_thread.run_sync(receiver.reject)
                     else:
@@ -403,7 +273,7 @@ class Amqp10Adapter(base.BaseAdapter):
         finally:
             # unsettled deliveries (one without a verdict, prefetched ones) go back to the
             # broker when the connection closes
-            with anyio.CancelScope(shield=True), contextlib.suppress(*_LIBRARY_ERRORS):
+            with anyio.CancelScope(shield=True), contextlib.suppress(*amqp10_proton.LIBRARY_ERRORS):
                 await anyio.to_thread.run_sync(connection.close)
 
 
