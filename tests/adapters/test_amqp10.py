@@ -254,6 +254,20 @@ async def test_password_comes_from_the_environment(
     assert await depth(rabbit, queue) == 1
 
 
+async def test_percent_encoded_user_and_password_in_the_url_are_decoded(
+    rabbitmq_url: str, rabbit: Any
+) -> None:
+    """A URL's user and password are percent-decoded before login (%65 is e: guest)."""
+    queue = await declare_queue(rabbit)
+    url = broker_url(rabbitmq_url).replace("guest:guest@", "gu%65st:gu%65st@")
+    adapter = make_adapter(url, f"/amq/queue/{queue}")
+    try:
+        await adapter.send(testing.make_message())
+    finally:
+        await adapter.close()
+    assert await depth(rabbit, queue) == 1
+
+
 async def test_dropped_connection_is_transient_then_the_next_send_reconnects(
     rabbitmq_url: str, rabbit: Any, tcp_proxy_factory: list[TcpProxy]
 ) -> None:
