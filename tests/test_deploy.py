@@ -180,6 +180,8 @@ class Launch:
     #: `edi-gateway` arguments: the schema step, then serve
     migrate: list[str]
     serve: list[str]
+    #: the writable volumes of the schema step (k8s: its init container's)
+    migrate_writable: list[str]
 
 
 def image_env() -> dict[str, str]:
@@ -233,6 +235,7 @@ def k8s_launch() -> Launch:
         writable=writable,
         migrate=init["args"],
         serve=gateway["args"],
+        migrate_writable=[m["mountPath"] for m in init["volumeMounts"] if not m.get("readOnly")],
     )
 
 
@@ -252,6 +255,7 @@ def compose_launch() -> Launch:
         writable=writable,
         migrate=services["migrate"]["command"],
         serve=service["command"],
+        migrate_writable=writable,  # the migrate service shares the gateway's anchor
     )
 
 
@@ -273,6 +277,7 @@ def systemd_launch() -> Launch:
         writable=writable,
         migrate=shlex.split(unit["ExecStartPre"][0])[1:],
         serve=shlex.split(unit["ExecStart"][0])[1:],
+        migrate_writable=writable,  # ExecStartPre runs in the same sandbox as ExecStart
     )
 
 
@@ -342,14 +347,20 @@ async def test_serve_starts_as_shipped_on_a_read_only_root_with_only_its_volumes
             "EDIGW_GATEWAY__STORE": dsn,
             "EDIGW_GATEWAY__LISTEN": f"127.0.0.1:{port}",
         }
+        schema_step = sandbox.script(
+            workdir=spec.workdir,
+            volumes={p: volumes[p] for p in spec.migrate_writable},
+            readonly=[config_file.parent],
+            commands=[sandbox.gateway_argv(with_config(spec.migrate, config_file))],
+        )
+        migrate = await sandbox.start(schema_step, env)
+        out, err = await migrate.communicate()
+        assert migrate.returncode == 0, (out + err).decode()
         text = sandbox.script(
             workdir=spec.workdir,
             volumes=volumes,
             readonly=[config_file.parent],
-            commands=[
-                sandbox.gateway_argv(with_config(spec.migrate, config_file)),
-                sandbox.gateway_argv(with_config(spec.serve, config_file)),
-            ],
+            commands=[sandbox.gateway_argv(with_config(spec.serve, config_file))],
         )
         proc = await sandbox.start(text, env)
         try:
