@@ -137,6 +137,7 @@ def filing_paths() -> dict[str, Any]:
                     _q("until", {"type": "string", "format": "date-time"}),
                     _q("at_risk", _BOOL, "Only filings at risk of missing `due_by`."),
                     _q("ack_overdue", _BOOL, "Only filings whose ack is overdue."),
+                    _q("ack_conflict", _BOOL, "Only filings with conflicting acks (a person)."),
                     _LIMIT,
                     _CURSOR,
                 ],
@@ -199,7 +200,12 @@ def filing_paths() -> dict[str, Any]:
             )
         },
         "/v1/filings/{id}/cancel": {
-            "post": op("Cancel deliveries not yet delivered", {200: view}, (404, 409), params=fid)
+            "post": op(
+                "Cancel deliveries not yet sent (409 delivery_in_flight while a send runs)",
+                {200: view},
+                (404, 409),
+                params=fid,
+            )
         },
     }
 
@@ -250,7 +256,7 @@ def ack_paths() -> dict[str, Any]:
         },
         "/v1/filings/{id}/resend": {
             "post": op(
-                "Resend a delivered filing (operator)",
+                "Resend a sent filing (operator; a reason is required)",
                 {200: (ref(schemas.Resent), "The deliveries resent, and the filing")},
                 fails=(400, 404, 409, 413, 422),
                 params=fid,
@@ -260,7 +266,7 @@ def ack_paths() -> dict[str, Any]:
         },
         "/v1/filings/{id}/close-ack": {
             "post": op(
-                "Stop waiting for an ack (operator)",
+                "Stop waiting for an ack, or resolve an ack conflict (operator)",
                 {200: (ref(schemas.AckClosed), "The deliveries closed, and the filing")},
                 fails=(400, 404, 409, 413, 422),
                 params=fid,

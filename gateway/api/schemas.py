@@ -274,6 +274,9 @@ class Overview(BaseModel):
     totals: dict[str, int] = Field(description="Deliveries by state, all adapters.")
     adapters: list[AdapterOverview]
     at_risk: int = Field(description="Filings whose `due_by` is near or inside an outage.")
+    ack_conflicts: int = Field(
+        description="Deliveries whose acks conflict (e.g. a rejection after an acceptance)."
+    )
     acks: dict[str, int] | None = Field(description="Overdue / unmatched acks, when on.")
     calendars: dict[str, CalendarSchedule]
     outages: list[outages.Outage]
