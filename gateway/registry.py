@@ -21,6 +21,7 @@ BUILTINS: dict[str, tuple[str, str | None]] = {
     "filedrop": ("adapters.filedrop:FiledropAdapter", None),
     "http": ("adapters.http:HttpAdapter", None),
     "amqp": ("adapters.amqp:AmqpAdapter", "amqp"),
+    "amqp10": ("adapters.amqp10:Amqp10Adapter", "amqp10"),
     "sftp": ("adapters.sftp:SftpAdapter", "sftp"),
 }
 

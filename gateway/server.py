@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import signal
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, cast
 
 import anyio
@@ -224,6 +224,12 @@ class Gateway:
 
     async def run(self, *, stop: anyio.Event | None = None) -> None:
         """Serve until SIGTERM/SIGINT (or ``stop`` is set), then shut down gracefully."""
+        # the handler is in place before start-up: a SIGTERM that comes while starting, or
+        # just after /readyz turned 200, is a graceful stop, not the default (killed)
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            await self._run(stop, signals)
+
+    async def _run(self, stop: anyio.Event | None, signals: AsyncIterator[signal.Signals]) -> None:
         await self.start()
         try:
             async with anyio.create_task_group() as tg:
@@ -234,7 +240,7 @@ class Gateway:
                 intake_scope = await tg.start(consumers.run_all, self.consumers)
                 side = anyio.CancelScope()
                 tg.start_soon(self._run_side_tasks, side)
-                await self._wait_for_stop(stop)
+                await self._wait_for_stop(stop, signals)
                 side.cancel()
                 self.service.shutting_down = True  # /readyz is 503 from here on
                 log.info(
@@ -357,14 +363,15 @@ class Gateway:
                 tg.start_soon(self.ack_runner.run)
                 tg.start_soon(self.callbacks.run)
 
-    async def _wait_for_stop(self, stop: anyio.Event | None) -> None:
+    async def _wait_for_stop(
+        self, stop: anyio.Event | None, signals: AsyncIterator[signal.Signals]
+    ) -> None:
         async with anyio.create_task_group() as tg:
 
             async def on_signal() -> None:
-                with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                    async for signum in signals:
-                        log.info("gateway.signal", signal=signal.Signals(signum).name)
-                        break
+                async for signum in signals:
+                    log.info("gateway.signal", signal=signal.Signals(signum).name)
+                    break
                 tg.cancel_scope.cancel()
 
             async def on_event() -> None:

@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import shlex
+import signal
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+import anyio
 import pytest
 import yaml
 
 from gateway import cli, config
 from gateway.api import app
+from tests import sandbox
+from tests.conftest import free_port, service_missing
+from tests.store.conftest import fresh_schema
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 URL_PATH = re.compile(r"https?://[^/\s'\"]+(/[\w./-]*)")
@@ -151,3 +160,237 @@ def test_shipped_config_is_valid_with_its_secrets_from_the_environment(source: s
     assert cfg.gateway.store.startswith("postgresql://")
     assert cfg.auth.mode == "token"
     assert {t.secret_env for t in cfg.auth.tokens.values()} <= set(env)
+
+
+# --- the manifests start as shipped: read-only root, only declared volumes writable ------
+
+
+@dataclass
+class Launch:
+    """How one deployment runs the gateway, read from its manifests."""
+
+    #: the gateway.toml it mounts or installs
+    config: str
+    #: the environment it gives the process (Secret, env file, compose environment)
+    env: dict[str, str]
+    #: the working directory
+    workdir: str
+    #: paths inside the container/unit that are writable volumes
+    writable: list[str]
+    #: `edi-gateway` arguments: the schema step, then serve
+    migrate: list[str]
+    serve: list[str]
+    #: the writable volumes of the schema step (k8s: its init container's)
+    migrate_writable: list[str]
+
+
+def image_env() -> dict[str, str]:
+    """The ENV of the Dockerfile's last stage."""
+    env: dict[str, str] = {}
+    for line in dockerfile_instructions()["ENV"]:
+        for word in shlex.split(line):
+            key, _, value = word.partition("=")
+            env[key] = value
+    return env
+
+
+def env_file(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines, as systemd's EnvironmentFile and compose's --env-file read them."""
+    out = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, _, value = line.partition("=")
+            out[key.strip()] = value.strip()
+    return out
+
+
+def interpolate(value: str, env: dict[str, str]) -> str:
+    """compose's ${VAR}, ${VAR:?message} and ${VAR:-default}; a missing required VAR fails."""
+
+    def one(match: re.Match[str]) -> str:
+        name, op, arg = match.group(1), match.group(2) or "", match.group(3) or ""
+        if env.get(name):
+            return env[name]
+        assert op != ":?", f"compose would refuse to start: {name} unset ({arg})"
+        return arg if op == ":-" else ""
+
+    return re.sub(r"\$\{(\w+)(:\?|:-)?([^}]*)\}", one, value)
+
+
+def k8s_launch() -> Launch:
+    [deployment] = [
+        d for d in yaml_docs(DEPLOY / "k8s" / "deployment.yaml") if d["kind"] == "Deployment"
+    ]
+    spec = deployment["spec"]["template"]["spec"]
+    [init] = spec["initContainers"]
+    [gateway] = spec["containers"]
+    [secret] = yaml_docs(DEPLOY / "k8s" / "secret.yaml")
+    [cm] = yaml_docs(DEPLOY / "k8s" / "configmap.yaml")
+    assert gateway["securityContext"]["readOnlyRootFilesystem"] is True
+    writable = [m["mountPath"] for m in gateway["volumeMounts"] if not m.get("readOnly")]
+    return Launch(
+        config=cm["data"]["gateway.toml"],
+        env={**image_env(), **secret["stringData"]},
+        workdir=gateway.get("workingDir") or dockerfile_instructions()["WORKDIR"][-1],
+        writable=writable,
+        migrate=init["args"],
+        serve=gateway["args"],
+        migrate_writable=[m["mountPath"] for m in init["volumeMounts"] if not m.get("readOnly")],
+    )
+
+
+def compose_launch() -> Launch:
+    [doc] = yaml_docs(DEPLOY / "compose.yaml")
+    services = doc["services"]
+    example = env_file(DEPLOY / "env.example")
+    service = services["gateway-a"]
+    assert service["read_only"] is True
+    assert "deploy/gateway.toml /etc/edi-gateway/gateway.toml" in dockerfile_instructions()["COPY"]
+    environment = {k: interpolate(str(v), example) for k, v in service["environment"].items()}
+    writable = [v.split(":")[1] for v in service["volumes"]] + list(service.get("tmpfs", []))
+    return Launch(
+        config=(DEPLOY / "gateway.toml").read_text(),
+        env={**image_env(), **environment},
+        workdir=dockerfile_instructions()["WORKDIR"][-1],
+        writable=writable,
+        migrate=services["migrate"]["command"],
+        serve=service["command"],
+        migrate_writable=writable,  # the migrate service shares the gateway's anchor
+    )
+
+
+def systemd_launch() -> Launch:
+    unit: dict[str, list[str]] = {}
+    for line in (DEPLOY / "systemd" / "edi-gateway.service").read_text().splitlines():
+        if "=" in line and not line.startswith(("#", "[")):
+            key, _, value = line.partition("=")
+            unit.setdefault(key.strip(), []).append(value.strip())
+    assert unit["ProtectSystem"] == ["strict"]
+    assert unit["EnvironmentFile"] == ["/etc/edi-gateway/env"]  # deploy/env.example, installed
+    writable = [f"/var/lib/{d}" for d in unit.get("StateDirectory", [])]
+    writable += ["/tmp"] if unit.get("PrivateTmp") == ["yes"] else []
+    writable += [p for line in unit.get("ReadWritePaths", []) for p in line.split()]
+    return Launch(
+        config=(DEPLOY / "gateway.toml").read_text(),
+        env=env_file(DEPLOY / "env.example"),
+        workdir=unit["WorkingDirectory"][0],
+        writable=writable,
+        migrate=shlex.split(unit["ExecStartPre"][0])[1:],
+        serve=shlex.split(unit["ExecStart"][0])[1:],
+        migrate_writable=writable,  # ExecStartPre runs in the same sandbox as ExecStart
+    )
+
+
+def with_config(argv: list[str], path: Path) -> list[str]:
+    """The same arguments, with --config pointing at the test's copy of the manifest's file."""
+    i = argv.index("--config")
+    return [*argv[: i + 1], str(path), *argv[i + 2 :]]
+
+
+async def wait_for_event(proc: Any, event: str, timeout_s: float) -> list[str]:
+    """Log lines (stderr) up to the one whose event is ``event``; fails if the process exits."""
+    lines: list[str] = []
+    with anyio.move_on_after(timeout_s):
+        while True:
+            raw = await proc.stderr.readline()
+            if not raw:
+                await proc.wait()
+                raise AssertionError(f"exited {proc.returncode} before {event}:\n" + "".join(lines))
+            lines.append(raw.decode(errors="replace"))
+            with contextlib.suppress(ValueError):
+                if json.loads(raw).get("event") == event:
+                    return lines
+    raise AssertionError(f"no {event} within {timeout_s} s:\n" + "".join(lines))
+
+
+async def until_ready(port: int) -> None:
+    """Poll /readyz until 200 (the dispatcher runs; shutdown on SIGTERM is graceful)."""
+    async with aiohttp.ClientSession() as http:
+        with anyio.fail_after(30):
+            while True:
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with http.get(f"http://127.0.0.1:{port}/readyz") as response:
+                        if response.status == 200:
+                            return
+                await anyio.sleep(0.05)
+
+
+@pytest.mark.services
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "launch",
+    [k8s_launch, compose_launch, systemd_launch],
+    ids=lambda f: f.__name__.removesuffix("_launch"),
+)
+async def test_serve_starts_as_shipped_on_a_read_only_root_with_only_its_volumes_writable(
+    launch: Any, tmp_path: Path
+) -> None:
+    """The manifests' config and env, a read-only root: migrate, then gateway.listening."""
+    reason = sandbox.unavailable()
+    if reason:
+        service_missing(reason)
+    spec: Launch = launch()
+    (tmp_path / "etc").mkdir()
+    config_file = tmp_path / "etc" / "gateway.toml"
+    config_file.write_text(spec.config)
+    volumes = {
+        p: (Path(p) if p == "/tmp" else tmp_path / "volumes" / p.strip("/")) for p in spec.writable
+    }
+    for host in volumes.values():
+        host.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    async with fresh_schema() as dsn:
+        env = {
+            **spec.env,
+            "PATH": os.environ["PATH"],
+            # the two values a test must change: its own database and a free loopback port
+            "EDIGW_GATEWAY__STORE": dsn,
+            "EDIGW_GATEWAY__LISTEN": f"127.0.0.1:{port}",
+        }
+        schema_step = sandbox.script(
+            workdir=spec.workdir,
+            volumes={p: volumes[p] for p in spec.migrate_writable},
+            readonly=[config_file.parent],
+            commands=[sandbox.gateway_argv(with_config(spec.migrate, config_file))],
+        )
+        migrate = await sandbox.start(schema_step, env)
+        out, err = await migrate.communicate()
+        assert migrate.returncode == 0, (out + err).decode()
+        text = sandbox.script(
+            workdir=spec.workdir,
+            volumes=volumes,
+            readonly=[config_file.parent],
+            commands=[sandbox.gateway_argv(with_config(spec.serve, config_file))],
+        )
+        proc = await sandbox.start(text, env)
+        try:
+            await wait_for_event(proc, "gateway.listening", 90)
+            await until_ready(port)  # then SIGTERM finds its handler in place
+            proc.send_signal(signal.SIGTERM)
+            await wait_for_event(proc, "gateway.stopped", 30)
+            assert await proc.wait() == 0
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        # a recreated container (a new, empty root; the same volumes and environment)
+        # still verifies the checkpoints the first one signed: the key was not its own
+        again = sandbox.script(
+            workdir=spec.workdir,
+            volumes=volumes,
+            readonly=[config_file.parent],
+            commands=[
+                sandbox.gateway_argv(["audit", "verify", "--json", "--config", str(config_file)])
+            ],
+        )
+        verify = await sandbox.start(again, env)
+        out, err = await verify.communicate()
+        assert verify.returncode == 0, (out + err).decode()
+        verified = json.loads(out)
+        assert verified["ok"] and verified["checkpoint_seq"], verified  # checked against one
+    written = sorted(
+        str(p.relative_to(tmp_path / "volumes")) for p in (tmp_path / "volumes").rglob("*")
+    )
+    checkpoints = [p for p in written if "/checkpoint-" in p]
+    assert checkpoints, f"no signed checkpoint on a declared volume: {written}"
+    assert not [p for p in written if p.endswith("hmac.key")], "the key must come from the env"
