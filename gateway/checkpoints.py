@@ -233,7 +233,8 @@ class CheckpointDir:
     def _write(self, where: Path, name: str, body: dict[str, Any]) -> Path:
         where.mkdir(parents=True, exist_ok=True)
         target = where / name
-        tmp = target.with_suffix(".tmp")
+        # a name of its own: replicas sharing the directory may write the same checkpoint
+        tmp = where / f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
         with open(tmp, "w", encoding="utf-8") as fh:
             json.dump({**body, "hmac": _mac(self.key, body)}, fh, sort_keys=True)
             fh.write("\n")
