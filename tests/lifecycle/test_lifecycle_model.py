@@ -1,0 +1,365 @@
+"""Issue 15: a hypothesis state machine over the REAL delivery lifecycle, on both stores.
+
+One machine is one gateway history: a store on a fresh database, two dispatchers (two
+lease owners) driven step by step, the ``Service`` and ``AckService`` the API calls, a
+manual clock, and a gated receiver that records what it took. Rules interleave intake,
+claims, send outcomes decided while operator actions and acks arrive, acks (accepted,
+rejected, resubmit E90, duplicate, late, conflicting), operator retry / cancel / resend /
+close-ack, bulk retry / cancel, the ack deadline sweep, time (lease expiry, retry times)
+and restarts (a crash leaves its leases to expire; a graceful stop releases them).
+
+After every step ``invariants.check_all`` checks the five invariants of the issue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+
+from gateway import acks, audit, errors, models, service
+from gateway.clock import ManualClock
+from gateway.dispatcher import Dispatcher
+from gateway.store import base
+from tests.conftest import service_missing
+from tests.lifecycle import harness, invariants
+from tests.lifecycle.conftest import record
+from tests.store.conftest import DSN_ENV
+
+T0 = datetime(2026, 1, 7, 15, 0, tzinfo=UTC)  # a Wednesday: no calendar outage configured
+OPERATOR = base.Actor("model-operator")
+RECEIVER_ACKS = base.Actor("model-receiver")
+ADAPTERS = ("ace", "copy")
+COUNTS: collections.Counter[str] = collections.Counter()
+
+#: ack kind → (outcome, codes)
+ACK_KINDS = {
+    "accepted": (models.AckOutcome.ACCEPTED, []),
+    "warning": (models.AckOutcome.WARNING, ["W01"]),
+    "rejected": (models.AckOutcome.REJECTED, ["X01"]),
+    "resubmit": (models.AckOutcome.REJECTED, ["E90"]),
+}
+POSITIVE = (models.AckOutcome.ACCEPTED, models.AckOutcome.WARNING)
+
+
+class LifecycleMachine(RuleBasedStateMachine):
+    """One gateway history on one backend; ``make_backend`` and ``tmp_path`` are set per test."""
+
+    make_backend: Callable[[], Awaitable[harness.Backend]]
+    tmp_path: Path
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loop = asyncio.new_event_loop()
+        self.clock = ManualClock(T0)
+        self.cfg = harness.lifecycle_config(self.tmp_path)
+        self.receiver = harness.Receiver()
+        self.trail = invariants.Trail(operator=OPERATOR.name)
+        self.receiver.context_of = self.trail.context
+        self.backend = self.run(type(self).make_backend())
+        self.filings: list[str] = []
+        self.order: dict[tuple[str, str], list[str]] = collections.defaultdict(list)
+        self.posted: list[models.Ack] = []
+        self.said: dict[str, set[bool]] = collections.defaultdict(set)  # delivery → polarities
+        self.states: dict[str, models.DeliveryState] = {}
+        self.delivery_filing: dict[str, set[str]] = {}
+        self.checked_gates = 0
+        self.generation = 0
+        self.boot()
+        COUNTS["machines"] += 1
+
+    def run(self, coro: Awaitable[Any]) -> Any:
+        return self.loop.run_until_complete(coro)
+
+    def boot(self) -> None:
+        """A gateway process on the machine's database: store, service, two dispatchers."""
+        self.generation += 1
+        self.store: base.Store = self.run(self.backend.open())
+        self.service = service.Service(store=self.store, cfg=self.cfg, clock=self.clock)
+        adapters = {name: harness.GatedAdapter(name, self.receiver) for name in ADAPTERS}
+        self.dispatchers = [
+            Dispatcher(
+                store=self.store,
+                adapters=adapters,
+                cfg=self.cfg,
+                clock=self.clock,
+                owner=f"gen{self.generation}-p{i}",
+            )
+            for i in (1, 2)
+        ]
+        self.sends = [harness.Sends(d.owner) for d in self.dispatchers]
+        self.sweeper = acks.AckRunner(
+            service=self.service.acks,
+            store=self.store,
+            adapters=adapters,
+            cfg=self.cfg,
+            clock=self.clock,
+        )
+
+    async def stop(self, *, graceful: bool) -> None:
+        for sends in self.sends:
+            await sends.crash()
+        if graceful:  # what Dispatcher.run does on its way out
+            for d in self.dispatchers:
+                await self.store.release(owner=d.owner, now=self.clock.now())
+        await self.store.close()
+
+    def teardown(self) -> None:
+        try:
+            self.run(self.stop(graceful=False))
+            self.run(self._verify_whole_chain())
+            self.run(self.backend.drop())
+        finally:
+            self.loop.close()
+
+    async def _verify_whole_chain(self) -> None:
+        store = await self.backend.open()
+        try:
+            result = audit.verify_rows([r async for r in store.audit_rows()])
+        finally:
+            await store.close()
+        assert result.ok, f"inv 3: the audit chain fails on a full read: {result}"
+
+    # --- intake and dispatch ----------------------------------------------------------
+
+    @rule(key=st.integers(0, 2), entry=st.booleans())
+    def accept(self, key: int, entry: bool) -> None:
+        n = len(self.filings)
+        event = models.FilingEvent(
+            filing_type=models.FilingType.ENTRY if entry else models.FilingType.ISF,
+            environment=models.Environment.CERT,
+            reference=f"R-{n}",
+            filer_code="ABC",
+            ordering_key=f"k{key}",
+            payload={"n": n},
+        )
+        got = self.run(self.service.submit(service.Inbound(event=event), actor=OPERATOR))
+        assert got.created
+        self.filings.append(got.filing.id)
+        for d in got.filing.deliveries:
+            self.order[(got.filing.ordering_key, d.adapter)].append(d.id)
+        COUNTS["accept (fan-out)" if entry else "accept"] += 1
+
+    @rule(which=st.sampled_from([0, 1]))
+    def dispatch(self, which: int) -> None:
+        async def go() -> int:
+            started = await self.dispatchers[which].dispatch_once(self.sends[which])
+            await self.sends[which].parked()
+            return started
+
+        started = self.run(go())
+        COUNTS["dispatch: claimed" if started else "dispatch: nothing claimed"] += 1
+
+    @rule(which=st.sampled_from([0, 1]))
+    def heartbeat(self, which: int) -> None:
+        """One beat of a dispatcher's lease heartbeat (``run`` beats every lease / 3); time
+        advanced with no beat between is a stalled process, whose leases expire."""
+        d, sends = self.dispatchers[which], self.sends[which]
+        renewed = self.run(
+            self.store.renew(
+                owner=d.owner,
+                tokens={c.delivery_id: c.token for c in sends.claims()},
+                until=self.clock.now() + timedelta(seconds=self.cfg.gateway.lease),
+            )
+        )
+        COUNTS["heartbeat: leases renewed" if renewed else "heartbeat: nothing to renew"] += 1
+
+    @precondition(lambda self: bool(self.receiver.waiting))
+    @rule(i=st.integers(0, 20), outcome=st.sampled_from(harness.OUTCOMES))
+    def finish_send(self, i: int, outcome: str) -> None:
+        gate = self.receiver.waiting[i % len(self.receiver.waiting)]
+        stale = self.states.get(gate.message.delivery_id) is not models.DeliveryState.IN_FLIGHT
+        gate.open(outcome)
+        self.run(harness.settle(gate))
+        COUNTS[f"send {outcome}" + (" (its delivery no longer in flight)" if stale else "")] += 1
+
+    # --- acknowledgements -------------------------------------------------------------
+
+    @precondition(lambda self: bool(self.receiver.taken))
+    @rule(i=st.integers(0, 50), kind=st.sampled_from(sorted(ACK_KINDS)))
+    def ack(self, i: int, kind: str) -> None:
+        took = self.receiver.taken[i % len(self.receiver.taken)]
+        outcome, codes = ACK_KINDS[kind]
+        ack = models.Ack(
+            delivery_id=took.delivery_id,
+            outcome=outcome,
+            codes=codes,
+            message=f"answer to attempt {took.attempt}",
+        )
+        latest = max(t.attempt for t in self.receiver.taken if t.delivery_id == took.delivery_id)
+        positive = outcome in POSITIVE
+        label = f"ack {kind}"
+        if (not positive) in self.said[took.delivery_id]:
+            label += " (conflicting)"
+        elif took.attempt < latest:
+            label += " (late)"
+        self.said[took.delivery_id].add(positive)
+        self.post(ack, label)
+
+    @precondition(lambda self: bool(self.posted))
+    @rule(i=st.integers(0, 50))
+    def ack_again(self, i: int) -> None:
+        self.post(self.posted[i % len(self.posted)], "ack duplicate")
+
+    def post(self, ack: models.Ack, label: str) -> None:
+        [record] = self.run(self.service.acks.record([ack], actor=RECEIVER_ACKS))
+        assert record.matched, record
+        self.posted.append(ack)
+        COUNTS[label + (" (stored once)" if record.duplicate else "")] += 1
+
+    @rule()
+    def ack_sweep(self) -> None:
+        flagged = self.run(self.sweeper.sweep(self.clock.now()))
+        COUNTS["ack deadline sweep" + (" (flagged)" if flagged else "")] += 1
+
+    # --- operators ----------------------------------------------------------------------
+
+    @precondition(lambda self: bool(self.filings))
+    @rule(i=st.integers(0, 50), action=st.sampled_from(["retry", "cancel", "resend", "close"]))
+    def operator(self, i: int, action: str) -> None:
+        filing_id = self.filings[i % len(self.filings)]
+        calls = {
+            "retry": lambda: self.service.retry(filing_id, actor=OPERATOR),
+            "cancel": lambda: self.service.cancel(filing_id, actor=OPERATOR),
+            "resend": lambda: self.service.acks.resend(
+                filing_id, actor=OPERATOR, reason="model: the receiver asked for it again"
+            ),
+            "close": lambda: self.service.acks.close(
+                filing_id, actor=OPERATOR, reason="model: answer seen on the ACE portal"
+            ),
+        }
+        flying = any(
+            self.states.get(d) is models.DeliveryState.IN_FLIGHT
+            for d in self.delivery_filing.get(filing_id, ())
+        )
+        try:
+            self.run(calls[action]())
+        except errors.Conflict:
+            COUNTS[f"operator {action} (409)"] += 1
+        else:
+            COUNTS[f"operator {action}" + (" (a delivery in flight)" if flying else "")] += 1
+
+    @rule(
+        action=st.sampled_from(sorted(base.BULK_FROM)),
+        state=st.integers(0, 6),
+        adapter=st.sampled_from([None, *ADAPTERS]),
+        limit=st.integers(1, 4),
+    )
+    def bulk(self, action: str, state: int, adapter: str | None, limit: int) -> None:
+        allowed = base.BULK_FROM[action]
+        chosen = None if state >= len(allowed) else models.DeliveryState(allowed[state])
+        result = self.run(
+            self.service.bulk(
+                action,
+                base.BulkFilter(state=chosen, adapter=adapter),
+                actor=OPERATOR,
+                reason="model: bulk action",
+                limit=limit,
+            )
+        )
+        flying = any(d[3] == "in_flight" for d in result.deliveries)
+        COUNTS[
+            f"bulk {action}"
+            + (" (a delivery in flight)" if flying else "")
+            + ("" if result.deliveries else " (none matched)")
+        ] += 1
+
+    # --- time and processes -------------------------------------------------------------
+
+    @rule(seconds=st.sampled_from([1.0, 6.0, 31.0, 150.0]))
+    def advance(self, seconds: float) -> None:
+        self.clock.advance(seconds)  # past the 30 s lease: in-flight leases expire
+        COUNTS[f"clock +{seconds:.0f}s"] += 1
+
+    @rule(graceful=st.booleans())
+    def restart(self, graceful: bool) -> None:
+        parked = len(self.receiver.waiting)
+        self.run(self.stop(graceful=graceful))
+        self.boot()
+        COUNTS[
+            ("restart (graceful)" if graceful else "restart (crash)")
+            + (" with sends in progress" if parked else "")
+        ] += 1
+
+    # --- invariants ---------------------------------------------------------------------
+
+    @invariant()
+    def the_lifecycle_holds(self) -> None:
+        async def read() -> tuple[list[models.FilingView], list[audit.AuditRow]]:
+            page = await self.store.list_filings(base.ListFilter(), limit=500, cursor=None)
+            rows = [r async for r in self.store.audit_rows(after_seq=self.trail.last_seq)]
+            return page.items, rows
+
+        filings, rows = self.run(read())
+        self.trail.feed(rows)
+        for row in rows:
+            if row.event.startswith("delivery."):
+                COUNTS[f"store: {row.event}"] += 1
+                if row.details.get("reclaimed_expired_lease"):
+                    COUNTS["store: expired lease reclaimed"] += 1
+        self.delivery_filing = {f.id: {d.id for d in f.deliveries} for f in filings}
+        self.states = {d.id: d.state for f in filings for d in f.deliveries}
+        new_gates = self.receiver.started[self.checked_gates :]
+        self.checked_gates = len(self.receiver.started)
+        invariants.check_all(
+            filings=filings,
+            trail=self.trail,
+            receiver=self.receiver,
+            order=self.order,
+            new_gates=new_gates,
+        )
+        COUNTS["steps checked"] += 1
+
+
+def _settings() -> settings:
+    return settings(
+        max_examples=int(os.environ.get("EDIGW_SOAK_LIFECYCLE_EXAMPLES", "50")),
+        stateful_step_count=int(os.environ.get("EDIGW_SOAK_LIFECYCLE_STEPS", "50")),
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
+
+
+def _run(name: str, make: Callable[[], Awaitable[harness.Backend]], tmp_path: Path) -> None:
+    started = time.monotonic()
+    COUNTS.clear()
+    machine = type(
+        f"{name.title()}LifecycleMachine",
+        (LifecycleMachine,),
+        {"make_backend": staticmethod(make), "tmp_path": tmp_path},
+    )
+    run_state_machine_as_test(machine, settings=_settings())
+    record(name, dict(COUNTS), time.monotonic() - started)
+
+
+def test_lifecycle_invariants_hold_on_sqlite(tmp_path: Path) -> None:
+    """Random interleavings of sends, acks, operator actions, leases and restarts on SQLite
+    keep all five invariants of issue 15 after every step."""
+    _run("sqlite", harness.sqlite_backend(tmp_path), tmp_path)
+
+
+@pytest.mark.postgres
+@pytest.mark.services
+def test_lifecycle_invariants_hold_on_postgres(tmp_path: Path) -> None:
+    """The same machine on PostgreSQL, one fresh schema per history."""
+    dsn = os.environ.get(DSN_ENV)
+    if not dsn:
+        service_missing(f"{DSN_ENV} is not set")
+        return
+    _run("postgres", harness.postgres_backend(dsn), tmp_path)
