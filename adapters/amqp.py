@@ -181,6 +181,7 @@ class AmqpAdapter(base.BaseAdapter):
             return self._exchange
 
     def _message(self, message: models.OutboundMessage) -> aio_pika.Message:
+        base.carriable({"content_type": message.content_type, "reference": message.reference})
         return aio_pika.Message(
             body=message.body,
             content_type=message.content_type,

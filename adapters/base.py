@@ -6,8 +6,10 @@ contract an external adapter package codes against.
 An adapter class has a pydantic ``Options`` model (its own config keys, validated at
 start-up with ``extra="forbid"``) and is built as ``Cls(name=..., options=...)``.
 ``send`` returns a ``Receipt`` when the receiver took the message, and otherwise raises
-one of ``TransientError``, ``PermanentError`` or ``OutageError``. Library exceptions
-never cross out of an adapter: translate them at the edge, ``from exc``.
+one of ``TransientError``, ``PermanentError`` or ``OutageError`` — or ``MessageError`` (a
+``PermanentError``) when the message itself cannot be encoded or carried (a header or file
+name the transport refuses, too large for it), which never counts against the breaker.
+Library exceptions never cross out of an adapter: translate them at the edge, ``from exc``.
 
 An adapter that can hear back from the receiver may also have ``receive()``: an async
 generator of ``models.InboundDocument`` (ack files, reply-queue messages) that the gateway
@@ -19,11 +21,30 @@ the document must stay where it was.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from typing import ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
-from gateway import models
+from gateway import errors, models
+
+#: control characters no header, property or file name may carry (HTAB excepted)
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def carriable(fields: Mapping[str, object]) -> None:
+    """Refuse a message whose header/property values hold control characters.
+
+    Such a value cannot be carried (CR LF would split an HTTP header; NUL ends a C
+    string): the failure is the message's own, so ``MessageError`` — that delivery is
+    dead at once and the transport's breaker never counts it.
+    """
+    for name, value in fields.items():
+        if isinstance(value, str) and _CONTROL.search(value):
+            raise errors.MessageError(
+                f"{name} holds a control character the transport cannot carry: {value!r:.80}"
+            )
 
 
 class AdapterOptions(BaseModel):

@@ -125,6 +125,7 @@ class HttpAdapter(base.BaseAdapter):
                     f"env var {self.options.bearer_token_env} (bearer token) is not set"
                 )
             headers["Authorization"] = f"Bearer {token}"
+        base.carriable(headers)
         return headers
 
     async def send(self, message: models.OutboundMessage) -> models.Receipt:

@@ -35,6 +35,10 @@ What is checked (each test's docstring says it again):
 * ``close`` releases every connection (file descriptors and tasks back to where they were)
   and may be called twice;
 * the ``Options`` model refuses unknown keys and each of ``bad_options``, naming the key;
+* a message the transport cannot carry (a content type holding CR LF or NUL) raises
+  ``MessageError`` — the message's own fault, never a ``TransientError`` that would count
+  against the breaker — or, where the transport does not put that value in a header or
+  name, arrives intact;
 * ``check()`` returns a ``Health``: ok when the receiver is there and, unless the class sets
   ``check_probes_receiver = False``, not ok (without raising) when it is not.
 
@@ -60,8 +64,11 @@ from pydantic import ValidationError
 
 from gateway import errors, models
 
-#: the errors an adapter may raise from ``send``
+#: the errors an adapter may raise from ``send`` (``MessageError`` is a ``PermanentError``)
 DELIVERY_ERRORS = (errors.TransientError, errors.PermanentError, errors.OutageError)
+
+#: values no transport can carry in a header, property or file name
+UNCARRIABLE = ("application/json\r\nX-Injected: 1", "application/json\x00")
 
 #: how long the kit waits for tasks and descriptors to settle after ``close``
 SETTLE_S = 3.0
@@ -187,6 +194,22 @@ class AdapterConformance:
         return out
 
     # --- the checks ---------------------------------------------------------------------
+
+    @pytest.mark.asyncio
+    @pytest.mark.parametrize("content_type", UNCARRIABLE)
+    async def test_an_uncarriable_message_is_a_message_fault(
+        self, opened: Any, receiver: Receiver, content_type: str
+    ) -> None:
+        """A content type with CR LF or NUL: MessageError (nothing arrives), or intact."""
+        message = make_message().model_copy(update={"content_type": content_type})
+        try:
+            await opened.send(message)
+        except errors.MessageError:
+            assert message.delivery_id not in await self._ids(receiver)
+            return
+        except Exception as exc:
+            pytest.fail(f"{type(exc).__name__} for an uncarriable message, not MessageError")
+        assert (await self._ids(receiver)).get(message.delivery_id) == [message.body]
 
     @pytest.mark.asyncio
     async def test_options_refuse_unknown_keys_by_name(self, adapter: Any) -> None:

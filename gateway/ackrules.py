@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from gateway import config, errors, models, retry, router, x12
+from gateway import config, errors, lifecycle, models, retry, router, x12
 from gateway.store.base import AckDecision, AckTarget
 
 X12_CONTENT_TYPES = frozenset({"application/edi-x12", "application/x12", "text/x12"})
@@ -125,24 +125,51 @@ def from_x12(text: str, *, source: str, now: datetime) -> list[models.Ack]:
 
 
 class Rules:
-    """``decide`` bound to the config: resubmit codes and each adapter's retry policy."""
+    """``decide`` bound to the config: resubmit codes and each adapter's retry policy.
+
+    An ack names a lifecycle event (accepted/warning → ``ack_accepted``; a rejection with
+    a resubmit code → ``ack_resubmit``; any other → ``ack_rejected``) and the table says
+    what it does. Acks only move forward: after a positive ack a negative one is a
+    conflict (flagged, nothing else changes), and a resubmission happens only from
+    ``delivered``, once per distinct ack (duplicates are caught by fingerprint), for the
+    attempt it answers (a late negative ack for an earlier attempt is history), and
+    within the attempt budget (past it the rejection stands).
+    """
 
     def __init__(self, cfg: config.Config) -> None:
         self.resubmit: Collection[str] = frozenset(cfg.acks.resubmit_codes)
         self.policies = {name: retry.RetryPolicy(cfg.retry_for(name)) for name in cfg.adapters}
         self.fallback = retry.RetryPolicy(cfg.retry)
 
+    def event_of(self, ack: models.Ack) -> lifecycle.Event:
+        """The lifecycle event an ack is."""
+        if ack.outcome is not models.AckOutcome.REJECTED:
+            return lifecycle.Event.ACK_ACCEPTED
+        if self.resubmit.intersection(ack.codes):
+            return lifecycle.Event.ACK_RESUBMIT
+        return lifecycle.Event.ACK_REJECTED
+
     def decide(self, ack: models.Ack, target: AckTarget, now: datetime) -> AckDecision:
         """What one correlated ack does to its delivery."""
-        if ack.unsolicited or target.state not in (S.DELIVERED, S.ACKNOWLEDGED):
+        if ack.unsolicited:
             return AckDecision("history")
+        event = self.event_of(ack)
         codes = ", ".join(ack.codes) or "no code"
-        if ack.outcome is not models.AckOutcome.REJECTED:
-            if target.state is S.DELIVERED:
-                return AckDecision("acknowledged", S.ACKNOWLEDGED)
-            return AckDecision("history")
         why = f"rejected by the receiver ({codes})" + (f": {ack.message}" if ack.message else "")
-        if self.resubmit.intersection(ack.codes):
+        stale = target.answers_attempt is not None and target.answers_attempt < target.attempts
+        if stale and event is not lifecycle.Event.ACK_ACCEPTED:
+            return AckDecision("history")  # it answers an earlier transmission
+        outcome = lifecycle.step(target.state, event)
+        if outcome is lifecycle.CONFLICT:
+            said = "accepted" if event is lifecycle.Event.ACK_ACCEPTED else why
+            return AckDecision(
+                "conflict", error=f"conflicting acknowledgement ({said}) on a {target.state}"
+            )
+        if not isinstance(outcome, S):
+            return AckDecision("history")
+        if outcome is S.ACKNOWLEDGED:
+            return AckDecision("acknowledged", S.ACKNOWLEDGED)
+        if outcome is S.WAITING_RETRY:
             policy = self.policies.get(target.adapter, self.fallback)
             decision = policy.decide(
                 attempts=target.attempts, now=now, first_seen=target.filing_received_at
@@ -154,8 +181,9 @@ class Rules:
             reason = policy.give_up_reason(
                 attempts=target.attempts, now=now, first_seen=target.filing_received_at
             )
-            return AckDecision("rejected", S.REJECTED, error=f"{why}; {reason}")
-        return AckDecision("rejected", S.REJECTED, error=why)
+            outcome = lifecycle.step(target.state, lifecycle.Event.ACK_REJECTED)
+            why = f"{why}; {reason}"
+        return AckDecision("rejected", outcome, error=why)
 
 
 def expectation(

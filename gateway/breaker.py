@@ -70,6 +70,11 @@ class Breaker:
             return Transition(BreakerState.OPEN, BreakerState.HALF_OPEN, "cool-down over; probing")
         return None
 
+    def abandon_probe(self) -> None:
+        """The probe told nothing about the receiver (its message was at fault): the
+        next claim may probe with another delivery."""
+        self.probing = False
+
     def record_success(self, now: datetime) -> Transition | None:
         self.failures = 0
         if self.state is BreakerState.CLOSED:

@@ -5,15 +5,21 @@ It runs inside ``serve`` as an anyio task group. New filings wake it at once
 per adapter only up to that adapter's free concurrency, so a lease never ticks while
 a delivery waits for a slot. While a send runs, a heartbeat renews its lease.
 
-Every outcome is decided in ``_decide``: success → delivered; ``OutageError`` →
-deferred (no attempt spent); ``PermanentError`` → dead; ``TransientError`` or any other
-``Exception`` → waiting_retry at the policy's time, or dead when the policy gives up.
+Every outcome is decided in ``_decide`` and named as an event of ``gateway.lifecycle``
+(the table the stores apply): success → ``sent``; ``OutageError`` → ``outage_deferred``
+(no attempt spent); ``MessageError`` → ``message_fault`` (dead at once, never counted
+against the breaker: the message is at fault, not the receiver); ``PermanentError`` →
+``permanent_failure``; ``TransientError`` or any other ``Exception`` →
+``transient_failure`` at the policy's time, or ``retries_exhausted``. A send whose lease
+was lost meanwhile is still recorded (the store's late path): the receiver has it.
 Cancellation is never swallowed: a cancelled send leaves its lease to ``release``.
 
 Outages (``gateway.guard``): before claiming, each adapter's gate is decided; a closed
 gate claims nothing and defers its due deliveries; claims are capped by the adapter's
 token bucket (paced drain). A failure inside a ``probe`` window, or of the one probe a
-half-open breaker lets out, is a deferral that spends no attempt. A filing is never
+half-open breaker lets out, is a deferral that spends no attempt — once: the probe picks
+deliveries that never failed a probe first, and a delivery that fails a second probe
+spends an attempt like any other, so no message can hold an adapter closed. A filing is never
 dead-lettered for max age while its adapter's breaker is open: it waits for the outage
 to end and gets a real attempt after it.
 """
@@ -229,6 +235,9 @@ class Dispatcher:
                 now=now,
                 lease_s=self.cfg.gateway.lease,
                 limits=limits,
+                probing=frozenset(
+                    n for n, a in admissions.items() if a.mode is guard.Mode.BREAKER_PROBE
+                ),
             )
         except errors.StoreError as exc:
             log.error("dispatcher.claim_failed", error=str(exc))
@@ -347,7 +356,10 @@ class Dispatcher:
         """The message for one attempt; for codec x12, with control numbers just allocated."""
         encoder = self.codecs[claim.adapter]
         if not isinstance(encoder, codec.X12Codec):
-            return self.message_for(claim)
+            try:
+                return self.message_for(claim)
+            except (ValueError, TypeError) as exc:  # the body cannot be encoded
+                raise errors.MessageError(f"cannot encode the filing: {exc}") from exc
         now = self.clock.now()
         controls = await self.store.allocate_controls(
             sender=encoder.sender,
@@ -366,7 +378,7 @@ class Dispatcher:
                 claim.filing, interchange=controls.interchange, group=controls.group, now=now
             )
         except x12.X12Error as exc:
-            raise errors.PermanentError(f"codec x12: {exc}") from exc
+            raise errors.MessageError(f"codec x12: {exc}") from exc
         self._controls[claim.delivery_id] = {
             "interchange_control": controls.interchange,
             "group_control": controls.group,
@@ -405,6 +417,13 @@ class Dispatcher:
                 until = until or now + timedelta(seconds=DEFAULT_OUTAGE_DEFER_S)
                 ok = await self._defer(claim, now, until, _text(outcome), bound)
                 label = "deferred"
+            elif isinstance(outcome, errors.MessageError):
+                # the message's own fault: the receiver was not asked, so no verdict on it
+                self.guard.message_fault(adapter)
+                error = f"message fault: {_text(outcome)}"
+                ok = await self.store.kill(claim, now=now, error=error)
+                bound.error("delivery.dead", error=error, message_fault=True)
+                label = "dead"
             elif isinstance(outcome, errors.PermanentError):
                 await self.guard.succeeded(adapter, now)  # the receiver is up and answering
                 ok = await self.store.kill(claim, now=now, error=_text(outcome))
@@ -417,9 +436,16 @@ class Dispatcher:
                 label = "deferred"
             elif mode is guard.Mode.BREAKER_PROBE:
                 await self.guard.failed(adapter, _text(outcome), now)
-                until = self.guard.breaker_until(adapter, now) or now
-                ok = await self._defer(claim, now, until, f"breaker probe: {_text(outcome)}", bound)
-                label = "deferred"
+                if claim.probe_failures:  # a second failed probe spends an attempt
+                    ok, label = await self._retry_or_die(claim, outcome, now, bound)
+                else:
+                    until = self.guard.breaker_until(adapter, now) or now
+                    reason = f"breaker probe: {_text(outcome)}"
+                    bound.warning("delivery.deferred", until=until.isoformat(), reason=reason)
+                    ok = await self.store.defer(
+                        claim, now=now, until=until, reason=reason, probe_failed=True
+                    )
+                    label = "deferred"
             else:
                 await self.guard.failed(adapter, _text(outcome), now)
                 ok, label = await self._retry_or_die(claim, outcome, now, bound)

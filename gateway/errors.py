@@ -49,6 +49,12 @@ class PermanentError(DeliveryError):
     """The receiver refused the message for good; retrying cannot help."""
 
 
+class MessageError(PermanentError):
+    """The message itself cannot be encoded or carried (a header or file name the
+    transport refuses, too large for it): that delivery is dead at once, and the failure
+    never counts against the transport's breaker (the receiver was not at fault)."""
+
+
 class OutageError(DeliveryError):
     """The receiver is down (an outage); defer without spending an attempt."""
 
@@ -137,6 +143,15 @@ class Conflict(GatewayError):
 
     code = "conflict"
     status = 409
+
+
+class Refused(Conflict):
+    """The delivery lifecycle does not allow this action now (``gateway.lifecycle``)."""
+
+    def __init__(self, code: str, message: str, *, details: Any = None) -> None:
+        super().__init__(message, details=details)
+        #: the refusal's code from the transition table, e.g. ``delivery_in_flight``
+        self.code = code
 
 
 class Unauthorized(GatewayError):

@@ -164,6 +164,11 @@ class Guard:
     async def succeeded(self, adapter: str, now: datetime) -> None:
         await self._report(adapter, self.breakers[adapter].record_success(now), now)
 
+    def message_fault(self, adapter: str) -> None:
+        """A send failed on its message alone: no verdict on the receiver; a half-open
+        breaker's probe slot is free again for another delivery."""
+        self.breakers[adapter].abandon_probe()
+
     async def failed(self, adapter: str, reason: str, now: datetime) -> None:
         await self._report(adapter, self.breakers[adapter].record_failure(now, reason), now)
 

@@ -281,6 +281,11 @@ class Delivery(BaseModel):
     ack: dict[str, Any] | None = Field(
         default=None, description="The last acknowledgement applied: outcome, codes, message."
     )
+    ack_conflict: bool = Field(
+        default=False,
+        description="An acknowledgement contradicted the one applied (e.g. a rejection after "
+        "an acceptance): stored, changed nothing, and waits for a person (resend or close).",
+    )
 
 
 class FilingView(BaseModel):

@@ -9,7 +9,17 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 ADAPTER_MAY_IMPORT = {"gateway", "gateway.models", "gateway.errors", "gateway.durations"}
-PURE = ["normalize", "router", "retry", "outages", "breaker", "codec", "audit", "redact"]
+PURE = [
+    "normalize",
+    "router",
+    "retry",
+    "outages",
+    "breaker",
+    "codec",
+    "audit",
+    "redact",
+    "lifecycle",
+]
 IO_LIBS = {"aiohttp", "sqlite3", "asyncpg", "anyio", "socket", "aio_pika", "asyncssh"}
 
 

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from gateway import audit, models, outages, redact
+from gateway import audit, lifecycle, models, outages, redact
 
 #: the highest migration version
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +47,8 @@ class Claim:
     token: int
     attempts: int
     filing: models.Filing
+    #: breaker probes this delivery failed before (a second failure spends an attempt)
+    probe_failures: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,10 +145,11 @@ class BulkResult:
     dry_run: bool = False
 
 
-#: the states a bulk action may start from
+#: the states a bulk action may start from (the lifecycle table's; an in-flight delivery
+#: is never cancelled: its send decides)
 BULK_FROM = {
-    "retry": ("dead", "blocked"),
-    "cancel": ("pending", "in_flight", "waiting_retry", "deferred", "blocked", "dead"),
+    "retry": tuple(s.value for s in lifecycle.sources(lifecycle.Event.OPERATOR_RETRY)),
+    "cancel": tuple(s.value for s in lifecycle.sources(lifecycle.Event.OPERATOR_CANCEL)),
 }
 
 
@@ -168,6 +171,8 @@ class AckTarget:
     state: models.DeliveryState
     attempts: int
     filing_received_at: datetime
+    #: the attempt the ack answers, when its X12 control numbers say (else None)
+    answers_attempt: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,7 +216,13 @@ class Store(Protocol):
     ) -> list[AcceptResult]: ...
 
     async def claim(
-        self, *, owner: str, now: datetime, lease_s: float, limits: dict[str, int]
+        self,
+        *,
+        owner: str,
+        now: datetime,
+        lease_s: float,
+        limits: dict[str, int],
+        probing: frozenset[str] = frozenset(),
     ) -> list[Claim]: ...
     async def renew(self, *, owner: str, tokens: dict[str, int], until: datetime) -> int: ...
     async def complete(
@@ -226,7 +237,15 @@ class Store(Protocol):
     async def schedule_retry(
         self, claim: Claim, *, now: datetime, at: datetime, error: str
     ) -> bool: ...
-    async def defer(self, claim: Claim, *, now: datetime, until: datetime, reason: str) -> bool: ...
+    async def defer(
+        self,
+        claim: Claim,
+        *,
+        now: datetime,
+        until: datetime,
+        reason: str,
+        probe_failed: bool = False,
+    ) -> bool: ...
     async def kill(
         self, claim: Claim, *, now: datetime, error: str, spent: bool = True
     ) -> bool: ...

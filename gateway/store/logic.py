@@ -6,10 +6,68 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
-from gateway import models, outages
+from gateway import errors, lifecycle, models, outages
 from gateway.store import base, rows
+
+_E = lifecycle.Event
+_S = models.DeliveryState
+
+# --- the state sets the SQL of both dialects filters on, read off the lifecycle table ---
+RETRY_FROM_SQL = lifecycle.sql_in(lifecycle.sources(_E.OPERATOR_RETRY))
+CANCEL_FROM_SQL = lifecycle.sql_in(lifecycle.sources(_E.OPERATOR_CANCEL))
+RESEND_FROM_SQL = lifecycle.sql_in(lifecycle.sources(_E.OPERATOR_RESEND))
+BLOCK_FROM_SQL = lifecycle.sql_in(lifecycle.sources(_E.PREDECESSOR_DEAD))
+#: a flagged conflict is resolved by close in these states (the table's KEEP rows)
+CLOSE_CONFLICT_SQL = lifecycle.sql_in(
+    s
+    for s in _S
+    if lifecycle.step(s, _E.OPERATOR_CLOSE) is lifecycle.KEEP and s is not _S.DELIVERED
+)
+#: a send recorded after its lease was lost moves these to delivered (the rest: history)
+LATE_SENT_MOVES = frozenset(lifecycle.sources(_E.SENT, to=_S.DELIVERED)) - {_S.IN_FLIGHT}
+RELEASED_TO = lifecycle.step(_S.IN_FLIGHT, _E.RELEASED)
+
+
+def conflict_details(
+    target: base.AckTarget, ack_id: str, ack: models.Ack, decision: base.AckDecision
+) -> dict[str, Any]:
+    """Details of the ``delivery.ack_conflict`` audit row (a flag, not a move)."""
+    return {
+        "adapter": target.adapter,
+        "ack_id": ack_id,
+        "outcome": None if ack.outcome is None else ack.outcome.value,
+        "codes": ack.codes,
+        "state": target.state.value,
+        "note": decision.error,
+    }
+
+
+def refuse_in_flight(
+    filing_id: str, event: lifecycle.Event, deliveries: Iterable[tuple[str, str, datetime]]
+) -> None:
+    """Raise 409 ``delivery_in_flight`` when a delivery of the filing is being sent.
+
+    ``deliveries`` are (delivery id, state, available_at): an in-flight delivery's
+    ``available_at`` is its lease's end, the moment the send's outcome is known at the
+    latest (a stalled sender's lease runs out and the delivery is claimed again).
+    """
+    busy = [(d, at) for d, state, at in deliveries if state == _S.IN_FLIGHT.value]
+    refusal = lifecycle.refusal([_S.IN_FLIGHT] if busy else [], event)
+    if refusal is None:
+        return
+    until = max(at for _, at in busy)
+    raise errors.Refused(
+        refusal.code,
+        f"filing {filing_id}: {refusal.why}; try again after {rows.iso(until)}",
+        details={
+            "id": filing_id,
+            "deliveries": [d for d, _ in busy],
+            "retry_after": rows.iso(until),
+        },
+    )
 
 
 def accepted_details(f: models.Filing, adapters: list[str]) -> dict[str, Any]:

@@ -20,8 +20,8 @@ from typing import Any
 
 import asyncpg
 
-from gateway import audit, errors, ids, models, redact
-from gateway.store import base, pg_audit, pg_mixin, pg_ops, pg_sql, rows
+from gateway import audit, errors, ids, lifecycle, models, redact
+from gateway.store import base, logic, pg_audit, pg_mixin, pg_ops, pg_sql, rows
 from gateway.store.base import Actor
 
 Conn = asyncpg.Connection
@@ -65,15 +65,19 @@ _EXTEND = """
 UPDATE deliveries SET ack_due_at = ack_due_at + $1
 WHERE adapter = $2 AND state = 'delivered' AND NOT ack_overdue AND ack_due_at IS NOT NULL
 """
-_RESEND = """
+_RESEND = f"""
 UPDATE deliveries SET state = 'pending', available_at = $1, ack_due_at = NULL,
-    ack_overdue = FALSE, hold_until_ack = FALSE, lease_owner = NULL, updated_at = $1
-WHERE filing_seq = $2 AND state = 'delivered' RETURNING id, adapter
+    ack_overdue = FALSE, hold_until_ack = FALSE, ack_conflict = FALSE, lease_owner = NULL,
+    updated_at = $1
+WHERE filing_seq = $2 AND state IN {logic.RESEND_FROM_SQL} RETURNING id, adapter, ordering_key
 """
-_CLOSE = """
-UPDATE deliveries SET ack_due_at = NULL, ack_overdue = FALSE, hold_until_ack = FALSE, ack = $1,
+_CLOSE = f"""
+UPDATE deliveries SET ack_due_at = NULL, ack_overdue = FALSE, hold_until_ack = FALSE,
+    ack = CASE WHEN state = 'delivered' THEN $1 ELSE ack END, ack_conflict = FALSE,
     updated_at = $2
-WHERE filing_seq = $3 AND state = 'delivered' RETURNING id, adapter
+WHERE filing_seq = $3
+  AND (state = 'delivered' OR (ack_conflict AND state IN {logic.CLOSE_CONFLICT_SQL}))
+RETURNING id, adapter, state
 """
 # --- delivery completion with an ack expectation ----------------------------------------
 
@@ -117,9 +121,11 @@ async def complete_many(
     done = {(r[0], r[1]): r[2:] for r in found}
     trail = pg_audit.Trail(batch[0].now, redactor)
     stamps: dict[int, int] = {}
+    late: list[Completion] = []
     for c in unique:
         row = done.get((c.claim.delivery_id, c.claim.token))
         if row is None:
+            late.append(c)
             continue
         filing_seq, adapter, attempts = row
         details: dict[str, Any] = {"adapter": adapter, "attempts": attempts, "receipt": c.receipt}
@@ -136,10 +142,80 @@ async def complete_many(
             now=c.now,
         )
         stamps[filing_seq] = max(stamps.get(filing_seq, 0), rows.us(c.now))
+    for c in late:  # the lease was lost meanwhile: the send still happened
+        for fs in await late_sent(conn, trail, c):
+            stamps[fs] = max(stamps.get(fs, 0), rows.us(c.now))
     await pg_ops.refresh_statuses(conn, stamps)
     await trail.flush(conn)
     keys = [(c.claim.delivery_id, c.claim.token) for c in batch]
     return [k in done and first[k] == i for i, k in enumerate(keys)]
+
+
+_LATE_SENT = """
+UPDATE deliveries SET state = 'delivered', attempts = attempts + 1, receipt = $1,
+    delivered_at = $2, available_at = $2, last_error = NULL, lease_owner = NULL,
+    lease_token = lease_token + 1, ack_due_at = $3, ack_overdue = FALSE, hold_until_ack = $4,
+    ack = NULL, updated_at = $2
+WHERE seq = $5
+"""
+
+
+async def late_sent(conn: Conn, trail: pg_audit.Trail, c: Completion) -> set[int]:
+    """Record a send whose lease was lost before it could be recorded, as
+    ``sqlite_acks.late_sent`` does: a not-yet-sent delivery becomes ``delivered`` (its
+    receipt kept, the current lease fenced off), a sent one gets ``delivery.sent_again``.
+    The filing seqs touched."""
+    row = await conn.fetchrow(
+        "SELECT seq, filing_seq, adapter, ordering_key, state, attempts FROM deliveries "
+        "WHERE id = $1",
+        c.claim.delivery_id,
+    )
+    if row is None:
+        return set()
+    seq, filing_seq, adapter, ordering_key, state, attempts = row
+    await pg_ops.lock_keys(conn, {ordering_key})
+    row = await conn.fetchrow(
+        "SELECT state, attempts FROM deliveries WHERE seq = $1 FOR UPDATE", seq
+    )
+    state, attempts = row
+    details: dict[str, Any] = {
+        "adapter": adapter,
+        "receipt": c.receipt,
+        "late": True,
+        "state_before": state,
+        "attempt": c.claim.attempts + 1,
+    }
+    if models.DeliveryState(state) not in logic.LATE_SENT_MOVES and state != "in_flight":
+        trail.add(
+            "delivery.sent_again",
+            actor=base.SYSTEM,
+            filing_id=c.claim.filing.id,
+            delivery_id=c.claim.delivery_id,
+            details=details,
+            now=c.now,
+        )
+        return set()
+    now_us = rows.us(c.now)
+    await conn.execute(
+        _LATE_SENT,
+        json.dumps(c.receipt),
+        now_us,
+        rows.us_or_none(c.ack_due_at),
+        c.hold_until_ack,
+        seq,
+    )
+    trail.add(
+        "delivery.sent",
+        actor=base.SYSTEM,
+        filing_id=c.claim.filing.id,
+        delivery_id=c.claim.delivery_id,
+        details={**details, "attempts": attempts + 1},
+        now=c.now,
+    )
+    touched = {filing_seq}
+    if state in ("dead", "blocked", "cancelled"):  # its successors may go on now
+        touched |= await pg_ops.reblock(conn, trail, base.SYSTEM, adapter, ordering_key, now_us)
+    return touched
 
 
 # --- acknowledgements -------------------------------------------------------------------
@@ -151,9 +227,11 @@ def fingerprint(ack: models.Ack) -> str:
     return hashlib.sha256(audit.canonical(body).encode()).hexdigest()
 
 
-async def _correlate(conn: Conn, ack: models.Ack) -> tuple[Any, str | None]:
-    """The delivery row an ack answers (or None) and the filing id it belongs to."""
+async def _correlate(conn: Conn, ack: models.Ack) -> tuple[Any, str | None, int | None]:
+    """The delivery row an ack answers (or None), the filing id it belongs to, and the
+    attempt it answers when its X12 control numbers say so."""
     row = None
+    answers: int | None = None
     if ack.delivery_id:
         row = await conn.fetchrow(_TARGET + "WHERE d.id = $1", ack.delivery_id)
     elif ack.group_control is not None or ack.interchange_control is not None:
@@ -168,11 +246,14 @@ async def _correlate(conn: Conn, ack: models.Ack) -> tuple[Any, str | None]:
             if value is not None:
                 params.append(value)
                 where.append(f"a.{name} = ${len(params)}")
-        row = await conn.fetchrow(
-            _TARGET + "WHERE d.id = (SELECT a.delivery_id FROM x12_allocations a WHERE "
-            f"{' AND '.join(where)} ORDER BY a.seq DESC LIMIT 1)",
+        allocation = await conn.fetchrow(
+            "SELECT a.delivery_id, a.attempt FROM x12_allocations a WHERE "
+            f"{' AND '.join(where)} ORDER BY a.seq DESC LIMIT 1",
             *params,
         )
+        if allocation is not None:
+            answers = allocation[1]
+            row = await conn.fetchrow(_TARGET + "WHERE d.id = $1", allocation[0])
     elif ack.reference is not None and ack.filing_type is not None:
         key = (ack.reference, ack.filing_type.value)
         if ack.unsolicited:
@@ -181,7 +262,7 @@ async def _correlate(conn: Conn, ack: models.Ack) -> tuple[Any, str | None]:
                 "ORDER BY seq DESC LIMIT 1",
                 *key,
             )
-            return None, found
+            return None, found, None
         # the oldest delivery still waiting for its answer, else the latest one
         row = await conn.fetchrow(
             _TARGET + "WHERE f.reference = $1 AND f.filing_type = $2 AND d.state = 'delivered' "
@@ -195,7 +276,7 @@ async def _correlate(conn: Conn, ack: models.Ack) -> tuple[Any, str | None]:
         # lock the key (as every change to a key's rows does), then the row, and re-read it
         await pg_ops.lock_keys(conn, {row[5]})
         row = await conn.fetchrow(_TARGET + "WHERE d.seq = $1 FOR UPDATE OF d", row[0])
-    return row, None if row is None else row[2]
+    return row, None if row is None else row[2], answers
 
 
 async def _existing(conn: Conn, fp: str) -> models.AckRecord | None:
@@ -210,7 +291,7 @@ async def record_ack(
     if (seen := await _existing(conn, fp)) is not None:
         return seen
     now_us = rows.us(now)
-    row, filing_id = await _correlate(conn, ack)
+    row, filing_id, answers_attempt = await _correlate(conn, ack)
     target = None
     if row is not None:
         target = base.AckTarget(
@@ -220,6 +301,7 @@ async def record_ack(
             state=models.DeliveryState(row[6]),
             attempts=row[7],
             filing_received_at=rows.dt(row[8]),
+            answers_attempt=answers_attempt,
         )
     if target is None:
         decision = base.AckDecision("history" if filing_id is not None else "unmatched")
@@ -264,6 +346,19 @@ async def record_ack(
             "source": ack.source,
         },
     )
+    if target is not None and decision.effect == "conflict":
+        await conn.execute(
+            "UPDATE deliveries SET ack_conflict = TRUE, updated_at = $1 WHERE id = $2",
+            now_us,
+            target.delivery_id,
+        )
+        trail.add(
+            "delivery.ack_conflict",
+            actor=actor,
+            filing_id=target.filing_id,
+            delivery_id=target.delivery_id,
+            details=logic.conflict_details(target, ack_id, ack, decision),
+        )
     if target is not None and row is not None and decision.state is not None:
         await _apply(conn, trail, ack, ack_id, row, target, decision, actor, now)
     await trail.flush(conn)
@@ -388,14 +483,18 @@ async def resend_filing(
 ) -> base.Action:
     filing_seq, ordering_key = await pg_ops._filing_seq(conn, filing_id)
     await pg_ops.lock_keys(conn, {ordering_key})
+    await pg_ops.refuse_in_flight(conn, filing_seq, filing_id, lifecycle.Event.OPERATOR_RESEND)
     now_us = rows.us(now)
     changed = await conn.fetch(_RESEND, now_us, filing_seq)
     if not changed:
-        raise errors.Conflict(
-            f"filing {filing_id} has no delivered delivery to resend", details={"id": filing_id}
+        raise errors.Refused(
+            "conflict",
+            f"filing {filing_id} has no sent delivery to resend",
+            details={"id": filing_id},
         )
     trail = pg_audit.Trail(now)
-    for delivery_id, adapter in changed:
+    touched = {filing_seq}
+    for delivery_id, adapter, _ in changed:
         trail.add(
             "delivery.resent",
             actor=actor,
@@ -403,7 +502,9 @@ async def resend_filing(
             delivery_id=delivery_id,
             details={"adapter": adapter, "reason": reason},
         )
-    await pg_ops.refresh_status(conn, {filing_seq}, now_us)
+    for adapter, key in sorted({(r[1], r[2]) for r in changed}):
+        touched |= await pg_ops.reblock(conn, trail, actor, adapter, key, now_us)
+    await pg_ops.refresh_status(conn, touched, now_us)
     await trail.flush(conn)
     await conn.execute("SELECT pg_notify($1, 'resend')", pg_sql.CHANNEL)
     return base.Action(filing_id, [r[0] for r in changed])
@@ -417,18 +518,19 @@ async def close_ack(
     note = json.dumps({"closed_by": actor.name, "reason": reason, "closed_at": rows.iso(now)})
     changed = await conn.fetch(_CLOSE, note, rows.us(now), filing_seq)
     if not changed:
-        raise errors.Conflict(
-            f"filing {filing_id} has no delivered delivery waiting for an ack",
+        raise errors.Refused(
+            "conflict",
+            f"filing {filing_id} has no delivery waiting for an ack or in conflict",
             details={"id": filing_id},
         )
     trail = pg_audit.Trail(now)
-    for delivery_id, adapter in changed:
+    for delivery_id, adapter, state in changed:
         trail.add(
             "delivery.ack_closed",
             actor=actor,
             filing_id=filing_id,
             delivery_id=delivery_id,
-            details={"adapter": adapter, "reason": reason},
+            details={"adapter": adapter, "reason": reason, "state": state},
         )
     await trail.flush(conn)
     await conn.execute("SELECT pg_notify($1, 'close_ack')", pg_sql.CHANNEL)  # hold released

@@ -29,15 +29,18 @@ _OLDEST = (
 _AT_RISK = (
     f"SELECT COUNT(*) FROM filings f WHERE f.status IN {_UNSETTLED} AND f.at_risk_at IS NOT NULL"
 )
-_RETRY = """
-UPDATE deliveries SET state = 'pending', attempts = 0, available_at = $1, last_error = NULL,
-    lease_owner = NULL, updated_at = $1
-WHERE id = ANY($2::text[]) RETURNING id, filing_id, filing_seq, adapter, ordering_key
+# the state guard again: a delivery chosen in this transaction may have been claimed since
+_RETRY = f"""
+UPDATE deliveries SET state = 'pending', attempts = 0, probe_failures = 0, available_at = $1,
+    last_error = NULL, lease_owner = NULL, updated_at = $1
+WHERE id = ANY($2::text[]) AND state IN {logic.RETRY_FROM_SQL}
+RETURNING id, filing_id, filing_seq, adapter, ordering_key
 """
-_CANCEL = """
+_CANCEL = f"""
 UPDATE deliveries SET state = 'cancelled', lease_owner = NULL, lease_token = lease_token + 1,
     updated_at = $1
-WHERE id = ANY($2::text[]) RETURNING id, filing_id, filing_seq, adapter, ordering_key
+WHERE id = ANY($2::text[]) AND state IN {logic.CANCEL_FROM_SQL}
+RETURNING id, filing_id, filing_seq, adapter, ordering_key
 """
 
 
@@ -137,7 +140,7 @@ async def _bulk_action(
         )
         touched.add(filing_seq)
     for adapter, key in sorted({(r[3], r[4]) for r in changed}):
-        touched |= await pg_ops._reblock(conn, trail, actor, adapter, key, now_us)
+        touched |= await pg_ops.reblock(conn, trail, actor, adapter, key, now_us)
     await pg_ops.refresh_status(conn, touched, now_us)
     trail.add(
         f"operator.bulk_{action}",

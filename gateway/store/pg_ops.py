@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 
-from gateway import errors, ids, models, redact
+from gateway import errors, ids, lifecycle, models, redact
 from gateway.store import base, logic, pg_audit, pg_callbacks, pg_sql, rows
 from gateway.store.base import Actor, Claim
 
@@ -254,20 +254,24 @@ async def claim(
     lease_s: float,
     limits: dict[str, int],
     redactor: redact.Redactor,
+    probing: frozenset[str] = frozenset(),
 ) -> list[Claim]:
+    """Take the heads of their ordering keys, earliest due first; a breaker probe
+    (``probing``) takes a delivery that never failed a probe first."""
     now_us = rows.us(now)
     lease_until = rows.us(now + timedelta(seconds=lease_s))
     taken: list[Any] = []
     for adapter, limit in limits.items():
         if limit > 0:
-            taken += await conn.fetch(pg_sql.CLAIM, adapter, now_us, limit, owner, lease_until)
+            sql = pg_sql.CLAIM_PROBE if adapter in probing else pg_sql.CLAIM
+            taken += await conn.fetch(sql, adapter, now_us, limit, owner, lease_until)
     if not taken:
         return []
     taken.sort(key=lambda r: (r[8], r[7]))  # claim order: due_by (none last), then seq
-    filings = {r[4]: rows.filing(r[9:]) for r in taken}  # the filing's columns follow
+    filings = {r[4]: rows.filing(r[10:]) for r in taken}  # the filing's columns follow
     trail = pg_audit.Trail(now, redactor)
     claims = []
-    for delivery_id, adapter, token, attempts, filing_seq, filing_id, was, *_ in taken:
+    for delivery_id, adapter, token, attempts, filing_seq, filing_id, was, *rest in taken:
         details: dict[str, Any] = {"adapter": adapter, "attempt": attempts + 1, "owner": owner}
         if was == "in_flight":
             details["reclaimed_expired_lease"] = True
@@ -285,6 +289,7 @@ async def claim(
                 token=token,
                 attempts=attempts,
                 filing=filings[filing_seq],
+                probe_failures=rest[2],
             )
         )
     await refresh_status(conn, {r[4] for r in taken}, now_us)
@@ -304,6 +309,7 @@ async def finish(
     event: str,
     details: dict[str, Any],
     redactor: redact.Redactor,
+    probe_failed: bool = False,
 ) -> bool:
     now_us = rows.us(now)
     if state is models.DeliveryState.DEAD:  # blocking successors changes the key's rows
@@ -323,6 +329,10 @@ async def finish(
     if row is None:
         return False
     seq, filing_seq, adapter, ordering_key, attempts = row
+    if probe_failed:
+        await conn.execute(
+            "UPDATE deliveries SET probe_failures = probe_failures + 1 WHERE seq = $1", seq
+        )
     trail = pg_audit.Trail(now, redactor)
     trail.add(
         event,
@@ -372,7 +382,7 @@ async def release(conn: Conn, owner: str, now: datetime, redactor: redact.Redact
 # --- operator actions -------------------------------------------------------------------
 
 
-async def _reblock(
+async def reblock(
     conn: Conn, trail: pg_audit.Trail, actor: Actor, adapter: str, ordering_key: str, now_us: int
 ) -> set[int]:
     """Recompute ``blocked`` for one ordering key after an operator action."""
@@ -409,6 +419,14 @@ async def _filing_seq(conn: Conn, filing_id: str) -> tuple[int, str]:
     return int(row[0]), str(row[1])
 
 
+async def refuse_in_flight(
+    conn: Conn, filing_seq: int, filing_id: str, event: lifecycle.Event
+) -> None:
+    """A send in progress stops an operator action on its filing whole (409)."""
+    found = await conn.fetch(pg_sql.FILING_DELIVERIES, filing_seq)
+    logic.refuse_in_flight(filing_id, event, [(r[0], r[1], rows.dt(r[2])) for r in found])
+
+
 async def operator_action(
     conn: Conn,
     kind: str,
@@ -420,6 +438,8 @@ async def operator_action(
     """``retry`` (dead/blocked → pending) or ``cancel``; then re-derive blocking per key."""
     filing_seq, ordering_key = await _filing_seq(conn, filing_id)
     await lock_keys(conn, {ordering_key})
+    event = lifecycle.Event.OPERATOR_RETRY if kind == "retry" else lifecycle.Event.OPERATOR_CANCEL
+    await refuse_in_flight(conn, filing_seq, filing_id, event)
     now_us = rows.us(now)
     changed = await conn.fetch(
         pg_sql.RETRY if kind == "retry" else pg_sql.CANCEL, now_us, filing_seq
@@ -428,7 +448,9 @@ async def operator_action(
         what = (
             "no dead or blocked delivery to retry" if kind == "retry" else "nothing left to cancel"
         )
-        raise errors.Conflict(f"filing {filing_id} has {what}", details={"id": filing_id})
+        raise errors.Refused(
+            "conflict", f"filing {filing_id} has {what}", details={"id": filing_id}
+        )
     trail = pg_audit.Trail(now, redactor)
     touched = {filing_seq}
     for delivery_id, adapter, _ in changed:
@@ -440,7 +462,7 @@ async def operator_action(
             details={"adapter": adapter},
         )
     for adapter, key in sorted({(r[1], r[2]) for r in changed}):
-        touched |= await _reblock(conn, trail, actor, adapter, key, now_us)
+        touched |= await reblock(conn, trail, actor, adapter, key, now_us)
     await refresh_status(conn, touched, now_us)
     await trail.flush(conn)
     await conn.execute("SELECT pg_notify($1, $2)", pg_sql.CHANNEL, kind)

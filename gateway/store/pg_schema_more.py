@@ -110,4 +110,16 @@ CREATE INDEX callbacks_owner ON callbacks (lease_owner) WHERE state = 'in_flight
 #: PostgreSQL's v1 and v5 already made: nothing to do here but keep the versions in step
 V6_CLAIM_INDEXES = "SELECT 1;"
 
-MIGRATIONS: list[tuple[int, str]] = [(4, V4_INBOUND), (5, V5_ACKS), (6, V6_CLAIM_INDEXES)]
+#: v7 (the lifecycle table): a conflicting ack flags its delivery for a person; a failed
+#: breaker probe is counted so the next probe picks another delivery
+V7_LIFECYCLE = """
+ALTER TABLE deliveries ADD COLUMN ack_conflict BOOLEAN NOT NULL DEFAULT false,
+    ADD COLUMN probe_failures INTEGER NOT NULL DEFAULT 0;
+"""
+
+MIGRATIONS: list[tuple[int, str]] = [
+    (4, V4_INBOUND),
+    (5, V5_ACKS),
+    (6, V6_CLAIM_INDEXES),
+    (7, V7_LIFECYCLE),
+]

@@ -14,7 +14,7 @@ locks in two namespaces (the two-int form, so they never collide with anyone els
 
 from __future__ import annotations
 
-from gateway.store import pg_schema_more
+from gateway.store import logic, pg_schema_more
 
 LOCK_AUDIT = (0x6564_6777, 1)  # 'edgw', 1
 LOCK_ORDER_NS = 0x6564_6778
@@ -185,7 +185,7 @@ F_COLS = (
 D_COLS = (
     "d.seq, d.id, d.filing_id, d.adapter, d.state, d.attempts, d.available_at, d.last_error, "
     "d.receipt, d.created_at, d.updated_at, d.delivered_at, d.filing_seq, "
-    "d.ack_due_at, d.ack_overdue, d.ack"
+    "d.ack_due_at, d.ack_overdue, d.ack, d.ack_conflict"
 )
 A_COLS = "seq, at, actor, filing_id, delivery_id, event, details, prev_hash, hash"
 
@@ -262,8 +262,10 @@ FROM heads JOIN filings f ON f.seq = heads.filing_seq
 -- a sequential scan of the whole table (10 ms at 20k rows)
 WHERE u.seq = heads.seq AND u.seq = ANY (ARRAY(SELECT seq FROM heads))
 RETURNING u.id, u.adapter, u.lease_token, u.attempts, u.filing_seq, u.filing_id, heads.was,
-    u.seq, {DUE_KEY.replace("due_by", "u.due_by")} AS due_key, {F_COLS}
+    u.seq, {DUE_KEY.replace("due_by", "u.due_by")} AS due_key, u.probe_failures, {F_COLS}
 """
+#: a breaker probe: deliveries that never failed a probe first (rare: one row at a time)
+CLAIM_PROBE = CLAIM.replace("    ORDER BY ", "    ORDER BY d.probe_failures, ", 1)
 RENEW = """
 UPDATE deliveries SET available_at = $1
 WHERE id = ANY($2::text[]) AND lease_owner = $3 AND state = 'in_flight'
@@ -276,9 +278,9 @@ UPDATE deliveries SET state = $1, attempts = attempts + $2, available_at = $3, l
 WHERE id = $8 AND lease_token = $9 AND state = 'in_flight'
 RETURNING seq, filing_seq, adapter, ordering_key, attempts
 """
-BLOCK_SUCCESSORS = """
+BLOCK_SUCCESSORS = f"""
 UPDATE deliveries SET state = 'blocked', updated_at = $1 WHERE adapter = $2
-    AND ordering_key = $3 AND seq > $4 AND state IN ('pending','waiting_retry','deferred')
+    AND ordering_key = $3 AND seq > $4 AND state IN {logic.BLOCK_FROM_SQL}
 RETURNING id, filing_id, filing_seq
 """
 KEY_ROWS = f"""
@@ -286,20 +288,20 @@ SELECT seq, id, filing_id, filing_seq, state FROM deliveries
 WHERE adapter = $1 AND ordering_key = $2 AND state NOT IN {DONE} ORDER BY seq
 """
 SET_STATE = "UPDATE deliveries SET state = $1, available_at = $2, updated_at = $2 WHERE seq = $3"
-RETRY = """
-UPDATE deliveries SET state = 'pending', attempts = 0, available_at = $1, last_error = NULL,
-    lease_owner = NULL, updated_at = $1
-WHERE filing_seq = $2 AND state IN ('dead','blocked') RETURNING id, adapter, ordering_key
+RETRY = f"""
+UPDATE deliveries SET state = 'pending', attempts = 0, probe_failures = 0, available_at = $1,
+    last_error = NULL, lease_owner = NULL, updated_at = $1
+WHERE filing_seq = $2 AND state IN {logic.RETRY_FROM_SQL} RETURNING id, adapter, ordering_key
 """
-CANCEL = """
+CANCEL = f"""
 UPDATE deliveries SET state = 'cancelled', lease_owner = NULL, lease_token = lease_token + 1,
     updated_at = $1
-WHERE filing_seq = $2
-  AND state IN ('pending','in_flight','waiting_retry','deferred','blocked','dead')
+WHERE filing_seq = $2 AND state IN {logic.CANCEL_FROM_SQL}
 RETURNING id, adapter, ordering_key
 """
-RELEASE = """
-UPDATE deliveries SET state = CASE WHEN attempts = 0 THEN 'pending' ELSE 'waiting_retry' END,
+FILING_DELIVERIES = "SELECT id, state, available_at FROM deliveries WHERE filing_seq = $1"
+RELEASE = f"""
+UPDATE deliveries SET state = '{logic.RELEASED_TO}',
     lease_owner = NULL, lease_token = lease_token + 1, available_at = $1, updated_at = $1
 WHERE lease_owner = $2 AND state = 'in_flight'
 RETURNING id, filing_id, filing_seq, adapter, state

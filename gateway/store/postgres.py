@@ -300,10 +300,16 @@ class PostgresStore(
     # --- dispatch ---------------------------------------------------------------------
 
     async def claim(
-        self, *, owner: str, now: datetime, lease_s: float, limits: dict[str, int]
+        self,
+        *,
+        owner: str,
+        now: datetime,
+        lease_s: float,
+        limits: dict[str, int],
+        probing: frozenset[str] = frozenset(),
     ) -> list[Claim]:
         claims = await self._write(
-            lambda c: pg_ops.claim(c, owner, now, lease_s, limits, self.redactor)
+            lambda c: pg_ops.claim(c, owner, now, lease_s, limits, self.redactor, probing)
         )
         self._claim_stats[0] += 1
         self._claim_stats[1] += len(claims)
@@ -351,17 +357,33 @@ class PostgresStore(
             {"error": error, "next_attempt_at": rows.iso(at)},
         )
 
-    async def defer(self, claim: Claim, *, now: datetime, until: datetime, reason: str) -> bool:
-        return await self._finish(
-            claim,
-            now,
-            models.DeliveryState.DEFERRED,
-            until,
-            reason,
-            None,
-            False,
-            "delivery.deferred",
-            {"reason": reason, "until": rows.iso(until)},
+    async def defer(
+        self,
+        claim: Claim,
+        *,
+        now: datetime,
+        until: datetime,
+        reason: str,
+        probe_failed: bool = False,
+    ) -> bool:
+        details: dict[str, Any] = {"reason": reason, "until": rows.iso(until)}
+        if probe_failed:
+            details["probe_failed"] = True
+        return await self._write(
+            lambda c: pg_ops.finish(
+                c,
+                claim,
+                now,
+                models.DeliveryState.DEFERRED,
+                until,
+                reason,
+                None,
+                False,
+                "delivery.deferred",
+                details,
+                self.redactor,
+                probe_failed,
+            )
         )
 
     async def kill(self, claim: Claim, *, now: datetime, error: str, spent: bool = True) -> bool:

@@ -121,7 +121,8 @@ def filing_view(row: Sequence[Any], deliveries: list[models.Delivery]) -> models
 
 # column order of the delivery SELECTs (see each store's _D_COLS):
 # seq, id, filing_id, adapter, state, attempts, available_at, last_error, receipt,
-# created_at, updated_at, delivered_at, filing_seq, ack_due_at, ack_overdue, ack
+# created_at, updated_at, delivered_at, filing_seq, ack_due_at, ack_overdue, ack,
+# ack_conflict
 def delivery(row: Sequence[Any]) -> models.Delivery:
     state = models.DeliveryState(row[4])
     waiting = state in (models.DeliveryState.WAITING_RETRY, models.DeliveryState.DEFERRED)
@@ -144,6 +145,7 @@ def delivery(row: Sequence[Any]) -> models.Delivery:
         ack=(json.loads(row[15]) if isinstance(row[15], str) else row[15])
         if len(row) > 15
         else None,
+        ack_conflict=bool(row[16]) if len(row) > 16 else False,
     )
 
 

@@ -182,9 +182,15 @@ class SqliteStore:
     # --- dispatch ---------------------------------------------------------------------
 
     async def claim(
-        self, *, owner: str, now: datetime, lease_s: float, limits: dict[str, int]
+        self,
+        *,
+        owner: str,
+        now: datetime,
+        lease_s: float,
+        limits: dict[str, int],
+        probing: frozenset[str] = frozenset(),
     ) -> list[Claim]:
-        return await self._write(sqlite_ops.claim, owner, now, lease_s, limits)
+        return await self._write(sqlite_ops.claim, owner, now, lease_s, limits, probing)
 
     async def renew(self, *, owner: str, tokens: dict[str, int], until: datetime) -> int:
         return await self._write(sqlite_ops.renew, owner, tokens, until)
@@ -221,7 +227,18 @@ class SqliteStore:
             {"error": error, "next_attempt_at": rows.iso(at)},
         )
 
-    async def defer(self, claim: Claim, *, now: datetime, until: datetime, reason: str) -> bool:
+    async def defer(
+        self,
+        claim: Claim,
+        *,
+        now: datetime,
+        until: datetime,
+        reason: str,
+        probe_failed: bool = False,
+    ) -> bool:
+        details: dict[str, Any] = {"reason": reason, "until": rows.iso(until)}
+        if probe_failed:
+            details["probe_failed"] = True
         return await self._write(
             sqlite_ops.finish,
             claim,
@@ -232,7 +249,9 @@ class SqliteStore:
             None,
             False,
             "delivery.deferred",
-            {"reason": reason, "until": rows.iso(until)},
+            details,
+            None,
+            probe_failed,
         )
 
     async def kill(self, claim: Claim, *, now: datetime, error: str, spent: bool = True) -> bool:

@@ -12,8 +12,8 @@ import sqlite3
 from datetime import datetime
 from typing import Any
 
-from gateway import audit, errors, ids, models, x12
-from gateway.store import base, rows, sqlite_actions, sqlite_audit, sqlite_ops
+from gateway import audit, errors, ids, lifecycle, models, x12
+from gateway.store import base, logic, rows, sqlite_actions, sqlite_audit, sqlite_ops
 from gateway.store.base import Actor
 
 _TARGET = (
@@ -31,7 +31,8 @@ Completion = tuple[base.Claim, datetime, dict[str, Any], datetime | None, bool]
 
 def complete_many(conn: sqlite3.Connection, items: list[Completion]) -> list[bool]:
     """Settle sent deliveries, each fenced by its own lease token, in the order given;
-    one audit head read and one status refresh for the lot. True where the fence held."""
+    one audit head read and one status refresh for the lot. True where the fence held;
+    where it did not, the send is recorded all the same (``late_sent``)."""
     trail = None
     stamps: dict[int, int] = {}
     out: list[bool] = []
@@ -58,10 +59,80 @@ def complete_many(conn: sqlite3.Connection, items: list[Completion]) -> list[boo
             ack=(rows.us_or_none(ack_due_at), hold_until_ack),
         )
         out.append(touched is not None)
+        if touched is None:  # the lease was lost meanwhile: the send still happened
+            touched = late_sent(conn, trail, claim, now, receipt, ack_due_at, hold_until_ack)
         for fs in touched or ():
             stamps[fs] = rows.us(now)
     sqlite_ops.refresh_statuses(conn, list(stamps), stamps)
     return out
+
+
+def late_sent(
+    conn: sqlite3.Connection,
+    trail: sqlite_audit.Audit,
+    claim: base.Claim,
+    now: datetime,
+    receipt: dict[str, Any],
+    ack_due_at: datetime | None,
+    hold_until_ack: bool,
+) -> set[int] | None:
+    """Record a send whose lease was lost before it could be recorded (a stalled process,
+    a reclaim): the receiver has the message, so a not-yet-sent delivery becomes
+    ``delivered`` with its receipt (``lifecycle``: ``sent`` is legal from every state),
+    whoever holds the lease now is fenced off; an already sent one gets a history row
+    ``delivery.sent_again``. The filing seqs touched, or None if no such delivery."""
+    row = conn.execute(
+        "SELECT seq, filing_seq, adapter, ordering_key, state, attempts FROM deliveries "
+        "WHERE id = ?",
+        (claim.delivery_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    seq, filing_seq, adapter, ordering_key, state, attempts = row
+    now_us = rows.us(now)
+    trail.at = rows.iso(now)
+    details: dict[str, Any] = {
+        "adapter": adapter,
+        "receipt": receipt,
+        "late": True,
+        "state_before": state,
+        "attempt": claim.attempts + 1,
+    }
+    if models.DeliveryState(state) not in logic.LATE_SENT_MOVES and state != "in_flight":
+        trail.add(
+            "delivery.sent_again",
+            actor=base.SYSTEM,
+            filing_id=claim.filing.id,
+            delivery_id=claim.delivery_id,
+            details=details,
+        )
+        return set()
+    conn.execute(
+        "UPDATE deliveries SET state = 'delivered', attempts = attempts + 1, receipt = ?, "
+        "delivered_at = ?, available_at = ?, last_error = NULL, lease_owner = NULL, "
+        "lease_token = lease_token + 1, ack_due_at = ?, ack_overdue = 0, hold_until_ack = ?, "
+        "ack = NULL, updated_at = ? WHERE seq = ?",
+        (
+            json.dumps(receipt),
+            now_us,
+            now_us,
+            rows.us_or_none(ack_due_at),
+            int(hold_until_ack),
+            now_us,
+            seq,
+        ),
+    )
+    trail.add(
+        "delivery.sent",
+        actor=base.SYSTEM,
+        filing_id=claim.filing.id,
+        delivery_id=claim.delivery_id,
+        details={**details, "attempts": attempts + 1},
+    )
+    touched = {filing_seq}
+    if state in ("dead", "blocked", "cancelled"):  # its successors may go on now
+        touched |= sqlite_actions.reblock(conn, trail, base.SYSTEM, adapter, ordering_key, now_us)
+    return touched
 
 
 # --- acknowledgements -------------------------------------------------------------------
@@ -73,27 +144,31 @@ def fingerprint(ack: models.Ack) -> str:
     return hashlib.sha256(audit.canonical(body).encode()).hexdigest()
 
 
-def _correlate(conn: sqlite3.Connection, ack: models.Ack) -> tuple[Any, str | None]:
-    """The delivery row an ack answers (or None) and the filing id it belongs to."""
+def _correlate(conn: sqlite3.Connection, ack: models.Ack) -> tuple[Any, str | None, int | None]:
+    """The delivery row an ack answers (or None), the filing id it belongs to, and the
+    attempt it answers when its X12 control numbers say so."""
     row = None
     if ack.delivery_id:
         row = conn.execute(_TARGET + "WHERE d.id = ?", (ack.delivery_id,)).fetchone()
     elif ack.group_control is not None or ack.interchange_control is not None:
         column = "group_control" if ack.group_control is not None else "interchange_control"
-        where, params = [f"a.{column} = ?"], [ack.group_control or ack.interchange_control]
+        where, params = [f"{column} = ?"], [ack.group_control or ack.interchange_control]
         for name, value in (
             ("usage", ack.usage),
             ("sender", ack.x12_sender),
             ("receiver", ack.x12_receiver),
         ):
             if value is not None:
-                where.append(f"a.{name} = ?")
+                where.append(f"{name} = ?")
                 params.append(value)
-        row = conn.execute(
-            _TARGET + "WHERE d.id = (SELECT a.delivery_id FROM x12_allocations a WHERE "
-            f"{' AND '.join(where)} ORDER BY a.seq DESC LIMIT 1)",
+        allocation = conn.execute(
+            "SELECT delivery_id, attempt FROM x12_allocations WHERE "
+            f"{' AND '.join(where)} ORDER BY seq DESC LIMIT 1",
             params,
         ).fetchone()
+        if allocation is not None:
+            row = conn.execute(_TARGET + "WHERE d.id = ?", (allocation[0],)).fetchone()
+            return row, None if row is None else row[2], allocation[1]
     elif ack.reference is not None and ack.filing_type is not None:
         key = (ack.reference, ack.filing_type.value)
         if ack.unsolicited:
@@ -102,7 +177,7 @@ def _correlate(conn: sqlite3.Connection, ack: models.Ack) -> tuple[Any, str | No
                 "ORDER BY seq DESC LIMIT 1",
                 key,
             ).fetchone()
-            return None, None if found is None else found[0]
+            return None, None if found is None else found[0], None
         # the oldest delivery still waiting for its answer, else the latest one
         row = (
             conn.execute(
@@ -115,7 +190,7 @@ def _correlate(conn: sqlite3.Connection, ack: models.Ack) -> tuple[Any, str | No
                 key,
             ).fetchone()
         )
-    return row, None if row is None else row[2]
+    return row, None if row is None else row[2], None
 
 
 def record_ack(
@@ -130,7 +205,7 @@ def record_ack(
     if existing is not None:
         return _ack_record(existing, duplicate=True)
     now_us = rows.us(now)
-    row, filing_id = _correlate(conn, ack)
+    row, filing_id, answers_attempt = _correlate(conn, ack)
     target = None
     if row is not None:
         target = base.AckTarget(
@@ -140,6 +215,7 @@ def record_ack(
             state=models.DeliveryState(row[6]),
             attempts=row[7],
             filing_received_at=rows.dt(row[8]),
+            answers_attempt=answers_attempt,
         )
     if target is None:
         decision = base.AckDecision("history" if filing_id is not None else "unmatched")
@@ -183,6 +259,18 @@ def record_ack(
             "source": ack.source,
         },
     )
+    if target is not None and decision.effect == "conflict":
+        conn.execute(
+            "UPDATE deliveries SET ack_conflict = 1, updated_at = ? WHERE id = ?",
+            (now_us, target.delivery_id),
+        )
+        trail.add(
+            "delivery.ack_conflict",
+            actor=actor,
+            filing_id=target.filing_id,
+            delivery_id=target.delivery_id,
+            details=logic.conflict_details(target, ack_id, ack, decision),
+        )
     if target is not None and row is not None and decision.state is not None:
         seq, filing_seq, adapter, ordering_key = row[0], row[3], row[4], row[5]
         summary = {
@@ -297,20 +385,27 @@ def extend_ack_deadlines(conn: sqlite3.Connection, adapter: str, by_s: float, no
 def resend_filing(
     conn: sqlite3.Connection, filing_id: str, actor: Actor, now: datetime, reason: str
 ) -> base.Action:
+    """An operator sends a sent filing again (``operator_resend``): same filing and
+    delivery id, a new attempt; the ack wait and any conflict flag start afresh."""
     filing_seq = sqlite_actions.filing_seq_of(conn, filing_id)
+    sqlite_actions.refuse_in_flight(conn, filing_seq, filing_id, lifecycle.Event.OPERATOR_RESEND)
     now_us = rows.us(now)
     changed = conn.execute(
         "UPDATE deliveries SET state = 'pending', available_at = ?, ack_due_at = NULL, "
-        "ack_overdue = 0, hold_until_ack = 0, lease_owner = NULL, updated_at = ? "
-        "WHERE filing_seq = ? AND state = 'delivered' RETURNING id, adapter",
+        "ack_overdue = 0, hold_until_ack = 0, ack_conflict = 0, lease_owner = NULL, "
+        f"updated_at = ? WHERE filing_seq = ? AND state IN {logic.RESEND_FROM_SQL} "
+        "RETURNING id, adapter, ordering_key, ack_conflict",
         (now_us, now_us, filing_seq),
     ).fetchall()
     if not changed:
-        raise errors.Conflict(
-            f"filing {filing_id} has no delivered delivery to resend", details={"id": filing_id}
+        raise errors.Refused(
+            "conflict",
+            f"filing {filing_id} has no sent delivery to resend",
+            details={"id": filing_id},
         )
     trail = sqlite_audit.Audit(conn, now)
-    for delivery_id, adapter in changed:
+    touched = {filing_seq}
+    for delivery_id, adapter, _, _ in changed:
         trail.add(
             "delivery.resent",
             actor=actor,
@@ -318,34 +413,41 @@ def resend_filing(
             delivery_id=delivery_id,
             details={"adapter": adapter, "reason": reason},
         )
-    sqlite_ops.refresh_status(conn, filing_seq, now_us)
+    for adapter, ordering_key in {(r[1], r[2]) for r in changed}:
+        touched |= sqlite_actions.reblock(conn, trail, actor, adapter, ordering_key, now_us)
+    sqlite_ops.refresh_statuses(conn, sorted(touched), now_us)
     return base.Action(filing_id, [r[0] for r in changed])
 
 
 def close_ack(
     conn: sqlite3.Connection, filing_id: str, actor: Actor, now: datetime, reason: str
 ) -> base.Action:
+    """Stop waiting for an ack (a delivered delivery), or resolve a flagged conflict
+    (``operator_close``: the state stays)."""
     filing_seq = sqlite_actions.filing_seq_of(conn, filing_id)
     now_us = rows.us(now)
     note = json.dumps({"closed_by": actor.name, "reason": reason, "closed_at": rows.iso(now)})
     changed = conn.execute(
-        "UPDATE deliveries SET ack_due_at = NULL, ack_overdue = 0, hold_until_ack = 0, ack = ?, "
-        "updated_at = ? WHERE filing_seq = ? AND state = 'delivered' RETURNING id, adapter",
+        "UPDATE deliveries SET ack_due_at = NULL, ack_overdue = 0, hold_until_ack = 0, "
+        "ack = CASE WHEN state = 'delivered' THEN ? ELSE ack END, ack_conflict = 0, "
+        "updated_at = ? WHERE filing_seq = ? AND (state = 'delivered' OR (ack_conflict = 1 "
+        f"AND state IN {logic.CLOSE_CONFLICT_SQL})) RETURNING id, adapter, state",
         (note, now_us, filing_seq),
     ).fetchall()
     if not changed:
-        raise errors.Conflict(
-            f"filing {filing_id} has no delivered delivery waiting for an ack",
+        raise errors.Refused(
+            "conflict",
+            f"filing {filing_id} has no delivery waiting for an ack or in conflict",
             details={"id": filing_id},
         )
     trail = sqlite_audit.Audit(conn, now)
-    for delivery_id, adapter in changed:
+    for delivery_id, adapter, state in changed:
         trail.add(
             "delivery.ack_closed",
             actor=actor,
             filing_id=filing_id,
             delivery_id=delivery_id,
-            details={"adapter": adapter, "reason": reason},
+            details={"adapter": adapter, "reason": reason, "state": state},
         )
     return base.Action(filing_id, [r[0] for r in changed])
 

@@ -8,7 +8,7 @@ import sqlite3
 from datetime import datetime
 from typing import Any
 
-from gateway import errors
+from gateway import errors, lifecycle
 from gateway.store import base, logic, rows, sqlite_audit, sqlite_ops, sqlite_schema
 from gateway.store.base import Actor
 
@@ -60,19 +60,32 @@ def filing_seq_of(conn: sqlite3.Connection, filing_id: str) -> int:
     return int(row[0])
 
 
+def refuse_in_flight(
+    conn: sqlite3.Connection, filing_seq: int, filing_id: str, event: lifecycle.Event
+) -> None:
+    """A send in progress stops an operator action on its filing whole (409)."""
+    rows_ = conn.execute(
+        "SELECT id, state, available_at FROM deliveries WHERE filing_seq = ?", (filing_seq,)
+    ).fetchall()
+    logic.refuse_in_flight(filing_id, event, [(r[0], r[1], rows.dt(r[2])) for r in rows_])
+
+
 def retry_filing(
     conn: sqlite3.Connection, filing_id: str, actor: Actor, now: datetime
 ) -> base.Action:
     filing_seq = filing_seq_of(conn, filing_id)
+    refuse_in_flight(conn, filing_seq, filing_id, lifecycle.Event.OPERATOR_RETRY)
     now_us = rows.us(now)
     changed = conn.execute(
-        "UPDATE deliveries SET state = 'pending', attempts = 0, available_at = ?, "
-        "last_error = NULL, lease_owner = NULL, updated_at = ? "
-        "WHERE filing_seq = ? AND state IN ('dead','blocked') RETURNING id, adapter, ordering_key",
+        "UPDATE deliveries SET state = 'pending', attempts = 0, probe_failures = 0, "
+        "available_at = ?, last_error = NULL, lease_owner = NULL, updated_at = ? "
+        f"WHERE filing_seq = ? AND state IN {logic.RETRY_FROM_SQL} "
+        "RETURNING id, adapter, ordering_key",
         (now_us, now_us, filing_seq),
     ).fetchall()
     if not changed:
-        raise errors.Conflict(
+        raise errors.Refused(
+            "conflict",
             f"filing {filing_id} has no dead or blocked delivery to retry",
             details={"id": filing_id},
         )
@@ -97,17 +110,19 @@ def cancel_filing(
     conn: sqlite3.Connection, filing_id: str, actor: Actor, now: datetime
 ) -> base.Action:
     filing_seq = filing_seq_of(conn, filing_id)
+    refuse_in_flight(conn, filing_seq, filing_id, lifecycle.Event.OPERATOR_CANCEL)
     now_us = rows.us(now)
     changed = conn.execute(
         "UPDATE deliveries SET state = 'cancelled', lease_owner = NULL, "
         "lease_token = lease_token + 1, updated_at = ? WHERE filing_seq = ? AND state IN "
-        "('pending','in_flight','waiting_retry','deferred','blocked','dead') "
-        "RETURNING id, adapter, ordering_key",
+        f"{logic.CANCEL_FROM_SQL} RETURNING id, adapter, ordering_key",
         (now_us, filing_seq),
     ).fetchall()
     if not changed:
-        raise errors.Conflict(
-            f"filing {filing_id} has nothing left to cancel", details={"id": filing_id}
+        raise errors.Refused(
+            "conflict",
+            f"filing {filing_id} has nothing left to cancel",
+            details={"id": filing_id},
         )
     trail = sqlite_audit.Audit(conn, now)
     touched = {filing_seq}
@@ -185,8 +200,8 @@ def bulk_action(
     marks = ",".join("?" * len(ids_))
     if action == "retry":
         sql = (
-            "UPDATE deliveries SET state = 'pending', attempts = 0, available_at = ?, "
-            "last_error = NULL, lease_owner = NULL, updated_at = ? "
+            "UPDATE deliveries SET state = 'pending', attempts = 0, probe_failures = 0, "
+            "available_at = ?, last_error = NULL, lease_owner = NULL, updated_at = ? "
         )
         params: list[Any] = [now_us, now_us]
     else:

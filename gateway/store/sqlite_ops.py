@@ -170,18 +170,28 @@ def _accept_new(
 
 
 def claim(
-    conn: sqlite3.Connection, owner: str, now: datetime, lease_s: float, limits: dict[str, int]
+    conn: sqlite3.Connection,
+    owner: str,
+    now: datetime,
+    lease_s: float,
+    limits: dict[str, int],
+    probing: frozenset[str] = frozenset(),
 ) -> list[Claim]:
+    """Take the heads of their ordering keys, earliest due first; a breaker probe
+    (``probing``) takes a delivery that never failed a probe first."""
     now_us = rows.us(now)
     lease_until = rows.us(now + timedelta(seconds=lease_s))
-    found: list[tuple[int, str, str, str, int, int]] = []
+    found: list[tuple[int, str, str, str, int, int, int]] = []
     for adapter, limit in limits.items():
         if limit <= 0:
             continue
+        sql = sqlite_schema.SQL_CLAIM_CANDIDATES
+        if adapter in probing:
+            sql = sqlite_schema.SQL_CLAIM_PROBE
         found += [
-            (seq, delivery_id, adapter, state, attempts, filing_seq)
-            for seq, delivery_id, state, attempts, filing_seq in conn.execute(
-                sqlite_schema.SQL_CLAIM_CANDIDATES, (adapter, now_us, limit)
+            (seq, delivery_id, adapter, state, attempts, filing_seq, probes)
+            for seq, delivery_id, state, attempts, filing_seq, probes in conn.execute(
+                sql, (adapter, now_us, limit)
             ).fetchall()
         ]
     if not found:
@@ -194,7 +204,7 @@ def claim(
     trail = sqlite_audit.Audit(conn, now)
     filings = sqlite_reads.load_filings(conn, {f[5] for f in found})
     claims = []
-    for seq, delivery_id, adapter, state, attempts, filing_seq in found:
+    for seq, delivery_id, adapter, state, attempts, filing_seq, probes in found:
         filing = filings[filing_seq]
         details: dict[str, Any] = {"adapter": adapter, "attempt": attempts + 1, "owner": owner}
         if state == "in_flight":
@@ -213,6 +223,7 @@ def claim(
                 token=tokens[seq],
                 attempts=attempts,
                 filing=filing,
+                probe_failures=probes,
             )
         )
     refresh_statuses(conn, [f[5] for f in found], now_us)
@@ -231,14 +242,21 @@ def finish(
     event: str,
     details: dict[str, Any],
     ack: tuple[int | None, bool] | None = None,
+    probe_failed: bool = False,
 ) -> bool:
     """Settle a claimed delivery if its lease token still holds (the fence). ``ack`` is
-    (ack due at in µs, hold the ordering key until acknowledged) for a sent delivery."""
+    (ack due at in µs, hold the ordering key until acknowledged) for a sent delivery;
+    ``probe_failed`` counts a failed breaker probe."""
     touched = settle(
         conn, None, claim, now, state, available_at, error, receipt, spent, event, details, ack
     )
     if touched is None:
         return False
+    if probe_failed:
+        conn.execute(
+            "UPDATE deliveries SET probe_failures = probe_failures + 1 WHERE id = ?",
+            (claim.delivery_id,),
+        )
     refresh_statuses(conn, sorted(touched), rows.us(now))
     return True
 
@@ -306,7 +324,7 @@ def block_successors(
 ) -> set[int]:
     changed = conn.execute(
         "UPDATE deliveries SET state = 'blocked', updated_at = ? WHERE adapter = ? "
-        "AND ordering_key = ? AND seq > ? AND state IN ('pending','waiting_retry','deferred') "
+        f"AND ordering_key = ? AND seq > ? AND state IN {logic.BLOCK_FROM_SQL} "
         "RETURNING id, filing_id, filing_seq",
         (now_us, adapter, ordering_key, after_seq),
     ).fetchall()
@@ -324,8 +342,8 @@ def block_successors(
 def release(conn: sqlite3.Connection, owner: str, now: datetime) -> int:
     now_us = rows.us(now)
     changed = conn.execute(
-        "UPDATE deliveries SET state = CASE WHEN attempts = 0 THEN 'pending' "
-        "ELSE 'waiting_retry' END, lease_owner = NULL, lease_token = lease_token + 1, "
+        f"UPDATE deliveries SET state = '{logic.RELEASED_TO}', "
+        "lease_owner = NULL, lease_token = lease_token + 1, "
         "available_at = ?, updated_at = ? WHERE lease_owner = ? AND state = 'in_flight' "
         "RETURNING id, filing_id, filing_seq, adapter, state",
         (now_us, now_us, owner),

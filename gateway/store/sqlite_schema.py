@@ -234,6 +234,13 @@ CREATE INDEX deliveries_owner ON deliveries (lease_owner) WHERE state = 'in_flig
 CREATE INDEX callbacks_owner ON callbacks (lease_owner) WHERE state = 'in_flight';
 """,
     ),
+    (
+        7,
+        """
+ALTER TABLE deliveries ADD COLUMN ack_conflict INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE deliveries ADD COLUMN probe_failures INTEGER NOT NULL DEFAULT 0;
+""",
+    ),
 ]
 
 F_COLS = (
@@ -245,7 +252,7 @@ F_COLS = (
 D_COLS = (
     "d.seq, d.id, d.filing_id, d.adapter, d.state, d.attempts, d.available_at, d.last_error, "
     "d.receipt, d.created_at, d.updated_at, d.delivered_at, d.filing_seq, "
-    "d.ack_due_at, d.ack_overdue, d.ack"
+    "d.ack_due_at, d.ack_overdue, d.ack, d.ack_conflict"
 )
 
 #: the heads of their ordering keys, in claim order. The predecessor check is two NOT
@@ -253,7 +260,7 @@ D_COLS = (
 #: ``deliveries_held``): written as one ``... OR ...`` it matched neither, and SQLite
 #: walked every earlier delivery for every candidate (quadratic in the table's size)
 SQL_CLAIM_CANDIDATES = f"""
-SELECT d.seq, d.id, d.state, d.attempts, d.filing_seq FROM deliveries d
+SELECT d.seq, d.id, d.state, d.attempts, d.filing_seq, d.probe_failures FROM deliveries d
 WHERE d.adapter = ? AND d.state IN {CLAIMABLE_SQL} AND d.available_at <= ?
   AND NOT EXISTS (
     SELECT 1 FROM deliveries e
@@ -265,6 +272,8 @@ WHERE d.adapter = ? AND d.state IN {CLAIMABLE_SQL} AND d.available_at <= ?
       AND h.state = 'delivered' AND h.hold_until_ack = 1)
 ORDER BY {DUE_KEY.replace("due_by", "d.due_by")}, d.seq LIMIT ?
 """
+#: a breaker probe: deliveries that never failed a probe first (rare: one row at a time)
+SQL_CLAIM_PROBE = SQL_CLAIM_CANDIDATES.replace("ORDER BY ", "ORDER BY d.probe_failures, ")
 SQL_FINISH = """
 UPDATE deliveries SET state = ?, attempts = attempts + ?, available_at = ?, last_error = ?,
     receipt = COALESCE(?, receipt), delivered_at = COALESCE(?, delivered_at),

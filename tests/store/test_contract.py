@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 
 from gateway import audit, errors, ids, models, normalize, outages, redact
-from gateway.store import base, pg_sql, postgres, sqlite
+from gateway.store import base, pg_sql, postgres, rows, sqlite
 
 T0 = datetime(2025, 3, 4, 12, 0, tzinfo=UTC)
 ACTOR = base.Actor("ci", request_id="req-1")
@@ -183,14 +183,32 @@ async def test_renew_extends_the_lease_for_the_current_token_only(store: base.St
     assert await store.renew(owner="p2", tokens={c.delivery_id: c.token}, until=later) == 0
 
 
-async def test_stale_token_cannot_complete(store: base.Store) -> None:
-    """Once reclaimed, the first claimant's completion changes nothing (fencing)."""
+async def test_a_send_after_a_lost_lease_is_still_recorded(store: base.Store) -> None:
+    """A reclaimed claimant's send happened: it is recorded (delivered, its receipt kept)
+    and fences the new claimant, whose own later send is history (``sent_again``)."""
     [fid] = await accept(store, new())
     [stale] = await claim(store, lease_s=1)
     [fresh] = await claim(store, at=T0 + timedelta(seconds=2), owner="p2")
     assert not await store.complete(stale, now=T0 + timedelta(seconds=3), receipt={"by": "p1"})
+    assert await states(store, fid) == ["delivered"]
+    assert not await store.complete(fresh, now=T0 + timedelta(seconds=4), receipt={"by": "p2"})
+    view = await store.get_filing(fid)
+    assert view is not None
+    assert view.deliveries[0].receipt == {"by": "p1"}
+    events = [r.event for r in await store.filing_history(fid)]
+    assert events[-2:] == ["delivery.sent", "delivery.sent_again"]
+
+
+async def test_a_failure_after_a_lost_lease_changes_nothing(store: base.Store) -> None:
+    """A reclaimed claimant's failed send changes nothing: the new claimant decides."""
+    [fid] = await accept(store, new())
+    [stale] = await claim(store, lease_s=1)
+    [fresh] = await claim(store, at=T0 + timedelta(seconds=2), owner="p2")
+    later = T0 + timedelta(seconds=3)
+    assert not await store.kill(stale, now=later, error="boom")
+    assert not await store.schedule_retry(stale, now=later, at=later, error="boom")
     assert await states(store, fid) == ["in_flight"]
-    assert await store.complete(fresh, now=T0 + timedelta(seconds=3), receipt={"by": "p2"})
+    assert await store.complete(fresh, now=later, receipt={"by": "p2"})
     view = await store.get_filing(fid)
     assert view is not None
     assert view.deliveries[0].receipt == {"by": "p2"}
@@ -209,7 +227,9 @@ async def test_complete_marks_delivered_and_filing_status(store: base.Store) -> 
     assert d.attempts == 1
     assert d.receipt == {"status": 200}
     assert d.delivered_at == T0 + timedelta(seconds=1)
-    assert not await store.complete(c, now=T0, receipt={})  # twice: no-op
+    assert not await store.complete(c, now=T0, receipt={})  # twice: history only
+    again = await store.get_filing(fid)
+    assert again is not None and again.deliveries[0].receipt == {"status": 200}
 
 
 async def test_retry_is_scheduled_and_not_claimed_before_its_time(store: base.Store) -> None:
@@ -354,13 +374,20 @@ async def test_cancel_of_dead_head_unblocks_successors(store: base.Store) -> Non
         await store.retry_filing("fil_nope", actor=ACTOR, now=T0)
 
 
-async def test_cancel_fences_an_in_flight_delivery(store: base.Store) -> None:
-    """A delivery cancelled while in flight cannot be completed by its claimant."""
+async def test_cancel_of_an_in_flight_delivery_is_refused(store: base.Store) -> None:
+    """Cancel while a send is in flight: 409 delivery_in_flight naming the lease's end,
+    nothing changes, and the send's outcome is recorded as it happened."""
     [fid] = await accept(store, new())
-    [c] = await claim(store)
-    await store.cancel_filing(fid, actor=ACTOR, now=T0)
-    assert not await store.complete(c, now=T0, receipt={})
-    assert await states(store, fid) == ["cancelled"]
+    [c] = await claim(store, lease_s=30)
+    with pytest.raises(errors.Refused) as info:
+        await store.cancel_filing(fid, actor=ACTOR, now=T0)
+    assert info.value.code == "delivery_in_flight"
+    assert info.value.details["retry_after"] == rows.iso(T0 + timedelta(seconds=30))
+    assert await states(store, fid) == ["in_flight"]
+    assert await store.complete(c, now=T0, receipt={"ok": True})
+    assert await states(store, fid) == ["delivered"]
+    events = [r.event for r in await store.filing_history(fid)]
+    assert "delivery.cancelled" not in events and "delivery.sent" in events
 
 
 async def test_release_gives_back_an_owners_leases(store: base.Store) -> None:
@@ -372,8 +399,8 @@ async def test_release_gives_back_an_owners_leases(store: base.Store) -> None:
     assert await store.release(owner="p2", now=T0) == 0
     assert await store.release(owner="p1", now=T0) == 2
     assert await states(store, f1) == ["pending"]
-    assert await states(store, f2) == ["waiting_retry"]
-    assert not await store.complete(c1, now=T0, receipt={})
+    assert await states(store, f2) == ["pending"]  # the attempt never finished
+    assert not await store.kill(c1, now=T0, error="x")
     got = await claim(store, owner="p2")
     assert {c.delivery_id for c in got} == {c1.delivery_id, c2b.delivery_id}
 

@@ -550,9 +550,12 @@ async def test_bulk_retry_revives_dead_and_unblocks_successors(store: base.Store
     assert audit.verify_rows(trail).ok
 
 
-async def test_bulk_cancel_in_chunks_and_fences_in_flight(store: base.Store) -> None:
-    """Bulk cancel works in chunks of `limit`, by filter, and fences in-flight deliveries."""
-    await accept(store, *(new(f"R{i}", ordering_key=f"k{i}") for i in range(3)))
+async def test_bulk_cancel_in_chunks_and_leaves_in_flight_to_its_send(
+    store: base.Store,
+) -> None:
+    """Bulk cancel works in chunks of `limit`, by filter, and never touches an in-flight
+    delivery: its send decides, and is recorded."""
+    await accept(store, *(new(f"R{i}", ordering_key=f"k{i}") for i in range(4)))
     [inflight] = await store.claim(owner="p1", now=T0, lease_s=30, limits={"ace": 1})
     flt = base.BulkFilter(adapter="ace", environment=models.Environment.CERT)
     first = await store.bulk_action("cancel", flt, actor=ACTOR, now=T0, reason="x", limit=2)
@@ -560,9 +563,21 @@ async def test_bulk_cancel_in_chunks_and_fences_in_flight(store: base.Store) -> 
     assert len(first.deliveries) == 2
     second = await store.bulk_action("cancel", flt, actor=ACTOR, now=T0, reason="x", limit=2)
     assert (second.matched, len(second.deliveries)) == (1, 1)
-    assert not await store.complete(inflight, now=T0, receipt={})
+    assert inflight.delivery_id not in {d[0] for d in first.deliveries + second.deliveries}
+    assert await store.complete(inflight, now=T0, receipt={"ok": True})
     page = await store.list_filings(base.ListFilter(), limit=10, cursor=None)
-    assert {f.status for f in page.items} == {models.FilingStatus.CANCELLED}
+    assert sorted(f.status for f in page.items) == sorted(
+        [models.FilingStatus.CANCELLED] * 3 + [models.FilingStatus.DELIVERED]
+    )
+    with pytest.raises(errors.InvalidInput):
+        await store.bulk_action(
+            "cancel",
+            base.BulkFilter(state=models.DeliveryState.IN_FLIGHT),
+            actor=ACTOR,
+            now=T0,
+            reason="x",
+            limit=2,
+        )
     none = base.BulkFilter(
         filing_type=models.FilingType("isf"), environment=models.Environment.PRODUCTION
     )
