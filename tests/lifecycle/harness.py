@@ -88,6 +88,8 @@ class Gate:
     owner: str
     #: started after the delivery's first positive ack, with no operator resend since
     unasked: bool
+    #: the delivery's claims (``delivery.in_flight`` rows) before the one of this send
+    claims_before: int
     decided: asyncio.Event = field(default_factory=asyncio.Event)
     outcome: str | None = None
     #: the dispatcher's task running this send
@@ -106,8 +108,9 @@ class Receiver:
     started: list[Gate] = field(default_factory=list)
     waiting: list[Gate] = field(default_factory=list)
     taken: list[Took] = field(default_factory=list)
-    #: set by the machine: delivery id → (epoch, unasked) as its audit replay knows them
-    context_of: Callable[[str], tuple[int, bool]] = lambda _d: (0, False)
+    #: set by the machine: delivery id → (epoch, unasked, claims) as its audit replay
+    #: knows them (``invariants.Trail.context``)
+    context_of: Callable[[str], tuple[int, bool, int]] = lambda _d: (0, False, 0)
 
 
 class GatedAdapter:
@@ -127,8 +130,10 @@ class GatedAdapter:
         return models.Health(ok=True)
 
     async def send(self, message: models.OutboundMessage) -> models.Receipt:
-        _, unasked = self.receiver.context_of(message.delivery_id)
-        gate = Gate(message=message, owner=PARKED.get().owner, unasked=unasked)
+        _, unasked, claims = self.receiver.context_of(message.delivery_id)
+        gate = Gate(
+            message=message, owner=PARKED.get().owner, unasked=unasked, claims_before=claims
+        )
         gate.task = asyncio.current_task()
         self.receiver.started.append(gate)
         self.receiver.waiting.append(gate)
@@ -139,7 +144,7 @@ class GatedAdapter:
             self.receiver.waiting.remove(gate)
         outcome = gate.outcome
         if outcome == "took":
-            epoch, _ = self.receiver.context_of(message.delivery_id)
+            epoch, _, _ = self.receiver.context_of(message.delivery_id)
             self.receiver.taken.append(
                 Took(message.delivery_id, self.name, message.attempt, epoch, gate.unasked)
             )

@@ -43,8 +43,12 @@ STATE_OF_EVENT: dict[str, S | None] = {
     "delivery.rejected": S.REJECTED,
     "delivery.resend_scheduled": S.WAITING_RETRY,
 }
-#: ``delivery.*`` rows that flag a delivery without changing its state
-FLAG_EVENTS = frozenset({"delivery.ack_overdue", "delivery.ack_closed"})
+#: ``delivery.*`` rows that flag a delivery (or record history) without changing its state
+FLAG_EVENTS = frozenset(
+    {"delivery.ack_overdue", "delivery.ack_closed", "delivery.ack_conflict", "delivery.sent_again"}
+)
+#: rows that record a send the receiver took (``sent_again``: a late one, already sent)
+SENT_EVENTS = frozenset({"delivery.sent", "delivery.sent_again"})
 #: rows that may legitimately put a sent delivery back on the way out: an operator's resend
 #: and an automatic resubmission (resubmit code before any positive ack)
 REOPEN_EVENTS = frozenset({"delivery.resent", "delivery.resend_scheduled"})
@@ -69,8 +73,10 @@ class History:
     rows: list[tuple[int, str, S]] = field(default_factory=list)
     #: operator resends and resubmissions so far
     epoch: int = 0
-    #: epoch → ``delivery.sent`` rows in it
+    #: epoch → rows recording a send in it (``SENT_EVENTS``)
     sent: collections.Counter[int] = field(default_factory=collections.Counter)
+    #: claims so far (``delivery.in_flight`` rows, reclaims of an expired lease included)
+    claims: int = 0
     positive: bool = False
     resends_since_positive: int = 0
     #: an operator acted on the delivery since its first positive ack
@@ -91,10 +97,15 @@ class Trail:
         self.last_seq = 0
         self.of: dict[str, History] = collections.defaultdict(History)
 
-    def context(self, delivery_id: str) -> tuple[int, bool]:
-        """(epoch, positively acked with no operator resend since) of one delivery now."""
+    def context(self, delivery_id: str) -> tuple[int, bool, int]:
+        """(epoch, positively acked with no operator resend since, claims) of a delivery."""
         h = self.of[delivery_id]
-        return h.epoch, h.positive and h.resends_since_positive == 0
+        return h.epoch, h.positive and h.resends_since_positive == 0, h.claims
+
+    def abandoned(self, gate: harness.Gate) -> bool:
+        """Whether a send in progress lost its lease to a reclaim (a later claim of its
+        delivery): the gateway presumes such a sender dead and cannot know it is not."""
+        return self.of[gate.message.delivery_id].claims > gate.claims_before + 1
 
     def feed(self, rows: Iterable[audit.AuditRow]) -> None:
         for row in rows:
@@ -107,6 +118,9 @@ class Trail:
                 self._apply(row)
 
     def _apply(self, row: audit.AuditRow) -> None:
+        h = self.of[row.delivery_id or ""]
+        if row.event in SENT_EVENTS:
+            h.sent[h.epoch] += 1
         if row.event in FLAG_EVENTS:
             return
         if row.event not in STATE_OF_EVENT:
@@ -115,7 +129,6 @@ class Trail:
                 "not know which state it leaves (tests/lifecycle/invariants.py STATE_OF_EVENT)"
             )
         new = STATE_OF_EVENT[row.event] or S(row.details["state"])
-        h = self.of[row.delivery_id or ""]
         if h.state is new and row.event not in REPEATABLE:
             raise Violation(
                 f"inv 3: row {row.seq} {row.event} records no state change: "
@@ -130,8 +143,8 @@ class Trail:
                 )
             h.operator_since_positive = True
         h.rows.append((row.seq, row.event, new))
-        if row.event == "delivery.sent":
-            h.sent[h.epoch] += 1
+        if new is S.IN_FLIGHT:
+            h.claims += 1
         if row.event in REOPEN_EVENTS:
             h.epoch += 1
         if row.event == OPERATOR_RESEND and h.positive:
@@ -216,7 +229,9 @@ def check_all(
     crowded = {k: n for k, n in in_flight.items() if n > 1}
     if crowded:
         raise Violation(f"inv 4: more than one delivery in flight per (key, adapter): {crowded}")
-    sending = {g.message.delivery_id for g in receiver.waiting}
+    # a send abandoned by an expired lease is not counted: no gateway can hold a key for
+    # a sender it presumes dead (inv 1 still checks that its receipt, if any, is recorded)
+    sending = {g.message.delivery_id for g in receiver.waiting if not trail.abandoned(g)}
     for gate in new_gates:
         delivery_id = gate.message.delivery_id
         line = order[key_of[delivery_id]]

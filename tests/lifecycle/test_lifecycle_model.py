@@ -56,6 +56,26 @@ ACK_KINDS = {
     "resubmit": (models.AckOutcome.REJECTED, ["E90"]),
 }
 POSITIVE = (models.AckOutcome.ACCEPTED, models.AckOutcome.WARNING)
+#: at most this many filings per history (each step reads them all)
+MAX_FILINGS = 12
+S = models.DeliveryState
+#: states a dispatcher may claim from (in flight: once its lease has expired)
+CLAIMABLE = frozenset({S.PENDING, S.WAITING_RETRY, S.DEFERRED, S.IN_FLIGHT})
+#: where an operator action applies (it is tried elsewhere too, a quarter of the time)
+FITS = {
+    "retry": {S.DEAD, S.BLOCKED},
+    "cancel": {S.PENDING, S.WAITING_RETRY, S.DEFERRED, S.BLOCKED, S.DEAD, S.IN_FLIGHT},
+    "resend": {S.DELIVERED, S.ACKNOWLEDGED, S.REJECTED},
+    "close": {S.DELIVERED, S.ACKNOWLEDGED, S.REJECTED},
+}
+#: what ``time_passes`` does, weighted by repetition: 31 s and 150 s pass the 30 s lease
+#: (and the retry and breaker times); a beat renews one dispatcher's leases; restarts
+#: (a crash, or a graceful stop that releases the leases) are the rarest
+TIME_MOVES = (
+    *("+1s", "+6s", "+6s", "+31s", "+150s"),
+    *("beat0", "beat1", "sweep"),
+    *("crash", "stop"),
+)
 
 
 class LifecycleMachine(RuleBasedStateMachine):
@@ -138,6 +158,7 @@ class LifecycleMachine(RuleBasedStateMachine):
 
     # --- intake and dispatch ----------------------------------------------------------
 
+    @precondition(lambda self: len(self.filings) < MAX_FILINGS)
     @rule(key=st.integers(0, 2), entry=st.booleans())
     def accept(self, key: int, entry: bool) -> None:
         n = len(self.filings)
@@ -156,6 +177,7 @@ class LifecycleMachine(RuleBasedStateMachine):
             self.order[(got.filing.ordering_key, d.adapter)].append(d.id)
         COUNTS["accept (fan-out)" if entry else "accept"] += 1
 
+    @precondition(lambda self: any(s in CLAIMABLE for s in self.states.values()))
     @rule(which=st.sampled_from([0, 1]))
     def dispatch(self, which: int) -> None:
         async def go() -> int:
@@ -166,7 +188,6 @@ class LifecycleMachine(RuleBasedStateMachine):
         started = self.run(go())
         COUNTS["dispatch: claimed" if started else "dispatch: nothing claimed"] += 1
 
-    @rule(which=st.sampled_from([0, 1]))
     def heartbeat(self, which: int) -> None:
         """One beat of a dispatcher's lease heartbeat (``run`` beats every lease / 3); time
         advanced with no beat between is a stalled process, whose leases expire."""
@@ -181,7 +202,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         COUNTS["heartbeat: leases renewed" if renewed else "heartbeat: nothing to renew"] += 1
 
     @precondition(lambda self: bool(self.receiver.waiting))
-    @rule(i=st.integers(0, 20), outcome=st.sampled_from(harness.OUTCOMES))
+    @rule(i=st.integers(0, 20), outcome=st.sampled_from(("took", *harness.OUTCOMES)))
     def finish_send(self, i: int, outcome: str) -> None:
         gate = self.receiver.waiting[i % len(self.receiver.waiting)]
         stale = self.states.get(gate.message.delivery_id) is not models.DeliveryState.IN_FLIGHT
@@ -192,8 +213,16 @@ class LifecycleMachine(RuleBasedStateMachine):
     # --- acknowledgements -------------------------------------------------------------
 
     @precondition(lambda self: bool(self.receiver.taken))
-    @rule(i=st.integers(0, 50), kind=st.sampled_from(sorted(ACK_KINDS)))
-    def ack(self, i: int, kind: str) -> None:
+    @rule(
+        i=st.integers(0, 50),
+        kind=st.sampled_from(sorted(ACK_KINDS)),
+        again=st.sampled_from([False, False, False, True]),
+    )
+    def ack(self, i: int, kind: str, again: bool) -> None:
+        """An ack for something the receiver took, or (``again``) one posted before."""
+        if again and self.posted:
+            self.post(self.posted[i % len(self.posted)], "ack duplicate")
+            return
         took = self.receiver.taken[i % len(self.receiver.taken)]
         outcome, codes = ACK_KINDS[kind]
         ack = models.Ack(
@@ -212,18 +241,12 @@ class LifecycleMachine(RuleBasedStateMachine):
         self.said[took.delivery_id].add(positive)
         self.post(ack, label)
 
-    @precondition(lambda self: bool(self.posted))
-    @rule(i=st.integers(0, 50))
-    def ack_again(self, i: int) -> None:
-        self.post(self.posted[i % len(self.posted)], "ack duplicate")
-
     def post(self, ack: models.Ack, label: str) -> None:
         [record] = self.run(self.service.acks.record([ack], actor=RECEIVER_ACKS))
         assert record.matched, record
         self.posted.append(ack)
         COUNTS[label + (" (stored once)" if record.duplicate else "")] += 1
 
-    @rule()
     def ack_sweep(self) -> None:
         flagged = self.run(self.sweeper.sweep(self.clock.now()))
         COUNTS["ack deadline sweep" + (" (flagged)" if flagged else "")] += 1
@@ -231,9 +254,21 @@ class LifecycleMachine(RuleBasedStateMachine):
     # --- operators ----------------------------------------------------------------------
 
     @precondition(lambda self: bool(self.filings))
-    @rule(i=st.integers(0, 50), action=st.sampled_from(["retry", "cancel", "resend", "close"]))
-    def operator(self, i: int, action: str) -> None:
-        filing_id = self.filings[i % len(self.filings)]
+    @rule(
+        i=st.integers(0, 50),
+        action=st.sampled_from(["retry", "cancel", "resend", "close", "bulk"]),
+        bulk=st.sampled_from(sorted(base.BULK_FROM)),
+        state=st.integers(0, 6),
+        adapter=st.sampled_from([None, *ADAPTERS]),
+    )
+    def operator(self, i: int, action: str, bulk: str, state: int, adapter: str | None) -> None:
+        """An operator's action on one filing, or a bulk retry / cancel of up to 4."""
+        if action == "bulk":
+            self.bulk(bulk, state, adapter, 1 + i % 4)
+            return
+        fits = [f for f in self.filings if self._fits(f, action)]
+        pool = fits if fits and i % 4 else self.filings  # mostly where it applies
+        filing_id = pool[i % len(pool)]
         calls = {
             "retry": lambda: self.service.retry(filing_id, actor=OPERATOR),
             "cancel": lambda: self.service.cancel(filing_id, actor=OPERATOR),
@@ -250,17 +285,16 @@ class LifecycleMachine(RuleBasedStateMachine):
         )
         try:
             self.run(calls[action]())
-        except errors.Conflict:
-            COUNTS[f"operator {action} (409)"] += 1
+        except errors.Conflict as exc:  # refused: nothing may change (the invariants check)
+            code = getattr(exc, "code", "")
+            COUNTS[f"operator {action} (409{' ' + code if code else ''})"] += 1
         else:
             COUNTS[f"operator {action}" + (" (a delivery in flight)" if flying else "")] += 1
 
-    @rule(
-        action=st.sampled_from(sorted(base.BULK_FROM)),
-        state=st.integers(0, 6),
-        adapter=st.sampled_from([None, *ADAPTERS]),
-        limit=st.integers(1, 4),
-    )
+    def _fits(self, filing_id: str, action: str) -> bool:
+        states = {self.states.get(d) for d in self.delivery_filing.get(filing_id, ())}
+        return bool(states & FITS[action])
+
     def bulk(self, action: str, state: int, adapter: str | None, limit: int) -> None:
         allowed = base.BULK_FROM[action]
         chosen = None if state >= len(allowed) else models.DeliveryState(allowed[state])
@@ -282,12 +316,23 @@ class LifecycleMachine(RuleBasedStateMachine):
 
     # --- time and processes -------------------------------------------------------------
 
-    @rule(seconds=st.sampled_from([1.0, 6.0, 31.0, 150.0]))
+    @rule(what=st.sampled_from(TIME_MOVES))
+    def time_passes(self, what: str) -> None:
+        """The clock moves, a heartbeat beats, the ack deadline sweep runs, or the gateway
+        restarts (rarer: it ends every send in progress)."""
+        if what.startswith("+"):
+            self.advance(float(what.strip("+s")))
+        elif what.startswith("beat"):
+            self.heartbeat(int(what[-1]))
+        elif what == "sweep":
+            self.ack_sweep()
+        else:
+            self.restart(graceful=what == "stop")
+
     def advance(self, seconds: float) -> None:
         self.clock.advance(seconds)  # past the 30 s lease: in-flight leases expire
         COUNTS[f"clock +{seconds:.0f}s"] += 1
 
-    @rule(graceful=st.booleans())
     def restart(self, graceful: bool) -> None:
         parked = len(self.receiver.waiting)
         self.run(self.stop(graceful=graceful))
