@@ -59,9 +59,41 @@ class AckService:
     async def receive_document(
         self, content_type: str, body: bytes | str, *, actor: Actor, source: str
     ) -> list[models.AckRecord]:
-        """Parse one document (JSON or TA1/997/999) and store every ack in it."""
-        acks = ackrules.parse_document(content_type, body, source=source, now=self.clock.now())
-        return await self.record(acks, actor=actor)
+        """Parse one document (JSON or TA1/997/999) and store every ack in it; a document
+        with X12 envelope faults is also kept as a problem document (rejected events)."""
+        now = self.clock.now()
+        reading = ackrules.read_document(content_type, body, source=source, now=now)
+        records = await self.record(reading.acks, actor=actor)
+        if reading.problems:
+            await self.keep_problem(
+                body,
+                content_type=content_type,
+                origin=source,
+                reason=ackrules.envelope_reason(reading.problems),
+                details=[p.as_detail() for p in reading.problems],
+            )
+        return records
+
+    async def keep_problem(
+        self,
+        body: bytes | str,
+        *,
+        content_type: str,
+        origin: str,
+        reason: str,
+        details: list[dict[str, Any]],
+    ) -> None:
+        """Keep an ack document that is faulty or unreadable where operators list them."""
+        event = ackrules.problem_document(
+            body,
+            content_type=content_type,
+            origin=origin,
+            reason=reason,
+            details=details,
+            now=self.clock.now(),
+        )
+        first = await self.store.reject_event(event)
+        log.warning("ack.document_problem", origin=origin, reason=reason, first_time=first)
 
     async def record(self, acks: list[models.Ack], *, actor: Actor) -> list[models.AckRecord]:
         out = []
@@ -97,7 +129,14 @@ class AckService:
         )
 
     async def resend(self, filing_id: str, *, actor: Actor, reason: str) -> list[str]:
-        """Send a delivered filing again: same filing and delivery id, a new interchange."""
+        """Send a sent filing again (delivered, acknowledged or rejected): same filing and
+        delivery id, a new interchange. The receiver may already hold it, so a reason is
+        required and goes into the audit trail."""
+        if not reason.strip():
+            raise errors.InvalidInput(
+                "a resend needs a reason; it goes into the audit trail",
+                details=[{"loc": "body.reason", "msg": "required"}],
+            )
         action = await self.store.resend_filing(
             filing_id, actor=actor, now=self.clock.now(), reason=reason
         )
@@ -182,6 +221,13 @@ class AckRunner:
             )
         except (errors.InvalidInput, errors.MalformedInput) as exc:
             log.error("ack.unreadable", adapter=name, document=doc.name, error=str(exc))
+            await self.service.keep_problem(
+                doc.body,
+                content_type=doc.content_type,
+                origin=f"{name}:{doc.name}",
+                reason=str(exc),
+                details=exc.details if isinstance(exc.details, list) else [],
+            )
             await self.store.append_audit(
                 "ack.unreadable",
                 actor=actor,

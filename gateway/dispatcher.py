@@ -453,7 +453,9 @@ class Dispatcher:
             # the lease runs out and the delivery is claimed again: at-least-once
             bound.error("delivery.outcome_not_recorded", error=str(exc))
             return
-        if not ok:
+        if not ok and isinstance(outcome, models.Receipt):
+            bound.warning("delivery.sent_late", note="the lease was lost; the send is recorded")
+        elif not ok:
             bound.warning("delivery.lease_lost", note="another claim owns this delivery now")
         elif self.metrics is not None:
             latency = (now - claim.filing.received_at).total_seconds()

@@ -162,14 +162,26 @@ def refusal(states: Iterable[S], event: Event) -> Refuse | None:
 
 
 def mermaid() -> str:
-    """The state diagram (Mermaid), one arrow per (state, next state) with its events."""
+    """The state diagram (Mermaid), one arrow per (state, next state) with its events.
+
+    A late ``sent`` (a send recorded after its lease was lost) is legal from every
+    not-yet-sent state; it is drawn as one note rather than six arrows."""
     arrows: dict[tuple[S, S], list[str]] = {}
+    late: list[str] = []
     for (state, event), outcome in TABLE.items():
-        if isinstance(outcome, S) and outcome is not state:
-            arrows.setdefault((state, outcome), []).append(event.value)
+        if not isinstance(outcome, S) or outcome is state:
+            continue
+        if event is E.SENT and state is not S.IN_FLIGHT:
+            late.append(state.value)
+            continue
+        arrows.setdefault((state, outcome), []).append(event.value)
     lines = ["stateDiagram-v2", "    [*] --> pending: accepted", "    [*] --> blocked: accepted"]
     for (a, b), events in sorted(arrows.items()):
         lines.append(f"    {a.value} --> {b.value}: {', '.join(sorted(events))}")
+    lines.append(
+        "    note right of delivered: also on a late sent (lease lost, the send happened) "
+        f"from {', '.join(sorted(late))}"
+    )
     return "\n".join(lines) + "\n"
 
 

@@ -99,6 +99,12 @@ class QueueCollector(Collector):
             value=stats.at_risk,
         )
         yield GaugeMetricFamily(
+            "edigw_ack_conflicts",
+            "Deliveries whose acknowledgements conflict (e.g. a rejection after an "
+            "acceptance): stored, changed nothing, waiting for a person",
+            value=stats.ack_conflicts,
+        )
+        yield GaugeMetricFamily(
             "edigw_queue_snapshot_age_seconds",
             "How old the cached queue figures are",
             value=(now - self._taken_at).total_seconds(),

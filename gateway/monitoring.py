@@ -140,6 +140,7 @@ class Monitor:
             "totals": totals,
             "adapters": adapters,
             "at_risk": snap.stats.at_risk,
+            "ack_conflicts": snap.stats.ack_conflicts,
             "acks": None if snap.acks is None else dict(snap.acks),
             "calendars": calendars,
             "outages": [o.model_dump(mode="json") for o in announced],

@@ -20,6 +20,7 @@ from gateway import errors
 
 MAX_CONTROL = 999_999_999
 ISA_LENGTH = 106
+BOM = "\ufeff"
 
 Outcome = Literal["accepted", "rejected", "warning"]
 
@@ -38,22 +39,30 @@ class Delimiters:
     repetition: str = "^"
 
 
+def delimiters(isa: str) -> Delimiters:
+    """The delimiters an ISA segment declares (``isa`` starts at ``ISA``, 106+ characters)."""
+    return Delimiters(
+        element=isa[3],
+        sub_element=isa[104],
+        segment=isa[105],
+        repetition=isa[82] if isa[82] not in isa[3] else "^",
+    )
+
+
 def next_control(current: int) -> int:
     """The control number after ``current``: 1 … 999999999, then 1 again."""
     return 1 if current >= MAX_CONTROL else current + 1
 
 
 def split_segments(text: str) -> tuple[Delimiters, list[list[str]]]:
-    """Delimiters and the segments (each a list of elements) of an interchange."""
-    body = text.lstrip()
+    """Delimiters and the segments (each a list of elements) of one interchange.
+
+    A file holding several interchanges is read by ``x12read.read``, each on its own terms.
+    """
+    body = text.removeprefix(BOM).lstrip()
     if not body.startswith("ISA") or len(body) < ISA_LENGTH:
         raise X12Error("an X12 interchange starts with a 106-character ISA segment")
-    d = Delimiters(
-        element=body[3],
-        sub_element=body[104],
-        segment=body[105],
-        repetition=body[82] if body[82] not in body[3] else "^",
-    )
+    d = delimiters(body)
     segments = []
     for raw in body.split(d.segment):
         raw = raw.strip("\r\n ")
@@ -202,8 +211,12 @@ _SET_STATUS = {
 
 
 def parse_acks(text: str) -> list[ParsedAck]:
-    """Every TA1, and every transaction-set answer of every 997/999, in a document."""
-    _, segments = split_segments(text)
+    """Every TA1, and every transaction-set answer of every 997/999, in one interchange."""
+    return acks_in(split_segments(text)[1])
+
+
+def acks_in(segments: list[list[str]]) -> list[ParsedAck]:
+    """The answers in the segments of one interchange; ``X12Error`` when there is none."""
     acks: list[ParsedAck] = []
     kind: Literal["997", "999"] | None = None
     group: int | None = None

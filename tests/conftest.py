@@ -94,6 +94,18 @@ def example(name: str = "isf", **changes: Any) -> dict[str, Any]:
     return event
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A gateway's store URL on each backend: a SQLite file, or a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'gateway.db'}"
+        return
+    from tests.store.conftest import fresh_schema
+
+    async with fresh_schema() as dsn:
+        yield dsn
+
+
 @dataclass
 class Running:
     """A gateway started in-process on a free loopback port."""
@@ -140,14 +152,13 @@ async def start_gateway() -> AsyncIterator[Callable[..., Any]]:
         gw = Gateway(cfg, **kw)
         stop = anyio.Event()
         task = asyncio.create_task(gw.run(stop=stop))
-        for _ in range(500):
-            if gw.port is not None and gw.dispatcher.running:
-                break
+        deadline = asyncio.get_running_loop().time() + 30  # a liveness bound
+        while not (gw.port is not None and gw.dispatcher.running):
             if task.done():
                 task.result()
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError("gateway did not start")
             await asyncio.sleep(0.01)
-        else:
-            raise AssertionError("gateway did not start")
         running = Running(gw, f"http://127.0.0.1:{gw.port}", session, task, stop)
         started.append(running)
         return running

@@ -106,6 +106,7 @@ async def _panels_html(request: web.Request) -> str:
         "dead": await items(ListFilter(state=models.DeliveryState.DEAD)),
         "blocked": await items(ListFilter(state=models.DeliveryState.BLOCKED)),
         "at_risk": await items(ListFilter(at_risk=True)),
+        "ack_conflicts": await items(ListFilter(ack_conflict=True)),
     }
     return aiohttp_jinja2.render_string("panels.html", request, context)
 

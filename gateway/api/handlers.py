@@ -218,6 +218,7 @@ async def list_filings(request: web.Request) -> web.Response:
         "cursor",
         "at_risk",
         "ack_overdue",
+        "ack_conflict",
     }
     unknown = sorted(set(q) - known)
     if unknown:
@@ -242,6 +243,7 @@ async def list_filings(request: web.Request) -> web.Response:
         until=_time("until", q.get("until")),
         at_risk=_bool("at_risk", q.get("at_risk")),
         ack_overdue=_bool("ack_overdue", q.get("ack_overdue")),
+        ack_conflict=_bool("ack_conflict", q.get("ack_conflict")),
     )
     page = await request.app[SERVICE].list(
         flt, limit=int(limit_text), cursor=q.get("cursor") or None

@@ -1,32 +1,46 @@
-"""CloudEvents 1.0 in, through the ``cloudevents`` SDK (2.x, ``cloudevents.core``).
+"""CloudEvents 1.0 in, exactly as the spec (v1.0.2) and its bindings say.
 
-The only module that imports the SDK: it reads HTTP (structured, binary, batch) and
-RabbitMQ messages into an ``Envelope`` and translates every SDK failure into
-``errors.MalformedInput`` (400: not JSON) or ``errors.InvalidInput`` (422: the
-attribute at fault), never anything else.
+The only module that imports the ``cloudevents`` SDK (2.x, ``cloudevents.core``): it reads
+HTTP (structured, binary, batch) and AMQP messages into an ``Envelope`` and translates every
+failure into ``errors.MalformedInput`` (400) or ``errors.InvalidInput`` (422, the attribute
+at fault), never anything else.
+
+* The REQUIRED attributes (``id``, ``source``, ``specversion``, ``type``) are never invented:
+  one that is missing (or null) is a 400 naming it. The SDK fills a missing ``id`` with a
+  UUID, which would file every redelivery again; we check before it can.
+* A null OPTIONAL attribute is an absent one (json-format §3: ``"subject": null``).
+* Binary mode reads the attributes from ``ce-`` headers (HTTP, percent-decoded), from the
+  AMQP 1.0 binding's ``cloudEvents:`` / ``cloudEvents_`` application properties (plain
+  headers on RabbitMQ 4, an encoded section on RabbitMQ 3.x: ``amqp10``), and from
+  the ``ce-`` / ``ce_`` headers other producers put on AMQP 0-9-1 messages, as the RabbitMQ
+  consumer sees each of them (native AMQP timestamps and numbers included).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote
 
 from cloudevents.core import exceptions as ce_errors
-from cloudevents.core.bindings import http as ce_http
-from cloudevents.core.bindings import rabbitmq as ce_rabbitmq
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
 from gateway import errors, jsonio
+from gateway.inbound import amqp10
 
 STRUCTURED = "application/cloudevents+json"
 BATCH = "application/cloudevents-batch+json"
 _FORMAT = JSONFormat()
+REQUIRED = ("id", "source", "specversion", "type")
 _STRING_ATTRS = ("id", "source", "type", "specversion", "subject", "datacontenttype")
+#: binary-mode attribute prefixes: HTTP and AMQP 0-9-1 headers, AMQP 1.0 properties
+_PREFIXES = ("ce-", "ce_", "cloudevents:", "cloudevents_")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,10 +67,12 @@ def media_type(content_type: str | None) -> str:
 
 
 def is_http_cloudevent(headers: Mapping[str, str]) -> bool:
-    """True for a structured (content type) or binary (``ce-specversion``) CloudEvent."""
-    return media_type(headers.get("Content-Type")) in (STRUCTURED, BATCH) or "ce-specversion" in {
-        k.lower() for k in headers
-    }
+    """True for a structured (content type) or binary CloudEvent: a request carrying any
+    REQUIRED attribute as a ``ce-`` header (so a missing ``ce-specversion`` is named, not
+    read as a plain filing)."""
+    if media_type(headers.get("Content-Type")) in (STRUCTURED, BATCH):
+        return True
+    return bool({k.lower() for k in headers} & {f"ce-{a}" for a in REQUIRED})
 
 
 def looks_structured(document: Any) -> bool:
@@ -79,13 +95,16 @@ def _fail(exc: Exception, prefix: str) -> errors.GatewayError:
     )
 
 
-def _precheck(document: Any, prefix: str) -> None:
-    """Catch what the SDK would turn into TypeError/AttributeError, naming the field."""
+def _precheck(document: Any, prefix: str) -> dict[str, Any]:
+    """The event without its null OPTIONAL attributes; refuse what the SDK would invent or
+    turn into TypeError/AttributeError, naming the attribute."""
     if not isinstance(document, dict):
         raise errors.InvalidInput(
             "a structured CloudEvent is a JSON object",
             details=[{"loc": prefix.rstrip(".") or "body", "msg": "expected an object"}],
         )
+    _require(document, prefix)
+    document = {k: v for k, v in document.items() if v is not None}
     for attr in (*_STRING_ATTRS, "time"):
         if attr in document and not isinstance(document[attr], str):
             raise errors.InvalidInput(
@@ -97,6 +116,33 @@ def _precheck(document: Any, prefix: str) -> None:
         raise errors.InvalidInput(
             "only CloudEvents specversion 1.0 is accepted",
             details=[{"loc": f"{prefix}specversion", "msg": "must be '1.0'"}],
+        )
+    encoded = document.get("data_base64")
+    if encoded is not None and not _is_base64(encoded):
+        raise errors.InvalidInput(
+            "CloudEvent data_base64 is not base64 text",
+            details=[{"loc": f"{prefix}data_base64", "msg": "expected base64 text"}],
+        )
+    return document
+
+
+def _is_base64(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return True
+
+
+def _require(attrs: Mapping[str, Any], prefix: str) -> None:
+    """400 for each REQUIRED attribute that is missing, null or empty (never invented)."""
+    missing = [a for a in REQUIRED if attrs.get(a) is None or attrs.get(a) == ""]
+    if missing:
+        raise errors.MalformedInput(
+            f"the CloudEvent lacks the REQUIRED attribute {prefix}{missing[0]}",
+            details=[{"loc": f"{prefix}{a}", "msg": "required"} for a in missing],
         )
 
 
@@ -116,8 +162,10 @@ def _check_time(value: str | None, loc: str) -> None:
         )
 
 
-def _envelope(event: Any) -> Envelope:
+def _envelope(event: Any, *, timed: bool) -> Envelope:
     attrs = dict(event.get_attributes())
+    if not timed:  # the SDK sets time to now when the event has none: drop the invention
+        attrs.pop("time", None)
     known = {"id", "source", "type", "specversion", "subject", "time", "datacontenttype"}
     data = event.get_data()
     if isinstance(data, bytes | bytearray):
@@ -139,12 +187,12 @@ def _envelope(event: Any) -> Envelope:
 
 def from_document(document: Any, *, prefix: str = "") -> Envelope:
     """One structured CloudEvent already decoded from JSON (a batch item, a file)."""
-    _precheck(document, prefix)
+    document = _precheck(document, prefix)
     try:
         event = _FORMAT.read(CloudEvent, json.dumps(document).encode())
     except (ce_errors.BaseCloudEventException, ValueError, TypeError) as exc:
         raise _fail(exc, prefix) from exc
-    return _envelope(event)
+    return _envelope(event, timed="time" in document)
 
 
 def _decode(body: bytes) -> Any:
@@ -155,29 +203,16 @@ def from_http(headers: Mapping[str, str], body: bytes) -> Envelope:
     """A CloudEvent from an HTTP request, structured or binary mode."""
     if media_type(headers.get("Content-Type")) == STRUCTURED:
         return from_document(_decode(body))
-    lowered = {k.lower(): v for k, v in headers.items()}
-    missing = [a for a in ("id", "source", "type") if not lowered.get(f"ce-{a}")]
-    if missing:
-        raise errors.InvalidInput(
-            f"binary-mode CloudEvent lacks the ce-{missing[0]} header",
-            details=[{"loc": f"header.ce-{a}", "msg": "required"} for a in missing],
-        )
-    if lowered.get("ce-specversion") != "1.0":
-        raise errors.InvalidInput(
-            "only CloudEvents specversion 1.0 is accepted",
-            details=[{"loc": "header.ce-specversion", "msg": "must be '1.0'"}],
-        )
-    _check_time(unquote(lowered.get("ce-time") or "") or None, "header.ce-time")
-    message = ce_http.HTTPMessage(headers=dict(lowered), body=body)
-    try:
-        event = ce_http.from_binary(message, _FORMAT, CloudEvent)
-    except (ce_errors.BaseCloudEventException, ValueError, TypeError) as exc:
-        raise _fail(exc, "header.ce-") from exc
-    return _envelope(event)
+    attrs = {
+        k.lower()[3:]: unquote(v)  # http binding §3.1.3.2: values are percent-encoded
+        for k, v in headers.items()
+        if k.lower().startswith("ce-")
+    }
+    return _binary(attrs, headers.get("Content-Type"), body, loc="header.ce-")
 
 
 def from_batch(body: bytes) -> list[Envelope | errors.GatewayError]:
-    """A JSON array of structured CloudEvents; a bad item becomes its own error."""
+    """A JSON array of structured CloudEvents (possibly empty); a bad item is its own error."""
     document = _decode(body)
     if not isinstance(document, list):
         raise errors.InvalidInput(
@@ -199,22 +234,80 @@ def from_batch(body: bytes) -> list[Envelope | errors.GatewayError]:
     return out
 
 
+def amqp_attributes(headers: Mapping[str, Any]) -> dict[str, Any]:
+    """CloudEvent attributes from AMQP message headers / application properties, by any of
+    the prefixes producers use (``cloudEvents:``, ``cloudEvents_``, ``ce-``, ``ce_``)."""
+    attrs: dict[str, Any] = {}
+    for key, value in headers.items():
+        name = str(key)
+        lowered = name.lower()
+        for prefix in _PREFIXES:
+            if lowered.startswith(prefix) and len(name) > len(prefix):
+                attrs[lowered[len(prefix) :]] = value
+                break
+    return attrs
+
+
 def from_amqp(headers: Mapping[str, Any], content_type: str | None, body: bytes) -> Envelope | None:
-    """A CloudEvent from a RabbitMQ message (structured or binary), or None if it is none."""
+    """A CloudEvent from an AMQP message (structured or binary), or None if it is none."""
     if media_type(content_type) == STRUCTURED:
         return from_document(_decode(body))
-    ce_headers = {str(k).lower(): v for k, v in headers.items() if str(k).lower().startswith("ce-")}
-    if "ce-specversion" not in ce_headers:
+    headers = amqp10.expand(headers)  # RabbitMQ 3.x: AMQP 1.0 properties still encoded
+    attrs = amqp_attributes(headers)
+    if "specversion" not in attrs:
         return None
-    text_headers = {
-        k: v.decode() if isinstance(v, bytes | bytearray) else str(v) for k, v in ce_headers.items()
-    }
-    _check_time(text_headers.get("ce-time"), "header.ce-time")
-    message = ce_rabbitmq.RabbitMQMessage(
-        headers=text_headers, content_type=content_type, body=body
-    )
+    spec_key = next(str(k) for k in headers if str(k).lower().endswith("specversion"))
+    return _binary(attrs, content_type, body, loc=f"header.{spec_key[: -len('specversion')]}")
+
+
+def _binary(attrs: dict[str, Any], content_type: str | None, body: bytes, *, loc: str) -> Envelope:
+    """Binary mode: the attributes from headers/properties, the body as ``data``."""
+    attrs = {k: _text(v) for k, v in attrs.items() if v is not None}
+    _require(attrs, loc)
+    if attrs["specversion"] != "1.0":
+        raise errors.InvalidInput(
+            "only CloudEvents specversion 1.0 is accepted",
+            details=[{"loc": f"{loc}specversion", "msg": "must be '1.0'"}],
+        )
+    for attr in _STRING_ATTRS:
+        if attr in attrs and not isinstance(attrs[attr], str):
+            raise errors.InvalidInput(
+                f"CloudEvent attribute {attr!r} must be a string",
+                details=[{"loc": f"{loc}{attr}", "msg": "expected a string"}],
+            )
+    timed = "time" in attrs
+    if timed:
+        attrs["time"] = _timestamp(attrs["time"], f"{loc}time")
+    if content_type:
+        attrs["datacontenttype"] = content_type
     try:
-        event = ce_rabbitmq.from_binary(message, _FORMAT, CloudEvent)
+        data = _FORMAT.read_data(body, attrs.get("datacontenttype"))
+        event = CloudEvent(attrs, data)
     except (ce_errors.BaseCloudEventException, ValueError, TypeError) as exc:
-        raise _fail(exc, "header.ce-") from exc
-    return _envelope(event)
+        raise _fail(exc, loc) from exc
+    return _envelope(event, timed=timed)
+
+
+def _text(value: Any) -> Any:
+    """AMQP header values as the consumer sees them: bytes are UTF-8 text."""
+    if isinstance(value, bytes | bytearray):
+        try:
+            return bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            return bytes(value)
+    return value
+
+
+def _timestamp(value: Any, loc: str) -> datetime:
+    """``time`` as a string (RFC 3339), an AMQP timestamp (datetime) or epoch milliseconds."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value / 1000, tz=UTC)  # AMQP 1.0 timestamp: ms
+    if not isinstance(value, str):
+        raise errors.InvalidInput(
+            "CloudEvent time must be a timestamp",
+            details=[{"loc": loc, "msg": "expected an RFC 3339 timestamp"}],
+        )
+    _check_time(value, loc)
+    return datetime.fromisoformat(value)

@@ -66,6 +66,8 @@ class ListFilter:
     #: True: only filings flagged at risk and not yet settled; False: only the others
     at_risk: bool | None = None
     ack_overdue: bool | None = None
+    #: True: only filings with a delivery whose acks conflict (waiting for a person)
+    ack_conflict: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +122,8 @@ class QueueStats:
     oldest_waiting: dict[str, datetime]
     #: filings flagged at risk and not yet settled
     at_risk: int
+    #: deliveries whose acknowledgements conflict, waiting for a person
+    ack_conflicts: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,7 +50,10 @@ async def _queue_stats(conn: Conn) -> base.QueueStats:
         counts.setdefault(adapter, {})[state] = n
     oldest = {adapter: rows.dt(first) for adapter, first in await conn.fetch(_OLDEST)}
     at_risk = await conn.fetchval(_AT_RISK)
-    return base.QueueStats(counts=counts, oldest_waiting=oldest, at_risk=int(at_risk))
+    conflicts = await conn.fetchval("SELECT COUNT(*) FROM deliveries WHERE ack_conflict")
+    return base.QueueStats(
+        counts=counts, oldest_waiting=oldest, at_risk=int(at_risk), ack_conflicts=int(conflicts)
+    )
 
 
 def _where(action: str, flt: base.BulkFilter) -> tuple[str, list[Any]]:

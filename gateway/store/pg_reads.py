@@ -71,6 +71,11 @@ async def list_filings(
     if flt.at_risk is not None:
         risky = f"(f.at_risk_at IS NOT NULL AND f.status NOT IN {pg_sql.SETTLED})"
         where.append(risky if flt.at_risk else f"NOT {risky}")
+    if flt.ack_conflict is not None:
+        flagged = (
+            "EXISTS (SELECT 1 FROM deliveries c WHERE c.filing_seq = f.seq AND c.ack_conflict)"
+        )
+        where.append(flagged if flt.ack_conflict else f"NOT {flagged}")
     if flt.state is not None or flt.adapter is not None or flt.ack_overdue is not None:
         sub = ["d.filing_seq = f.seq"]
         if flt.ack_overdue is not None:

@@ -115,6 +115,7 @@ V6_CLAIM_INDEXES = "SELECT 1;"
 V7_LIFECYCLE = """
 ALTER TABLE deliveries ADD COLUMN ack_conflict BOOLEAN NOT NULL DEFAULT false,
     ADD COLUMN probe_failures INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX deliveries_conflict ON deliveries (filing_seq) WHERE ack_conflict;
 """
 
 MIGRATIONS: list[tuple[int, str]] = [

@@ -71,6 +71,12 @@ def list_filings(
     if flt.at_risk is not None:
         risky = f"(f.at_risk_at IS NOT NULL AND f.status NOT IN {sqlite_schema.SETTLED_SQL})"
         where.append(risky if flt.at_risk else f"NOT {risky}")
+    if flt.ack_conflict is not None:
+        flagged = (
+            "EXISTS (SELECT 1 FROM deliveries c "
+            "WHERE c.filing_seq = f.seq AND c.ack_conflict = 1)"
+        )
+        where.append(flagged if flt.ack_conflict else f"NOT {flagged}")
     if flt.state is not None or flt.adapter is not None or flt.ack_overdue is not None:
         sub = ["d.filing_seq = f.seq"]
         if flt.ack_overdue is not None:
@@ -119,7 +125,12 @@ def queue_stats(conn: sqlite3.Connection) -> base.QueueStats:
         f"SELECT COUNT(*) FROM filings WHERE status IN {_UNSETTLED_STATUSES} "
         "AND at_risk_at IS NOT NULL"
     ).fetchone()
-    return base.QueueStats(counts=counts, oldest_waiting=oldest, at_risk=int(at_risk))
+    (conflicts,) = conn.execute(
+        "SELECT COUNT(*) FROM deliveries WHERE ack_conflict = 1"  # partial index, v7
+    ).fetchone()
+    return base.QueueStats(
+        counts=counts, oldest_waiting=oldest, at_risk=int(at_risk), ack_conflicts=int(conflicts)
+    )
 
 
 def counts(conn: sqlite3.Connection) -> dict[str, dict[str, int]]:

@@ -239,6 +239,7 @@ CREATE INDEX callbacks_owner ON callbacks (lease_owner) WHERE state = 'in_flight
         """
 ALTER TABLE deliveries ADD COLUMN ack_conflict INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE deliveries ADD COLUMN probe_failures INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX deliveries_conflict ON deliveries (filing_seq) WHERE ack_conflict = 1;
 """,
     ),
 ]

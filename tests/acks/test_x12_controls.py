@@ -169,3 +169,29 @@ async def test_997_with_ak5_r_rejects_the_right_delivery(tmp_path, start_gateway
     ) as r:
         assert r.status == 200
     await gw.wait_for(first, "acknowledged")
+
+
+async def test_posted_997_with_a_bom_and_crlf_correlates_and_its_envelope_fault_is_listed(
+    tmp_path, start_gateway
+):
+    """POST /v1/acks: BOM + CR LF no longer 422; an IEA02 ≠ ISA13 is listed, the answer used."""
+    gw = await start_gateway(x12_config(tmp_path))
+    filing_id, d, _ = await _sent(gw, reference="BL-BOM")
+    group = d["receipt"]["x12"]["group_control"]
+    doc997 = (
+        _isa(902) + f"GS*FA*CBPACE*MAEU*20261127*0931*902*X*004010~ST*997*0001~AK1*SO*{group}~"
+        "AK2*309*0001~AK5*A~AK9*A*1*1*1~SE*6*0001~GE*1*902~IEA*1*000000903~"
+    ).replace("~", "~\r\n")
+    async with gw.session.post(
+        gw.url + "/v1/acks",
+        data=b"\xef\xbb\xbf" + doc997.encode(),
+        headers={"Content-Type": "application/edi-x12"},
+    ) as r:
+        assert r.status == 200, await r.text()
+        out = await r.json()
+    assert out["acks"][0]["delivery_id"] == d["id"]
+    await gw.wait_for(filing_id, "acknowledged")
+    _, shown = await gw.get("/v1/rejected-events?source=acks")
+    [item] = shown["items"]
+    assert item["origin"].startswith("api:")
+    assert [(x["loc"], x["code"]) for x in item["details"]] == [("segment 10 (IEA)", "001")]

@@ -178,3 +178,181 @@ async def test_thousand_queued_events_survive_sigkill_midway_exactly_once(tmp_pa
     assert redelivered == seen["duplicate"]
     print(f"\n1,000-event kill test: {elapsed:.1f}s, killed at {at_kill}, "
           f"{redelivered} redelivered duplicates recognised, 0 lost, 0 double filings")  # fmt: skip
+
+
+@pytest.mark.services
+async def test_cloudevents_in_amqp_headers_under_every_binding_prefix(
+    tmp_path, start_gateway, rabbit
+):
+    """`cloudEvents:` / `cloudEvents_` (AMQP 1.0 binding) and `ce_` headers as the consumer
+    sees them (a native timestamp included) file once per id; no id → rejected, not filed."""
+    from datetime import UTC, datetime
+
+    queue = rabbit.new_queue()
+    at = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
+
+    def binary(prefix: str, n: int, **attrs):
+        headers = {f"{prefix}{k}": v for k, v in
+                   {"specversion": "1.0", "id": f"ce-a{n}", "source": "/tms/eu",
+                    "type": "com.acme.tms.shipment.booked", "time": at, **attrs}.items()
+                   if v is not None}  # fmt: skip
+        body = json.dumps(booking(n, mode="air")).encode()
+        return body, {"content_type": "application/json", "headers": headers}
+
+    await rabbit.publish(
+        queue,
+        [
+            binary("cloudEvents:", 1),
+            binary("cloudEvents_", 2),
+            binary("ce_", 3),
+            binary("cloudEvents:", 1),  # the producer sent it again: same id, same filing
+            binary("cloudEvents:", 4, id=None),
+        ],
+    )
+    gw = await start_gateway(queue_config(tmp_path, queue))
+    counts = gw.gateway.consumers["tms_queue"].status.counts
+    await wait_until(lambda: sum(counts.values()) == 5)
+    assert (counts["accepted"], counts["duplicate"], counts["rejected"]) == (3, 1, 1)
+    rows = filings(tmp_path / "gateway.db")
+    assert [(r["idempotency_key"], r["filing_type"]) for r in rows] == [
+        (f"ce:/tms/eu#ce-a{n}", "manifest.air") for n in (1, 2, 3)
+    ]
+    [row] = rejected(tmp_path / "gateway.db")
+    assert json.loads(row["details"]) == [{"loc": "header.cloudEvents:id", "msg": "required"}]
+
+
+# --- AMQP 1.0 producers (the CloudEvents AMQP binding) --------------------------------------
+
+#: the header RabbitMQ 3.10.8 (plugin rabbitmq_amqp1_0) handed an AMQP 0-9-1 consumer for a
+#: message the CloudEvents SDK's ``amqp.to_binary`` made and qpid-proton sent over AMQP 1.0
+RABBITMQ_3_APP_PROPERTIES = bytes.fromhex(
+    "005374d10000009f0000000aa110636c6f75644576656e74735f74797065a11c636f6d2e61636d652e746d"
+    "732e736869706d656e742e626f6f6b6564a112636c6f75644576656e74735f736f75726365a1072f746d73"
+    "2f6575a10e636c6f75644576656e74735f6964a103702d31a117636c6f75644576656e74735f7370656376"
+    "657273696f6ea103312e30a110636c6f75644576656e74735f74696d6581000001a237300807"
+)
+
+
+def test_rabbitmq_3_encoded_application_properties_read_as_a_cloudevent():
+    """`x-amqp-1.0-app-properties` as RabbitMQ 3.x hands it over → the SDK's event."""
+    from gateway.inbound import cloudevents
+
+    headers = {"x-amqp-1.0-app-properties": RABBITMQ_3_APP_PROPERTIES}
+    body = json.dumps(booking(1)).encode()
+    envelope = cloudevents.from_amqp(headers, "application/json", body)
+    assert envelope is not None
+    assert (envelope.id, envelope.source, envelope.type) == (
+        "p-1",
+        "/tms/eu",
+        "com.acme.tms.shipment.booked",
+    )
+    assert envelope.time is not None and envelope.time.year == 2026  # epoch ms, as sent
+    assert envelope.data == booking(1)
+
+
+def test_amqp10_decoder_agrees_with_qpid_proton_on_every_simple_type():
+    """Each simple AMQP 1.0 type proton encodes in application-properties decodes the same."""
+    import uuid
+    from datetime import UTC, datetime
+
+    import proton
+
+    from gateway.inbound import amqp10
+
+    at = datetime(2018, 4, 5, 3, 56, 24, 123000, tzinfo=UTC)
+    ident = uuid.UUID("12345678-1234-5678-1234-567812345678")
+    values = {
+        "s": "text é", "long": -(2**40), "int": proton.int32(-7), "uint": proton.uint(7),
+        "ulong": proton.ulong(2**40), "ubyte": proton.ubyte(200), "short": proton.short(-3),
+        "bool": True, "false": False, "null": None, "double": 2.5,
+        "sym": proton.symbol("com.example"), "bin": b"\x00\xff", "uuid": ident,
+        "ts": proton.timestamp(int(at.timestamp() * 1000)), "big": "x" * 300,
+    }  # fmt: skip
+    data = proton.Data()
+    data.put_object(values)
+    blob = data.encode()
+    decoded = amqp10.decode_application_properties(blob)
+    assert decoded == {**values, "ts": at}
+    described = proton.Data()
+    described.put_object(proton.Described(proton.ulong(0x74), {"cloudEvents:id": "d-1"}))
+    assert amqp10.decode_application_properties(described.encode()) == {"cloudEvents:id": "d-1"}
+
+
+@pytest.mark.services
+async def test_cloudevents_sent_over_amqp_1_0_file_once(tmp_path, start_gateway, rabbit):
+    """The CloudEvents SDK's AMQP binding, sent by qpid-proton over AMQP 1.0 (`cloudEvents_`
+    and `cloudEvents:` properties), filed from the queue once per id; no id → rejected."""
+    import asyncio as _asyncio
+
+    from cloudevents.core.bindings import amqp as ce_amqp
+    from cloudevents.core.formats.json import JSONFormat
+    from cloudevents.core.v1.event import CloudEvent
+    from proton import Message
+    from proton.utils import BlockingConnection
+
+    queue = rabbit.new_queue()
+    await rabbit.publish(queue, [])  # declares it durable, as the source expects
+
+    def event(n: int) -> Message:
+        ce = CloudEvent(
+            {"type": "com.acme.tms.shipment.booked", "source": "/tms/eu", "id": f"a10-{n}",
+             "datacontenttype": "application/json"},
+            booking(n, mode="air"),
+        )  # fmt: skip
+        wire = ce_amqp.to_binary(ce, JSONFormat())
+        props = dict(wire.application_properties)
+        if n == 2:  # the other prefix the binding allows
+            props = {k.replace("cloudEvents_", "cloudEvents:"): v for k, v in props.items()}
+        if n == 3:
+            props.pop("cloudEvents_id")
+        return Message(
+            body=wire.application_data,
+            content_type=wire.properties["content-type"],
+            properties=props,
+            inferred=True,
+            durable=True,
+        )
+
+    def send() -> None:
+        conn = BlockingConnection(
+            "amqp://127.0.0.1:5672", user="guest", password="guest", allowed_mechs="PLAIN"
+        )
+        try:
+            sender = conn.create_sender(f"/amq/queue/{queue}")
+            for n in (1, 2, 1, 3):
+                sender.send(event(n))
+        finally:
+            conn.close()
+
+    await _asyncio.to_thread(send)
+    gw = await start_gateway(queue_config(tmp_path, queue))
+    counts = gw.gateway.consumers["tms_queue"].status.counts
+    await wait_until(lambda: sum(counts.values()) == 4)
+    assert (counts["accepted"], counts["duplicate"], counts["rejected"]) == (2, 1, 1)
+    rows = filings(tmp_path / "gateway.db")
+    assert [r["idempotency_key"] for r in rows] == ["ce:/tms/eu#a10-1", "ce:/tms/eu#a10-2"]
+    [row] = rejected(tmp_path / "gateway.db")
+    assert json.loads(row["details"])[0]["loc"].endswith("id")
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.binary(max_size=80)
+    | st.builds(lambda tail: RABBITMQ_3_APP_PROPERTIES[:tail], st.integers(0, 200))
+)
+def test_a_garbled_encoded_section_is_our_own_error(blob):
+    """Random or truncated `x-amqp-1.0-app-properties` → InvalidInput naming the header."""
+    from gateway import errors
+    from gateway.inbound import amqp10
+
+    try:
+        amqp10.expand({"x-amqp-1.0-app-properties": blob})
+    except errors.InvalidInput as exc:
+        where = exc.details[0]["loc"]
+    else:
+        where = "header.x-amqp-1.0-app-properties"  # it decoded: fine too
+    assert where == "header.x-amqp-1.0-app-properties"

@@ -2,9 +2,10 @@
 
 This is the shape a certified ACE connectivity provider's adapter takes (a VAN API, an
 IBM MQ bridge): a class with an ``Options`` model, ``open``/``close``/``send``/``check``,
-that speaks the provider's protocol and reports every outcome with the gateway's three
-errors. It imports only the gateway's small contract: ``adapters.base``,
-``gateway.models``, ``gateway.errors`` (and ``gateway.durations`` for durations).
+that speaks the provider's protocol and reports every outcome with the gateway's errors
+(``MessageError`` for a message it cannot carry). It imports only the gateway's small
+contract: ``adapters.base``, ``gateway.models``, ``gateway.errors`` (and
+``gateway.durations`` for durations).
 
 The VAN API here is illustrative (shape your own on your provider's documentation):
 
@@ -90,6 +91,7 @@ class VanAdapter(base.BaseAdapter):
             "Content-Type": message.content_type,
             "X-Reference": message.reference,
         }
+        base.carriable(headers)  # CR/LF or NUL in a value: the message's fault (MessageError)
         # a file-like body streams; aiohttp warns about raw bytes over 1 MiB
         body = io.BytesIO(message.body)
         try:
