@@ -23,7 +23,7 @@ from typing import Any
 
 import asyncpg
 
-from gateway import config, errors, models
+from gateway import config, errors, models, x12
 from gateway.store import base, postgres, sqlite
 from tests.store.conftest import with_schema
 
@@ -38,9 +38,16 @@ STEP_TIMEOUT_S = 60.0
 OUTCOMES = ("took", "transient", "permanent", "outage", "message_fault")
 
 
+#: the X12 parties of the ``copy`` adapter (codec x12): its acks correlate by control number
+OURS, THEIRS = "ZZ:MAEU", "ZZ:CBPACE"
+#: the text payload of a fan-out filing: one ocean manifest transaction set
+X12_PAYLOAD = "ST*309*0001~M10*MAEU*O*US*MAERSK KENTUCKY*001~P4*4601*20261203~SE*4*0001~"
+
+
 def lifecycle_config(tmp_path: Path) -> config.Config:
-    """Two adapters (``entry`` filings fan out to both), small retry and breaker figures, a
-    lease of 30 s, ack deadlines, and E90 as the resubmit code."""
+    """Two adapters (``entry`` filings fan out to both; ``copy`` envelopes them in X12 with
+    control numbers per attempt), small retry and breaker figures, a lease of 30 s, ack
+    deadlines, and E90 as the resubmit code."""
     return config.parse_config(
         {
             "gateway": {"store": f"sqlite:///{tmp_path / 'unused.db'}", "lease": "30s"},
@@ -53,8 +60,16 @@ def lifecycle_config(tmp_path: Path) -> config.Config:
             },
             "breaker": {"failure_threshold": 3, "cooldown": "30s", "max_cooldown": "2m"},
             "adapters": {
-                name: {"type": "filedrop", "directory": str(tmp_path / name), "concurrency": 3}
-                for name in ("ace", "copy")
+                "ace": {"type": "filedrop", "directory": str(tmp_path / "ace"), "concurrency": 3},
+                "copy": {
+                    "type": "filedrop",
+                    "directory": str(tmp_path / "copy"),
+                    "concurrency": 3,
+                    "codec": "x12",
+                    "x12_sender": OURS,
+                    "x12_receiver": THEIRS,
+                    "x12_functional_id": "SO",
+                },
             },
             "routes": [
                 {"filing_types": ["*"], "adapters": ["ace"], "ack_within": "2m"},
@@ -78,6 +93,8 @@ class Took:
     #: the send started after the delivery's first positive ack, with no operator resend
     #: of it since that ack
     unasked: bool
+    #: (interchange, group) control numbers of an X12 message
+    controls: tuple[int, int] | None = None
 
 
 @dataclass(eq=False)
@@ -146,7 +163,14 @@ class GatedAdapter:
         if outcome == "took":
             epoch, _, _ = self.receiver.context_of(message.delivery_id)
             self.receiver.taken.append(
-                Took(message.delivery_id, self.name, message.attempt, epoch, gate.unasked)
+                Took(
+                    message.delivery_id,
+                    self.name,
+                    message.attempt,
+                    epoch,
+                    gate.unasked,
+                    controls_of(message),
+                )
             )
             return models.Receipt(transport_id=f"rcv-{len(self.receiver.taken)}", status="202")
         if outcome == "transient":
@@ -157,6 +181,15 @@ class GatedAdapter:
             raise errors.OutageError("receiver down for maintenance")
         assert outcome == "message_fault", outcome
         raise MESSAGE_ERROR("the message cannot be carried: a header with a control character")
+
+
+def controls_of(message: models.OutboundMessage) -> tuple[int, int] | None:
+    """ISA13 and GS06 of an X12 message, as the receiver reads them to answer it."""
+    if not message.content_type.startswith("application/edi-x12"):
+        return None
+    _, segments = x12.split_segments(message.body.decode())
+    group = next(s for s in segments if s[0] == "GS")
+    return int(segments[0][13]), int(group[6])
 
 
 @dataclass(eq=False)

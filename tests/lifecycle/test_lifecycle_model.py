@@ -166,7 +166,8 @@ class LifecycleMachine(RuleBasedStateMachine):
             reference=f"R-{n}",
             filer_code="ABC",
             ordering_key=f"k{key}",
-            payload={"n": n},
+            payload=harness.X12_PAYLOAD if entry else {"n": n},
+            content_type="application/edi-x12" if entry else None,
         )
         got = self.run(self.service.submit(service.Inbound(event=event), actor=OPERATOR))
         assert got.created
@@ -223,15 +224,24 @@ class LifecycleMachine(RuleBasedStateMachine):
             return
         took = self.receiver.taken[i % len(self.receiver.taken)]
         outcome, codes = ACK_KINDS[kind]
+        answer: dict[str, Any] = {"delivery_id": took.delivery_id}
+        if took.controls is not None and i % 2:  # as a 997 would: by control numbers
+            answer = {
+                "interchange_control": took.controls[0],
+                "group_control": took.controls[1],
+                "x12_sender": harness.OURS,
+                "x12_receiver": harness.THEIRS,
+                "usage": "T",
+            }
         ack = models.Ack(
-            delivery_id=took.delivery_id,
+            **answer,
             outcome=outcome,
             codes=codes,
             message=f"answer to attempt {took.attempt}",
         )
         latest = max(t.attempt for t in self.receiver.taken if t.delivery_id == took.delivery_id)
         positive = outcome in POSITIVE
-        label = f"ack {kind}"
+        label = f"ack {kind}" + (" by X12 control numbers" if "delivery_id" not in answer else "")
         if (not positive) in self.said[took.delivery_id]:
             label += " (conflicting)"
         elif took.attempt < latest:
