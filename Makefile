@@ -38,7 +38,7 @@ SOAK_ENV := EDIGW_SOAK_ROW1_FILINGS=150000 EDIGW_SOAK_ROW1_DEADLINE_S=900 \
 	EDIGW_SOAK_LIFECYCLE_EXAMPLES=200
 
 soak: $(VENV)/.installed-dev
-	$(SOAK_ENV) $(BIN)/python -m pytest tests/reliability -o timeout=1200 $(PYTEST_ARGS)
+	$(SOAK_ENV) $(BIN)/python -m pytest tests/reliability tests/lifecycle -o timeout=1200 $(PYTEST_ARGS)
 
 $(VENV)/.installed-bench: $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[postgres,bench]'
