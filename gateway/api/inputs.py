@@ -77,7 +77,9 @@ def query_int(request: web.Request, name: str, *, default: int, low: int, high: 
     text = request.query.get(name)
     if text is None:
         return default
-    if not _DIGITS.fullmatch(text) or not low <= int(text) <= high:
+    if not _DIGITS.fullmatch(text):
+        raise _refuse(f"query.{name}", f"not an integer of ASCII digits ({low}..{high})")
+    if not low <= int(text) <= high:
         raise errors.InvalidInput(
             f"{name} must be an integer from {low} to {high}",
             details=[{"loc": f"query.{name}", "msg": f"{low}..{high}"}],
