@@ -265,6 +265,7 @@ async def test_query_integers_take_ascii_digits_only(tmp_path, start_gateway):
         ("idempotency_key", "key\nnext"),
         ("ordering_key", "ok\x00"),
         ("content_type", "application/edi-x12;\r\nX-Injected: 1"),
+        ("content_type", "application/edi-x12; q=\r"),
         ("metadata", {"x-head\r\ner": "v"}),
         ("metadata", {"trace": "a\x7fb"}),
     ],
