@@ -239,7 +239,7 @@ async def test_json_nested_100000_deep_is_400_not_a_recursion_error(tmp_path, st
 
 
 async def test_query_integers_take_ascii_digits_only(tmp_path, start_gateway):
-    """?limit=² and ?upcoming=² (digits to isdigit, not to int) → 400 naming the parameter."""
+    """?limit=² and ?upcoming=² (digits to isdigit, not to int) → 422 naming the parameter."""
     gw = await start_gateway(base_config(tmp_path))
     for path, name in (
         ("/v1/filings", "limit"),
@@ -250,7 +250,7 @@ async def test_query_integers_take_ascii_digits_only(tmp_path, start_gateway):
     ):
         for value in ("²", "١٢", "1e3", "-1", " 5"):
             status, body = await gw.get(path, params={name: value})
-            assert status == 400, (path, value, body)
+            assert status == 422, (path, value, body)
             assert body["error"]["details"][0]["loc"] == f"query.{name}"
         status, body = await gw.get(path, params={name: "5"})
         assert status == 200, (path, body)
@@ -282,3 +282,17 @@ async def test_control_characters_and_backslashes_are_refused_at_intake(
     assert status == 422, body
     assert body["error"]["details"][0]["loc"] == field
     assert rows(tmp_path) == 0
+
+
+async def test_a_path_parameter_with_control_characters_names_no_resource(tmp_path, start_gateway):
+    """/v1/filings/%01x and /ui/static/%00 → 404 naming the path parameter, not a 500."""
+    gw = await start_gateway(base_config(tmp_path))
+    for path, loc in (
+        ("/v1/filings/%01x", "path.id"),
+        ("/v1/filings/a%7F/history", "path.id"),
+        ("/ui/static/%00", "path.name"),
+    ):
+        async with gw.session.get(gw.url + path) as r:
+            body = await r.json()
+            assert r.status == 404, (path, body)
+            assert body["error"]["details"][0]["loc"] == loc
