@@ -3,8 +3,9 @@
 aiohttp hands header values and query strings over as ``str`` even when the bytes were
 not UTF-8 (lone surrogates stand for the bad bytes), and Python's ``str.isdigit`` accepts
 ``²``, which ``int`` refuses. Every value a handler reads goes through here first, so a
-bad byte, a control character or a superscript digit is a 400 naming the field, never a
-500 from deep in the store, a hash or a log line.
+bad byte, a control character or a superscript digit is a 4xx naming the field (400 in a
+header, 422 in a query value, 404 in a path parameter), never a 500 from deep in the store,
+a hash or a log line.
 """
 
 from __future__ import annotations
@@ -37,8 +38,15 @@ def problem(text: str) -> str | None:
     return None
 
 
-def _refuse(loc: str, msg: str) -> errors.MalformedInput:
-    return errors.MalformedInput(f"{loc}: {msg}", details=[{"loc": loc, "msg": msg}])
+def _refuse(loc: str, msg: str) -> errors.GatewayError:
+    """400 for a header; 422 for a query value (as for one out of range); 404 for a path
+    parameter (no resource has such a name)."""
+    cls: type[errors.GatewayError] = errors.MalformedInput
+    if loc.startswith("query"):
+        cls = errors.InvalidInput
+    elif loc.startswith("path."):
+        cls = errors.NotFound
+    return cls(f"{loc}: {msg}", details=[{"loc": loc, "msg": msg}])
 
 
 def check_request(request: web.Request) -> None:
