@@ -375,5 +375,8 @@ def open_store(
             retry_s=timeout_s,
             command_timeout_s=timeout_s,
             connect_timeout_s=timeout_s,
+            # a transaction whose client vanished mid-way (a partition, a killed process)
+            # must not hold its locks until TCP gives up on it, hours later
+            server_settings={"idle_in_transaction_session_timeout": f"{int(timeout_s * 4000)}"},
         )
     raise ValueError(f"unsupported store URL {url!r}")
