@@ -296,3 +296,13 @@ async def test_a_path_parameter_with_control_characters_names_no_resource(tmp_pa
             body = await r.json()
             assert r.status == 404, (path, body)
             assert body["error"]["details"][0]["loc"] == loc
+
+
+async def test_the_filing_page_shell_says_no_such_filing_for_a_control_character_id(
+    tmp_path, start_gateway
+):
+    """/ui/filings/%01x answers 200 like any unknown id (the page's contract), no 5xx."""
+    gw = await start_gateway(base_config(tmp_path))
+    async with gw.session.get(gw.url + "/ui/filings/%01x") as r:
+        assert r.status == 200
+        assert "no filing" in await r.text()
