@@ -306,3 +306,14 @@ async def test_the_filing_page_shell_says_no_such_filing_for_a_control_character
     async with gw.session.get(gw.url + "/ui/filings/%01x") as r:
         assert r.status == 200
         assert "no filing" in await r.text()
+
+
+async def test_an_http10_probe_without_host_is_served_but_an_empty_host_is_not(
+    tmp_path, start_gateway
+):
+    """No Host header (HTTP/1.0 health checks; never a browser) → 200; `Host:` empty → 403."""
+    gw = await start_gateway(base_config(tmp_path))
+    status, _, body = await raw(gw.gateway.port, b"GET /readyz HTTP/1.0\r\n")
+    assert status == 200, body
+    status, _, body = await raw(gw.gateway.port, b"GET /readyz HTTP/1.1\r\nHost: \r\n")
+    assert status == 403 and body["error"]["details"][0]["loc"] == "header.Host"

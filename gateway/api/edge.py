@@ -4,7 +4,8 @@
   ``127.0.0.1``, ``[::1]``) or the address the connection arrived on — with no port or
   the port it arrived on — or an entry of ``[gateway] allowed_hosts`` (an entry without a
   port allows any port). A page on ``evil.example`` whose name was rebound to 127.0.0.1
-  sends ``Host: evil.example`` and is refused, so it can read nothing.
+  sends ``Host: evil.example`` and is refused, so it can read nothing. A request with no
+  ``Host`` at all (an HTTP/1.0 load-balancer probe) is not a browser's and passes.
 * ``Origin``, when a browser sends one, must be the gateway's own (the same authority as
   ``Host``) or one of ``[gateway] allowed_origins``; ``Origin: null`` is refused.
 * A write (POST, PUT, PATCH, DELETE) with a body or a ``Content-Type`` must say JSON
@@ -115,14 +116,15 @@ class Edge:
         return authority == host.strip().lower()
 
     def check(self, request: web.Request) -> None:
-        host = request.headers.get("Host", "")
-        if not self.host_allowed(host, _local_address(request)):
+        host = request.headers.get("Host")
+        # no Host at all: an HTTP/1.0 probe, never a browser (browsers always send one)
+        if host is not None and not self.host_allowed(host, _local_address(request)):
             raise _refuse(
                 "Host",
                 f"Host {host[:100]!r} is not served here; add it to [gateway] allowed_hosts",
             )
         origin = request.headers.get("Origin")
-        if origin is not None and not self.origin_allowed(origin, host):
+        if origin is not None and not self.origin_allowed(origin, host or ""):
             raise _refuse(
                 "Origin",
                 f"requests from origin {origin[:100]!r} are refused; "
