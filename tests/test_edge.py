@@ -317,3 +317,21 @@ async def test_an_http10_probe_without_host_is_served_but_an_empty_host_is_not(
     assert status == 200, body
     status, _, body = await raw(gw.gateway.port, b"GET /readyz HTTP/1.1\r\nHost: \r\n")
     assert status == 403 and body["error"]["details"][0]["loc"] == "header.Host"
+
+
+async def test_a_body_without_a_type_is_415_but_octet_stream_is_taken(tmp_path, start_gateway):
+    """A body with no Content-Type (a no-cors fetch of a Blob) → 415; application/octet-stream
+    (what HTTP libraries label raw bytes with; browsers preflight it) is read as before."""
+    gw = await start_gateway(base_config(tmp_path))
+    event = json.dumps(example()).encode()
+    status, _, body = await raw(
+        gw.gateway.port,
+        b"POST /v1/filings HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        + f"Content-Length: {len(event)}\r\n".encode(),
+        event,
+    )
+    assert status == 415 and body["error"]["details"][0]["loc"] == "header.Content-Type"
+    assert rows(tmp_path) == 0
+    async with gw.session.post(gw.url + "/v1/filings", data=event) as r:  # octet-stream
+        assert r.status == 202, await r.text()
+    assert rows(tmp_path) == 1

@@ -8,13 +8,14 @@
   ``Host`` at all (an HTTP/1.0 load-balancer probe) is not a browser's and passes.
 * ``Origin``, when a browser sends one, must be the gateway's own (the same authority as
   ``Host``) or one of ``[gateway] allowed_origins``; ``Origin: null`` is refused.
-* A write (POST, PUT, PATCH, DELETE) with a body or a ``Content-Type`` must say JSON
-  (``application/json``, ``application/*+json`` such as CloudEvents) or X12
-  (``application/edi-x12``, ``application/x12``, ``text/x12``). A binary-mode CloudEvent
+* A write (POST, PUT, PATCH, DELETE) with a body must say JSON (``application/json``,
+  ``application/*+json`` such as CloudEvents), X12 (``application/edi-x12``,
+  ``application/x12``, ``text/x12``) or ``application/octet-stream``; a body without a
+  type (a no-cors ``fetch`` of a Blob) is refused too. A binary-mode CloudEvent
   (``ce-specversion`` header) carries its data's own type: a browser cannot send that
   header across sites without a CORS preflight, which the gateway never grants. The three
   types an HTML form can send without a preflight (``text/plain``, form encodings) never
-  reach a handler.
+  reach a handler, even on a bodiless POST.
 
 Refusals are 403 ``origin_refused`` / 415 ``unsupported_media_type`` with the header named.
 """
@@ -33,7 +34,17 @@ WILDCARDS = ("0.0.0.0", "::", "")
 #: what a cross-site HTML form (or a no-cors fetch) can send without a CORS preflight
 FORM_TYPES = frozenset({"text/plain", "application/x-www-form-urlencoded", "multipart/form-data"})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-WRITE_TYPES = frozenset({"application/json", "application/edi-x12", "application/x12", "text/x12"})
+#: what a write's body may be declared as. ``application/octet-stream`` (what HTTP libraries
+#: label raw bytes with) is no form's type: a browser preflights it, so it is as safe here
+WRITE_TYPES = frozenset(
+    {
+        "application/json",
+        "application/edi-x12",
+        "application/x12",
+        "text/x12",
+        "application/octet-stream",
+    }
+)
 
 
 def split_host(value: str) -> tuple[str, int | None] | None:
