@@ -99,13 +99,14 @@ async def test_a_foreign_host_is_refused_so_dns_rebinding_reads_nothing(
     auth = {} if mode == "none" else {"Authorization": "Bearer ops-secret"}
     gw = await start_gateway(data)
     await gw.post("/v1/filings", example(), headers=auth)
-    for host in (f"evil.example:{gw.gateway.port}", "evil.example", "127.0.0.1:1", "[::2]"):
+    for host in (f"evil.example:{gw.gateway.port}", "evil.example", "[::2]", "10.0.0.1:80"):
         status, body = await gw.get("/v1/filings", headers={**auth, "Host": host})
         assert status == 403, host
         assert body["error"]["details"][0]["loc"] == "header.Host"
         assert "items" not in body
     for host in (
         f"localhost:{gw.gateway.port}",
+        "localhost:18080",  # a port published by Docker or a proxy
         "127.0.0.1",
         f"[::1]:{gw.gateway.port}",
         "gw.example.com:443",

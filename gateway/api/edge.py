@@ -1,10 +1,11 @@
 """Cross-site and DNS-rebinding protection, in every auth mode, before any work.
 
 * ``Host`` must name this gateway: the listen address, a loopback name (``localhost``,
-  ``127.0.0.1``, ``[::1]``) or the address the connection arrived on — with no port or
-  the port it arrived on — or an entry of ``[gateway] allowed_hosts`` (an entry without a
-  port allows any port). A page on ``evil.example`` whose name was rebound to 127.0.0.1
-  sends ``Host: evil.example`` and is refused, so it can read nothing. A request with no
+  ``127.0.0.1``, ``[::1]``) or the address the connection arrived on (with any port or
+  none: Docker and proxies publish other ports), or an entry of ``[gateway]
+  allowed_hosts`` (an entry without a port allows any port). A page on ``evil.example``
+  whose name was rebound to 127.0.0.1 sends ``Host: evil.example`` and is refused, so it
+  can read nothing. A request with no
   ``Host`` at all (an HTTP/1.0 load-balancer probe) is not a browser's and passes.
 * ``Origin``, when a browser sends one, must be the gateway's own (the same authority as
   ``Host``) or one of ``[gateway] allowed_origins``; ``Origin: null`` is refused.
@@ -83,7 +84,7 @@ class Edge:
         names = set(LOOPBACK_NAMES)
         if section.host.lower() not in WILDCARDS:
             names.add(section.host.lower())
-        #: names served on the port a request arrived on (or with no port)
+        #: names served on any port
         self.own_names = frozenset(names)
         self.any_port: set[str] = set()
         self.exact: set[tuple[str, int]] = set()
@@ -105,9 +106,9 @@ class Edge:
         name, port = parsed
         if name in self.any_port or (port is not None and (name, port) in self.exact):
             return True
-        local_ip, local_port = local if local else ("", None)
-        if port is not None and port != local_port:
-            return False
+        # any port: a published or proxied port differs from ours, and a rebinding
+        # attack is told apart by its name, never by its port
+        local_ip = local[0] if local else ""
         if name in self.own_names:
             return True
         # the address the connection arrived on, as a literal (a probe, a client by IP);
