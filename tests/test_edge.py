@@ -336,3 +336,14 @@ async def test_a_body_without_a_type_is_415_but_octet_stream_is_taken(tmp_path, 
     async with gw.session.post(gw.url + "/v1/filings", data=event) as r:  # octet-stream
         assert r.status == 202, await r.text()
     assert rows(tmp_path) == 1
+
+
+async def test_an_outage_time_given_as_a_number_is_422_not_a_unix_time(tmp_path, start_gateway):
+    """starts_at -72382 (schemathesis found it accepted) → 422 naming starts_at; none stored."""
+    gw = await start_gateway(base_config(tmp_path))
+    for bad in (-72382, "123", 1.5):
+        status, body = await gw.post(
+            "/v1/outages", {"environment": "production", "starts_at": bad, "reason": "x"}
+        )
+        assert status == 422 and body["error"]["details"][0]["loc"] == "starts_at", body
+    assert (await gw.get("/v1/outages"))[1]["outages"] == []
