@@ -59,6 +59,23 @@ class GatewaySection(BaseModel):
     scan_interval: Duration = Field(default=1.0, gt=0, description="fallback scan for due work")
     claim_batch: int = Field(default=100, ge=1, le=10_000)
     shutdown_grace: Duration = Field(default=10.0, ge=0)
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="`Host` values served (`name` or `name:port`); always also the listen "
+        "address and loopback names. Others get 403 (DNS rebinding).",
+    )
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="browser origins (`https://ops.example.com`) allowed besides the "
+        "gateway's own; a request from any other `Origin` gets 403 (cross-site)",
+    )
+    store_timeout: Duration = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="PostgreSQL: connect and statement timeout, and how long a call retries "
+        "a lost connection before the API answers 503 store_unavailable",
+    )
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -77,6 +94,23 @@ class GatewaySection(BaseModel):
             raise ValueError("store must be sqlite:///path or postgresql://…")
         return value
 
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_names(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if not item or any(c in item for c in "/@ \\") or not item.isascii():
+                raise ValueError(f"{item!r}: give a host name or host:port, no scheme or path")
+        return [v.lower() for v in value]
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for item in value:
+            scheme, sep, rest = item.partition("://")
+            if scheme not in ("http", "https") or not sep or not rest or "/" in rest:
+                raise ValueError(f"{item!r}: an origin is scheme://host[:port], no path")
+        return [v.lower() for v in value]
+
     @property
     def host(self) -> str:
         return self.listen.rpartition(":")[0].strip("[]")
@@ -84,6 +118,14 @@ class GatewaySection(BaseModel):
     @property
     def port(self) -> int:
         return int(self.listen.rpartition(":")[2])
+
+    def store_label(self) -> str:
+        """The store URL with its password masked, for logs and ``/readyz``."""
+        scheme, sep, rest = self.store.partition("://")
+        if sep and "@" in rest:
+            creds, host = rest.rsplit("@", 1)
+            return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
+        return self.store
 
     def listens_on_loopback(self) -> bool:
         if self.host == "localhost":
@@ -294,6 +336,19 @@ class AdapterConfig(BaseModel):
         out = {k: v for k, v in data.items() if k in known}
         out["options"] = {k: v for k, v in data.items() if k not in known}
         return out
+
+    @field_validator("retry", "breaker")
+    @classmethod
+    def _overrides_valid(cls, value: dict[str, Any], info: Any) -> dict[str, Any]:
+        """Checked now (check-config and start), not when the first delivery needs them."""
+        section = RetrySection if info.field_name == "retry" else BreakerSection
+        try:
+            section.model_validate(value)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise ValueError(f"{where}: {first['msg'].removeprefix('Value error, ')}") from exc
+        return value
 
     @model_validator(mode="after")
     def _kind(self) -> AdapterConfig:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated
 
@@ -11,8 +12,24 @@ _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
+#: the longest duration taken: 100 years. Longer ones (``99999999999d``) overflow the date
+#: arithmetic of whatever schedules with them; no setting needs more.
+MAX_SECONDS = 100 * 365.25 * 86400
+
+
 def parse_duration(value: object) -> float:
-    """Seconds for a duration string or a plain number of seconds."""
+    """Seconds for a duration string or a plain number of seconds (0 … 100 years)."""
+    return _bounded(_seconds(value), value)
+
+
+def _bounded(seconds: float, value: object) -> float:
+    if not math.isfinite(seconds) or seconds > MAX_SECONDS:
+        shown = str(value) if len(str(value)) <= 40 else f"{str(value)[:37]}..."
+        raise ValueError(f"{shown!r} is not a duration of at most 36525d (100 years)")
+    return seconds
+
+
+def _seconds(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError("a duration is a string like '30s', '10m', '72h'")
     if isinstance(value, int | float):

@@ -168,6 +168,20 @@ class Forbidden(GatewayError):
     status = 403
 
 
+class OriginRefused(Forbidden):
+    """This request's Host or Origin is not one the gateway serves (cross-site or DNS
+    rebinding); see [gateway] allowed_hosts and allowed_origins."""
+
+    code = "origin_refused"
+
+
+class UnsupportedMediaType(GatewayError):
+    """A write must carry a JSON (or the declared EDI/CloudEvents) content type."""
+
+    code = "unsupported_media_type"
+    status = 415
+
+
 class PayloadTooLarge(GatewayError):
     """The request body is larger than the gateway accepts."""
 

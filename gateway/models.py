@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -147,6 +148,43 @@ def _iso_string_only(value: Any) -> Any:
 JSON_CONTENT_TYPE = "application/json"
 TEXT_CONTENT_TYPE = "text/plain"
 
+#: how deep ``payload`` and ``metadata`` may nest (objects and arrays); deeper is refused.
+#: A request body may nest 64 levels; a batch's array and event object take two of them.
+MAX_NESTING = 62
+#: C0 controls and DEL: refused in every field that may become a header, a file name or
+#: a queue property (CR/LF would split a header; NUL ends a C string)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _nesting(value: Any) -> int:
+    """How deep objects and arrays nest in ``value`` (0 for a scalar), without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if not isinstance(item, dict | list):
+            continue
+        deepest = max(deepest, depth)
+        if depth > MAX_NESTING:
+            break
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return deepest
+
+
+def _control_in_keys(value: Any) -> str | None:
+    """The first object key (at any depth) holding a control character, if any."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for key, child in item.items():
+                if _CONTROL.search(key):
+                    return key
+                stack.append(child)
+        elif isinstance(item, list):
+            stack.extend(item)
+    return None
+
 
 class FilingEvent(BaseModel):
     """A filing event as an internal service posts it to ``POST /v1/filings``."""
@@ -208,6 +246,35 @@ class FilingEvent(BaseModel):
     def _payload_not_empty(cls, value: dict[str, Any] | str) -> dict[str, Any] | str:
         if isinstance(value, str) and not value.strip():
             raise ValueError("a text payload must not be empty")
+        if isinstance(value, dict) and _nesting(value) > MAX_NESTING:
+            raise ValueError(f"nests deeper than {MAX_NESTING} levels")
+        return value
+
+    @field_validator("reference", "idempotency_key", "ordering_key", "content_type")
+    @classmethod
+    def _no_control_characters(cls, value: str | None) -> str | None:
+        if value is not None and _CONTROL.search(value):
+            raise ValueError("must not hold control characters (CR, LF, NUL, …)")
+        return value
+
+    @field_validator("callback_url")
+    @classmethod
+    def _plain_url(cls, value: str | None) -> str | None:
+        if value is not None and (_CONTROL.search(value) or "\\" in value):
+            raise ValueError("must not hold a backslash or control characters")
+        return value
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_fits_headers(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if _nesting(value) > MAX_NESTING:
+            raise ValueError(f"nests deeper than {MAX_NESTING} levels")
+        key = _control_in_keys(value)
+        if key is not None:
+            raise ValueError(f"key {key!r} holds a control character")
+        for key, item in value.items():
+            if isinstance(item, str) and _CONTROL.search(item):
+                raise ValueError(f"{key}: a top-level value must not hold control characters")
         return value
 
     @model_validator(mode="after")

@@ -27,7 +27,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from gateway import config, models
 
@@ -231,6 +231,20 @@ class OutageRequest(BaseModel):
     reference: str | None = Field(
         default=None, max_length=200, description="E.g. the CSMS message number."
     )
+
+    @field_validator("starts_at", "ends_at", mode="before")
+    @classmethod
+    def _iso_text(cls, value: object) -> object:
+        """An ISO 8601 string (as documented): a number is not silently a Unix time."""
+        if value is None or isinstance(value, datetime):
+            return value
+        try:
+            datetime.fromisoformat(str(value).replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            raise ValueError("expected an ISO 8601 date-time string with an offset") from None
+        if not isinstance(value, str):
+            raise ValueError("expected an ISO 8601 date-time string with an offset")
+        return value
 
 
 class Outage(BaseModel):

@@ -78,7 +78,13 @@ class Gateway:
         self.store: Store = cast(
             Store,
             metrics.InstrumentedStore(
-                store or base.open_store(cfg.gateway.store, redactor=self.redactor), self.metrics
+                store
+                or base.open_store(
+                    cfg.gateway.store,
+                    redactor=self.redactor,
+                    timeout_s=cfg.gateway.store_timeout,
+                ),
+                self.metrics,
             ),
         )
         self.dispatcher = Dispatcher(
@@ -193,7 +199,7 @@ class Gateway:
         log.info(
             "gateway.listening",
             listen=f"{self.cfg.gateway.host}:{self.port}",
-            store=_redact_url(self.cfg.gateway.store),
+            store=self.cfg.gateway.store_label(),
             owner=self.dispatcher.owner,
         )
 
@@ -391,12 +397,3 @@ def config_hash(cfg: config.Config) -> str:
 
 def _iso(clock: Clock) -> str:
     return clock.now().isoformat().replace("+00:00", "Z")
-
-
-def _redact_url(url: str) -> str:
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        user = creds.split(":", 1)[0]
-        return f"{scheme}://{user}:***@{host}"
-    return url

@@ -144,7 +144,8 @@ async def test_chunked_body_over_the_limit_is_413(tmp_path, start_gateway):
         for _ in range(10):
             yield b" " * 1024
 
-    async with gw.session.post(gw.url + "/v1/filings", data=chunks()) as r:
+    json_type = {"Content-Type": "application/json"}
+    async with gw.session.post(gw.url + "/v1/filings", data=chunks(), headers=json_type) as r:
         assert r.status == 413
         assert (await r.json())["error"]["code"] == "too_large"
 
@@ -284,8 +285,9 @@ async def test_lone_surrogates_and_broken_callback_urls_are_client_errors(tmp_pa
     """Found by schemathesis: an unpaired \\ud800 is 400 and a URL with '[' is 422, not 500."""
     gw = await start_gateway(base_config(tmp_path))
     body = json.dumps(example()).replace('"payload": {', '"payload": {"x": "\\ud800", ')
-    async with gw.session.post(gw.url + "/v1/filings", data=body.encode(),
-                               headers={"Content-Type": "application/json"}) as r:
+    async with gw.session.post(
+        gw.url + "/v1/filings", data=body.encode(), headers={"Content-Type": "application/json"}
+    ) as r:
         assert r.status == 400
         assert "surrogate" in (await r.json())["error"]["message"]
     status, err = await gw.post("/v1/filings", example(callback_url="https://g[x/"))

@@ -109,3 +109,64 @@ def test_token_auth_needs_tokens():
     """auth mode 'token' without any token is refused."""
     with pytest.raises(errors.ConfigError, match="auth"):
         config.parse_config({"auth": {"mode": "token"}}, {})
+
+
+@pytest.mark.parametrize(
+    ("toml", "key"),
+    [
+        ('[gateway]\nlease = "99999999999d"\n', "gateway.lease"),
+        ("[gateway]\nlease = inf\n", "gateway.lease"),
+        ("[retry]\nmax_age = nan\n", "retry.max_age"),
+        (f'[audit]\nretention = "{"9" * 400}"\n', "audit.retention"),
+        (
+            '[adapters.box]\ntype = "filedrop"\ndirectory = "x"\n'
+            '[adapters.box.retry]\nmax_delay = "99999999999d"\n',
+            "adapters.box.retry",
+        ),
+    ],
+)
+def test_check_config_and_serve_refuse_an_endless_duration_naming_the_key(
+    tmp_path, capsys, toml, key
+):
+    """A duration past 100 years (or inf/nan) → exit 2 naming the key, from check-config and
+    from serve alike, never an OverflowError when the gateway starts."""
+    path = tmp_path / "long.toml"
+    path.write_text(toml)
+    for command in ("check-config", "serve"):
+        assert cli.main([command, "--config", str(path)]) == 2, command
+        err = capsys.readouterr().err
+        assert key in err and "Traceback" not in err and "OverflowError" not in err, err
+
+
+def test_durations_stop_at_100_years():
+    """36525d loads (and its date arithmetic holds); 36526d is refused naming the key."""
+    from datetime import UTC, datetime, timedelta
+
+    cfg = config.parse_config({"gateway": {"lease": "36525d"}}, {})
+    assert datetime.now(UTC) + timedelta(seconds=cfg.gateway.lease) < datetime(
+        9000, 1, 1, tzinfo=UTC
+    )
+    with pytest.raises(errors.ConfigError, match=r"^gateway\.lease: '36526d'"):
+        config.parse_config({"gateway": {"lease": "36526d"}}, {})
+
+
+def test_allowed_hosts_and_origins_are_validated():
+    """allowed_hosts take host[:port]; allowed_origins scheme://host[:port]; else exit 2."""
+    cfg = config.parse_config(
+        {
+            "gateway": {
+                "allowed_hosts": ["GW.example.com", "gw.example.com:8443", "[::1]"],
+                "allowed_origins": ["https://Ops.example.com"],
+            }
+        },
+        {},
+    )
+    assert cfg.gateway.allowed_hosts[0] == "gw.example.com"
+    assert cfg.gateway.allowed_origins == ["https://ops.example.com"]
+    for bad in (
+        {"allowed_hosts": ["https://gw.example.com"]},
+        {"allowed_origins": ["gw.example.com"]},
+        {"allowed_origins": ["https://gw.example.com/path"]},
+    ):
+        with pytest.raises(errors.ConfigError, match=f"gateway.{next(iter(bad))}"):
+            config.parse_config({"gateway": bad}, {})

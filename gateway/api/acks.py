@@ -6,7 +6,8 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway import errors, models
+from gateway import errors, jsonio, models
+from gateway.api import inputs
 from gateway.api.handlers import LIMITS, PRINCIPAL, SERVICE, actor_of, read_json, respond
 
 _BOOL = {"true": True, "false": False}
@@ -40,6 +41,8 @@ async def post_acks(request: web.Request) -> web.Response:
     body = await _read_raw(request, request.app[LIMITS]["body"])
     if not body.strip():
         raise errors.MalformedInput("the request body is empty; send an ack")
+    if body.lstrip()[:1] in (b"{", b"["):
+        jsonio.loads(body)  # refuses what the ack parser must never see: too deep, not text
     records = await request.app[SERVICE].acks.receive_document(
         request.content_type,
         body,
@@ -68,13 +71,7 @@ def _flag(request: web.Request, name: str) -> bool | None:
 
 
 def _limit(request: web.Request) -> int:
-    text = request.query.get("limit", "50")
-    if not text.isdigit() or not 1 <= int(text) <= 500:
-        raise errors.InvalidInput(
-            "limit must be an integer from 1 to 500",
-            details=[{"loc": "query.limit", "msg": "1..500"}],
-        )
-    return int(text)
+    return inputs.query_int(request, "limit", default=50, low=1, high=500)
 
 
 async def list_acks(request: web.Request) -> web.Response:

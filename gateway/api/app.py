@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from gateway import config, metrics, monitoring
-from gateway.api import acks, auth, dashboard, handlers, openapi, ops
+from gateway.api import acks, auth, dashboard, edge, handlers, inputs, openapi, ops
 from gateway.api import inbound as inbound_api
 from gateway.api.errors import error_middleware
 from gateway.inbound.intake import Intake
@@ -87,7 +87,11 @@ def create_app(
 ) -> web.Application:
     """The HTTP API for a service (with the dashboard unless the config turns it off)."""
     limit = max(cfg.gateway.max_body_bytes, cfg.gateway.max_batch_bytes)
-    app = web.Application(middlewares=[error_middleware], client_max_size=limit + 1)
+    app = web.Application(
+        middlewares=[error_middleware, edge.middleware, inputs.middleware],
+        client_max_size=limit + 1,
+    )
+    app[edge.EDGE] = edge.Edge(cfg.gateway)
     app[handlers.SERVICE] = service
     app[handlers.AUTH] = authenticator
     app[inbound_api.INTAKE] = intake or Intake(

@@ -55,9 +55,17 @@ class Authenticator:
     def authenticate(self, header: str | None) -> Principal:
         if not self.enabled:
             return ANONYMOUS
-        if not header or not header.startswith("Bearer ") or not header[7:].strip():
+        scheme, _, secret = (header or "").strip().partition(" ")
+        # RFC 9110 section 11.1: the scheme is case-insensitive ("bearer", "BEARER")
+        if scheme.lower() != "bearer" or not secret.strip():
             raise errors.Unauthorized("a bearer token is required (Authorization: Bearer …)")
-        presented = digest(header[7:].strip()).encode()
+        try:
+            presented = digest(secret.strip()).encode()
+        except UnicodeEncodeError as exc:  # bytes that are not UTF-8 cannot be any token
+            raise errors.MalformedInput(
+                "header.Authorization: not UTF-8 text",
+                details=[{"loc": "header.Authorization", "msg": "not UTF-8 text"}],
+            ) from exc
         found: Principal | None = None
         for name, expected, scopes in self._tokens:
             if hmac.compare_digest(presented, expected) and found is None:

@@ -22,7 +22,7 @@ from aiohttp import web
 from markupsafe import escape
 
 from gateway import errors, models
-from gateway.api import handlers, openapi, ops
+from gateway.api import handlers, inputs, openapi, ops
 from gateway.store.base import ListFilter
 
 #: how often the page refreshes its panels
@@ -144,6 +144,8 @@ async def filing_page(request: web.Request) -> web.Response:
     page = {**_page(request), "filing_id": filing_id, "inline": ""}
     if not page["auth_enabled"]:
         try:
+            if inputs.problem(filing_id) is not None:  # no filing has such an id
+                raise errors.NotFound(f"no filing {filing_id!r}")
             page["inline"] = await _filing_html(request, filing_id)
         except errors.NotFound as exc:
             page["inline"] = f'<p class="bad">{escape(exc.message)}</p>'

@@ -8,6 +8,7 @@ unexpected as a 500 that names the request id and logs the cause (never bad inpu
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -17,10 +18,13 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from gateway import errors
+from gateway.api import inputs
 
 log = structlog.get_logger("gateway.api")
 
 REQUEST_ID = web.RequestKey("request_id", str)
+#: seconds in ``Retry-After`` of a 503 whose cause gave none (a store away, shutting down)
+DEFAULT_RETRY_AFTER_S = 5
 _HTTP_CODES = {
     400: "malformed",
     401: "unauthorized",
@@ -71,8 +75,10 @@ def validation_details(exc: ValidationError, prefix: str = "") -> list[dict[str,
 
 def to_response(exc: errors.GatewayError) -> web.Response:
     headers = None
-    if isinstance(exc, errors.Unavailable) and exc.retry_after:
-        headers = {"Retry-After": str(int(exc.retry_after))}
+    if isinstance(exc, errors.Unavailable):
+        # a client (or proxy) told when to come back does not hammer a store that is away
+        retry_after = exc.retry_after or DEFAULT_RETRY_AFTER_S
+        headers = {"Retry-After": str(max(1, math.ceil(retry_after)))}
     if isinstance(exc, errors.Unauthorized):
         headers = {"WWW-Authenticate": 'Bearer realm="edi-gateway"'}
     return json_error(exc.status, exc.code, exc.message, exc.details, headers)
@@ -82,10 +88,16 @@ def to_response(exc: errors.GatewayError) -> web.Response:
 async def error_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    request_id = request.headers.get("X-Request-ID", "")[:128] or uuid.uuid4().hex
+    given, bad_id = inputs.request_id(request.headers.get("X-Request-ID"))
+    request_id = given or uuid.uuid4().hex
     request[REQUEST_ID] = request_id
     structlog.contextvars.bind_contextvars(request_id=request_id)
     try:
+        if bad_id is not None:
+            raise errors.MalformedInput(
+                f"header.X-Request-ID: {bad_id}",
+                details=[{"loc": "header.X-Request-ID", "msg": bad_id}],
+            )
         response = await handler(request)
     except errors.GatewayError as exc:
         response = to_response(exc)

@@ -9,8 +9,8 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from gateway import errors, jsonio, models, outages
-from gateway.api import auth
-from gateway.api.errors import REQUEST_ID, validation_details
+from gateway.api import auth, inputs
+from gateway.api.errors import DEFAULT_RETRY_AFTER_S, REQUEST_ID, validation_details
 from gateway.service import Inbound, Service, Submitted
 from gateway.store.base import Actor, ListFilter
 
@@ -193,16 +193,6 @@ def _time(name: str, value: str | None) -> datetime | None:
     return when
 
 
-def _bool(name: str, value: str | None) -> bool | None:
-    if value is None:
-        return None
-    if value.lower() not in ("true", "false"):
-        raise errors.InvalidInput(
-            f"{name} must be true or false", details=[{"loc": f"query.{name}", "msg": "bool"}]
-        )
-    return value.lower() == "true"
-
-
 async def list_filings(request: web.Request) -> web.Response:
     q = request.query
     known = {
@@ -226,12 +216,7 @@ async def list_filings(request: web.Request) -> web.Response:
             f"unknown query parameter {unknown[0]!r}",
             details=[{"loc": f"query.{u}", "msg": "unknown"} for u in unknown],
         )
-    limit_text = q.get("limit", "50")
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= 500:
-        raise errors.InvalidInput(
-            "limit must be an integer from 1 to 500",
-            details=[{"loc": "query.limit", "msg": "1..500"}],
-        )
+    limit = inputs.query_int(request, "limit", default=50, low=1, high=500)
     flt = ListFilter(
         status=_enum(models.FilingStatus, "status", q.get("status")),
         state=_enum(models.DeliveryState, "state", q.get("state")),
@@ -245,9 +230,7 @@ async def list_filings(request: web.Request) -> web.Response:
         ack_overdue=_bool("ack_overdue", q.get("ack_overdue")),
         ack_conflict=_bool("ack_conflict", q.get("ack_conflict")),
     )
-    page = await request.app[SERVICE].list(
-        flt, limit=int(limit_text), cursor=q.get("cursor") or None
-    )
+    page = await request.app[SERVICE].list(flt, limit=limit, cursor=q.get("cursor") or None)
     return respond({"items": [view_json(v) for v in page.items], "next_cursor": page.next_cursor})
 
 
@@ -307,13 +290,7 @@ async def list_outages(request: web.Request) -> web.Response:
             f"unknown query parameter {unknown[0]!r}",
             details=[{"loc": f"query.{u}", "msg": "unknown"} for u in unknown],
         )
-    upcoming = q.get("upcoming")
-    if upcoming is not None and (not upcoming.isdigit() or not 1 <= int(upcoming) <= 100):
-        raise errors.InvalidInput(
-            "upcoming must be an integer from 1 to 100",
-            details=[{"loc": "query.upcoming", "msg": "1..100"}],
-        )
-    n = None if upcoming is None else int(upcoming)
+    n = inputs.query_optional_int(request, "upcoming", low=1, high=100)
     return respond(await request.app[SERVICE].list_outages(upcoming=n))
 
 
@@ -336,5 +313,11 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    body = await request.app[SERVICE].readiness()
-    return respond(body, status=503 if body["status"] == "not_ready" else 200)
+    service = request.app[SERVICE]
+    body = await service.readiness()
+    body["store"] = service.cfg.gateway.store_label()  # which database, password masked
+    if body["status"] != "not_ready":
+        return respond(body)
+    response = respond(body, status=503)
+    response.headers["Retry-After"] = str(DEFAULT_RETRY_AFTER_S)
+    return response

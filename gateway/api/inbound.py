@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway import errors
-from gateway.api import handlers
+from gateway.api import handlers, inputs
 from gateway.inbound import cloudevents
 from gateway.inbound.intake import Intake
 from gateway.service import Submitted
@@ -85,14 +85,9 @@ async def list_rejected(request: web.Request) -> web.Response:
             f"unknown query parameter {unknown[0]!r}",
             details=[{"loc": f"query.{u}", "msg": "unknown"} for u in unknown],
         )
-    limit_text = q.get("limit", "50")
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= 500:
-        raise errors.InvalidInput(
-            "limit must be an integer from 1 to 500",
-            details=[{"loc": "query.limit", "msg": "1..500"}],
-        )
+    limit = inputs.query_int(request, "limit", default=50, low=1, high=500)
     items, cursor = await request.app[INTAKE].list_rejected(
-        source=q.get("source"), limit=int(limit_text), cursor=q.get("cursor")
+        source=q.get("source"), limit=limit, cursor=q.get("cursor")
     )
     return handlers.respond(
         {"items": [i.model_dump(mode="json") for i in items], "next_cursor": cursor}

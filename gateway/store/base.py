@@ -368,10 +368,14 @@ def sqlite_url(url: str) -> tuple[str, dict[str, str]]:
     return path, dict(urllib.parse.parse_qsl(query))
 
 
-def open_store(url: str, *, redactor: redact.Redactor | None = None) -> Store:
+def open_store(
+    url: str, *, redactor: redact.Redactor | None = None, timeout_s: float | None = None
+) -> Store:
     """The store for a URL: ``sqlite:///path`` or ``postgresql://…``.
 
-    ``redactor`` masks audit details before they are hashed (``[audit] redact_paths``).
+    ``redactor`` masks audit details before they are hashed (``[audit] redact_paths``);
+    ``timeout_s`` bounds a PostgreSQL connect, a statement, and a call's retries of a
+    lost connection (``[gateway] store_timeout``), so a request fails fast when it is away.
     """
     if url.startswith("sqlite:///"):
         from gateway.store import sqlite
@@ -386,5 +390,16 @@ def open_store(url: str, *, redactor: redact.Redactor | None = None) -> Store:
     if url.startswith(("postgresql://", "postgres://")):
         from gateway.store import postgres
 
-        return postgres.PostgresStore(url, redactor=redactor)
+        if timeout_s is None:
+            return postgres.PostgresStore(url, redactor=redactor)
+        return postgres.PostgresStore(
+            url,
+            redactor=redactor,
+            retry_s=timeout_s,
+            command_timeout_s=timeout_s,
+            connect_timeout_s=timeout_s,
+            # a transaction whose client vanished mid-way (a partition, a killed process)
+            # must not hold its locks until TCP gives up on it, hours later
+            server_settings={"idle_in_transaction_session_timeout": f"{int(timeout_s * 4000)}"},
+        )
     raise ValueError(f"unsupported store URL {url!r}")

@@ -127,6 +127,7 @@ class PostgresStore(
         max_size: int = 10,
         retry_s: float = 15.0,
         command_timeout_s: float = 30.0,
+        connect_timeout_s: float = 10.0,
         server_settings: dict[str, str] | None = None,
         redactor: redact.Redactor | None = None,
     ) -> None:
@@ -137,7 +138,7 @@ class PostgresStore(
             "min_size": min_size,
             "max_size": max_size,
             "command_timeout": command_timeout_s,
-            "timeout": 10,  # connection establishment
+            "timeout": connect_timeout_s,  # connection establishment
             "server_settings": server_settings,
             "connection_class": _PooledConnection,
         }
@@ -609,4 +610,4 @@ async def _in_transaction(
 
 
 def _connect_args(pool_args: dict[str, Any]) -> dict[str, Any]:
-    return {"server_settings": pool_args["server_settings"], "timeout": 10}
+    return {"server_settings": pool_args["server_settings"], "timeout": pool_args["timeout"]}
