@@ -115,7 +115,7 @@ async def test_x12_gaps_reports_an_unsent_and_an_unacknowledged_number(
 async def test_acks_post_list_and_show_from_the_cli(
     tmp_path, store_url, start_gateway, receiver, capsys
 ):
-    """`acks post` hands in a raw TA1 (detected as X12) that matches; `acks list --unmatched`
+    """`acks post` hands in a raw TA1 file that matches its filing; `acks list --unmatched`
     shows a JSON ack that matched nothing; `acks show` gives the filing's acks."""
     gw = await start_gateway(ace_x12(tmp_path, receiver, store_url))
     run = cli_runner(gw, capsys)
@@ -187,6 +187,8 @@ async def test_callbacks_list_and_retry_resend_a_dead_callback_with_an_audited_r
     assert code == 0 and "would retry 2 callbacks" in out
     code, _, err = await run("callbacks", "retry", "--all-dead")
     assert code == 2 and "reason" in err
+    status, body = await gw.post("/v1/callbacks/retry", {})  # the API insists as well
+    assert status == 422 and body["error"]["details"][0]["loc"] == "body.reason"
     code, out, err = await run(
         "callbacks", "retry", "--all-dead", "--reason", "receiver back", "--chunk", "1"
     )

@@ -92,7 +92,8 @@ async def test_on_a_terminal_tables_are_coloured_and_fit_its_width(tmp_path, sta
     lines = plain.splitlines()
     assert max(len(line) for line in lines) <= 100, plain
     assert all(fid in plain for fid in ids)
-    assert LONG_REF not in plain.replace("\n", "")  # it had to fold to fit
+    assert LONG_REF not in plain.replace("\n", "")  # it had to fold to fit…
+    assert len(lines) > 3 and "…" not in plain  # …onto more lines, not cut off
 
 
 async def test_piped_output_has_no_colour_codes_and_whole_lines(tmp_path, start_gateway):
@@ -202,8 +203,6 @@ def test_every_command_takes_json_but_serve():
 
 def test_migrate_and_check_config_answer_json(tmp_path, capsys):
     """`migrate --json` says from and to which version; `check-config --json` the counts."""
-    import tomllib  # noqa: F401  (the config below is written as TOML by hand)
-
     db = tmp_path / "gw.db"
     cfg = tmp_path / "gw.toml"
     cfg.write_text(
@@ -222,8 +221,8 @@ def test_migrate_and_check_config_answer_json(tmp_path, capsys):
     assert Path(db).exists()
 
 
-async def test_a_terminal_never_sees_a_traceback_for_an_unreachable_gateway(tmp_path):
-    """`x12 gaps` at a closed port, on a terminal: exit 5 and one clear line on stderr."""
+async def test_the_cli_process_at_a_closed_port_exits_5_without_a_traceback(tmp_path):
+    """`python -m gateway.cli x12 gaps` at a closed port: exit 5, one clear line on stderr."""
     from tests.conftest import free_port
 
     done = await asyncio.to_thread(
