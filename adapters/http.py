@@ -25,6 +25,8 @@ from adapters import base
 from gateway import errors, models
 from gateway.durations import Duration
 
+#: the receiver refuses the message's size (body, URI, headers): the message's own fault
+TOO_LARGE_STATUSES = frozenset({413, 414, 431})
 TRANSIENT_STATUSES = frozenset({408, 425, 429})
 BODY_EXCERPT_BYTES = 512
 LARGE_BODY_BYTES = 1 << 20
@@ -164,6 +166,8 @@ class HttpAdapter(base.BaseAdapter):
             raise errors.OutageError(text, until=until, retry_after=retry_after)
         if status in TRANSIENT_STATUSES or status >= 500:
             raise errors.TransientError(text, retry_after=retry_after)
+        if status in TOO_LARGE_STATUSES:  # the message is too large for this receiver
+            raise errors.MessageError(text)
         raise errors.PermanentError(text)
 
     async def check(self) -> models.Health:

@@ -1,7 +1,8 @@
 """``edi-gateway audit verify | export | prune``: the audit trail's operator tools.
 
-``verify`` streams the chain from the store (constant memory) and checks it against
-every authentic checkpoint; ``verify --file`` checks an export offline. ``export``
+``verify`` (``gateway.audit_verify``) streams the chain from the store (constant memory)
+and checks it against its own chain's checkpoints; ``verify --file`` checks an export
+offline. ``export``
 writes JSON Lines (see ``gateway.audit_export``). ``prune`` removes rows older than a
 date, never younger than ``[audit] retention``, and leaves an ``audit.pruned`` anchor
 plus a fresh signed checkpoint so the rest still verifies.
@@ -12,7 +13,6 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
-import os
 import sys
 import time
 from contextlib import ExitStack
@@ -22,8 +22,8 @@ from typing import Any, TextIO
 
 import anyio
 
-from gateway import audit, audit_export, checkpoints, config, errors
-from gateway.client import EXIT_FAILED, EXIT_OK, EXIT_REFUSED, EXIT_USAGE
+from gateway import audit, audit_export, audit_verify, checkpoints, config, errors
+from gateway.client import EXIT_FAILED, EXIT_OK, EXIT_REFUSED
 from gateway.store import base
 
 
@@ -71,151 +71,7 @@ def _emit(args: argparse.Namespace, data: dict[str, Any], human: str) -> None:
     print(json.dumps(data, indent=2) if getattr(args, "json", False) else human)
 
 
-def _signed_checkpoints(
-    cfg: config.Config, *, create: bool
-) -> tuple[bytes | None, list[checkpoints.Checkpoint], list[str]]:
-    key, source = checkpoints.load_key(cfg, create=create)
-    directory = checkpoints.directory(cfg)
-    if source == "generated":
-        print(
-            f"warning: generated an audit HMAC key in {directory / checkpoints.KEY_FILE}; "
-            "set EDIGW_AUDIT__HMAC_KEY instead",
-            file=sys.stderr,
-        )
-    if key is None:
-        return None, [], []
-    found, bad = checkpoints.CheckpointDir(directory, key=key).load()
-    return key, found, bad
-
-
-async def _walk(store: base.Store, signed: list[checkpoints.Checkpoint]) -> audit.VerifyResult:
-    verifier = audit.ChainVerifier(checkpoints={c.seq: c.head for c in signed})
-    async for row in store.audit_rows():
-        if not verifier.feed(row):
-            break
-    return verifier.finish()
-
-
-# --- verify -------------------------------------------------------------------------------
-
-
-def cmd_verify(args: argparse.Namespace) -> int:
-    if args.file is not None:
-        return _verify_file(args)
-    cfg = config.load_config(args.config)
-    key, signed, bad = _signed_checkpoints(cfg, create=False)
-    directory = checkpoints.directory(cfg)
-    if key is None and any(directory.glob("checkpoint-*.json")):
-        print(
-            f"cannot verify: checkpoints exist in {directory} but there is no HMAC key "
-            "(set EDIGW_AUDIT__HMAC_KEY)",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
-    if bad:
-        _emit(
-            args,
-            {"ok": False, "reason": "checkpoint does not authenticate", "files": bad},
-            f"audit checkpoint BROKEN: {bad[0]}",
-        )
-        return EXIT_FAILED
-
-    async def _run() -> audit.VerifyResult:
-        store = base.open_store(cfg.gateway.store)
-        await store.open()
-        try:
-            return await _walk(store, signed)
-        finally:
-            await store.close()
-
-    started = time.perf_counter()
-    result = anyio.run(_run)
-    elapsed = time.perf_counter() - started
-    data = {
-        "ok": result.ok,
-        "rows": result.rows,
-        "head": result.head,
-        "first_seq": result.first_seq,
-        "last_seq": result.last_seq,
-        "checkpoint_seq": result.checkpoint_seq,
-        "first_bad_seq": result.first_bad_seq,
-        "reason": result.reason,
-        "warnings": list(result.warnings),
-        "seconds": round(elapsed, 3),
-    }
-    for warning in result.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
-    if result.ok:
-        against = (
-            f"; matches the signed checkpoint at row {result.checkpoint_seq}"
-            if result.checkpoint_seq
-            else ""
-        )
-        _emit(
-            args,
-            data,
-            f"audit chain verifies: {result.rows} rows checked, head {result.head[:16]}…"
-            f"{against} ({elapsed:.2f}s)",
-        )
-        return EXIT_OK
-    _emit(
-        args,
-        data,
-        f"audit chain BROKEN at row {result.first_bad_seq}: {result.reason} "
-        f"({result.rows} rows verified before it)",
-    )
-    return EXIT_FAILED
-
-
-def _verify_file(args: argparse.Namespace) -> int:
-    key = _optional_key(args.config)
-    try:
-        with open(args.file, encoding="utf-8") as fh:
-            result = audit_export.verify_export(fh, key=key)
-    except OSError as exc:
-        print(f"cannot read {args.file}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except UnicodeDecodeError as exc:
-        result = audit_export.ExportResult(False, 0, False, f"not UTF-8 text: {exc}")
-    data = {
-        "ok": result.ok,
-        "rows": result.rows,
-        "complete": result.complete,
-        "sealed": result.sealed,
-        "checkpoint_seq": result.checkpoint_seq,
-        "first_bad_seq": result.first_bad_seq,
-        "line": result.line,
-        "reason": result.reason,
-        "warnings": list(result.warnings),
-    }
-    for warning in result.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
-    if not result.ok:
-        where = f"row {result.first_bad_seq}, " if result.first_bad_seq else ""
-        _emit(args, data, f"export BROKEN ({where}line {result.line}): {result.reason}")
-        return EXIT_FAILED
-    scope = (
-        "complete chain"
-        if result.complete
-        else "filtered: each row matches its hash and consecutive rows link; rows outside "
-        "the filter are not covered"
-    )
-    seal = "sealed with the audit key" if result.sealed else "seal NOT checked"
-    _emit(args, data, f"export verifies: {result.rows} rows checked ({scope}; {seal})")
-    return EXIT_OK
-
-
-def _optional_key(config_path: str) -> bytes | None:
-    """The HMAC key for offline checks: from the config/env when there is one."""
-    try:
-        cfg = config.load_config(config_path)
-    except errors.ConfigError:
-        try:
-            cfg = config.parse_config({}, os.environ)
-        except errors.ConfigError:
-            return None
-    key, _ = checkpoints.load_key(cfg, create=False)
-    return key
+cmd_verify = audit_verify.cmd_verify
 
 
 # --- export -------------------------------------------------------------------------------
@@ -248,13 +104,12 @@ class _Progress:
 
 def cmd_export(args: argparse.Namespace) -> int:
     cfg = config.load_config(args.config)
-    key, signed, bad = _signed_checkpoints(cfg, create=False)
-    if bad:
-        print(f"warning: skipping a checkpoint that does not authenticate: {bad[0]}",
-              file=sys.stderr)
+    key = audit_verify.key_or_warn(cfg, create=False)
     if key is None:
         print("warning: no audit HMAC key: the export is not sealed", file=sys.stderr)
-    newest = signed[-1].signed(key) if signed and key is not None else None
+    directory = None if key is None else checkpoints.CheckpointDir(
+        checkpoints.directory(cfg), key=key
+    )
     described: dict[str, Any] = {
         k: v
         for k, v in (
@@ -271,6 +126,11 @@ def cmd_export(args: argparse.Namespace) -> int:
         store = base.open_store(cfg.gateway.store)
         await store.open()
         try:
+            ev = await audit_verify.gather(store, directory)  # this chain's newest only
+            if ev.bad:
+                print(f"warning: skipping a checkpoint that does not authenticate: {ev.bad[0]}",
+                      file=sys.stderr)
+            newest = ev.signed[-1].signed(key) if ev.signed and key is not None else None
             ids = set(args.filing or [])
             if args.reference:
                 ids |= await _filings_of(store, args.reference)
@@ -340,11 +200,9 @@ def cmd_prune(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_REFUSED
-    key, signed, bad = _signed_checkpoints(cfg, create=True)
+    key = audit_verify.key_or_warn(cfg, create=True)
     assert key is not None
-    if bad:
-        print(f"refused: a checkpoint does not authenticate: {bad[0]}", file=sys.stderr)
-        return EXIT_FAILED
+    directory = checkpoints.CheckpointDir(checkpoints.directory(cfg), key=key)
 
     async def _run() -> tuple[audit.VerifyResult, base.PruneResult | None]:
         store = base.open_store(cfg.gateway.store)
@@ -355,15 +213,16 @@ def cmd_prune(args: argparse.Namespace) -> int:
                 raise errors.StoreError(
                     f"the database schema is v{version}; run `edi-gateway migrate` first"
                 )
-            checked = await _walk(store, signed)
+            ev = await audit_verify.gather(store, directory)
+            if ev.bad:
+                reason = f"a checkpoint does not authenticate: {ev.bad[0]}"
+                return audit.VerifyResult(False, 0, "", 0, reason), None
+            checked, _ = await audit_verify.walk(store, ev.signed)
             if not checked.ok:
                 return checked, None
             actor = base.Actor(name=f"cli:{getpass.getuser()}")
             pruned = await store.prune_audit(before=args.before, actor=actor, now=now)
-            head = await store.audit_head()
-            if head is not None:
-                cp = checkpoints.Checkpoint(seq=head[0], head=head[1], at=audit_export.iso(now))
-                checkpoints.CheckpointDir(checkpoints.directory(cfg), key=key).write(cp)
+            await _sign_after_prune(store, directory, ev.chain, cfg.gateway.store, now, pruned)
             return checked, pruned
         finally:
             await store.close()
@@ -372,7 +231,9 @@ def cmd_prune(args: argparse.Namespace) -> int:
     if pruned is None:
         print(
             f"refused: the trail does not verify (row {checked.first_bad_seq}: "
-            f"{checked.reason}); pruning would destroy the evidence",
+            f"{checked.reason}); pruning would destroy the evidence"
+            if checked.first_bad_seq
+            else f"refused: {checked.reason}",
             file=sys.stderr,
         )
         return EXIT_FAILED
@@ -394,3 +255,29 @@ def cmd_prune(args: argparse.Namespace) -> int:
             "checkpoint written",
         )
     return EXIT_OK
+
+
+async def _sign_after_prune(
+    store: base.Store,
+    directory: checkpoints.CheckpointDir,
+    chain: str | None,
+    store_url: str,
+    now: datetime,
+    pruned: base.PruneResult,
+) -> None:
+    """Record the prune (so the chain keeps its id without its row 1), then sign the head."""
+    if chain is None:
+        return
+    first = await checkpoints.first_row(store)
+    at = audit_export.iso(now)
+    if pruned.removed and first is not None:
+        record = checkpoints.PruneRecord(
+            chain=chain, first_seq=first.seq, continues_from=first.prev_hash, at=at
+        )
+        await anyio.to_thread.run_sync(directory.write_pruned, record)
+    head = await store.audit_head()
+    if head is not None:
+        cp = checkpoints.Checkpoint(
+            seq=head[0], head=head[1], at=at, chain=chain, store=checkpoints.store_label(store_url)
+        )
+        await anyio.to_thread.run_sync(directory.write, cp)

@@ -245,8 +245,12 @@ class Dispatcher:
         started = 0
         for claim in claims:
             held = self.guard.held_environment(claim.adapter, claim.filing.environment)
-            if held is not None:  # an environment outage raced this claim: send nothing
-                await self.store.defer(claim, now=now, until=held[0], reason=held[1])
+            if held is not None:
+                # an environment outage raced this claim: send nothing, and let the next
+                # cycle decide on a fresh outage list (the outage may have just been
+                # removed: deferring to its recheck time would strand the delivery)
+                await self.store.defer(claim, now=now, until=now, reason=held[1])
+                self.wake()
                 continue
             mode = admissions[claim.adapter].mode
             await self.guard.claimed(claim.adapter, mode, now)

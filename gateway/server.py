@@ -71,7 +71,7 @@ class Gateway:
             )
         self.adapters = dict(adapters) if adapters is not None else registry.build_all(cfg)
         self.redactor = redact.Redactor(cfg.audit.redact_paths)
-        self.checkpoints: checkpoints.CheckpointDir | None = None
+        self.checkpoints: checkpoints.ChainCheckpoints | None = None
         self._last_checkpoint: tuple[int, float] = (0, 0.0)
         self.metrics = metrics.Metrics(adapters=sorted(self.adapters))
         #: store errors are counted by operation; ``self.store.inner`` is the store itself
@@ -272,8 +272,12 @@ class Gateway:
                 path=str(directory / checkpoints.KEY_FILE),
                 note="set EDIGW_AUDIT__HMAC_KEY and keep the key away from the database host",
             )
-        self.checkpoints = checkpoints.CheckpointDir(directory, key=key)
-        newest = await anyio.to_thread.run_sync(self.checkpoints.newest)
+        self.checkpoints = checkpoints.ChainCheckpoints(
+            checkpoints.CheckpointDir(directory, key=key),
+            store=self.store,
+            store_url=self.cfg.gateway.store,
+        )
+        newest = await self.checkpoints.newest()  # this chain's own: others are not evidence
         head = await self.store.audit_head()
         if newest is not None and (head is None or head[0] < newest.seq):
             log.error(
@@ -295,11 +299,15 @@ class Gateway:
             return None
         if head is None or head[0] == self._last_checkpoint[0]:
             return None
-        cp = checkpoints.Checkpoint(seq=head[0], head=head[1], at=_iso(self.clock))
         try:
-            await anyio.to_thread.run_sync(self.checkpoints.write, cp)
+            cp = await self.checkpoints.write(seq=head[0], head=head[1], at=_iso(self.clock))
         except OSError as exc:
             log.error("audit.checkpoint_failed", error=str(exc))
+            return None
+        except errors.StoreError as exc:  # reading row 1 to learn the chain's id
+            log.warning("audit.checkpoint_failed", error=str(exc))
+            return None
+        if cp is None:
             return None
         self._last_checkpoint = (cp.seq, anyio.current_time())
         log.debug("audit.checkpoint_written", seq=cp.seq)

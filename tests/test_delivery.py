@@ -40,7 +40,9 @@ async def test_http_receiver_failing_n_times_gets_it_on_attempt_n_plus_1(
         b["at"] - a["at"] for a, b in zip(receiver.requests, receiver.requests[1:], strict=False)
     ]
     for gap, expected in zip(gaps, [0.1, 0.2, 0.4], strict=True):
-        assert expected * 0.9 <= gap <= expected + 0.25, gaps
+        # the backoff is a lower bound; the upper one leaves a loaded machine room while
+        # still telling 0.1/0.2/0.4 from the 2 s cap
+        assert expected * 0.9 <= gap <= expected + 1.0, gaps
     assert view["deliveries"][0]["receipt"]["status"] == "200"
 
 
@@ -52,8 +54,13 @@ async def test_http_400_is_dead_at_once(tmp_path, start_gateway, receiver):
     view = await gw.wait_for(body["id"], "dead")
     d = view["deliveries"][0]
     assert d["attempts"] == 1 and "HTTP 400" in d["last_error"]
-    await asyncio.sleep(0.3)
-    assert len(receiver.requests) == 1
+    # a later filing goes through the same dispatcher: by the time it arrives, the dead
+    # one (claimed first, were it claimable) has not been sent again
+    _, later = await gw.post("/v1/filings", example(reference="LATER"))
+    later_view = await gw.wait_for(later["id"], "delivered")
+    assert receiver.keys == [d["id"], later_view["deliveries"][0]["id"]]
+    view = (await gw.get(f"/v1/filings/{body['id']}"))[1]
+    assert view["deliveries"][0]["attempts"] == 1 and view["status"] == "dead"
 
 
 async def test_retry_after_is_honoured(tmp_path, start_gateway, receiver):
@@ -64,7 +71,7 @@ async def test_retry_after_is_honoured(tmp_path, start_gateway, receiver):
     _, body = await gw.post("/v1/filings", example())
     await gw.wait_for(body["id"], "delivered")
     gap = receiver.requests[1]["at"] - receiver.requests[0]["at"]
-    assert 0.9 <= gap <= 1.6
+    assert 0.9 <= gap <= 2.5  # the 0.1 s backoff would come far sooner (room for load)
 
 
 async def test_attempts_exhausted_is_dead(tmp_path, start_gateway, receiver):

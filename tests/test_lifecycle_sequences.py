@@ -210,3 +210,16 @@ async def test_uncarriable_messages_die_alone_and_never_open_the_breaker(
     assert ace["breaker"]["state"] == "closed", ace
     assert len(receiver.requests) == 20
     assert not any("X-Evil" in r["headers"] for r in receiver.requests)
+
+
+async def test_a_message_too_large_for_the_receiver_is_a_message_fault(
+    store_url: str, tmp_path: Path, receiver: Receiver, start_gateway: Any
+) -> None:
+    """HTTP 413 from the receiver: dead at once as a message fault, one attempt, no retry."""
+    receiver.script = [413]
+    gw = await start_gateway(http_config(tmp_path, receiver.url, store_url))
+    _, body = await gw.post("/v1/filings", isf("ISF-HUGE-1"))
+    view = await gw.wait_for(body["id"], "dead")
+    [d] = view["deliveries"]
+    assert d["attempts"] == 1 and d["last_error"].startswith("message fault: HTTP 413"), d
+    assert len(receiver.requests) == 1

@@ -124,15 +124,24 @@ async def test_unsolicited_message_is_history_and_keeps_the_final_state(tmp_path
 
 
 async def test_order_until_acknowledged_holds_the_next_delivery(tmp_path, start_gateway):
-    """With order_until = acknowledged an amendment waits for its original's accept."""
+    """With order_until = acknowledged an amendment is not sent while its original waits for
+    its ack, though a later filing on another key goes out; the ack releases it."""
     routes = [{"adapters": ["outbox"], "order_until": "acknowledged"}]
     gw = await start_gateway(base_config(tmp_path, routes=routes))
     first, first_dlv = await _delivered(gw, ordering_key="BL-1")
     _, body = await gw.post("/v1/filings", example(ordering_key="BL-1", reference="ISF-AMD"))
     second = body["id"]
-    await gw.wait_for(second, "pending", timeout=1)
+    # a later filing on another key: claims go in acceptance order, so once it is delivered
+    # the dispatcher has passed over the amendment (or claimed it with it, were it free)
+    _, marker = await _delivered(gw, ordering_key="BL-OTHER", reference="ISF-LATER")
+    _, view = await gw.get(f"/v1/filings/{second}")
+    assert view["status"] == "pending", view
+    assert view["deliveries"][0]["attempts"] == 0
+    sent = {p.stem for p in (tmp_path / "outbox").glob("*.json")}
+    assert sent == {first_dlv, marker}  # the amendment's file was never written
     await gw.post("/v1/acks", {"delivery_id": first_dlv, "outcome": "accepted"})
-    await gw.wait_for(second, "delivered")
+    view = await gw.wait_for(second, "delivered")
+    assert (tmp_path / "outbox" / f"{view['deliveries'][0]['id']}.json").exists()
     await gw.wait_for(first, "acknowledged")
 
 
@@ -201,22 +210,42 @@ async def test_missing_ack_is_flagged_overdue_and_an_operator_resends(tmp_path, 
 
 
 async def test_ack_deadline_pauses_while_the_adapter_is_in_an_outage(tmp_path, start_gateway):
-    """An announced outage stops the ack_within clock; removing it lets the delivery go overdue."""
-    data = base_config(tmp_path, routes=[{"adapters": ["outbox"], "ack_within": "600ms"}])
+    """An announced outage stops the ack_within clock: a later delivery on an adapter without
+    an outage goes overdue first; removing the outage lets the held one go overdue."""
+    data = base_config(
+        tmp_path,
+        routes=[
+            {"filer_codes": ["XYZ"], "adapters": ["outbox"], "ack_within": "2s"},
+            {"filer_codes": ["MRK"], "adapters": ["outbox2"], "ack_within": "2s"},
+        ],
+    )
+    data["adapters"]["outbox2"] = {
+        "type": "filedrop", "directory": str(tmp_path / "outbox2"), "fsync": False
+    }
     data["acks"] = {"overdue_scan": "100ms"}
     gw = await start_gateway(data)
     filing_id, _ = await _delivered(gw)
     status, outage = await gw.post("/v1/outages", {"adapter": "outbox", "reason": "ACE down"})
     assert status in (200, 201)
     await gw.post("/v1/filings", example(reference="wake-the-gate"))  # gate is re-read per claim
-    await __import__("asyncio").sleep(1.5)
+
+    async def gate_shut():
+        _, body = await gw.get("/v1/adapters")
+        [outbox] = [a for a in body["adapters"] if a["name"] == "outbox"]
+        return outbox["gate"] and outbox["gate"]["state"] != "open"
+
+    await eventually(gate_shut)
+    # delivered after the held one, with the same ack_within: its deadline is later, so
+    # once it is flagged the sweep has passed the held one's unpaused deadline too
+    marker, _ = await _delivered(gw, filer_code="MRK", reference="MARKER")
+
+    async def flagged(fid):
+        _, v = await gw.get(f"/v1/filings/{fid}")
+        return v["deliveries"][0]["ack_overdue"]
+
+    await eventually(lambda: flagged(marker), timeout=15)
     _, view = await gw.get(f"/v1/filings/{filing_id}")
     assert view["deliveries"][0]["ack_overdue"] is False, view["deliveries"][0]
     async with gw.session.delete(f"{gw.url}/v1/outages/{outage['id']}") as r:
         assert r.status == 200
-
-    async def overdue():
-        _, v = await gw.get(f"/v1/filings/{filing_id}")
-        return v["deliveries"][0]["ack_overdue"]
-
-    await eventually(overdue, timeout=5)
+    await eventually(lambda: flagged(filing_id), timeout=15)

@@ -67,11 +67,11 @@ async def test_dead_callback_is_visible_and_never_blocks_delivery(tmp_path, star
 
 @pytest.fixture
 async def connection_counter():
-    """A loopback TCP listener that counts the connections it accepts."""
+    """A loopback TCP listener recording the peer port of every connection, in accept order."""
     accepted: list[int] = []
 
     async def on_connect(reader, writer):
-        accepted.append(1)
+        accepted.append(writer.get_extra_info("peername")[1])
         writer.close()
 
     server = await asyncio.start_server(on_connect, "127.0.0.1", 0)
@@ -79,6 +79,18 @@ async def connection_counter():
     yield port, accepted
     server.close()
     await server.wait_closed()
+
+
+async def connections_before_mine(port: int, accepted: list[int]) -> list[int]:
+    """Connect to the listener myself and wait until it accepted me: connections are
+    accepted in the order they were made, so any made before mine are listed first."""
+    _, writer = await asyncio.open_connection("127.0.0.1", port)
+    mine = writer.get_extra_info("sockname")[1]
+    try:
+        await eventually(lambda: mine in accepted)
+    finally:
+        writer.close()
+    return accepted[: accepted.index(mine)]
 
 
 @pytest.mark.parametrize(
@@ -107,8 +119,7 @@ async def test_refused_callback_host_is_422_at_intake_without_connecting(
     assert body["error"]["code"] == "callback_refused"
     s, batch = await gw.post("/v1/filings/batch", [example(callback_url=url)])
     assert batch["results"][0]["http_status"] == 422
-    await asyncio.sleep(0.2)
-    assert accepted == []
+    assert await connections_before_mine(port, accepted) == []
     assert (await gw.get("/v1/filings"))[1]["items"] == []
 
 

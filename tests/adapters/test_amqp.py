@@ -56,11 +56,12 @@ async def test_confirmed_messages_reach_a_consumer_once_each_with_their_id(
     got: list[Any] = []
     done = anyio.Event()
     messages = [testing.make_message() for _ in range(20)]
+    barrier = testing.make_message()  # one queue, one channel: it arrives after any duplicate
 
     async def on_message(incoming: Any) -> None:
         got.append(incoming)
         await incoming.ack()
-        if len(got) == len(messages):
+        if incoming.message_id == barrier.delivery_id:
             done.set()
 
     tag = await queue.consume(on_message)
@@ -69,12 +70,13 @@ async def test_confirmed_messages_reach_a_consumer_once_each_with_their_id(
             receipt = await adapter.send(message)
             assert receipt.status == "confirmed"
             assert receipt.transport_id == message.delivery_id
+        await adapter.send(barrier)
         with anyio.fail_after(5):
             await done.wait()
-        await anyio.sleep(0.2)  # a duplicate would arrive now
     finally:
         await queue.cancel(tag)
         await adapter.close()
+    assert got.pop().message_id == barrier.delivery_id
     assert [m.message_id for m in got] == [m.delivery_id for m in messages]
     assert [m.headers["Idempotency-Key"] for m in got] == [m.delivery_id for m in messages]
     assert {m.delivery_mode for m in got} == {aio_pika.DeliveryMode.PERSISTENT}
@@ -224,8 +226,11 @@ async def test_receive_yields_replies_and_settles_them(rabbitmq_url: str, rabbit
         await documents.aclose()  # third got no verdict: it must stay on the queue
     finally:
         await adapter.close()
-    await anyio.sleep(0.2)
-    left = await drain(replies)
+    left: list[Any] = []
+    with anyio.fail_after(5):  # the broker requeues the unsettled one as the channel closes
+        while not left:
+            left = await drain(replies)
+            await anyio.sleep(0.02)  # a poll interval
     assert [m.message_id for m in left] == ["reply-2"]
 
 

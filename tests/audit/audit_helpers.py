@@ -87,11 +87,14 @@ def build_trail(
 
 
 def write_checkpoint(tmp_path: Path, db: Path) -> checkpoints.Checkpoint:
-    """Sign the trail's current head into tmp_path/checkpoints with the test key."""
+    """Sign the trail's current head, bound to its chain, into tmp_path/checkpoints."""
     conn = sqlite3.connect(db)
     seq, head = conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+    [chain] = conn.execute("SELECT hash FROM audit WHERE seq = 1").fetchone()
     conn.close()
-    cp = checkpoints.Checkpoint(seq=seq, head=head, at="2026-01-06T12:00:00Z")
+    cp = checkpoints.Checkpoint(
+        seq=seq, head=head, at="2026-01-06T12:00:00Z", chain=chain, store=f"sqlite:///{db}"
+    )
     checkpoints.CheckpointDir(tmp_path / "checkpoints", key=KEY.encode()).write(cp)
     return cp
 

@@ -166,7 +166,7 @@ def test_rewritten_chain_fails_against_the_checkpoint(tmp_path, trail, capsys):
 
 def test_altered_checkpoint_file_fails(tmp_path, trail, capsys):
     """A checkpoint edited to match a shorter trail does not authenticate → exit 1."""
-    [file] = (tmp_path / "checkpoints").glob("checkpoint-*.json")
+    [file] = (tmp_path / "checkpoints").glob("chain-*/checkpoint-*.json")
     data = json.loads(file.read_text())
     data["seq"] = 45
     file.write_text(json.dumps(data))

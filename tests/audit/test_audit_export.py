@@ -51,6 +51,24 @@ def test_full_export_carries_header_rows_and_trailer(tmp_path, trail):
     assert trailer["hmac"]
 
 
+def test_export_carries_its_own_chains_checkpoint_beside_another_chains(
+    tmp_path, trail, capsys
+):
+    """Another chain's newer, longer checkpoint in the directory: the export carries this
+    chain's own (row 120, naming the chain) and verifies."""
+    from datetime import UTC, datetime
+
+    other = tmp_path / "other.db"
+    build_trail(other, 300, start=datetime(2018, 1, 1, tzinfo=UTC))
+    write_checkpoint(tmp_path, other)
+    path = tmp_path / "all.jsonl"
+    header = export(trail, path)[0]
+    assert header["checkpoint"]["seq"] == 120
+    assert header["checkpoint"]["chain"] == json.loads(path.read_text().splitlines()[1])["hash"]
+    code, out = verify_file(trail, path, capsys)
+    assert code == 0 and out["checkpoint_seq"] == 120
+
+
 def test_export_then_verify_file_round_trip(tmp_path, trail, capsys):
     """`audit export` → `audit verify --file` exits 0 with the rows checked."""
     path = tmp_path / "all.jsonl"

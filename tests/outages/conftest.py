@@ -79,11 +79,20 @@ class Live:
         async with self.session.request(method, self.url + path, json=body) as r:
             return r.status, await r.json()
 
+    #: dispatcher cycles (``dispatch_once`` calls) completed so far
+    cycles: int = 0
+
     async def advance(self, seconds: float) -> None:
-        """Move the clock and let the dispatcher look."""
+        """Move the clock and wait until the dispatcher has looked at the new time: one
+        whole cycle (claims, then the deadline scan) begun after the move, however long the
+        machine takes — not a fixed sleep that proves nothing on a slow one."""
         self.clock.advance(seconds)
-        self.gateway.dispatcher.wake()
-        await asyncio.sleep(0.15)
+        target = self.cycles + 2  # the cycle under way may have read the old time
+        deadline = asyncio.get_running_loop().time() + 30
+        while self.cycles < target:
+            assert asyncio.get_running_loop().time() < deadline, "the dispatcher stalled"
+            self.gateway.dispatcher.wake()
+            await asyncio.sleep(0.005)  # a poll interval
 
     async def wait_status(self, filing_id: str, status: str, timeout: float = 10.0) -> Any:
         deadline = asyncio.get_running_loop().time() + timeout
@@ -114,6 +123,15 @@ async def live_gateway() -> AsyncIterator[Callable[..., Any]]:
                 task.result()
             await asyncio.sleep(0.01)
         live = Live(gw, clock, f"http://127.0.0.1:{gw.port}", session, task, stop)
+        original = gw.dispatcher.dispatch_once
+
+        async def counted(sends: Any) -> int:
+            try:
+                return await original(sends)
+            finally:
+                live.cycles += 1
+
+        gw.dispatcher.dispatch_once = counted  # type: ignore[method-assign]
         started.append(live)
         return live
 

@@ -56,6 +56,8 @@ async def test_announced_outage_holds_waiting_deliveries_until_it_ends(tmp_path,
         assert d["next_attempt_at"] == models.utc_iso(ends)
     await live.advance(59 * 60)
     assert outbox_files(tmp_path) == []
+    for fid in ids:  # not claimed either (a claimed one would be in flight)
+        assert (await live.call("GET", f"/v1/filings/{fid}"))[1]["status"] == "deferred"
     await live.advance(61)
     for fid in ids:
         body = await live.wait_status(fid, "delivered")
@@ -105,6 +107,8 @@ async def test_hold_window_sends_nothing_inside_it_even_for_new_filings(tmp_path
     assert body["deliveries"][0]["attempts"] == 0
     await live.advance(29 * 60)
     assert outbox_files(tmp_path) == []
+    for fid in (first["id"], second["id"]):
+        assert (await live.call("GET", f"/v1/filings/{fid}"))[1]["status"] == "deferred"
     await live.advance(60)
     await live.wait_status(first["id"], "delivered")
     await live.wait_status(second["id"], "delivered")

@@ -188,7 +188,7 @@ class Serve:
                 self.kill()
         return self.proc.returncode
 
-    async def wait_ready(self, session: aiohttp.ClientSession, timeout_s: float = 30) -> None:
+    async def wait_ready(self, session: aiohttp.ClientSession, timeout_s: float = 90) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if not self.alive:

@@ -62,11 +62,16 @@ async def test_sigterm_under_load_flips_readyz_first_exits_in_grace_and_loses_no
             async with anyio.create_task_group() as tg:
                 for _ in range(4):
                     tg.start_soon(load)
-                await anyio.sleep(1.5)
-                assert len(receiver.got) > 0
-                in_flight = relkit.sqlite_states(db).get("in_flight", 0)
+                with anyio.fail_after(60):  # under load: sends reached the receiver and
+                    while True:  # more are in flight (each takes the receiver 0.3 s)
+                        in_flight = relkit.sqlite_states(db).get("in_flight", 0)
+                        if receiver.got and in_flight:
+                            break
+                        await anyio.sleep(0.02)
                 tg.start_soon(probe)
-                await anyio.sleep(0.05)
+                with anyio.fail_after(30):  # /readyz answered before the signal
+                    while not readyz:
+                        await anyio.sleep(0.005)
                 sent_at = time.monotonic()
                 gw.signal(signal.SIGTERM)
                 assert gw.proc is not None

@@ -74,21 +74,42 @@ async def test_every_protected_endpoint_needs_a_token_and_its_scope(secured, fig
     )
 
 
+INTERNAL = (
+    "127.0.0.1",
+    "10.1.2.3",
+    "192.168.0.1",
+    "169.254.169.254",
+    "::1",
+    "::ffff:127.0.0.1",
+    "fe80::1",
+)
+
+
 async def test_callbacks_to_internal_addresses_are_refused_without_connecting():
-    """Row 12: callbacks to private, loopback, link-local, IPv4-mapped addresses refused."""
+    """Row 12: an allowed name resolving to a private, loopback, link-local or IPv4-mapped
+    address is refused (rebinding); a literal internal address is refused as a host."""
     from gateway import ssrf
 
-    for url in (
-        "http://127.0.0.1/cb",
-        "http://10.1.2.3/cb",
-        "http://192.168.0.1/cb",
-        "http://169.254.169.254/latest/meta-data",
-        "http://[::1]/cb",
-        "http://[::ffff:127.0.0.1]/cb",
-        "http://[fe80::1]/cb",
-    ):
-        with pytest.raises(Exception):  # noqa: B017, PT011 - the module's own refusal
-            await ssrf.check_url(url)  # type: ignore[attr-defined]
+    answer: list[str] = []
+    asked: list[tuple[str, int]] = []
+
+    async def lookup(host: str, port: int) -> list[str]:  # DNS, as an attacker controls it
+        asked.append((host, port))
+        return list(answer)
+
+    policy = ssrf.HostPolicy(["hooks.example.com"], lookup=lookup)
+    answer[:] = ["93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946"]
+    assert await policy.check_url("https://hooks.example.com/cb") == answer  # public: allowed
+    for address in INTERNAL:
+        answer[:] = ["93.184.216.34", address]  # one internal address among public ones
+        with pytest.raises(ssrf.CallbackRefused, match="resolves to a refused address") as got:
+            await policy.check_url("https://hooks.example.com/cb")
+        assert got.value.details == {"host": "hooks.example.com", "addresses": [address]}
+        literal = f"[{address}]" if ":" in address else address
+        with pytest.raises(ssrf.CallbackRefused, match="not in \\[callbacks\\] allowed_hosts"):
+            await policy.check_url(f"http://{literal}/cb")
+    # one lookup per named URL, none for the literal addresses (nothing was connected to)
+    assert asked == [("hooks.example.com", 443)] * (1 + len(INTERNAL))
 
 
 def test_log_scan_flags_unmasked_importer_numbers_and_tokens_but_not_masks():

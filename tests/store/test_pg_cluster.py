@@ -104,12 +104,19 @@ async def test_three_processes_with_kills_deliver_everything_once_in_order(
                 await g.wait_ready(session)
             done = anyio.Event()
 
+            async def progress() -> int:
+                return len(accepted) + (await delivered_count(pg_schema_dsn)).get("delivered", 0)
+
             async def killer() -> None:
+                # a kill after each 1/6 of the work (accepted + delivered), not every 3 s:
+                # a fast machine finished before the second timed kill
                 nonlocal kills
                 rng = random.Random(5)
                 while not done.is_set():
-                    with anyio.move_on_after(3):
-                        await done.wait()
+                    base = await progress()
+                    while not done.is_set() and await progress() - base < FILINGS // 6:
+                        with anyio.move_on_after(0.2):  # a poll interval
+                            await done.wait()
                     if done.is_set():
                         return
                     victim = rng.choice(gateways)
