@@ -115,29 +115,25 @@ SQLITE = Dialect(
     row_error="json_extract(u.details, '$.error')",
 )
 POSTGRES = Dialect(
-    ack_interchange="(k.document::jsonb ->> 'interchange_control')::bigint",
-    ack_group="(k.document::jsonb ->> 'group_control')::bigint",
-    sent_interchange="(u.details::jsonb #>> '{receipt,x12,interchange_control}')::bigint",
-    row_attempts="(u.details::jsonb ->> 'attempts')::bigint",
-    row_error="(u.details::jsonb ->> 'error')",
+    ack_interchange="(k.document::json ->> 'interchange_control')::bigint",
+    ack_group="(k.document::json ->> 'group_control')::bigint",
+    sent_interchange="(u.details::json #>> '{receipt,x12,interchange_control}')::bigint",
+    row_attempts="(u.details::json ->> 'attempts')::bigint",
+    row_error="(u.details::json ->> 'error')",
 )
 
 _CLASSIFIED = """
-WITH alloc AS (
+WITH alloc AS MATERIALIZED (
   SELECT a.seq, a.sender, a.receiver, a.usage, a.interchange_control, a.group_control,
          a.delivery_id, a.filing_id, a.attempt, a.allocated_at,
          d.state AS delivery_state, d.attempts AS delivery_attempts,
-         (SELECT {row_error} FROM audit u
-          WHERE u.filing_id = a.filing_id AND u.delivery_id = a.delivery_id
-            AND {row_attempts} = a.attempt AND {row_error} IS NOT NULL
-          ORDER BY u.seq DESC LIMIT 1) AS attempt_error,
          EXISTS (SELECT 1 FROM audit u
                  WHERE u.filing_id = a.filing_id AND u.delivery_id = a.delivery_id
                    AND u.event IN ('delivery.sent', 'delivery.sent_again')
                    AND {sent_interchange} = a.interchange_control) AS sent
   FROM x12_allocations a LEFT JOIN deliveries d ON d.id = a.delivery_id
   WHERE {where}
-), classified AS (
+), classified AS MATERIALIZED (
   SELECT alloc.*,
     CASE
       WHEN NOT sent AND delivery_state = 'in_flight' AND attempt = delivery_attempts + 1
@@ -167,10 +163,17 @@ SELECT sender, receiver, usage, COUNT(*),
 FROM classified GROUP BY sender, receiver, usage ORDER BY sender, receiver, usage
 """
 
+#: the error of the attempt is looked up for the listed gaps only
 _GAPS = """
-SELECT sender, receiver, usage, interchange_control, group_control, status, delivery_id,
-  filing_id, attempt, allocated_at, delivery_state, attempt_error
-FROM classified WHERE status IN ({kinds}) ORDER BY sender, receiver, usage, seq LIMIT ?
+SELECT g.sender, g.receiver, g.usage, g.interchange_control, g.group_control, g.status,
+  g.delivery_id, g.filing_id, g.attempt, g.allocated_at, g.delivery_state,
+  (SELECT {row_error} FROM audit u
+   WHERE u.filing_id = g.filing_id AND u.delivery_id = g.delivery_id
+     AND {row_attempts} = g.attempt AND {row_error} IS NOT NULL
+   ORDER BY u.seq DESC LIMIT 1)
+FROM (SELECT * FROM classified WHERE status IN ({kinds})
+      ORDER BY sender, receiver, usage, seq LIMIT ?) g
+ORDER BY g.sender, g.receiver, g.usage, g.seq
 """
 
 
@@ -192,11 +195,13 @@ def queries(dialect: Dialect, q: GapQuery) -> tuple[str, str, list[Any], list[An
         sent_interchange=dialect.sent_interchange,
         ack_interchange=dialect.ack_interchange,
         ack_group=dialect.ack_group,
+    )
+    kinds = q.kinds or GAP_KINDS
+    gaps = head + _GAPS.format(
+        kinds=", ".join("?" for _ in kinds),
         row_attempts=dialect.row_attempts,
         row_error=dialect.row_error,
     )
-    kinds = q.kinds or GAP_KINDS
-    gaps = head + _GAPS.format(kinds=", ".join("?" for _ in kinds))
     return head + _GROUPS, gaps, params, [*params, *kinds, q.limit + 1]
 
 
