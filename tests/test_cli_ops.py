@@ -246,3 +246,39 @@ async def test_bad_arguments_and_an_unreachable_gateway_give_exit_codes_not_trac
     with pytest.raises(SystemExit) as exc:
         cli.main(["x12", "gaps", "--usage", "X", "--url", nobody])
     assert exc.value.code == 2 and "invalid choice" in capsys.readouterr().err
+
+
+async def test_a_bulk_callback_retry_touches_only_what_its_preview_saw(
+    tmp_path,
+    store_url,
+    start_gateway,
+    signed_receiver,  # noqa: F811 (the fixture imported above)
+):
+    """A callback that dies after the dry run's `as_of` is left dead by the retry pinned to
+    it (`not_after`), as `callbacks retry` pins every chunk; the earlier one goes out."""
+    signed_receiver.fail_first = 4
+    host = signed_receiver.url.split("/")[2]
+    section = callbacks_section(host)
+    section["retry"] = {"max_attempts": 2, "initial_delay": "20ms", "jitter": "0s"}
+    gw = await start_gateway(
+        base_config(tmp_path, gateway={"store": store_url}, callbacks=section), environ=SECRET_ENV
+    )
+
+    async def dead(n: int) -> Any:
+        _, cbs = await gw.get("/v1/callbacks", params={"state": "dead"})
+        return len(cbs["items"]) == n and cbs["items"]
+
+    _, early = await gw.post("/v1/filings", example(callback_url=signed_receiver.url))
+    await eventually(lambda: dead(1))
+    status, preview = await gw.post("/v1/callbacks/retry", {"dry_run": True})
+    assert status == 200 and preview["matched"] == 1
+    _, late = await gw.post("/v1/filings", example(callback_url=signed_receiver.url))
+    await eventually(lambda: dead(2))
+    status, done = await gw.post(
+        "/v1/callbacks/retry", {"not_after": preview["as_of"], "reason": "pinned"}
+    )
+    assert status == 200 and (done["matched"], done["count"], done["remaining"]) == (1, 1, 0)
+    assert [c["filing_id"] for c in done["callbacks"]] == [early["id"]]
+    await eventually(lambda: len(signed_receiver.verified) == 1)
+    [still] = await dead(1)
+    assert still["filing_id"] == late["id"]
