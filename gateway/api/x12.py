@@ -43,7 +43,7 @@ def parse_query(query: Any, now: datetime) -> x12gaps.GapQuery:
     if kind is not None and kind not in x12gaps.GAP_KINDS:
         raise _bad("kind", "unsent or unacknowledged")
     limit_text = query.get("limit", "100")
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= 1000:
+    if not (limit_text.isascii() and limit_text.isdigit()) or not 1 <= int(limit_text) <= 1000:
         raise _bad("limit", "an integer from 1 to 1000")
     until = _time(query, "until")
     if "older_than" in query:
