@@ -45,6 +45,10 @@ def _add_client(p: argparse.ArgumentParser) -> None:
     _add_config(p)
 
 
+def _add_json(p: argparse.ArgumentParser, text: str = "print JSON for scripts") -> None:
+    p.add_argument("--json", action="store_true", help=text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edi-gateway", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -54,9 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check-config", help="validate the config file; exit 2 naming the bad key")
     _add_config(p)
+    _add_json(p)
 
     p = sub.add_parser("migrate", help="apply the store's schema migrations")
     _add_config(p)
+    _add_json(p)
 
     p = sub.add_parser(
         "adapters",
@@ -105,12 +111,19 @@ def build_parser() -> argparse.ArgumentParser:
     from gateway import outages_cli
 
     outages_cli.add_parser(sub, _add_config, _add_client)
+
+    from gateway import acks_cli, callbacks_cli, x12_cli
+
+    acks_cli.add_parser(sub, _add_client)
+    callbacks_cli.add_parser(sub, _add_client)
+    x12_cli.add_parser(sub, _add_client)
     p = sub.add_parser(
         "normalize", help="dry run: print the filing(s) an inbound event becomes; stores nothing"
     )
     p.add_argument("--source", required=True, help="the [sources.NAME] whose normalizer to use")
     p.add_argument("file", help="the event (plain JSON or a structured CloudEvent), - for stdin")
     _add_config(p)
+    _add_json(p, "output is always JSON (the flag is accepted for symmetry)")
 
     p = sub.add_parser("audit", help="audit trail tools")
     audit_sub = p.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
@@ -138,9 +151,12 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     from gateway.inbound import normalizers
 
     normalizers.Sources(cfg)  # loads every normalizer: a bad one is a config error now
-    print(
-        f"{args.config}: ok ({len(cfg.adapters)} adapters, {len(cfg.routes)} routes, "
-        f"{len(cfg.sources)} sources)"
+    counts = {"adapters": len(cfg.adapters), "routes": len(cfg.routes), "sources": len(cfg.sources)}
+    _print(
+        args,
+        {"config": args.config, "ok": True, **counts},
+        f"{args.config}: ok ({counts['adapters']} adapters, {counts['routes']} routes, "
+        f"{counts['sources']} sources)",
     )
     return EXIT_OK
 
@@ -175,18 +191,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     cfg = _load(args)
+    from gateway import cli_render
     from gateway.store import base
 
-    async def _run() -> int:
+    async def _run() -> tuple[int, int]:
         store = base.open_store(cfg.gateway.store)
         await store.open()
         try:
-            return await store.migrate()
+            before = await store.schema_version()
+            with cli_render.Spinner(f"migrating v{before} → v{base.SCHEMA_VERSION}"):
+                return before, await store.migrate()
         finally:
             await store.close()
 
-    version = anyio.run(_run)
-    print(f"schema at v{version}")
+    before, version = anyio.run(_run)
+    done = "already" if before == version else f"from v{before}"
+    _print(args, {"from": before, "to": version}, f"schema at v{version} ({done})")
     return EXIT_OK
 
 
@@ -220,6 +240,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             from gateway import audit_cli
 
             return audit_cli.run(args)
+        if args.command in ("acks", "callbacks", "x12"):
+            from gateway import acks_cli, callbacks_cli, x12_cli
+
+            module = {"acks": acks_cli, "callbacks": callbacks_cli, "x12": x12_cli}[args.command]
+            return module.run(args)
         return commands[args.command](args)
     except errors.ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)

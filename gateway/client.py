@@ -107,19 +107,30 @@ def _out(args: argparse.Namespace, data: Any, human: str) -> None:
 
 
 def format_filing(f: dict[str, Any]) -> str:
+    """A filing and a table of its deliveries (states coloured on a terminal)."""
+    from gateway import cli_render
+
     lines = [
         f"{f['id']}  {f['status'].upper()}",
         f"  {f['filing_type']} ({f['environment']})  reference {f['reference']}  "
         f"filer {f['filer_code']}",
         f"  received {f['received_at']}  ordering key {f['ordering_key']}",
     ]
-    for d in f.get("deliveries", []):
-        extra = ""
-        if d.get("next_attempt_at"):
-            extra += f"  next {d['next_attempt_at']}"
-        if d.get("last_error"):
-            extra += f"  last error: {d['last_error'][:120]}"
-        lines.append(f"  → {d['adapter']:<12} {d['state']:<14} attempts {d['attempts']}{extra}")
+    rows = [
+        [
+            d["id"],
+            d["adapter"],
+            d["state"],
+            d["attempts"],
+            d.get("next_attempt_at") or "",
+            (d.get("last_error") or "")[:200],
+        ]
+        for d in f.get("deliveries", [])
+    ]
+    if rows:
+        headers = ["DELIVERY", "ADAPTER", "STATE", "TRIES", "NEXT ATTEMPT", "LAST ERROR"]
+        table = cli_render.render(cli_render.table(headers, rows, right={3}))
+        lines += ["", *table.splitlines()]
     return "\n".join(lines)
 
 
@@ -209,15 +220,16 @@ def cmd_adapters(args: argparse.Namespace) -> int:
 
 
 def _adapters_remote(args: argparse.Namespace) -> int:
+    from gateway import cli_render
+
     data = call(args, "GET", "/v1/adapters")
-    lines = []
+    rows = []
     for a in data["adapters"]:
         health = a.get("health") or {}
         counts = (
             ", ".join(f"{k} {v}" for k, v in sorted(a["deliveries"].items())) or "no deliveries"
         )
-        lines.append(
-            f"{a['name']:<14} {a['type']:<10} {'ok' if health.get('ok') else 'NOT OK':<7} {counts}"
-        )
-    _out(args, data, "\n".join(lines))
+        rows.append([a["name"], a["type"], "ok" if health.get("ok") else "NOT OK", counts])
+    text = cli_render.render(cli_render.table(["ADAPTER", "TYPE", "HEALTH", "DELIVERIES"], rows))
+    _out(args, data, text)
     return EXIT_OK

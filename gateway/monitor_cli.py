@@ -13,9 +13,9 @@ import json
 import sys
 import time
 from collections.abc import Collection, Sequence
-from typing import Any, TextIO
+from typing import Any
 
-from gateway import client, models
+from gateway import cli_render, client, models
 
 EXIT_OK, EXIT_USAGE = 0, 2
 
@@ -58,14 +58,8 @@ def add_bulk_arguments(p: argparse.ArgumentParser) -> None:
 def table(
     headers: Sequence[str], rows: Sequence[Sequence[Any]], right: Collection[int] = ()
 ) -> str:
-    """A plain text table with columns as wide as their widest cell."""
-    cells = [[str(c) for c in headers]] + [[("" if c is None else str(c)) for c in r] for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    lines = []
-    for r in cells:
-        parts = [c.rjust(widths[i]) if i in right else c.ljust(widths[i]) for i, c in enumerate(r)]
-        lines.append("  ".join(parts).rstrip())
-    return "\n".join(lines)
+    """A table as text for stdout: fitted and coloured on a terminal, plain elsewhere."""
+    return cli_render.render(cli_render.table(headers, rows, right=right))
 
 
 def _age(seconds: float | None) -> str:
@@ -128,12 +122,25 @@ def cmd_top(args: argparse.Namespace) -> int:
     if args.once:
         print(format_top(client.call(args, "GET", "/v1/overview")))
         return EXIT_OK
+    if not cli_render.is_tty():  # a pipe or a log: one table per refresh, no screen codes
+        try:
+            while True:
+                print(format_top(client.call(args, "GET", "/v1/overview")) + "\n", flush=True)
+                time.sleep(max(args.interval, 0.2))
+        except KeyboardInterrupt:
+            return EXIT_OK
+    from rich.live import Live
+    from rich.text import Text
+
+    def frame() -> Text:
+        text = format_top(client.call(args, "GET", "/v1/overview"))
+        return Text.from_ansi(text + "\n\n(ctrl-c to quit)")
+
     try:
-        while True:
-            text = format_top(client.call(args, "GET", "/v1/overview"))
-            sys.stdout.write("\x1b[H\x1b[2J" + text + "\n\n(ctrl-c to quit)\n")
-            sys.stdout.flush()
-            time.sleep(max(args.interval, 0.2))
+        with Live(frame(), console=cli_render.console(), screen=True, auto_refresh=False) as live:
+            while True:
+                time.sleep(max(args.interval, 0.2))
+                live.update(frame(), refresh=True)
     except KeyboardInterrupt:
         return EXIT_OK
 
@@ -165,29 +172,8 @@ def format_list(data: dict[str, Any]) -> str:
 # --- bulk -----------------------------------------------------------------------------------
 
 
-class Progress:
-    """A one-line progress bar on a terminal; one line per step otherwise."""
-
-    def __init__(self, total: int, verb: str, stream: TextIO | None = None) -> None:
-        self.total, self.verb, self.done = total, verb, 0
-        self.stream = stream or sys.stderr
-        self.tty = self.stream.isatty()
-
-    def advance(self, n: int) -> None:
-        self.done += n
-        width = 30
-        filled = width if self.total == 0 else min(width, width * self.done // self.total)
-        line = f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} {self.verb}"
-        if self.tty:
-            self.stream.write("\r" + line)
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
+#: the bulk progress bar (rate and ETA; a live bar on a terminal)
+Progress = cli_render.Progress
 
 
 def _filter(args: argparse.Namespace) -> dict[str, Any]:

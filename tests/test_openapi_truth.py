@@ -200,6 +200,8 @@ async def test_every_json_answer_validates_against_the_schema_its_operation_decl
 
     await eventually(callbacks_sent)
     await check.call(get, "/v1/callbacks", 200, params={"filing_id": first["id"]})
+    await check.call(post, "/v1/callbacks/retry", 200, json={"dry_run": True})
+    await check.call(get, "/v1/x12/gaps", 200, params={"older_than": "1m"})
     history = await check.call(get, "/v1/filings/{id}/history", 200, **one)
     assert {e["event"] for e in history["events"]} >= {"filing.accepted", "ack.received"}
 

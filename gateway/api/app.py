@@ -7,7 +7,18 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from gateway import config, metrics, monitoring
-from gateway.api import acks, auth, dashboard, edge, handlers, inputs, openapi, ops
+from gateway.api import (
+    acks,
+    auth,
+    callback_ops,
+    dashboard,
+    edge,
+    handlers,
+    inputs,
+    openapi,
+    ops,
+    x12,
+)
 from gateway.api import inbound as inbound_api
 from gateway.api.errors import error_middleware
 from gateway.inbound.intake import Intake
@@ -36,6 +47,8 @@ ROUTES: list[tuple[str, str, Handler, str | None]] = [
     ("POST", "/v1/filings/{id}/resend", acks.resend_filing, "operate"),
     ("POST", "/v1/filings/{id}/close-ack", acks.close_ack, "operate"),
     ("GET", "/v1/callbacks", acks.list_callbacks, "read"),
+    ("POST", "/v1/callbacks/retry", callback_ops.retry, "operate"),
+    ("GET", "/v1/x12/gaps", x12.gaps, "read"),
     ("GET", "/healthz", handlers.healthz, None),
     ("GET", "/livez", handlers.healthz, None),
     ("GET", "/readyz", handlers.readyz, None),

@@ -16,8 +16,9 @@ from pydantic.json_schema import models_json_schema
 
 import gateway
 from gateway import models, outages
+from gateway.api import callback_ops, ops, schemas, x12
 from gateway.api import openapi_paths as paths
-from gateway.api import ops, schemas
+from gateway.store import x12gaps
 
 #: request bodies (validated as such); everything in ``schemas.RESPONSES`` is an answer
 _REQUESTS: tuple[type[BaseModel], ...] = (
@@ -25,14 +26,19 @@ _REQUESTS: tuple[type[BaseModel], ...] = (
     models.Ack,
     outages.OutageRequest,
     ops.BulkRequest,
+    callback_ops.CallbackRetryRequest,
 )
+
+
+#: the answers of the CLI's operator routes (issue 21)
+_CLI_RESPONSES = (callback_ops.CallbackRetryResponse, x12gaps.X12GapReport)
 
 
 def components() -> dict[str, Any]:
     """Every model's JSON Schema, under its class name."""
     _, defs = models_json_schema(
         [(m, "validation") for m in _REQUESTS]
-        + [(m, "serialization") for m in (*schemas.RESPONSES, ops.BulkResponse)],
+        + [(m, "serialization") for m in (*schemas.RESPONSES, ops.BulkResponse, *_CLI_RESPONSES)],
         ref_template=paths.REF,
     )
     return dict(defs.get("$defs", {}))
@@ -47,7 +53,13 @@ def spec() -> dict[str, Any]:
             "version": gateway.__version__,
             "description": "Filing events in; deliveries to CBP ACE transports out.",
         },
-        "paths": {**paths.filing_paths(), **paths.ack_paths(), **paths.operation_paths()},
+        "paths": {
+            **paths.filing_paths(),
+            **paths.ack_paths(),
+            **paths.operation_paths(),
+            **callback_ops.openapi_paths(paths.op, paths.ref),
+            **x12.openapi_paths(paths.op, paths._q, paths.ref),
+        },
         "components": {
             "schemas": components(),
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},

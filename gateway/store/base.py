@@ -11,9 +11,12 @@ import urllib.parse
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway import audit, lifecycle, models, outages, redact
+
+if TYPE_CHECKING:
+    from gateway.store import callback_retry, x12gaps
 
 #: the highest migration version
 SCHEMA_VERSION = 7
@@ -360,6 +363,11 @@ class Store(Protocol):
     async def list_callbacks(
         self, *, filing_id: str | None, state: str | None, limit: int
     ) -> list[models.CallbackView]: ...
+    # operator reads and actions of the CLI (issue 21)
+    async def retry_callbacks(
+        self, sel: callback_retry.CallbackSelection, *, actor: Actor, now: datetime, reason: str
+    ) -> callback_retry.CallbackRetry: ...
+    async def x12_gaps(self, q: x12gaps.GapQuery) -> x12gaps.X12GapReport: ...
 
 
 def sqlite_url(url: str) -> tuple[str, dict[str, str]]:

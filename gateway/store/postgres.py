@@ -45,6 +45,7 @@ from gateway.store import (
     coalesce,
     pg_acks,
     pg_audit,
+    pg_callback_retry,
     pg_callbacks,
     pg_inbound,
     pg_monitoring,
@@ -53,6 +54,7 @@ from gateway.store import (
     pg_reads,
     pg_sql,
     pg_x12,
+    pg_x12gaps,
     rows,
 )
 from gateway.store.base import Actor, Claim
@@ -112,6 +114,8 @@ class PostgresStore(
     pg_x12.ControlsMixin,
     pg_callbacks.CallbacksMixin,
     pg_monitoring.MonitoringMixin,
+    pg_callback_retry.CallbackRetryMixin,
+    pg_x12gaps.X12GapsMixin,
 ):
     """``Store`` on a PostgreSQL database shared by any number of gateway processes.
 

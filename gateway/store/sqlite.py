@@ -29,6 +29,7 @@ from gateway.store import (
     sqlite_acks,
     sqlite_actions,
     sqlite_audit,
+    sqlite_callback_retry,
     sqlite_callbacks,
     sqlite_conn,
     sqlite_inbound,
@@ -36,7 +37,10 @@ from gateway.store import (
     sqlite_outages,
     sqlite_reads,
     sqlite_schema,
+    sqlite_x12gaps,
+    x12gaps,
 )
+from gateway.store import callback_retry as cbr
 from gateway.store.base import Actor, Claim
 
 T = TypeVar("T")
@@ -432,6 +436,14 @@ class SqliteStore:
         self, *, filing_id: str | None, state: str | None, limit: int
     ) -> list[models.CallbackView]:
         return await self._read(sqlite_callbacks.list_callbacks, filing_id, state, limit)
+
+    async def retry_callbacks(
+        self, sel: cbr.CallbackSelection, *, actor: Actor, now: datetime, reason: str
+    ) -> cbr.CallbackRetry:
+        return await self._write(sqlite_callback_retry.retry_callbacks, sel, actor, now, reason)
+
+    async def x12_gaps(self, q: x12gaps.GapQuery) -> x12gaps.X12GapReport:
+        return await self._read(sqlite_x12gaps.x12_gaps, q)
 
     # --- audit ------------------------------------------------------------------------
 

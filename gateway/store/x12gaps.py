@@ -1,0 +1,251 @@
+"""X12 control-number gaps: numbers allocated but never sent, or sent and never acknowledged.
+
+Every attempt of a delivery through the x12 codec allocates an interchange and a group
+control number (``x12_allocations``). Each allocation is classified, on both stores by the
+same SQL (only the JSON accessors and placeholders differ):
+
+- ``unsent``: no ``delivery.sent``/``delivery.sent_again`` audit row carries its interchange
+  number, and it is not the attempt running now — the receiver never saw this number;
+- ``in_flight``: the delivery's current attempt, being sent now (not a gap yet);
+- ``unacknowledged``: sent, and no ack matched to its delivery names its interchange or
+  group number (an ack without control numbers counts for what was sent before it);
+- ``acknowledged``: sent and answered (accepted, rejected or warning: an answer came).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from gateway.store import rows
+
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
+
+GapKind = Literal["unsent", "unacknowledged"]
+GAP_KINDS: tuple[GapKind, ...] = ("unsent", "unacknowledged")
+
+
+@dataclass(frozen=True, slots=True)
+class GapQuery:
+    """Which allocations to look at."""
+
+    sender: str | None = None
+    receiver: str | None = None
+    usage: str | None = None
+    #: allocated at or after
+    since: datetime | None = None
+    #: allocated before (``--older-than`` leaves recent sends time to be answered)
+    until: datetime | None = None
+    kinds: tuple[GapKind, ...] = GAP_KINDS
+    #: gaps listed at most (the per-pair counts cover all)
+    limit: int = 100
+
+
+class X12Gap(BaseModel):
+    """One allocated control number the receiver never saw, or never answered."""
+
+    model_config = _FROZEN
+
+    sender: str
+    receiver: str
+    usage: str = Field(description="ISA15: `T` (test, CERT) or `P` (production).")
+    interchange_control: int
+    group_control: int
+    kind: GapKind = Field(description="`unsent` or `unacknowledged`.")
+    delivery_id: str
+    filing_id: str
+    attempt: int = Field(description="The delivery attempt the numbers were allocated for.")
+    allocated_at: AwareDatetime
+    delivery_state: str | None = Field(default=None, description="The delivery's state now.")
+    attempt_error: str | None = Field(
+        default=None, description="The error that attempt ended with, when one was recorded."
+    )
+
+
+class X12GapGroup(BaseModel):
+    """Counts of one sender/receiver/usage's allocations by what became of them."""
+
+    model_config = _FROZEN
+
+    sender: str
+    receiver: str
+    usage: str
+    allocated: int
+    acknowledged: int
+    unacknowledged: int
+    unsent: int
+    in_flight: int
+    first_interchange: int
+    last_interchange: int
+    last_allocated_at: AwareDatetime
+
+
+class X12GapReport(BaseModel):
+    """``GET /v1/x12/gaps``: per pair counts, then the gaps themselves (oldest first)."""
+
+    model_config = _FROZEN
+
+    groups: list[X12GapGroup]
+    gaps: list[X12Gap]
+    truncated: bool = Field(description="More gaps match than `limit` listed.")
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    """What differs between SQLite and PostgreSQL in the gaps query."""
+
+    #: an ack's interchange / group control number, from ``acks.document`` (JSON text)
+    ack_interchange: str
+    ack_group: str
+    #: the interchange number a sent audit row's receipt carries
+    sent_interchange: str
+    #: an audit row's attempt count and error
+    row_attempts: str
+    row_error: str
+
+
+SQLITE = Dialect(
+    ack_interchange="json_extract(k.document, '$.interchange_control')",
+    ack_group="json_extract(k.document, '$.group_control')",
+    sent_interchange="json_extract(u.details, '$.receipt.x12.interchange_control')",
+    row_attempts="json_extract(u.details, '$.attempts')",
+    row_error="json_extract(u.details, '$.error')",
+)
+POSTGRES = Dialect(
+    ack_interchange="(k.document::json ->> 'interchange_control')::bigint",
+    ack_group="(k.document::json ->> 'group_control')::bigint",
+    sent_interchange="(u.details::json #>> '{receipt,x12,interchange_control}')::bigint",
+    row_attempts="(u.details::json ->> 'attempts')::bigint",
+    row_error="(u.details::json ->> 'error')",
+)
+
+_CLASSIFIED = """
+WITH alloc AS MATERIALIZED (
+  SELECT a.seq, a.sender, a.receiver, a.usage, a.interchange_control, a.group_control,
+         a.delivery_id, a.filing_id, a.attempt, a.allocated_at,
+         d.state AS delivery_state, d.attempts AS delivery_attempts,
+         EXISTS (SELECT 1 FROM audit u
+                 WHERE u.filing_id = a.filing_id AND u.delivery_id = a.delivery_id
+                   AND u.event IN ('delivery.sent', 'delivery.sent_again')
+                   AND {sent_interchange} = a.interchange_control) AS sent
+  FROM x12_allocations a LEFT JOIN deliveries d ON d.id = a.delivery_id
+  WHERE {where}
+), classified AS MATERIALIZED (
+  SELECT alloc.*,
+    CASE
+      WHEN NOT sent AND delivery_state = 'in_flight' AND attempt = delivery_attempts + 1
+        THEN 'in_flight'
+      WHEN NOT sent THEN 'unsent'
+      WHEN EXISTS (SELECT 1 FROM acks k
+                   WHERE k.matched_filing_id = alloc.filing_id
+                     AND k.matched_delivery_id = alloc.delivery_id
+                     AND ({ack_interchange} = alloc.interchange_control
+                          OR {ack_group} = alloc.group_control
+                          OR ({ack_interchange} IS NULL AND {ack_group} IS NULL
+                              AND k.received_at >= alloc.allocated_at)))
+        THEN 'acknowledged'
+      ELSE 'unacknowledged'
+    END AS status
+  FROM alloc
+)
+"""
+
+_GROUPS = """
+SELECT sender, receiver, usage, COUNT(*),
+  SUM(CASE WHEN status = 'acknowledged' THEN 1 ELSE 0 END),
+  SUM(CASE WHEN status = 'unacknowledged' THEN 1 ELSE 0 END),
+  SUM(CASE WHEN status = 'unsent' THEN 1 ELSE 0 END),
+  SUM(CASE WHEN status = 'in_flight' THEN 1 ELSE 0 END),
+  MIN(interchange_control), MAX(interchange_control), MAX(allocated_at)
+FROM classified GROUP BY sender, receiver, usage ORDER BY sender, receiver, usage
+"""
+
+#: the error of the attempt is looked up for the listed gaps only
+_GAPS = """
+SELECT g.sender, g.receiver, g.usage, g.interchange_control, g.group_control, g.status,
+  g.delivery_id, g.filing_id, g.attempt, g.allocated_at, g.delivery_state,
+  (SELECT {row_error} FROM audit u
+   WHERE u.filing_id = g.filing_id AND u.delivery_id = g.delivery_id
+     AND {row_attempts} = g.attempt AND {row_error} IS NOT NULL
+   ORDER BY u.seq DESC LIMIT 1)
+FROM (SELECT * FROM classified WHERE status IN ({kinds})
+      ORDER BY sender, receiver, usage, seq LIMIT ?) g
+ORDER BY g.sender, g.receiver, g.usage, g.seq
+"""
+
+
+def queries(dialect: Dialect, q: GapQuery) -> tuple[str, str, list[Any], list[Any]]:
+    """(groups SQL, gaps SQL, groups params, gaps params), with ``?`` placeholders."""
+    where, params = ["1 = 1"], []
+    for column, value in (("sender", q.sender), ("receiver", q.receiver), ("usage", q.usage)):
+        if value is not None:
+            where.append(f"a.{column} = ?")
+            params.append(value)
+    if q.since is not None:
+        where.append("a.allocated_at >= ?")
+        params.append(rows.us(q.since))
+    if q.until is not None:
+        where.append("a.allocated_at < ?")
+        params.append(rows.us(q.until))
+    head = _CLASSIFIED.format(
+        where=" AND ".join(where),
+        sent_interchange=dialect.sent_interchange,
+        ack_interchange=dialect.ack_interchange,
+        ack_group=dialect.ack_group,
+    )
+    kinds = q.kinds or GAP_KINDS
+    gaps = head + _GAPS.format(
+        kinds=", ".join("?" for _ in kinds),
+        row_attempts=dialect.row_attempts,
+        row_error=dialect.row_error,
+    )
+    return head + _GROUPS, gaps, params, [*params, *kinds, q.limit + 1]
+
+
+def report(groups: list[Any], gaps: list[Any], limit: int) -> X12GapReport:
+    """The report from the rows of the two queries (``gaps`` may hold ``limit + 1``)."""
+    return X12GapReport(
+        groups=[
+            X12GapGroup(
+                sender=g[0],
+                receiver=g[1],
+                usage=g[2],
+                allocated=g[3],
+                acknowledged=g[4],
+                unacknowledged=g[5],
+                unsent=g[6],
+                in_flight=g[7],
+                first_interchange=g[8],
+                last_interchange=g[9],
+                last_allocated_at=rows.dt(g[10]),
+            )
+            for g in groups
+        ],
+        gaps=[
+            X12Gap(
+                sender=r[0],
+                receiver=r[1],
+                usage=r[2],
+                interchange_control=r[3],
+                group_control=r[4],
+                kind=r[5],
+                delivery_id=r[6],
+                filing_id=r[7],
+                attempt=r[8],
+                allocated_at=rows.dt(r[9]),
+                delivery_state=r[10],
+                attempt_error=r[11],
+            )
+            for r in gaps[:limit]
+        ],
+        truncated=len(gaps) > limit,
+    )
+
+
+def numbered(sql: str) -> str:
+    """``?`` placeholders → PostgreSQL's ``$1, $2, …``."""
+    parts = sql.split("?")
+    return "".join(p + (f"${i + 1}" if i < len(parts) - 1 else "") for i, p in enumerate(parts))
