@@ -236,6 +236,7 @@ class Readiness(BaseModel):
     sources: dict[str, SourceHealth] | None = Field(
         default=None, description="Inbound sources, when any run."
     )
+    store: str = Field(description="The store this gateway uses, its password masked.")
 
 
 class Liveness(BaseModel):
