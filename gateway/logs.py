@@ -31,8 +31,8 @@ _LEVELS = {
     "error": logging.ERROR,
 }
 
-#: libraries that say something at INFO for every connection; WARNING unless debugging
-_CHATTY = ("asyncssh", "aiormq", "aio_pika")
+#: libraries that say something for every connection (proton: every reactor event); WARNING
+_CHATTY = ("asyncssh", "aiormq", "aio_pika", "proton")
 
 
 def configure(
