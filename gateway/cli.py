@@ -247,11 +247,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return module.run(args)
         return commands[args.command](args)
     except errors.ConfigError as exc:
-        print(f"config error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _fail(args, "config", exc, EXIT_USAGE)
     except errors.StoreError as exc:
-        print(f"store error: {exc}", file=sys.stderr)
-        return EXIT_UNAVAILABLE
+        return _fail(args, "store", exc, EXIT_UNAVAILABLE)
     except KeyboardInterrupt:
         return 130
     except BaseException as exc:  # the CLI's top: never a traceback for an expected failure
@@ -260,12 +258,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(exc, BaseExceptionGroup):
             inner = exc.exceptions[0]
             if isinstance(inner, errors.ConfigError):
-                print(f"config error: {inner}", file=sys.stderr)
-                return EXIT_USAGE
+                return _fail(args, "config", inner, EXIT_USAGE)
             if isinstance(inner, errors.StoreError):
-                print(f"store error: {inner}", file=sys.stderr)
-                return EXIT_UNAVAILABLE
+                return _fail(args, "store", inner, EXIT_UNAVAILABLE)
         raise
+
+
+def _fail(args: argparse.Namespace, kind: str, exc: Exception, code: int) -> int:
+    """Say why the command stopped: for ``serve`` one JSON line on stderr, like every other
+    line of its log (a log shipper reads it); for the other commands, plain words."""
+    if args.command == "serve":
+        line: dict[str, Any] = {"event": f"gateway.{kind}_error", "level": "error"}
+        line["error"] = str(exc)
+        if getattr(exc, "key", None):
+            line["key"] = exc.key  # type: ignore[attr-defined]
+        print(json.dumps(line), file=sys.stderr)
+    else:
+        print(f"{kind} error: {exc}", file=sys.stderr)
+    return code
 
 
 def _action(args: argparse.Namespace) -> int:

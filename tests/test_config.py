@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -170,3 +171,13 @@ def test_allowed_hosts_and_origins_are_validated():
     ):
         with pytest.raises(errors.ConfigError, match=f"gateway.{next(iter(bad))}"):
             config.parse_config({"gateway": bad}, {})
+
+
+def test_serve_with_a_bad_config_says_so_in_one_json_line(tmp_path, capsys):
+    """`serve` stops with exit 2 and one JSON line naming the key, like the rest of its log."""
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[gateway]\nlisten = "127.0.0.1:8080"\nlease = "99999999999d"\n')
+    assert cli.main(["serve", "--config", str(bad)]) == 2
+    [line] = [x for x in capsys.readouterr().err.splitlines() if x.strip()]
+    parsed = json.loads(line)
+    assert parsed["event"] == "gateway.config_error" and parsed["key"] == "gateway.lease"
