@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -19,7 +18,7 @@ from typing import Any
 
 import structlog
 
-from gateway import errors, ids, models
+from gateway import errors, ids, jsonio, models
 from gateway.clock import Clock
 from gateway.inbound import cloudevents
 from gateway.inbound.normalizers import EventContext, Source, Sources
@@ -127,10 +126,10 @@ def prepare_raw(sources: Sources, source: Source, raw: RawEvent) -> Prepared:
     envelope = cloudevents.from_amqp(raw.headers, raw.content_type, raw.body)
     document: Any = None
     if envelope is None:
-        try:
-            document = json.loads(raw.body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise errors.InvalidEvent(f"not valid JSON: {exc}", field="body") from exc
+        try:  # depth-checked: a message nested 100,000 deep is refused, not a RecursionError
+            document = jsonio.loads(raw.body, what="the message")
+        except errors.MalformedInput as exc:
+            raise errors.InvalidEvent(str(exc), field="body") from exc
         if cloudevents.looks_structured(document):
             envelope = cloudevents.from_document(document)
     if envelope is not None:

@@ -77,3 +77,18 @@ async def test_a_file_that_cannot_be_normalized_is_rejected_with_its_reason(
     assert {i["origin"] for i in listed["items"]} == {"file:bad.json", "file:junk.json"}
     junk = next(i for i in listed["items"] if i["origin"] == "file:junk.json")
     assert junk["body"].startswith("base64:")
+
+
+async def test_a_file_nested_100000_deep_is_rejected_and_the_source_goes_on(
+    tmp_path, start_gateway
+):
+    """JSON nested 100,000 deep is a rejected event naming its depth (no RecursionError);
+    the source keeps reading: a good file dropped after it is filed."""
+    drops = tmp_path / "drops"
+    drops.mkdir()
+    (drops / "deep.json").write_bytes(b"[" * 100_000 + b"]" * 100_000)
+    await start_gateway(drops_config(tmp_path))
+    await wait_until(lambda: (drops / "rejected" / "deep.json.reason.txt").exists())
+    assert "deeper than" in (drops / "rejected" / "deep.json.reason.txt").read_text()
+    (drops / "good.json").write_text(json.dumps(booking(2)))
+    await wait_until(lambda: len(filings(tmp_path / "gateway.db")) == 1)
