@@ -8,7 +8,6 @@ in a TA1/997/999 (sent as ``application/edi-x12``) or JSON acks, as a VAN client
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from gateway import cli_render, client
@@ -124,15 +123,9 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _post(args: argparse.Namespace) -> int:
-    if args.file == "-":
-        raw = sys.stdin.buffer.read()
-    else:
-        try:
-            with open(args.file, "rb") as fh:
-                raw = fh.read()
-        except OSError as exc:
-            print(f"cannot read {args.file}: {exc}", file=sys.stderr)
-            return client.EXIT_USAGE
+    raw = client.read_file_arg(args.file)
+    if raw is None:
+        return client.EXIT_USAGE
     kind = args.content_type or (
         "x12" if raw.lstrip(b"\xef\xbb\xbf \r\n\t").startswith(b"ISA") else "json"
     )

@@ -134,17 +134,24 @@ def format_filing(f: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def read_file_arg(path: str) -> bytes | None:
+    """The bytes of a FILE argument (``-``: standard input); None, said on stderr, when
+    it cannot be read (the caller exits EXIT_USAGE)."""
+    if path == "-":
+        return sys.stdin.buffer.read()
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except OSError as exc:
+        print(f"cannot read {path}: {exc}", file=sys.stderr)
+        return None
+
+
 @run_api
 def cmd_submit(args: argparse.Namespace) -> int:
-    if args.file == "-":
-        raw = sys.stdin.buffer.read()
-    else:
-        try:
-            with open(args.file, "rb") as fh:
-                raw = fh.read()
-        except OSError as exc:
-            print(f"cannot read {args.file}: {exc}", file=sys.stderr)
-            return EXIT_USAGE
+    raw = read_file_arg(args.file)
+    if raw is None:
+        return EXIT_USAGE
     headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else None
     data = call(args, "POST", "/v1/filings", body=raw, headers=headers)
     verb = "accepted" if data.get("created") else "already accepted (same idempotency key)"

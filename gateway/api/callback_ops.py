@@ -14,12 +14,10 @@ from pydantic import (
     StrictBool,
     StrictInt,
     StrictStr,
-    ValidationError,
 )
 
 from gateway import errors, models
 from gateway.api import handlers, ops
-from gateway.api.errors import validation_details
 from gateway.store import callback_retry
 
 
@@ -59,19 +57,7 @@ class CallbackRetryResponse(BaseModel):
 
 async def retry(request: web.Request) -> web.Response:
     """Dead callbacks (by id, by filing, or all) go out again now; each retry is audited."""
-    data = await handlers.read_json(request, request.app[handlers.LIMITS]["body"])
-    if not isinstance(data, dict):
-        raise errors.InvalidInput(
-            "a callback retry is a JSON object",
-            details=[{"loc": "body", "msg": "expected an object"}],
-        )
-    try:
-        req = CallbackRetryRequest.model_validate(data)
-    except ValidationError as exc:
-        details = validation_details(exc, "body.")
-        raise errors.InvalidInput(
-            f"{details[0]['loc']}: {details[0]['msg']}", details=details
-        ) from exc
+    req = await handlers.read_model(request, CallbackRetryRequest, what="a callback retry")
     if not req.dry_run and not req.reason.strip():
         raise errors.InvalidInput(
             "a reason is required (it goes into the audit trail)",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
@@ -51,6 +51,28 @@ async def read_json(request: web.Request, limit: int) -> Any:
     if not raw.strip():
         raise errors.MalformedInput("the request body is empty; send a JSON document")
     return jsonio.loads(raw)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+async def read_model(
+    request: web.Request, model: type[M], *, what: str, prefix: str = "body."
+) -> M:
+    """The request body as ``model``: 422 naming the field at fault (``prefix`` + its path)
+    when it is not a JSON object or does not validate."""
+    data = await read_json(request, request.app[LIMITS]["body"])
+    if not isinstance(data, dict):
+        raise errors.InvalidInput(
+            f"{what} is a JSON object", details=[{"loc": "body", "msg": "expected an object"}]
+        )
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        details = validation_details(exc, prefix)
+        raise errors.InvalidInput(
+            f"{details[0]['loc']}: {details[0]['msg']}", details=details
+        ) from exc
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:
@@ -266,18 +288,7 @@ async def filing_history(request: web.Request) -> web.Response:
 
 
 async def post_outage(request: web.Request) -> web.Response:
-    data = await read_json(request, request.app[LIMITS]["body"])
-    if not isinstance(data, dict):
-        raise errors.InvalidInput(
-            "an outage is a JSON object", details=[{"loc": "body", "msg": "expected an object"}]
-        )
-    try:
-        req = outages.OutageRequest.model_validate(data)
-    except ValidationError as exc:
-        details = validation_details(exc, "")
-        raise errors.InvalidInput(
-            f"{details[0]['loc']}: {details[0]['msg']}", details=details
-        ) from exc
+    req = await read_model(request, outages.OutageRequest, what="an outage", prefix="")
     outage = await request.app[SERVICE].add_outage(req, actor=actor_of(request))
     return respond(outage, status=201)
 

@@ -15,12 +15,10 @@ from pydantic import (
     StrictBool,
     StrictInt,
     StrictStr,
-    ValidationError,
 )
 
 from gateway import errors, metrics, models, monitoring
 from gateway.api import handlers
-from gateway.api.errors import validation_details
 from gateway.store.base import BulkFilter
 
 MONITOR = web.AppKey("monitor", monitoring.Monitor)
@@ -108,19 +106,7 @@ async def overview(request: web.Request) -> web.Response:
 
 
 async def _bulk(request: web.Request, action: str) -> web.Response:
-    data = await handlers.read_json(request, request.app[handlers.LIMITS]["body"])
-    if not isinstance(data, dict):
-        raise errors.InvalidInput(
-            "a bulk request is a JSON object",
-            details=[{"loc": "body", "msg": "expected an object"}],
-        )
-    try:
-        req = BulkRequest.model_validate(data)
-    except ValidationError as exc:
-        details = validation_details(exc, "body.")
-        raise errors.InvalidInput(
-            f"{details[0]['loc']}: {details[0]['msg']}", details=details
-        ) from exc
+    req = await handlers.read_model(request, BulkRequest, what="a bulk request")
     service = request.app[handlers.SERVICE]
     as_of = service.clock.now()
     flt = BulkFilter(

@@ -31,6 +31,14 @@ LATE_SENT_MOVES = frozenset(lifecycle.sources(_E.SENT, to=_S.DELIVERED)) - {_S.I
 RELEASED_TO = lifecycle.step(_S.IN_FLIGHT, _E.RELEASED)
 
 
+def deferred_details(reason: str, until: datetime, probe_failed: bool) -> dict[str, Any]:
+    """Details of a ``delivery.deferred`` audit row written by the dispatcher's defer."""
+    details: dict[str, Any] = {"reason": reason, "until": rows.iso(until)}
+    if probe_failed:
+        details["probe_failed"] = True
+    return details
+
+
 def conflict_details(
     target: base.AckTarget, ack_id: str, ack: models.Ack, decision: base.AckDecision
 ) -> dict[str, Any]:

@@ -43,6 +43,7 @@ from gateway import audit, errors, models, outages, redact
 from gateway.store import (
     base,
     coalesce,
+    logic,
     pg_acks,
     pg_audit,
     pg_callback_retry,
@@ -371,9 +372,7 @@ class PostgresStore(
         reason: str,
         probe_failed: bool = False,
     ) -> bool:
-        details: dict[str, Any] = {"reason": reason, "until": rows.iso(until)}
-        if probe_failed:
-            details["probe_failed"] = True
+        details = logic.deferred_details(reason, until, probe_failed)
         return await self._write(
             lambda c: pg_ops.finish(
                 c,

@@ -25,6 +25,7 @@ from gateway import audit, errors, models, outages, redact
 from gateway.store import (
     base,
     coalesce,
+    logic,
     rows,
     sqlite_acks,
     sqlite_actions,
@@ -240,9 +241,7 @@ class SqliteStore:
         reason: str,
         probe_failed: bool = False,
     ) -> bool:
-        details: dict[str, Any] = {"reason": reason, "until": rows.iso(until)}
-        if probe_failed:
-            details["probe_failed"] = True
+        details = logic.deferred_details(reason, until, probe_failed)
         return await self._write(
             sqlite_ops.finish,
             claim,
