@@ -37,7 +37,7 @@ from pydantic import AnyUrl, Field, UrlConstraints
 
 from adapters import base, inbound
 from gateway import errors, models
-from gateway.durations import Duration
+from adapters.base import Duration
 
 AmqpUrl = Annotated[AnyUrl, UrlConstraints(allowed_schemes=["amqp", "amqps"], host_required=True)]
 

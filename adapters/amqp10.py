@@ -53,7 +53,7 @@ from pydantic import AnyUrl, Field, UrlConstraints
 
 from adapters import amqp10_proton, base, inbound
 from gateway import errors, models
-from gateway.durations import Duration
+from adapters.base import Duration
 
 Amqp10Url = Annotated[AnyUrl, UrlConstraints(allowed_schemes=["amqp", "amqps"], host_required=True)]
 T = TypeVar("T")

@@ -1,7 +1,8 @@
 """The Adapter protocol: what a transport must do for the gateway.
 
-This module imports ``gateway.models`` and ``gateway.errors`` only — the small, stable
-contract an external adapter package codes against.
+This module imports ``gateway.models`` and ``gateway.errors`` only (and re-exports
+``Duration`` for adapters' options) — the small, stable contract an external adapter
+package codes against.
 
 An adapter class has a pydantic ``Options`` model (its own config keys, validated at
 start-up with ``extra="forbid"``) and is built as ``Cls(name=..., options=...)``.
@@ -28,6 +29,7 @@ from typing import ClassVar, Protocol, runtime_checkable
 from pydantic import BaseModel, ConfigDict
 
 from gateway import errors, models
+from gateway.durations import Duration  # re-exported: adapters type their config with it
 
 #: control characters no header, property or file name may carry (HTAB excepted)
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")

@@ -24,7 +24,7 @@ from pydantic import Field
 
 from adapters import base
 from gateway import errors, models
-from gateway.durations import Duration
+from adapters.base import Duration
 
 _EXTENSIONS = {
     "application/json": "json",

@@ -23,7 +23,7 @@ from pydantic import Field, HttpUrl, model_validator
 
 from adapters import base
 from gateway import errors, models
-from gateway.durations import Duration
+from adapters.base import Duration
 
 #: the receiver refuses the message's size (body, URI, headers): the message's own fault
 TOO_LARGE_STATUSES = frozenset({413, 414, 431})

@@ -35,7 +35,7 @@ from pydantic import Field, field_validator, model_validator
 
 from adapters import base, inbound
 from gateway import errors, models
-from gateway.durations import Duration
+from adapters.base import Duration
 
 _EXTENSIONS = {
     "application/json": "json",

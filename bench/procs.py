@@ -138,7 +138,7 @@ def start_gateway(spec: GatewaySpec, workdir: Path, name: str = "gw") -> Proc:
         "EDIGW_AUDIT__HMAC_KEY": "bench-only-key-0123456789abcdef0123456789abcdef",
     }
     p = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "serve", "--config", str(cfg)],
+        [sys.executable, "-m", "gateway.cli.main", "serve", "--config", str(cfg)],
         stdout=log.open("w"),
         stderr=subprocess.STDOUT,
         env=env,
@@ -176,9 +176,10 @@ async def fresh_pg(admin_dsn: str, name: str) -> str:
 
 async def migrate(url: str) -> None:
     sys.path.insert(0, str(ROOT))
-    from gateway.store import base
 
-    store = base.open_store(url)
+    from gateway.store import open as store_open
+
+    store = store_open.open_store(url)
     await store.open()
     try:
         await store.migrate()

@@ -146,7 +146,7 @@ class Conflict(GatewayError):
 
 
 class Refused(Conflict):
-    """The delivery lifecycle does not allow this action now (``gateway.lifecycle``)."""
+    """The delivery lifecycle does not allow this action now (``gateway.rules.lifecycle``)."""
 
     def __init__(self, code: str, message: str, *, details: Any = None) -> None:
         super().__init__(message, details=details)

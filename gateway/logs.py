@@ -1,7 +1,7 @@
 """structlog, configured once: JSON lines in production, console output on a terminal.
 
 Each line carries the context bound where it was written (filing id, delivery id,
-adapter, attempt, request id). Every line passes through ``gateway.redact`` before it
+adapter, attempt, request id). Every line passes through ``gateway.audit.redact`` before it
 is rendered, so importer numbers, tokens and configured paths never reach a log.
 Logs go to stderr so ``--json`` output on stdout stays clean for scripts.
 
@@ -22,7 +22,8 @@ from typing import Any, Literal, TextIO
 
 import structlog
 
-from gateway import jsonio, redact
+from gateway.audit import redact
+from gateway.encoding import jsonio
 
 _LEVELS = {
     "debug": logging.DEBUG,

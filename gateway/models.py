@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-#: the canonical JSON of ``gateway.audit.canonical`` (sorted keys, no spaces, UTF-8)
+#: the canonical JSON of ``gateway.audit.chain.canonical`` (sorted keys, no spaces, UTF-8)
 _CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 

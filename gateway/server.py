@@ -21,27 +21,20 @@ import anyio
 import structlog
 from aiohttp import web
 
-from gateway import (
-    acks,
-    audit,
-    callbacks,
-    checkpoints,
-    config,
-    errors,
-    metrics,
-    monitoring,
-    redact,
-    registry,
-)
+from gateway import config, errors, metrics, monitoring, registry
 from gateway.api import app as api_app
 from gateway.api import auth
+from gateway.audit import chain as audit
+from gateway.audit import checkpoints, redact
 from gateway.clock import Clock, SystemClock
-from gateway.dispatcher import Dispatcher
+from gateway.delivery import acks, callbacks
+from gateway.delivery.dispatcher import Dispatcher
 from gateway.inbound import consumers
 from gateway.inbound.intake import Intake
 from gateway.inbound.normalizers import Sources
 from gateway.service import Service
 from gateway.store import base
+from gateway.store import open as store_open
 from gateway.store.base import Store
 
 log = structlog.get_logger("gateway.server")
@@ -79,7 +72,7 @@ class Gateway:
             Store,
             metrics.InstrumentedStore(
                 store
-                or base.open_store(
+                or store_open.open_store(
                     cfg.gateway.store,
                     redactor=self.redactor,
                     timeout_s=cfg.gateway.store_timeout,

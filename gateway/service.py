@@ -13,20 +13,11 @@ from typing import Any
 
 import structlog
 
-from gateway import (
-    acks,
-    audit,
-    config,
-    errors,
-    ids,
-    metrics,
-    models,
-    normalize,
-    outages,
-    router,
-    ssrf,
-)
+from gateway import config, errors, ids, metrics, models
+from gateway.audit import chain as audit
 from gateway.clock import Clock
+from gateway.delivery import acks, ssrf
+from gateway.rules import normalize, outages, router
 from gateway.store import base
 from gateway.store.base import Actor, Store
 
@@ -375,7 +366,10 @@ class Service:
         status = "not_ready" if not ready else "degraded" if degraded else "ready"
         failing = sorted(k for k, v in checks.items() if v != "ok")
         body: dict[str, Any] = {
-            "status": status, "checks": checks, "failing": failing, "degraded": degraded
+            "status": status,
+            "checks": checks,
+            "failing": failing,
+            "degraded": degraded,
         }
         sources = self.source_status()
         if sources:

@@ -68,7 +68,7 @@ def script(
 
 def gateway_argv(args: Sequence[str]) -> list[str]:
     """``edi-gateway ARGS`` with this interpreter (the package is installed in it)."""
-    return [sys.executable, "-m", "gateway.cli", *args]
+    return [sys.executable, "-m", "gateway.cli.main", *args]
 
 
 async def start(text: str, env: Mapping[str, str]) -> asyncio.subprocess.Process:

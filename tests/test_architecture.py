@@ -1,4 +1,5 @@
-"""The import direction of DESIGN.md, read from the source (AST), so it stays true."""
+"""The import direction of DESIGN.md and STYLE.md, read from the source (AST), so it
+stays true. Every rule is shown to fail on a planted forbidden import."""
 
 from __future__ import annotations
 
@@ -8,27 +9,71 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-#: the small contract adapters code against (names from these modules are fine too)
-ADAPTER_MAY_IMPORT = {"gateway.models", "gateway.errors", "gateway.durations"}
+#: the small contract an adapter codes against
+ADAPTER_MAY_IMPORT = {"adapters.base", "gateway.models", "gateway.errors"}
 #: modules that import nothing from the project
-LEAVES = ["errors", "models", "clock"]
-PURE = [
-    "normalize",
-    "router",
-    "retry",
-    "outages",
-    "breaker",
-    "codec",
-    "audit",
-    "redact",
-    "lifecycle",
-]
+LEAVES = ["gateway.errors", "gateway.models", "gateway.clock"]
+#: rooms that only decide or encode: no network, database or event-loop library
+PURE_ROOMS = ["gateway/rules", "gateway/encoding"]
+PURE = ["gateway/audit/chain.py", "gateway/audit/redact.py"]
 IO_LIBS = {"aiohttp", "sqlite3", "asyncpg", "anyio", "socket", "aio_pika", "asyncssh"}
+#: the composition root: the only modules that build stores
+ROOT_MODULES = ("gateway.cli.", "gateway.server")
+STORE_BUILDERS = ("gateway.store.open", "gateway.store.sqlite", "gateway.store.postgres")
+#: each room, and the rooms above it that it must never import
+LAYERS = {
+    "gateway.rules": (
+        "gateway.store",
+        "gateway.delivery",
+        "gateway.api",
+        "gateway.cli",
+        "gateway.inbound",
+        "gateway.service",
+        "gateway.server",
+    ),
+    "gateway.encoding": (
+        "gateway.store",
+        "gateway.delivery",
+        "gateway.api",
+        "gateway.cli",
+        "gateway.inbound",
+        "gateway.service",
+        "gateway.server",
+    ),
+    "gateway.audit": (
+        "gateway.delivery",
+        "gateway.api",
+        "gateway.cli",
+        "gateway.inbound",
+        "gateway.service",
+        "gateway.server",
+    ),
+    "gateway.store": (
+        "gateway.delivery",
+        "gateway.api",
+        "gateway.cli",
+        "gateway.inbound",
+        "gateway.service",
+        "gateway.server",
+    ),
+    "gateway.delivery": ("gateway.api", "gateway.cli", "gateway.inbound", "gateway.server"),
+    "gateway.inbound": ("gateway.api", "gateway.cli", "gateway.server"),
+    "gateway.api": ("gateway.cli", "gateway.server"),
+}
+
+
+def module_name(path: Path) -> str:
+    rel = path.relative_to(ROOT).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
 
 
 def imports(path: Path) -> set[str]:
-    """Every module (or module.name) a file imports. ``from gateway import service``
-    yields ``gateway.service``, not a bare ``gateway`` that would hide what it took."""
+    """Every module (or module.name) a file imports, at any depth (a lazy import inside
+    a function counts). ``from gateway import service`` yields ``gateway.service``, not a
+    bare ``gateway`` that would hide what it took."""
     tree = ast.parse(path.read_text())
     found: set[str] = set()
     for node in ast.walk(tree):
@@ -43,20 +88,54 @@ def project_imports(path: Path) -> set[str]:
     return {m for m in imports(path) if m.split(".")[0] in ("gateway", "adapters")}
 
 
+def sources() -> list[Path]:
+    return sorted([*(ROOT / "gateway").rglob("*.py"), *(ROOT / "adapters").glob("*.py")])
+
+
+MODULES = {module_name(p) for p in sources()}
+
+
+def target(name: str) -> str | None:
+    """The project module an imported name lives in (``gateway.store.base.Claim`` →
+    ``gateway.store.base``)."""
+    while name and name not in MODULES:
+        name = name.rpartition(".")[0]
+    return name or None
+
+
+def edges(path: Path) -> set[str]:
+    me = module_name(path) if path.is_relative_to(ROOT) else path.stem
+    return {t for m in project_imports(path) if (t := target(m)) and t != me}
+
+
+def within(name: str, room: str) -> bool:
+    return name == room or name.startswith(room + ".")
+
+
+# --- adapters ----------------------------------------------------------------------------
+
+
 def adapter_violations(path: Path) -> list[str]:
-    """What an adapter file imports from the core beyond the small contract."""
+    """What an adapter file imports from the project beyond the small contract (other
+    built-in adapters may import each other: the proton driver backs amqp10)."""
+    allowed = ADAPTER_MAY_IMPORT | {module_name(p) for p in (ROOT / "adapters").glob("*.py")}
+    if path == ROOT / "adapters" / "base.py":
+        allowed = allowed | {"gateway.durations"}  # the contract re-exports Duration
     return sorted(
         name
         for name in project_imports(path)
-        if name.startswith("gateway")
-        and name not in ADAPTER_MAY_IMPORT
-        and name.rsplit(".", 1)[0] not in ADAPTER_MAY_IMPORT
+        if name not in allowed
+        and name.rsplit(".", 1)[0] not in allowed
+        and not (
+            name.startswith("adapters.")
+            and name.split(".")[1] in {p.stem for p in (ROOT / "adapters").glob("*.py")}
+        )
     )
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "adapters").glob("*.py")), ids=lambda p: p.name)
 def test_adapters_see_only_the_small_contract(path):
-    """An adapter imports gateway.models / gateway.errors (and durations) and nothing else."""
+    """An adapter imports adapters.base, gateway.models and gateway.errors, nothing else."""
     assert adapter_violations(path) == [], path.name
 
 
@@ -65,8 +144,11 @@ def test_adapters_see_only_the_small_contract(path):
     [
         "from gateway import service",
         "from gateway import dispatcher, models",
+        "from gateway.delivery import dispatcher",
         "import gateway.store.base",
         "from gateway.store import sqlite",
+        "from gateway.durations import Duration",
+        "import gateway",
         "from gateway.models import Filing\nfrom gateway import config",
     ],
 )
@@ -77,10 +159,72 @@ def test_a_planted_forbidden_import_in_an_adapter_is_caught(tmp_path, line):
     assert adapter_violations(planted), line
 
 
+# --- leaves and pure rooms -----------------------------------------------------------------
+
+
+def leaf_violations(path: Path) -> set[str]:
+    return project_imports(path)
+
+
 @pytest.mark.parametrize("name", LEAVES)
 def test_leaves_import_nothing_from_the_project(name):
     """errors, models and clock are leaves: every other module may import them."""
-    assert project_imports(ROOT / "gateway" / f"{name}.py") == set(), name
+    path = ROOT / (name.replace(".", "/") + ".py")
+    assert path.exists(), name
+    assert leaf_violations(path) == set(), name
+
+
+def test_a_planted_import_in_a_leaf_is_caught(tmp_path):
+    planted = tmp_path / "models.py"
+    planted.write_text("from pydantic import BaseModel\nfrom gateway import ids\n")
+    assert leaf_violations(planted) == {"gateway.ids"}
+
+
+def pure_files() -> list[Path]:
+    return sorted(
+        [*(p for r in PURE_ROOMS for p in (ROOT / r).glob("*.py")), *(ROOT / p for p in PURE)]
+    )
+
+
+def io_violations(path: Path) -> set[str]:
+    return {m.split(".")[0] for m in imports(path)} & IO_LIBS
+
+
+@pytest.mark.parametrize("path", pure_files(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_pure_modules_do_no_io(path):
+    """Rules, encodings, the chain and redaction import no network, database or loop library."""
+    assert path.exists(), path
+    assert not io_violations(path)
+
+
+def test_a_planted_io_import_in_a_pure_module_is_caught(tmp_path):
+    planted = tmp_path / "router.py"
+    planted.write_text("import asyncpg\n")
+    assert io_violations(planted) == {"asyncpg"}
+
+
+# --- the composition root ---------------------------------------------------------------
+
+
+def store_builder_violations(path: Path) -> set[str]:
+    """Who imports a store implementation (or ``open_store``) without being the
+    composition root. The store package itself is where they live."""
+    me = module_name(path) if path.is_relative_to(ROOT) else path.stem
+    if me.startswith(ROOT_MODULES) or me == "gateway.server" or within(me, "gateway.store"):
+        return set()
+    return {m for m in edges(path) | project_imports(path) if m.startswith(STORE_BUILDERS)}
+
+
+@pytest.mark.parametrize("path", sources(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_only_the_composition_root_builds_stores(path):
+    """``gateway.cli`` and ``gateway.server`` build stores; everything else is handed one."""
+    assert store_builder_violations(path) == set()
+
+
+def test_a_planted_store_builder_is_caught(tmp_path):
+    planted = tmp_path / "dispatcher.py"
+    planted.write_text("from gateway.store import open as store_open\n")
+    assert store_builder_violations(planted) == {"gateway.store.open"}
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "gateway").rglob("*.py")), ids=str)
@@ -89,28 +233,78 @@ def test_core_never_imports_a_concrete_adapter(path):
     assert not [m for m in project_imports(path) if m.startswith("adapters")], path
 
 
-@pytest.mark.parametrize("name", PURE)
-def test_pure_modules_do_no_io(name):
-    """Pure modules import no network, database or event-loop library."""
-    path = ROOT / "gateway" / f"{name}.py"
-    assert path.exists(), f"{name}.py is listed as pure but does not exist"
-    assert not {m.split(".")[0] for m in imports(path)} & IO_LIBS
+# --- layers and circles ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "path",
-    [
-        *sorted((ROOT / "gateway/api").glob("*.py")),
-        ROOT / "gateway/cli.py",
-        ROOT / "gateway/client.py",
-    ],
-    ids=lambda p: p.name,
-)
-def test_api_and_cli_do_not_reach_into_store_implementations(path):
-    """The API and CLI use the service and the Store protocol, not sqlite/postgres modules."""
-    bad = {
-        m
-        for m in project_imports(path)
-        if m.startswith(("gateway.store.sqlite", "gateway.store.postgres"))
+def layer_violations(name: str, imported: set[str]) -> set[str]:
+    for room, above in LAYERS.items():
+        if within(name, room):
+            return {m for m in imported if any(within(m, a) for a in above)}
+    return set()
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "gateway").rglob("*.py")), ids=str)
+def test_rooms_import_only_downward(path):
+    """rules/encoding < audit < store < delivery < inbound < api < cli/server."""
+    assert layer_violations(module_name(path), edges(path)) == set()
+
+
+def test_a_planted_upward_import_is_caught():
+    assert layer_violations("gateway.store.base", {"gateway.delivery.dispatcher"})
+    assert layer_violations("gateway.rules.router", {"gateway.store.base"})
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                found.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module → the project modules it imports (a package's face excluded: importing
+    ``gateway.store.base`` runs ``gateway/store/__init__`` but that is no dependency)."""
+    return {
+        module_name(p): {t for t in edges(p) if not (ROOT / t.replace(".", "/")).is_dir()}
+        for p in sources()
     }
-    assert not bad, bad
+
+
+def test_no_import_circle_anywhere():
+    """No two modules import each other, directly or round a longer loop (lazy imports
+    inside functions included)."""
+    assert cycles(import_graph()) == []
+
+
+def test_a_planted_circle_is_caught():
+    graph = import_graph()
+    graph["gateway.models"] = graph.get("gateway.models", set()) | {"gateway.service"}
+    assert cycles(graph)

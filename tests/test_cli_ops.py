@@ -9,7 +9,7 @@ from typing import Any
 import anyio
 import pytest
 
-from gateway import cli
+from gateway.cli import main as cli
 from tests.acks.conftest import (  # the fixture is shared with the callback tests
     SECRET_ENV,
     callbacks_section,

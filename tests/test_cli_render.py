@@ -18,7 +18,8 @@ from pathlib import Path
 
 import anyio
 
-from gateway import cli, cli_render
+from gateway.cli import main as cli
+from gateway.cli import render as cli_render
 from tests.conftest import base_config, example
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -55,7 +56,7 @@ def _run_in_terminal(argv: list[str], columns: int) -> tuple[int, str]:
     """Run ``edi-gateway argv`` with its stdout on a terminal; (exit code, what it showed)."""
     master, slave = _terminal(columns)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", *argv],
+        [sys.executable, "-m", "gateway.cli.main", *argv],
         stdout=slave,
         stderr=subprocess.DEVNULL,
         stdin=subprocess.DEVNULL,
@@ -102,7 +103,7 @@ async def test_piped_output_has_no_colour_codes_and_whole_lines(tmp_path, start_
     ids = await _two_filings(gw)
     done = await anyio.to_thread.run_sync(
         lambda: subprocess.run(
-            [sys.executable, "-m", "gateway.cli", "list", "--url", gw.url],
+            [sys.executable, "-m", "gateway.cli.main", "list", "--url", gw.url],
             capture_output=True,
             text=True,
             env=_cli_env(),
@@ -222,12 +223,12 @@ def test_migrate_and_check_config_answer_json(tmp_path, capsys):
 
 
 async def test_the_cli_process_at_a_closed_port_exits_5_without_a_traceback(tmp_path):
-    """`python -m gateway.cli x12 gaps` at a closed port: exit 5, one clear line on stderr."""
+    """`python -m gateway.cli.main x12 gaps` at a closed port: exit 5, one clear line on stderr."""
     from tests.conftest import free_port
 
     done = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "gateway.cli", "x12", "gaps", "--url",
+        [sys.executable, "-m", "gateway.cli.main", "x12", "gaps", "--url",
          f"http://127.0.0.1:{free_port()}"],
         capture_output=True, text=True, env=_cli_env(), timeout=30, check=False,
     )  # fmt: skip

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway import cli, config, errors, registry
+from gateway import config, errors, registry
+from gateway.cli import main as cli
 
 ROOT = Path(__file__).resolve().parent.parent
 

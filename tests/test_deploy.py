@@ -18,8 +18,9 @@ import anyio
 import pytest
 import yaml
 
-from gateway import cli, config
+from gateway import config
 from gateway.api import app
+from gateway.cli import main as cli
 from tests import sandbox
 from tests.conftest import free_port, service_missing
 from tests.store.conftest import fresh_schema

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from gateway import errors
-from gateway.store import base
+from gateway.store import open as store_open
 from tests.conftest import base_config, example
 from tests.store.test_contract import ACTOR, T0, new
 
@@ -24,7 +24,7 @@ def filing_ids(tmp_path) -> set[str]:
 
 async def test_group_commit_runs_each_operation_alone_inside_one_transaction(tmp_path):
     """Concurrent accepts share commits; one failing operation is undone alone, others stay."""
-    store = base.open_store(f"sqlite:///{tmp_path / 'g.db'}")
+    store = store_open.open_store(f"sqlite:///{tmp_path / 'g.db'}")
     await store.open()
     try:
         await store.migrate()
@@ -41,7 +41,7 @@ async def test_group_commit_runs_each_operation_alone_inside_one_transaction(tmp
             assert await store.get_filing(r.filing_id) is not None
         rows = [r async for r in store.audit_rows()]
         assert len(rows) == 60  # filing.accepted + delivery.pending each, one unbroken chain
-        from gateway import audit
+        from gateway.audit import chain as audit
 
         assert audit.verify_rows(rows).ok
     finally:

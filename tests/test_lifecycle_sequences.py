@@ -9,7 +9,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from gateway import ids, models, normalize
+from gateway import ids, models
+from gateway.rules import normalize
 from gateway.store import base
 from tests.conftest import Receiver, base_config
 
@@ -175,7 +176,7 @@ async def _accept_raw(gw: Any, reference: str, content_type: str) -> str:
     [result] = await gw.gateway.store.accept(
         [base.NewFiling(filing, ["ace"])], actor=base.SYSTEM, now=gw.gateway.clock.now()
     )
-    gw.gateway.dispatcher.wake()
+    gw.gateway.delivery.dispatcher.wake()
     return result.filing_id
 
 

@@ -1,4 +1,4 @@
-"""The lifecycle table (gateway/lifecycle.py): the rules a filer relies on, read off the
+"""The lifecycle table (gateway/rules/lifecycle.py): the rules a filer relies on, read off the
 table itself, the README's diagram generated from it, and the ack decision built on it."""
 
 from __future__ import annotations
@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway import ackrules, config, lifecycle, models
+from gateway import config, models
+from gateway.rules import acks as ackrules
+from gateway.rules import lifecycle
 from gateway.store import base, logic, sqlite_schema
 from tests.conftest import base_config
 
@@ -67,7 +69,7 @@ def test_store_state_sets_are_the_tables() -> None:
 
 
 def test_readme_shows_the_generated_diagram() -> None:
-    """The README's state diagram is exactly ``python -m gateway.lifecycle``'s output."""
+    """The README's state diagram is exactly ``python -m gateway.rules.lifecycle``'s output."""
     text = README.read_text()
     match = re.search(r"```mermaid\n(stateDiagram-v2\n.*?)```", text, re.S)
     assert match, "README has no mermaid stateDiagram-v2 block"

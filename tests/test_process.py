@@ -14,7 +14,7 @@ import aiohttp
 import anyio
 import pytest
 
-from gateway import cli
+from gateway.cli import main as cli
 from tests.conftest import EXAMPLES, base_config, example, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,7 +49,7 @@ async def start_serve(config_path: Path, port: int) -> asyncio.subprocess.Proces
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "gateway.cli",
+        "gateway.cli.main",
         "serve",
         "--config",
         str(config_path),

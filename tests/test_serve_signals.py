@@ -40,7 +40,7 @@ async def test_sigterm_right_after_listening_is_a_graceful_stop(tmp_path: Path) 
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "gateway.cli",
+        "gateway.cli.main",
         "serve",
         "--config",
         str(config_file),

@@ -6,8 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from gateway import config, errors, ids, models, normalize, retry, router
+from gateway import config, errors, ids, models
 from gateway.durations import parse_duration
+from gateway.rules import normalize, retry, router
 
 NOW = datetime(2026, 3, 3, 10, 0, tzinfo=UTC)
 

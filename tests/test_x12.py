@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from gateway import x12
+from gateway.encoding import x12
 
 NOW = datetime(2026, 11, 27, 9, 30, tzinfo=UTC)
 SET_309 = "ST*309*0001~M10*MAEU*O*US*MAERSK KENTUCKY*001~P4*4601*20261203~SE*4*0001~"
@@ -137,7 +137,8 @@ from pathlib import Path  # noqa: E402
 
 import pyx12.x12file  # noqa: E402
 
-from gateway import ackrules, x12read  # noqa: E402
+from gateway.encoding import x12read  # noqa: E402
+from gateway.rules import acks as ackrules  # noqa: E402
 
 DATA = Path(__file__).parent / "data" / "x12"
 REAL_FILES = sorted(p.name for p in DATA.iterdir() if p.name != "SOURCES.md")

@@ -6,9 +6,10 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway import errors, jsonio, models
+from gateway import errors, models
 from gateway.api import inputs
 from gateway.api.handlers import LIMITS, PRINCIPAL, SERVICE, actor_of, read_json, respond
+from gateway.encoding import jsonio
 
 _BOOL = {"true": True, "false": False}
 

@@ -8,9 +8,11 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from gateway import errors, jsonio, models, outages
+from gateway import errors, models
 from gateway.api import auth, inputs
 from gateway.api.errors import DEFAULT_RETRY_AFTER_S, REQUEST_ID, validation_details
+from gateway.encoding import jsonio
+from gateway.rules import outages
 from gateway.service import Inbound, Service, Submitted
 from gateway.store.base import Actor, ListFilter
 

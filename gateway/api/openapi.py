@@ -15,9 +15,10 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 import gateway
-from gateway import models, outages
+from gateway import models
 from gateway.api import callback_ops, ops, schemas, x12
 from gateway.api import openapi_paths as paths
+from gateway.rules import outages
 from gateway.store import x12gaps
 
 #: request bodies (validated as such); everything in ``schemas.RESPONSES`` is an answer

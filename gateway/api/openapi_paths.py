@@ -10,8 +10,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from gateway import models, outages
+from gateway import models
 from gateway.api import ops, schemas
+from gateway.rules import outages
 
 REF = "#/components/schemas/{model}"
 

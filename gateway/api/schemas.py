@@ -11,7 +11,8 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from gateway import breaker, models, outages
+from gateway import models
+from gateway.rules import breaker, outages
 
 _SHAPE = ConfigDict(frozen=True, extra="forbid")
 

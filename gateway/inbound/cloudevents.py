@@ -31,7 +31,8 @@ from cloudevents.core import exceptions as ce_errors
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
-from gateway import errors, jsonio
+from gateway import errors
+from gateway.encoding import jsonio
 from gateway.inbound import amqp10
 
 STRUCTURED = "application/cloudevents+json"

@@ -13,9 +13,10 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from gateway import config, errors, normalize, router
+from gateway import config, errors
 from gateway.inbound.intake import RawEvent, prepare_raw
 from gateway.inbound.normalizers import Sources
+from gateway.rules import normalize, router
 
 EXIT_OK, EXIT_NOT_FOUND, EXIT_REFUSED = 0, 3, 4
 

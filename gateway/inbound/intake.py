@@ -18,8 +18,9 @@ from typing import Any
 
 import structlog
 
-from gateway import errors, ids, jsonio, models
+from gateway import errors, ids, models
 from gateway.clock import Clock
+from gateway.encoding import jsonio
 from gateway.inbound import cloudevents
 from gateway.inbound.normalizers import EventContext, Source, Sources
 from gateway.service import Inbound, Service, Submitted

@@ -13,7 +13,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from gateway import audit, lifecycle, models, outages, redact
+from gateway import models
+from gateway.audit import chain as audit
+from gateway.rules import lifecycle, outages
+from gateway.rules.acks import AckDecision, AckTarget
 
 if TYPE_CHECKING:
     from gateway.store import callback_retry, x12gaps
@@ -166,30 +169,6 @@ class Controls:
 
     interchange: int
     group: int
-
-
-@dataclass(frozen=True, slots=True)
-class AckTarget:
-    """The delivery an ack was correlated to, as the ack decision needs to see it."""
-
-    delivery_id: str
-    filing_id: str
-    adapter: str
-    state: models.DeliveryState
-    attempts: int
-    filing_received_at: datetime
-    #: the attempt the ack answers, when its X12 control numbers say (else None)
-    answers_attempt: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class AckDecision:
-    """What an ack does to its delivery: a new state (or none: history only)."""
-
-    effect: str
-    state: models.DeliveryState | None = None
-    at: datetime | None = None
-    error: str | None = None
 
 
 #: the pure decision the store applies inside the ack's transaction
@@ -374,40 +353,3 @@ def sqlite_url(url: str) -> tuple[str, dict[str, str]]:
     """``sqlite:///path?synchronous=normal`` → the file path and its options."""
     path, _, query = url.removeprefix("sqlite:///").partition("?")
     return path, dict(urllib.parse.parse_qsl(query))
-
-
-def open_store(
-    url: str, *, redactor: redact.Redactor | None = None, timeout_s: float | None = None
-) -> Store:
-    """The store for a URL: ``sqlite:///path`` or ``postgresql://…``.
-
-    ``redactor`` masks audit details before they are hashed (``[audit] redact_paths``);
-    ``timeout_s`` bounds a PostgreSQL connect, a statement, and a call's retries of a
-    lost connection (``[gateway] store_timeout``), so a request fails fast when it is away.
-    """
-    if url.startswith("sqlite:///"):
-        from gateway.store import sqlite
-
-        path, options = sqlite_url(url)
-        unknown = sorted(set(options) - {"synchronous"})
-        if unknown:
-            raise ValueError(f"unknown SQLite store option {unknown[0]!r} (known: synchronous)")
-        return sqlite.SqliteStore(
-            path, redactor=redactor, synchronous=options.get("synchronous", "full")
-        )
-    if url.startswith(("postgresql://", "postgres://")):
-        from gateway.store import postgres
-
-        if timeout_s is None:
-            return postgres.PostgresStore(url, redactor=redactor)
-        return postgres.PostgresStore(
-            url,
-            redactor=redactor,
-            retry_s=timeout_s,
-            command_timeout_s=timeout_s,
-            connect_timeout_s=timeout_s,
-            # a transaction whose client vanished mid-way (a partition, a killed process)
-            # must not hold its locks until TCP gives up on it, hours later
-            server_settings={"idle_in_transaction_session_timeout": f"{int(timeout_s * 4000)}"},
-        )
-    raise ValueError(f"unsupported store URL {url!r}")

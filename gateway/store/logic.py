@@ -9,7 +9,8 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from gateway import errors, lifecycle, models, outages
+from gateway import errors, models
+from gateway.rules import lifecycle, outages
 from gateway.store import base, rows
 
 _E = lifecycle.Event

@@ -20,7 +20,10 @@ from typing import Any
 
 import asyncpg
 
-from gateway import audit, errors, ids, lifecycle, models, redact
+from gateway import errors, ids, models
+from gateway.audit import chain as audit
+from gateway.audit import redact
+from gateway.rules import lifecycle
 from gateway.store import base, logic, pg_audit, pg_mixin, pg_ops, pg_sql, rows
 from gateway.store.base import Actor
 

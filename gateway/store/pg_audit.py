@@ -15,7 +15,8 @@ from typing import Any
 
 import asyncpg
 
-from gateway import audit, redact
+from gateway.audit import chain as audit
+from gateway.audit import redact
 from gateway.store import base, pg_sql, rows
 from gateway.store.base import Actor
 

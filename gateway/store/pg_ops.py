@@ -15,7 +15,9 @@ from typing import Any
 
 import asyncpg
 
-from gateway import errors, ids, lifecycle, models, redact
+from gateway import errors, ids, models
+from gateway.audit import redact
+from gateway.rules import lifecycle
 from gateway.store import base, logic, pg_audit, pg_callbacks, pg_sql, rows
 from gateway.store.base import Actor, Claim
 
@@ -158,10 +160,7 @@ async def accept_many(
     await refresh_statuses(conn, {fs: at for fs, at in stamps.items() if fs not in settled})
     await trail.flush(conn, notify="accept")
     results = [
-        [
-            replace(r, view=views[r.filing_id]) if r.created else r
-            for r in out[id(call)]
-        ]
+        [replace(r, view=views[r.filing_id]) if r.created else r for r in out[id(call)]]
         for call in calls
     ]
     return results, bool(fresh)

@@ -19,7 +19,9 @@ from typing import Any
 
 import asyncpg
 
-from gateway import errors, ids, outages, redact
+from gateway import errors, ids
+from gateway.audit import redact
+from gateway.rules import outages
 from gateway.store import base, logic, pg_audit, pg_ops, pg_sql, rows
 from gateway.store.base import Actor
 

@@ -13,7 +13,7 @@ from datetime import datetime
 
 import asyncpg
 
-from gateway import x12
+from gateway.encoding import x12
 from gateway.store import base, pg_mixin, rows
 
 Conn = asyncpg.Connection

@@ -39,7 +39,10 @@ import asyncpg
 import structlog
 import tenacity
 
-from gateway import audit, errors, models, outages, redact
+from gateway import errors, models
+from gateway.audit import chain as audit
+from gateway.audit import redact
+from gateway.rules import outages
 from gateway.store import (
     base,
     coalesce,

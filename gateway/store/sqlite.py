@@ -21,7 +21,10 @@ from typing import Any, TypeVar
 
 import tenacity
 
-from gateway import audit, errors, models, outages, redact
+from gateway import errors, models
+from gateway.audit import chain as audit
+from gateway.audit import redact
+from gateway.rules import outages
 from gateway.store import (
     base,
     coalesce,
@@ -211,9 +214,7 @@ class SqliteStore:
     ) -> bool:
         return await self._completes.submit((claim, now, receipt, ack_due_at, hold_until_ack))
 
-    async def _complete_batch(
-        self, batch: list[sqlite_acks.Completion]
-    ) -> list[coalesce.Outcome]:
+    async def _complete_batch(self, batch: list[sqlite_acks.Completion]) -> list[coalesce.Outcome]:
         return [(True, done) for done in await self._write(sqlite_acks.complete_many, batch)]
 
     async def schedule_retry(

@@ -12,7 +12,10 @@ import sqlite3
 from datetime import datetime
 from typing import Any
 
-from gateway import audit, errors, ids, lifecycle, models, x12
+from gateway import errors, ids, models
+from gateway.audit import chain as audit
+from gateway.encoding import x12
+from gateway.rules import lifecycle
 from gateway.store import base, logic, rows, sqlite_actions, sqlite_audit, sqlite_ops
 from gateway.store.base import Actor
 

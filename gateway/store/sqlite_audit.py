@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from gateway import audit, redact
+from gateway.audit import chain as audit
+from gateway.audit import redact
 from gateway.store import base, rows, sqlite_schema
 from gateway.store.base import Actor
 

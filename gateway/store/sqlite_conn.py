@@ -14,7 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from gateway import redact
+from gateway.audit import redact
 
 T = TypeVar("T")
 

@@ -8,7 +8,8 @@ import sqlite3
 from datetime import datetime
 from typing import Any
 
-from gateway import errors, ids, outages
+from gateway import errors, ids
+from gateway.rules import outages
 from gateway.store import base, logic, rows, sqlite_audit, sqlite_ops, sqlite_schema
 from gateway.store.base import Actor
 

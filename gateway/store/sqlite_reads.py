@@ -73,8 +73,7 @@ def list_filings(
         where.append(risky if flt.at_risk else f"NOT {risky}")
     if flt.ack_conflict is not None:
         flagged = (
-            "EXISTS (SELECT 1 FROM deliveries c "
-            "WHERE c.filing_seq = f.seq AND c.ack_conflict = 1)"
+            "EXISTS (SELECT 1 FROM deliveries c WHERE c.filing_seq = f.seq AND c.ack_conflict = 1)"
         )
         where.append(flagged if flt.ack_conflict else f"NOT {flagged}")
     if flt.state is not None or flt.adapter is not None or flt.ack_overdue is not None:

@@ -220,7 +220,9 @@ async def test_ack_deadline_pauses_while_the_adapter_is_in_an_outage(tmp_path, s
         ],
     )
     data["adapters"]["outbox2"] = {
-        "type": "filedrop", "directory": str(tmp_path / "outbox2"), "fsync": False
+        "type": "filedrop",
+        "directory": str(tmp_path / "outbox2"),
+        "fsync": False,
     }
     data["acks"] = {"overdue_scan": "100ms"}
     gw = await start_gateway(data)

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from gateway import ssrf
+from gateway.delivery import ssrf
 from tests.acks.conftest import SECRET_ENV, callbacks_section, eventually
 from tests.conftest import base_config, example, free_port
 

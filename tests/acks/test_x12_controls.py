@@ -7,7 +7,7 @@ import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
-from gateway import x12
+from gateway.encoding import x12
 from gateway.store.sqlite import SqliteStore
 from tests.conftest import base_config, example
 

@@ -10,7 +10,8 @@ from typing import Any
 
 import anyio
 
-from gateway import audit, checkpoints
+from gateway.audit import chain as audit
+from gateway.audit import checkpoints
 from gateway.store import sqlite as sqlite_store
 
 KEY = "test-audit-hmac-key-0123456789abcdef"
@@ -50,9 +51,7 @@ def migrate(db: Path) -> None:
     anyio.run(_run)
 
 
-def build_trail(
-    db: Path, rows: int, *, start: datetime | None = None, step_s: float = 1.0
-) -> str:
+def build_trail(db: Path, rows: int, *, start: datetime | None = None, step_s: float = 1.0) -> str:
     """Append ``rows`` chained audit rows with batched inserts; returns the head hash."""
     migrate(db)
     start = start or datetime(2020, 1, 1, tzinfo=UTC)
@@ -74,8 +73,17 @@ def build_trail(
                 details=details,
             )
             batch.append(
-                (seq, at, "system", f"fil_{seq // 3}", f"dlv_{seq}", event,
-                 audit.canonical(details), prev, h)
+                (
+                    seq,
+                    at,
+                    "system",
+                    f"fil_{seq // 3}",
+                    f"dlv_{seq}",
+                    event,
+                    audit.canonical(details),
+                    prev,
+                    h,
+                )
             )
             prev = h
             if len(batch) >= 5000:

@@ -14,7 +14,8 @@ from audit_helpers import build_trail, tamper, write_checkpoint, write_config
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway import audit, cli
+from gateway.audit import chain as audit
+from gateway.cli import main as cli
 
 
 def verify(cfg: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, dict]:
@@ -48,8 +49,10 @@ def test_untouched_chain_human_output_names_rows_checked(trail, capsys):
 
 def test_flipped_byte_in_a_row_fails_naming_that_row(tmp_path, trail, capsys):
     """One changed character in row 17's details → exit 1 naming row 17."""
-    tamper(tmp_path / "gateway.db",
-           "UPDATE audit SET details = replace(details, 'row 17', 'row 18') WHERE seq = 17")
+    tamper(
+        tmp_path / "gateway.db",
+        "UPDATE audit SET details = replace(details, 'row 17', 'row 18') WHERE seq = 17",
+    )
     code, out = verify(trail, capsys)
     assert code == 1
     assert out["first_bad_seq"] == 17
@@ -104,8 +107,7 @@ def test_swapped_rows_fail_naming_the_first_of_them(tmp_path, trail, capsys):
         tmp_path / "gateway.db",
         f"CREATE TEMP TABLE t AS SELECT seq, {cols} FROM audit WHERE seq IN (10, 11)",
         *(
-            f"UPDATE audit SET ({cols}) = (SELECT {cols} FROM t WHERE t.seq = {b}) "
-            f"WHERE seq = {a}"
+            f"UPDATE audit SET ({cols}) = (SELECT {cols} FROM t WHERE t.seq = {b}) WHERE seq = {a}"
             for a, b in ((10, 11), (11, 10))
         ),
     )
@@ -145,17 +147,36 @@ def test_rewritten_chain_fails_against_the_checkpoint(tmp_path, trail, capsys):
     conn = sqlite3.connect(db)
     prev = conn.execute("SELECT hash FROM audit WHERE seq = 39").fetchone()[0]
     conn.close()
-    from gateway import audit
+    from gateway.audit import chain as audit
 
     conn = sqlite3.connect(db)
     with conn:
         for seq in range(40, 51):
             details = {"forged": True}
-            h = audit.row_hash(prev, seq=seq, at="2020-01-01T00:00:00.000000Z", actor="system",
-                               filing_id=None, delivery_id=None, event="x", details=details)
-            conn.execute("INSERT INTO audit VALUES (?,?,?,?,?,?,?,?,?)",
-                         (seq, "2020-01-01T00:00:00.000000Z", "system", None, None, "x",
-                          audit.canonical(details), prev, h))
+            h = audit.row_hash(
+                prev,
+                seq=seq,
+                at="2020-01-01T00:00:00.000000Z",
+                actor="system",
+                filing_id=None,
+                delivery_id=None,
+                event="x",
+                details=details,
+            )
+            conn.execute(
+                "INSERT INTO audit VALUES (?,?,?,?,?,?,?,?,?)",
+                (
+                    seq,
+                    "2020-01-01T00:00:00.000000Z",
+                    "system",
+                    None,
+                    None,
+                    "x",
+                    audit.canonical(details),
+                    prev,
+                    h,
+                ),
+            )
             prev = h
     conn.close()
     code, out = verify(trail, capsys)
@@ -215,8 +236,10 @@ def test_verify_streams_100k_rows_in_constant_memory(tmp_path, hmac_env, capsys)
         out = capsys.readouterr().out
         assert f"{n} rows checked" in out
         with capsys.disabled():
-            print(f"\naudit verify {n:>7} rows: {elapsed:5.2f}s, tracemalloc peak "
-                  f"{peak / 1024:,.0f} KiB")
+            print(
+                f"\naudit verify {n:>7} rows: {elapsed:5.2f}s, tracemalloc peak "
+                f"{peak / 1024:,.0f} KiB"
+            )
     assert peaks[100_000] <= 2 * peaks[10_000]
 
 

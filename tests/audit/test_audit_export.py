@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from audit_helpers import build_trail, write_checkpoint, write_config
 
-from gateway import cli
+from gateway.cli import main as cli
 
 
 @pytest.fixture
@@ -51,9 +51,7 @@ def test_full_export_carries_header_rows_and_trailer(tmp_path, trail):
     assert trailer["hmac"]
 
 
-def test_export_carries_its_own_chains_checkpoint_beside_another_chains(
-    tmp_path, trail, capsys
-):
+def test_export_carries_its_own_chains_checkpoint_beside_another_chains(tmp_path, trail, capsys):
     """Another chain's newer, longer checkpoint in the directory: the export carries this
     chain's own (row 120, naming the chain) and verifies."""
     from datetime import UTC, datetime
@@ -128,7 +126,7 @@ def test_export_cut_short_fails(tmp_path, trail, capsys):
 
 def test_rehashed_last_row_is_caught_by_the_seal(tmp_path, trail, capsys):
     """Even a row edited with its hash recomputed fails: the checkpoint and the seal disagree."""
-    from gateway import audit
+    from gateway.audit import chain as audit
 
     path = tmp_path / "all.jsonl"
     export(trail, path)
@@ -136,9 +134,15 @@ def test_rehashed_last_row_is_caught_by_the_seal(tmp_path, trail, capsys):
     def forge(r: dict) -> None:
         r["details"]["note"] = "forged"
         r["hash"] = audit.row_hash(
-            r["prev_hash"], seq=r["seq"], at=r["at"], actor=r["actor"],
-            filing_id=r["filing_id"], delivery_id=r["delivery_id"], event=r["event"],
-            details=r["details"])
+            r["prev_hash"],
+            seq=r["seq"],
+            at=r["at"],
+            actor=r["actor"],
+            filing_id=r["filing_id"],
+            delivery_id=r["delivery_id"],
+            event=r["event"],
+            details=r["details"],
+        )
 
     rewrite_line(path, 120, forge)
     code, out = verify_file(trail, path, capsys)
@@ -158,8 +162,14 @@ def test_filtered_export_holds_only_matching_rows_and_verifies(tmp_path, trail, 
     assert out["rows"] == 3
     assert not out["complete"]
 
-    window = export(trail, tmp_path / "window.jsonl",
-                    "--since", "2020-01-01T00:10:00Z", "--until", "2020-01-01T00:20:00Z")
+    window = export(
+        trail,
+        tmp_path / "window.jsonl",
+        "--since",
+        "2020-01-01T00:10:00Z",
+        "--until",
+        "2020-01-01T00:20:00Z",
+    )
     assert [r["seq"] for r in window[1:-1]] == list(range(20, 40))
 
 
@@ -173,15 +183,17 @@ def test_changed_line_in_a_filtered_export_fails(tmp_path, trail, capsys):
     assert out["first_bad_seq"] == 16
 
 
-def test_verify_file_without_the_key_checks_the_chain_and_warns(tmp_path, trail, capsys,
-                                                                monkeypatch):
+def test_verify_file_without_the_key_checks_the_chain_and_warns(
+    tmp_path, trail, capsys, monkeypatch
+):
     """Offline without the key: the chain is checked; the seal and checkpoint are not."""
     path = tmp_path / "all.jsonl"
     export(trail, path)
     monkeypatch.delenv("EDIGW_AUDIT__HMAC_KEY")
     monkeypatch.chdir(tmp_path)  # no ./var/audit-checkpoints key left by anything else
-    code = cli.main(["audit", "verify", "--config", str(tmp_path / "absent.toml"),
-                     "--file", str(path)])
+    code = cli.main(
+        ["audit", "verify", "--config", str(tmp_path / "absent.toml"), "--file", str(path)]
+    )
     captured = capsys.readouterr()
     assert code == 0
     assert "seal NOT checked" in captured.out

@@ -13,7 +13,9 @@ import anyio
 import structlog
 from audit_helpers import gateway_config, toml_value
 
-from gateway import checkpoints, cli, logs
+from gateway import logs
+from gateway.audit import checkpoints
+from gateway.cli import main as cli
 from gateway.server import config_hash
 
 
@@ -29,8 +31,13 @@ async def submit_and_deliver(gw, n: int = 1) -> list[str]:
     ids = []
     async with aiohttp.ClientSession() as session:
         for i in range(n):
-            body = {"filing_type": "isf", "environment": "cert", "reference": f"REF-{i}",
-                    "filer_code": "XYZ", "payload": {"n": i}}
+            body = {
+                "filing_type": "isf",
+                "environment": "cert",
+                "reference": f"REF-{i}",
+                "filer_code": "XYZ",
+                "payload": {"n": i},
+            }
             async with session.post(url + "/v1/filings", json=body) as r:
                 ids.append((await r.json())["id"])
         for filing_id in ids:
@@ -59,18 +66,18 @@ async def test_every_step_of_a_delivery_and_of_the_process_is_one_row(tmp_path, 
         ("gateway.stopped", None),
     ]
     conn = sqlite3.connect(tmp_path / "gateway.db")
-    details = json.loads(conn.execute(
-        "SELECT details FROM audit WHERE event = 'config.loaded'").fetchone()[0])
+    details = json.loads(
+        conn.execute("SELECT details FROM audit WHERE event = 'config.loaded'").fetchone()[0]
+    )
     conn.close()
     assert details["config_sha256"] == config_hash(gw.cfg)
 
 
-async def test_checkpoints_are_written_at_start_every_n_rows_and_on_shutdown(
-    tmp_path, run_gateway
-):
+async def test_checkpoints_are_written_at_start_every_n_rows_and_on_shutdown(tmp_path, run_gateway):
     """With checkpoint_every_rows = 3 the head is signed as rows grow and again at stop."""
-    data = gateway_config(tmp_path, hmac_key="k" * 32, checkpoint_every_rows=3,
-                          checkpoint_every="1h")
+    data = gateway_config(
+        tmp_path, hmac_key="k" * 32, checkpoint_every_rows=3, checkpoint_every="1h"
+    )
     gw, stop = await run_gateway(data)
     await submit_and_deliver(gw, 3)
     directory = checkpoints.CheckpointDir(tmp_path / "checkpoints", key=b"k" * 32)
@@ -116,9 +123,13 @@ async def test_without_a_key_one_is_generated_with_a_warning_and_verify_passes(
     cfg = tmp_path / "gw.toml"
     cfg.write_text(
         "\n".join(
-            [f"[{section}]\n" + "\n".join(f"{k} = {toml_value(v)}" for k, v in body.items())
-             for section, body in (("gateway", {"store": f"sqlite:///{tmp_path / 'gateway.db'}"}),
-                                   ("audit", {"checkpoint_dir": str(tmp_path / "checkpoints")}))]
+            [
+                f"[{section}]\n" + "\n".join(f"{k} = {toml_value(v)}" for k, v in body.items())
+                for section, body in (
+                    ("gateway", {"store": f"sqlite:///{tmp_path / 'gateway.db'}"}),
+                    ("audit", {"checkpoint_dir": str(tmp_path / "checkpoints")}),
+                )
+            ]
         )
     )
     code = await anyio.to_thread.run_sync(

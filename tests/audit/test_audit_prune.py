@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from audit_helpers import build_trail, tamper, write_checkpoint, write_config
 
-from gateway import cli
+from gateway.cli import main as cli
 
 
 @pytest.fixture
@@ -47,8 +47,9 @@ def test_prune_refuses_with_a_configured_retention(tmp_path, hmac_env, capsys):
 
 def test_prune_outside_retention_keeps_the_trail_verifiable(tmp_path, old_trail, capsys):
     """Pruning rows older than 2019-01-01T00:00:30 leaves an anchor; verify still passes."""
-    code = cli.main(["audit", "prune", "--config", str(old_trail),
-                     "--before", "2019-01-01T00:00:30Z", "--json"])
+    code = cli.main(
+        ["audit", "prune", "--config", str(old_trail), "--before", "2019-01-01T00:00:30Z", "--json"]
+    )
     assert code == 0
     result = json.loads(capsys.readouterr().out)
     assert result["removed"] == 29
@@ -71,7 +72,8 @@ def test_prune_records_the_anchor_row_that_continues_the_chain(tmp_path, old_tra
     cli.main(["audit", "prune", "--config", str(old_trail), "--before", "2019-01-01T00:00:30Z"])
     conn = sqlite3.connect(tmp_path / "gateway.db")
     event, actor, details = conn.execute(
-        "SELECT event, actor, details FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+        "SELECT event, actor, details FROM audit ORDER BY seq DESC LIMIT 1"
+    ).fetchone()
     conn.close()
     details = json.loads(details)
     assert event == "audit.pruned"
@@ -102,8 +104,9 @@ def test_rows_removed_after_a_prune_are_still_caught(tmp_path, old_trail, capsys
 def test_prune_refuses_a_trail_that_does_not_verify(tmp_path, old_trail, capsys):
     """Pruning would destroy evidence: a broken trail is not pruned (exit 1)."""
     tamper(tmp_path / "gateway.db", "UPDATE audit SET actor = 'x' WHERE seq = 3")
-    code = cli.main(["audit", "prune", "--config", str(old_trail),
-                     "--before", "2019-01-01T00:00:30Z"])
+    code = cli.main(
+        ["audit", "prune", "--config", str(old_trail), "--before", "2019-01-01T00:00:30Z"]
+    )
     assert code == 1
     assert "does not verify" in capsys.readouterr().err
     assert audit_seqs(tmp_path) == list(range(1, 101))

@@ -18,7 +18,8 @@ from audit_helpers import gateway_config
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway import errors, logs, models, redact
+from gateway import errors, logs, models
+from gateway.audit import redact
 from gateway.store import base
 
 SSN = "123-45-6789"
@@ -68,10 +69,35 @@ def _text_by_every_pattern(value: str) -> str:
 
 
 _PIECES = st.sampled_from(
-    ["123-45-6789", "12-3456789", "12-3456789AB", "123456-12345", "Bearer ", "bearer ",
-     "BEARER ", "Basic ", "abcdefgh12345678", "postgresql://", "user:pw@", "password=",
-     "Token: ", "api-key=", "HMAC_KEY:", "secret", "2026-11-27T03:20:20Z", " ", "-", ":",
-     "=", "@", "x", "9", "é", "\t", "\n"]
+    [
+        "123-45-6789",
+        "12-3456789",
+        "12-3456789AB",
+        "123456-12345",
+        "Bearer ",
+        "bearer ",
+        "BEARER ",
+        "Basic ",
+        "abcdefgh12345678",
+        "postgresql://",
+        "user:pw@",
+        "password=",
+        "Token: ",
+        "api-key=",
+        "HMAC_KEY:",
+        "secret",
+        "2026-11-27T03:20:20Z",
+        " ",
+        "-",
+        ":",
+        "=",
+        "@",
+        "x",
+        "9",
+        "é",
+        "\t",
+        "\n",
+    ]
 )
 
 
@@ -139,8 +165,9 @@ class FlakyFiledrop:
 def captured_logs() -> Any:
     """Logs as JSON lines into a buffer, configured as `serve` does (with redact paths)."""
     stream = io.StringIO()
-    logs.configure("json", "debug", stream=stream,
-                   redactor=redact.Redactor(["payload.importer.tax_id"]))
+    logs.configure(
+        "json", "debug", stream=stream, redactor=redact.Redactor(["payload.importer.tax_id"])
+    )
     yield stream
     structlog.reset_defaults()
 
@@ -164,10 +191,11 @@ async def test_sensitive_values_never_reach_logs_or_audit_but_the_delivered_file
 ):
     """Submit → fail once (error echoes secrets) → deliver: logs/audit masked, file intact."""
     monkeypatch.setenv("EDIGW_TEST_TOKEN", TOKEN)
-    data = gateway_config(tmp_path, redact_paths=["payload.importer.tax_id"],
-                          hmac_key="k" * 32)
-    data["auth"] = {"mode": "token", "tokens": {"ci": {"secret_env": "EDIGW_TEST_TOKEN",
-                                                     "scopes": ["submit", "read"]}}}
+    data = gateway_config(tmp_path, redact_paths=["payload.importer.tax_id"], hmac_key="k" * 32)
+    data["auth"] = {
+        "mode": "token",
+        "tokens": {"ci": {"secret_env": "EDIGW_TEST_TOKEN", "scopes": ["submit", "read"]}},
+    }
     data["retry"] = {"initial_delay": "10ms", "max_delay": "50ms", "jitter": "0s"}
     adapter = FlakyFiledrop(tmp_path / "outbox")
     gw, stop = await run_gateway(data, adapters={"outbox": adapter})
@@ -186,8 +214,9 @@ async def test_sensitive_values_never_reach_logs_or_audit_but_the_delivered_file
             history = json.dumps(await r.json())
     # a log line and an audit row that carry a configured path, through the real pipeline
     structlog.get_logger("test").info("debug.filing", filing={"payload": event()["payload"]})
-    await gw.store.append_audit("test.note", actor=base.SYSTEM, now=gw.clock.now(),
-                                details={"payload": event()["payload"]})
+    await gw.store.append_audit(
+        "test.note", actor=base.SYSTEM, now=gw.clock.now(), details={"payload": event()["payload"]}
+    )
     await stop()
 
     log_text = captured_logs.getvalue()
@@ -215,9 +244,10 @@ async def test_request_id_is_on_every_log_line_of_the_request_and_in_its_audit_r
     """X-Request-ID is bound to the request's log lines and recorded in its audit rows."""
     gw, stop = await run_gateway(gateway_config(tmp_path, hmac_key="k" * 32))
     url = f"http://127.0.0.1:{gw.port}"
-    async with aiohttp.ClientSession() as session, session.post(
-        url + "/v1/filings", json=event(), headers={"X-Request-ID": "req-77"}
-    ) as r:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(url + "/v1/filings", json=event(), headers={"X-Request-ID": "req-77"}) as r,
+    ):
         assert r.headers["X-Request-ID"] == "req-77"
         filing_id = (await r.json())["id"]
     await stop()
@@ -226,8 +256,9 @@ async def test_request_id_is_on_every_log_line_of_the_request_and_in_its_audit_r
     assert accepted
     assert all(e["request_id"] == "req-77" for e in accepted)
     conn = sqlite3.connect(tmp_path / "gateway.db")
-    rows = conn.execute("SELECT event, details FROM audit WHERE filing_id = ? AND actor != "
-                        "'system'", (filing_id,)).fetchall()
+    rows = conn.execute(
+        "SELECT event, details FROM audit WHERE filing_id = ? AND actor != 'system'", (filing_id,)
+    ).fetchall()
     conn.close()
     assert {e for e, _ in rows} >= {"filing.accepted", "delivery.pending"}
     assert all(json.loads(d)["request_id"] == "req-77" for _, d in rows)

@@ -15,14 +15,13 @@ from audit_helpers import KEY, build_trail, gateway_config, tamper, write_checkp
 from audit_helpers import write_config as write_default_config
 from test_audit_lifecycle import submit_and_deliver
 
-from gateway import checkpoints, cli
+from gateway.audit import checkpoints
+from gateway.cli import main as cli
 from tests.store.conftest import fresh_schema
 
 
 def write_config(path: Path, store: str, checkpoint_dir: Path) -> Path:
-    path.write_text(
-        f'[gateway]\nstore = "{store}"\n[audit]\ncheckpoint_dir = "{checkpoint_dir}"\n'
-    )
+    path.write_text(f'[gateway]\nstore = "{store}"\n[audit]\ncheckpoint_dir = "{checkpoint_dir}"\n')
     return path
 
 
@@ -41,9 +40,7 @@ def last_seq(db: Path) -> int:
         conn.close()
 
 
-@pytest.mark.parametrize(
-    "other", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-)
+@pytest.mark.parametrize("other", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 async def test_two_stores_sharing_a_checkpoint_directory_both_verify_and_a_cut_tail_is_caught(
     tmp_path, run_gateway, hmac_env, capsys, other
 ):

@@ -152,11 +152,11 @@ async def rabbit() -> AsyncIterator[Rabbit]:
 async def start_serve(
     config_path: Path, port: int, *, log: Path, pythonpath: list[str] | None = None
 ) -> asyncio.subprocess.Process:
-    """Start ``python -m gateway.cli serve`` and wait for /readyz (logs appended to ``log``)."""
+    """Start ``python -m gateway.cli.main serve``; wait for /readyz (logs appended to ``log``)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), *(pythonpath or [])])}
     with log.open("ab") as err:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "gateway.cli", "serve", "--config", str(config_path),
+            sys.executable, "-m", "gateway.cli.main", "serve", "--config", str(config_path),
             env=env, stdout=asyncio.subprocess.DEVNULL, stderr=err,
         )  # fmt: skip
     async with aiohttp.ClientSession() as s:

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from gateway import cli, config, errors, models
+from gateway import config, errors, models
+from gateway.cli import main as cli
 from gateway.inbound import mapping
 from gateway.inbound.normalizers import EventContext, Sources
 from tests.conftest import base_config

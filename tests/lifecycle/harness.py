@@ -23,7 +23,8 @@ from typing import Any
 
 import asyncpg
 
-from gateway import config, errors, models, x12
+from gateway import config, errors, models
+from gateway.encoding import x12
 from gateway.store import base, postgres, sqlite
 from tests.store.conftest import with_schema
 

@@ -19,7 +19,8 @@ import collections
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from gateway import audit, models
+from gateway import models
+from gateway.audit import chain as audit
 from tests.lifecycle import harness
 
 S = models.DeliveryState
@@ -111,8 +112,9 @@ class Trail:
         for row in rows:
             if not self.verifier.feed(row):
                 failure = self.verifier.finish()
-                raise Violation(f"inv 3: the audit chain fails at row {failure.first_bad_seq}: "
-                                f"{failure.reason}")
+                raise Violation(
+                    f"inv 3: the audit chain fails at row {failure.first_bad_seq}: {failure.reason}"
+                )
             self.last_seq = row.seq
             if row.delivery_id and row.event.startswith("delivery."):
                 self._apply(row)

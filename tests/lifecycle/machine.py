@@ -29,9 +29,11 @@ from hypothesis.stateful import (
     rule,
 )
 
-from gateway import acks, audit, errors, models, service
+from gateway import errors, models, service
+from gateway.audit import chain as audit
 from gateway.clock import ManualClock
-from gateway.dispatcher import Dispatcher
+from gateway.delivery import acks
+from gateway.delivery.dispatcher import Dispatcher
 from gateway.store import base
 from tests.lifecycle import harness, invariants
 

@@ -32,9 +32,7 @@ MIN_STEPS = 2000
 
 def _settings(backend: str) -> settings:
     return settings(
-        max_examples=int(
-            os.environ.get("EDIGW_SOAK_LIFECYCLE_EXAMPLES", str(EXAMPLES[backend]))
-        ),
+        max_examples=int(os.environ.get("EDIGW_SOAK_LIFECYCLE_EXAMPLES", str(EXAMPLES[backend]))),
         stateful_step_count=int(os.environ.get("EDIGW_SOAK_LIFECYCLE_STEPS", str(STEPS))),
         deadline=None,
         suppress_health_check=list(HealthCheck),

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from gateway import pacing
-from gateway.breaker import Breaker, BreakerState
+from gateway.rules import pacing
+from gateway.rules.breaker import Breaker, BreakerState
 
 T0 = datetime(2026, 1, 7, 17, 0, tzinfo=UTC)
 

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway import config, errors, outages
+from gateway import config, errors
+from gateway.rules import outages
 
 NY = ZoneInfo("America/New_York")
 CFG = config.parse_config({})

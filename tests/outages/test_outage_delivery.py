@@ -8,7 +8,8 @@ from datetime import timedelta
 
 import structlog
 
-from gateway import cli, models
+from gateway import models
+from gateway.cli import main as cli
 
 from .conftest import WEDNESDAY_NOON, event, outage_config
 

@@ -150,7 +150,7 @@ class Serve:
         }
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "gateway.cli", "serve", "--config", str(self.config)],
+                [sys.executable, "-m", "gateway.cli.main", "serve", "--config", str(self.config)],
                 env=env,
                 stdout=out,
                 stderr=out,
@@ -261,10 +261,10 @@ def sqlite_integrity(db: Path) -> str:
 
 async def verify_audit(store_url: str) -> Any:
     """Walk the audit chain through the store (both backends); returns the VerifyResult."""
-    from gateway import audit
-    from gateway.store import base
+    from gateway.audit import chain as audit
+    from gateway.store import open as store_open
 
-    store = base.open_store(store_url)
+    store = store_open.open_store(store_url)
     await store.open()
     try:
         return audit.verify_rows([r async for r in store.audit_rows()])

@@ -14,7 +14,7 @@ import pytest
 
 from gateway import config, models, registry
 from gateway.clock import ManualClock
-from gateway.dispatcher import Dispatcher
+from gateway.delivery.dispatcher import Dispatcher
 from gateway.service import Inbound, Service
 from gateway.store import sqlite
 from gateway.store.base import SYSTEM

@@ -13,7 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway import config, errors, x12
+from gateway import config, errors
+from gateway.encoding import x12
 from tests.conftest import base_config
 from tests.reliability import relkit
 from tests.reliability.conftest import record_figure

@@ -88,7 +88,7 @@ INTERNAL = (
 async def test_callbacks_to_internal_addresses_are_refused_without_connecting():
     """Row 12: an allowed name resolving to a private, loopback, link-local or IPv4-mapped
     address is refused (rebinding); a literal internal address is refused as a host."""
-    from gateway import ssrf
+    from gateway.delivery import ssrf
 
     answer: list[str] = []
     asked: list[tuple[str, int]] = []

@@ -32,7 +32,8 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from gateway import errors, ids, models, normalize, outages
+from gateway import errors, ids, models
+from gateway.rules import normalize, outages
 from gateway.store import base, postgres, sqlite
 from tests.conftest import service_missing
 from tests.reliability import relkit

@@ -114,7 +114,7 @@ class Gateway:
         env = {**os.environ, "EDIGW_GATEWAY__LISTEN": f"127.0.0.1:{self.port}"}
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "gateway.cli", "serve", "--config", str(self.config)],
+                [sys.executable, "-m", "gateway.cli.main", "serve", "--config", str(self.config)],
                 env=env,
                 stdout=log,
                 stderr=log,

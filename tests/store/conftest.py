@@ -18,7 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-from gateway import redact
+from gateway.audit import redact
 from gateway.store import base, postgres, sqlite
 from tests.conftest import service_missing
 

@@ -10,7 +10,10 @@ import anyio
 import asyncpg
 import pytest
 
-from gateway import audit, errors, ids, models, normalize, outages, redact
+from gateway import errors, ids, models
+from gateway.audit import chain as audit
+from gateway.audit import redact
+from gateway.rules import normalize, outages
 from gateway.store import base, pg_sql, postgres, rows, sqlite
 
 T0 = datetime(2025, 3, 4, 12, 0, tzinfo=UTC)

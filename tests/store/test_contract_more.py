@@ -10,7 +10,9 @@ from typing import Any
 import anyio
 import pytest
 
-from gateway import audit, errors, ids, models, x12
+from gateway import errors, ids, models
+from gateway.audit import chain as audit
+from gateway.encoding import x12
 from gateway.store import base
 from tests.store.test_contract import ACTOR, T0, accept, all_audit, claim, new, raw, states
 
@@ -603,7 +605,7 @@ async def test_configured_redact_paths_apply_to_rejected_event_audit_rows(
     store_factory: Any,
 ) -> None:
     """The store's [audit] redact_paths mask audit details of every operation, on both backends."""
-    from gateway import redact
+    from gateway.audit import redact
 
     store = await store_factory(redactor=redact.Redactor(["reason"]))
     event = rejected("ev-secret").model_copy(update={"reason": "tax id TOPSECRET-VALUE-1234"})

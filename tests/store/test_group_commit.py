@@ -12,7 +12,8 @@ from typing import Any
 
 import anyio
 
-from gateway import audit, errors, models
+from gateway import errors, models
+from gateway.audit import chain as audit
 from gateway.store import base
 from tests.store.test_contract import ACTOR, T0, accept, claim, new
 

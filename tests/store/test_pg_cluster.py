@@ -15,7 +15,7 @@ import asyncpg
 import clusterkit as cluster  # pytest puts tests/store on sys.path
 import pytest
 
-from gateway import audit
+from gateway.audit import chain as audit
 from gateway.store import base, postgres
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.services]
@@ -223,7 +223,7 @@ async def test_serve_refuses_a_newer_postgres_schema_with_a_clear_message(
         await conn.close()
     config = cluster.write_config(tmp_path / "gw.toml", dsn=pg_schema_dsn, receiver_port=9)
     proc = await anyio.run_process(
-        [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config)], check=False
+        [sys.executable, "-m", "gateway.cli.main", "serve", "--config", str(config)], check=False
     )
     assert proc.returncode == 5
     expected = f"schema is v99, newer than this gateway knows (v{base.SCHEMA_VERSION})"

@@ -27,7 +27,7 @@ from pydantic import Field, HttpUrl
 
 from adapters import base
 from gateway import errors, models
-from gateway.durations import Duration
+from adapters.base import Duration
 
 #: HTTP status → our error class; anything 5xx not listed is transient
 _STATUS_ERRORS: dict[int, type[errors.DeliveryError]] = {

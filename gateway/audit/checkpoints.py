@@ -47,7 +47,8 @@ from typing import Any, Protocol
 
 import anyio
 
-from gateway import audit, config, errors
+from gateway import config, errors
+from gateway.audit import chain as audit
 
 KEY_FILE = "hmac.key"
 _PREFIX = "checkpoint-"
@@ -324,9 +325,7 @@ async def chain_id(store: TrailHead, directory: CheckpointDir) -> str | None:
         return None
     if first.seq == 1:
         return first.hash
-    recorded = await anyio.to_thread.run_sync(
-        directory.chain_of_pruned, first.seq, first.prev_hash
-    )
+    recorded = await anyio.to_thread.run_sync(directory.chain_of_pruned, first.seq, first.prev_hash)
     # pruned before prune records existed: bound from its oldest row until the next prune
     return recorded or first.hash
 

@@ -1,9 +1,9 @@
 """``edi-gateway audit verify | export | prune``: the audit trail's operator tools.
 
-``verify`` (``gateway.audit_verify``) streams the chain from the store (constant memory)
+``verify`` (``gateway.audit.verify``) streams the chain from the store (constant memory)
 and checks it against its own chain's checkpoints; ``verify --file`` checks an export
 offline. ``export``
-writes JSON Lines (see ``gateway.audit_export``). ``prune`` removes rows older than a
+writes JSON Lines (see ``gateway.audit.export``). ``prune`` removes rows older than a
 date, never younger than ``[audit] retention``, and leaves an ``audit.pruned`` anchor
 plus a fresh signed checkpoint so the rest still verifies.
 """
@@ -22,9 +22,15 @@ from typing import Any, TextIO
 
 import anyio
 
-from gateway import audit, audit_export, audit_verify, checkpoints, config, errors
-from gateway.client import EXIT_FAILED, EXIT_OK, EXIT_REFUSED
+from gateway import config, errors
+from gateway.audit import chain as audit
+from gateway.audit import checkpoints
+from gateway.audit import export as audit_export
+from gateway.audit import verify as audit_verify
+from gateway.cli import verify as cli_verify
+from gateway.cli.client import EXIT_FAILED, EXIT_OK, EXIT_REFUSED
 from gateway.store import base
+from gateway.store import open as store_open
 
 
 def when(text: str) -> datetime:
@@ -71,7 +77,7 @@ def _emit(args: argparse.Namespace, data: dict[str, Any], human: str) -> None:
     print(json.dumps(data, indent=2) if getattr(args, "json", False) else human)
 
 
-cmd_verify = audit_verify.cmd_verify
+cmd_verify = cli_verify.cmd_verify
 
 
 # --- export -------------------------------------------------------------------------------
@@ -107,8 +113,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     key = audit_verify.key_or_warn(cfg, create=False)
     if key is None:
         print("warning: no audit HMAC key: the export is not sealed", file=sys.stderr)
-    directory = None if key is None else checkpoints.CheckpointDir(
-        checkpoints.directory(cfg), key=key
+    directory = (
+        None if key is None else checkpoints.CheckpointDir(checkpoints.directory(cfg), key=key)
     )
     described: dict[str, Any] = {
         k: v
@@ -123,13 +129,15 @@ def cmd_export(args: argparse.Namespace) -> int:
     }
 
     async def _run(out: TextIO) -> int:
-        store = base.open_store(cfg.gateway.store)
+        store = store_open.open_store(cfg.gateway.store)
         await store.open()
         try:
             ev = await audit_verify.gather(store, directory)  # this chain's newest only
             if ev.bad:
-                print(f"warning: skipping a checkpoint that does not authenticate: {ev.bad[0]}",
-                      file=sys.stderr)
+                print(
+                    f"warning: skipping a checkpoint that does not authenticate: {ev.bad[0]}",
+                    file=sys.stderr,
+                )
             newest = ev.signed[-1].signed(key) if ev.signed and key is not None else None
             ids = set(args.filing or [])
             if args.reference:
@@ -205,7 +213,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     directory = checkpoints.CheckpointDir(checkpoints.directory(cfg), key=key)
 
     async def _run() -> tuple[audit.VerifyResult, base.PruneResult | None]:
-        store = base.open_store(cfg.gateway.store)
+        store = store_open.open_store(cfg.gateway.store)
         await store.open()
         try:
             version = await store.schema_version()

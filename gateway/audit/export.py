@@ -32,7 +32,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from gateway import audit, checkpoints
+from gateway.audit import chain as audit
+from gateway.audit import checkpoints
 
 FORMAT = "edi-gateway-audit-export/1"
 
@@ -254,9 +255,7 @@ class _ExportCheck:
             details=row.details,
         )
         if expected != row.hash:
-            raise _Fail(
-                f"row {row.seq}: content does not match its hash", line=number, seq=row.seq
-            )
+            raise _Fail(f"row {row.seq}: content does not match its hash", line=number, seq=row.seq)
         if row.seq == self.checkpoint_seq and row.hash != self.checkpoint_head:
             raise _Fail(
                 f"row {row.seq}: hash differs from the signed checkpoint", line=number, seq=row.seq

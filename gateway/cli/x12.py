@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from gateway import cli_render, client
+from gateway.cli import client
+from gateway.cli import render as cli_render
 
 
 def add_parser(sub: Any, add_client: Any) -> None:

@@ -188,13 +188,14 @@ class ChainVerifier:
         elif row.seq != self.prev_seq + 1:
             missing = self.prev_seq + 1
             return self._fail(
-                missing, f"row {missing} is missing (the chain jumps from {self.prev_seq} to "
-                f"{row.seq})"
+                missing,
+                f"row {missing} is missing (the chain jumps from {self.prev_seq} to {row.seq})",
             )
         elif row.prev_hash != self.prev:
             return self._fail(
-                row.seq, "previous-hash link broken (a row was changed, removed, inserted or "
-                "reordered before it)"
+                row.seq,
+                "previous-hash link broken (a row was changed, removed, inserted or "
+                "reordered before it)",
             )
         expected = row_hash(
             row.prev_hash,
@@ -211,8 +212,9 @@ class ChainVerifier:
         signed = self.checkpoints.get(row.seq)
         if signed is not None and signed != row.hash:
             return self._fail(
-                row.seq, "row hash differs from the signed checkpoint (the chain was rewritten "
-                "at or before this row)"
+                row.seq,
+                "row hash differs from the signed checkpoint (the chain was rewritten "
+                "at or before this row)",
             )
         if row.event == PRUNED and self.first is not None and self._anchors(row):
             self.anchor_seq = row.seq
@@ -253,9 +255,7 @@ class ChainVerifier:
                     "the audit.pruned row is not signed off by a checkpoint written after it",
                 )
         if top is None:
-            warnings.append(
-                "no authenticated checkpoint: a cut-off tail cannot be detected"
-            )
+            warnings.append("no authenticated checkpoint: a cut-off tail cannot be detected")
         return VerifyResult(
             True,
             self.count,

@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from gateway import cli_render, client
+from gateway.cli import client
+from gateway.cli import render as cli_render
 
 X12_TYPE, JSON_TYPE = "application/edi-x12", "application/json"
 

@@ -19,11 +19,12 @@ from typing import Any
 
 import structlog
 
-from gateway import breaker, config, errors, models, outages, pacing
+from gateway import config, errors, models
+from gateway.rules import breaker, outages, pacing
 from gateway.store import base
 from gateway.store.base import Store
 
-log = structlog.get_logger("gateway.outages")
+log = structlog.get_logger("gateway.rules.outages")
 
 #: an open-ended announced outage defers deliveries this long, then looks again
 RECHECK = timedelta(hours=1)

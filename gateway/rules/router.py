@@ -13,9 +13,7 @@ def matches(route: config.RouteConfig, filing: models.Filing) -> bool:
     """Whether one route applies to a filing."""
     if filing.environment not in route.environments:
         return False
-    if route.filer_codes is not None and filing.filer_code not in _upper(
-        tuple(route.filer_codes)
-    ):
+    if route.filer_codes is not None and filing.filer_code not in _upper(tuple(route.filer_codes)):
         return False
     return _type_matches(tuple(route.filing_types), filing.filing_type.value)
 

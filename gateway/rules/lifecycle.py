@@ -21,7 +21,7 @@ Two rules matter most to a filer, and the table encodes both:
 Reading a row: ``(state, event): to`` where ``to`` is a state (the delivery moves, one
 audit row), ``KEEP`` (history only: an audit row, no move), ``CONFLICT`` (history plus
 the ``ack_conflict`` flag) or a ``Refuse`` (the caller answers 409 with its code).
-Pairs not in the table are refused as ``illegal``. ``python -m gateway.lifecycle``
+Pairs not in the table are refused as ``illegal``. ``python -m gateway.rules.lifecycle``
 prints the state diagram the README shows (a test keeps the two equal).
 """
 
@@ -141,9 +141,7 @@ def moves(state: S, event: Event) -> bool:
 
 def sources(event: Event, *, to: S | None = None) -> tuple[S, ...]:
     """The states from which ``event`` moves a delivery (to ``to``, when given)."""
-    return tuple(
-        s for s in S if isinstance(o := step(s, event), S) and (to is None or o is to)
-    )
+    return tuple(s for s in S if isinstance(o := step(s, event), S) and (to is None or o is to))
 
 
 def sql_in(states: Iterable[S]) -> str:

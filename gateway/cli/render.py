@@ -231,3 +231,34 @@ class Spinner:
     def __exit__(self, *exc: object) -> None:
         if self._bar is not None:
             self._bar.stop()
+
+
+def text_table(
+    headers: Sequence[str], rows: Sequence[Sequence[Any]], right: Collection[int] = ()
+) -> str:
+    """A table as text for stdout: fitted and coloured on a terminal, plain elsewhere."""
+    return render(table(headers, rows, right=right))
+
+
+def format_list(data: dict[str, Any]) -> str:
+    rows = []
+    for f in data["items"]:
+        deliveries = " ".join(f"{d['adapter']}:{d['state']}" for d in f.get("deliveries", []))
+        due = (f.get("due_by") or "")[:16]
+        rows.append(
+            [
+                f["id"],
+                f["status"],
+                f["filing_type"],
+                f["environment"],
+                f["reference"],
+                deliveries,
+                f["received_at"][:19],
+                f"{due}{' AT RISK' if f.get('at_risk') else ''}",
+            ]
+        )
+    headers = ["ID", "STATUS", "TYPE", "ENV", "REFERENCE", "DELIVERIES", "RECEIVED", "DUE BY"]
+    text = text_table(headers, rows) if rows else "no filings match"
+    if data.get("next_cursor"):
+        text += f"\n(more: --cursor {data['next_cursor']})"
+    return text

@@ -12,10 +12,11 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Collection, Sequence
 from typing import Any
 
-from gateway import cli_render, client, models
+from gateway import models
+from gateway.cli import client
+from gateway.cli import render as cli_render
 
 EXIT_OK, EXIT_USAGE = 0, 2
 
@@ -55,13 +56,6 @@ def add_bulk_arguments(p: argparse.ArgumentParser) -> None:
 # --- tables ---------------------------------------------------------------------------------
 
 
-def table(
-    headers: Sequence[str], rows: Sequence[Sequence[Any]], right: Collection[int] = ()
-) -> str:
-    """A table as text for stdout: fitted and coloured on a terminal, plain elsewhere."""
-    return cli_render.render(cli_render.table(headers, rows, right=right))
-
-
 def _age(seconds: float | None) -> str:
     if seconds is None:
         return "-"
@@ -94,7 +88,7 @@ def format_top(ov: dict[str, Any]) -> str:
         f"edi-gateway top · {ov['generated_at']} · figures as of {ov['snapshot_at']}"
         f" · at risk: {ov['at_risk']}",
         "",
-        table(headers, rows, right=set(range(4, 4 + len(states) + 1))),
+        cli_render.text_table(headers, rows, right=set(range(4, 4 + len(states) + 1))),
         "",
     ]
     for name, cal in ov.get("calendars", {}).items():
@@ -145,30 +139,6 @@ def cmd_top(args: argparse.Namespace) -> int:
         return EXIT_OK
 
 
-def format_list(data: dict[str, Any]) -> str:
-    rows = []
-    for f in data["items"]:
-        deliveries = " ".join(f"{d['adapter']}:{d['state']}" for d in f.get("deliveries", []))
-        due = (f.get("due_by") or "")[:16]
-        rows.append(
-            [
-                f["id"],
-                f["status"],
-                f["filing_type"],
-                f["environment"],
-                f["reference"],
-                deliveries,
-                f["received_at"][:19],
-                f"{due}{' AT RISK' if f.get('at_risk') else ''}",
-            ]
-        )
-    headers = ["ID", "STATUS", "TYPE", "ENV", "REFERENCE", "DELIVERIES", "RECEIVED", "DUE BY"]
-    text = table(headers, rows) if rows else "no filings match"
-    if data.get("next_cursor"):
-        text += f"\n(more: --cursor {data['next_cursor']})"
-    return text
-
-
 # --- bulk -----------------------------------------------------------------------------------
 
 
@@ -208,7 +178,7 @@ def cmd_bulk(args: argparse.Namespace) -> int:
         print(f"would {action} {preview['matched']} deliveries (dry run; nothing changed)")
         rows = [[d["id"], d["filing_id"], d["adapter"], d["state"]] for d in preview["deliveries"]]
         if rows:
-            print(table(["DELIVERY", "FILING", "ADAPTER", "STATE"], rows))
+            print(cli_render.text_table(["DELIVERY", "FILING", "ADAPTER", "STATE"], rows))
         if preview["matched"] > len(rows):
             print(f"… and {preview['matched'] - len(rows)} more")
         return EXIT_OK

@@ -22,8 +22,34 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from gateway import config, errors, ids, lifecycle, models, retry, router, x12, x12read
-from gateway.store.base import AckDecision, AckTarget
+from gateway import config, errors, ids, models
+from gateway.encoding import x12, x12read
+from gateway.rules import lifecycle, retry, router
+
+
+@dataclass(frozen=True, slots=True)
+class AckTarget:
+    """The delivery an ack was correlated to, as the ack decision needs to see it."""
+
+    delivery_id: str
+    filing_id: str
+    adapter: str
+    state: models.DeliveryState
+    attempts: int
+    filing_received_at: datetime
+    #: the attempt the ack answers, when its X12 control numbers say (else None)
+    answers_attempt: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AckDecision:
+    """What an ack does to its delivery: a new state (or none: history only)."""
+
+    effect: str
+    state: models.DeliveryState | None = None
+    at: datetime | None = None
+    error: str | None = None
+
 
 X12_CONTENT_TYPES = frozenset({"application/edi-x12", "application/x12", "text/x12"})
 MAX_ACKS_PER_DOCUMENT = 1000

@@ -5,7 +5,7 @@ It runs inside ``serve`` as an anyio task group. New filings wake it at once
 per adapter only up to that adapter's free concurrency, so a lease never ticks while
 a delivery waits for a slot. While a send runs, a heartbeat renews its lease.
 
-Every outcome is decided in ``_decide`` and named as an event of ``gateway.lifecycle``
+Every outcome is decided in ``_decide`` and named as an event of ``gateway.rules.lifecycle``
 (the table the stores apply): success → ``sent``; ``OutageError`` → ``outage_deferred``
 (no attempt spent); ``MessageError`` → ``message_fault`` (dead at once, never counted
 against the breaker: the message is at fault, not the receiver); ``PermanentError`` →
@@ -14,7 +14,7 @@ against the breaker: the message is at fault, not the receiver); ``PermanentErro
 was lost meanwhile is still recorded (the store's late path): the receiver has it.
 Cancellation is never swallowed: a cancelled send leaves its lease to ``release``.
 
-Outages (``gateway.guard``): before claiming, each adapter's gate is decided; a closed
+Outages (``gateway.delivery.guard``): before claiming, each adapter's gate is decided; a closed
 gate claims nothing and defers its due deliveries; claims are capped by the adapter's
 token bucket (paced drain). A failure inside a ``probe`` window, or of the one probe a
 half-open breaker lets out, is a deferral that spends no attempt — once: the probe picks
@@ -37,11 +37,15 @@ import anyio
 import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from gateway import ackrules, codec, config, errors, guard, ids, metrics, models, retry, x12
+from gateway import config, errors, ids, metrics, models
 from gateway.clock import Clock
+from gateway.delivery import guard
+from gateway.encoding import codec, x12
+from gateway.rules import acks as ackrules
+from gateway.rules import retry
 from gateway.store.base import Claim, Store
 
-log = structlog.get_logger("gateway.dispatcher")
+log = structlog.get_logger("gateway.delivery.dispatcher")
 
 
 class _Bound:

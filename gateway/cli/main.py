@@ -17,8 +17,9 @@ from typing import Any
 
 import anyio
 
-from gateway import config, errors, logs, redact, registry
-from gateway.client import EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE
+from gateway import config, errors, logs, registry
+from gateway.audit import redact
+from gateway.cli.client import EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE
 
 
 def _add_config(p: argparse.ArgumentParser) -> None:
@@ -95,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=50)
     _add_client(p)
 
-    from gateway import monitor_cli
+    from gateway.cli import monitor as monitor_cli
 
     for name, text in (
         ("retry", "put dead or blocked deliveries back to pending (one filing, or by filter)"),
@@ -108,11 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     monitor_cli.add_parsers(sub, _add_client)
 
-    from gateway import outages_cli
+    from gateway.cli import outages as outages_cli
 
     outages_cli.add_parser(sub, _add_config, _add_client)
 
-    from gateway import acks_cli, callbacks_cli, x12_cli
+    from gateway.cli import acks as acks_cli
+    from gateway.cli import callbacks as callbacks_cli
+    from gateway.cli import x12 as x12_cli
 
     acks_cli.add_parser(sub, _add_client)
     callbacks_cli.add_parser(sub, _add_client)
@@ -127,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("audit", help="audit trail tools")
     audit_sub = p.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
-    from gateway import audit_cli
+    from gateway.cli import audit as audit_cli
 
     audit_cli.add_parsers(audit_sub, _add_config)
     return parser
@@ -191,11 +194,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     cfg = _load(args)
-    from gateway import cli_render
+    from gateway.cli import render as cli_render
     from gateway.store import base
+    from gateway.store import open as store_open
 
     async def _run() -> tuple[int, int]:
-        store = base.open_store(cfg.gateway.store)
+        store = store_open.open_store(cfg.gateway.store)
         await store.open()
         try:
             before = await store.schema_version()
@@ -215,7 +219,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command not in ("serve",):
         logs.configure("console" if sys.stderr.isatty() else "json", "warning")
-    from gateway import client, monitor_cli
+    from gateway.cli import client
+    from gateway.cli import monitor as monitor_cli
     from gateway.inbound import dryrun
 
     commands = {
@@ -233,15 +238,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     try:
         if args.command == "outages":
-            from gateway import outages_cli
+            from gateway.cli import outages as outages_cli
 
             return outages_cli.run(args)
         if args.command == "audit":
-            from gateway import audit_cli
+            from gateway.cli import audit as audit_cli
 
             return audit_cli.run(args)
         if args.command in ("acks", "callbacks", "x12"):
-            from gateway import acks_cli, callbacks_cli, x12_cli
+            from gateway.cli import acks as acks_cli
+            from gateway.cli import callbacks as callbacks_cli
+            from gateway.cli import x12 as x12_cli
 
             module = {"acks": acks_cli, "callbacks": callbacks_cli, "x12": x12_cli}[args.command]
             return module.run(args)
@@ -280,7 +287,8 @@ def _fail(args: argparse.Namespace, kind: str, exc: Exception, code: int) -> int
 
 def _action(args: argparse.Namespace) -> int:
     """``retry ID`` / ``cancel ID`` act on one filing; with filters instead, in bulk."""
-    from gateway import client, monitor_cli
+    from gateway.cli import client
+    from gateway.cli import monitor as monitor_cli
 
     if args.id is not None and monitor_cli.has_filter(args):
         print("give a filing id or filters, not both", file=sys.stderr)

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from gateway import config, models, x12
+from gateway import config, models
+from gateway.encoding import x12
 
 Codec = Callable[[models.Filing], tuple[str, bytes]]
 

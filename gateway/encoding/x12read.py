@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from gateway import x12
+from gateway.encoding import x12
 
 Level = Literal["interchange", "group", "set", "file"]
 

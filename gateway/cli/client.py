@@ -108,7 +108,7 @@ def _out(args: argparse.Namespace, data: Any, human: str) -> None:
 
 def format_filing(f: dict[str, Any]) -> str:
     """A filing and a table of its deliveries (states coloured on a terminal)."""
-    from gateway import cli_render
+    from gateway.cli import render as cli_render
 
     lines = [
         f"{f['id']}  {f['status'].upper()}",
@@ -189,9 +189,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         if value:
             params[name] = value
     data = call(args, "GET", "/v1/filings", params=params)
-    from gateway import monitor_cli
+    from gateway.cli import render
 
-    _out(args, data, monitor_cli.format_list(data))
+    _out(args, data, render.format_list(data))
     return EXIT_OK
 
 
@@ -227,7 +227,7 @@ def cmd_adapters(args: argparse.Namespace) -> int:
 
 
 def _adapters_remote(args: argparse.Namespace) -> int:
-    from gateway import cli_render
+    from gateway.cli import render as cli_render
 
     data = call(args, "GET", "/v1/adapters")
     rows = []

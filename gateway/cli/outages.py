@@ -16,8 +16,10 @@ from zoneinfo import ZoneInfo
 
 import anyio
 
-from gateway import client, config, errors, models, service
+from gateway import config, errors, models, service
+from gateway.cli import client
 from gateway.store import base
+from gateway.store import open as store_open
 
 EXIT_OK, EXIT_USAGE = 0, 2
 
@@ -140,11 +142,14 @@ def _announced(
         data = client.call(args, "GET", "/v1/outages")
         return list(data["outages"]), ""
     url = cfg.gateway.store
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///").partition("?")[0]).exists():
+    if (
+        url.startswith("sqlite:///")
+        and not Path(url.removeprefix("sqlite:///").partition("?")[0]).exists()
+    ):
         return [], f"none (the store {url} does not exist yet)"
 
     async def _read() -> list[dict[str, Any]]:
-        store = base.open_store(url)
+        store = store_open.open_store(url)
         await store.open()
         try:
             if await store.schema_version() < base.SCHEMA_VERSION:

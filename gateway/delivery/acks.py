@@ -27,11 +27,12 @@ from typing import Any
 import anyio
 import structlog
 
-from gateway import ackrules, config, errors, models
+from gateway import config, errors, models
 from gateway.clock import Clock
+from gateway.rules import acks as ackrules
 from gateway.store.base import Actor, Store
 
-log = structlog.get_logger("gateway.acks")
+log = structlog.get_logger("gateway.delivery.acks")
 
 MAX_LIST = 500
 #: effects after which the dispatcher may have new work (a resend, a released ordering key)

@@ -13,7 +13,8 @@ import json
 import sys
 from typing import Any
 
-from gateway import cli_render, client
+from gateway.cli import client
+from gateway.cli import render as cli_render
 
 STATES = ["pending", "in_flight", "waiting_retry", "delivered", "dead"]
 

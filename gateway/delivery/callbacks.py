@@ -23,11 +23,13 @@ import anyio
 import structlog
 from standardwebhooks.webhooks import Webhook
 
-from gateway import config, errors, retry, ssrf
+from gateway import config, errors
 from gateway.clock import Clock
+from gateway.delivery import ssrf
+from gateway.rules import retry
 from gateway.store.base import CallbackClaim, Store
 
-log = structlog.get_logger("gateway.callbacks")
+log = structlog.get_logger("gateway.delivery.callbacks")
 
 USER_AGENT = "edi-gateway-callbacks/1"
 

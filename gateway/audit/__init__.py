@@ -1,0 +1,1 @@
+"""The hash-chained audit trail: rows, redaction, checkpoints, verify and export."""

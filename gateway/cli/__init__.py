@@ -1,0 +1,1 @@
+"""``edi-gateway``: the composition root (``main``) and its commands."""
