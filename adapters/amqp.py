@@ -36,8 +36,8 @@ from aio_pika import exceptions as amqp_errors
 from pydantic import AnyUrl, Field, UrlConstraints
 
 from adapters import base, inbound
-from gateway import errors, models
 from adapters.base import Duration
+from gateway import errors, models
 
 AmqpUrl = Annotated[AnyUrl, UrlConstraints(allowed_schemes=["amqp", "amqps"], host_required=True)]
 

@@ -52,8 +52,8 @@ import proton.utils
 from pydantic import AnyUrl, Field, UrlConstraints
 
 from adapters import amqp10_proton, base, inbound
-from gateway import errors, models
 from adapters.base import Duration
+from gateway import errors, models
 
 Amqp10Url = Annotated[AnyUrl, UrlConstraints(allowed_schemes=["amqp", "amqps"], host_required=True)]
 T = TypeVar("T")

@@ -29,7 +29,6 @@ from typing import ClassVar, Protocol, runtime_checkable
 from pydantic import BaseModel, ConfigDict
 
 from gateway import errors, models
-from gateway.durations import Duration  # re-exported: adapters type their config with it
 
 #: control characters no header, property or file name may carry (HTAB excepted)
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")

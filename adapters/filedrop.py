@@ -23,8 +23,8 @@ import anyio
 from pydantic import Field
 
 from adapters import base
-from gateway import errors, models
 from adapters.base import Duration
+from gateway import errors, models
 
 _EXTENSIONS = {
     "application/json": "json",

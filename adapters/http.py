@@ -22,8 +22,8 @@ import aiohttp
 from pydantic import Field, HttpUrl, model_validator
 
 from adapters import base
-from gateway import errors, models
 from adapters.base import Duration
+from gateway import errors, models
 
 #: the receiver refuses the message's size (body, URI, headers): the message's own fault
 TOO_LARGE_STATUSES = frozenset({413, 414, 431})

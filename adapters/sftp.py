@@ -34,8 +34,8 @@ import asyncssh
 from pydantic import Field, field_validator, model_validator
 
 from adapters import base, inbound
-from gateway import errors, models
 from adapters.base import Duration
+from gateway import errors, models
 
 _EXTENSIONS = {
     "application/json": "json",

@@ -26,8 +26,8 @@ import aiohttp
 from pydantic import Field, HttpUrl
 
 from adapters import base
-from gateway import errors, models
 from adapters.base import Duration
+from gateway import errors, models
 
 #: HTTP status → our error class; anything 5xx not listed is transient
 _STATUS_ERRORS: dict[int, type[errors.DeliveryError]] = {
