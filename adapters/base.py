@@ -29,6 +29,7 @@ from typing import ClassVar, Protocol, runtime_checkable
 from pydantic import BaseModel, ConfigDict
 
 from gateway import errors, models
+from gateway.durations import Duration as Duration  # re-exported for adapters' options
 
 #: control characters no header, property or file name may carry (HTAB excepted)
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")

@@ -30,7 +30,7 @@ lease run out, which is the at-least-once path). New work is announced with NOTI
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -40,18 +40,17 @@ import structlog
 import tenacity
 
 from gateway import errors, models
-from gateway.audit import chain as audit
 from gateway.audit import redact
 from gateway.rules import outages
 from gateway.store import (
     base,
     coalesce,
+    inbound,
     logic,
     pg_acks,
     pg_audit,
     pg_callback_retry,
     pg_callbacks,
-    pg_inbound,
     pg_monitoring,
     pg_ops,
     pg_outages,
@@ -60,6 +59,8 @@ from gateway.store import (
     pg_x12,
     pg_x12gaps,
     rows,
+    sansio,
+    trail,
 )
 from gateway.store.base import Actor, Claim
 
@@ -113,7 +114,8 @@ def _retryable(exc: BaseException) -> bool:
 
 
 class PostgresStore(
-    pg_inbound.InboundMixin,
+    trail.AuditStore,
+    inbound.InboundStore,
     pg_acks.AcksMixin,
     pg_x12.ControlsMixin,
     pg_callbacks.CallbacksMixin,
@@ -142,6 +144,7 @@ class PostgresStore(
         self.dsn = dsn
         #: masks audit details before they are hashed (``[audit] redact_paths``)
         self.redactor = redactor or redact.Redactor()
+        self.cx = sansio.Cx("postgres", self.redactor)
         self._pool_args: dict[str, Any] = {
             "min_size": min_size,
             "max_size": max_size,
@@ -281,6 +284,13 @@ class PostgresStore(
 
     async def _read(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         return await self._run(fn, write=False)
+
+    async def _tx(self, fn: Callable[..., sansio.Body[T]], *args: Any) -> T:
+        """Run a transaction body (``sansio``) in one transaction, retried as ``_write``."""
+        return await self._write(lambda c: sansio.run_async(c, fn(self.cx, *args), pg_sql.CHANNEL))
+
+    async def _rx(self, fn: Callable[..., sansio.Body[T]], *args: Any) -> T:
+        return await self._read(lambda c: sansio.run_async(c, fn(self.cx, *args), pg_sql.CHANNEL))
 
     # --- accept -----------------------------------------------------------------------
 
@@ -493,50 +503,6 @@ class PostgresStore(
         return await self._write(
             lambda c: pg_outages.flag_at_risk(c, now, due_before, list(windows), self.redactor)
         )
-
-    # --- audit ------------------------------------------------------------------------
-
-    async def append_audit(
-        self, event: str, *, actor: Actor, now: datetime, details: dict[str, Any]
-    ) -> None:
-        async def _append(conn: asyncpg.Connection) -> None:
-            trail = pg_audit.Trail(now, self.redactor)
-            trail.add(event, actor=actor, details=details)
-            await trail.flush(conn)
-
-        await self._write(_append)
-
-    async def audit_rows(self, *, after_seq: int = 0) -> AsyncIterator[audit.AuditRow]:
-        last = after_seq
-        while True:
-            page = await self._read(
-                lambda c, after=last: c.fetch(
-                    f"SELECT {pg_sql.A_COLS} FROM audit WHERE seq > $1 ORDER BY seq LIMIT 1000",
-                    after,
-                )
-            )
-            if not page:
-                return
-            for r in page:
-                yield pg_audit.audit_row(r)
-            last = page[-1][0]
-
-    async def filing_history(self, filing_id: str) -> list[audit.AuditRow]:
-        found = await self._read(
-            lambda c: c.fetch(
-                f"SELECT {pg_sql.A_COLS} FROM audit WHERE filing_id = $1 ORDER BY seq", filing_id
-            )
-        )
-        return [pg_audit.audit_row(r) for r in found]
-
-    async def audit_head(self) -> tuple[int, str] | None:
-        row = await self._read(lambda c: c.fetchrow(pg_sql.AUDIT_HEAD))
-        return None if row is None else (int(row[0]), str(row[1]))
-
-    async def prune_audit(
-        self, *, before: datetime, actor: Actor, now: datetime
-    ) -> base.PruneResult:
-        return await self._write(lambda c: pg_audit.prune(c, before, actor, now, self.redactor))
 
     # --- LISTEN/NOTIFY ----------------------------------------------------------------
 

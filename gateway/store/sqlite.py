@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,26 +22,26 @@ from typing import Any, TypeVar
 import tenacity
 
 from gateway import errors, models
-from gateway.audit import chain as audit
 from gateway.audit import redact
 from gateway.rules import outages
 from gateway.store import (
     base,
     coalesce,
+    inbound,
     logic,
     rows,
+    sansio,
     sqlite_acks,
     sqlite_actions,
-    sqlite_audit,
     sqlite_callback_retry,
     sqlite_callbacks,
     sqlite_conn,
-    sqlite_inbound,
     sqlite_ops,
     sqlite_outages,
     sqlite_reads,
     sqlite_schema,
     sqlite_x12gaps,
+    trail,
     x12gaps,
 )
 from gateway.store import callback_retry as cbr
@@ -56,7 +56,7 @@ SYNCHRONOUS = sqlite_conn.SYNCHRONOUS
 GROUP_MAX = sqlite_conn.GROUP_MAX
 
 
-class SqliteStore:
+class SqliteStore(trail.AuditStore, inbound.InboundStore):
     """``Store`` on one SQLite file."""
 
     def __init__(
@@ -73,6 +73,7 @@ class SqliteStore:
                 f"synchronous must be one of {', '.join(s.lower() for s in SYNCHRONOUS)}"
             )
         self.synchronous = synchronous.upper()
+        self.cx = sansio.Cx("sqlite", self.redactor)
         self._writer = sqlite_conn.Conn(
             self.path, readonly=False, redactor=self.redactor, synchronous=self.synchronous
         )
@@ -148,6 +149,19 @@ class SqliteStore:
                     self._flushing = False
                     return
             sqlite_conn.run_group(self._writer.conn, batch)
+
+    async def _tx(self, fn: Callable[..., sansio.Body[T]], *args: Any) -> T:
+        """Run a transaction body (``sansio``) in a write transaction."""
+        return await self._write(self._run_body, fn, args)
+
+    async def _rx(self, fn: Callable[..., sansio.Body[T]], *args: Any) -> T:
+        """Run a transaction body on the reader connection."""
+        return await self._read(self._run_body, fn, args)
+
+    def _run_body(
+        self, conn: sqlite3.Connection, fn: Callable[..., sansio.Body[T]], args: tuple[Any, ...]
+    ) -> T:
+        return sansio.run_sync(conn, fn(self.cx, *args))
 
     async def _read(self, fn: Callable[..., T], *args: Any) -> T:
         def _run() -> T:
@@ -444,41 +458,3 @@ class SqliteStore:
 
     async def x12_gaps(self, q: x12gaps.GapQuery) -> x12gaps.X12GapReport:
         return await self._read(sqlite_x12gaps.x12_gaps, q)
-
-    # --- audit ------------------------------------------------------------------------
-
-    async def append_audit(
-        self, event: str, *, actor: Actor, now: datetime, details: dict[str, Any]
-    ) -> None:
-        await self._write(sqlite_audit.append, event, actor, now, details)
-
-    async def reject_event(self, event: models.RejectedEvent) -> bool:
-        """Keep an inbound event that could not become a filing; False if already kept."""
-        return await self._write(sqlite_inbound.reject_event, event)
-
-    async def list_rejected(
-        self, *, source: str | None, limit: int, cursor: str | None
-    ) -> tuple[list[models.RejectedEvent], str | None]:
-        return await self._read(sqlite_inbound.list_rejected, source, limit, cursor)
-
-    async def audit_rows(self, *, after_seq: int = 0) -> AsyncIterator[audit.AuditRow]:
-        last = after_seq
-        while True:
-            page = await self._read(sqlite_audit.page, last)
-            if not page:
-                return
-            for r in page:
-                yield sqlite_audit.audit_row(r)
-            last = page[-1][0]
-
-    async def filing_history(self, filing_id: str) -> list[audit.AuditRow]:
-        return await self._read(sqlite_audit.history, filing_id)
-
-    async def audit_head(self) -> tuple[int, str] | None:
-        row = await self._read(lambda c: c.execute(sqlite_schema.SQL_LAST_AUDIT).fetchone())
-        return None if row is None else (int(row[0]), str(row[1]))
-
-    async def prune_audit(
-        self, *, before: datetime, actor: Actor, now: datetime
-    ) -> base.PruneResult:
-        return await self._write(sqlite_audit.prune, before, actor, now)

@@ -1,0 +1,78 @@
+"""Rejected inbound events (schema v4): kept once per (source, event id), audited, listed
+newest first. A redelivered message or a re-dropped file inserts nothing and writes no
+second audit row. Accept's side of v4 (``filings.source_event_id``) is in accept.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from gateway import models
+from gateway.store import logic, rows
+from gateway.store.base import Actor
+from gateway.store.sansio import Body, Cx, Driven, q, sql
+from gateway.store.trail import Trail
+
+_R_COLS = "seq, id, source, origin, event_id, reason, details, body, content_type, received_at"
+
+
+def reject_event(cx: Cx, event: models.RejectedEvent) -> Body[bool]:
+    seq = yield q(
+        "val",
+        "rejected_insert",
+        event.id,
+        event.source,
+        event.origin,
+        event.event_id,
+        event.reason,
+        json.dumps(event.details, default=str),
+        event.body,
+        event.content_type,
+        rows.us(event.received_at),
+    )
+    if seq is None:
+        return False
+    trail = Trail(event.received_at, cx.redactor)
+    trail.add(
+        "event.rejected",
+        actor=Actor(name=f"source:{event.source}"),
+        details=logic.rejected_details(event),
+    )
+    yield from trail.flush()
+    return True
+
+
+def list_rejected(
+    cx: Cx, source: str | None, limit: int, cursor: str | None
+) -> Body[tuple[list[models.RejectedEvent], str | None]]:
+    where: list[str] = []
+    params: list[Any] = []
+    if cursor is not None:
+        params.append(rows.decode_cursor(cursor))
+        where.append(f"seq < ${len(params)}")
+    if source is not None:
+        params.append(source)
+        where.append(f"source = ${len(params)}")
+    text = f"SELECT {_R_COLS} FROM rejected_events"
+    if where:
+        text += " WHERE " + " AND ".join(where)
+    text += f" ORDER BY seq DESC LIMIT ${len(params) + 1}"
+    found = list((yield sql("all", text, *params, limit + 1)))
+    more = len(found) > limit
+    found = found[:limit]
+    items = [rows.rejected_event(r) for r in found]
+    return items, (rows.encode_cursor(found[-1][0]) if more and found else None)
+
+
+class InboundStore(Driven):
+    """The rejected-event methods of ``Store``."""
+
+    async def reject_event(self, event: models.RejectedEvent) -> bool:
+        """Keep an inbound event that could not become a filing; False if already kept."""
+        return await self._tx(reject_event, event)
+
+    async def list_rejected(
+        self, *, source: str | None, limit: int, cursor: str | None
+    ) -> tuple[list[models.RejectedEvent], str | None]:
+        return await self._rx(list_rejected, source, limit, cursor)

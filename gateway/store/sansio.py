@@ -1,0 +1,280 @@
+"""Transaction bodies written once, run by either database driver.
+
+Why generators: a store operation's logic (what to read, what to decide, what to write,
+which audit rows to chain) is the same on both backends; only *how a statement runs*
+differs (``sqlite3`` on the writer thread, synchronously; ``asyncpg`` on a pooled
+connection, awaited). So a body is a plain generator that **yields requests** and gets
+each result sent back::
+
+    def reject_event(cx: Cx, event: RejectedEvent) -> Body[bool]:
+        seq = yield val("rejected_insert", event.id, ...)
+        if seq is None:
+            return False
+        ...
+
+``run_sync`` drives a body on a ``sqlite3`` connection inside the SQLite driver's group
+commit (no event loop, no thread hop per statement: the body runs where the connection
+lives); ``run_async`` drives the same body on an ``asyncpg`` connection. We weighed the
+alternatives: async bodies would make SQLite hop threads per statement (its writer
+thread is what makes group commit work), and generated sync code would be a second copy
+to keep in step. A generator costs one ``send`` per statement.
+
+A request names a query (``sql/<dialect>/*.sql``, ``-- name: …`` blocks, so a reader
+compares the dialects query by query) or carries SQL text written once for both, with
+PostgreSQL's ``$1`` placeholders (rewritten to SQLite's ``?1`` and cached). What truly
+differs per dialect and is not a query — advisory locks, NOTIFY, ``FOR UPDATE SKIP
+LOCKED``, ``= ANY(array)`` — is a request (``lock``, ``notify``) or a fragment of ``Cx``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+import sqlite3
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Literal, TypeAlias, TypeVar
+
+from gateway.audit import redact
+
+T = TypeVar("T")
+
+Dialect = Literal["sqlite", "postgres"]
+
+#: what a request returns: "all" rows, "one" row or None, "val" first column of the first
+#: row or None, "run" the number of rows changed, "rows" (one statement per row, or
+#: PostgreSQL's ``unnest`` over column arrays) the number of rows written
+Kind = Literal["all", "one", "val", "run", "rows"]
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """A statement for the driver: a named query, or SQL text valid on both dialects."""
+
+    kind: Kind
+    name: str | None
+    text: str | None
+    args: tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Lock:
+    """Serialize with every other transaction holding the same keys until commit
+    (PostgreSQL advisory locks; SQLite has one writer, so nothing to do)."""
+
+    keys: tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Notify:
+    """Announce new work on an adapter once the transaction commits."""
+
+    payload: str
+
+
+Request: TypeAlias = Query | Lock | Notify
+#: a transaction body: yields requests, receives their results, returns its value
+Body: TypeAlias = Generator[Request, Any, T]
+
+
+class UniqueViolation(Exception):
+    """A unique constraint refused a row (either backend's error, thrown into the body)."""
+
+
+def q(kind: Kind, name: str, *args: Any) -> Query:
+    """A named query of the running dialect."""
+    return Query(kind, name, None, args)
+
+
+def sql(kind: Kind, text: str, *args: Any) -> Query:
+    """SQL text that both dialects accept, with ``$1``-style placeholders."""
+    return Query(kind, None, text, args)
+
+
+@dataclass(frozen=True, slots=True)
+class Cx:
+    """What a body may know of where it runs: the dialect, its fragments, the redactor."""
+
+    dialect: Dialect
+    redactor: redact.Redactor
+
+    @property
+    def skip_locked(self) -> str:
+        """Appended to a SELECT that picks rows to change: on PostgreSQL, rows another
+        process is changing are skipped rather than waited for."""
+        return " FOR UPDATE SKIP LOCKED" if self.dialect == "postgres" else ""
+
+    @property
+    def for_update(self) -> str:
+        return " FOR UPDATE" if self.dialect == "postgres" else ""
+
+    def any(self, param: str) -> str:
+        """``col {cx.any('$1')}``: membership in a list parameter (a Python list)."""
+        if self.dialect == "postgres":
+            return f"= ANY({param})"
+        return f"IN (SELECT value FROM json_each({param}))"
+
+
+# --- named queries -----------------------------------------------------------------------
+
+_NAME = re.compile(r"^--\s*name:\s*([a-z0-9_]+)\s*$", re.M)
+
+
+@functools.cache
+def queries(dialect: Dialect) -> dict[str, str]:
+    """Every ``-- name: x`` block of ``sql/<dialect>/*.sql``."""
+    found: dict[str, str] = {}
+    folder = resources.files("gateway.store").joinpath("sql", dialect)
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        if not entry.name.endswith(".sql"):
+            continue
+        parts = _NAME.split(entry.read_text())
+        for name, text in zip(parts[1::2], parts[2::2], strict=True):
+            if name in found:
+                raise ValueError(f"query {name!r} is defined twice in sql/{dialect}")
+            found[name] = text.strip().rstrip(";")
+    return found
+
+
+def text_of(dialect: Dialect, query: Query) -> str:
+    if query.name is None:
+        assert query.text is not None
+        return query.text
+    try:
+        return queries(dialect)[query.name]
+    except KeyError:
+        raise KeyError(f"no query {query.name!r} in sql/{dialect}") from None
+
+
+_DOLLAR = re.compile(r"\$(\d+)")
+
+
+@functools.lru_cache(maxsize=1024)
+def to_sqlite(text: str) -> str:
+    """``$1`` → ``?1`` (SQLite's numbered parameters bind the same argument tuple)."""
+    return _DOLLAR.sub(r"?\1", text)
+
+
+# --- SQLite: run a body on the writer thread --------------------------------------------
+
+
+def _sqlite_arg(value: Any) -> Any:
+    return json.dumps(value) if isinstance(value, list | tuple) else value
+
+
+def _sqlite_exec(conn: sqlite3.Connection, query: Query) -> Any:
+    text = to_sqlite(text_of("sqlite", query))
+    if query.kind == "rows":
+        (rows,) = query.args
+        return conn.executemany(text, rows).rowcount
+    cur = conn.execute(text, tuple(_sqlite_arg(a) for a in query.args))
+    if query.kind == "all":
+        return cur.fetchall()
+    if query.kind == "one":
+        return cur.fetchone()
+    if query.kind == "val":
+        row = cur.fetchone()
+        return None if row is None else row[0]
+    return cur.rowcount
+
+
+def run_sync(
+    conn: sqlite3.Connection, body: Body[T], on_notify: Callable[[str], None] | None = None
+) -> T:
+    """Drive ``body`` on a SQLite connection, inside the caller's transaction."""
+    try:
+        request = next(body)
+        while True:
+            try:
+                if isinstance(request, Query):
+                    result = _sqlite_exec(conn, request)
+                elif isinstance(request, Notify):
+                    if on_notify is not None:
+                        on_notify(request.payload)
+                    result = None
+                else:
+                    result = None  # one writer: a Lock is already held
+            except sqlite3.IntegrityError as exc:
+                if "UNIQUE" not in str(exc):
+                    raise
+                request = body.throw(UniqueViolation(str(exc)))
+                continue
+            request = body.send(result)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+
+
+# --- PostgreSQL: run a body on an asyncpg connection ------------------------------------
+
+
+async def run_async(conn: Any, body: Body[T], channel: str) -> T:
+    """Drive ``body`` on an asyncpg connection, inside the caller's transaction."""
+    import asyncpg
+
+    try:
+        request = next(body)
+        while True:
+            try:
+                result = await _pg_exec(conn, request, channel)
+            except asyncpg.exceptions.UniqueViolationError as exc:
+                request = body.throw(UniqueViolation(str(exc)))
+                continue
+            request = body.send(result)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+
+
+async def _pg_exec(conn: Any, request: Request, channel: str) -> Any:
+    if isinstance(request, Lock):
+        for a, b in request.keys:
+            await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", a, b)
+        return None
+    if isinstance(request, Notify):
+        await conn.execute("SELECT pg_notify($1, $2)", channel, request.payload)
+        return None
+    text = text_of("postgres", request)
+    if request.kind == "all":
+        return await conn.fetch(text, *request.args)
+    if request.kind == "one":
+        return await conn.fetchrow(text, *request.args)
+    if request.kind == "val":
+        return await conn.fetchval(text, *request.args)
+    if request.kind == "rows":
+        (rows,) = request.args
+        rows = list(rows)
+        if not rows:
+            return 0
+        columns = [list(col) for col in zip(*rows, strict=True)]
+        return rowcount(await conn.execute(text, *columns))
+    return rowcount(await conn.execute(text, *request.args))
+
+
+def rowcount(status: str) -> int:
+    """``UPDATE 3`` / ``INSERT 0 3`` → 3."""
+    tail = status.rsplit(" ", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
+
+
+def run_all(bodies: Sequence[Body[Any]]) -> Body[list[Any]]:
+    """One body that runs several in order (a coalesced batch) and returns their values."""
+    out: list[Any] = []
+    for b in bodies:
+        out.append((yield from b))
+    return out
+
+
+BodyFn = Callable[..., Body[T]]
+
+
+class Driven:
+    """What the store's feature classes need from a driver: run a body in a write
+    transaction (``_tx``) or on a reader (``_rx``), with the driver's retries, error
+    translation and group commit. ``cx`` is handed to the body as its first argument."""
+
+    async def _tx(self, fn: Callable[..., Body[T]], *args: Any) -> T:
+        raise NotImplementedError  # pragma: no cover - a driver provides it
+
+    async def _rx(self, fn: Callable[..., Body[T]], *args: Any) -> T:
+        raise NotImplementedError  # pragma: no cover - a driver provides it

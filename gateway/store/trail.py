@@ -1,0 +1,218 @@
+"""The audit chain inside a store transaction, written once for both backends.
+
+A body collects its audit rows in a ``Trail`` and appends them at its end with
+``yield from trail.flush()``: take the chain lock (PostgreSQL: an advisory lock held
+until commit, so rows of all processes extend one chain; SQLite: its one writer), read
+the head, hash and insert every row in one statement. The lock is held briefly because
+the lock, the head read and the insert are the transaction's last statements.
+
+Details get the actor's ``request_id`` and then pass through the store's redactor
+before they are hashed, so the chain holds only the masked values.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
+from typing import Any
+
+from gateway.audit import chain as audit
+from gateway.audit import redact
+from gateway.store import base, rows
+from gateway.store.base import Actor
+from gateway.store.sansio import Body, Cx, Driven, Lock, q, sql
+
+LOCK_AUDIT = (0x6564_6777, 1)  # 'edgw', 1
+
+#: the chain's head before the first row
+EMPTY = (0, audit.GENESIS)
+
+COLS = "seq, at, actor, filing_id, delivery_id, event, details, prev_hash, hash"
+
+
+class Trail:
+    """Audit rows of one transaction; ``flush`` chains them onto the shared head."""
+
+    def __init__(self, now: datetime, redactor: redact.Redactor) -> None:
+        self.at = rows.iso(now)
+        self.redactor = redactor
+        #: (at, event, actor, filing_id, delivery_id, details), in append order
+        self.items: list[tuple[str, str, str, str | None, str | None, dict[str, Any]]] = []
+
+    def add(
+        self,
+        event: str,
+        *,
+        actor: Actor,
+        filing_id: str | None = None,
+        delivery_id: str | None = None,
+        details: dict[str, Any] | None = None,
+        now: datetime | None = None,
+    ) -> None:
+        """Collect one row; ``now``: its own time when it differs from the trail's
+        (a coalesced transaction of several callers)."""
+        details = dict(details or {})
+        if actor.request_id:
+            details.setdefault("request_id", actor.request_id)
+        details = self.redactor.value(details)
+        at = self.at if now is None else rows.iso(now)
+        self.items.append((at, event, actor.name, filing_id, delivery_id, details))
+
+    def extend(self, other: Trail) -> None:
+        """Take over ``other``'s collected rows (already redacted), after this trail's."""
+        self.items += other.items
+        other.items = []
+
+    def flush(self, *, head: tuple[int, str] | None = None) -> Body[int]:
+        """Append the collected rows; returns the new head seq (0: nothing appended).
+
+        ``head``: the chain head read under the lock already held (``prune``).
+        """
+        if not self.items:
+            return 0
+        if head is None:
+            head = yield from lock_head()
+        seq, prev = head
+        out: list[tuple[Any, ...]] = []
+        for at, event, actor, filing_id, delivery_id, details in self.items:
+            seq += 1
+            text = audit.canonical(details)  # serialised once: stored and hashed
+            h = audit.row_hash_of_canonical(
+                prev,
+                seq=seq,
+                at=at,
+                actor=actor,
+                filing_id=filing_id,
+                delivery_id=delivery_id,
+                event=event,
+                details_json=text,
+            )
+            out.append((seq, at, actor, filing_id, delivery_id, event, text, prev, h))
+            prev = h
+        yield q("rows", "audit_insert", out)
+        self.items = []
+        return seq
+
+
+def lock_head() -> Body[tuple[int, str]]:
+    """Take the chain lock (until commit), then read the head it protects: (seq, hash).
+
+    The head is read in a statement of its own, after the lock is held: its snapshot
+    then includes every chain row committed before.
+    """
+    yield Lock((LOCK_AUDIT,))
+    head = yield sql("one", "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+    return (int(head[0]), str(head[1])) if head else EMPTY
+
+
+def append(
+    cx: Cx,
+    event: str,
+    actor: Actor,
+    now: datetime,
+    details: dict[str, Any],
+) -> Body[int]:
+    """One audit row in a transaction of its own (an event with no other change)."""
+    trail = Trail(now, cx.redactor)
+    trail.add(event, actor=actor, details=details)
+    return (yield from trail.flush())
+
+
+def audit_row(r: Sequence[Any]) -> audit.AuditRow:
+    return audit.AuditRow(
+        seq=r[0],
+        at=r[1],
+        actor=r[2],
+        filing_id=r[3],
+        delivery_id=r[4],
+        event=r[5],
+        details=json.loads(r[6]),
+        prev_hash=r[7],
+        hash=r[8],
+    )
+
+
+def page(cx: Cx, after_seq: int) -> Body[list[Any]]:
+    """Up to 1,000 raw rows after ``after_seq``, in order."""
+    found = yield sql(
+        "all", f"SELECT {COLS} FROM audit WHERE seq > $1 ORDER BY seq LIMIT 1000", after_seq
+    )
+    return list(found)
+
+
+def history(cx: Cx, filing_id: str) -> Body[list[audit.AuditRow]]:
+    found = yield sql(
+        "all", f"SELECT {COLS} FROM audit WHERE filing_id = $1 ORDER BY seq", filing_id
+    )
+    return [audit_row(r) for r in found]
+
+
+def prune(cx: Cx, before: datetime, actor: Actor, now: datetime) -> Body[base.PruneResult]:
+    """Delete the oldest rows (all older than ``before``) and append the anchor row.
+
+    The cutoff: the rows before the lowest seq written at or after ``before`` (all rows
+    when there is none). The chain lock is taken first, so no process appends between
+    reading the head and writing the anchor. The delete trigger lets the DELETE through
+    only while ``audit_prune_guard`` holds its row, inserted and removed here, in this
+    transaction, so no other transaction ever sees it.
+    """
+    head = yield from lock_head()
+    first = yield sql("val", "SELECT MIN(seq) FROM audit")
+    stop = yield q("val", "audit_first_since", rows.iso(before))
+    cutoff = head[0] if stop is None else stop - 1
+    if first is None or cutoff < first:
+        return base.PruneResult(removed=0, first_seq=None, last_seq=None, anchor_seq=None)
+    continues_from = yield sql("val", "SELECT hash FROM audit WHERE seq = $1", cutoff)
+    yield sql("run", "INSERT INTO audit_prune_guard (id) VALUES (1)")
+    removed = yield sql("run", "DELETE FROM audit WHERE seq <= $1", cutoff)
+    yield sql("run", "DELETE FROM audit_prune_guard")
+    trail = Trail(now, cx.redactor)
+    trail.add(
+        audit.PRUNED,
+        actor=actor,
+        details={
+            "before": rows.iso(before),
+            "removed_from_seq": first,
+            "removed_to_seq": cutoff,
+            "removed_rows": removed,
+            "continues_from": continues_from,
+        },
+    )
+    anchor = yield from trail.flush(head=head)
+    return base.PruneResult(removed=removed, first_seq=first, last_seq=cutoff, anchor_seq=anchor)
+
+
+def head(cx: Cx) -> Body[tuple[int, str] | None]:
+    row = yield sql("one", "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+    return None if row is None else (int(row[0]), str(row[1]))
+
+
+class AuditStore(Driven):
+    """The audit methods of ``Store``."""
+
+    async def append_audit(
+        self, event: str, *, actor: Actor, now: datetime, details: dict[str, Any]
+    ) -> None:
+        await self._tx(append, event, actor, now, details)
+
+    async def audit_rows(self, *, after_seq: int = 0) -> AsyncIterator[audit.AuditRow]:
+        last = after_seq
+        while True:
+            found = await self._rx(page, last)
+            if not found:
+                return
+            for r in found:
+                yield audit_row(r)
+            last = found[-1][0]
+
+    async def filing_history(self, filing_id: str) -> list[audit.AuditRow]:
+        return await self._rx(history, filing_id)
+
+    async def audit_head(self) -> tuple[int, str] | None:
+        return await self._rx(head)
+
+    async def prune_audit(
+        self, *, before: datetime, actor: Actor, now: datetime
+    ) -> base.PruneResult:
+        return await self._tx(prune, before, actor, now)
