@@ -1,8 +1,8 @@
-"""The PostgreSQL schema (versioned migrations) and the named queries of ``postgres.py``.
+"""The named queries of ``postgres.py`` (the schema is ``sql/postgres/migrations.sql``).
 
-Times are BIGINT microseconds since the epoch, as on SQLite, so ``rows.py`` converts
-rows of both backends. Cross-process coordination uses transaction-scoped advisory
-locks in two namespaces (the two-int form, so they never collide with anyone else's):
+Cross-process coordination uses transaction-scoped advisory locks in two namespaces
+(the two-int form, so they never collide with anyone else's; ``schema.LOCK_MIGRATE`` is
+``('edgw', 2)`` in the first):
 
 * ``LOCK_AUDIT`` serializes audit appends — every transaction that writes audit rows
   takes it just before reading the chain head and holds it until commit, so rows from
@@ -14,11 +14,10 @@ locks in two namespaces (the two-int form, so they never collide with anyone els
 
 from __future__ import annotations
 
-from gateway.store import logic, pg_schema_more
+from gateway.store import logic
 
 LOCK_AUDIT = (0x6564_6777, 1)  # 'edgw', 1
 LOCK_ORDER_NS = 0x6564_6778
-LOCK_MIGRATE = (0x6564_6777, 2)
 
 #: the channel a new filing (or an operator retry, or released leases) is announced on
 CHANNEL = "edigw_new_work"
@@ -29,152 +28,6 @@ SETTLED = "('delivered','acknowledged','cancelled','dead','rejected')"
 #: claim order: earliest due_by first (none last), then acceptance order; the same
 #: expression as the claim index's second column, so the planner can walk it
 DUE_KEY = "coalesce(due_by, 9223372036854775807)"
-
-MIGRATIONS: list[tuple[int, str]] = [
-    (
-        1,
-        f"""
-CREATE TABLE filings (
-    seq             BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    id              TEXT NOT NULL UNIQUE,
-    filing_type     TEXT NOT NULL,
-    environment     TEXT NOT NULL,
-    reference       TEXT NOT NULL,
-    filer_code      TEXT NOT NULL,
-    idempotency_key TEXT UNIQUE,
-    body_hash       TEXT NOT NULL,
-    ordering_key    TEXT NOT NULL,
-    due_by          BIGINT,
-    content_type    TEXT NOT NULL,
-    payload         TEXT NOT NULL,
-    payload_is_json SMALLINT NOT NULL,
-    callback_url    TEXT,
-    metadata        TEXT NOT NULL,
-    source          TEXT NOT NULL,
-    received_at     BIGINT NOT NULL,
-    status          TEXT NOT NULL,
-    updated_at      BIGINT NOT NULL
-);
-CREATE INDEX filings_reference ON filings (reference);
-CREATE INDEX filings_status ON filings (status, seq);
-CREATE INDEX filings_received ON filings (received_at);
-
-CREATE TABLE deliveries (
-    seq          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    id           TEXT NOT NULL UNIQUE,
-    filing_seq   BIGINT NOT NULL REFERENCES filings (seq),
-    filing_id    TEXT NOT NULL,
-    adapter      TEXT NOT NULL,
-    ordering_key TEXT NOT NULL,
-    state        TEXT NOT NULL,
-    attempts     INTEGER NOT NULL DEFAULT 0,
-    available_at BIGINT NOT NULL,
-    due_by       BIGINT,
-    lease_owner  TEXT,
-    lease_token  BIGINT NOT NULL DEFAULT 0,
-    last_error   TEXT,
-    receipt      TEXT,
-    created_at   BIGINT NOT NULL,
-    updated_at   BIGINT NOT NULL,
-    delivered_at BIGINT
-);
-CREATE INDEX deliveries_claim ON deliveries (adapter, seq) WHERE state IN {CLAIMABLE};
-CREATE INDEX deliveries_due ON deliveries (available_at) WHERE state IN {CLAIMABLE};
-CREATE INDEX deliveries_order ON deliveries (adapter, ordering_key, seq)
-    WHERE state NOT IN {DONE};
-CREATE INDEX deliveries_filing ON deliveries (filing_seq);
-CREATE INDEX deliveries_state ON deliveries (state, adapter);
-CREATE INDEX deliveries_owner ON deliveries (lease_owner) WHERE state = 'in_flight';
-
-CREATE TABLE audit (
-    seq         BIGINT PRIMARY KEY,
-    at          TEXT NOT NULL,
-    actor       TEXT NOT NULL,
-    filing_id   TEXT,
-    delivery_id TEXT,
-    event       TEXT NOT NULL,
-    details     TEXT NOT NULL,
-    prev_hash   TEXT NOT NULL,
-    hash        TEXT NOT NULL
-);
-CREATE INDEX audit_filing ON audit (filing_id);
-CREATE FUNCTION audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    RAISE EXCEPTION 'audit rows are append-only' USING ERRCODE = 'insufficient_privilege';
-END $$;
-CREATE TRIGGER audit_no_change BEFORE UPDATE OR DELETE ON audit
-    FOR EACH ROW EXECUTE FUNCTION audit_append_only();
-CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit
-    FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only();
-""",
-    ),
-    (
-        2,
-        # Pruning (sqlite's migration 2): DELETE is let through only while the guard
-        # table holds its one row, which ``pg_audit.prune`` inserts and removes inside its
-        # own transaction, so no other transaction ever sees it. The guard is looked up in
-        # the audit table's own schema (TG_TABLE_SCHEMA), not through search_path, so a
-        # temporary table of the same name cannot open the gate. UPDATE and TRUNCATE stay
-        # refused unconditionally. ``at`` is compared byte-wise (COLLATE "C"): ISO strings
-        # then sort as times whatever the database's collation.
-        """
-CREATE TABLE audit_prune_guard (id INTEGER PRIMARY KEY CHECK (id = 1));
-CREATE FUNCTION audit_delete_guard() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    open_ BOOLEAN;
-BEGIN
-    EXECUTE format('SELECT EXISTS (SELECT 1 FROM %I.audit_prune_guard)', TG_TABLE_SCHEMA)
-        INTO open_;
-    IF NOT open_ THEN
-        RAISE EXCEPTION 'audit rows are append-only' USING ERRCODE = 'insufficient_privilege';
-    END IF;
-    RETURN NULL;
-END $$;
-DROP TRIGGER audit_no_change ON audit;
-CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
-    FOR EACH ROW EXECUTE FUNCTION audit_append_only();
-CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
-    FOR EACH STATEMENT EXECUTE FUNCTION audit_delete_guard();
-CREATE INDEX audit_at ON audit (at COLLATE "C");
-""",
-    ),
-    (
-        3,
-        # Outages and deadlines (sqlite's migration 3). The claim index becomes
-        # (adapter, DUE_KEY, seq) over claimable rows: CLAIM orders by exactly that, so
-        # the planner walks one adapter's slice in claim order and stops at LIMIT instead
-        # of sorting every claimable row; ``available_at <= now`` and the head check are
-        # filters along the walk. When most claimable rows are not yet due (a long
-        # outage deferring thousands), ``deliveries_due`` on available_at is the cheaper
-        # path and the planner may take it: both stay.
-        f"""
-CREATE TABLE outages (
-    seq         BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    id          TEXT NOT NULL UNIQUE,
-    adapter     TEXT,
-    environment TEXT,
-    starts_at   BIGINT NOT NULL,
-    ends_at     BIGINT,
-    reason      TEXT NOT NULL,
-    reference   TEXT,
-    created_at  BIGINT NOT NULL,
-    created_by  TEXT NOT NULL,
-    removed_at  BIGINT,
-    removed_by  TEXT,
-    CHECK ((adapter IS NULL) <> (environment IS NULL))
-);
-CREATE INDEX outages_live ON outages (starts_at) WHERE removed_at IS NULL;
-ALTER TABLE filings ADD COLUMN at_risk_at BIGINT;
-CREATE INDEX filings_deadline ON filings (due_by)
-    WHERE due_by IS NOT NULL AND at_risk_at IS NULL;
-DROP INDEX deliveries_claim;
-CREATE INDEX deliveries_claim ON deliveries (adapter, {DUE_KEY}, seq)
-    WHERE state IN {CLAIMABLE};
-""",
-    ),
-]
-# v4 (inbound) and v5 (acks, callbacks) live in pg_schema_more; applied in list order
-MIGRATIONS += pg_schema_more.MIGRATIONS
 
 F_COLS = (
     "f.seq, f.id, f.filing_type, f.environment, f.reference, f.filer_code, f.idempotency_key, "

@@ -60,6 +60,7 @@ from gateway.store import (
     pg_x12gaps,
     rows,
     sansio,
+    schema,
     trail,
 )
 from gateway.store.base import Actor, Claim
@@ -114,6 +115,7 @@ def _retryable(exc: BaseException) -> bool:
 
 
 class PostgresStore(
+    schema.SchemaStore,
     trail.AuditStore,
     inbound.InboundStore,
     pg_acks.AcksMixin,
@@ -200,38 +202,6 @@ class PostgresStore(
     async def ping(self) -> None:
         """One quick round trip, not retried: readiness must answer fast when it fails."""
         await self._run(lambda c: c.fetchval("SELECT 1", timeout=5), write=False, retry=False)
-
-    async def schema_version(self) -> int:
-        async def _version(conn: asyncpg.Connection) -> int:
-            try:
-                value = await conn.fetchval("SELECT version FROM schema_version")
-            except asyncpg.exceptions.UndefinedTableError:
-                return 0
-            return 0 if value is None else int(value)
-
-        return await self._read(_version)
-
-    async def migrate(self) -> int:
-        async def _migrate(conn: asyncpg.Connection) -> int:
-            await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", *pg_sql.LOCK_MIGRATE)
-            await conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER)")
-            current = int(
-                await conn.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_version")
-            )
-            if current > base.SCHEMA_VERSION:
-                raise errors.StoreError(
-                    f"the database schema is v{current}, newer than this gateway knows "
-                    f"(v{base.SCHEMA_VERSION}); upgrade edi-gateway"
-                )
-            for version, script in pg_sql.MIGRATIONS:
-                if version > current:
-                    await conn.execute(script)
-                    await conn.execute("DELETE FROM schema_version")
-                    await conn.execute("INSERT INTO schema_version VALUES ($1)", version)
-                    current = version
-            return current
-
-        return await self._write(_migrate)
 
     # --- plumbing ---------------------------------------------------------------------
 

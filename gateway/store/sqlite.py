@@ -31,6 +31,7 @@ from gateway.store import (
     logic,
     rows,
     sansio,
+    schema,
     sqlite_acks,
     sqlite_actions,
     sqlite_callback_retry,
@@ -39,7 +40,6 @@ from gateway.store import (
     sqlite_ops,
     sqlite_outages,
     sqlite_reads,
-    sqlite_schema,
     sqlite_x12gaps,
     trail,
     x12gaps,
@@ -49,14 +49,11 @@ from gateway.store.base import Actor, Claim
 
 T = TypeVar("T")
 
-#: the schema's migrations; ``migrate`` reads them from here (a test shortens the list)
-MIGRATIONS = sqlite_schema.MIGRATIONS
-
 SYNCHRONOUS = sqlite_conn.SYNCHRONOUS
 GROUP_MAX = sqlite_conn.GROUP_MAX
 
 
-class SqliteStore(trail.AuditStore, inbound.InboundStore):
+class SqliteStore(schema.SchemaStore, trail.AuditStore, inbound.InboundStore):
     """``Store`` on one SQLite file."""
 
     def __init__(
@@ -110,12 +107,6 @@ class SqliteStore(trail.AuditStore, inbound.InboundStore):
 
     async def ping(self) -> None:
         await self._read(lambda c: c.execute("SELECT 1").fetchone())
-
-    async def schema_version(self) -> int:
-        return await self._read(sqlite_schema.schema_version)
-
-    async def migrate(self) -> int:
-        return await self._write(sqlite_schema.migrate, MIGRATIONS)
 
     # --- plumbing ---------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from gateway import errors, ids, models
 from gateway.audit import chain as audit
 from gateway.audit import redact
 from gateway.rules import normalize, outages
-from gateway.store import base, pg_sql, postgres, rows, sqlite
+from gateway.store import base, postgres, rows, schema
 
 T0 = datetime(2025, 3, 4, 12, 0, tzinfo=UTC)
 ACTOR = base.Actor("ci", request_id="req-1")
@@ -551,9 +551,8 @@ async def test_a_v1_database_migrates_forward(
 
     (Rows written at v1 by a v1 gateway are not simulated here: today's code writes columns
     that v1 lacks, which is exactly why serve refuses an old schema until it is migrated.)"""
-    module: Any = pg_sql if backend == "postgres" else sqlite
     with monkeypatch.context() as patched:
-        patched.setattr(module, "MIGRATIONS", module.MIGRATIONS[:1])
+        patched.setitem(schema.MIGRATIONS, backend, schema.MIGRATIONS[backend][:1])
         old = await store_factory()
         assert await old.schema_version() == 1
     assert await old.migrate() == base.SCHEMA_VERSION
