@@ -53,10 +53,13 @@ def deliveries_of(cx: Cx, filing_seqs: Sequence[int]) -> Body[dict[int, list[mod
     out: dict[int, list[models.Delivery]] = {s: [] for s in filing_seqs}
     if not filing_seqs:
         return out
+    arg: int | list[int]
+    if len(filing_seqs) == 1:  # one filing (get_filing): no list to unpack
+        test, arg = "= $1", filing_seqs[0]
+    else:
+        test, arg = cx.any("$1"), list(filing_seqs)
     found = yield sql(
-        "all",
-        f"SELECT {D_COLS} FROM deliveries d WHERE d.filing_seq {cx.any('$1')} ORDER BY d.seq",
-        list(filing_seqs),
+        "all", f"SELECT {D_COLS} FROM deliveries d WHERE d.filing_seq {test} ORDER BY d.seq", arg
     )
     for r in found:
         out[r[12]].append(rows.delivery(r))
