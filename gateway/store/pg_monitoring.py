@@ -1,4 +1,4 @@
-"""Queue statistics and bulk retry/cancel on PostgreSQL (issue 7), as ``sqlite``'s.
+"""Bulk retry/cancel on PostgreSQL (issue 7), as ``sqlite``'s (queue statistics: ``reads``).
 
 A bulk chunk takes the ordering-key locks of the deliveries it selected, then selects
 them again ``FOR UPDATE`` (the filter re-checked on the latest row versions), so a
@@ -20,15 +20,6 @@ from gateway.store.base import Actor
 
 Conn = asyncpg.Connection
 
-_UNSETTLED = "('pending','in_progress','retrying','deferred','blocked')"
-_COUNTS = "SELECT state, adapter, COUNT(*) FROM deliveries GROUP BY state, adapter"
-_OLDEST = (
-    f"SELECT adapter, MIN(created_at) FROM deliveries WHERE state IN {pg_sql.CLAIMABLE} "
-    "GROUP BY adapter"
-)
-_AT_RISK = (
-    f"SELECT COUNT(*) FROM filings f WHERE f.status IN {_UNSETTLED} AND f.at_risk_at IS NOT NULL"
-)
 # the state guard again: a delivery chosen in this transaction may have been claimed since
 _RETRY = f"""
 UPDATE deliveries SET state = 'pending', attempts = 0, probe_failures = 0, available_at = $1,
@@ -42,18 +33,6 @@ UPDATE deliveries SET state = 'cancelled', lease_owner = NULL, lease_token = lea
 WHERE id = ANY($2::text[]) AND state IN {logic.CANCEL_FROM_SQL}
 RETURNING id, filing_id, filing_seq, adapter, ordering_key
 """
-
-
-async def _queue_stats(conn: Conn) -> base.QueueStats:
-    counts: dict[str, dict[str, int]] = {}
-    for state, adapter, n in await conn.fetch(_COUNTS):
-        counts.setdefault(adapter, {})[state] = n
-    oldest = {adapter: rows.dt(first) for adapter, first in await conn.fetch(_OLDEST)}
-    at_risk = await conn.fetchval(_AT_RISK)
-    conflicts = await conn.fetchval("SELECT COUNT(*) FROM deliveries WHERE ack_conflict")
-    return base.QueueStats(
-        counts=counts, oldest_waiting=oldest, at_risk=int(at_risk), ack_conflicts=int(conflicts)
-    )
 
 
 def _where(action: str, flt: base.BulkFilter) -> tuple[str, list[Any]]:
@@ -162,9 +141,6 @@ async def _bulk_action(
 
 class MonitoringMixin(pg_mixin.Transactional):
     """The monitoring methods of ``PostgresStore``."""
-
-    async def queue_stats(self) -> base.QueueStats:
-        return await self._read(_queue_stats)
 
     async def bulk_action(
         self,

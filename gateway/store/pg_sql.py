@@ -185,4 +185,3 @@ SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[
     $7::text[], $8::text[], $9::text[])
 """
 NEXT_DUE = f"SELECT MIN(available_at) FROM deliveries WHERE state IN {CLAIMABLE}"
-COUNTS = "SELECT adapter, state, COUNT(*) FROM deliveries GROUP BY adapter, state"

@@ -44,24 +44,23 @@ from gateway.audit import redact
 from gateway.rules import outages
 from gateway.store import (
     base,
+    callbacks,
     coalesce,
     inbound,
     logic,
     pg_acks,
     pg_audit,
-    pg_callback_retry,
-    pg_callbacks,
     pg_monitoring,
     pg_ops,
     pg_outages,
-    pg_reads,
     pg_sql,
     pg_x12,
-    pg_x12gaps,
+    reads,
     rows,
     sansio,
     schema,
     trail,
+    x12gaps,
 )
 from gateway.store.base import Actor, Claim
 
@@ -120,15 +119,16 @@ class PostgresStore(
     inbound.InboundStore,
     pg_acks.AcksMixin,
     pg_x12.ControlsMixin,
-    pg_callbacks.CallbacksMixin,
     pg_monitoring.MonitoringMixin,
-    pg_callback_retry.CallbackRetryMixin,
-    pg_x12gaps.X12GapsMixin,
+    reads.ReadsStore,
+    callbacks.CallbacksStore,
+    x12gaps.X12GapsStore,
 ):
     """``Store`` on a PostgreSQL database shared by any number of gateway processes.
 
-    Rejected events, acks (with ``complete``), X12 controls, callbacks and monitoring are in the
-    ``pg_*`` mixins (schema v4, v5).
+    Acks (with ``complete``), X12 controls and bulk actions are in the ``pg_*`` mixins
+    (schema v4, v5); reads, callbacks, X12 gaps, audit and rejected events in the bodies
+    written once for both backends (``sansio``).
     """
 
     def __init__(
@@ -261,6 +261,15 @@ class PostgresStore(
 
     async def _rx(self, fn: Callable[..., sansio.Body[T]], *args: Any) -> T:
         return await self._read(lambda c: sansio.run_async(c, fn(self.cx, *args), pg_sql.CHANNEL))
+
+    async def _rx_snapshot(self, fn: Callable[..., sansio.Body[T]], *args: Any) -> T:
+        """Run a body in a read-only REPEATABLE READ transaction: one snapshot."""
+
+        async def _run(conn: asyncpg.Connection) -> T:
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                return await sansio.run_async(conn, fn(self.cx, *args), pg_sql.CHANNEL)
+
+        return await self._read(_run)
 
     # --- accept -----------------------------------------------------------------------
 
@@ -403,19 +412,8 @@ class PostgresStore(
         return await self._gets.submit(filing_id)
 
     async def _get_batch(self, filing_ids: list[str]) -> list[coalesce.Outcome]:
-        views = await self._read(lambda c: pg_reads.get_filings(c, filing_ids))
+        views = await self._rx(reads.get_filings, filing_ids)
         return [(True, v) for v in views]
-
-    async def list_filings(
-        self, flt: base.ListFilter, *, limit: int, cursor: str | None
-    ) -> models.Page:
-        return await self._read(lambda c: pg_reads.list_filings(c, flt, limit, cursor))
-
-    async def counts(self) -> dict[str, dict[str, int]]:
-        out: dict[str, dict[str, int]] = {}
-        for adapter, state, n in await self._read(lambda c: c.fetch(pg_sql.COUNTS)):
-            out.setdefault(adapter, {})[state] = n
-        return out
 
     # --- operator actions -------------------------------------------------------------
 

@@ -300,3 +300,7 @@ class Driven:
 
     async def _rx(self, fn: Callable[..., Body[T]], *args: Any) -> T:
         raise NotImplementedError  # pragma: no cover - a driver provides it
+
+    async def _rx_snapshot(self, fn: Callable[..., Body[T]], *args: Any) -> T:
+        """As ``_rx``, every statement of the body reading one snapshot of the database."""
+        raise NotImplementedError  # pragma: no cover - a driver provides it

@@ -26,25 +26,22 @@ from gateway.audit import redact
 from gateway.rules import outages
 from gateway.store import (
     base,
+    callbacks,
     coalesce,
     inbound,
     logic,
+    reads,
     rows,
     sansio,
     schema,
     sqlite_acks,
     sqlite_actions,
-    sqlite_callback_retry,
-    sqlite_callbacks,
     sqlite_conn,
     sqlite_ops,
     sqlite_outages,
-    sqlite_reads,
-    sqlite_x12gaps,
     trail,
     x12gaps,
 )
-from gateway.store import callback_retry as cbr
 from gateway.store.base import Actor, Claim
 
 T = TypeVar("T")
@@ -53,7 +50,14 @@ SYNCHRONOUS = sqlite_conn.SYNCHRONOUS
 GROUP_MAX = sqlite_conn.GROUP_MAX
 
 
-class SqliteStore(schema.SchemaStore, trail.AuditStore, inbound.InboundStore):
+class SqliteStore(
+    schema.SchemaStore,
+    trail.AuditStore,
+    inbound.InboundStore,
+    reads.ReadsStore,
+    callbacks.CallbacksStore,
+    x12gaps.X12GapsStore,
+):
     """``Store`` on one SQLite file."""
 
     def __init__(
@@ -149,10 +153,23 @@ class SqliteStore(schema.SchemaStore, trail.AuditStore, inbound.InboundStore):
         """Run a transaction body on the reader connection."""
         return await self._read(self._run_body, fn, args)
 
+    async def _rx_snapshot(self, fn: Callable[..., sansio.Body[T]], *args: Any) -> T:
+        """Run a body on the reader inside one read transaction: one snapshot (WAL)."""
+        return await self._read(self._run_snapshot, fn, args)
+
     def _run_body(
         self, conn: sqlite3.Connection, fn: Callable[..., sansio.Body[T]], args: tuple[Any, ...]
     ) -> T:
         return sansio.run_sync(conn, fn(self.cx, *args))
+
+    def _run_snapshot(
+        self, conn: sqlite3.Connection, fn: Callable[..., sansio.Body[T]], args: tuple[Any, ...]
+    ) -> T:
+        conn.execute("BEGIN")
+        try:
+            return self._run_body(conn, fn, args)
+        finally:
+            conn.execute("ROLLBACK")  # it only read
 
     async def _read(self, fn: Callable[..., T], *args: Any) -> T:
         def _run() -> T:
@@ -284,23 +301,7 @@ class SqliteStore(schema.SchemaStore, trail.AuditStore, inbound.InboundStore):
         value = await self._read(sqlite_ops.next_due)
         return None if value is None else rows.dt(value)
 
-    # --- reads ------------------------------------------------------------------------
-
-    async def get_filing(self, filing_id: str) -> models.FilingView | None:
-        return await self._read(sqlite_reads.get_filing, filing_id)
-
-    async def list_filings(
-        self, flt: base.ListFilter, *, limit: int, cursor: str | None
-    ) -> models.Page:
-        return await self._read(sqlite_reads.list_filings, flt, limit, cursor)
-
-    async def counts(self) -> dict[str, dict[str, int]]:
-        return await self._read(sqlite_reads.counts)
-
     # --- monitoring (issue 7) ------------------------------------------------------------
-
-    async def queue_stats(self) -> base.QueueStats:
-        return await self._read(sqlite_reads.queue_stats)
 
     async def bulk_action(
         self,
@@ -362,7 +363,7 @@ class SqliteStore(schema.SchemaStore, trail.AuditStore, inbound.InboundStore):
     ) -> list[tuple[str, datetime]]:
         return await self._write(sqlite_outages.flag_at_risk, now, due_before, list(windows))
 
-    # --- acks, X12 control numbers, callbacks (bodies in sqlite_acks, sqlite_callbacks) -
+    # --- acks, X12 control numbers (bodies in sqlite_acks) ---------------------------
 
     async def record_ack(
         self, ack: models.Ack, *, decide: base.AckDecide, actor: Actor, now: datetime
@@ -413,39 +414,3 @@ class SqliteStore(schema.SchemaStore, trail.AuditStore, inbound.InboundStore):
             now,
             token,
         )
-
-    async def claim_callbacks(
-        self, *, owner: str, now: datetime, lease_s: float, limit: int
-    ) -> list[base.CallbackClaim]:
-        return await self._write(sqlite_callbacks.claim_callbacks, owner, now, lease_s, limit)
-
-    async def finish_callback(
-        self,
-        claim: base.CallbackClaim,
-        *,
-        now: datetime,
-        state: str,
-        at: datetime | None = None,
-        error: str | None = None,
-    ) -> bool:
-        return await self._write(sqlite_callbacks.finish_callback, claim, now, state, at, error)
-
-    async def release_callbacks(self, *, owner: str, now: datetime) -> int:
-        return await self._write(sqlite_callbacks.release_callbacks, owner, now)
-
-    async def next_callback_due(self) -> datetime | None:
-        value = await self._read(sqlite_callbacks.next_callback_due)
-        return None if value is None else rows.dt(value)
-
-    async def list_callbacks(
-        self, *, filing_id: str | None, state: str | None, limit: int
-    ) -> list[models.CallbackView]:
-        return await self._read(sqlite_callbacks.list_callbacks, filing_id, state, limit)
-
-    async def retry_callbacks(
-        self, sel: cbr.CallbackSelection, *, actor: Actor, now: datetime, reason: str
-    ) -> cbr.CallbackRetry:
-        return await self._write(sqlite_callback_retry.retry_callbacks, sel, actor, now, reason)
-
-    async def x12_gaps(self, q: x12gaps.GapQuery) -> x12gaps.X12GapReport:
-        return await self._read(sqlite_x12gaps.x12_gaps, q)

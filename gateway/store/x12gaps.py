@@ -2,7 +2,7 @@
 
 Every attempt of a delivery through the x12 codec allocates an interchange and a group
 control number (``x12_allocations``). Each allocation is classified, on both stores by the
-same SQL (only the JSON accessors and placeholders differ):
+same SQL (only the JSON accessors differ), read in one snapshot:
 
 - ``unsent``: no ``delivery.sent``/``delivery.sent_again`` audit row carries its interchange
   number, and it is not the attempt running now — the receiver never saw this number;
@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from gateway.store import rows
+from gateway.store import rows, sansio
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
@@ -95,7 +95,7 @@ class X12GapReport(BaseModel):
 
 @dataclass(frozen=True, slots=True)
 class Dialect:
-    """What differs between SQLite and PostgreSQL in the gaps query."""
+    """What differs between SQLite and PostgreSQL in the gaps query: the JSON accessors."""
 
     #: an ack's interchange / group control number, from ``acks.document`` (JSON text)
     ack_interchange: str
@@ -107,20 +107,22 @@ class Dialect:
     row_error: str
 
 
-SQLITE = Dialect(
-    ack_interchange="json_extract(k.document, '$.interchange_control')",
-    ack_group="json_extract(k.document, '$.group_control')",
-    sent_interchange="json_extract(u.details, '$.receipt.x12.interchange_control')",
-    row_attempts="json_extract(u.details, '$.attempts')",
-    row_error="json_extract(u.details, '$.error')",
-)
-POSTGRES = Dialect(
-    ack_interchange="(k.document::json ->> 'interchange_control')::bigint",
-    ack_group="(k.document::json ->> 'group_control')::bigint",
-    sent_interchange="(u.details::json #>> '{receipt,x12,interchange_control}')::bigint",
-    row_attempts="(u.details::json ->> 'attempts')::bigint",
-    row_error="(u.details::json ->> 'error')",
-)
+DIALECTS: dict[sansio.Dialect, Dialect] = {
+    "sqlite": Dialect(
+        ack_interchange="json_extract(k.document, '$.interchange_control')",
+        ack_group="json_extract(k.document, '$.group_control')",
+        sent_interchange="json_extract(u.details, '$.receipt.x12.interchange_control')",
+        row_attempts="json_extract(u.details, '$.attempts')",
+        row_error="json_extract(u.details, '$.error')",
+    ),
+    "postgres": Dialect(
+        ack_interchange="(k.document::json ->> 'interchange_control')::bigint",
+        ack_group="(k.document::json ->> 'group_control')::bigint",
+        sent_interchange="(u.details::json #>> '{receipt,x12,interchange_control}')::bigint",
+        row_attempts="(u.details::json ->> 'attempts')::bigint",
+        row_error="(u.details::json ->> 'error')",
+    ),
+}
 
 _CLASSIFIED = """
 WITH alloc AS MATERIALIZED (
@@ -172,37 +174,50 @@ SELECT g.sender, g.receiver, g.usage, g.interchange_control, g.group_control, g.
      AND {row_attempts} = g.attempt AND {row_error} IS NOT NULL
    ORDER BY u.seq DESC LIMIT 1)
 FROM (SELECT * FROM classified WHERE status IN ({kinds})
-      ORDER BY sender, receiver, usage, seq LIMIT ?) g
+      ORDER BY sender, receiver, usage, seq LIMIT {limit}) g
 ORDER BY g.sender, g.receiver, g.usage, g.seq
 """
 
 
 def queries(dialect: Dialect, q: GapQuery) -> tuple[str, str, list[Any], list[Any]]:
-    """(groups SQL, gaps SQL, groups params, gaps params), with ``?`` placeholders."""
+    """(groups SQL, gaps SQL, groups params, gaps params), with ``$1`` placeholders."""
     where, params = ["1 = 1"], []
+
+    def arg(value: Any) -> str:
+        params.append(value)
+        return f"${len(params)}"
+
     for column, value in (("sender", q.sender), ("receiver", q.receiver), ("usage", q.usage)):
         if value is not None:
-            where.append(f"a.{column} = ?")
-            params.append(value)
+            where.append(f"a.{column} = {arg(value)}")
     if q.since is not None:
-        where.append("a.allocated_at >= ?")
-        params.append(rows.us(q.since))
+        where.append(f"a.allocated_at >= {arg(rows.us(q.since))}")
     if q.until is not None:
-        where.append("a.allocated_at < ?")
-        params.append(rows.us(q.until))
+        where.append(f"a.allocated_at < {arg(rows.us(q.until))}")
     head = _CLASSIFIED.format(
         where=" AND ".join(where),
         sent_interchange=dialect.sent_interchange,
         ack_interchange=dialect.ack_interchange,
         ack_group=dialect.ack_group,
     )
-    kinds = q.kinds or GAP_KINDS
+    groups_params = list(params)
+    kinds = ", ".join(arg(kind) for kind in q.kinds or GAP_KINDS)
     gaps = head + _GAPS.format(
-        kinds=", ".join("?" for _ in kinds),
+        kinds=kinds,
+        limit=arg(q.limit + 1),
         row_attempts=dialect.row_attempts,
         row_error=dialect.row_error,
     )
-    return head + _GROUPS, gaps, params, [*params, *kinds, q.limit + 1]
+    return head + _GROUPS, gaps, groups_params, params
+
+
+def x12_gaps(cx: sansio.Cx, q: GapQuery) -> sansio.Body[X12GapReport]:
+    """The two queries; the store runs them in one snapshot (``_rx_snapshot``), so the
+    counts and the listed gaps agree."""
+    groups_sql, gaps_sql, groups_params, gaps_params = queries(DIALECTS[cx.dialect], q)
+    groups = yield sansio.sql("all", groups_sql, *groups_params)
+    gaps = yield sansio.sql("all", gaps_sql, *gaps_params)
+    return report(list(groups), list(gaps), q.limit)
 
 
 def report(groups: list[Any], gaps: list[Any], limit: int) -> X12GapReport:
@@ -245,7 +260,8 @@ def report(groups: list[Any], gaps: list[Any], limit: int) -> X12GapReport:
     )
 
 
-def numbered(sql: str) -> str:
-    """``?`` placeholders → PostgreSQL's ``$1, $2, …``."""
-    parts = sql.split("?")
-    return "".join(p + (f"${i + 1}" if i < len(parts) - 1 else "") for i, p in enumerate(parts))
+class X12GapsStore(sansio.Driven):
+    """The control-number gaps report of ``Store``."""
+
+    async def x12_gaps(self, q: GapQuery) -> X12GapReport:
+        return await self._rx_snapshot(x12_gaps, q)

@@ -1,0 +1,265 @@
+"""Status callbacks (schema v5): a durable outbox of events, written once for both backends.
+
+An event is queued inside whatever transaction changed a filing's status
+(``enqueue_callback``, called from the status refresh), so it is queued exactly when the
+change commits. Claims lock the head event of each filing (``FOR UPDATE SKIP LOCKED`` on
+PostgreSQL; SQLite has one writer): an event is a head only while no earlier event of its
+filing is open (pending, waiting_retry or in_flight), so two processes never send two
+events of one filing at once, and a filing's events go out in order. Claims are leased
+and fenced like deliveries: a finish counts only with the claim's lease token, while the
+event is still in flight.
+
+Operator retry (rules and value types in ``callback_retry``) selects its events
+``FOR UPDATE`` on PostgreSQL, with the state guard in the WHERE, so an event claimed or
+finished meanwhile by another process is not swept in; the chosen events change in one
+statement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from gateway import models
+from gateway.store import base, callback_retry, rows
+from gateway.store.callback_retry import CallbackRetry, CallbackSelection
+from gateway.store.sansio import Body, Cx, Driven, sql
+from gateway.store.trail import Trail
+
+#: callback states that still go out
+OPEN = "('pending','waiting_retry','in_flight')"
+
+_VIEW_COLS = (
+    "id, filing_id, url, event, state, attempts, available_at, last_error, created_at, delivered_at"
+)
+
+# the CTE's column is renamed: SQLite's RETURNING takes only the target's bare column
+# names, which on PostgreSQL must then not collide with the CTE's
+_CLAIM = f"""
+WITH heads AS (
+    SELECT c.seq AS head FROM callbacks c
+    WHERE c.state IN {OPEN} AND c.available_at <= $1
+      AND NOT EXISTS (
+        SELECT 1 FROM callbacks p
+        WHERE p.filing_id = c.filing_id AND p.seq < c.seq AND p.state IN {OPEN})
+    ORDER BY c.seq LIMIT $2{{skip_locked}}
+)
+UPDATE callbacks AS u SET state = 'in_flight', lease_owner = $3,
+    lease_token = u.lease_token + 1, available_at = $4, updated_at = $1
+FROM heads WHERE u.seq = heads.head
+RETURNING seq, id, filing_id, url, body, attempts, lease_token, created_at
+"""
+_FINISH = """
+UPDATE callbacks SET state = $1, attempts = attempts + 1, available_at = $2,
+    last_error = $3, lease_owner = NULL, updated_at = $4,
+    delivered_at = CASE WHEN $1 = 'delivered' THEN $4 ELSE delivered_at END
+WHERE id = $5 AND lease_token = $6 AND state = 'in_flight'
+RETURNING attempts, event
+"""
+_RELEASE = """
+UPDATE callbacks SET state = CASE WHEN attempts = 0 THEN 'pending' ELSE 'waiting_retry' END,
+    lease_owner = NULL, lease_token = lease_token + 1, available_at = $1, updated_at = $1
+WHERE lease_owner = $2 AND state = 'in_flight'
+"""
+
+
+def _view(r: Sequence[Any]) -> models.CallbackView:
+    return models.CallbackView(
+        id=r[0],
+        filing_id=r[1],
+        url=r[2],
+        event=r[3],
+        state=r[4],
+        attempts=r[5],
+        next_attempt_at=rows.dt(r[6]) if r[4] in ("pending", "waiting_retry") else None,
+        last_error=r[7],
+        created_at=rows.dt(r[8]),
+        delivered_at=rows.dt_or_none(r[9]),
+    )
+
+
+def claim_callbacks(
+    cx: Cx, owner: str, now: datetime, lease_s: float, limit: int
+) -> Body[list[base.CallbackClaim]]:
+    now_us = rows.us(now)
+    until = rows.us(now + timedelta(seconds=lease_s))
+    taken = yield sql("all", _CLAIM.format(skip_locked=cx.skip_locked), now_us, limit, owner, until)
+    return [
+        base.CallbackClaim(
+            id=r[1],
+            filing_id=r[2],
+            url=r[3],
+            body=r[4],
+            attempts=r[5],
+            token=r[6],
+            created_at=rows.dt(r[7]),
+        )
+        for r in sorted(taken, key=lambda r: r[0])
+    ]
+
+
+def finish_callback(
+    cx: Cx,
+    claim: base.CallbackClaim,
+    now: datetime,
+    state: str,
+    at: datetime | None,
+    error: str | None,
+) -> Body[bool]:
+    now_us = rows.us(now)
+    row = yield sql(
+        "one",
+        _FINISH,
+        state,
+        rows.us(at) if at is not None else now_us,
+        error,
+        now_us,
+        claim.id,
+        claim.token,
+    )
+    if row is None:
+        return False
+    if state in ("delivered", "dead"):
+        trail = Trail(now, cx.redactor)
+        trail.add(
+            f"callback.{state}",
+            actor=base.SYSTEM,
+            filing_id=claim.filing_id,
+            details={"callback_id": claim.id, "event": row[1], "attempts": row[0], "error": error},
+        )
+        yield from trail.flush()
+    return True
+
+
+def release_callbacks(cx: Cx, owner: str, now: datetime) -> Body[int]:
+    changed = yield sql("run", _RELEASE, rows.us(now), owner)
+    return int(changed)
+
+
+def next_callback_due(cx: Cx) -> Body[datetime | None]:
+    value = yield sql("val", f"SELECT MIN(available_at) FROM callbacks WHERE state IN {OPEN}")
+    return None if value is None else rows.dt(value)
+
+
+def list_callbacks(
+    cx: Cx, filing_id: str | None, state: str | None, limit: int
+) -> Body[list[models.CallbackView]]:
+    where: list[str] = []
+    params: list[Any] = []
+    for column, value in (("filing_id", filing_id), ("state", state)):
+        if value is not None:
+            params.append(value)
+            where.append(f"{column} = ${len(params)}")
+    text = f"SELECT {_VIEW_COLS} FROM callbacks"
+    if where:
+        text += " WHERE " + " AND ".join(where)
+    text += f" ORDER BY seq DESC LIMIT ${len(params) + 1}"
+    return [_view(r) for r in (yield sql("all", text, *params, limit))]
+
+
+def _views(cx: Cx, ids: list[str]) -> Body[list[models.CallbackView]]:
+    """The events as ``GET /v1/callbacks`` shows them, in the order of ``ids``."""
+    if not ids:
+        return []
+    found = yield sql("all", f"SELECT {_VIEW_COLS} FROM callbacks WHERE id {cx.any('$1')}", ids)
+    by_id = {r[0]: _view(r) for r in found}
+    return [by_id[i] for i in ids]
+
+
+def _where(cx: Cx, sel: CallbackSelection) -> tuple[str, list[Any]]:
+    if sel.ids:
+        retryable = ",".join(f"'{s}'" for s in callback_retry.RETRYABLE)
+        return f"id {cx.any('$1')} AND state IN ({retryable})", [list(sel.ids)]
+    where = ["state = 'dead'"]
+    params: list[Any] = []
+    if sel.filing_id is not None:
+        params.append(sel.filing_id)
+        where.append(f"filing_id = ${len(params)}")
+    if sel.not_after is not None:
+        params.append(rows.us(sel.not_after))
+        where.append(f"updated_at <= ${len(params)}")
+    return " AND ".join(where), params
+
+
+def retry_callbacks(
+    cx: Cx, sel: CallbackSelection, actor: base.Actor, now: datetime, reason: str
+) -> Body[CallbackRetry]:
+    if sel.ids:
+        found = yield sql(
+            "all", f"SELECT id, state FROM callbacks WHERE id {cx.any('$1')}", list(sel.ids)
+        )
+        callback_retry.check_ids(sel, {r[0]: r[1] for r in found})
+    where, params = _where(cx, sel)
+    matched = int((yield sql("val", f"SELECT COUNT(*) FROM callbacks WHERE {where}", *params)))
+    chosen = list(
+        (
+            yield sql(
+                "all",
+                f"SELECT seq, id, filing_id, event, state, attempts FROM callbacks "
+                f"WHERE {where} ORDER BY seq LIMIT ${len(params) + 1}{cx.for_update}",
+                *params,
+                sel.limit,
+            )
+        )
+    )
+    ids = [r[1] for r in chosen]
+    if sel.dry_run:
+        views = yield from _views(cx, ids)
+        return CallbackRetry(matched=matched, callbacks=views, remaining=matched)
+    if chosen:
+        yield sql(
+            "run",
+            "UPDATE callbacks SET state = CASE WHEN attempts = 0 THEN 'pending' "
+            "ELSE 'waiting_retry' END, available_at = $1, lease_owner = NULL, updated_at = $1 "
+            f"WHERE seq {cx.any('$2')}",
+            rows.us(now),
+            [r[0] for r in chosen],
+        )
+    trail = Trail(now, cx.redactor)
+    for _, cb_id, filing_id, event, state, attempts in chosen:
+        trail.add(
+            "callback.retried",
+            actor=actor,
+            filing_id=filing_id,
+            details=callback_retry.audit_details(cb_id, event, state, attempts, reason),
+        )
+    views = yield from _views(cx, ids)
+    yield from trail.flush()
+    return CallbackRetry(matched=matched, callbacks=views, remaining=matched - len(chosen))
+
+
+class CallbacksStore(Driven):
+    """The callback outbox methods of ``Store``."""
+
+    async def claim_callbacks(
+        self, *, owner: str, now: datetime, lease_s: float, limit: int
+    ) -> list[base.CallbackClaim]:
+        return await self._tx(claim_callbacks, owner, now, lease_s, limit)
+
+    async def finish_callback(
+        self,
+        claim: base.CallbackClaim,
+        *,
+        now: datetime,
+        state: str,
+        at: datetime | None = None,
+        error: str | None = None,
+    ) -> bool:
+        return await self._tx(finish_callback, claim, now, state, at, error)
+
+    async def release_callbacks(self, *, owner: str, now: datetime) -> int:
+        return await self._tx(release_callbacks, owner, now)
+
+    async def next_callback_due(self) -> datetime | None:
+        return await self._rx(next_callback_due)
+
+    async def list_callbacks(
+        self, *, filing_id: str | None, state: str | None, limit: int
+    ) -> list[models.CallbackView]:
+        return await self._rx(list_callbacks, filing_id, state, limit)
+
+    async def retry_callbacks(
+        self, sel: CallbackSelection, *, actor: base.Actor, now: datetime, reason: str
+    ) -> CallbackRetry:
+        return await self._tx(retry_callbacks, sel, actor, now, reason)
