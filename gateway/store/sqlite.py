@@ -23,8 +23,8 @@ import tenacity
 
 from gateway import errors, models
 from gateway.audit import redact
-from gateway.rules import outages
 from gateway.store import (
+    actions,
     base,
     coalesce,
     inbound,
@@ -32,12 +32,10 @@ from gateway.store import (
     rows,
     sansio,
     sqlite_acks,
-    sqlite_actions,
     sqlite_callback_retry,
     sqlite_callbacks,
     sqlite_conn,
     sqlite_ops,
-    sqlite_outages,
     sqlite_reads,
     sqlite_schema,
     sqlite_x12gaps,
@@ -45,6 +43,7 @@ from gateway.store import (
     x12gaps,
 )
 from gateway.store import callback_retry as cbr
+from gateway.store import outages as outage_store
 from gateway.store.base import Actor, Claim
 
 T = TypeVar("T")
@@ -56,7 +55,9 @@ SYNCHRONOUS = sqlite_conn.SYNCHRONOUS
 GROUP_MAX = sqlite_conn.GROUP_MAX
 
 
-class SqliteStore(trail.AuditStore, inbound.InboundStore):
+class SqliteStore(
+    trail.AuditStore, inbound.InboundStore, actions.ActionsStore, outage_store.OutagesStore
+):
     """``Store`` on one SQLite file."""
 
     def __init__(
@@ -310,66 +311,6 @@ class SqliteStore(trail.AuditStore, inbound.InboundStore):
 
     async def queue_stats(self) -> base.QueueStats:
         return await self._read(sqlite_reads.queue_stats)
-
-    async def bulk_action(
-        self,
-        action: str,
-        flt: base.BulkFilter,
-        *,
-        actor: Actor,
-        now: datetime,
-        reason: str,
-        limit: int,
-        dry_run: bool = False,
-    ) -> base.BulkResult:
-        if dry_run:
-            return await self._read(sqlite_actions.bulk_select, action, flt, limit, True)
-        return await self._write(sqlite_actions.bulk_action, action, flt, actor, now, reason, limit)
-
-    # --- operator actions -------------------------------------------------------------
-
-    async def retry_filing(self, filing_id: str, *, actor: Actor, now: datetime) -> base.Action:
-        return await self._write(sqlite_actions.retry_filing, filing_id, actor, now)
-
-    async def cancel_filing(self, filing_id: str, *, actor: Actor, now: datetime) -> base.Action:
-        return await self._write(sqlite_actions.cancel_filing, filing_id, actor, now)
-
-    # --- outages (issue 3) -------------------------------------------------------------
-
-    async def add_outage(
-        self, request: outages.OutageRequest, *, actor: Actor, now: datetime
-    ) -> outages.Outage:
-        return await self._write(sqlite_outages.add_outage, request, actor, now)
-
-    async def list_outages(
-        self, *, now: datetime, include_past: bool = False
-    ) -> list[outages.Outage]:
-        return await self._read(sqlite_outages.list_outages, now, include_past)
-
-    async def remove_outage(self, outage_id: str, *, actor: Actor, now: datetime) -> outages.Outage:
-        return await self._write(sqlite_outages.remove_outage, outage_id, actor, now)
-
-    async def defer_held(
-        self,
-        *,
-        adapter: str,
-        until: datetime,
-        reason: str,
-        now: datetime,
-        environment: str | None = None,
-    ) -> int:
-        return await self._write(
-            sqlite_outages.defer_held, adapter, environment, until, reason, now
-        )
-
-    async def flag_at_risk(
-        self,
-        *,
-        now: datetime,
-        due_before: datetime,
-        windows: Sequence[base.RiskWindow] = (),
-    ) -> list[tuple[str, datetime]]:
-        return await self._write(sqlite_outages.flag_at_risk, now, due_before, list(windows))
 
     # --- acks, X12 control numbers, callbacks (bodies in sqlite_acks, sqlite_callbacks) -
 
