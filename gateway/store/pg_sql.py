@@ -147,17 +147,6 @@ SELECT seq, id, filing_id, filing_seq, state FROM deliveries
 WHERE adapter = $1 AND ordering_key = $2 AND state NOT IN {DONE} ORDER BY seq
 """
 SET_STATE = "UPDATE deliveries SET state = $1, available_at = $2, updated_at = $2 WHERE seq = $3"
-RETRY = f"""
-UPDATE deliveries SET state = 'pending', attempts = 0, probe_failures = 0, available_at = $1,
-    last_error = NULL, lease_owner = NULL, updated_at = $1
-WHERE filing_seq = $2 AND state IN {logic.RETRY_FROM_SQL} RETURNING id, adapter, ordering_key
-"""
-CANCEL = f"""
-UPDATE deliveries SET state = 'cancelled', lease_owner = NULL, lease_token = lease_token + 1,
-    updated_at = $1
-WHERE filing_seq = $2 AND state IN {logic.CANCEL_FROM_SQL}
-RETURNING id, adapter, ordering_key
-"""
 FILING_DELIVERIES = "SELECT id, state, available_at FROM deliveries WHERE filing_seq = $1"
 RELEASE = f"""
 UPDATE deliveries SET state = '{logic.RELEASED_TO}',

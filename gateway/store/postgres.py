@@ -17,7 +17,7 @@ transaction (READ COMMITTED); how they stay correct together:
 * **audit** appends take one advisory lock in the same transaction (``pg_audit.Trail``),
   so all processes extend one hash chain; triggers refuse UPDATE and TRUNCATE, and
   DELETE except inside ``prune_audit``'s own transaction;
-* **outages** and deadline flags lock what they change (see ``pg_outages``).
+* **outages** and deadline flags lock what they change (see ``store/outages.py``).
 
 asyncpg and OS errors are translated here, at the edge, into ``errors.StoreError``.
 A transaction that failed before COMMIT (a connection lost, a deadlock victim) is
@@ -41,8 +41,8 @@ import tenacity
 
 from gateway import errors, models
 from gateway.audit import redact
-from gateway.rules import outages
 from gateway.store import (
+    actions,
     base,
     callbacks,
     coalesce,
@@ -50,9 +50,7 @@ from gateway.store import (
     logic,
     pg_acks,
     pg_audit,
-    pg_monitoring,
     pg_ops,
-    pg_outages,
     pg_sql,
     pg_x12,
     reads,
@@ -62,6 +60,7 @@ from gateway.store import (
     trail,
     x12gaps,
 )
+from gateway.store import outages as outage_store
 from gateway.store.base import Actor, Claim
 
 T = TypeVar("T")
@@ -117,9 +116,10 @@ class PostgresStore(
     schema.SchemaStore,
     trail.AuditStore,
     inbound.InboundStore,
+    actions.ActionsStore,
+    outage_store.OutagesStore,
     pg_acks.AcksMixin,
     pg_x12.ControlsMixin,
-    pg_monitoring.MonitoringMixin,
     reads.ReadsStore,
     callbacks.CallbacksStore,
     x12gaps.X12GapsStore,
@@ -415,62 +415,6 @@ class PostgresStore(
         views = await self._rx(reads.get_filings, filing_ids)
         return [(True, v) for v in views]
 
-    # --- operator actions -------------------------------------------------------------
-
-    async def retry_filing(self, filing_id: str, *, actor: Actor, now: datetime) -> base.Action:
-        return await self._write(
-            lambda c: pg_ops.operator_action(c, "retry", filing_id, actor, now, self.redactor)
-        )
-
-    async def cancel_filing(self, filing_id: str, *, actor: Actor, now: datetime) -> base.Action:
-        return await self._write(
-            lambda c: pg_ops.operator_action(c, "cancel", filing_id, actor, now, self.redactor)
-        )
-
-    # --- outages (issue 3) -------------------------------------------------------------
-
-    async def add_outage(
-        self, request: outages.OutageRequest, *, actor: Actor, now: datetime
-    ) -> outages.Outage:
-        return await self._write(
-            lambda c: pg_outages.add_outage(c, request, actor, now, self.redactor)
-        )
-
-    async def list_outages(
-        self, *, now: datetime, include_past: bool = False
-    ) -> list[outages.Outage]:
-        return await self._read(lambda c: pg_outages.list_outages(c, now, include_past))
-
-    async def remove_outage(self, outage_id: str, *, actor: Actor, now: datetime) -> outages.Outage:
-        return await self._write(
-            lambda c: pg_outages.remove_outage(c, outage_id, actor, now, self.redactor)
-        )
-
-    async def defer_held(
-        self,
-        *,
-        adapter: str,
-        until: datetime,
-        reason: str,
-        now: datetime,
-        environment: str | None = None,
-    ) -> int:
-        return await self._write(
-            lambda c: pg_outages.defer_held(
-                c, adapter, environment, until, reason, now, self.redactor
-            )
-        )
-
-    async def flag_at_risk(
-        self,
-        *,
-        now: datetime,
-        due_before: datetime,
-        windows: Sequence[base.RiskWindow] = (),
-    ) -> list[tuple[str, datetime]]:
-        return await self._write(
-            lambda c: pg_outages.flag_at_risk(c, now, due_before, list(windows), self.redactor)
-        )
 
     # --- LISTEN/NOTIFY ----------------------------------------------------------------
 

@@ -23,8 +23,8 @@ import tenacity
 
 from gateway import errors, models
 from gateway.audit import redact
-from gateway.rules import outages
 from gateway.store import (
+    actions,
     base,
     callbacks,
     coalesce,
@@ -35,13 +35,12 @@ from gateway.store import (
     sansio,
     schema,
     sqlite_acks,
-    sqlite_actions,
     sqlite_conn,
     sqlite_ops,
-    sqlite_outages,
     trail,
     x12gaps,
 )
+from gateway.store import outages as outage_store
 from gateway.store.base import Actor, Claim
 
 T = TypeVar("T")
@@ -57,6 +56,8 @@ class SqliteStore(
     reads.ReadsStore,
     callbacks.CallbacksStore,
     x12gaps.X12GapsStore,
+    actions.ActionsStore,
+    outage_store.OutagesStore,
 ):
     """``Store`` on one SQLite file."""
 
@@ -302,66 +303,6 @@ class SqliteStore(
         return None if value is None else rows.dt(value)
 
     # --- monitoring (issue 7) ------------------------------------------------------------
-
-    async def bulk_action(
-        self,
-        action: str,
-        flt: base.BulkFilter,
-        *,
-        actor: Actor,
-        now: datetime,
-        reason: str,
-        limit: int,
-        dry_run: bool = False,
-    ) -> base.BulkResult:
-        if dry_run:
-            return await self._read(sqlite_actions.bulk_select, action, flt, limit, True)
-        return await self._write(sqlite_actions.bulk_action, action, flt, actor, now, reason, limit)
-
-    # --- operator actions -------------------------------------------------------------
-
-    async def retry_filing(self, filing_id: str, *, actor: Actor, now: datetime) -> base.Action:
-        return await self._write(sqlite_actions.retry_filing, filing_id, actor, now)
-
-    async def cancel_filing(self, filing_id: str, *, actor: Actor, now: datetime) -> base.Action:
-        return await self._write(sqlite_actions.cancel_filing, filing_id, actor, now)
-
-    # --- outages (issue 3) -------------------------------------------------------------
-
-    async def add_outage(
-        self, request: outages.OutageRequest, *, actor: Actor, now: datetime
-    ) -> outages.Outage:
-        return await self._write(sqlite_outages.add_outage, request, actor, now)
-
-    async def list_outages(
-        self, *, now: datetime, include_past: bool = False
-    ) -> list[outages.Outage]:
-        return await self._read(sqlite_outages.list_outages, now, include_past)
-
-    async def remove_outage(self, outage_id: str, *, actor: Actor, now: datetime) -> outages.Outage:
-        return await self._write(sqlite_outages.remove_outage, outage_id, actor, now)
-
-    async def defer_held(
-        self,
-        *,
-        adapter: str,
-        until: datetime,
-        reason: str,
-        now: datetime,
-        environment: str | None = None,
-    ) -> int:
-        return await self._write(
-            sqlite_outages.defer_held, adapter, environment, until, reason, now
-        )
-
-    async def flag_at_risk(
-        self,
-        *,
-        now: datetime,
-        due_before: datetime,
-        windows: Sequence[base.RiskWindow] = (),
-    ) -> list[tuple[str, datetime]]:
-        return await self._write(sqlite_outages.flag_at_risk, now, due_before, list(windows))
 
     # --- acks, X12 control numbers (bodies in sqlite_acks) ---------------------------
 

@@ -1,0 +1,226 @@
+"""Operator actions, written once for both backends: retry or cancel a filing, and bulk
+retry or cancel (issue 7), each re-deriving ``blocked`` along the ordering keys it
+touched and the statuses of the filings it changed, audited in the same transaction.
+
+How they stay right with several PostgreSQL processes (harmless on SQLite's one writer):
+
+* ``retry_filing`` / ``cancel_filing`` take the filing's ordering-key lock first, so no
+  accept, claim or finish of the same key interleaves with the re-blocking; a send in
+  progress refuses the whole action (409: its send decides); the UPDATE keeps the
+  lifecycle table's source states as its guard.
+* A bulk chunk takes the ordering-key locks of the deliveries it selected, then selects
+  them again ``FOR UPDATE`` (the filter re-checked on the latest row versions), so a
+  delivery finished or claimed meanwhile by another process is changed only if it still
+  matches; the UPDATE re-checks the state once more. Cancelling an in-flight delivery
+  bumps its lease token, which fences the process that holds it.
+* A retry announces new work (NOTIFY on PostgreSQL) once it commits.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from gateway import errors
+from gateway.rules import lifecycle
+from gateway.store import base, logic, rows
+from gateway.store.base import Actor
+from gateway.store.sansio import Body, Cx, Driven, Notify, sql
+from gateway.store.status import find_filing, lock_keys, reblock, refresh_status, refuse_in_flight
+from gateway.store.trail import Trail
+
+#: what each action writes: ``$1`` is now (µs)
+_SET = {
+    "retry": "state = 'pending', attempts = 0, probe_failures = 0, available_at = $1, "
+    "last_error = NULL, lease_owner = NULL, updated_at = $1",
+    "cancel": "state = 'cancelled', lease_owner = NULL, lease_token = lease_token + 1, "
+    "updated_at = $1",
+}
+#: the states each action moves a delivery from (the lifecycle table's)
+_FROM = {"retry": logic.RETRY_FROM_SQL, "cancel": logic.CANCEL_FROM_SQL}
+_EVENT = {"retry": lifecycle.Event.OPERATOR_RETRY, "cancel": lifecycle.Event.OPERATOR_CANCEL}
+_AUDIT = {"retry": "delivery.retried", "cancel": "delivery.cancelled"}
+_NOTHING = {"retry": "no dead or blocked delivery to retry", "cancel": "nothing left to cancel"}
+
+
+def operator_action(
+    cx: Cx, kind: str, filing_id: str, actor: Actor, now: datetime
+) -> Body[base.Action]:
+    """``retry`` (dead/blocked → pending) or ``cancel``; then re-derive blocking per key."""
+    filing_seq, ordering_key = yield from find_filing(cx, filing_id)
+    yield lock_keys([ordering_key])
+    yield from refuse_in_flight(cx, filing_seq, filing_id, _EVENT[kind])
+    now_us = rows.us(now)
+    changed = list(
+        (
+            yield sql(
+                "all",
+                f"UPDATE deliveries SET {_SET[kind]} WHERE filing_seq = $2 AND state IN "
+                f"{_FROM[kind]} RETURNING id, adapter, ordering_key",
+                now_us,
+                filing_seq,
+            )
+        )
+    )
+    if not changed:
+        raise errors.Refused(
+            "conflict", f"filing {filing_id} has {_NOTHING[kind]}", details={"id": filing_id}
+        )
+    trail = Trail(now, cx.redactor)
+    touched = {filing_seq}
+    for delivery_id, adapter, _ in changed:
+        trail.add(
+            _AUDIT[kind],
+            actor=actor,
+            filing_id=filing_id,
+            delivery_id=delivery_id,
+            details={"adapter": adapter},
+        )
+    for adapter, key in sorted({(r[1], r[2]) for r in changed}):
+        touched |= yield from reblock(cx, trail, actor, adapter, key, now_us)
+    yield from refresh_status(cx, touched, now_us)
+    yield from trail.flush()
+    yield Notify(kind)
+    return base.Action(filing_id, [r[0] for r in changed])
+
+
+# --- bulk retry / cancel (issue 7) -------------------------------------------------------
+
+
+def _bulk_where(cx: Cx, action: str, flt: base.BulkFilter) -> tuple[str, list[Any]]:
+    """The filter as SQL over ``deliveries d`` and its parameters (``$1``…)."""
+    allowed = base.BULK_FROM[action]
+    if flt.state is not None and flt.state.value not in allowed:
+        raise errors.InvalidInput(
+            f"{action} applies to deliveries that are {', '.join(allowed)}",
+            details=[{"loc": "body.state", "msg": f"one of {', '.join(allowed)}"}],
+        )
+    params: list[Any] = [[flt.state.value] if flt.state is not None else list(allowed)]
+    where = [f"d.state {cx.any('$1')}"]
+
+    def arg(value: Any) -> str:
+        params.append(value)
+        return f"${len(params)}"
+
+    if flt.adapter is not None:
+        where.append(f"d.adapter = {arg(flt.adapter)}")
+    if flt.not_after is not None:
+        where.append(f"d.updated_at <= {arg(rows.us(flt.not_after))}")
+    sub = []
+    for column, value in (("f.filing_type", flt.filing_type), ("f.environment", flt.environment)):
+        if value is not None:
+            sub.append(f"{column} = {arg(value.value)}")
+    if sub:
+        where.append(f"d.filing_seq IN (SELECT f.seq FROM filings f WHERE {' AND '.join(sub)})")
+    return " AND ".join(where), params
+
+
+def _matched(cx: Cx, action: str, flt: base.BulkFilter) -> Body[int]:
+    where, params = _bulk_where(cx, action, flt)
+    n = yield sql("val", f"SELECT COUNT(*) FROM deliveries d WHERE {where}", *params)
+    return int(n or 0)
+
+
+def _select(
+    cx: Cx, action: str, flt: base.BulkFilter, limit: int, *, lock: bool = False
+) -> Body[list[tuple[str, str, str, str, str]]]:
+    """(id, filing id, adapter, state, ordering key) of the first ``limit`` matches;
+    ``lock``: locked ``FOR UPDATE`` (PostgreSQL), the filter read on the latest versions."""
+    where, params = _bulk_where(cx, action, flt)
+    found = yield sql(
+        "all",
+        "SELECT d.id, d.filing_id, d.adapter, d.state, d.ordering_key FROM deliveries d "
+        f"WHERE {where} ORDER BY d.seq LIMIT ${len(params) + 1}"
+        + (f"{cx.for_update} OF d" if lock and cx.for_update else ""),
+        *params,
+        limit,
+    )
+    return [(r[0], r[1], r[2], r[3], r[4]) for r in found]
+
+
+def bulk_select(cx: Cx, action: str, flt: base.BulkFilter, limit: int) -> Body[base.BulkResult]:
+    """A bulk action's dry run: what it would change, on a reader."""
+    matched = yield from _matched(cx, action, flt)
+    chosen = yield from _select(cx, action, flt, limit)
+    return base.BulkResult(matched=matched, deliveries=[r[:4] for r in chosen], dry_run=True)
+
+
+def bulk_action(
+    cx: Cx,
+    action: str,
+    flt: base.BulkFilter,
+    actor: Actor,
+    now: datetime,
+    reason: str,
+    limit: int,
+) -> Body[base.BulkResult]:
+    """One chunk of a bulk retry or cancel, audited per delivery and once as a whole."""
+    matched = yield from _matched(cx, action, flt)
+    candidates = yield from _select(cx, action, flt, limit)
+    if not candidates:
+        return base.BulkResult(matched=matched)
+    yield lock_keys(r[4] for r in candidates)
+    chosen = yield from _select(cx, action, flt, limit, lock=True)
+    if not chosen:
+        return base.BulkResult(matched=matched)
+    now_us = rows.us(now)
+    # the state guard again: a delivery chosen in this transaction may have been claimed since
+    changed = list(
+        (
+            yield sql(
+                "all",
+                f"UPDATE deliveries SET {_SET[action]} WHERE id {cx.any('$2')} AND state IN "
+                f"{_FROM[action]} RETURNING id, filing_id, filing_seq, adapter, ordering_key",
+                now_us,
+                [r[0] for r in chosen],
+            )
+        )
+    )
+    trail = Trail(now, cx.redactor)
+    touched: set[int] = set()
+    for delivery_id, filing_id, filing_seq, adapter, _ in changed:
+        trail.add(
+            _AUDIT[action],
+            actor=actor,
+            filing_id=filing_id,
+            delivery_id=delivery_id,
+            details={"adapter": adapter, "reason": reason, "bulk": True},
+        )
+        touched.add(filing_seq)
+    for adapter, key in sorted({(r[3], r[4]) for r in changed}):
+        touched |= yield from reblock(cx, trail, actor, adapter, key, now_us)
+    yield from refresh_status(cx, touched, now_us)
+    trail.add(
+        f"operator.bulk_{action}",
+        actor=actor,
+        details={"reason": reason, "changed": len(changed), "filter": logic.bulk_filter(flt)},
+    )
+    yield from trail.flush()
+    if action == "retry":
+        yield Notify("bulk_retry")
+    return base.BulkResult(matched=matched, deliveries=[r[:4] for r in chosen])
+
+
+class ActionsStore(Driven):
+    """The operator-action methods of ``Store``."""
+
+    async def retry_filing(self, filing_id: str, *, actor: Actor, now: datetime) -> base.Action:
+        return await self._tx(operator_action, "retry", filing_id, actor, now)
+
+    async def cancel_filing(self, filing_id: str, *, actor: Actor, now: datetime) -> base.Action:
+        return await self._tx(operator_action, "cancel", filing_id, actor, now)
+
+    async def bulk_action(
+        self,
+        action: str,
+        flt: base.BulkFilter,
+        *,
+        actor: Actor,
+        now: datetime,
+        reason: str,
+        limit: int,
+        dry_run: bool = False,
+    ) -> base.BulkResult:
+        if dry_run:
+            return await self._rx(bulk_select, action, flt, limit)
+        return await self._tx(bulk_action, action, flt, actor, now, reason, limit)

@@ -1,0 +1,243 @@
+"""Outages and deadlines (issue 3), written once for both backends: announced outages
+(add, list, remove), deferring the due deliveries of a held adapter, flagging filings
+whose deadline is at risk. Each body runs in one transaction and its audit rows commit
+with the change.
+
+How each stays right with several PostgreSQL processes (harmless on SQLite's one writer):
+
+* ``remove_outage`` locks the outage row, so of two concurrent removals one wins and the
+  other sees it removed (409); deliveries it releases are announced with NOTIFY;
+* ``defer_held`` locks the rows it moves ``FOR UPDATE SKIP LOCKED`` and re-checks their
+  state, so it never touches a delivery another process is claiming (that claim's own
+  gate defers it) and never moves one that was claimed meanwhile. On PostgreSQL that is
+  one statement (``sql/postgres/outages.sql``); SQLite's RETURNING cannot see the state a
+  row had before, so there it is read first and moved next (nothing moves in between);
+* ``flag_at_risk`` locks candidate filings in seq order (the order status refreshes lock
+  them in) and re-checks ``at_risk_at IS NULL`` under the lock, so two processes flag
+  (and audit) a filing once between them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from gateway import errors, ids
+from gateway.rules import outages
+from gateway.store import base, logic, rows
+from gateway.store.base import Actor
+from gateway.store.sansio import Body, Cx, Driven, Notify, q, sql
+from gateway.store.status import refresh_status
+from gateway.store.trail import Trail
+
+#: column order of ``rows.outage``
+O_COLS = (
+    "id, adapter, environment, starts_at, ends_at, reason, reference, created_at, created_by, "
+    "removed_at"
+)
+SETTLED_SQL = "('delivered','acknowledged','cancelled','dead','rejected')"
+
+
+def add_outage(
+    cx: Cx, req: outages.OutageRequest, actor: Actor, now: datetime
+) -> Body[outages.Outage]:
+    o = outages.Outage(
+        id=ids.new_id("out"),
+        adapter=req.adapter,
+        environment=req.environment,
+        starts_at=req.starts_at or now,
+        ends_at=req.ends_at,
+        reason=req.reason,
+        reference=req.reference,
+        created_at=now,
+        created_by=actor.name,
+    )
+    yield sql(
+        "run",
+        "INSERT INTO outages (id, adapter, environment, starts_at, ends_at, reason, reference, "
+        "created_at, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        o.id,
+        o.adapter,
+        None if o.environment is None else o.environment.value,
+        rows.us(o.starts_at),
+        rows.us_or_none(o.ends_at),
+        o.reason,
+        o.reference,
+        rows.us(now),
+        actor.name,
+    )
+    trail = Trail(now, cx.redactor)
+    trail.add("outage.added", actor=actor, details=logic.outage_details(o))
+    yield from trail.flush()
+    return o
+
+
+def list_outages(cx: Cx, now: datetime, include_past: bool) -> Body[list[outages.Outage]]:
+    text = f"SELECT {O_COLS} FROM outages WHERE removed_at IS NULL"
+    params: list[Any] = []
+    if not include_past:
+        text += " AND (ends_at IS NULL OR ends_at > $1)"
+        params.append(rows.us(now))
+    found = yield sql("all", text + " ORDER BY starts_at, seq", *params)
+    return [rows.outage(r) for r in found]
+
+
+def remove_outage(cx: Cx, outage_id: str, actor: Actor, now: datetime) -> Body[outages.Outage]:
+    row = yield sql("one", f"SELECT {O_COLS} FROM outages WHERE id = $1{cx.for_update}", outage_id)
+    if row is None:
+        raise errors.NotFound(f"no outage {outage_id}", details={"id": outage_id})
+    if row[9] is not None:
+        raise errors.Conflict(f"outage {outage_id} was already removed", details={"id": outage_id})
+    now_us = rows.us(now)
+    yield sql(
+        "run",
+        "UPDATE outages SET removed_at = $1, removed_by = $2 WHERE id = $3",
+        now_us,
+        actor.name,
+        outage_id,
+    )
+    o = rows.outage(row).model_copy(update={"removed_at": now})
+    # what it deferred may go at once; anything still held is deferred again by the gate
+    if o.adapter is not None:
+        scope, value = "adapter = $2", o.adapter
+    else:
+        assert o.environment is not None  # the CHECK constraint: one of the two
+        scope = "filing_seq IN (SELECT seq FROM filings WHERE environment = $2)"
+        value = o.environment.value
+    released = yield sql(
+        "run",
+        "UPDATE deliveries SET available_at = $1, updated_at = $1 "
+        f"WHERE state = 'deferred' AND available_at > $1 AND {scope}",
+        now_us,
+        value,
+    )
+    trail = Trail(now, cx.redactor)
+    trail.add(
+        "outage.removed",
+        actor=actor,
+        details={**logic.outage_details(o), "released_deliveries": released},
+    )
+    yield from trail.flush()
+    if released:
+        yield Notify("outage_removed")
+    return o
+
+
+def defer_held(
+    cx: Cx, adapter: str, environment: str | None, until: datetime, reason: str, now: datetime
+) -> Body[int]:
+    """Move the due deliveries of a held adapter (or environment) to ``deferred``."""
+    now_us, until_us = rows.us(now), rows.us(until)
+    # (id, filing id, filing seq, state before, attempts, seq) of each delivery moved
+    found = list((yield q("all", "defer_held", adapter, now_us, until_us, reason, environment)))
+    if not found:
+        return 0
+    if cx.dialect == "sqlite":  # read above, moved here (see the module's docstring)
+        yield q("rows", "defer_held_move", [(until_us, reason, now_us, r[5]) for r in found])
+    trail = Trail(now, cx.redactor)
+    touched = set()
+    for delivery_id, filing_id, filing_seq, was, attempts, _ in sorted(found, key=lambda r: r[5]):
+        if was == "deferred":
+            continue  # only its time moved: not a state change
+        trail.add(
+            "delivery.deferred",
+            actor=base.SYSTEM,
+            filing_id=filing_id,
+            delivery_id=delivery_id,
+            details={
+                "adapter": adapter,
+                "attempts": attempts,
+                "reason": reason,
+                "until": rows.iso(until),
+            },
+        )
+        touched.add(filing_seq)
+    yield from refresh_status(cx, touched, now_us)
+    yield from trail.flush()
+    return len(found)
+
+
+def flag_at_risk(
+    cx: Cx, now: datetime, due_before: datetime, windows: Sequence[base.RiskWindow]
+) -> Body[list[tuple[str, datetime]]]:
+    """Flag unsettled filings whose due_by is near or inside a known outage; once each."""
+    now_us = rows.us(now)
+    pending = f"f.at_risk_at IS NULL AND f.due_by IS NOT NULL AND f.status NOT IN {SETTLED_SQL}"
+    checks: list[tuple[str, list[Any], str]] = [
+        ("f.due_by < $2", [rows.us(due_before)], "due_by within the at-risk margin")
+    ]
+    for w in windows:
+        params: list[Any] = [rows.us(w.start), rows.us(w.end)]
+        cond = "f.due_by >= $2 AND f.due_by < $3"
+        if w.adapter is not None:
+            params.append(w.adapter)
+            cond += (
+                f" AND EXISTS (SELECT 1 FROM deliveries d WHERE d.filing_seq = f.seq "
+                f"AND d.adapter = ${len(params) + 1} AND d.state NOT IN {SETTLED_SQL})"
+            )
+        if w.environment is not None:
+            params.append(w.environment)
+            cond += f" AND f.environment = ${len(params) + 1}"
+        checks.append((cond, params, w.reason))
+    lock = f"{cx.for_update} OF f" if cx.for_update else ""
+    flagged: list[tuple[str, datetime]] = []
+    trail = Trail(now, cx.redactor)
+    for cond, params, reason in checks:
+        found = yield sql(
+            "all",
+            f"WITH due AS (SELECT f.seq AS due_seq FROM filings f WHERE {pending} AND {cond} "
+            f"ORDER BY f.seq{lock}) "
+            "UPDATE filings SET at_risk_at = $1 FROM due "
+            "WHERE filings.seq = due.due_seq AND filings.at_risk_at IS NULL "
+            "RETURNING seq, id, due_by",
+            now_us,
+            *params,
+        )
+        for _, filing_id, due_by in sorted(tuple(r) for r in found):
+            trail.add(
+                "filing.at_risk",
+                actor=base.SYSTEM,
+                filing_id=filing_id,
+                details={"due_by": rows.iso(rows.dt(due_by)), "reason": reason},
+            )
+            flagged.append((filing_id, rows.dt(due_by)))
+    yield from trail.flush()
+    return flagged
+
+
+class OutagesStore(Driven):
+    """The outage and deadline methods of ``Store``."""
+
+    async def add_outage(
+        self, request: outages.OutageRequest, *, actor: Actor, now: datetime
+    ) -> outages.Outage:
+        return await self._tx(add_outage, request, actor, now)
+
+    async def list_outages(
+        self, *, now: datetime, include_past: bool = False
+    ) -> list[outages.Outage]:
+        return await self._rx(list_outages, now, include_past)
+
+    async def remove_outage(self, outage_id: str, *, actor: Actor, now: datetime) -> outages.Outage:
+        return await self._tx(remove_outage, outage_id, actor, now)
+
+    async def defer_held(
+        self,
+        *,
+        adapter: str,
+        until: datetime,
+        reason: str,
+        now: datetime,
+        environment: str | None = None,
+    ) -> int:
+        return await self._tx(defer_held, adapter, environment, until, reason, now)
+
+    async def flag_at_risk(
+        self,
+        *,
+        now: datetime,
+        due_before: datetime,
+        windows: Sequence[base.RiskWindow] = (),
+    ) -> list[tuple[str, datetime]]:
+        return await self._tx(flag_at_risk, now, due_before, list(windows))
