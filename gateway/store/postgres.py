@@ -43,6 +43,7 @@ from gateway import errors, models
 from gateway.audit import redact
 from gateway.rules import outages
 from gateway.store import (
+    acks,
     base,
     coalesce,
     inbound,
@@ -56,7 +57,6 @@ from gateway.store import (
     pg_outages,
     pg_reads,
     pg_sql,
-    pg_x12,
     pg_x12gaps,
     rows,
     sansio,
@@ -116,8 +116,7 @@ def _retryable(exc: BaseException) -> bool:
 class PostgresStore(
     trail.AuditStore,
     inbound.InboundStore,
-    pg_acks.AcksMixin,
-    pg_x12.ControlsMixin,
+    acks.AcksStore,
     pg_callbacks.CallbacksMixin,
     pg_monitoring.MonitoringMixin,
     pg_callback_retry.CallbackRetryMixin,
@@ -125,8 +124,8 @@ class PostgresStore(
 ):
     """``Store`` on a PostgreSQL database shared by any number of gateway processes.
 
-    Rejected events, acks (with ``complete``), X12 controls, callbacks and monitoring are in the
-    ``pg_*`` mixins (schema v4, v5).
+    Rejected events (``inbound``), acks and X12 controls (``acks``) are written once for
+    both backends; callbacks and monitoring are in the ``pg_*`` mixins (schema v4, v5).
     """
 
     def __init__(
