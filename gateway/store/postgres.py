@@ -42,6 +42,7 @@ import tenacity
 from gateway import errors, models
 from gateway.audit import redact
 from gateway.store import (
+    acks,
     actions,
     base,
     callbacks,
@@ -52,7 +53,6 @@ from gateway.store import (
     pg_audit,
     pg_ops,
     pg_sql,
-    pg_x12,
     reads,
     rows,
     sansio,
@@ -118,17 +118,15 @@ class PostgresStore(
     inbound.InboundStore,
     actions.ActionsStore,
     outage_store.OutagesStore,
-    pg_acks.AcksMixin,
-    pg_x12.ControlsMixin,
+    acks.AcksStore,
     reads.ReadsStore,
     callbacks.CallbacksStore,
     x12gaps.X12GapsStore,
 ):
     """``Store`` on a PostgreSQL database shared by any number of gateway processes.
 
-    Acks (with ``complete``), X12 controls and bulk actions are in the ``pg_*`` mixins
-    (schema v4, v5); reads, callbacks, X12 gaps, audit and rejected events in the bodies
-    written once for both backends (``sansio``).
+    The transaction bodies are written once for both backends (``sansio``); what is
+    PostgreSQL's own is here: the pool, retries, NOTIFY/LISTEN and coalescing.
     """
 
     def __init__(

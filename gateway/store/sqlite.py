@@ -24,6 +24,7 @@ import tenacity
 from gateway import errors, models
 from gateway.audit import redact
 from gateway.store import (
+    acks,
     actions,
     base,
     callbacks,
@@ -58,6 +59,7 @@ class SqliteStore(
     x12gaps.X12GapsStore,
     actions.ActionsStore,
     outage_store.OutagesStore,
+    acks.AcksStore,
 ):
     """``Store`` on one SQLite file."""
 
@@ -304,54 +306,3 @@ class SqliteStore(
 
     # --- monitoring (issue 7) ------------------------------------------------------------
 
-    # --- acks, X12 control numbers (bodies in sqlite_acks) ---------------------------
-
-    async def record_ack(
-        self, ack: models.Ack, *, decide: base.AckDecide, actor: Actor, now: datetime
-    ) -> models.AckRecord:
-        return await self._write(sqlite_acks.record_ack, ack, decide, actor, now)
-
-    async def list_acks(
-        self, *, matched: bool | None, filing_id: str | None, limit: int
-    ) -> list[models.AckRecord]:
-        return await self._read(sqlite_acks.list_acks, matched, filing_id, limit)
-
-    async def flag_overdue(self, *, now: datetime) -> list[tuple[str, str, str]]:
-        return await self._write(sqlite_acks.flag_overdue, now)
-
-    async def extend_ack_deadlines(self, adapter: str, *, by_s: float, now: datetime) -> int:
-        return await self._write(sqlite_acks.extend_ack_deadlines, adapter, by_s, now)
-
-    async def resend_filing(
-        self, filing_id: str, *, actor: Actor, now: datetime, reason: str
-    ) -> base.Action:
-        return await self._write(sqlite_acks.resend_filing, filing_id, actor, now, reason)
-
-    async def close_ack(
-        self, filing_id: str, *, actor: Actor, now: datetime, reason: str
-    ) -> base.Action:
-        return await self._write(sqlite_acks.close_ack, filing_id, actor, now, reason)
-
-    async def allocate_controls(
-        self,
-        *,
-        sender: str,
-        receiver: str,
-        usage: str,
-        delivery_id: str,
-        filing_id: str,
-        attempt: int,
-        now: datetime,
-        token: int | None = None,
-    ) -> base.Controls | None:
-        return await self._write(
-            sqlite_acks.allocate_controls,
-            sender,
-            receiver,
-            usage,
-            delivery_id,
-            filing_id,
-            attempt,
-            now,
-            token,
-        )

@@ -1,0 +1,528 @@
+"""Acknowledgements, ack deadlines and X12 control numbers (schema v5), written once for
+both backends; callbacks are elsewhere. Named queries: ``sql/<dialect>/acks.sql``.
+
+An ack is correlated to the delivery it answers (by delivery id, by the X12 control
+numbers allocated for one attempt, or by reference and filing type), deduplicated by a
+fingerprint of its content, and its pure decision (``gateway.rules.acks``) is applied in
+the same transaction: a move of the delivery (a hold released, a resend scheduled, a
+rejection blocking the ordering key's successors) or a conflict flag for a person.
+
+How they stay right with several PostgreSQL processes (on SQLite the one writer
+serializes everything, and the locks below are no-ops):
+
+* ``record_ack`` locks the ordering key and then the answered delivery row before the
+  pure decision sees its state, so two acks of one delivery are decided one after the
+  other; the ack row goes in with ``ON CONFLICT (fingerprint) DO NOTHING`` *before*
+  anything changes, so a concurrent duplicate changes nothing and reads back the first;
+* ``resend_filing`` and ``close_ack`` lock the filing's ordering key, as every change to
+  a key's deliveries does, before they look at its deliveries;
+* X12 control numbers: one ``INSERT … ON CONFLICT DO UPDATE … RETURNING``: the counter
+  row's lock serializes the allocations of a sender/receiver/usage across processes, so
+  numbers are distinct and increase in commit order (wrapping after 999999999). An
+  allocation is fenced by a share lock on the delivery row at the claim's token, and
+  recorded with the delivery, filing and attempt it is for (acks correlate through it).
+
+A change that lets a delivery go on (a hold released, a resend scheduled) announces
+work (``Notify``) once it commits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from gateway import errors, ids, models
+from gateway.audit import chain as audit
+from gateway.encoding import x12
+from gateway.rules import lifecycle
+from gateway.rules.acks import AckDecision, AckTarget
+from gateway.store import base, logic, rows
+from gateway.store.base import Actor
+from gateway.store.sansio import Body, Cx, Driven, Notify, q, sql
+from gateway.store.status import find_filing, lock_keys, reblock, refresh_status, refuse_in_flight
+from gateway.store.trail import Trail
+
+_TARGET = (
+    "SELECT d.seq, d.id, d.filing_id, d.filing_seq, d.adapter, d.ordering_key, d.state, "
+    "d.attempts, f.received_at FROM deliveries d JOIN filings f ON f.seq = d.filing_seq "
+)
+_ACK_COLS = "id, document, raw, matched_delivery_id, matched_filing_id, effect"
+_INSERT_ACK = """
+INSERT INTO acks (id, fingerprint, kind, outcome, unsolicited, codes, message, document, raw,
+    source, received_at, matched_delivery_id, matched_filing_id, effect)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+ON CONFLICT (fingerprint) DO NOTHING
+RETURNING seq
+"""
+_APPLY_ACK = """
+UPDATE deliveries SET state = $1, ack = $2, ack_overdue = FALSE, hold_until_ack = FALSE,
+    ack_due_at = CASE WHEN $3 THEN NULL ELSE ack_due_at END,
+    available_at = COALESCE($4, available_at), last_error = COALESCE($5, last_error),
+    updated_at = $6
+WHERE seq = $7
+"""
+_BLOCK_SUCCESSORS = f"""
+UPDATE deliveries SET state = 'blocked', updated_at = $1 WHERE adapter = $2
+    AND ordering_key = $3 AND seq > $4 AND state IN {logic.BLOCK_FROM_SQL}
+RETURNING id, filing_id, filing_seq
+"""
+_RESEND = f"""
+UPDATE deliveries SET state = 'pending', available_at = $1, ack_due_at = NULL,
+    ack_overdue = FALSE, hold_until_ack = FALSE, ack_conflict = FALSE, lease_owner = NULL,
+    updated_at = $1
+WHERE filing_seq = $2 AND state IN {logic.RESEND_FROM_SQL} RETURNING id, adapter, ordering_key
+"""
+_CLOSE = f"""
+UPDATE deliveries SET ack_due_at = NULL, ack_overdue = FALSE, hold_until_ack = FALSE,
+    ack = CASE WHEN state = 'delivered' THEN $1 ELSE ack END, ack_conflict = FALSE,
+    updated_at = $2
+WHERE filing_seq = $3
+  AND (state = 'delivered' OR (ack_conflict AND state IN {logic.CLOSE_CONFLICT_SQL}))
+RETURNING id, adapter, state
+"""
+_TOP = x12.MAX_CONTROL
+_ALLOCATE = f"""
+INSERT INTO x12_counters AS c VALUES ($1, $2, $3, 1, 1)
+ON CONFLICT (sender, receiver, usage) DO UPDATE SET
+    last_interchange = CASE WHEN c.last_interchange >= {_TOP} THEN 1
+                            ELSE c.last_interchange + 1 END,
+    last_group = CASE WHEN c.last_group >= {_TOP} THEN 1 ELSE c.last_group + 1 END
+RETURNING last_interchange, last_group
+"""
+_RECORD_ALLOCATION = """
+INSERT INTO x12_allocations (sender, receiver, usage, interchange_control, group_control,
+    delivery_id, filing_id, attempt, allocated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+"""
+
+
+# --- acknowledgements -------------------------------------------------------------------
+
+
+def fingerprint(ack: models.Ack) -> str:
+    """Same ack content (wherever it came from, whenever) → same fingerprint."""
+    body = ack.model_dump(mode="json", exclude={"received_at", "source"})
+    return hashlib.sha256(audit.canonical(body).encode()).hexdigest()
+
+
+def _correlate(cx: Cx, ack: models.Ack) -> Body[tuple[Any, str | None, int | None]]:
+    """The delivery row an ack answers (or None), locked, the filing id it belongs to,
+    and the attempt it answers when its X12 control numbers say so."""
+    row: Any = None
+    answers: int | None = None
+    if ack.delivery_id:
+        row = yield sql("one", _TARGET + "WHERE d.id = $1", ack.delivery_id)
+    elif ack.group_control is not None or ack.interchange_control is not None:
+        column = "group_control" if ack.group_control is not None else "interchange_control"
+        params: list[Any] = [ack.group_control or ack.interchange_control]
+        where = [f"a.{column} = $1"]
+        for name, value in (
+            ("usage", ack.usage),
+            ("sender", ack.x12_sender),
+            ("receiver", ack.x12_receiver),
+        ):
+            if value is not None:
+                params.append(value)
+                where.append(f"a.{name} = ${len(params)}")
+        allocation = yield sql(
+            "one",
+            "SELECT a.delivery_id, a.attempt FROM x12_allocations a WHERE "
+            f"{' AND '.join(where)} ORDER BY a.seq DESC LIMIT 1",
+            *params,
+        )
+        if allocation is not None:
+            answers = allocation[1]
+            row = yield sql("one", _TARGET + "WHERE d.id = $1", allocation[0])
+    elif ack.reference is not None and ack.filing_type is not None:
+        key = (ack.reference, ack.filing_type.value)
+        if ack.unsolicited:
+            found = yield sql(
+                "val",
+                "SELECT id FROM filings WHERE reference = $1 AND filing_type = $2 "
+                "ORDER BY seq DESC LIMIT 1",
+                *key,
+            )
+            return None, found, None
+        # the oldest delivery still waiting for its answer, else the latest one
+        row = yield sql(
+            "one",
+            _TARGET + "WHERE f.reference = $1 AND f.filing_type = $2 AND d.state = 'delivered' "
+            "ORDER BY d.seq LIMIT 1",
+            *key,
+        )
+        if row is None:
+            row = yield sql(
+                "one",
+                _TARGET + "WHERE f.reference = $1 AND f.filing_type = $2 "
+                "ORDER BY d.seq DESC LIMIT 1",
+                *key,
+            )
+    if row is not None:
+        # lock the key (as every change to a key's rows does), then the row, and re-read it
+        yield lock_keys([row[5]])
+        row = yield q("one", "ack_target_lock", row[0])
+    return row, None if row is None else row[2], answers
+
+
+def record_ack(
+    cx: Cx, ack: models.Ack, decide: base.AckDecide, actor: Actor, now: datetime
+) -> Body[models.AckRecord]:
+    """Correlate, deduplicate and record one ack, and apply its decision."""
+    fp = fingerprint(ack)
+    seen = yield sql("one", f"SELECT {_ACK_COLS} FROM acks WHERE fingerprint = $1", fp)
+    if seen is not None:
+        return _ack_record(seen, duplicate=True)
+    now_us = rows.us(now)
+    row, filing_id, answers_attempt = yield from _correlate(cx, ack)
+    target = None
+    if row is not None:
+        target = AckTarget(
+            delivery_id=row[1],
+            filing_id=row[2],
+            adapter=row[4],
+            state=models.DeliveryState(row[6]),
+            attempts=row[7],
+            filing_received_at=rows.dt(row[8]),
+            answers_attempt=answers_attempt,
+        )
+    if target is None:
+        decision = AckDecision("history" if filing_id is not None else "unmatched")
+    else:
+        decision = decide(ack, target, now)
+    ack_id = ids.new_id("ack")
+    outcome = None if ack.outcome is None else ack.outcome.value
+    document = ack.model_dump_json(exclude={"raw"})
+    delivery_id = None if target is None else target.delivery_id
+    inserted = yield sql(
+        "val",
+        _INSERT_ACK,
+        ack_id,
+        fp,
+        ack.kind,
+        outcome,
+        ack.unsolicited,
+        json.dumps(ack.codes),
+        ack.message,
+        document,
+        ack.raw,
+        ack.source,
+        now_us,
+        delivery_id,
+        filing_id,
+        decision.effect,
+    )
+    if inserted is None:  # the same ack, committed by someone else just now
+        seen = yield sql("one", f"SELECT {_ACK_COLS} FROM acks WHERE fingerprint = $1", fp)
+        if seen is None:  # pragma: no cover - ON CONFLICT saw a row that is now gone
+            raise errors.StoreError(f"ack {fp} vanished")
+        return _ack_record(seen, duplicate=True)
+    trail = Trail(now, cx.redactor)
+    trail.add(
+        "ack.received",
+        actor=actor,
+        filing_id=filing_id,
+        delivery_id=delivery_id,
+        details={
+            "ack_id": ack_id,
+            "kind": ack.kind,
+            "outcome": outcome,
+            "codes": ack.codes,
+            "unsolicited": ack.unsolicited,
+            "effect": decision.effect,
+            "source": ack.source,
+        },
+    )
+    if target is not None and decision.effect == "conflict":
+        yield sql(
+            "run",
+            "UPDATE deliveries SET ack_conflict = TRUE, updated_at = $1 WHERE id = $2",
+            now_us,
+            target.delivery_id,
+        )
+        trail.add(
+            "delivery.ack_conflict",
+            actor=actor,
+            filing_id=target.filing_id,
+            delivery_id=target.delivery_id,
+            details=logic.conflict_details(target, ack_id, ack, decision),
+        )
+    if target is not None and decision.state is not None:
+        yield from _apply(cx, trail, ack, ack_id, row, target, decision, actor, now)
+    yield from trail.flush()
+    if decision.state is not None:  # a hold released, or a resend scheduled
+        yield Notify("ack")
+    return _ack_record(
+        (ack_id, document, ack.raw, delivery_id, filing_id, decision.effect), duplicate=False
+    )
+
+
+def _apply(
+    cx: Cx,
+    trail: Trail,
+    ack: models.Ack,
+    ack_id: str,
+    row: Any,
+    target: AckTarget,
+    decision: AckDecision,
+    actor: Actor,
+    now: datetime,
+) -> Body[None]:
+    """Apply an ack's decision to its delivery (and, on rejection, block the key)."""
+    assert decision.state is not None
+    now_us = rows.us(now)
+    seq, filing_seq, adapter, ordering_key = row[0], row[3], row[4], row[5]
+    summary = {
+        "ack_id": ack_id,
+        "kind": ack.kind,
+        "outcome": None if ack.outcome is None else ack.outcome.value,
+        "codes": ack.codes,
+        "message": ack.message,
+        "received_at": rows.iso(now),
+    }
+    yield sql(
+        "run",
+        _APPLY_ACK,
+        decision.state.value,
+        json.dumps(summary),
+        decision.state is models.DeliveryState.WAITING_RETRY,
+        rows.us_or_none(decision.at),
+        decision.error,
+        now_us,
+        seq,
+    )
+    details: dict[str, Any] = {"adapter": adapter, "ack_id": ack_id, "codes": ack.codes}
+    if decision.at is not None:
+        details["next_attempt_at"] = rows.iso(decision.at)
+    trail.add(
+        f"delivery.{decision.effect}",
+        actor=actor,
+        filing_id=target.filing_id,
+        delivery_id=target.delivery_id,
+        details=details,
+    )
+    touched = {filing_seq}
+    if decision.state is models.DeliveryState.REJECTED:
+        touched |= yield from block_successors(cx, trail, adapter, ordering_key, seq, now_us)
+    yield from refresh_status(cx, touched, now_us)
+
+
+def block_successors(
+    cx: Cx, trail: Trail, adapter: str, ordering_key: str, after_seq: int, now_us: int
+) -> Body[set[int]]:
+    """Block the deliveries after ``after_seq`` of one (adapter, ordering key), in one
+    statement; returns the filing seqs touched. The caller holds the key's lock."""
+    changed = yield sql("all", _BLOCK_SUCCESSORS, now_us, adapter, ordering_key, after_seq)
+    for delivery_id, filing_id, _ in changed:
+        trail.add(
+            "delivery.blocked",
+            actor=base.SYSTEM,
+            filing_id=filing_id,
+            delivery_id=delivery_id,
+            details={"adapter": adapter, "ordering_key": ordering_key},
+        )
+    return {int(r[2]) for r in changed}
+
+
+def _ack_record(r: Sequence[Any], *, duplicate: bool) -> models.AckRecord:
+    ack = models.Ack.model_validate_json(r[1])
+    if r[2] is not None:
+        ack = ack.model_copy(update={"raw": r[2]})
+    return models.AckRecord(
+        id=r[0],
+        matched=r[4] is not None,
+        duplicate=duplicate,
+        effect=r[5],
+        delivery_id=r[3],
+        filing_id=r[4],
+        ack=ack,
+    )
+
+
+def list_acks(
+    cx: Cx, matched: bool | None, filing_id: str | None, limit: int
+) -> Body[list[models.AckRecord]]:
+    where: list[str] = []
+    params: list[Any] = []
+    if matched is not None:
+        where.append("matched_filing_id IS NOT NULL" if matched else "matched_filing_id IS NULL")
+    if filing_id is not None:
+        params.append(filing_id)
+        where.append(f"matched_filing_id = ${len(params)}")
+    text = f"SELECT {_ACK_COLS} FROM acks"
+    if where:
+        text += " WHERE " + " AND ".join(where)
+    text += f" ORDER BY seq DESC LIMIT ${len(params) + 1}"
+    found = yield sql("all", text, *params, limit)
+    return [_ack_record(r, duplicate=False) for r in found]
+
+
+# --- ack deadlines and operator actions ---------------------------------------------------
+
+
+def flag_overdue(cx: Cx, now: datetime) -> Body[list[tuple[str, str, str]]]:
+    """Flag the sent deliveries whose ack deadline has passed (once each)."""
+    flagged = yield q("all", "flag_overdue", rows.us(now))
+    if flagged:
+        trail = Trail(now, cx.redactor)
+        for delivery_id, filing_id, adapter, due in flagged:
+            trail.add(
+                "delivery.ack_overdue",
+                actor=base.SYSTEM,
+                filing_id=filing_id,
+                delivery_id=delivery_id,
+                details={"adapter": adapter, "ack_due_at": rows.iso(rows.dt(due))},
+            )
+        yield from trail.flush()
+    return [(r[0], r[1], r[2]) for r in flagged]
+
+
+def extend_ack_deadlines(cx: Cx, adapter: str, by_s: float) -> Body[int]:
+    """Push back the ack deadlines not yet passed of one adapter's sent deliveries."""
+    changed: int = yield q("run", "extend_ack_deadlines", round(by_s * 1_000_000), adapter)
+    return changed
+
+
+def resend_filing(
+    cx: Cx, filing_id: str, actor: Actor, now: datetime, reason: str
+) -> Body[base.Action]:
+    """An operator sends a sent filing again (``operator_resend``): same filing and
+    delivery id, a new attempt; the ack wait and any conflict flag start afresh."""
+    filing_seq, ordering_key = yield from find_filing(cx, filing_id)
+    yield lock_keys([ordering_key])
+    yield from refuse_in_flight(cx, filing_seq, filing_id, lifecycle.Event.OPERATOR_RESEND)
+    now_us = rows.us(now)
+    changed = yield sql("all", _RESEND, now_us, filing_seq)
+    if not changed:
+        raise errors.Refused(
+            "conflict",
+            f"filing {filing_id} has no sent delivery to resend",
+            details={"id": filing_id},
+        )
+    trail = Trail(now, cx.redactor)
+    touched = {filing_seq}
+    for delivery_id, adapter, _ in changed:
+        trail.add(
+            "delivery.resent",
+            actor=actor,
+            filing_id=filing_id,
+            delivery_id=delivery_id,
+            details={"adapter": adapter, "reason": reason},
+        )
+    for adapter, key in sorted({(r[1], r[2]) for r in changed}):
+        touched |= yield from reblock(cx, trail, actor, adapter, key, now_us)
+    yield from refresh_status(cx, touched, now_us)
+    yield from trail.flush()
+    yield Notify("resend")
+    return base.Action(filing_id, [r[0] for r in changed])
+
+
+def close_ack(
+    cx: Cx, filing_id: str, actor: Actor, now: datetime, reason: str
+) -> Body[base.Action]:
+    """Stop waiting for an ack (a delivered delivery), or resolve a flagged conflict
+    (``operator_close``: the state stays)."""
+    filing_seq, ordering_key = yield from find_filing(cx, filing_id)
+    yield lock_keys([ordering_key])
+    note = json.dumps({"closed_by": actor.name, "reason": reason, "closed_at": rows.iso(now)})
+    changed = yield sql("all", _CLOSE, note, rows.us(now), filing_seq)
+    if not changed:
+        raise errors.Refused(
+            "conflict",
+            f"filing {filing_id} has no delivery waiting for an ack or in conflict",
+            details={"id": filing_id},
+        )
+    trail = Trail(now, cx.redactor)
+    for delivery_id, adapter, state in changed:
+        trail.add(
+            "delivery.ack_closed",
+            actor=actor,
+            filing_id=filing_id,
+            delivery_id=delivery_id,
+            details={"adapter": adapter, "reason": reason, "state": state},
+        )
+    yield from trail.flush()
+    yield Notify("close_ack")  # a hold released
+    return base.Action(filing_id, [r[0] for r in changed])
+
+
+# --- X12 control numbers ------------------------------------------------------------------
+
+
+def allocate_controls(
+    cx: Cx,
+    sender: str,
+    receiver: str,
+    usage: str,
+    delivery_id: str,
+    filing_id: str,
+    attempt: int,
+    now: datetime,
+    token: int | None,
+) -> Body[base.Controls | None]:
+    """Next interchange and group numbers of a sender/receiver/usage; None if the lease is gone."""
+    if token is not None and (yield q("val", "x12_lease_fence", delivery_id, token)) is None:
+        return None
+    interchange, group = yield sql("one", _ALLOCATE, sender, receiver, usage)
+    yield sql(
+        "run",
+        _RECORD_ALLOCATION,
+        sender,
+        receiver,
+        usage,
+        interchange,
+        group,
+        delivery_id,
+        filing_id,
+        attempt,
+        rows.us(now),
+    )
+    return base.Controls(interchange=interchange, group=group)
+
+
+class AcksStore(Driven):
+    """The ack, ack-deadline and control-number methods of ``Store``."""
+
+    async def record_ack(
+        self, ack: models.Ack, *, decide: base.AckDecide, actor: Actor, now: datetime
+    ) -> models.AckRecord:
+        return await self._tx(record_ack, ack, decide, actor, now)
+
+    async def list_acks(
+        self, *, matched: bool | None, filing_id: str | None, limit: int
+    ) -> list[models.AckRecord]:
+        return await self._rx(list_acks, matched, filing_id, limit)
+
+    async def flag_overdue(self, *, now: datetime) -> list[tuple[str, str, str]]:
+        return await self._tx(flag_overdue, now)
+
+    async def extend_ack_deadlines(self, adapter: str, *, by_s: float, now: datetime) -> int:
+        return await self._tx(extend_ack_deadlines, adapter, by_s)
+
+    async def resend_filing(
+        self, filing_id: str, *, actor: Actor, now: datetime, reason: str
+    ) -> base.Action:
+        return await self._tx(resend_filing, filing_id, actor, now, reason)
+
+    async def close_ack(
+        self, filing_id: str, *, actor: Actor, now: datetime, reason: str
+    ) -> base.Action:
+        return await self._tx(close_ack, filing_id, actor, now, reason)
+
+    async def allocate_controls(
+        self,
+        *,
+        sender: str,
+        receiver: str,
+        usage: str,
+        delivery_id: str,
+        filing_id: str,
+        attempt: int,
+        now: datetime,
+        token: int | None = None,
+    ) -> base.Controls | None:
+        return await self._tx(
+            allocate_controls, sender, receiver, usage, delivery_id, filing_id, attempt, now, token
+        )
