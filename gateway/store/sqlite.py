@@ -25,10 +25,11 @@ from gateway import errors, models
 from gateway.audit import redact
 from gateway.rules import outages
 from gateway.store import (
+    accept,
     base,
     coalesce,
+    dispatch,
     inbound,
-    logic,
     rows,
     sansio,
     sqlite_acks,
@@ -36,7 +37,6 @@ from gateway.store import (
     sqlite_callback_retry,
     sqlite_callbacks,
     sqlite_conn,
-    sqlite_ops,
     sqlite_outages,
     sqlite_reads,
     sqlite_schema,
@@ -56,7 +56,7 @@ SYNCHRONOUS = sqlite_conn.SYNCHRONOUS
 GROUP_MAX = sqlite_conn.GROUP_MAX
 
 
-class SqliteStore(trail.AuditStore, inbound.InboundStore):
+class SqliteStore(dispatch.DispatchStore, trail.AuditStore, inbound.InboundStore):
     """``Store`` on one SQLite file."""
 
     def __init__(
@@ -85,7 +85,7 @@ class SqliteStore(trail.AuditStore, inbound.InboundStore):
         self._queue: list[sqlite_conn.Op] = []
         self._flushing = False
         #: concurrent completions share one writer operation (see ``coalesce``)
-        self._completes: coalesce.Coalescer[sqlite_acks.Completion, bool]
+        self._completes: coalesce.Coalescer[dispatch.Completion, bool]
         self._completes = coalesce.Coalescer(self._complete_batch, max_batch=GROUP_MAX)
 
     # --- lifecycle --------------------------------------------------------------------
@@ -194,28 +194,13 @@ class SqliteStore(trail.AuditStore, inbound.InboundStore):
             raise errors.StoreError(f"store error: {exc}") from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
-    # --- accept -----------------------------------------------------------------------
+    # --- accept, complete (the rest of dispatch: ``dispatch.DispatchStore``) --------------
 
     async def accept(
         self, items: Sequence[base.NewFiling], *, actor: Actor, now: datetime
     ) -> list[base.AcceptResult]:
-        return await self._write(sqlite_ops.accept, list(items), actor, now)
-
-    # --- dispatch ---------------------------------------------------------------------
-
-    async def claim(
-        self,
-        *,
-        owner: str,
-        now: datetime,
-        lease_s: float,
-        limits: dict[str, int],
-        probing: frozenset[str] = frozenset(),
-    ) -> list[Claim]:
-        return await self._write(sqlite_ops.claim, owner, now, lease_s, limits, probing)
-
-    async def renew(self, *, owner: str, tokens: dict[str, int], until: datetime) -> int:
-        return await self._write(sqlite_ops.renew, owner, tokens, until)
+        [results] = await self._tx(accept.accept_many, [accept.AcceptCall(list(items), actor, now)])
+        return results
 
     async def complete(
         self,
@@ -226,72 +211,12 @@ class SqliteStore(trail.AuditStore, inbound.InboundStore):
         ack_due_at: datetime | None = None,
         hold_until_ack: bool = False,
     ) -> bool:
-        return await self._completes.submit((claim, now, receipt, ack_due_at, hold_until_ack))
-
-    async def _complete_batch(self, batch: list[sqlite_acks.Completion]) -> list[coalesce.Outcome]:
-        return [(True, done) for done in await self._write(sqlite_acks.complete_many, batch)]
-
-    async def schedule_retry(
-        self, claim: Claim, *, now: datetime, at: datetime, error: str
-    ) -> bool:
-        return await self._write(
-            sqlite_ops.finish,
-            claim,
-            now,
-            models.DeliveryState.WAITING_RETRY,
-            at,
-            error,
-            None,
-            True,
-            "delivery.retry_scheduled",
-            {"error": error, "next_attempt_at": rows.iso(at)},
+        return await self._completes.submit(
+            dispatch.Completion(claim, now, receipt, ack_due_at, hold_until_ack)
         )
 
-    async def defer(
-        self,
-        claim: Claim,
-        *,
-        now: datetime,
-        until: datetime,
-        reason: str,
-        probe_failed: bool = False,
-    ) -> bool:
-        details = logic.deferred_details(reason, until, probe_failed)
-        return await self._write(
-            sqlite_ops.finish,
-            claim,
-            now,
-            models.DeliveryState.DEFERRED,
-            until,
-            reason,
-            None,
-            False,
-            "delivery.deferred",
-            details,
-            None,
-            probe_failed,
-        )
-
-    async def kill(self, claim: Claim, *, now: datetime, error: str, spent: bool = True) -> bool:
-        return await self._write(
-            sqlite_ops.finish,
-            claim,
-            now,
-            models.DeliveryState.DEAD,
-            now,
-            error,
-            None,
-            spent,
-            "delivery.dead",
-            {"error": error},
-        )
-
-    async def release(self, *, owner: str, now: datetime) -> int:
-        return await self._write(sqlite_ops.release, owner, now)
-
-    async def next_due(self) -> datetime | None:
-        value = await self._read(sqlite_ops.next_due)
-        return None if value is None else rows.dt(value)
+    async def _complete_batch(self, batch: list[dispatch.Completion]) -> list[coalesce.Outcome]:
+        return [(True, done) for done in await self._tx(dispatch.complete_many, batch)]
 
     # --- reads ------------------------------------------------------------------------
 
