@@ -43,7 +43,6 @@ from gateway import errors, models
 from gateway.audit import redact
 from gateway.rules import outages
 from gateway.store import (
-    accept,
     base,
     coalesce,
     dispatch,
@@ -62,6 +61,7 @@ from gateway.store import (
     sansio,
     trail,
 )
+from gateway.store.accept import AcceptCall, accept_many
 from gateway.store.base import Actor, Claim
 
 T = TypeVar("T")
@@ -126,7 +126,7 @@ class PostgresStore(
 ):
     """``Store`` on a PostgreSQL database shared by any number of gateway processes.
 
-    Rejected events, acks (with ``complete``), X12 controls, callbacks and monitoring are in the
+    Rejected events, acks, X12 controls, callbacks and monitoring are in the
     ``pg_*`` mixins (schema v4, v5).
     """
 
@@ -156,7 +156,7 @@ class PostgresStore(
         }
         self.retry_s = retry_s
         self._pool: asyncpg.Pool | None = None
-        self._accepts: coalesce.Coalescer[accept.AcceptCall, list[base.AcceptResult]]
+        self._accepts: coalesce.Coalescer[AcceptCall, list[base.AcceptResult]]
         self._accepts = coalesce.Coalescer(self._accept_batch, max_batch=GROUP_MAX)
         self._completes: coalesce.Coalescer[dispatch.Completion, bool]
         self._completes = coalesce.Coalescer(self._complete_batch, max_batch=GROUP_MAX)
@@ -298,11 +298,11 @@ class PostgresStore(
     async def accept(
         self, items: Sequence[base.NewFiling], *, actor: Actor, now: datetime
     ) -> list[base.AcceptResult]:
-        return await self._accepts.submit(accept.AcceptCall(list(items), actor, now))
+        return await self._accepts.submit(AcceptCall(list(items), actor, now))
 
-    async def _accept_batch(self, calls: list[accept.AcceptCall]) -> list[coalesce.Outcome]:
+    async def _accept_batch(self, calls: list[AcceptCall]) -> list[coalesce.Outcome]:
         try:
-            results = await self._tx(accept.accept_many, calls)
+            results = await self._tx(accept_many, calls)
         except Exception as exc:
             if len(calls) == 1 or _whole_batch_failed(exc):
                 raise
@@ -310,9 +310,9 @@ class PostgresStore(
             return [await self._accept_alone(call) for call in calls]
         return [(True, r) for r in results]
 
-    async def _accept_alone(self, call: accept.AcceptCall) -> coalesce.Outcome:
+    async def _accept_alone(self, call: AcceptCall) -> coalesce.Outcome:
         try:
-            [results] = await self._tx(accept.accept_many, [call])
+            [results] = await self._tx(accept_many, [call])
         except Exception as exc:
             return (False, exc)
         return (True, results)

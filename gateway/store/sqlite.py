@@ -25,7 +25,6 @@ from gateway import errors, models
 from gateway.audit import redact
 from gateway.rules import outages
 from gateway.store import (
-    accept,
     base,
     coalesce,
     dispatch,
@@ -45,6 +44,7 @@ from gateway.store import (
     x12gaps,
 )
 from gateway.store import callback_retry as cbr
+from gateway.store.accept import AcceptCall, accept_many
 from gateway.store.base import Actor, Claim
 
 T = TypeVar("T")
@@ -199,7 +199,7 @@ class SqliteStore(dispatch.DispatchStore, trail.AuditStore, inbound.InboundStore
     async def accept(
         self, items: Sequence[base.NewFiling], *, actor: Actor, now: datetime
     ) -> list[base.AcceptResult]:
-        [results] = await self._tx(accept.accept_many, [accept.AcceptCall(list(items), actor, now)])
+        [results] = await self._tx(accept_many, [AcceptCall(list(items), actor, now)])
         return results
 
     async def complete(
