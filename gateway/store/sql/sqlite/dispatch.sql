@@ -17,13 +17,13 @@ RETURNING id, seq
 -- for its adapter (the NOT IN matches the ``deliveries_order`` index's WHERE)
 INSERT INTO deliveries (id, filing_seq, filing_id, adapter, ordering_key, state,
     available_at, due_by, created_at, updated_at)
-SELECT ?1, ?2, ?3, ?4, ?5,
+VALUES (?1, ?2, ?3, ?4, ?5,
     CASE WHEN EXISTS (
         SELECT 1 FROM deliveries b WHERE b.adapter = ?4 AND b.ordering_key = ?5
         AND b.state NOT IN ('delivered','acknowledged','cancelled')
         AND b.state IN ('dead','rejected','blocked'))
     THEN 'blocked' ELSE 'pending' END,
-    ?6, ?7, ?6, ?6
+    ?6, ?7, ?6, ?6)
 RETURNING id, state
 
 -- name: claim
