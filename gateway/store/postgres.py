@@ -4,7 +4,7 @@ Several gateway processes run against one database. Each store operation is one
 transaction (READ COMMITTED); how they stay correct together:
 
 * **claims** lock only the head of each (adapter, ordering_key) group,
-  ``FOR UPDATE SKIP LOCKED``, in batches (see ``pg_sql.CLAIM`` for why a successor
+  ``FOR UPDATE SKIP LOCKED``, in batches (see ``sql/postgres/dispatch.sql`` for why a successor
   can never be taken while its head is pending or in flight, in any process);
 * **accept** takes a transaction advisory lock per ordering key before inserting, so
   a key's deliveries are numbered in commit order, and inserts with
@@ -47,20 +47,17 @@ from gateway.store import (
     base,
     callbacks,
     coalesce,
+    dispatch,
     inbound,
-    logic,
-    pg_acks,
-    pg_audit,
-    pg_ops,
     pg_sql,
     reads,
-    rows,
     sansio,
     schema,
     trail,
     x12gaps,
 )
 from gateway.store import outages as outage_store
+from gateway.store.accept import AcceptCall, accept_many
 from gateway.store.base import Actor, Claim
 
 T = TypeVar("T")
@@ -114,6 +111,7 @@ def _retryable(exc: BaseException) -> bool:
 
 class PostgresStore(
     schema.SchemaStore,
+    dispatch.DispatchStore,
     trail.AuditStore,
     inbound.InboundStore,
     actions.ActionsStore,
@@ -155,9 +153,9 @@ class PostgresStore(
         }
         self.retry_s = retry_s
         self._pool: asyncpg.Pool | None = None
-        self._accepts: coalesce.Coalescer[pg_ops.AcceptCall, list[base.AcceptResult]]
+        self._accepts: coalesce.Coalescer[AcceptCall, list[base.AcceptResult]]
         self._accepts = coalesce.Coalescer(self._accept_batch, max_batch=GROUP_MAX)
-        self._completes: coalesce.Coalescer[pg_acks.Completion, bool]
+        self._completes: coalesce.Coalescer[dispatch.Completion, bool]
         self._completes = coalesce.Coalescer(self._complete_batch, max_batch=GROUP_MAX)
         self._gets: coalesce.Coalescer[str, models.FilingView | None]
         self._gets = coalesce.Coalescer(self._get_batch, max_batch=GROUP_MAX)
@@ -244,11 +242,7 @@ class PostgresStore(
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _write(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-        token = pg_audit.STORE_REDACTOR.set(self.redactor)
-        try:
-            return await self._run(fn, write=True)
-        finally:
-            pg_audit.STORE_REDACTOR.reset(token)
+        return await self._run(fn, write=True)
 
     async def _read(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         return await self._run(fn, write=False)
@@ -269,16 +263,16 @@ class PostgresStore(
 
         return await self._read(_run)
 
-    # --- accept -----------------------------------------------------------------------
+    # --- accept, complete (the rest of dispatch: ``dispatch.DispatchStore``) --------------
 
     async def accept(
         self, items: Sequence[base.NewFiling], *, actor: Actor, now: datetime
     ) -> list[base.AcceptResult]:
-        return await self._accepts.submit(pg_ops.AcceptCall(list(items), actor, now))
+        return await self._accepts.submit(AcceptCall(list(items), actor, now))
 
-    async def _accept_batch(self, calls: list[pg_ops.AcceptCall]) -> list[coalesce.Outcome]:
+    async def _accept_batch(self, calls: list[AcceptCall]) -> list[coalesce.Outcome]:
         try:
-            results, _ = await self._write(lambda c: pg_ops.accept_many(c, calls, self.redactor))
+            results = await self._tx(accept_many, calls)
         except Exception as exc:
             if len(calls) == 1 or _whole_batch_failed(exc):
                 raise
@@ -286,14 +280,12 @@ class PostgresStore(
             return [await self._accept_alone(call) for call in calls]
         return [(True, r) for r in results]
 
-    async def _accept_alone(self, call: pg_ops.AcceptCall) -> coalesce.Outcome:
+    async def _accept_alone(self, call: AcceptCall) -> coalesce.Outcome:
         try:
-            results, _ = await self._write(lambda c: pg_ops.accept_many(c, [call], self.redactor))
+            [results] = await self._tx(accept_many, [call])
         except Exception as exc:
             return (False, exc)
-        return (True, results[0])
-
-    # --- dispatch ---------------------------------------------------------------------
+        return (True, results)
 
     async def claim(
         self,
@@ -304,8 +296,8 @@ class PostgresStore(
         limits: dict[str, int],
         probing: frozenset[str] = frozenset(),
     ) -> list[Claim]:
-        claims = await self._write(
-            lambda c: pg_ops.claim(c, owner, now, lease_s, limits, self.redactor, probing)
+        claims = await super().claim(
+            owner=owner, now=now, lease_s=lease_s, limits=limits, probing=probing
         )
         self._claim_stats[0] += 1
         self._claim_stats[1] += len(claims)
@@ -321,87 +313,11 @@ class PostgresStore(
         hold_until_ack: bool = False,
     ) -> bool:
         return await self._completes.submit(
-            pg_acks.Completion(claim, now, receipt, ack_due_at, hold_until_ack)
+            dispatch.Completion(claim, now, receipt, ack_due_at, hold_until_ack)
         )
 
-    async def _complete_batch(self, batch: list[pg_acks.Completion]) -> list[coalesce.Outcome]:
-        done = await self._write(lambda c: pg_acks.complete_many(c, batch, self.redactor))
-        return [(True, ok) for ok in done]
-
-    async def renew(self, *, owner: str, tokens: dict[str, int], until: datetime) -> int:
-        if not tokens:
-            return 0
-        status = await self._write(
-            lambda c: c.execute(
-                pg_sql.RENEW, rows.us(until), list(tokens), owner, list(tokens.values())
-            )
-        )
-        return int(status.rsplit(" ", 1)[-1])
-
-    async def schedule_retry(
-        self, claim: Claim, *, now: datetime, at: datetime, error: str
-    ) -> bool:
-        return await self._finish(
-            claim,
-            now,
-            models.DeliveryState.WAITING_RETRY,
-            at,
-            error,
-            None,
-            True,
-            "delivery.retry_scheduled",
-            {"error": error, "next_attempt_at": rows.iso(at)},
-        )
-
-    async def defer(
-        self,
-        claim: Claim,
-        *,
-        now: datetime,
-        until: datetime,
-        reason: str,
-        probe_failed: bool = False,
-    ) -> bool:
-        details = logic.deferred_details(reason, until, probe_failed)
-        return await self._write(
-            lambda c: pg_ops.finish(
-                c,
-                claim,
-                now,
-                models.DeliveryState.DEFERRED,
-                until,
-                reason,
-                None,
-                False,
-                "delivery.deferred",
-                details,
-                self.redactor,
-                probe_failed,
-            )
-        )
-
-    async def kill(self, claim: Claim, *, now: datetime, error: str, spent: bool = True) -> bool:
-        return await self._finish(
-            claim,
-            now,
-            models.DeliveryState.DEAD,
-            now,
-            error,
-            None,
-            spent,
-            "delivery.dead",
-            {"error": error},
-        )
-
-    async def _finish(self, claim: Claim, *args: Any) -> bool:
-        return await self._write(lambda c: pg_ops.finish(c, claim, *args, self.redactor))
-
-    async def release(self, *, owner: str, now: datetime) -> int:
-        return await self._write(lambda c: pg_ops.release(c, owner, now, self.redactor))
-
-    async def next_due(self) -> datetime | None:
-        value = await self._read(lambda c: c.fetchval(pg_sql.NEXT_DUE))
-        return None if value is None else rows.dt(value)
+    async def _complete_batch(self, batch: list[dispatch.Completion]) -> list[coalesce.Outcome]:
+        return [(True, ok) for ok in await self._tx(dispatch.complete_many, batch)]
 
     # --- reads ------------------------------------------------------------------------
 
@@ -412,7 +328,6 @@ class PostgresStore(
     async def _get_batch(self, filing_ids: list[str]) -> list[coalesce.Outcome]:
         views = await self._rx(reads.get_filings, filing_ids)
         return [(True, v) for v in views]
-
 
     # --- LISTEN/NOTIFY ----------------------------------------------------------------
 

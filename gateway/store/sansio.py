@@ -49,8 +49,9 @@ LOCK_ORDER_NS = 0x6564_6778
 
 #: what a request returns: "all" rows, "one" row or None, "val" first column of the first
 #: row or None, "run" the number of rows changed, "rows" (one statement per row, or
-#: PostgreSQL's ``unnest`` over column arrays) the number of rows written
-Kind = Literal["all", "one", "val", "run", "rows"]
+#: PostgreSQL's ``unnest`` over column arrays) the number of rows written, "each" (the
+#: same, for a statement with RETURNING) every row the statements return
+Kind = Literal["all", "one", "val", "run", "rows", "each"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,9 +67,12 @@ class Query:
 @dataclass(frozen=True, slots=True)
 class Lock:
     """Serialize with every other transaction holding the same keys until commit
-    (PostgreSQL advisory locks; SQLite has one writer, so nothing to do)."""
+    (PostgreSQL advisory locks; SQLite has one writer, so nothing to do). ``notify``:
+    also announce new work (as ``Notify``), in the same statement as the first lock,
+    which saves PostgreSQL a round trip."""
 
     keys: tuple[tuple[int, int], ...]
+    notify: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +186,9 @@ def _sqlite_exec(conn: sqlite3.Connection, query: Query) -> Any:
     if query.kind == "rows":
         (rows,) = query.args
         return conn.executemany(text, rows).rowcount
+    if query.kind == "each":
+        (rows,) = query.args
+        return [r for row in rows for r in conn.execute(text, row).fetchall()]
     cur = conn.execute(text, tuple(_sqlite_arg(a) for a in query.args))
     if query.kind == "all":
         return cur.fetchall()
@@ -206,6 +213,10 @@ def run_sync(
                 elif isinstance(request, Notify):
                     if on_notify is not None:
                         on_notify(request.payload)
+                    result = None
+                elif isinstance(request, Lock) and request.notify is not None:
+                    if on_notify is not None:
+                        on_notify(request.notify)
                     result = None
                 else:
                     result = None  # one writer: a Lock is already held
@@ -241,8 +252,17 @@ async def run_async(conn: Any, body: Body[T], channel: str) -> T:
 
 async def _pg_exec(conn: Any, request: Request, channel: str) -> Any:
     if isinstance(request, Lock):
+        notify = request.notify
         for a, b in request.keys:
-            await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", a, b)
+            if notify is None:
+                await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", a, b)
+            else:
+                await conn.execute(
+                    "SELECT pg_advisory_xact_lock($1, $2), pg_notify($3, $4)", a, b, channel, notify
+                )
+                notify = None
+        if notify is not None:
+            await conn.execute("SELECT pg_notify($1, $2)", channel, notify)
         return None
     if isinstance(request, LockKeys):
         if request.names:
@@ -263,12 +283,14 @@ async def _pg_exec(conn: Any, request: Request, channel: str) -> Any:
         return await conn.fetchrow(text, *request.args)
     if request.kind == "val":
         return await conn.fetchval(text, *request.args)
-    if request.kind == "rows":
+    if request.kind in ("rows", "each"):
         (rows,) = request.args
         rows = list(rows)
         if not rows:
-            return 0
+            return 0 if request.kind == "rows" else []
         columns = [list(col) for col in zip(*rows, strict=True)]
+        if request.kind == "each":
+            return await conn.fetch(text, *columns)
         return rowcount(await conn.execute(text, *columns))
     return rowcount(await conn.execute(text, *request.args))
 

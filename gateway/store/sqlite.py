@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 import tenacity
 
-from gateway import errors, models
+from gateway import errors
 from gateway.audit import redact
 from gateway.store import (
     acks,
@@ -29,19 +29,17 @@ from gateway.store import (
     base,
     callbacks,
     coalesce,
+    dispatch,
     inbound,
-    logic,
     reads,
-    rows,
     sansio,
     schema,
-    sqlite_acks,
     sqlite_conn,
-    sqlite_ops,
     trail,
     x12gaps,
 )
 from gateway.store import outages as outage_store
+from gateway.store.accept import AcceptCall, accept_many
 from gateway.store.base import Actor, Claim
 
 T = TypeVar("T")
@@ -51,6 +49,7 @@ GROUP_MAX = sqlite_conn.GROUP_MAX
 
 
 class SqliteStore(
+    dispatch.DispatchStore,
     schema.SchemaStore,
     trail.AuditStore,
     inbound.InboundStore,
@@ -89,7 +88,7 @@ class SqliteStore(
         self._queue: list[sqlite_conn.Op] = []
         self._flushing = False
         #: concurrent completions share one writer operation (see ``coalesce``)
-        self._completes: coalesce.Coalescer[sqlite_acks.Completion, bool]
+        self._completes: coalesce.Coalescer[dispatch.Completion, bool]
         self._completes = coalesce.Coalescer(self._complete_batch, max_batch=GROUP_MAX)
 
     # --- lifecycle --------------------------------------------------------------------
@@ -205,28 +204,13 @@ class SqliteStore(
             raise errors.StoreError(f"store error: {exc}") from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
-    # --- accept -----------------------------------------------------------------------
+    # --- accept, complete (the rest of dispatch: ``dispatch.DispatchStore``) --------------
 
     async def accept(
         self, items: Sequence[base.NewFiling], *, actor: Actor, now: datetime
     ) -> list[base.AcceptResult]:
-        return await self._write(sqlite_ops.accept, list(items), actor, now)
-
-    # --- dispatch ---------------------------------------------------------------------
-
-    async def claim(
-        self,
-        *,
-        owner: str,
-        now: datetime,
-        lease_s: float,
-        limits: dict[str, int],
-        probing: frozenset[str] = frozenset(),
-    ) -> list[Claim]:
-        return await self._write(sqlite_ops.claim, owner, now, lease_s, limits, probing)
-
-    async def renew(self, *, owner: str, tokens: dict[str, int], until: datetime) -> int:
-        return await self._write(sqlite_ops.renew, owner, tokens, until)
+        [results] = await self._tx(accept_many, [AcceptCall(list(items), actor, now)])
+        return results
 
     async def complete(
         self,
@@ -237,72 +221,11 @@ class SqliteStore(
         ack_due_at: datetime | None = None,
         hold_until_ack: bool = False,
     ) -> bool:
-        return await self._completes.submit((claim, now, receipt, ack_due_at, hold_until_ack))
-
-    async def _complete_batch(self, batch: list[sqlite_acks.Completion]) -> list[coalesce.Outcome]:
-        return [(True, done) for done in await self._write(sqlite_acks.complete_many, batch)]
-
-    async def schedule_retry(
-        self, claim: Claim, *, now: datetime, at: datetime, error: str
-    ) -> bool:
-        return await self._write(
-            sqlite_ops.finish,
-            claim,
-            now,
-            models.DeliveryState.WAITING_RETRY,
-            at,
-            error,
-            None,
-            True,
-            "delivery.retry_scheduled",
-            {"error": error, "next_attempt_at": rows.iso(at)},
+        return await self._completes.submit(
+            dispatch.Completion(claim, now, receipt, ack_due_at, hold_until_ack)
         )
 
-    async def defer(
-        self,
-        claim: Claim,
-        *,
-        now: datetime,
-        until: datetime,
-        reason: str,
-        probe_failed: bool = False,
-    ) -> bool:
-        details = logic.deferred_details(reason, until, probe_failed)
-        return await self._write(
-            sqlite_ops.finish,
-            claim,
-            now,
-            models.DeliveryState.DEFERRED,
-            until,
-            reason,
-            None,
-            False,
-            "delivery.deferred",
-            details,
-            None,
-            probe_failed,
-        )
-
-    async def kill(self, claim: Claim, *, now: datetime, error: str, spent: bool = True) -> bool:
-        return await self._write(
-            sqlite_ops.finish,
-            claim,
-            now,
-            models.DeliveryState.DEAD,
-            now,
-            error,
-            None,
-            spent,
-            "delivery.dead",
-            {"error": error},
-        )
-
-    async def release(self, *, owner: str, now: datetime) -> int:
-        return await self._write(sqlite_ops.release, owner, now)
-
-    async def next_due(self) -> datetime | None:
-        value = await self._read(sqlite_ops.next_due)
-        return None if value is None else rows.dt(value)
+    async def _complete_batch(self, batch: list[dispatch.Completion]) -> list[coalesce.Outcome]:
+        return [(True, done) for done in await self._tx(dispatch.complete_many, batch)]
 
     # --- monitoring (issue 7) ------------------------------------------------------------
-

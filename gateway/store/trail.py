@@ -64,15 +64,17 @@ class Trail:
         self.items += other.items
         other.items = []
 
-    def flush(self, *, head: tuple[int, str] | None = None) -> Body[int]:
+    def flush(self, *, head: tuple[int, str] | None = None, notify: str | None = None) -> Body[int]:
         """Append the collected rows; returns the new head seq (0: nothing appended).
 
         ``head``: the chain head read under the lock already held (``prune``).
+        ``notify``: announce new work with this payload when there are rows, in the same
+        statement as the chain lock (one round trip fewer on PostgreSQL).
         """
         if not self.items:
             return 0
         if head is None:
-            head = yield from lock_head()
+            head = yield from lock_head(notify)
         seq, prev = head
         out: list[tuple[Any, ...]] = []
         for at, event, actor, filing_id, delivery_id, details in self.items:
@@ -95,13 +97,13 @@ class Trail:
         return seq
 
 
-def lock_head() -> Body[tuple[int, str]]:
+def lock_head(notify: str | None = None) -> Body[tuple[int, str]]:
     """Take the chain lock (until commit), then read the head it protects: (seq, hash).
 
     The head is read in a statement of its own, after the lock is held: its snapshot
-    then includes every chain row committed before.
+    then includes every chain row committed before. ``notify``: see ``Lock``.
     """
-    yield Lock((LOCK_AUDIT,))
+    yield Lock((LOCK_AUDIT,), notify)
     head = yield sql("one", "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
     return (int(head[0]), str(head[1])) if head else EMPTY
 

@@ -1,0 +1,139 @@
+-- The dispatch life cycle (gateway/store/accept.py, gateway/store/dispatch.py).
+-- Compare with ../sqlite/dispatch.sql. Arrays: one per column, one statement for a batch.
+
+-- name: accept_filings
+-- every filing of a (coalesced) accept, in order: identity values follow ORDER BY ord, and
+-- a repeated idempotency key is skipped after its first row, as one INSERT each would be
+INSERT INTO filings (id, filing_type, environment, reference, filer_code, idempotency_key,
+    body_hash, ordering_key, due_by, content_type, payload, payload_is_json, callback_url,
+    metadata, source, received_at, status, updated_at, source_event_id)
+SELECT v.id, v.filing_type, v.environment, v.reference, v.filer_code, v.idempotency_key,
+    v.body_hash, v.ordering_key, v.due_by, v.content_type, v.payload, v.payload_is_json,
+    v.callback_url, v.metadata, v.source, v.received_at, 'pending', v.updated_at,
+    v.source_event_id
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+    $7::text[], $8::text[], $9::bigint[], $10::text[], $11::text[], $12::smallint[],
+    $13::text[], $14::text[], $15::text[], $16::bigint[], $17::bigint[], $18::text[])
+    WITH ORDINALITY AS v(id, filing_type, environment, reference, filer_code,
+        idempotency_key, body_hash, ordering_key, due_by, content_type, payload,
+        payload_is_json, callback_url, metadata, source, received_at, updated_at,
+        source_event_id, ord)
+ORDER BY v.ord
+ON CONFLICT (idempotency_key) DO NOTHING
+RETURNING id, seq
+
+-- name: accept_deliveries
+-- every new delivery, in order; ``blocked`` when its key already has a dead, rejected or
+-- blocked delivery for its adapter. Rows inserted by this same statement are not seen by
+-- that check, and need not be: they are pending or blocked by an older row.
+INSERT INTO deliveries (id, filing_seq, filing_id, adapter, ordering_key, state,
+    available_at, due_by, created_at, updated_at)
+SELECT v.id, v.filing_seq, v.filing_id, v.adapter, v.ordering_key,
+    CASE WHEN EXISTS (
+        SELECT 1 FROM deliveries b WHERE b.adapter = v.adapter
+        AND b.ordering_key = v.ordering_key AND b.state IN ('dead','rejected','blocked'))
+    THEN 'blocked' ELSE 'pending' END,
+    v.at, v.due_by, v.at, v.at
+FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[],
+    $7::bigint[]) WITH ORDINALITY AS v(id, filing_seq, filing_id, adapter, ordering_key, at,
+    due_by, ord)
+ORDER BY v.ord
+RETURNING id, state
+
+-- name: claim
+-- $1 adapter, $2 now, $3 limit, $4 owner, $5 lease end. Selects, locks and takes the heads
+-- in one statement. Only the *head* of an (adapter, ordering_key) group is a candidate —
+-- the NOT EXISTS finds no earlier delivery of the group that is not done — and the head
+-- row is locked FOR UPDATE SKIP LOCKED, so two processes claiming at once never take the
+-- same head, and neither can take a successor: a successor only becomes a head when its
+-- predecessor is done (delivered/acknowledged/cancelled), a terminal state that is
+-- committed before any snapshot can see it. A successor is never eligible while its head
+-- is pending or in flight, whatever the other process has locked. The order (earliest
+-- due_by, none last, then acceptance: the claim index's columns, so the planner walks it
+-- and stops at LIMIT) only chooses among heads, so it cannot break this.
+WITH heads AS (
+    SELECT d.seq, d.state AS was, d.filing_seq FROM deliveries d
+    WHERE d.adapter = $1 AND d.state IN ('pending','waiting_retry','deferred','in_flight')
+      AND d.available_at <= $2
+      -- v5: a delivered predecessor held until its ack still holds the key
+      AND NOT EXISTS (
+        SELECT 1 FROM deliveries h
+        WHERE h.adapter = d.adapter AND h.ordering_key = d.ordering_key AND h.seq < d.seq
+          AND h.state = 'delivered' AND h.hold_until_ack)
+      AND NOT EXISTS (
+        SELECT 1 FROM deliveries e
+        WHERE e.adapter = d.adapter AND e.ordering_key = d.ordering_key AND e.seq < d.seq
+          AND e.state NOT IN ('delivered','acknowledged','cancelled'))
+      -- a delivery made live again (a resend, a resubmit ack) waits for a later one of its
+      -- key that is being sent: at most one in flight per (ordering key, adapter)
+      AND NOT EXISTS (
+        SELECT 1 FROM deliveries l
+        WHERE l.adapter = d.adapter AND l.ordering_key = d.ordering_key AND l.seq > d.seq
+          AND l.state = 'in_flight')
+    ORDER BY coalesce(d.due_by, 9223372036854775807), d.seq LIMIT $3
+    FOR UPDATE OF d SKIP LOCKED
+)
+UPDATE deliveries u SET state = 'in_flight', lease_owner = $4,
+    lease_token = u.lease_token + 1, available_at = $5, updated_at = $2
+FROM heads JOIN filings f ON f.seq = heads.filing_seq
+-- the ANY gives the planner an index condition on u: joined on heads alone it hashed
+-- a sequential scan of the whole table (10 ms at 20k rows)
+WHERE u.seq = heads.seq AND u.seq = ANY (ARRAY(SELECT seq FROM heads))
+RETURNING u.id, u.adapter, u.lease_token, u.attempts, u.filing_seq, u.filing_id, heads.was,
+    u.seq, coalesce(u.due_by, 9223372036854775807) AS due_key, u.probe_failures,
+    f.seq, f.id, f.filing_type, f.environment, f.reference, f.filer_code, f.idempotency_key,
+    f.body_hash, f.ordering_key, f.due_by, f.content_type, f.payload, f.payload_is_json,
+    f.callback_url, f.metadata, f.source, f.received_at, f.status, f.at_risk_at,
+    f.source_event_id
+
+-- name: claim_probe
+-- a breaker probe: ``claim``, deliveries that never failed a probe first (rare: one row
+-- at a time)
+WITH heads AS (
+    SELECT d.seq, d.state AS was, d.filing_seq FROM deliveries d
+    WHERE d.adapter = $1 AND d.state IN ('pending','waiting_retry','deferred','in_flight')
+      AND d.available_at <= $2
+      AND NOT EXISTS (
+        SELECT 1 FROM deliveries h
+        WHERE h.adapter = d.adapter AND h.ordering_key = d.ordering_key AND h.seq < d.seq
+          AND h.state = 'delivered' AND h.hold_until_ack)
+      AND NOT EXISTS (
+        SELECT 1 FROM deliveries e
+        WHERE e.adapter = d.adapter AND e.ordering_key = d.ordering_key AND e.seq < d.seq
+          AND e.state NOT IN ('delivered','acknowledged','cancelled'))
+      AND NOT EXISTS (
+        SELECT 1 FROM deliveries l
+        WHERE l.adapter = d.adapter AND l.ordering_key = d.ordering_key AND l.seq > d.seq
+          AND l.state = 'in_flight')
+    ORDER BY d.probe_failures, coalesce(d.due_by, 9223372036854775807), d.seq LIMIT $3
+    FOR UPDATE OF d SKIP LOCKED
+)
+UPDATE deliveries u SET state = 'in_flight', lease_owner = $4,
+    lease_token = u.lease_token + 1, available_at = $5, updated_at = $2
+FROM heads JOIN filings f ON f.seq = heads.filing_seq
+WHERE u.seq = heads.seq AND u.seq = ANY (ARRAY(SELECT seq FROM heads))
+RETURNING u.id, u.adapter, u.lease_token, u.attempts, u.filing_seq, u.filing_id, heads.was,
+    u.seq, coalesce(u.due_by, 9223372036854775807) AS due_key, u.probe_failures,
+    f.seq, f.id, f.filing_type, f.environment, f.reference, f.filer_code, f.idempotency_key,
+    f.body_hash, f.ordering_key, f.due_by, f.content_type, f.payload, f.payload_is_json,
+    f.callback_url, f.metadata, f.source, f.received_at, f.status, f.at_risk_at,
+    f.source_event_id
+
+-- name: renew
+-- rows of (lease end, delivery id, owner, token): leases still held get the new end
+UPDATE deliveries d SET available_at = v.until
+FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[]) AS v(until, id, owner, token)
+WHERE d.id = v.id AND d.lease_token = v.token AND d.lease_owner = v.owner
+  AND d.state = 'in_flight'
+
+-- name: complete_sent
+-- many completions at once, each fenced by its own lease token: rows of (delivery id,
+-- token, at, receipt, ack due at, hold the key until acked)
+UPDATE deliveries d SET state = 'delivered', attempts = d.attempts + 1, available_at = v.at,
+    last_error = NULL, receipt = v.receipt, delivered_at = v.at, lease_owner = NULL,
+    updated_at = v.at, ack_due_at = v.ack_due_at, ack_overdue = FALSE,
+    hold_until_ack = v.hold, ack = NULL
+FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::bigint[], $6::boolean[])
+    AS v(id, token, at, receipt, ack_due_at, hold)
+WHERE d.id = v.id AND d.lease_token = v.token AND d.state = 'in_flight'
+RETURNING d.id, v.token, d.filing_seq, d.adapter, d.attempts

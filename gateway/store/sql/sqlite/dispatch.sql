@@ -1,0 +1,102 @@
+-- The dispatch life cycle (gateway/store/accept.py, gateway/store/dispatch.py).
+-- Compare with ../postgres/dispatch.sql. One statement per row (the writer thread runs
+-- them back to back, in one transaction).
+
+-- name: accept_filings
+-- one filing; a taken idempotency key (by an earlier row or an earlier item) inserts nothing
+INSERT INTO filings (id, filing_type, environment, reference, filer_code, idempotency_key,
+    body_hash, ordering_key, due_by, content_type, payload, payload_is_json, callback_url,
+    metadata, source, received_at, status, updated_at, source_event_id)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, 'pending',
+    ?17, ?18)
+ON CONFLICT (idempotency_key) DO NOTHING
+RETURNING id, seq
+
+-- name: accept_deliveries
+-- one delivery, ``blocked`` when its key already has a dead, rejected or blocked delivery
+-- for its adapter (the NOT IN matches the ``deliveries_order`` index's WHERE)
+INSERT INTO deliveries (id, filing_seq, filing_id, adapter, ordering_key, state,
+    available_at, due_by, created_at, updated_at)
+VALUES (?1, ?2, ?3, ?4, ?5,
+    CASE WHEN EXISTS (
+        SELECT 1 FROM deliveries b WHERE b.adapter = ?4 AND b.ordering_key = ?5
+        AND b.state NOT IN ('delivered','acknowledged','cancelled')
+        AND b.state IN ('dead','rejected','blocked'))
+    THEN 'blocked' ELSE 'pending' END,
+    ?6, ?7, ?6, ?6)
+RETURNING id, state
+
+-- name: claim
+-- ?1 adapter, ?2 now, ?3 limit: the heads of their ordering keys, in claim order (earliest
+-- due_by, none last, then acceptance: the claim index is on exactly this expression, so
+-- SQLite walks it instead of sorting), with their filings. Only selects them: SQLite's
+-- RETURNING sees neither a row's old state nor a joined table, so ``dispatch.claim`` takes
+-- them next (one writer: nobody takes them in between, and each token is the one read + 1).
+-- The predecessor check is two NOT EXISTS, each matching a partial index's WHERE exactly
+-- (``deliveries_order``, ``deliveries_held``): written as one ``... OR ...`` it matched
+-- neither, and SQLite walked every earlier delivery for every candidate (quadratic in the
+-- table's size). A third NOT EXISTS keeps a delivery made live again (an operator's resend,
+-- a resubmit ack) behind a later one of its key that is being sent: one in flight per key
+-- and adapter.
+SELECT d.id, d.adapter, d.lease_token + 1, d.attempts, d.filing_seq, d.filing_id, d.state,
+    d.seq, coalesce(d.due_by, 9223372036854775807) AS due_key, d.probe_failures,
+    f.seq, f.id, f.filing_type, f.environment, f.reference, f.filer_code, f.idempotency_key,
+    f.body_hash, f.ordering_key, f.due_by, f.content_type, f.payload, f.payload_is_json,
+    f.callback_url, f.metadata, f.source, f.received_at, f.status, f.at_risk_at,
+    f.source_event_id
+FROM deliveries d JOIN filings f ON f.seq = d.filing_seq
+WHERE d.adapter = ?1 AND d.state IN ('pending','waiting_retry','deferred','in_flight')
+  AND d.available_at <= ?2
+  AND NOT EXISTS (
+    SELECT 1 FROM deliveries e
+    WHERE e.adapter = d.adapter AND e.ordering_key = d.ordering_key AND e.seq < d.seq
+      AND e.state NOT IN ('delivered','acknowledged','cancelled'))
+  AND NOT EXISTS (
+    SELECT 1 FROM deliveries h
+    WHERE h.adapter = d.adapter AND h.ordering_key = d.ordering_key AND h.seq < d.seq
+      AND h.state = 'delivered' AND h.hold_until_ack = 1)
+  AND NOT EXISTS (
+    SELECT 1 FROM deliveries l
+    WHERE l.adapter = d.adapter AND l.ordering_key = d.ordering_key AND l.seq > d.seq
+      AND l.state NOT IN ('delivered','acknowledged','cancelled') AND l.state = 'in_flight')
+ORDER BY coalesce(d.due_by, 9223372036854775807), d.seq LIMIT ?3
+
+-- name: claim_probe
+-- a breaker probe: ``claim``, deliveries that never failed a probe first (rare: one row
+-- at a time)
+SELECT d.id, d.adapter, d.lease_token + 1, d.attempts, d.filing_seq, d.filing_id, d.state,
+    d.seq, coalesce(d.due_by, 9223372036854775807) AS due_key, d.probe_failures,
+    f.seq, f.id, f.filing_type, f.environment, f.reference, f.filer_code, f.idempotency_key,
+    f.body_hash, f.ordering_key, f.due_by, f.content_type, f.payload, f.payload_is_json,
+    f.callback_url, f.metadata, f.source, f.received_at, f.status, f.at_risk_at,
+    f.source_event_id
+FROM deliveries d JOIN filings f ON f.seq = d.filing_seq
+WHERE d.adapter = ?1 AND d.state IN ('pending','waiting_retry','deferred','in_flight')
+  AND d.available_at <= ?2
+  AND NOT EXISTS (
+    SELECT 1 FROM deliveries e
+    WHERE e.adapter = d.adapter AND e.ordering_key = d.ordering_key AND e.seq < d.seq
+      AND e.state NOT IN ('delivered','acknowledged','cancelled'))
+  AND NOT EXISTS (
+    SELECT 1 FROM deliveries h
+    WHERE h.adapter = d.adapter AND h.ordering_key = d.ordering_key AND h.seq < d.seq
+      AND h.state = 'delivered' AND h.hold_until_ack = 1)
+  AND NOT EXISTS (
+    SELECT 1 FROM deliveries l
+    WHERE l.adapter = d.adapter AND l.ordering_key = d.ordering_key AND l.seq > d.seq
+      AND l.state NOT IN ('delivered','acknowledged','cancelled') AND l.state = 'in_flight')
+ORDER BY d.probe_failures, coalesce(d.due_by, 9223372036854775807), d.seq LIMIT ?3
+
+-- name: renew
+-- one (lease end, delivery id, owner, token) row (executemany)
+UPDATE deliveries SET available_at = ?1
+WHERE id = ?2 AND lease_token = ?4 AND lease_owner = ?3 AND state = 'in_flight'
+
+-- name: complete_sent
+-- one completion, fenced by its lease token: (delivery id, token, at, receipt, ack due at,
+-- hold the key until acked)
+UPDATE deliveries SET state = 'delivered', attempts = attempts + 1, available_at = ?3,
+    last_error = NULL, receipt = ?4, delivered_at = ?3, lease_owner = NULL,
+    updated_at = ?3, ack_due_at = ?5, ack_overdue = 0, hold_until_ack = ?6, ack = NULL
+WHERE id = ?1 AND lease_token = ?2 AND state = 'in_flight'
+RETURNING id, lease_token, filing_seq, adapter, attempts
