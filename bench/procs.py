@@ -59,6 +59,30 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICK
 
 
+def descendants(pid: int) -> list[int]:
+    """``pid`` and every process below it (a gateway with ``workers > 1`` starts others)."""
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(d.name))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, ()))
+    return out
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of ``pid`` and the processes it started (while they run)."""
+    return sum(cpu_seconds(p) for p in descendants(pid))
+
+
 def _postgres_processes() -> dict[int, str]:
     """pid -> command line of every PostgreSQL server process this machine shows."""
     out: dict[int, str] = {}
@@ -138,11 +162,12 @@ class Proc:
     cpu_end: float | None = None
 
     def mark_ready(self) -> None:
-        self.cpu_ready = cpu_seconds(self.popen.pid)
+        self.cpu_ready = tree_cpu_seconds(self.popen.pid)
 
     def cpu_used(self) -> float:
-        """CPU seconds from ready to the stop (or to now, while it runs)."""
-        end = self.cpu_end if self.cpu_end is not None else cpu_seconds(self.popen.pid)
+        """CPU seconds from ready to the stop (or to now, while it runs), the processes
+        it started included."""
+        end = self.cpu_end if self.cpu_end is not None else tree_cpu_seconds(self.popen.pid)
         return max(0.0, end - self.cpu_ready)
 
     @property
@@ -152,7 +177,7 @@ class Proc:
     def stop(self, timeout_s: float = 20.0) -> None:
         if self.popen.poll() is None:
             if self.cpu_end is None:
-                self.cpu_end = cpu_seconds(self.popen.pid)
+                self.cpu_end = tree_cpu_seconds(self.popen.pid)
             self.popen.send_signal(signal.SIGTERM)
             try:
                 self.popen.wait(timeout_s)
@@ -227,6 +252,15 @@ def write_config(spec: GatewaySpec, workdir: Path, port: int, name: str) -> Path
     return path
 
 
+def wait_listening(log: Path, n: int, timeout_s: float) -> None:
+    """Wait until ``n`` processes have logged ``gateway.listening`` (every worker ready)."""
+    deadline = time.monotonic() + timeout_s
+    while log.read_text(errors="replace").count('"gateway.listening"') < n:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{n} serve processes did not all start in {timeout_s} s")
+        time.sleep(0.1)
+
+
 def start_gateway(spec: GatewaySpec, workdir: Path, name: str = "gw") -> Proc:
     port = free_port()
     cfg = write_config(spec, workdir, port, name)
@@ -246,6 +280,7 @@ def start_gateway(spec: GatewaySpec, workdir: Path, name: str = "gw") -> Proc:
     proc = Proc(p, log, port)
     try:
         wait_http(f"{proc.url}/readyz", 60, p)
+        wait_listening(log, spec.workers, 60)
         proc.mark_ready()
     except RuntimeError as exc:
         proc.stop()
