@@ -9,6 +9,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -98,21 +99,28 @@ def _postgres_processes() -> dict[int, str]:
     return out
 
 
-@dataclass
 class PgCpu:
     """CPU the PostgreSQL server spends on one database over an interval, from /proc.
 
-    ``backends``: the server processes serving connections to ``database`` (their
-    command line names it), counted exactly. ``shared``: the server's background processes
-    (WAL writer, checkpointer, background writer, autovacuum), which serve every database
-    on the server, other users' included; shown apart, as an upper bound.
+    ``backends_s``: the server processes serving connections to ``database`` (their
+    command line names it), counted exactly. ``shared_s``: the server's background
+    processes (WAL writer, checkpointer, background writer, autovacuum), which serve every
+    database on the server, other users' included; shown apart, as an upper bound.
+    A backend ends with its connection, so a thread samples them every 0.2 s while the
+    interval runs and keeps each one's last figure (at most 0.2 s of a closing one's
+    CPU goes uncounted).
     """
 
-    database: str
-    start: dict[int, float] = field(default_factory=dict)
-    start_shared: dict[int, float] = field(default_factory=dict)
-    backends_s: float = 0.0
-    shared_s: float = 0.0
+    def __init__(self, database: str) -> None:
+        self.database = database
+        self.start: dict[int, float] = {}
+        self.start_shared: dict[int, float] = {}
+        self.last: dict[int, float] = {}
+        self.last_shared: dict[int, float] = {}
+        self.backends_s = 0.0
+        self.shared_s = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def _split(self) -> tuple[dict[int, float], dict[int, float]]:
         mine: dict[int, float] = {}
@@ -129,14 +137,36 @@ class PgCpu:
                 shared[pid] = cpu_seconds(pid)
         return mine, shared
 
+    def _sample(self) -> None:
+        mine, shared = self._split()
+        for pid, v in mine.items():
+            if v:
+                self.last[pid] = v
+        for pid, v in shared.items():
+            if v:
+                self.last_shared[pid] = v
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.2):
+            self._sample()
+
     def begin(self) -> None:
         self.start, self.start_shared = self._split()
+        self.last, self.last_shared = dict(self.start), dict(self.start_shared)
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
 
     def end(self) -> None:
-        mine, shared = self._split()
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self._sample()
         # a backend that connected during the interval counts from zero
-        self.backends_s = sum(v - self.start.get(pid, 0.0) for pid, v in mine.items())
-        self.shared_s = sum(v - self.start_shared.get(pid, 0.0) for pid, v in shared.items())
+        self.backends_s = sum(v - self.start.get(pid, 0.0) for pid, v in self.last.items())
+        self.shared_s = sum(
+            v - self.start_shared.get(pid, 0.0) for pid, v in self.last_shared.items()
+        )
 
 
 def rss_kb(pid: int) -> dict[str, int]:
