@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 CONFIG ?= config/gateway.toml
 
-.PHONY: run test lint bench soak clean
+.PHONY: run test lint typecheck bench soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +26,11 @@ run: $(VENV)/.installed
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check gateway adapters tests examples bench
 
-test: $(VENV)/.installed-dev lint
+# mypy --strict with the pydantic plugin over gateway/ and adapters/ ([tool.mypy])
+typecheck: $(VENV)/.installed-dev
+	$(BIN)/mypy
+
+test: $(VENV)/.installed-dev lint typecheck
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The reliability rows at soak size (about 30 minutes on 2 cores): crash storms with
@@ -52,4 +56,4 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) var .pytest_cache
+	rm -rf $(VENV) var .pytest_cache .mypy_cache

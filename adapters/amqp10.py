@@ -295,9 +295,11 @@ def _document(incoming: proton.Message) -> inbound.InboundDocument:
         raw = b""
     else:  # an amqp-value section holding a map or list: hand it on as JSON
         raw = json.dumps(body, default=str).encode("utf-8")
+    # proton leaves ``properties`` unannotated (None until a message carries some)
+    properties: dict[Any, Any] = incoming.properties or {}
     return inbound.InboundDocument(
         name=str(incoming.id) if incoming.id is not None else "amqp10-message",
         content_type=str(incoming.content_type or "application/octet-stream"),
         body=raw,
-        headers={str(k): str(v) for k, v in (incoming.properties or {}).items()},
+        headers={str(k): str(v) for k, v in properties.items()},
     )

@@ -100,7 +100,7 @@ def outcome_error(delivery: Any, where: str) -> errors.DeliveryError | None:
     return errors.TransientError(f"{where}: settled without an outcome (state {state})")
 
 
-class Connection(proton.utils.BlockingConnection):  # type: ignore[misc]
+class Connection(proton.utils.BlockingConnection):
     """A BlockingConnection whose ``close`` is bounded, whatever the peer does.
 
     Proton's ``close`` (also called by its constructor when opening fails) waits without a
@@ -142,4 +142,6 @@ class Connection(proton.utils.BlockingConnection):  # type: ignore[misc]
             conn.handler = None
             self.conn = None
             container.stop_events()
-            self.container = None
+            # proton infers the attribute as Container from its __init__; its own close()
+            # sets None as well
+            self.container = None  # type: ignore[assignment]

@@ -267,7 +267,7 @@ class SftpAdapter(base.BaseAdapter):
                 try:
                     with _translated(f"reading {path} on {self.where}"):
                         async with sftp.open(path, "rb") as remote:
-                            body = await remote.read()
+                            body: bytes = await remote.read()
                 except errors.PermanentError:
                     continue  # taken by another reader meanwhile
                 ext = name.rsplit(".", 1)[-1].lower() if "." in name else ""

@@ -134,7 +134,9 @@ def open_descriptors() -> int | None:
         return None
 
 
-async def _settled(baseline_fds: int | None, baseline_tasks: set[int]) -> tuple[int | None, list]:
+async def _settled(
+    baseline_fds: int | None, baseline_tasks: set[int]
+) -> tuple[int | None, list[anyio.TaskInfo]]:
     """Wait up to SETTLE_S for fds and tasks to come back to their baselines."""
     with anyio.move_on_after(SETTLE_S):
         while True:

@@ -146,6 +146,10 @@ class GatewaySection(BaseModel):
 Scope = Literal["submit", "read", "operate"]
 
 
+def _default_scopes() -> list[Scope]:
+    return ["submit", "read"]
+
+
 class TokenConfig(BaseModel):
     """`[auth.tokens.NAME]`: one bearer token, by the SHA-256 of its secret or from env."""
 
@@ -153,7 +157,7 @@ class TokenConfig(BaseModel):
 
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
     secret_env: str | None = Field(default=None, description="env var holding the secret")
-    scopes: list[Scope] = Field(default_factory=lambda: ["submit", "read"])
+    scopes: list[Scope] = Field(default_factory=_default_scopes)
 
     @model_validator(mode="after")
     def _one_source(self) -> TokenConfig:

@@ -179,7 +179,7 @@ def _control_in_keys(value: Any) -> str | None:
         if isinstance(item, dict):
             for key, child in item.items():
                 if _CONTROL.search(key):
-                    return key
+                    return str(key)  # JSON object keys are str
                 stack.append(child)
         elif isinstance(item, list):
             stack.extend(item)

@@ -5,6 +5,7 @@ It owns no I/O of its own: it normalizes and routes (pure), then asks the store.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -198,7 +199,7 @@ class Service:
     ) -> models.Page:
         return await self.store.list_filings(flt, limit=max(1, min(limit, MAX_PAGE)), cursor=cursor)
 
-    async def history(self, filing_id: str) -> list[audit.AuditRow]:
+    async def history(self, filing_id: str) -> builtins.list[audit.AuditRow]:
         await self.get(filing_id)
         return await self.store.filing_history(filing_id)
 
@@ -271,7 +272,7 @@ class Service:
 
     # --- adapters and health ----------------------------------------------------------
 
-    async def adapter_info(self) -> list[dict[str, Any]]:
+    async def adapter_info(self) -> builtins.list[dict[str, Any]]:
         counts = await self.store.counts()
         status = self.outage_status()
         out = []

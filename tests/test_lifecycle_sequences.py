@@ -176,7 +176,7 @@ async def _accept_raw(gw: Any, reference: str, content_type: str) -> str:
     [result] = await gw.gateway.store.accept(
         [base.NewFiling(filing, ["ace"])], actor=base.SYSTEM, now=gw.gateway.clock.now()
     )
-    gw.gateway.delivery.dispatcher.wake()
+    gw.gateway.dispatcher.wake()
     return result.filing_id
 
 

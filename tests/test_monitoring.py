@@ -162,9 +162,9 @@ async def test_readyz_names_migrations_behind(tmp_path, start_gateway, receiver)
 async def test_readyz_names_a_stopped_dispatcher(tmp_path, start_gateway, receiver):
     """When the dispatcher stops, /readyz is 503 naming `dispatcher`; /healthz stays 200."""
     gw = await start_gateway(ace_config(tmp_path, receiver))
-    await gw.gateway.delivery.dispatcher.stop(0)
+    await gw.gateway.dispatcher.stop(0)
     for _ in range(200):
-        if not gw.gateway.delivery.dispatcher.running:
+        if not gw.gateway.dispatcher.running:
             break
         await asyncio.sleep(0.01)
     status, body = await gw.get("/readyz")

@@ -32,14 +32,17 @@ _REQUESTS: tuple[type[BaseModel], ...] = (
 
 
 #: the answers of the CLI's operator routes (issue 21)
-_CLI_RESPONSES = (callback_ops.CallbackRetryResponse, x12gaps.X12GapReport)
+_CLI_RESPONSES: tuple[type[BaseModel], ...] = (
+    callback_ops.CallbackRetryResponse,
+    x12gaps.X12GapReport,
+)
 
 
 def components() -> dict[str, Any]:
     """Every model's JSON Schema, under its class name."""
+    answers: tuple[type[BaseModel], ...] = (*schemas.RESPONSES, ops.BulkResponse, *_CLI_RESPONSES)
     _, defs = models_json_schema(
-        [(m, "validation") for m in _REQUESTS]
-        + [(m, "serialization") for m in (*schemas.RESPONSES, ops.BulkResponse, *_CLI_RESPONSES)],
+        [(m, "validation") for m in _REQUESTS] + [(m, "serialization") for m in answers],
         ref_template=paths.REF,
     )
     return dict(defs.get("$defs", {}))

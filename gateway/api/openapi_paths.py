@@ -6,6 +6,8 @@ The models themselves are in ``gateway.models`` (requests, shared shapes) and
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from enum import Enum
 from typing import Any
 
 from pydantic import BaseModel
@@ -28,7 +30,7 @@ _ERROR_TEXT = {
 }
 
 
-def ref(name: str | type[BaseModel]) -> dict[str, str]:
+def ref(name: str | type[BaseModel] | type[Enum]) -> dict[str, str]:
     """A ``$ref`` to a component schema, by model or by name."""
     return {"$ref": REF.format(model=name if isinstance(name, str) else name.__name__)}
 
@@ -58,7 +60,7 @@ _STR = {"type": "string"}
 
 def op(
     summary: str,
-    ok: dict[int, tuple[dict[str, Any], str] | dict[str, Any]],
+    ok: Mapping[int, tuple[dict[str, Any], str] | dict[str, Any]],
     fails: tuple[int, ...] = (),
     *,
     auth: bool = True,

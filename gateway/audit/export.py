@@ -66,7 +66,8 @@ class ExportFilter:
             return False
         if self.adapter is not None:
             d = row.details
-            adapters = d.get("adapters") if isinstance(d.get("adapters"), list) else []
+            listed = d.get("adapters")
+            adapters = listed if isinstance(listed, list) else []
             if d.get("adapter") != self.adapter and self.adapter not in adapters:
                 return False
         return True

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -13,6 +14,9 @@ import anyio
 from gateway import config, errors
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_REFUSED, EXIT_UNAVAILABLE = range(6)
+
+#: a CLI command: parsed arguments in, exit code out
+Command = Callable[[argparse.Namespace], int]
 
 
 class ApiFailure(Exception):
@@ -24,7 +28,8 @@ class ApiFailure(Exception):
 
 def base_url(args: argparse.Namespace) -> str:
     if args.url:
-        return args.url.rstrip("/")
+        url: str = args.url
+        return url.rstrip("/")
     try:
         cfg = config.load_config(args.config)
         listen = cfg.gateway.listen
@@ -68,7 +73,7 @@ def call(
     return anyio.run(_go)
 
 
-def run_api(fn: Any) -> Any:
+def run_api(fn: Command) -> Command:
     """Wrap a command: API failures and connection errors become exit codes."""
 
     def wrapped(args: argparse.Namespace) -> int:

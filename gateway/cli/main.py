@@ -223,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from gateway.cli import monitor as monitor_cli
     from gateway.inbound import dryrun
 
-    commands = {
+    commands: dict[str, client.Command] = {
         "serve": cmd_serve,
         "check-config": cmd_check_config,
         "migrate": cmd_migrate,
@@ -250,8 +250,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from gateway.cli import callbacks as callbacks_cli
             from gateway.cli import x12 as x12_cli
 
-            module = {"acks": acks_cli, "callbacks": callbacks_cli, "x12": x12_cli}[args.command]
-            return module.run(args)
+            run = {"acks": acks_cli.run, "callbacks": callbacks_cli.run, "x12": x12_cli.run}
+            return run[args.command](args)
         return commands[args.command](args)
     except errors.ConfigError as exc:
         return _fail(args, "config", exc, EXIT_USAGE)

@@ -69,7 +69,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         )
         return EXIT_FAILED
     notes = audit_verify.notes(ev, old, cfg.gateway.store, path)
-    data = {
+    data: dict[str, Any] = {
         "ok": result.ok,
         "rows": result.rows,
         "head": result.head,

@@ -20,6 +20,7 @@ stands still during the outage. The outages work wires its calendar/breaker in h
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
@@ -129,7 +130,7 @@ class AckService:
             matched=matched, filing_id=filing_id, limit=max(1, min(limit, MAX_LIST))
         )
 
-    async def resend(self, filing_id: str, *, actor: Actor, reason: str) -> list[str]:
+    async def resend(self, filing_id: str, *, actor: Actor, reason: str) -> builtins.list[str]:
         """Send a sent filing again (delivered, acknowledged or rejected): same filing and
         delivery id, a new interchange. The receiver may already hold it, so a reason is
         required and goes into the audit trail."""
@@ -147,7 +148,7 @@ class AckService:
         self._on_new_work()
         return action.changed
 
-    async def close(self, filing_id: str, *, actor: Actor, reason: str) -> list[str]:
+    async def close(self, filing_id: str, *, actor: Actor, reason: str) -> builtins.list[str]:
         """Stop waiting for an ack (the operator saw the answer elsewhere, or gave up)."""
         action = await self.store.close_ack(
             filing_id, actor=actor, now=self.clock.now(), reason=reason

@@ -46,7 +46,7 @@ def load_secrets(
     section: config.CallbacksSection, environ: Mapping[str, str]
 ) -> list[tuple[ssrf.Entry, Webhook]]:
     """(host entry, signer) pairs from ``[callbacks.subscribers.*]``; ConfigError if missing."""
-    out = []
+    out: list[tuple[ssrf.Entry, Webhook]] = []
     for name, sub in section.subscribers.items():
         key = f"callbacks.subscribers.{name}"
         if sub.secret_env is not None:

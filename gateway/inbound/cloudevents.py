@@ -105,26 +105,26 @@ def _precheck(document: Any, prefix: str) -> dict[str, Any]:
             details=[{"loc": prefix.rstrip(".") or "body", "msg": "expected an object"}],
         )
     _require(document, prefix)
-    document = {k: v for k, v in document.items() if v is not None}
+    event: dict[str, Any] = {k: v for k, v in document.items() if v is not None}
     for attr in (*_STRING_ATTRS, "time"):
-        if attr in document and not isinstance(document[attr], str):
+        if attr in event and not isinstance(event[attr], str):
             raise errors.InvalidInput(
                 f"CloudEvent attribute {attr!r} must be a string",
                 details=[{"loc": f"{prefix}{attr}", "msg": "expected a string"}],
             )
-    _check_time(document.get("time"), f"{prefix}time")
-    if document.get("specversion") != "1.0":
+    _check_time(event.get("time"), f"{prefix}time")
+    if event.get("specversion") != "1.0":
         raise errors.InvalidInput(
             "only CloudEvents specversion 1.0 is accepted",
             details=[{"loc": f"{prefix}specversion", "msg": "must be '1.0'"}],
         )
-    encoded = document.get("data_base64")
+    encoded = event.get("data_base64")
     if encoded is not None and not _is_base64(encoded):
         raise errors.InvalidInput(
             "CloudEvent data_base64 is not base64 text",
             details=[{"loc": f"{prefix}data_base64", "msg": "expected base64 text"}],
         )
-    return document
+    return event
 
 
 def _is_base64(value: Any) -> bool:

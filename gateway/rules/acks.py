@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -207,9 +207,9 @@ def read_x12(text: str, *, source: str, now: datetime) -> Reading:
                     )
                 )
     if not acks:
-        first = problems[0].message if problems else "no acknowledgement in the document"
+        why = problems[0].message if problems else "no acknowledgement in the document"
         raise x12.X12Error(
-            f"no readable TA1, 997 or 999 answer: {first}",
+            f"no readable TA1, 997 or 999 answer: {why}",
             details=[p.as_detail() for p in problems],
         )
     return Reading(acks, problems)
@@ -270,7 +270,7 @@ class Rules:
     """
 
     def __init__(self, cfg: config.Config) -> None:
-        self.resubmit: Collection[str] = frozenset(cfg.acks.resubmit_codes)
+        self.resubmit: frozenset[str] = frozenset(cfg.acks.resubmit_codes)
         self.policies = {name: retry.RetryPolicy(cfg.retry_for(name)) for name in cfg.adapters}
         self.fallback = retry.RetryPolicy(cfg.retry)
 
@@ -315,6 +315,8 @@ class Rules:
                 attempts=target.attempts, now=now, first_seen=target.filing_received_at
             )
             outcome = lifecycle.step(target.state, lifecycle.Event.ACK_REJECTED)
+            # a resubmit moved it from delivered, where a rejection moves it to rejected
+            assert isinstance(outcome, S), outcome
             why = f"{why}; {reason}"
         return AckDecision("rejected", outcome, error=why)
 

@@ -43,6 +43,10 @@ T = TypeVar("T")
 
 Dialect = Literal["sqlite", "postgres"]
 
+#: the advisory-lock namespace of ordering keys (the two-int form, so they never collide
+#: with anyone else's); the audit chain's lock is ``trail.LOCK_AUDIT``
+LOCK_ORDER_NS = 0x6564_6778
+
 #: what a request returns: "all" rows, "one" row or None, "val" first column of the first
 #: row or None, "run" the number of rows changed, "rows" (one statement per row, or
 #: PostgreSQL's ``unnest`` over column arrays) the number of rows written
@@ -68,13 +72,22 @@ class Lock:
 
 
 @dataclass(frozen=True, slots=True)
+class LockKeys:
+    """Serialize with every transaction that inserts, blocks or unblocks deliveries of
+    the same ordering keys (PostgreSQL: one advisory lock per key, taken in one fixed
+    order so two transactions cannot deadlock; SQLite: nothing to do)."""
+
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Notify:
     """Announce new work on an adapter once the transaction commits."""
 
     payload: str
 
 
-Request: TypeAlias = Query | Lock | Notify
+Request: TypeAlias = Query | Lock | LockKeys | Notify
 #: a transaction body: yields requests, receives their results, returns its value
 Body: TypeAlias = Generator[Request, Any, T]
 
@@ -230,6 +243,15 @@ async def _pg_exec(conn: Any, request: Request, channel: str) -> Any:
     if isinstance(request, Lock):
         for a, b in request.keys:
             await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", a, b)
+        return None
+    if isinstance(request, LockKeys):
+        if request.names:
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock($1, k) FROM (SELECT DISTINCT hashtext(x) AS k "
+                "FROM unnest($2::text[]) AS x ORDER BY 1) AS keys",
+                LOCK_ORDER_NS,
+                sorted(request.names),
+            )
         return None
     if isinstance(request, Notify):
         await conn.execute("SELECT pg_notify($1, $2)", channel, request.payload)

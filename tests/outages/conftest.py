@@ -91,7 +91,7 @@ class Live:
         deadline = asyncio.get_running_loop().time() + 30
         while self.cycles < target:
             assert asyncio.get_running_loop().time() < deadline, "the dispatcher stalled"
-            self.gateway.delivery.dispatcher.wake()
+            self.gateway.dispatcher.wake()
             await asyncio.sleep(0.005)  # a poll interval
 
     async def wait_status(self, filing_id: str, status: str, timeout: float = 10.0) -> Any:

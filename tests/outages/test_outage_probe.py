@@ -92,7 +92,7 @@ async def test_a_half_open_probe_never_picks_a_delivery_that_failed_a_probe(
         assert rounds < 30, f"the healthy filings never got through: {seen}"
         before = len(seen)
         live.clock.advance(2 * 3600)  # past any cool-down and retry time
-        live.gateway.delivery.dispatcher.wake()
+        live.gateway.dispatcher.wake()
 
         async def something_sent(before: int = before) -> bool:
             return len(seen) > before or await delivered() == len(healthy)

@@ -1,0 +1,169 @@
+"""What every lifecycle body shares: filing statuses (and the callbacks a change queues),
+ordering-key locks, re-deriving ``blocked`` along a key, and the in-flight refusal.
+
+How they stay right with several PostgreSQL processes:
+
+* ``refresh_statuses`` locks the filing rows first (in seq order, the order
+  ``flag_at_risk`` locks them in too: fewer deadlocks), so the delivery states read next
+  include every change committed by a concurrent refresher of the same filing, and the
+  previous status is the one the last refresher wrote. Three statements whatever the
+  number of filings. A filing with a ``callback_url`` whose status changed gets a status
+  event queued in the same transaction (schema v5), so an event is queued exactly when
+  the change commits.
+* ``LockKeys`` serializes the transactions that insert, block or unblock deliveries of one
+  ordering key, so a key's delivery ``seq`` order is its commit order.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from gateway import errors, ids, models
+from gateway.rules import lifecycle
+from gateway.store import logic, rows
+from gateway.store.base import Actor
+from gateway.store.sansio import Body, Cx, LockKeys, q, sql
+from gateway.store.trail import Trail
+
+#: filing statuses a callback is sent for
+CALLBACK_STATUSES = frozenset({"delivered", "acknowledged", "rejected", "dead", "cancelled"})
+DONE_SQL = "('delivered','acknowledged','cancelled')"
+
+
+def lock_keys(keys: Iterable[str]) -> LockKeys:
+    """``yield lock_keys(keys)``: the ordering-key locks, in one fixed order."""
+    return LockKeys(tuple(sorted(set(keys))))
+
+
+def refresh_status(cx: Cx, filing_seqs: Iterable[int], now_us: int) -> Body[None]:
+    """Re-derive the filings' statuses; queue a callback where one changed."""
+    yield from refresh_statuses(cx, dict.fromkeys(filing_seqs, now_us))
+
+
+def refresh_statuses(cx: Cx, stamps: Mapping[int, int]) -> Body[None]:
+    """``refresh_status`` with each filing's own time (filing seq → µs): a coalesced
+    transaction of several callers."""
+    if not stamps:
+        return
+    seqs = sorted(stamps)
+    before = {
+        r[0]: (r[1], r[2])
+        for r in (
+            yield sql(
+                "all",
+                f"SELECT seq, status, callback_url FROM filings WHERE seq {cx.any('$1')} "
+                f"ORDER BY seq{cx.for_update}",
+                seqs,
+            )
+        )
+    }
+    states: dict[int, list[models.DeliveryState]] = {s: [] for s in before}
+    for fs, state in (
+        yield sql(
+            "all",
+            f"SELECT filing_seq, state FROM deliveries WHERE filing_seq {cx.any('$1')}",
+            seqs,
+        )
+    ):
+        states.setdefault(fs, []).append(models.DeliveryState(state))
+    changes = [
+        (models.derive_status(states[fs]).value, stamps[fs], fs) for fs in seqs if fs in before
+    ]
+    if not changes:
+        return
+    yield q("rows", "set_statuses", changes)
+    for status, at_us, fs in changes:
+        previous, callback_url = before[fs]
+        if callback_url and previous != status:
+            yield from enqueue_callback(cx, fs, previous, status, at_us)
+
+
+def enqueue_callback(
+    cx: Cx, filing_seq: int, previous: str, status: str, now_us: int
+) -> Body[None]:
+    """Queue a status event for the filing's callback_url, in the caller's transaction."""
+    if status not in CALLBACK_STATUSES:
+        return
+    f = yield sql(
+        "one",
+        "SELECT id, filing_type, environment, reference, callback_url FROM filings WHERE seq = $1",
+        filing_seq,
+    )
+    deliveries = yield sql(
+        "all",
+        "SELECT id, adapter, state, ack FROM deliveries WHERE filing_seq = $1 ORDER BY seq",
+        filing_seq,
+    )
+    event, body = logic.callback_event(f, deliveries, previous, status, now_us)
+    yield sql(
+        "run",
+        "INSERT INTO callbacks (id, filing_id, url, event, body, state, available_at, "
+        "created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'pending', $6, $6, $6)",
+        ids.new_id("evt"),
+        f[0],
+        f[4],
+        event,
+        json.dumps(body, separators=(",", ":")),
+        now_us,
+    )
+
+
+def reblock(
+    cx: Cx, trail: Trail, actor: Actor, adapter: str, ordering_key: str, now_us: int
+) -> Body[set[int]]:
+    """Recompute ``blocked`` for one ordering key after an operator action; returns the
+    filing seqs it touched."""
+    touched: set[int] = set()
+    blocked_by_predecessor = False
+    found = yield sql(
+        "all",
+        "SELECT seq, id, filing_id, filing_seq, state FROM deliveries "
+        f"WHERE adapter = $1 AND ordering_key = $2 AND state NOT IN {DONE_SQL} ORDER BY seq",
+        adapter,
+        ordering_key,
+    )
+    for seq, delivery_id, filing_id, filing_seq, state in found:
+        if state in ("dead", "rejected"):
+            blocked_by_predecessor = True
+            continue
+        new = None
+        if blocked_by_predecessor and state in ("pending", "waiting_retry", "deferred"):
+            new = "blocked"
+        elif not blocked_by_predecessor and state == "blocked":
+            new = "pending"
+        if new is not None:
+            yield sql(
+                "run",
+                "UPDATE deliveries SET state = $1, available_at = $2, updated_at = $2 "
+                "WHERE seq = $3",
+                new,
+                now_us,
+                seq,
+            )
+            trail.add(
+                f"delivery.{'blocked' if new == 'blocked' else 'unblocked'}",
+                actor=actor,
+                filing_id=filing_id,
+                delivery_id=delivery_id,
+                details={"adapter": adapter},
+            )
+            touched.add(filing_seq)
+    return touched
+
+
+def find_filing(cx: Cx, filing_id: str) -> Body[tuple[int, str]]:
+    """The filing's seq and ordering key; ``NotFound`` when there is no such filing."""
+    row = yield sql("one", "SELECT seq, ordering_key FROM filings WHERE id = $1", filing_id)
+    if row is None:
+        raise errors.NotFound(f"no filing {filing_id}", details={"id": filing_id})
+    return int(row[0]), str(row[1])
+
+
+def refuse_in_flight(cx: Cx, seq: int, filing_id: str, event: lifecycle.Event) -> Body[None]:
+    """A send in progress stops an operator action on its filing whole (409)."""
+    found: Any = yield sql(
+        "all", "SELECT id, state, available_at FROM deliveries WHERE filing_seq = $1", seq
+    )
+    logic.refuse_in_flight(filing_id, event, [(r[0], r[1], rows.dt(r[2])) for r in found])
