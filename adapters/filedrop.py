@@ -5,6 +5,15 @@ temporary name, fsynced, then renamed to ``<delivery id>.<ext>`` and the directo
 fsynced, so the pickup side never sees a partial file, and a redelivery replaces the
 same file instead of adding a second one.
 
+A backlog goes out as concurrent ``send`` calls (the adapter's ``concurrency``): each
+writes and fsyncs its own file on a worker thread, so several files are written and
+fsynced at once, and the directory fsyncs are shared. A directory fsync makes durable
+every rename that completed before it started; so a send whose rename is done waits for
+the running directory fsync (which may have started before its rename, and then does not
+cover it) and then, unless a later one already covered it, runs one itself on behalf of
+every rename done by then. Concurrent sends thus share one directory fsync per batch, and
+each still returns its ``Receipt`` only after its own file and its own rename are durable.
+
 With an ``inbox`` directory it also *receives*: acknowledgement files dropped there (a JSON
 ack, or a TA1/997/999 interchange) are handed to the gateway one by one, oldest first, and
 moved to ``inbox/processed/`` once the gateway has stored them (``inbox/failed/`` when it
@@ -17,6 +26,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import AsyncGenerator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
@@ -56,6 +66,36 @@ _ACK_TYPES = {
 }
 
 
+@dataclass
+class _DirSync:
+    """Group commit of one directory's fsync (see the module's docstring).
+
+    ``renamed`` counts the renames completed into the directory (in event-loop order),
+    ``synced`` how many of them a finished directory fsync covers.
+    """
+
+    lock: anyio.Lock = field(default_factory=anyio.Lock)
+    renamed: int = 0
+    synced: int = 0
+
+    async def durable(self, directory: Path, ticket: int) -> None:
+        """Return once a directory fsync that started after rename number ``ticket`` is done."""
+        async with self.lock:
+            if self.synced >= ticket:
+                return  # a sync that started after our rename finished while we waited
+            covered = self.renamed
+            await anyio.to_thread.run_sync(_fsync_dir, directory)
+            self.synced = max(self.synced, covered)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class FiledropAdapter(base.BaseAdapter):
     """Writes each delivery to ``directory/<delivery_id>.<ext>``."""
 
@@ -64,6 +104,7 @@ class FiledropAdapter(base.BaseAdapter):
     def __init__(self, *, name: str, options: FiledropOptions) -> None:
         super().__init__(name=name, options=options)
         self.options: FiledropOptions = options
+        self._dirs: dict[Path, _DirSync] = {}
 
     async def open(self) -> None:
         try:
@@ -84,6 +125,10 @@ class FiledropAdapter(base.BaseAdapter):
         target = self.path_for(message)
         try:
             await anyio.to_thread.run_sync(self._write, target, message.body)
+            if self.options.fsync:
+                sync = self._dirs.setdefault(target.parent, _DirSync())
+                sync.renamed += 1
+                await sync.durable(target.parent, sync.renamed)
         except OSError as exc:
             raise errors.TransientError(f"writing {target} failed: {exc}") from exc
         return models.Receipt(
@@ -105,12 +150,6 @@ class FiledropAdapter(base.BaseAdapter):
         except OSError:
             tmp.unlink(missing_ok=True)
             raise
-        if self.options.fsync:
-            fd = os.open(target.parent, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
 
     async def receive(self) -> AsyncGenerator[models.InboundDocument, bool | None]:
         """Ack files from ``inbox``; the gateway sends back True (stored) or False (unreadable)."""

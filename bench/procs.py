@@ -9,6 +9,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -44,6 +45,130 @@ def wait_http(url: str, timeout_s: float = 30.0, proc: subprocess.Popen[Any] | N
     raise RuntimeError(f"{url} did not become ready in {timeout_s} s")
 
 
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (all its threads), from /proc;
+    0.0 when it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    # the command name (field 2) may hold spaces: split after its closing parenthesis
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def descendants(pid: int) -> list[int]:
+    """``pid`` and every process below it (a gateway with ``workers > 1`` starts others)."""
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(d.name))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, ()))
+    return out
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of ``pid`` and the processes it started (while they run)."""
+    return sum(cpu_seconds(p) for p in descendants(pid))
+
+
+def _postgres_processes() -> dict[int, str]:
+    """pid -> command line of every PostgreSQL server process this machine shows."""
+    out: dict[int, str] = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            if (d / "comm").read_text().strip() != "postgres":
+                continue
+            out[int(d.name)] = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+    return out
+
+
+class PgCpu:
+    """CPU the PostgreSQL server spends on one database over an interval, from /proc.
+
+    ``backends_s``: the server processes serving connections to ``database`` (their
+    command line names it), counted exactly. ``shared_s``: the server's background
+    processes (WAL writer, checkpointer, background writer, autovacuum), which serve every
+    database on the server, other users' included; shown apart, as an upper bound.
+    A backend ends with its connection, so a thread samples them every 0.2 s while the
+    interval runs and keeps each one's last figure (at most 0.2 s of a closing one's
+    CPU goes uncounted).
+    """
+
+    def __init__(self, database: str) -> None:
+        self.database = database
+        self.start: dict[int, float] = {}
+        self.start_shared: dict[int, float] = {}
+        self.last: dict[int, float] = {}
+        self.last_shared: dict[int, float] = {}
+        self.backends_s = 0.0
+        self.shared_s = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _split(self) -> tuple[dict[int, float], dict[int, float]]:
+        mine: dict[int, float] = {}
+        shared: dict[int, float] = {}
+        for pid, cmd in _postgres_processes().items():
+            words = cmd.split()
+            if f" {self.database} " in f" {cmd} ":
+                mine[pid] = cpu_seconds(pid)
+            elif (
+                len(words) >= 2
+                and words[0] == "postgres:"
+                and not any(w.endswith(")") and "(" in w for w in words)
+            ):
+                shared[pid] = cpu_seconds(pid)
+        return mine, shared
+
+    def _sample(self) -> None:
+        mine, shared = self._split()
+        for pid, v in mine.items():
+            if v:
+                self.last[pid] = v
+        for pid, v in shared.items():
+            if v:
+                self.last_shared[pid] = v
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.2):
+            self._sample()
+
+    def begin(self) -> None:
+        self.start, self.start_shared = self._split()
+        self.last, self.last_shared = dict(self.start), dict(self.start_shared)
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def end(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self._sample()
+        # a backend that connected during the interval counts from zero
+        self.backends_s = sum(v - self.start.get(pid, 0.0) for pid, v in self.last.items())
+        self.shared_s = sum(
+            v - self.start_shared.get(pid, 0.0) for pid, v in self.last_shared.items()
+        )
+
+
 def rss_kb(pid: int) -> dict[str, int]:
     """VmRSS and VmHWM (peak) of a process, in kB."""
     out: dict[str, int] = {}
@@ -61,6 +186,19 @@ class Proc:
     popen: subprocess.Popen[Any]
     log: Path
     port: int
+    #: CPU seconds used when it became ready (start-up, imports and migration left out)
+    cpu_ready: float = 0.0
+    #: CPU seconds used just before it was asked to stop (None while running)
+    cpu_end: float | None = None
+
+    def mark_ready(self) -> None:
+        self.cpu_ready = tree_cpu_seconds(self.popen.pid)
+
+    def cpu_used(self) -> float:
+        """CPU seconds from ready to the stop (or to now, while it runs), the processes
+        it started included."""
+        end = self.cpu_end if self.cpu_end is not None else tree_cpu_seconds(self.popen.pid)
+        return max(0.0, end - self.cpu_ready)
 
     @property
     def url(self) -> str:
@@ -68,6 +206,8 @@ class Proc:
 
     def stop(self, timeout_s: float = 20.0) -> None:
         if self.popen.poll() is None:
+            if self.cpu_end is None:
+                self.cpu_end = tree_cpu_seconds(self.popen.pid)
             self.popen.send_signal(signal.SIGTERM)
             try:
                 self.popen.wait(timeout_s)
@@ -89,6 +229,7 @@ def start_b1(workdir: Path) -> Proc:
     while time.monotonic() < deadline:
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
+                proc.mark_ready()
                 return proc
         time.sleep(0.1)
     proc.stop()
@@ -104,6 +245,11 @@ class GatewaySpec:
     burst: int = 10
     extra_gateway: dict[str, Any] = field(default_factory=dict)
     log_level: str = "info"
+    #: the one adapter's name and its TOML lines (default: the no-op adapter)
+    adapter: str = "noop"
+    adapter_lines: list[str] | None = None
+    #: ``[gateway] workers``: serve processes on one port (written only when > 1)
+    workers: int = 1
 
 
 def write_config(spec: GatewaySpec, workdir: Path, port: int, name: str) -> Path:
@@ -115,17 +261,34 @@ def write_config(spec: GatewaySpec, workdir: Path, port: int, name: str) -> Path
         "log_level": f'"{spec.log_level}"',
         "shutdown_grace": '"5s"',
     }
+    if spec.workers > 1:
+        gw["workers"] = str(spec.workers)
     gw.update({k: str(v) for k, v in spec.extra_gateway.items()})
     lines = ["[gateway]", *(f"{k} = {v}" for k, v in gw.items())]
-    lines += ["", "[auth]", 'mode = "none"', "", "[adapters.noop]"]
-    lines += ['factory = "bench.noop_adapter:NoopAdapter"', f"concurrency = {spec.concurrency}"]
+    lines += ["", "[auth]", 'mode = "none"', "", f"[adapters.{spec.adapter}]"]
+    lines += spec.adapter_lines or ['factory = "bench.noop_adapter:NoopAdapter"']
+    lines += [f"concurrency = {spec.concurrency}"]
     if spec.rate_limit is not None:
         lines += [f"rate_limit = {spec.rate_limit}", f"burst = {spec.burst}"]
     lines += ["", "[[routes]]", 'filing_types = ["*"]', 'environments = ["cert", "production"]']
-    lines += ['adapters = ["noop"]', "", "[audit]", f'checkpoint_dir = "{workdir / "cp"}"']
+    lines += [
+        f'adapters = ["{spec.adapter}"]',
+        "",
+        "[audit]",
+        f'checkpoint_dir = "{workdir / "cp"}"',
+    ]
     path = workdir / f"{name}.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def wait_listening(log: Path, n: int, timeout_s: float) -> None:
+    """Wait until ``n`` processes have logged ``gateway.listening`` (every worker ready)."""
+    deadline = time.monotonic() + timeout_s
+    while log.read_text(errors="replace").count('"gateway.listening"') < n:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{n} serve processes did not all start in {timeout_s} s")
+        time.sleep(0.1)
 
 
 def start_gateway(spec: GatewaySpec, workdir: Path, name: str = "gw") -> Proc:
@@ -147,6 +310,8 @@ def start_gateway(spec: GatewaySpec, workdir: Path, name: str = "gw") -> Proc:
     proc = Proc(p, log, port)
     try:
         wait_http(f"{proc.url}/readyz", 60, p)
+        wait_listening(log, spec.workers, 60)
+        proc.mark_ready()
     except RuntimeError as exc:
         proc.stop()
         tail = log.read_text()[-800:]
@@ -240,7 +405,9 @@ async def wait_delivered(url: str, expected: int, timeout_s: float) -> int:
     return n
 
 
-async def preload(url: str, n: int, *, state: str = "pending", available_in_s: float = 0) -> None:
+async def preload(
+    url: str, n: int, *, state: str = "pending", available_in_s: float = 0, adapter: str = "noop"
+) -> None:
     """Insert ``n`` waiting filings (one noop delivery each) straight into the tables.
 
     Setup, not a measured figure: one INSERT … SELECT per table. Payloads are ~300 bytes.
@@ -260,7 +427,7 @@ async def preload(url: str, n: int, *, state: str = "pending", available_in_s: f
     d_sql = (
         "INSERT INTO deliveries (id, filing_seq, filing_id, adapter, ordering_key, state, "
         "available_at, due_by, created_at, updated_at) "
-        "SELECT 'dlv_pre' || substr(f.id, 8), f.seq, f.id, 'noop', f.ordering_key, '{state}', "
+        "SELECT 'dlv_pre' || substr(f.id, 8), f.seq, f.id, '{adapter}', f.ordering_key, '{state}', "
         "{avail}, NULL, {now}, {now} FROM filings f WHERE f.id LIKE 'fil_pre%'"
     )
     payload = (PAYLOAD % (0, pad)).replace("MAEU0", "MAEU%d")
@@ -277,7 +444,7 @@ async def preload(url: str, n: int, *, state: str = "pending", available_in_s: f
             conn.execute(
                 f_sql.format(x="x", payload=payload, now=now_us, status=fs_status, series=series)
             )
-            conn.execute(d_sql.format(state=state, avail=avail, now=now_us))
+            conn.execute(d_sql.format(state=state, avail=avail, now=now_us, adapter=adapter))
             conn.execute("COMMIT")
             conn.execute("ANALYZE")
         finally:
@@ -297,7 +464,7 @@ async def preload(url: str, n: int, *, state: str = "pending", available_in_s: f
                     series=f"generate_series(1, {n}) AS x",
                 )
             )
-            await c.execute(d_sql.format(state=state, avail=avail, now=now_us))
+            await c.execute(d_sql.format(state=state, avail=avail, now=now_us, adapter=adapter))
         await c.execute("ANALYZE")
     finally:
         await c.close()

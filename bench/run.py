@@ -36,8 +36,17 @@ def fmt(v: Any, digits: int = 2) -> str:
     return str(v)
 
 
+def cpu_cell(r: dict[str, Any]) -> str:
+    """CPU ms per delivered filing: the gateway's, plus the database's on PostgreSQL rows."""
+    gw, db = r.get("cpu_ms"), r.get("db_cpu_ms")
+    if gw is None:
+        return "-"
+    return f"{gw:.3f}" + (f" + db {db:.3f}" if db is not None else "")
+
+
 def table(rows: list[dict[str, Any]]) -> str:
-    head = ["row", "what", "figure", "unit", "baseline", "ratio", "target", "met", "note"]
+    head = ["row", "what", "figure", "unit", "baseline", "ratio", "target", "met", "CPU ms"]
+    head += ["note"]
     body = [
         [
             r["row"],
@@ -48,6 +57,7 @@ def table(rows: list[dict[str, Any]]) -> str:
             fmt(r.get("ratio")),
             r.get("target", "-"),
             fmt(r.get("met")) if "met" in r else "-",
+            cpu_cell(r),
             str(r.get("note", "")).replace("\n", " ").replace("|", "/"),
         ]
         for r in rows
@@ -95,7 +105,10 @@ async def main(argv: list[str]) -> int:
     ap.add_argument("--long", action="store_true", help="row 8 over 10 min, row 10 at 100,000")
     ap.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
     ap.add_argument("--only", default="", help="comma-separated scenario names")
-    ap.add_argument("--rate", type=float, default=500.0, help="fixed rate of rows 4-5 (req/s)")
+    ap.add_argument("--rate", type=float, default=250.0, help="fixed rate of rows 4-5 (req/s)")
+    ap.add_argument(
+        "--workers", type=int, default=1, help="serve processes of the SQLite gateway rows 1-5"
+    )
     ap.add_argument("--out", default="", help="JSON path (default bench/results/<time>.json)")
     args = ap.parse_args(argv)
     if not wrk.available():
@@ -117,7 +130,12 @@ async def main(argv: list[str]) -> int:
     started = machine()
     with tempfile.TemporaryDirectory(prefix="edigw-bench-") as tmp:
         ctx = scenarios.Ctx(
-            Path(tmp), admin, duration_s=args.duration, long=args.long, rate=args.rate
+            Path(tmp),
+            admin,
+            duration_s=args.duration,
+            long=args.long,
+            rate=args.rate,
+            workers=args.workers,
         )
         rows: list[dict[str, Any]] = []
         for fn in scenarios.ALL:

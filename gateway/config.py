@@ -59,6 +59,13 @@ class GatewaySection(BaseModel):
     scan_interval: Duration = Field(default=1.0, gt=0, description="fallback scan for due work")
     claim_batch: int = Field(default=100, ge=1, le=10_000)
     shutdown_grace: Duration = Field(default=10.0, ge=0)
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="`serve` processes sharing the listen port (SO_REUSEPORT); the first "
+        "starts the others and stops them with it",
+    )
     allowed_hosts: list[str] = Field(
         default_factory=list,
         description="`Host` values served (`name` or `name:port`); always also the listen "

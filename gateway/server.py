@@ -8,13 +8,31 @@ The audit trail records ``gateway.started``, ``config.loaded`` (with the config'
 and ``gateway.stopped``; a signed checkpoint of its head is written at start, every
 ``[audit] checkpoint_every_rows`` rows or ``checkpoint_every`` (when rows were added),
 and on clean shutdown.
+
+Several processes (``[gateway] workers = N``): one gateway process is bound by Python
+work per filing under one GIL, so a machine's other cores serve only through other
+processes. The process ``serve`` starts (the first) opens the store, migrates it and
+listens; then it starts N-1 more ``serve`` processes with the same command line and
+environment, each a whole gateway (HTTP API, dispatcher, its own store connection and
+group commit), all listening on the same port with ``SO_REUSEPORT``, so the kernel spreads
+connections over them. They share the work through the store as separate gateway
+processes always could: leases and fencing tokens keep a delivery with one process, the
+per-key order holds across processes, and on SQLite the database's writer lock serialises
+their commits (each process still group-commits its own concurrent requests). The first
+process forwards SIGTERM/SIGINT to the others and waits for their graceful stop before its
+own ends; one that dies is started again (at most every few seconds); and one whose first
+process is gone (``kill -9``) stops itself gracefully. ``make run`` stays one command.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import signal
-from collections.abc import AsyncIterator, Mapping
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, cast
 
 import anyio
@@ -39,6 +57,78 @@ from gateway.store.base import Store
 
 log = structlog.get_logger("gateway.server")
 
+#: in the environment of the processes the first one starts: their index (1..N-1) …
+WORKER_ENV = "EDIGW_WORKER"
+#: … and the port the first one listens on (it may have been given port 0)
+WORKER_PORT_ENV = "EDIGW_WORKER_PORT"
+#: the least time between two starts of the same worker slot
+RESTART_EVERY_S = 5.0
+
+
+class Workers:
+    """The other ``serve`` processes of a ``workers = N`` gateway, as the first one sees
+    them: started, started again when one dies, signalled and waited for at shutdown."""
+
+    def __init__(self, command: Sequence[str], count: int, port: int) -> None:
+        self.command = list(command)
+        self.count = count
+        self.port = port
+        self.procs: dict[int, subprocess.Popen[bytes]] = {}
+        self.started_at: dict[int, float] = {}
+        self.stopping = False
+
+    def _spawn(self, index: int) -> None:
+        env = {**os.environ, WORKER_ENV: str(index), WORKER_PORT_ENV: str(self.port)}
+        self.procs[index] = subprocess.Popen(self.command, env=env)
+        self.started_at[index] = time.monotonic()
+        log.info("gateway.worker_started", worker=index, pid=self.procs[index].pid)
+
+    def start(self) -> None:
+        for index in range(1, self.count):
+            self._spawn(index)
+
+    async def watch(self) -> None:
+        """Start again a worker that exited while the gateway serves."""
+        while not self.stopping:
+            await anyio.sleep(0.5)
+            for index, proc in list(self.procs.items()):
+                code = proc.poll()
+                if code is None or self.stopping:
+                    continue
+                if time.monotonic() - self.started_at[index] < RESTART_EVERY_S:
+                    continue
+                log.warning("gateway.worker_exited", worker=index, pid=proc.pid, code=code)
+                self._spawn(index)
+
+    def signal(self, signum: int) -> None:
+        self.stopping = True
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signum)
+
+    async def wait(self, timeout_s: float) -> None:
+        """Wait for every worker to exit; kill one still running after ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        while any(p.poll() is None for p in self.procs.values()):
+            if time.monotonic() >= deadline:
+                for index, proc in self.procs.items():
+                    if proc.poll() is None:
+                        log.error("gateway.worker_killed", worker=index, pid=proc.pid)
+                        proc.kill()
+                        proc.wait()
+                break
+            await anyio.sleep(0.05)
+
+
+def worker_command() -> list[str]:
+    """The command line that started this ``serve`` process, to start its workers with."""
+    if "serve" not in sys.orig_argv[1:]:
+        raise errors.ConfigError(
+            "gateway.workers: more than one process needs `edi-gateway serve`",
+            key="gateway.workers",
+        )
+    return [sys.executable, *sys.orig_argv[1:]]
+
 
 class Gateway:
     """A running gateway's parts, for ``serve`` and for tests that start one in-process."""
@@ -52,8 +142,13 @@ class Gateway:
         adapters: Mapping[str, Any] | None = None,
         environ: Mapping[str, str] | None = None,
         owner: str | None = None,
+        worker_command: Sequence[str] | None = None,
     ) -> None:
         self.cfg = cfg
+        #: 0 in the first (or only) process; 1..N-1 in the workers it started
+        self.worker_index = int(os.environ.get(WORKER_ENV, "0") or 0)
+        self._worker_command = worker_command
+        self.workers: Workers | None = None
         self.clock = clock or SystemClock()
         self.authenticator = auth.Authenticator(cfg.auth, environ)
         if cfg.auth.mode == "none" and not cfg.gateway.listens_on_loopback():
@@ -178,8 +273,15 @@ class Gateway:
             await self._open_checkpoints()
             self._runner = web.AppRunner(self.app, handle_signals=False, access_log=None)
             await self._runner.setup()
+            port = self.cfg.gateway.port
+            if self.worker_index and os.environ.get(WORKER_PORT_ENV):
+                port = int(os.environ[WORKER_PORT_ENV])
             site = web.TCPSite(
-                self._runner, self.cfg.gateway.host, self.cfg.gateway.port, reuse_address=True
+                self._runner,
+                self.cfg.gateway.host,
+                port,
+                reuse_address=True,
+                reuse_port=self.cfg.gateway.workers > 1 or None,
             )
             await site.start()
             server = getattr(site, "_server", None)
@@ -194,6 +296,7 @@ class Gateway:
             listen=f"{self.cfg.gateway.host}:{self.port}",
             store=self.cfg.gateway.store_label(),
             owner=self.dispatcher.owner,
+            worker=self.worker_index,
         )
 
     async def stop(self) -> None:
@@ -232,6 +335,15 @@ class Gateway:
         await self.start()
         try:
             async with anyio.create_task_group() as tg:
+                if self.cfg.gateway.workers > 1 and self.worker_index == 0:
+                    # after start(): the store is migrated and the port known
+                    self.workers = Workers(
+                        self._worker_command or worker_command(),
+                        self.cfg.gateway.workers,
+                        self.port or self.cfg.gateway.port,
+                    )
+                    self.workers.start()
+                    tg.start_soon(self.workers.watch)
                 await tg.start(self.dispatcher.run)
                 checkpointing = anyio.CancelScope()
                 tg.start_soon(self._checkpoint_loop, checkpointing)
@@ -240,6 +352,8 @@ class Gateway:
                 side = anyio.CancelScope()
                 tg.start_soon(self._run_side_tasks, side)
                 await self._wait_for_stop(stop, signals)
+                if self.workers is not None:
+                    self.workers.signal(signal.SIGTERM)  # they drain beside us
                 side.cancel()
                 self.service.shutting_down = True  # /readyz is 503 from here on
                 log.info(
@@ -254,6 +368,12 @@ class Gateway:
                 listening.cancel()
                 await self.dispatcher.stop(self.cfg.gateway.shutdown_grace)
         finally:
+            if self.workers is not None:
+                with anyio.CancelScope(shield=True):
+                    self.workers.signal(signal.SIGTERM)
+                    await self.workers.wait(
+                        self.cfg.gateway.shutdown_grace + self.cfg.monitoring.drain_delay + 15
+                    )
             await self.stop()
             log.info("gateway.stopped")
 
@@ -378,9 +498,20 @@ class Gateway:
                 await stop.wait()
                 tg.cancel_scope.cancel()
 
+            async def on_orphaned() -> None:
+                parent = os.getppid()
+                while True:  # no event to wait on: a parent's death is only seen by polling
+                    await anyio.sleep(1.0)
+                    if os.getppid() != parent:
+                        break
+                log.warning("gateway.first_process_gone", worker=self.worker_index)
+                tg.cancel_scope.cancel()
+
             tg.start_soon(on_signal)
             if stop is not None:
                 tg.start_soon(on_event)
+            if self.worker_index:
+                tg.start_soon(on_orphaned)
 
 
 def config_hash(cfg: config.Config) -> str:

@@ -1,7 +1,17 @@
-"""HTTP handlers under ``/v1``. Each reads the request, calls the service, writes JSON."""
+"""HTTP handlers under ``/v1``. Each reads the request, calls the service, writes JSON.
+
+``POST /v1/filings`` validates the event straight from the request's bytes
+(``model_validate_json``: one pass in pydantic-core, no Python dict built first). That
+parser is stricter than the json module in places (a byte-order mark, a lone surrogate
+escape) and words its errors its own way, so whenever it refuses a body the body goes the
+old road, ``jsonio.loads`` then ``model_validate``, which refuses or accepts it exactly as
+before and names the fault the same way: the fast road only ever accepts what the old one
+accepts, with the same values (so the same body hash), and every refusal reads as before.
+"""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -22,6 +32,8 @@ LIMITS = web.AppKey("limits", dict)
 PRINCIPAL = web.RequestKey("principal", auth.Principal)
 
 MAX_BATCH = 1000
+#: a \\uD800-\\uDFFF escape: the json module's road checks such a body (lone surrogates)
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 def dump(value: Any) -> str:
@@ -112,6 +124,18 @@ def parse_event(data: Any, *, prefix: str = "") -> models.FilingEvent:
         raise errors.InvalidInput(f"{first['loc']}: {first['msg']}", details=details) from exc
 
 
+def event_from_body(raw: bytes) -> models.FilingEvent:
+    """The filing event of a request body (see the module docstring for the two roads)."""
+    if not raw.strip():
+        raise errors.MalformedInput("the request body is empty; send a JSON document")
+    if not _SURROGATE_ESCAPE.search(raw):
+        try:
+            return models.FilingEvent.model_validate_json(raw)
+        except ValidationError:
+            pass  # the old road says what is wrong, in its own words
+    return parse_event(jsonio.loads(raw))
+
+
 def submitted_json(result: Submitted) -> dict[str, Any]:
     v = result.filing
     return {
@@ -126,14 +150,15 @@ def submitted_json(result: Submitted) -> dict[str, Any]:
 
 
 async def post_filing(request: web.Request) -> web.Response:
-    data = await read_json(request, request.app[LIMITS]["body"])
-    event = parse_event(data)
+    event = event_from_body(await read_body(request, request.app[LIMITS]["body"]))
+    principal = request[PRINCIPAL].name
     item = Inbound(
         event=event,
         idempotency_header=request.headers.get("Idempotency-Key"),
-        source=f"api:{request[PRINCIPAL].name}",
+        source=f"api:{principal}",
     )
-    result = await request.app[SERVICE].submit(item, actor=actor_of(request))
+    actor = Actor(name=principal, request_id=request.get(REQUEST_ID))
+    result = await request.app[SERVICE].submit(item, actor=actor)
     return respond(submitted_json(result), status=202 if result.created else 200)
 
 
