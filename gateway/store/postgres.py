@@ -49,7 +49,6 @@ from gateway.store import (
     coalesce,
     dispatch,
     inbound,
-    pg_sql,
     reads,
     sansio,
     schema,
@@ -249,17 +248,17 @@ class PostgresStore(
 
     async def _tx(self, fn: Callable[..., sansio.Body[T]], *args: Any) -> T:
         """Run a transaction body (``sansio``) in one transaction, retried as ``_write``."""
-        return await self._write(lambda c: sansio.run_async(c, fn(self.cx, *args), pg_sql.CHANNEL))
+        return await self._write(lambda c: sansio.run_async(c, fn(self.cx, *args), sansio.CHANNEL))
 
     async def _rx(self, fn: Callable[..., sansio.Body[T]], *args: Any) -> T:
-        return await self._read(lambda c: sansio.run_async(c, fn(self.cx, *args), pg_sql.CHANNEL))
+        return await self._read(lambda c: sansio.run_async(c, fn(self.cx, *args), sansio.CHANNEL))
 
     async def _rx_snapshot(self, fn: Callable[..., sansio.Body[T]], *args: Any) -> T:
         """Run a body in a read-only REPEATABLE READ transaction: one snapshot."""
 
         async def _run(conn: asyncpg.Connection) -> T:
             async with conn.transaction(isolation="repeatable_read", readonly=True):
-                return await sansio.run_async(conn, fn(self.cx, *args), pg_sql.CHANNEL)
+                return await sansio.run_async(conn, fn(self.cx, *args), sansio.CHANNEL)
 
         return await self._read(_run)
 
@@ -358,7 +357,7 @@ class PostgresStore(
                 delay = min(delay * 2, 5.0)
                 continue
             try:
-                await conn.add_listener(pg_sql.CHANNEL, lambda *_: callback())
+                await conn.add_listener(sansio.CHANNEL, lambda *_: callback())
                 callback()
                 if not started:
                     task_status.started()

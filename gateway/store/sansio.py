@@ -47,6 +47,9 @@ Dialect = Literal["sqlite", "postgres"]
 #: with anyone else's); the audit chain's lock is ``trail.LOCK_AUDIT``
 LOCK_ORDER_NS = 0x6564_6778
 
+#: the PostgreSQL channel new work (a filing, an operator retry, released leases) is announced on
+CHANNEL = "edigw_new_work"
+
 #: what a request returns: "all" rows, "one" row or None, "val" first column of the first
 #: row or None, "run" the number of rows changed, "rows" (one statement per row, or
 #: PostgreSQL's ``unnest`` over column arrays) the number of rows written, "each" (the
