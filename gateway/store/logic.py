@@ -11,6 +11,7 @@ from typing import Any
 
 from gateway import errors, models
 from gateway.rules import lifecycle, outages
+from gateway.rules.acks import AckDecision, AckTarget
 from gateway.store import base, rows
 
 _E = lifecycle.Event
@@ -41,7 +42,7 @@ def deferred_details(reason: str, until: datetime, probe_failed: bool) -> dict[s
 
 
 def conflict_details(
-    target: base.AckTarget, ack_id: str, ack: models.Ack, decision: base.AckDecision
+    target: AckTarget, ack_id: str, ack: models.Ack, decision: AckDecision
 ) -> dict[str, Any]:
     """Details of the ``delivery.ack_conflict`` audit row (a flag, not a move)."""
     return {

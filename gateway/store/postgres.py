@@ -14,7 +14,7 @@ transaction (READ COMMITTED); how they stay correct together:
   concurrent ``complete`` calls (``coalesce``), with set-based statements; every caller
   resumes only after that COMMIT. When a shared accept fails for a reason that may be
   one call's own, each call runs again alone, so one bad call never fails the others;
-* **audit** appends take one advisory lock in the same transaction (``pg_audit.Trail``),
+* **audit** appends take one advisory lock in the same transaction (``trail.Trail``),
   so all processes extend one hash chain; triggers refuse UPDATE and TRUNCATE, and
   DELETE except inside ``prune_audit``'s own transaction;
 * **outages** and deadline flags lock what they change (see ``store/outages.py``).
@@ -73,11 +73,16 @@ _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, terminate_backend
     asyncpg.exceptions.CannotConnectNowError,
 )
-_CONFLICT_ERRORS = (
+_CONFLICT_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.DeadlockDetectedError,
     asyncpg.exceptions.SerializationError,
 )
-_DB_ERRORS = (asyncpg.exceptions.PostgresError, *_CONNECTION_ERRORS)
+_DB_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.PostgresError,
+    *_CONNECTION_ERRORS,
+)
+_OPEN_ERRORS: tuple[type[BaseException], ...] = (*_DB_ERRORS, ValueError)
+_CLOSE_ERRORS: tuple[type[BaseException], ...] = (*_DB_ERRORS, TimeoutError)
 
 
 #: most calls one group-commit transaction holds
@@ -94,7 +99,7 @@ def _whole_batch_failed(exc: BaseException) -> bool:
     return isinstance(cause, (_CommitUnknown, *_CONNECTION_ERRORS))
 
 
-class _PooledConnection(asyncpg.Connection):  # type: ignore[misc]
+class _PooledConnection(asyncpg.Connection):
     """A pooled connection released without asyncpg's reset query (one round trip per
     release: advisory unlock, CLOSE ALL, UNLISTEN, RESET ALL). Pooled connections hold
     none of those: locks are transaction-scoped, LISTEN has its own connection, no
@@ -165,7 +170,7 @@ class PostgresStore(
     async def open(self) -> None:
         try:
             self._pool = await asyncpg.create_pool(self.dsn, **self._pool_args)
-        except (*_DB_ERRORS, ValueError) as exc:
+        except _OPEN_ERRORS as exc:
             raise errors.StoreError(f"cannot open PostgreSQL store: {exc}") from exc
 
     async def close(self) -> None:
@@ -191,7 +196,7 @@ class PostgresStore(
             with anyio.CancelScope(shield=True):
                 try:
                     await asyncio.wait_for(pool.close(), 10)
-                except (*_DB_ERRORS, TimeoutError):
+                except _CLOSE_ERRORS:
                     pool.terminate()
 
     async def ping(self) -> None:
@@ -210,7 +215,7 @@ class PostgresStore(
 
     async def _run(
         self,
-        fn: Callable[[asyncpg.Connection], Awaitable[T]],
+        fn: Callable[[Any], Awaitable[T]],
         *,
         write: bool,
         retry: bool = True,
@@ -240,10 +245,10 @@ class PostgresStore(
             raise errors.StoreError(f"PostgreSQL store error: {exc}") from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _write(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+    async def _write(self, fn: Callable[[Any], Awaitable[T]]) -> T:
         return await self._run(fn, write=True)
 
-    async def _read(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+    async def _read(self, fn: Callable[[Any], Awaitable[T]]) -> T:
         return await self._run(fn, write=False)
 
     async def _tx(self, fn: Callable[..., sansio.Body[T]], *args: Any) -> T:
@@ -371,7 +376,7 @@ class PostgresStore(
                 with anyio.CancelScope(shield=True):
                     try:
                         await asyncio.wait_for(conn.close(), 2)
-                    except (*_DB_ERRORS, TimeoutError):
+                    except _CLOSE_ERRORS:
                         conn.terminate()
 
     async def _watch(self, conn: asyncpg.Connection, check_every_s: float) -> None:
@@ -384,9 +389,7 @@ class PostgresStore(
             await conn.fetchval("SELECT 1", timeout=5)
 
 
-async def _in_transaction(
-    conn: asyncpg.Connection, fn: Callable[[asyncpg.Connection], Awaitable[T]]
-) -> T:
+async def _in_transaction(conn: Any, fn: Callable[[Any], Awaitable[T]]) -> T:
     tx = conn.transaction()
     await tx.start()
     try:
