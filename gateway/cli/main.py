@@ -3,9 +3,25 @@
 Exit codes: 0 ok · 1 the operation failed (e.g. audit does not verify) · 2 usage or
 config error · 3 not found · 4 refused (invalid input, conflict, auth) · 5 the gateway
 could not be reached or is unavailable.
+
+A SIGTERM that arrives while the program is still starting (importing, reading config,
+opening the store), before ``serve`` installs its own graceful handler, is a clean stop:
+exit 0 with nothing accepted yet, not death by signal (a supervisor that stops a process
+it has just restarted must not see a failure).
 """
 
+# ruff: noqa: E402  (the early SIGTERM handler must come before the slow imports)
 from __future__ import annotations
+
+import signal as _signal
+
+
+def _stop_before_start(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
+if __name__ == "__main__":
+    _signal.signal(_signal.SIGTERM, _stop_before_start)
 
 import argparse
 import json
@@ -215,6 +231,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if argv is None:  # the program itself (the console script): see the module docstring
+        _signal.signal(_signal.SIGTERM, _stop_before_start)
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command not in ("serve",):
