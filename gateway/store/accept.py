@@ -22,23 +22,23 @@ from datetime import datetime
 from typing import Any
 
 from gateway import errors, ids, models
-from gateway.store import base, logic, rows
-from gateway.store.base import Actor
+from gateway.store import logic, rows, values
 from gateway.store.sansio import Body, Cx, UniqueViolation, q, sql
 from gateway.store.status import lock_keys, refresh_statuses
 from gateway.store.trail import Trail
+from gateway.store.values import Actor
 
 
 @dataclass(frozen=True, slots=True)
 class AcceptCall:
     """One caller's ``accept``: its filings, who asked, and when."""
 
-    items: list[base.NewFiling]
+    items: list[values.NewFiling]
     actor: Actor
     now: datetime
 
 
-def accept_many(cx: Cx, calls: list[AcceptCall]) -> Body[list[list[base.AcceptResult]]]:
+def accept_many(cx: Cx, calls: list[AcceptCall]) -> Body[list[list[values.AcceptResult]]]:
     """Several callers' accepts in one transaction; each gets the results of its items.
 
     The same as running them one after the other: items are inserted in call order
@@ -105,7 +105,7 @@ def accept_many(cx: Cx, calls: list[AcceptCall]) -> Body[list[list[base.AcceptRe
     yield from trail.flush(notify="accept")
     return [
         [
-            base.AcceptResult(item.filing.id, created=True, view=views[item.filing.id])
+            values.AcceptResult(item.filing.id, created=True, view=views[item.filing.id])
             if item.filing.id in views
             else earlier[item.filing.id]
             for item in call.items
@@ -138,7 +138,7 @@ def _filing_row(call: AcceptCall, f: models.Filing) -> tuple[Any, ...]:
     )
 
 
-def _earlier(cx: Cx, filings: list[models.Filing]) -> Body[dict[str, base.AcceptResult]]:
+def _earlier(cx: Cx, filings: list[models.Filing]) -> Body[dict[str, values.AcceptResult]]:
     """The filings whose idempotency key was taken (maybe committed just now, maybe by an
     earlier item of this batch): the filing that holds it, or the key-reused error when
     the bodies differ. One SELECT for all of them."""
@@ -151,12 +151,12 @@ def _earlier(cx: Cx, filings: list[models.Filing]) -> Body[dict[str, base.Accept
         keys,
     )
     held = {r[0]: (r[1], r[2]) for r in found}
-    out: dict[str, base.AcceptResult] = {}
+    out: dict[str, values.AcceptResult] = {}
     for f in filings:
         if f.idempotency_key not in held:  # pragma: no cover - ON CONFLICT saw a row now gone
             raise errors.StoreError(f"idempotency key {f.idempotency_key!r} vanished")
         filing_id, body_hash = held[f.idempotency_key]
-        out[f.id] = base.AcceptResult(
+        out[f.id] = values.AcceptResult(
             filing_id,
             created=False,
             error=None

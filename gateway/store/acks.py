@@ -39,11 +39,11 @@ from gateway.audit import chain as audit
 from gateway.encoding import x12
 from gateway.rules import lifecycle
 from gateway.rules.acks import AckDecision, AckTarget
-from gateway.store import base, logic, rows
-from gateway.store.base import Actor
+from gateway.store import logic, rows, values
 from gateway.store.sansio import Body, Cx, Driven, Notify, q, sql
 from gateway.store.status import find_filing, lock_keys, reblock, refresh_status, refuse_in_flight
 from gateway.store.trail import Trail
+from gateway.store.values import Actor
 
 _TARGET = (
     "SELECT d.seq, d.id, d.filing_id, d.filing_seq, d.adapter, d.ordering_key, d.state, "
@@ -168,7 +168,7 @@ def _correlate(cx: Cx, ack: models.Ack) -> Body[tuple[Any, str | None, int | Non
 
 
 def record_ack(
-    cx: Cx, ack: models.Ack, decide: base.AckDecide, actor: Actor, now: datetime
+    cx: Cx, ack: models.Ack, decide: values.AckDecide, actor: Actor, now: datetime
 ) -> Body[models.AckRecord]:
     """Correlate, deduplicate and record one ack, and apply its decision."""
     fp = fingerprint(ack)
@@ -318,7 +318,7 @@ def block_successors(
     for delivery_id, filing_id, _ in changed:
         trail.add(
             "delivery.blocked",
-            actor=base.SYSTEM,
+            actor=values.SYSTEM,
             filing_id=filing_id,
             delivery_id=delivery_id,
             details={"adapter": adapter, "ordering_key": ordering_key},
@@ -370,7 +370,7 @@ def flag_overdue(cx: Cx, now: datetime) -> Body[list[tuple[str, str, str]]]:
         for delivery_id, filing_id, adapter, due in flagged:
             trail.add(
                 "delivery.ack_overdue",
-                actor=base.SYSTEM,
+                actor=values.SYSTEM,
                 filing_id=filing_id,
                 delivery_id=delivery_id,
                 details={"adapter": adapter, "ack_due_at": rows.iso(rows.dt(due))},
@@ -387,7 +387,7 @@ def extend_ack_deadlines(cx: Cx, adapter: str, by_s: float) -> Body[int]:
 
 def resend_filing(
     cx: Cx, filing_id: str, actor: Actor, now: datetime, reason: str
-) -> Body[base.Action]:
+) -> Body[values.Action]:
     """An operator sends a sent filing again (``operator_resend``): same filing and
     delivery id, a new attempt; the ack wait and any conflict flag start afresh."""
     filing_seq, ordering_key = yield from find_filing(cx, filing_id)
@@ -416,12 +416,12 @@ def resend_filing(
     yield from refresh_status(cx, touched, now_us)
     yield from trail.flush()
     yield Notify("resend")
-    return base.Action(filing_id, [r[0] for r in changed])
+    return values.Action(filing_id, [r[0] for r in changed])
 
 
 def close_ack(
     cx: Cx, filing_id: str, actor: Actor, now: datetime, reason: str
-) -> Body[base.Action]:
+) -> Body[values.Action]:
     """Stop waiting for an ack (a delivered delivery), or resolve a flagged conflict
     (``operator_close``: the state stays)."""
     filing_seq, ordering_key = yield from find_filing(cx, filing_id)
@@ -445,7 +445,7 @@ def close_ack(
         )
     yield from trail.flush()
     yield Notify("close_ack")  # a hold released
-    return base.Action(filing_id, [r[0] for r in changed])
+    return values.Action(filing_id, [r[0] for r in changed])
 
 
 # --- X12 control numbers ------------------------------------------------------------------
@@ -461,7 +461,7 @@ def allocate_controls(
     attempt: int,
     now: datetime,
     token: int | None,
-) -> Body[base.Controls | None]:
+) -> Body[values.Controls | None]:
     """Next interchange and group numbers of a sender/receiver/usage; None if the lease is gone."""
     if token is not None and (yield q("val", "x12_lease_fence", delivery_id, token)) is None:
         return None
@@ -479,14 +479,14 @@ def allocate_controls(
         attempt,
         rows.us(now),
     )
-    return base.Controls(interchange=interchange, group=group)
+    return values.Controls(interchange=interchange, group=group)
 
 
 class AcksStore(Driven):
     """The ack, ack-deadline and control-number methods of ``Store``."""
 
     async def record_ack(
-        self, ack: models.Ack, *, decide: base.AckDecide, actor: Actor, now: datetime
+        self, ack: models.Ack, *, decide: values.AckDecide, actor: Actor, now: datetime
     ) -> models.AckRecord:
         return await self._tx(record_ack, ack, decide, actor, now)
 
@@ -503,12 +503,12 @@ class AcksStore(Driven):
 
     async def resend_filing(
         self, filing_id: str, *, actor: Actor, now: datetime, reason: str
-    ) -> base.Action:
+    ) -> values.Action:
         return await self._tx(resend_filing, filing_id, actor, now, reason)
 
     async def close_ack(
         self, filing_id: str, *, actor: Actor, now: datetime, reason: str
-    ) -> base.Action:
+    ) -> values.Action:
         return await self._tx(close_ack, filing_id, actor, now, reason)
 
     async def allocate_controls(
@@ -522,7 +522,7 @@ class AcksStore(Driven):
         attempt: int,
         now: datetime,
         token: int | None = None,
-    ) -> base.Controls | None:
+    ) -> values.Controls | None:
         return await self._tx(
             allocate_controls, sender, receiver, usage, delivery_id, filing_id, attempt, now, token
         )

@@ -23,11 +23,11 @@ from typing import Any
 
 from gateway import errors
 from gateway.rules import lifecycle
-from gateway.store import base, logic, rows
-from gateway.store.base import Actor
+from gateway.store import logic, rows, values
 from gateway.store.sansio import Body, Cx, Driven, Notify, sql
 from gateway.store.status import find_filing, lock_keys, reblock, refresh_status, refuse_in_flight
 from gateway.store.trail import Trail
+from gateway.store.values import Actor
 
 #: what each action writes: ``$1`` is now (µs)
 _SET = {
@@ -45,7 +45,7 @@ _NOTHING = {"retry": "no dead or blocked delivery to retry", "cancel": "nothing 
 
 def operator_action(
     cx: Cx, kind: str, filing_id: str, actor: Actor, now: datetime
-) -> Body[base.Action]:
+) -> Body[values.Action]:
     """``retry`` (dead/blocked → pending) or ``cancel``; then re-derive blocking per key."""
     filing_seq, ordering_key = yield from find_filing(cx, filing_id)
     yield lock_keys([ordering_key])
@@ -81,15 +81,15 @@ def operator_action(
     yield from refresh_status(cx, touched, now_us)
     yield from trail.flush()
     yield Notify(kind)
-    return base.Action(filing_id, [r[0] for r in changed])
+    return values.Action(filing_id, [r[0] for r in changed])
 
 
 # --- bulk retry / cancel (issue 7) -------------------------------------------------------
 
 
-def _bulk_where(cx: Cx, action: str, flt: base.BulkFilter) -> tuple[str, list[Any]]:
+def _bulk_where(cx: Cx, action: str, flt: values.BulkFilter) -> tuple[str, list[Any]]:
     """The filter as SQL over ``deliveries d`` and its parameters (``$1``…)."""
-    allowed = base.BULK_FROM[action]
+    allowed = values.BULK_FROM[action]
     if flt.state is not None and flt.state.value not in allowed:
         raise errors.InvalidInput(
             f"{action} applies to deliveries that are {', '.join(allowed)}",
@@ -115,14 +115,14 @@ def _bulk_where(cx: Cx, action: str, flt: base.BulkFilter) -> tuple[str, list[An
     return " AND ".join(where), params
 
 
-def _matched(cx: Cx, action: str, flt: base.BulkFilter) -> Body[int]:
+def _matched(cx: Cx, action: str, flt: values.BulkFilter) -> Body[int]:
     where, params = _bulk_where(cx, action, flt)
     n = yield sql("val", f"SELECT COUNT(*) FROM deliveries d WHERE {where}", *params)
     return int(n or 0)
 
 
 def _select(
-    cx: Cx, action: str, flt: base.BulkFilter, limit: int, *, lock: bool = False
+    cx: Cx, action: str, flt: values.BulkFilter, limit: int, *, lock: bool = False
 ) -> Body[list[tuple[str, str, str, str, str]]]:
     """(id, filing id, adapter, state, ordering key) of the first ``limit`` matches;
     ``lock``: locked ``FOR UPDATE`` (PostgreSQL), the filter read on the latest versions."""
@@ -138,31 +138,31 @@ def _select(
     return [(r[0], r[1], r[2], r[3], r[4]) for r in found]
 
 
-def bulk_select(cx: Cx, action: str, flt: base.BulkFilter, limit: int) -> Body[base.BulkResult]:
+def bulk_select(cx: Cx, action: str, flt: values.BulkFilter, limit: int) -> Body[values.BulkResult]:
     """A bulk action's dry run: what it would change, on a reader."""
     matched = yield from _matched(cx, action, flt)
     chosen = yield from _select(cx, action, flt, limit)
-    return base.BulkResult(matched=matched, deliveries=[r[:4] for r in chosen], dry_run=True)
+    return values.BulkResult(matched=matched, deliveries=[r[:4] for r in chosen], dry_run=True)
 
 
 def bulk_action(
     cx: Cx,
     action: str,
-    flt: base.BulkFilter,
+    flt: values.BulkFilter,
     actor: Actor,
     now: datetime,
     reason: str,
     limit: int,
-) -> Body[base.BulkResult]:
+) -> Body[values.BulkResult]:
     """One chunk of a bulk retry or cancel, audited per delivery and once as a whole."""
     matched = yield from _matched(cx, action, flt)
     candidates = yield from _select(cx, action, flt, limit)
     if not candidates:
-        return base.BulkResult(matched=matched)
+        return values.BulkResult(matched=matched)
     yield lock_keys(r[4] for r in candidates)
     chosen = yield from _select(cx, action, flt, limit, lock=True)
     if not chosen:
-        return base.BulkResult(matched=matched)
+        return values.BulkResult(matched=matched)
     now_us = rows.us(now)
     # the state guard again: a delivery chosen in this transaction may have been claimed since
     changed = list(
@@ -198,29 +198,29 @@ def bulk_action(
     yield from trail.flush()
     if action == "retry":
         yield Notify("bulk_retry")
-    return base.BulkResult(matched=matched, deliveries=[r[:4] for r in chosen])
+    return values.BulkResult(matched=matched, deliveries=[r[:4] for r in chosen])
 
 
 class ActionsStore(Driven):
     """The operator-action methods of ``Store``."""
 
-    async def retry_filing(self, filing_id: str, *, actor: Actor, now: datetime) -> base.Action:
+    async def retry_filing(self, filing_id: str, *, actor: Actor, now: datetime) -> values.Action:
         return await self._tx(operator_action, "retry", filing_id, actor, now)
 
-    async def cancel_filing(self, filing_id: str, *, actor: Actor, now: datetime) -> base.Action:
+    async def cancel_filing(self, filing_id: str, *, actor: Actor, now: datetime) -> values.Action:
         return await self._tx(operator_action, "cancel", filing_id, actor, now)
 
     async def bulk_action(
         self,
         action: str,
-        flt: base.BulkFilter,
+        flt: values.BulkFilter,
         *,
         actor: Actor,
         now: datetime,
         reason: str,
         limit: int,
         dry_run: bool = False,
-    ) -> base.BulkResult:
+    ) -> values.BulkResult:
         if dry_run:
             return await self._rx(bulk_select, action, flt, limit)
         return await self._tx(bulk_action, action, flt, actor, now, reason, limit)

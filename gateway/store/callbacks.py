@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from gateway import models
-from gateway.store import base, callback_retry, rows
+from gateway.store import callback_retry, rows, values
 from gateway.store.callback_retry import CallbackRetry, CallbackSelection
 from gateway.store.sansio import Body, Cx, Driven, sql
 from gateway.store.trail import Trail
@@ -81,12 +81,12 @@ def _view(r: Sequence[Any]) -> models.CallbackView:
 
 def claim_callbacks(
     cx: Cx, owner: str, now: datetime, lease_s: float, limit: int
-) -> Body[list[base.CallbackClaim]]:
+) -> Body[list[values.CallbackClaim]]:
     now_us = rows.us(now)
     until = rows.us(now + timedelta(seconds=lease_s))
     taken = yield sql("all", _CLAIM.format(skip_locked=cx.skip_locked), now_us, limit, owner, until)
     return [
-        base.CallbackClaim(
+        values.CallbackClaim(
             id=r[1],
             filing_id=r[2],
             url=r[3],
@@ -101,7 +101,7 @@ def claim_callbacks(
 
 def finish_callback(
     cx: Cx,
-    claim: base.CallbackClaim,
+    claim: values.CallbackClaim,
     now: datetime,
     state: str,
     at: datetime | None,
@@ -124,7 +124,7 @@ def finish_callback(
         trail = Trail(now, cx.redactor)
         trail.add(
             f"callback.{state}",
-            actor=base.SYSTEM,
+            actor=values.SYSTEM,
             filing_id=claim.filing_id,
             details={"callback_id": claim.id, "event": row[1], "attempts": row[0], "error": error},
         )
@@ -183,7 +183,7 @@ def _where(cx: Cx, sel: CallbackSelection) -> tuple[str, list[Any]]:
 
 
 def retry_callbacks(
-    cx: Cx, sel: CallbackSelection, actor: base.Actor, now: datetime, reason: str
+    cx: Cx, sel: CallbackSelection, actor: values.Actor, now: datetime, reason: str
 ) -> Body[CallbackRetry]:
     if sel.ids:
         found = yield sql(
@@ -234,12 +234,12 @@ class CallbacksStore(Driven):
 
     async def claim_callbacks(
         self, *, owner: str, now: datetime, lease_s: float, limit: int
-    ) -> list[base.CallbackClaim]:
+    ) -> list[values.CallbackClaim]:
         return await self._tx(claim_callbacks, owner, now, lease_s, limit)
 
     async def finish_callback(
         self,
-        claim: base.CallbackClaim,
+        claim: values.CallbackClaim,
         *,
         now: datetime,
         state: str,
@@ -260,6 +260,6 @@ class CallbacksStore(Driven):
         return await self._rx(list_callbacks, filing_id, state, limit)
 
     async def retry_callbacks(
-        self, sel: CallbackSelection, *, actor: base.Actor, now: datetime, reason: str
+        self, sel: CallbackSelection, *, actor: values.Actor, now: datetime, reason: str
     ) -> CallbackRetry:
         return await self._tx(retry_callbacks, sel, actor, now, reason)

@@ -27,11 +27,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from gateway import models
-from gateway.store import base, logic, rows
-from gateway.store.base import Claim
+from gateway.store import logic, rows, values
 from gateway.store.sansio import Body, Cx, Driven, q, sql
 from gateway.store.status import lock_keys, reblock, refresh_status, refresh_statuses
 from gateway.store.trail import Trail
+from gateway.store.values import Claim
 
 _S = models.DeliveryState
 #: the states a claim takes from (``lifecycle.sources(CLAIMED)``), as the indexes name them
@@ -111,7 +111,7 @@ def claim(
             details["reclaimed_expired_lease"] = True
         trail.add(
             "delivery.in_flight",
-            actor=base.SYSTEM,
+            actor=values.SYSTEM,
             filing_id=filing_id,
             delivery_id=delivery_id,
             details=details,
@@ -178,7 +178,7 @@ def finish(
     trail = Trail(now, cx.redactor)
     trail.add(
         event,
-        actor=base.SYSTEM,
+        actor=values.SYSTEM,
         filing_id=claim.filing.id,
         delivery_id=claim.delivery_id,
         details={"adapter": adapter, "attempts": attempts, **details},
@@ -190,7 +190,7 @@ def finish(
         ):
             trail.add(
                 "delivery.blocked",
-                actor=base.SYSTEM,
+                actor=values.SYSTEM,
                 filing_id=filing_id,
                 delivery_id=delivery_id,
                 details={"adapter": adapter, "ordering_key": ordering_key},
@@ -258,7 +258,7 @@ def complete_many(cx: Cx, batch: list[Completion]) -> Body[list[bool]]:
             details["hold_until_ack"] = True
         trail.add(
             "delivery.sent",
-            actor=base.SYSTEM,
+            actor=values.SYSTEM,
             filing_id=c.claim.filing.id,
             delivery_id=c.claim.delivery_id,
             details=details,
@@ -310,7 +310,7 @@ def late_sent(cx: Cx, trail: Trail, c: Completion) -> Body[set[int]]:
     if _S(state) not in logic.LATE_SENT_MOVES and state != "in_flight":
         trail.add(
             "delivery.sent_again",
-            actor=base.SYSTEM,
+            actor=values.SYSTEM,
             filing_id=c.claim.filing.id,
             delivery_id=c.claim.delivery_id,
             details=details,
@@ -329,7 +329,7 @@ def late_sent(cx: Cx, trail: Trail, c: Completion) -> Body[set[int]]:
     )
     trail.add(
         "delivery.sent",
-        actor=base.SYSTEM,
+        actor=values.SYSTEM,
         filing_id=c.claim.filing.id,
         delivery_id=c.claim.delivery_id,
         details={**details, "attempts": attempts + 1},
@@ -338,7 +338,7 @@ def late_sent(cx: Cx, trail: Trail, c: Completion) -> Body[set[int]]:
     touched = {filing_seq}
     if state in ("dead", "blocked", "cancelled"):  # its successors may go on now
         sub = Trail(c.now, cx.redactor)
-        touched |= yield from reblock(cx, sub, base.SYSTEM, adapter, ordering_key, now_us)
+        touched |= yield from reblock(cx, sub, values.SYSTEM, adapter, ordering_key, now_us)
         trail.extend(sub)
     return touched
 
@@ -357,7 +357,7 @@ def release(cx: Cx, owner: str, now: datetime) -> Body[int]:
     for delivery_id, filing_id, _, adapter, state in changed:
         trail.add(
             "delivery.released",
-            actor=base.SYSTEM,
+            actor=values.SYSTEM,
             filing_id=filing_id,
             delivery_id=delivery_id,
             details={"adapter": adapter, "state": state},

@@ -10,9 +10,9 @@ from typing import Any
 
 from gateway import models
 from gateway.store import logic, rows
-from gateway.store.base import Actor
 from gateway.store.sansio import Body, Cx, Driven, q, sql
 from gateway.store.trail import Trail
+from gateway.store.values import Actor
 
 _R_COLS = "seq, id, source, origin, event_id, reason, details, body, content_type, received_at"
 

@@ -12,7 +12,7 @@ from typing import Any
 from gateway import errors, models
 from gateway.rules import lifecycle, outages
 from gateway.rules.acks import AckDecision, AckTarget
-from gateway.store import base, rows
+from gateway.store import rows, values
 
 _E = lifecycle.Event
 _S = models.DeliveryState
@@ -118,7 +118,7 @@ def rejected_details(event: models.RejectedEvent) -> dict[str, Any]:
     }
 
 
-def bulk_filter(flt: base.BulkFilter) -> dict[str, Any]:
+def bulk_filter(flt: values.BulkFilter) -> dict[str, Any]:
     """The filter of a bulk retry or cancel, as its ``operator.bulk_*`` audit row records it."""
     return {
         "state": None if flt.state is None else flt.state.value,

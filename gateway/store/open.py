@@ -6,6 +6,8 @@ Only the composition root (``gateway.cli`` and ``gateway.server``) calls ``open_
 
 from __future__ import annotations
 
+import urllib.parse
+
 from gateway.audit import redact
 from gateway.store import base, postgres, sqlite
 
@@ -20,7 +22,7 @@ def open_store(
     lost connection (``[gateway] store_timeout``), so a request fails fast when it is away.
     """
     if url.startswith("sqlite:///"):
-        path, options = base.sqlite_url(url)
+        path, options = sqlite_url(url)
         unknown = sorted(set(options) - {"synchronous"})
         if unknown:
             raise ValueError(f"unknown SQLite store option {unknown[0]!r} (known: synchronous)")
@@ -41,3 +43,9 @@ def open_store(
             server_settings={"idle_in_transaction_session_timeout": f"{int(timeout_s * 4000)}"},
         )
     raise ValueError(f"unsupported store URL {url!r}")
+
+
+def sqlite_url(url: str) -> tuple[str, dict[str, str]]:
+    """``sqlite:///path?synchronous=normal`` → the file path and its options."""
+    path, _, query = url.removeprefix("sqlite:///").partition("?")
+    return path, dict(urllib.parse.parse_qsl(query))

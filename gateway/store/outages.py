@@ -25,11 +25,11 @@ from typing import Any
 
 from gateway import errors, ids
 from gateway.rules import outages
-from gateway.store import base, logic, rows
-from gateway.store.base import Actor
+from gateway.store import logic, rows, values
 from gateway.store.sansio import Body, Cx, Driven, Notify, q, sql
 from gateway.store.status import refresh_status
 from gateway.store.trail import Trail
+from gateway.store.values import Actor
 
 #: column order of ``rows.outage``
 O_COLS = (
@@ -142,7 +142,7 @@ def defer_held(
             continue  # only its time moved: not a state change
         trail.add(
             "delivery.deferred",
-            actor=base.SYSTEM,
+            actor=values.SYSTEM,
             filing_id=filing_id,
             delivery_id=delivery_id,
             details={
@@ -159,7 +159,7 @@ def defer_held(
 
 
 def flag_at_risk(
-    cx: Cx, now: datetime, due_before: datetime, windows: Sequence[base.RiskWindow]
+    cx: Cx, now: datetime, due_before: datetime, windows: Sequence[values.RiskWindow]
 ) -> Body[list[tuple[str, datetime]]]:
     """Flag unsettled filings whose due_by is near or inside a known outage; once each."""
     now_us = rows.us(now)
@@ -197,7 +197,7 @@ def flag_at_risk(
         for _, filing_id, due_by in sorted(tuple(r) for r in found):
             trail.add(
                 "filing.at_risk",
-                actor=base.SYSTEM,
+                actor=values.SYSTEM,
                 filing_id=filing_id,
                 details={"due_by": rows.iso(rows.dt(due_by)), "reason": reason},
             )
@@ -238,6 +238,6 @@ class OutagesStore(Driven):
         *,
         now: datetime,
         due_before: datetime,
-        windows: Sequence[base.RiskWindow] = (),
+        windows: Sequence[values.RiskWindow] = (),
     ) -> list[tuple[str, datetime]]:
         return await self._tx(flag_at_risk, now, due_before, list(windows))

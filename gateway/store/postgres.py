@@ -42,20 +42,11 @@ import tenacity
 from gateway import errors, models
 from gateway.audit import redact
 from gateway.store import (
-    acks,
-    actions,
     base,
-    callbacks,
     coalesce,
-    dispatch,
-    inbound,
     reads,
     sansio,
-    schema,
-    trail,
-    x12gaps,
 )
-from gateway.store import outages as outage_store
 from gateway.store.accept import AcceptCall, accept_many
 from gateway.store.base import Actor, Claim
 
@@ -113,18 +104,7 @@ def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, _CONNECTION_ERRORS + _CONFLICT_ERRORS)
 
 
-class PostgresStore(
-    schema.SchemaStore,
-    dispatch.DispatchStore,
-    trail.AuditStore,
-    inbound.InboundStore,
-    actions.ActionsStore,
-    outage_store.OutagesStore,
-    acks.AcksStore,
-    reads.ReadsStore,
-    callbacks.CallbacksStore,
-    x12gaps.X12GapsStore,
-):
+class PostgresStore(base.Store):
     """``Store`` on a PostgreSQL database shared by any number of gateway processes.
 
     The transaction bodies are written once for both backends (``sansio``); what is
@@ -143,6 +123,7 @@ class PostgresStore(
         server_settings: dict[str, str] | None = None,
         redactor: redact.Redactor | None = None,
     ) -> None:
+        super().__init__(group_max=GROUP_MAX)
         self.dsn = dsn
         #: masks audit details before they are hashed (``[audit] redact_paths``)
         self.redactor = redactor or redact.Redactor()
@@ -159,8 +140,6 @@ class PostgresStore(
         self._pool: asyncpg.Pool | None = None
         self._accepts: coalesce.Coalescer[AcceptCall, list[base.AcceptResult]]
         self._accepts = coalesce.Coalescer(self._accept_batch, max_batch=GROUP_MAX)
-        self._completes: coalesce.Coalescer[dispatch.Completion, bool]
-        self._completes = coalesce.Coalescer(self._complete_batch, max_batch=GROUP_MAX)
         self._gets: coalesce.Coalescer[str, models.FilingView | None]
         self._gets = coalesce.Coalescer(self._get_batch, max_batch=GROUP_MAX)
         self._claim_stats = [0, 0]
@@ -306,22 +285,6 @@ class PostgresStore(
         self._claim_stats[0] += 1
         self._claim_stats[1] += len(claims)
         return claims
-
-    async def complete(
-        self,
-        claim: Claim,
-        *,
-        now: datetime,
-        receipt: dict[str, Any],
-        ack_due_at: datetime | None = None,
-        hold_until_ack: bool = False,
-    ) -> bool:
-        return await self._completes.submit(
-            dispatch.Completion(claim, now, receipt, ack_due_at, hold_until_ack)
-        )
-
-    async def _complete_batch(self, batch: list[dispatch.Completion]) -> list[coalesce.Outcome]:
-        return [(True, ok) for ok in await self._tx(dispatch.complete_many, batch)]
 
     # --- reads ------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from gateway import models
-from gateway.store import base, rows
+from gateway.store import rows, values
 from gateway.store.sansio import Body, Cx, Driven, q, sql
 
 F_COLS = (
@@ -88,7 +88,9 @@ def get_filing(cx: Cx, filing_id: str) -> Body[models.FilingView | None]:
     return (yield from get_filings(cx, [filing_id]))[0]
 
 
-def list_filings(cx: Cx, flt: base.ListFilter, limit: int, cursor: str | None) -> Body[models.Page]:
+def list_filings(
+    cx: Cx, flt: values.ListFilter, limit: int, cursor: str | None
+) -> Body[models.Page]:
     where: list[str] = []
     params: list[Any] = []
 
@@ -150,7 +152,7 @@ def counts(cx: Cx) -> Body[dict[str, dict[str, int]]]:
     return out
 
 
-def queue_stats(cx: Cx) -> Body[base.QueueStats]:
+def queue_stats(cx: Cx) -> Body[values.QueueStats]:
     """Four index-only reads (see the module's docstring)."""
     by_adapter: dict[str, dict[str, int]] = {}
     for state, adapter, n in (
@@ -172,7 +174,7 @@ def queue_stats(cx: Cx) -> Body[base.QueueStats]:
         f"SELECT COUNT(*) FROM filings WHERE status IN {UNSETTLED} AND at_risk_at IS NOT NULL",
     )
     conflicts = yield q("val", "deliveries_in_conflict")
-    return base.QueueStats(
+    return values.QueueStats(
         counts=by_adapter,
         oldest_waiting=oldest,
         at_risk=int(at_risk),
@@ -187,12 +189,12 @@ class ReadsStore(Driven):
         return await self._rx(get_filing, filing_id)
 
     async def list_filings(
-        self, flt: base.ListFilter, *, limit: int, cursor: str | None
+        self, flt: values.ListFilter, *, limit: int, cursor: str | None
     ) -> models.Page:
         return await self._rx(list_filings, flt, limit, cursor)
 
     async def counts(self) -> dict[str, dict[str, int]]:
         return await self._rx(counts)
 
-    async def queue_stats(self) -> base.QueueStats:
+    async def queue_stats(self) -> values.QueueStats:
         return await self._rx(queue_stats)

@@ -10,7 +10,7 @@ Several gateway processes may migrate one PostgreSQL database at once (a rollout
 ``migrate`` and ``serve`` side by side): the body takes the ``LOCK_MIGRATE`` advisory lock
 first and creates the version table with ``IF NOT EXISTS`` under it, so the second process
 waits, then finds the schema current and applies nothing. SQLite has one writer, so the
-lock is a no-op there. A database newer than this gateway (``base.SCHEMA_VERSION``) is
+lock is a no-op there. A database newer than this gateway (``SCHEMA_VERSION``) is
 refused: its columns and meanings are unknown here, and running on them could corrupt it.
 
 sqlite3 runs one statement per call, so on SQLite a migration is split into statements;
@@ -21,8 +21,10 @@ their semicolons).
 from __future__ import annotations
 
 from gateway import errors
-from gateway.store import base
 from gateway.store.sansio import Body, Cx, Dialect, Driven, Lock, q, queries, sql
+
+#: the highest migration version
+SCHEMA_VERSION = 7
 
 #: serializes migrating processes (PostgreSQL advisory lock; 'edgw', 2)
 LOCK_MIGRATE = (0x6564_6777, 2)
@@ -38,10 +40,10 @@ def load(dialect: Dialect) -> list[tuple[int, str]]:
         if name.startswith("migration_")
     )
     versions = [version for version, _ in found]
-    if versions != list(range(1, base.SCHEMA_VERSION + 1)):
+    if versions != list(range(1, SCHEMA_VERSION + 1)):
         raise ValueError(
             f"sql/{dialect}/migrations.sql has migrations {versions}, "
-            f"not 1 to SCHEMA_VERSION ({base.SCHEMA_VERSION})"
+            f"not 1 to SCHEMA_VERSION ({SCHEMA_VERSION})"
         )
     return found
 
@@ -86,10 +88,10 @@ def migrate(cx: Cx) -> Body[int]:
     yield Lock((LOCK_MIGRATE,))
     yield q("run", "schema_version_table")
     current = int((yield sql("val", _CURRENT)))
-    if current > base.SCHEMA_VERSION:
+    if current > SCHEMA_VERSION:
         raise errors.StoreError(
             f"the database schema is v{current}, newer than this gateway knows "
-            f"(v{base.SCHEMA_VERSION}); upgrade edi-gateway"
+            f"(v{SCHEMA_VERSION}); upgrade edi-gateway"
         )
     for version, script in MIGRATIONS[cx.dialect]:
         if version <= current:

@@ -24,23 +24,12 @@ import tenacity
 from gateway import errors
 from gateway.audit import redact
 from gateway.store import (
-    acks,
-    actions,
     base,
-    callbacks,
-    coalesce,
-    dispatch,
-    inbound,
-    reads,
     sansio,
-    schema,
     sqlite_conn,
-    trail,
-    x12gaps,
 )
-from gateway.store import outages as outage_store
 from gateway.store.accept import AcceptCall, accept_many
-from gateway.store.base import Actor, Claim
+from gateway.store.base import Actor
 
 T = TypeVar("T")
 
@@ -48,18 +37,7 @@ SYNCHRONOUS = sqlite_conn.SYNCHRONOUS
 GROUP_MAX = sqlite_conn.GROUP_MAX
 
 
-class SqliteStore(
-    dispatch.DispatchStore,
-    schema.SchemaStore,
-    trail.AuditStore,
-    inbound.InboundStore,
-    reads.ReadsStore,
-    callbacks.CallbacksStore,
-    x12gaps.X12GapsStore,
-    actions.ActionsStore,
-    outage_store.OutagesStore,
-    acks.AcksStore,
-):
+class SqliteStore(base.Store):
     """``Store`` on one SQLite file."""
 
     def __init__(
@@ -69,6 +47,7 @@ class SqliteStore(
         redactor: redact.Redactor | None = None,
         synchronous: str = "full",
     ) -> None:
+        super().__init__(group_max=GROUP_MAX)
         self.path = str(path)
         self.redactor = redactor or redact.Redactor()
         if synchronous.upper() not in SYNCHRONOUS:
@@ -87,9 +66,6 @@ class SqliteStore(
         self._lock = threading.Lock()
         self._queue: list[sqlite_conn.Op] = []
         self._flushing = False
-        #: concurrent completions share one writer operation (see ``coalesce``)
-        self._completes: coalesce.Coalescer[dispatch.Completion, bool]
-        self._completes = coalesce.Coalescer(self._complete_batch, max_batch=GROUP_MAX)
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -211,21 +187,5 @@ class SqliteStore(
     ) -> list[base.AcceptResult]:
         [results] = await self._tx(accept_many, [AcceptCall(list(items), actor, now)])
         return results
-
-    async def complete(
-        self,
-        claim: Claim,
-        *,
-        now: datetime,
-        receipt: dict[str, Any],
-        ack_due_at: datetime | None = None,
-        hold_until_ack: bool = False,
-    ) -> bool:
-        return await self._completes.submit(
-            dispatch.Completion(claim, now, receipt, ack_due_at, hold_until_ack)
-        )
-
-    async def _complete_batch(self, batch: list[dispatch.Completion]) -> list[coalesce.Outcome]:
-        return [(True, done) for done in await self._tx(dispatch.complete_many, batch)]
 
     # --- monitoring (issue 7) ------------------------------------------------------------

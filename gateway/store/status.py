@@ -23,9 +23,9 @@ from typing import Any
 from gateway import errors, ids, models
 from gateway.rules import lifecycle
 from gateway.store import logic, rows
-from gateway.store.base import Actor
 from gateway.store.sansio import Body, Cx, LockKeys, q, sql
 from gateway.store.trail import Trail
+from gateway.store.values import Actor
 
 #: filing statuses a callback is sent for
 CALLBACK_STATUSES = frozenset({"delivered", "acknowledged", "rejected", "dead", "cancelled"})

@@ -19,9 +19,9 @@ from typing import Any
 
 from gateway.audit import chain as audit
 from gateway.audit import redact
-from gateway.store import base, rows
-from gateway.store.base import Actor
+from gateway.store import rows, values
 from gateway.store.sansio import Body, Cx, Driven, Lock, q, sql
+from gateway.store.values import Actor
 
 LOCK_AUDIT = (0x6564_6777, 1)  # 'edgw', 1
 
@@ -150,7 +150,7 @@ def history(cx: Cx, filing_id: str) -> Body[list[audit.AuditRow]]:
     return [audit_row(r) for r in found]
 
 
-def prune(cx: Cx, before: datetime, actor: Actor, now: datetime) -> Body[base.PruneResult]:
+def prune(cx: Cx, before: datetime, actor: Actor, now: datetime) -> Body[values.PruneResult]:
     """Delete the oldest rows (all older than ``before``) and append the anchor row.
 
     The cutoff: the rows before the lowest seq written at or after ``before`` (all rows
@@ -164,7 +164,7 @@ def prune(cx: Cx, before: datetime, actor: Actor, now: datetime) -> Body[base.Pr
     stop = yield q("val", "audit_first_since", rows.iso(before))
     cutoff = head[0] if stop is None else stop - 1
     if first is None or cutoff < first:
-        return base.PruneResult(removed=0, first_seq=None, last_seq=None, anchor_seq=None)
+        return values.PruneResult(removed=0, first_seq=None, last_seq=None, anchor_seq=None)
     continues_from = yield sql("val", "SELECT hash FROM audit WHERE seq = $1", cutoff)
     yield sql("run", "INSERT INTO audit_prune_guard (id) VALUES (1)")
     removed = yield sql("run", "DELETE FROM audit WHERE seq <= $1", cutoff)
@@ -182,7 +182,7 @@ def prune(cx: Cx, before: datetime, actor: Actor, now: datetime) -> Body[base.Pr
         },
     )
     anchor = yield from trail.flush(head=head)
-    return base.PruneResult(removed=removed, first_seq=first, last_seq=cutoff, anchor_seq=anchor)
+    return values.PruneResult(removed=removed, first_seq=first, last_seq=cutoff, anchor_seq=anchor)
 
 
 def head(cx: Cx) -> Body[tuple[int, str] | None]:
@@ -216,5 +216,5 @@ class AuditStore(Driven):
 
     async def prune_audit(
         self, *, before: datetime, actor: Actor, now: datetime
-    ) -> base.PruneResult:
+    ) -> values.PruneResult:
         return await self._tx(prune, before, actor, now)

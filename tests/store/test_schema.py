@@ -91,6 +91,6 @@ def test_a_gap_in_the_migrations_is_refused_at_load(
     dialect: sansio.Dialect, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A migration file whose versions do not run 1..SCHEMA_VERSION fails loudly."""
-    monkeypatch.setattr(base, "SCHEMA_VERSION", base.SCHEMA_VERSION + 1)
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", schema.SCHEMA_VERSION + 1)
     with pytest.raises(ValueError, match="not 1 to SCHEMA_VERSION"):
         schema.load(dialect)

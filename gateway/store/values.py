@@ -1,0 +1,180 @@
+"""The values the store hands in and out: filings to accept, claims, filters, actions,
+statistics. Plain frozen dataclasses, no I/O; ``base`` re-exports them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from gateway import models
+from gateway.rules import lifecycle
+from gateway.rules.acks import AckDecision, AckTarget
+
+if TYPE_CHECKING:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class NewFiling:
+    """A normalized filing and the adapters it goes to, ready to be accepted."""
+
+    filing: models.Filing
+    adapters: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptResult:
+    """What happened to one filing at accept: created, or an earlier one returned."""
+
+    filing_id: str
+    created: bool
+    error: Exception | None = None
+    #: the filing as committed, when the store built it while writing (saves a read)
+    view: models.FilingView | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """One delivery claimed for one attempt."""
+
+    delivery_id: str
+    adapter: str
+    token: int
+    attempts: int
+    filing: models.Filing
+    #: breaker probes this delivery failed before (a second failure spends an attempt)
+    probe_failures: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ListFilter:
+    """Filters of ``GET /v1/filings``; all optional, combined with AND."""
+
+    status: models.FilingStatus | None = None
+    state: models.DeliveryState | None = None
+    filing_type: models.FilingType | None = None
+    environment: models.Environment | None = None
+    reference: str | None = None
+    adapter: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    #: True: only filings flagged at risk and not yet settled; False: only the others
+    at_risk: bool | None = None
+    ack_overdue: bool | None = None
+    #: True: only filings with a delivery whose acks conflict (waiting for a person)
+    ack_conflict: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RiskWindow:
+    """A known outage for ``flag_at_risk``: a filing due inside it is at risk."""
+
+    start: datetime
+    end: datetime
+    reason: str
+    #: the adapter it holds (None: every adapter)
+    adapter: str | None = None
+    #: the environment it holds (None: every environment)
+    environment: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who caused a change: a token name, or ``system``; plus the request id."""
+
+    name: str = "system"
+    request_id: str | None = None
+
+
+SYSTEM = Actor()
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """Outcome of an operator action on a filing: the deliveries it changed."""
+
+    filing_id: str
+    changed: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class PruneResult:
+    """What ``prune_audit`` removed (seqs inclusive) and the anchor row it appended."""
+
+    removed: int
+    first_seq: int | None
+    last_seq: int | None
+    anchor_seq: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    """The shared queue at a glance (issue 7): what every process reports the same."""
+
+    #: adapter → state → number of deliveries
+    counts: dict[str, dict[str, int]]
+    #: adapter → created_at of its oldest delivery still waiting (pending … deferred)
+    oldest_waiting: dict[str, datetime]
+    #: filings flagged at risk and not yet settled
+    at_risk: int
+    #: deliveries whose acknowledgements conflict, waiting for a person
+    ack_conflicts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class BulkFilter:
+    """Which deliveries a bulk retry or cancel touches; all optional, combined with AND."""
+
+    state: models.DeliveryState | None = None
+    adapter: str | None = None
+    filing_type: models.FilingType | None = None
+    environment: models.Environment | None = None
+    #: only deliveries last changed at or before this (pins the set across chunks)
+    not_after: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BulkResult:
+    """Outcome of one chunk of a bulk action (or of its dry run)."""
+
+    #: deliveries matching the filter before this call
+    matched: int
+    #: (delivery id, filing id, adapter, state before) of those changed, or would be
+    deliveries: list[tuple[str, str, str, str]] = field(default_factory=list)
+    dry_run: bool = False
+
+
+#: the states a bulk action may start from (the lifecycle table's; an in-flight delivery
+#: is never cancelled: its send decides)
+BULK_FROM = {
+    "retry": tuple(s.value for s in lifecycle.sources(lifecycle.Event.OPERATOR_RETRY)),
+    "cancel": tuple(s.value for s in lifecycle.sources(lifecycle.Event.OPERATOR_CANCEL)),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Controls:
+    """X12 control numbers allocated for one attempt of one delivery."""
+
+    interchange: int
+    group: int
+
+
+#: the pure decision the store applies inside the ack's transaction
+AckDecide = Callable[[models.Ack, AckTarget, datetime], AckDecision]
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackClaim:
+    """One callback event claimed for one attempt."""
+
+    id: str
+    filing_id: str
+    url: str
+    body: str
+    attempts: int
+    token: int
+    created_at: datetime
