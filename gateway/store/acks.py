@@ -36,68 +36,20 @@ from typing import Any
 
 from gateway import errors, ids, models
 from gateway.audit import chain as audit
-from gateway.encoding import x12
 from gateway.rules import lifecycle
 from gateway.rules.acks import AckDecision, AckTarget
 from gateway.store import logic, rows, values
 from gateway.store.sansio import Body, Cx, Driven, Notify, q, sql
-from gateway.store.status import find_filing, lock_keys, reblock, refresh_status, refuse_in_flight
+from gateway.store.status import (
+    block_successors,
+    find_filing,
+    lock_keys,
+    reblock,
+    refresh_status,
+    refuse_in_flight,
+)
 from gateway.store.trail import Trail
 from gateway.store.values import Actor
-
-_TARGET = (
-    "SELECT d.seq, d.id, d.filing_id, d.filing_seq, d.adapter, d.ordering_key, d.state, "
-    "d.attempts, f.received_at FROM deliveries d JOIN filings f ON f.seq = d.filing_seq "
-)
-_ACK_COLS = "id, document, raw, matched_delivery_id, matched_filing_id, effect"
-_INSERT_ACK = """
-INSERT INTO acks (id, fingerprint, kind, outcome, unsolicited, codes, message, document, raw,
-    source, received_at, matched_delivery_id, matched_filing_id, effect)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
-ON CONFLICT (fingerprint) DO NOTHING
-RETURNING seq
-"""
-_APPLY_ACK = """
-UPDATE deliveries SET state = $1, ack = $2, ack_overdue = FALSE, hold_until_ack = FALSE,
-    ack_due_at = CASE WHEN $3 THEN NULL ELSE ack_due_at END,
-    available_at = COALESCE($4, available_at), last_error = COALESCE($5, last_error),
-    updated_at = $6
-WHERE seq = $7
-"""
-_BLOCK_SUCCESSORS = f"""
-UPDATE deliveries SET state = 'blocked', updated_at = $1 WHERE adapter = $2
-    AND ordering_key = $3 AND seq > $4 AND state IN {logic.BLOCK_FROM_SQL}
-RETURNING id, filing_id, filing_seq
-"""
-_RESEND = f"""
-UPDATE deliveries SET state = 'pending', available_at = $1, ack_due_at = NULL,
-    ack_overdue = FALSE, hold_until_ack = FALSE, ack_conflict = FALSE, lease_owner = NULL,
-    updated_at = $1
-WHERE filing_seq = $2 AND state IN {logic.RESEND_FROM_SQL} RETURNING id, adapter, ordering_key
-"""
-_CLOSE = f"""
-UPDATE deliveries SET ack_due_at = NULL, ack_overdue = FALSE, hold_until_ack = FALSE,
-    ack = CASE WHEN state = 'delivered' THEN $1 ELSE ack END, ack_conflict = FALSE,
-    updated_at = $2
-WHERE filing_seq = $3
-  AND (state = 'delivered' OR (ack_conflict AND state IN {logic.CLOSE_CONFLICT_SQL}))
-RETURNING id, adapter, state
-"""
-_TOP = x12.MAX_CONTROL
-_ALLOCATE = f"""
-INSERT INTO x12_counters AS c VALUES ($1, $2, $3, 1, 1)
-ON CONFLICT (sender, receiver, usage) DO UPDATE SET
-    last_interchange = CASE WHEN c.last_interchange >= {_TOP} THEN 1
-                            ELSE c.last_interchange + 1 END,
-    last_group = CASE WHEN c.last_group >= {_TOP} THEN 1 ELSE c.last_group + 1 END
-RETURNING last_interchange, last_group
-"""
-_RECORD_ALLOCATION = """
-INSERT INTO x12_allocations (sender, receiver, usage, interchange_control, group_control,
-    delivery_id, filing_id, attempt, allocated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-"""
-
 
 # --- acknowledgements -------------------------------------------------------------------
 
@@ -114,7 +66,7 @@ def _correlate(cx: Cx, ack: models.Ack) -> Body[tuple[Any, str | None, int | Non
     row: Any = None
     answers: int | None = None
     if ack.delivery_id:
-        row = yield sql("one", _TARGET + "WHERE d.id = $1", ack.delivery_id)
+        row = yield q("one", "ack_target_by_id", ack.delivery_id)
     elif ack.group_control is not None or ack.interchange_control is not None:
         column = "group_control" if ack.group_control is not None else "interchange_control"
         params: list[Any] = [ack.group_control or ack.interchange_control]
@@ -135,31 +87,16 @@ def _correlate(cx: Cx, ack: models.Ack) -> Body[tuple[Any, str | None, int | Non
         )
         if allocation is not None:
             answers = allocation[1]
-            row = yield sql("one", _TARGET + "WHERE d.id = $1", allocation[0])
+            row = yield q("one", "ack_target_by_id", allocation[0])
     elif ack.reference is not None and ack.filing_type is not None:
         key = (ack.reference, ack.filing_type.value)
         if ack.unsolicited:
-            found = yield sql(
-                "val",
-                "SELECT id FROM filings WHERE reference = $1 AND filing_type = $2 "
-                "ORDER BY seq DESC LIMIT 1",
-                *key,
-            )
+            found = yield q("val", "ack_unsolicited_filing", *key)
             return None, found, None
         # the oldest delivery still waiting for its answer, else the latest one
-        row = yield sql(
-            "one",
-            _TARGET + "WHERE f.reference = $1 AND f.filing_type = $2 AND d.state = 'delivered' "
-            "ORDER BY d.seq LIMIT 1",
-            *key,
-        )
+        row = yield q("one", "ack_target_waiting_by_reference", *key)
         if row is None:
-            row = yield sql(
-                "one",
-                _TARGET + "WHERE f.reference = $1 AND f.filing_type = $2 "
-                "ORDER BY d.seq DESC LIMIT 1",
-                *key,
-            )
+            row = yield q("one", "ack_target_latest_by_reference", *key)
     if row is not None:
         # lock the key (as every change to a key's rows does), then the row, and re-read it
         yield lock_keys([row[5]])
@@ -172,7 +109,7 @@ def record_ack(
 ) -> Body[models.AckRecord]:
     """Correlate, deduplicate and record one ack, and apply its decision."""
     fp = fingerprint(ack)
-    seen = yield sql("one", f"SELECT {_ACK_COLS} FROM acks WHERE fingerprint = $1", fp)
+    seen = yield q("one", "ack_by_fingerprint", fp)
     if seen is not None:
         return _ack_record(seen, duplicate=True)
     now_us = rows.us(now)
@@ -196,9 +133,9 @@ def record_ack(
     outcome = None if ack.outcome is None else ack.outcome.value
     document = ack.model_dump_json(exclude={"raw"})
     delivery_id = None if target is None else target.delivery_id
-    inserted = yield sql(
+    inserted = yield q(
         "val",
-        _INSERT_ACK,
+        "ack_insert",
         ack_id,
         fp,
         ack.kind,
@@ -215,7 +152,7 @@ def record_ack(
         decision.effect,
     )
     if inserted is None:  # the same ack, committed by someone else just now
-        seen = yield sql("one", f"SELECT {_ACK_COLS} FROM acks WHERE fingerprint = $1", fp)
+        seen = yield q("one", "ack_by_fingerprint", fp)
         if seen is None:  # pragma: no cover - ON CONFLICT saw a row that is now gone
             raise errors.StoreError(f"ack {fp} vanished")
         return _ack_record(seen, duplicate=True)
@@ -236,12 +173,7 @@ def record_ack(
         },
     )
     if target is not None and decision.effect == "conflict":
-        yield sql(
-            "run",
-            "UPDATE deliveries SET ack_conflict = TRUE, updated_at = $1 WHERE id = $2",
-            now_us,
-            target.delivery_id,
-        )
+        yield q("run", "ack_flag_conflict", now_us, target.delivery_id)
         trail.add(
             "delivery.ack_conflict",
             actor=actor,
@@ -282,9 +214,9 @@ def _apply(
         "message": ack.message,
         "received_at": rows.iso(now),
     }
-    yield sql(
+    yield q(
         "run",
-        _APPLY_ACK,
+        "ack_apply",
         decision.state.value,
         json.dumps(summary),
         decision.state is models.DeliveryState.WAITING_RETRY,
@@ -307,23 +239,6 @@ def _apply(
     if decision.state is models.DeliveryState.REJECTED:
         touched |= yield from block_successors(cx, trail, adapter, ordering_key, seq, now_us)
     yield from refresh_status(cx, touched, now_us)
-
-
-def block_successors(
-    cx: Cx, trail: Trail, adapter: str, ordering_key: str, after_seq: int, now_us: int
-) -> Body[set[int]]:
-    """Block the deliveries after ``after_seq`` of one (adapter, ordering key), in one
-    statement; returns the filing seqs touched. The caller holds the key's lock."""
-    changed = yield sql("all", _BLOCK_SUCCESSORS, now_us, adapter, ordering_key, after_seq)
-    for delivery_id, filing_id, _ in changed:
-        trail.add(
-            "delivery.blocked",
-            actor=values.SYSTEM,
-            filing_id=filing_id,
-            delivery_id=delivery_id,
-            details={"adapter": adapter, "ordering_key": ordering_key},
-        )
-    return {int(r[2]) for r in changed}
 
 
 def _ack_record(r: Sequence[Any], *, duplicate: bool) -> models.AckRecord:
@@ -351,7 +266,7 @@ def list_acks(
     if filing_id is not None:
         params.append(filing_id)
         where.append(f"matched_filing_id = ${len(params)}")
-    text = f"SELECT {_ACK_COLS} FROM acks"
+    text = "SELECT id, document, raw, matched_delivery_id, matched_filing_id, effect FROM acks"
     if where:
         text += " WHERE " + " AND ".join(where)
     text += f" ORDER BY seq DESC LIMIT ${len(params) + 1}"
@@ -394,7 +309,7 @@ def resend_filing(
     yield lock_keys([ordering_key])
     yield from refuse_in_flight(cx, filing_seq, filing_id, lifecycle.Event.OPERATOR_RESEND)
     now_us = rows.us(now)
-    changed = yield sql("all", _RESEND, now_us, filing_seq)
+    changed = yield q("all", "resend_filing", now_us, filing_seq)
     if not changed:
         raise errors.Refused(
             "conflict",
@@ -427,7 +342,7 @@ def close_ack(
     filing_seq, ordering_key = yield from find_filing(cx, filing_id)
     yield lock_keys([ordering_key])
     note = json.dumps({"closed_by": actor.name, "reason": reason, "closed_at": rows.iso(now)})
-    changed = yield sql("all", _CLOSE, note, rows.us(now), filing_seq)
+    changed = yield q("all", "close_ack", note, rows.us(now), filing_seq)
     if not changed:
         raise errors.Refused(
             "conflict",
@@ -465,10 +380,10 @@ def allocate_controls(
     """Next interchange and group numbers of a sender/receiver/usage; None if the lease is gone."""
     if token is not None and (yield q("val", "x12_lease_fence", delivery_id, token)) is None:
         return None
-    interchange, group = yield sql("one", _ALLOCATE, sender, receiver, usage)
-    yield sql(
+    interchange, group = yield q("one", "x12_allocate", sender, receiver, usage)
+    yield q(
         "run",
-        _RECORD_ALLOCATION,
+        "x12_record_allocation",
         sender,
         receiver,
         usage,

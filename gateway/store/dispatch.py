@@ -28,43 +28,18 @@ from typing import Any
 
 from gateway import models
 from gateway.store import logic, rows, values
-from gateway.store.sansio import Body, Cx, Driven, q, sql
-from gateway.store.status import lock_keys, reblock, refresh_status, refresh_statuses
+from gateway.store.sansio import Body, Cx, Driven, q
+from gateway.store.status import (
+    block_successors,
+    lock_keys,
+    reblock,
+    refresh_status,
+    refresh_statuses,
+)
 from gateway.store.trail import Trail
 from gateway.store.values import Claim
 
 _S = models.DeliveryState
-#: the states a claim takes from (``lifecycle.sources(CLAIMED)``), as the indexes name them
-CLAIMABLE_SQL = "('pending','waiting_retry','deferred','in_flight')"
-
-_TAKE = (
-    "UPDATE deliveries SET state = 'in_flight', lease_owner = $1, lease_token = lease_token + 1, "
-    "available_at = $2, updated_at = $3 WHERE seq {seqs}"
-)
-_FINISH = """
-UPDATE deliveries SET state = $1, attempts = attempts + $2, available_at = $3, last_error = $4,
-    probe_failures = probe_failures + $5, lease_owner = NULL, updated_at = $6
-WHERE id = $7 AND lease_token = $8 AND state = 'in_flight'
-RETURNING seq, filing_seq, adapter, ordering_key, attempts
-"""
-_BLOCK_SUCCESSORS = f"""
-UPDATE deliveries SET state = 'blocked', updated_at = $1 WHERE adapter = $2
-    AND ordering_key = $3 AND seq > $4 AND state IN {logic.BLOCK_FROM_SQL}
-RETURNING id, filing_id, filing_seq
-"""
-_LATE_SENT = """
-UPDATE deliveries SET state = 'delivered', attempts = attempts + 1, receipt = $1,
-    delivered_at = $2, available_at = $2, last_error = NULL, lease_owner = NULL,
-    lease_token = lease_token + 1, ack_due_at = $3, ack_overdue = FALSE, hold_until_ack = $4,
-    ack = NULL, updated_at = $2
-WHERE seq = $5
-"""
-_RELEASE = f"""
-UPDATE deliveries SET state = '{logic.RELEASED_TO}',
-    lease_owner = NULL, lease_token = lease_token + 1, available_at = $1, updated_at = $1
-WHERE lease_owner = $2 AND state = 'in_flight'
-RETURNING id, filing_id, filing_seq, adapter, state
-"""
 
 
 # --- claim ------------------------------------------------------------------------------
@@ -94,9 +69,9 @@ def claim(
     if not taken:
         return []
     if cx.dialect == "sqlite":
-        yield sql(
+        yield q(
             "run",
-            _TAKE.format(seqs=cx.any("$4")),
+            "claim_take",
             owner,
             lease_until,
             now_us,
@@ -160,9 +135,9 @@ def finish(
     now_us = rows.us(now)
     if state is _S.DEAD:  # blocking successors changes the key's rows
         yield lock_keys([claim.filing.ordering_key])
-    row = yield sql(
+    row = yield q(
         "one",
-        _FINISH,
+        "finish_delivery",
         state.value,
         1 if spent else 0,
         rows.us(available_at),
@@ -185,17 +160,7 @@ def finish(
     )
     touched = {filing_seq}
     if state is _S.DEAD:
-        for delivery_id, filing_id, fs in (
-            yield sql("all", _BLOCK_SUCCESSORS, now_us, adapter, ordering_key, seq)
-        ):
-            trail.add(
-                "delivery.blocked",
-                actor=values.SYSTEM,
-                filing_id=filing_id,
-                delivery_id=delivery_id,
-                details={"adapter": adapter, "ordering_key": ordering_key},
-            )
-            touched.add(fs)
+        touched |= yield from block_successors(cx, trail, adapter, ordering_key, seq, now_us)
     yield from refresh_status(cx, touched, now_us)
     yield from trail.flush()
     return True
@@ -291,12 +256,7 @@ def late_sent(cx: Cx, trail: Trail, c: Completion) -> Body[set[int]]:
     The caller holds the delivery's ordering-key lock (its successors may be unblocked);
     the row is then locked too, so the state decided on is the one changed.
     """
-    row = yield sql(
-        "one",
-        "SELECT seq, filing_seq, adapter, ordering_key, state, attempts FROM deliveries "
-        f"WHERE id = $1{cx.for_update}",
-        c.claim.delivery_id,
-    )
+    row = yield q("one", "late_sent_row", c.claim.delivery_id)
     if row is None:
         return set()
     seq, filing_seq, adapter, ordering_key, state, attempts = row
@@ -318,9 +278,9 @@ def late_sent(cx: Cx, trail: Trail, c: Completion) -> Body[set[int]]:
         )
         return set()
     now_us = rows.us(c.now)
-    yield sql(
+    yield q(
         "run",
-        _LATE_SENT,
+        "late_sent",
         json.dumps(c.receipt),
         now_us,
         rows.us_or_none(c.ack_due_at),
@@ -350,7 +310,7 @@ def release(cx: Cx, owner: str, now: datetime) -> Body[int]:
     """Give back every lease ``owner`` holds (a process shutting down): the deliveries
     are claimable again at once, and other processes hear so."""
     now_us = rows.us(now)
-    changed = yield sql("all", _RELEASE, now_us, owner)
+    changed = yield q("all", "release_leases", now_us, owner)
     if not changed:
         return 0
     trail = Trail(now, cx.redactor)
@@ -368,9 +328,7 @@ def release(cx: Cx, owner: str, now: datetime) -> Body[int]:
 
 
 def next_due(cx: Cx) -> Body[int | None]:
-    value: int | None = yield sql(
-        "val", f"SELECT MIN(available_at) FROM deliveries WHERE state IN {CLAIMABLE_SQL}"
-    )
+    value: int | None = yield q("val", "next_due")
     return value
 
 

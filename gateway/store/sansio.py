@@ -38,6 +38,7 @@ from importlib import resources
 from typing import Any, Literal, TypeAlias, TypeVar
 
 from gateway.audit import redact
+from gateway.store import fragments
 
 T = TypeVar("T")
 
@@ -144,17 +145,20 @@ _NAME = re.compile(r"^--\s*name:\s*([a-z0-9_]+)\s*$", re.M)
 
 @functools.cache
 def queries(dialect: Dialect) -> dict[str, str]:
-    """Every ``-- name: x`` block of ``sql/<dialect>/*.sql``."""
+    """Every ``-- name: x`` block of ``sql/<dialect>/*.sql`` and of ``sql/common/*.sql``
+    (statements both dialects accept), each ``{fragment}`` filled (``fragments``)."""
     found: dict[str, str] = {}
-    folder = resources.files("gateway.store").joinpath("sql", dialect)
-    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
-        if not entry.name.endswith(".sql"):
-            continue
-        parts = _NAME.split(entry.read_text())
-        for name, text in zip(parts[1::2], parts[2::2], strict=True):
-            if name in found:
-                raise ValueError(f"query {name!r} is defined twice in sql/{dialect}")
-            found[name] = text.strip().rstrip(";")
+    words = fragments.of(dialect)
+    for folder_name in (dialect, "common"):
+        folder = resources.files("gateway.store").joinpath("sql", folder_name)
+        for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+            if not entry.name.endswith(".sql"):
+                continue
+            parts = _NAME.split(entry.read_text())
+            for name, text in zip(parts[1::2], parts[2::2], strict=True):
+                if name in found:
+                    raise ValueError(f"query {name!r} is defined twice in sql/{dialect}")
+                found[name] = text.strip().rstrip(";").format_map(words)
     return found
 
 

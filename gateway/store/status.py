@@ -25,7 +25,7 @@ from gateway.rules import lifecycle
 from gateway.store import logic, rows
 from gateway.store.sansio import Body, Cx, LockKeys, q, sql
 from gateway.store.trail import Trail
-from gateway.store.values import Actor
+from gateway.store.values import SYSTEM, Actor
 
 #: filing statuses a callback is sent for
 CALLBACK_STATUSES = frozenset({"delivered", "acknowledged", "rejected", "dead", "cancelled"})
@@ -151,6 +151,23 @@ def reblock(
             )
             touched.add(filing_seq)
     return touched
+
+
+def block_successors(
+    cx: Cx, trail: Trail, adapter: str, ordering_key: str, after_seq: int, now_us: int
+) -> Body[set[int]]:
+    """Block the deliveries after ``after_seq`` of one (adapter, ordering key), in one
+    statement; returns the filing seqs touched. The caller holds the key's lock."""
+    changed = yield q("all", "block_successors", now_us, adapter, ordering_key, after_seq)
+    for delivery_id, filing_id, _ in changed:
+        trail.add(
+            "delivery.blocked",
+            actor=SYSTEM,
+            filing_id=filing_id,
+            delivery_id=delivery_id,
+            details={"adapter": adapter, "ordering_key": ordering_key},
+        )
+    return {int(r[2]) for r in changed}
 
 
 def find_filing(cx: Cx, filing_id: str) -> Body[tuple[int, str]]:

@@ -100,3 +100,8 @@ UPDATE deliveries SET state = 'delivered', attempts = attempts + 1, available_at
     updated_at = ?3, ack_due_at = ?5, ack_overdue = 0, hold_until_ack = ?6, ack = NULL
 WHERE id = ?1 AND lease_token = ?2 AND state = 'in_flight'
 RETURNING id, lease_token, filing_seq, adapter, attempts
+
+-- name: claim_take
+-- the selected heads go in flight (PostgreSQL's claim selects and takes in one statement)
+UPDATE deliveries SET state = 'in_flight', lease_owner = $1, lease_token = lease_token + 1,
+    available_at = $2, updated_at = $3 WHERE seq IN (SELECT value FROM json_each($4));

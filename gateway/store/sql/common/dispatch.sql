@@ -1,0 +1,36 @@
+-- Statements of the dispatch life cycle that both dialects accept ($n placeholders;
+-- {fragments} are filled from store/fragments.py).
+
+-- name: finish_delivery
+-- settle a claimed delivery, fenced by its lease token
+UPDATE deliveries SET state = $1, attempts = attempts + $2, available_at = $3, last_error = $4,
+    probe_failures = probe_failures + $5, lease_owner = NULL, updated_at = $6
+WHERE id = $7 AND lease_token = $8 AND state = 'in_flight'
+RETURNING seq, filing_seq, adapter, ordering_key, attempts;
+
+-- name: block_successors
+-- a dead delivery holds back the later deliveries of its ordering key
+UPDATE deliveries SET state = 'blocked', updated_at = $1 WHERE adapter = $2
+    AND ordering_key = $3 AND seq > $4 AND state IN {block_from}
+RETURNING id, filing_id, filing_seq;
+
+-- name: late_sent_row
+SELECT seq, filing_seq, adapter, ordering_key, state, attempts FROM deliveries
+WHERE id = $1{for_update};
+
+-- name: late_sent
+-- a send recorded after its lease was lost: delivered, whoever holds the lease now fenced off
+UPDATE deliveries SET state = 'delivered', attempts = attempts + 1, receipt = $1,
+    delivered_at = $2, available_at = $2, last_error = NULL, lease_owner = NULL,
+    lease_token = lease_token + 1, ack_due_at = $3, ack_overdue = FALSE, hold_until_ack = $4,
+    ack = NULL, updated_at = $2
+WHERE seq = $5;
+
+-- name: release_leases
+UPDATE deliveries SET state = {released_to},
+    lease_owner = NULL, lease_token = lease_token + 1, available_at = $1, updated_at = $1
+WHERE lease_owner = $2 AND state = 'in_flight'
+RETURNING id, filing_id, filing_seq, adapter, state;
+
+-- name: next_due
+SELECT MIN(available_at) FROM deliveries WHERE state IN {claimable};
