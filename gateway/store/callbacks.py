@@ -24,44 +24,12 @@ from typing import Any
 from gateway import models
 from gateway.store import callback_retry, rows, values
 from gateway.store.callback_retry import CallbackRetry, CallbackSelection
-from gateway.store.sansio import Body, Cx, Driven, sql
+from gateway.store.sansio import Body, Cx, Driven, q, sql
 from gateway.store.trail import Trail
-
-#: callback states that still go out
-OPEN = "('pending','waiting_retry','in_flight')"
 
 _VIEW_COLS = (
     "id, filing_id, url, event, state, attempts, available_at, last_error, created_at, delivered_at"
 )
-
-# the CTE's column is renamed: SQLite's RETURNING takes only the target's bare column
-# names, which on PostgreSQL must then not collide with the CTE's
-_CLAIM = f"""
-WITH heads AS (
-    SELECT c.seq AS head FROM callbacks c
-    WHERE c.state IN {OPEN} AND c.available_at <= $1
-      AND NOT EXISTS (
-        SELECT 1 FROM callbacks p
-        WHERE p.filing_id = c.filing_id AND p.seq < c.seq AND p.state IN {OPEN})
-    ORDER BY c.seq LIMIT $2{{skip_locked}}
-)
-UPDATE callbacks AS u SET state = 'in_flight', lease_owner = $3,
-    lease_token = u.lease_token + 1, available_at = $4, updated_at = $1
-FROM heads WHERE u.seq = heads.head
-RETURNING seq, id, filing_id, url, body, attempts, lease_token, created_at
-"""
-_FINISH = """
-UPDATE callbacks SET state = $1, attempts = attempts + 1, available_at = $2,
-    last_error = $3, lease_owner = NULL, updated_at = $4,
-    delivered_at = CASE WHEN $1 = 'delivered' THEN $4 ELSE delivered_at END
-WHERE id = $5 AND lease_token = $6 AND state = 'in_flight'
-RETURNING attempts, event
-"""
-_RELEASE = """
-UPDATE callbacks SET state = CASE WHEN attempts = 0 THEN 'pending' ELSE 'waiting_retry' END,
-    lease_owner = NULL, lease_token = lease_token + 1, available_at = $1, updated_at = $1
-WHERE lease_owner = $2 AND state = 'in_flight'
-"""
 
 
 def _view(r: Sequence[Any]) -> models.CallbackView:
@@ -84,7 +52,7 @@ def claim_callbacks(
 ) -> Body[list[values.CallbackClaim]]:
     now_us = rows.us(now)
     until = rows.us(now + timedelta(seconds=lease_s))
-    taken = yield sql("all", _CLAIM.format(skip_locked=cx.skip_locked), now_us, limit, owner, until)
+    taken = yield q("all", "callback_claim", now_us, limit, owner, until)
     return [
         values.CallbackClaim(
             id=r[1],
@@ -108,9 +76,9 @@ def finish_callback(
     error: str | None,
 ) -> Body[bool]:
     now_us = rows.us(now)
-    row = yield sql(
+    row = yield q(
         "one",
-        _FINISH,
+        "callback_finish",
         state,
         rows.us(at) if at is not None else now_us,
         error,
@@ -133,12 +101,12 @@ def finish_callback(
 
 
 def release_callbacks(cx: Cx, owner: str, now: datetime) -> Body[int]:
-    changed = yield sql("run", _RELEASE, rows.us(now), owner)
+    changed = yield q("run", "callback_release", rows.us(now), owner)
     return int(changed)
 
 
 def next_callback_due(cx: Cx) -> Body[datetime | None]:
-    value = yield sql("val", f"SELECT MIN(available_at) FROM callbacks WHERE state IN {OPEN}")
+    value = yield q("val", "callback_next_due")
     return None if value is None else rows.dt(value)
 
 
@@ -162,7 +130,7 @@ def _views(cx: Cx, ids: list[str]) -> Body[list[models.CallbackView]]:
     """The events as ``GET /v1/callbacks`` shows them, in the order of ``ids``."""
     if not ids:
         return []
-    found = yield sql("all", f"SELECT {_VIEW_COLS} FROM callbacks WHERE id {cx.any('$1')}", ids)
+    found = yield q("all", "callback_views", ids)
     by_id = {r[0]: _view(r) for r in found}
     return [by_id[i] for i in ids]
 
@@ -186,9 +154,7 @@ def retry_callbacks(
     cx: Cx, sel: CallbackSelection, actor: values.Actor, now: datetime, reason: str
 ) -> Body[CallbackRetry]:
     if sel.ids:
-        found = yield sql(
-            "all", f"SELECT id, state FROM callbacks WHERE id {cx.any('$1')}", list(sel.ids)
-        )
+        found = yield q("all", "callback_states", list(sel.ids))
         callback_retry.check_ids(sel, {r[0]: r[1] for r in found})
     where, params = _where(cx, sel)
     matched = int((yield sql("val", f"SELECT COUNT(*) FROM callbacks WHERE {where}", *params)))
@@ -208,14 +174,7 @@ def retry_callbacks(
         views = yield from _views(cx, ids)
         return CallbackRetry(matched=matched, callbacks=views, remaining=matched)
     if chosen:
-        yield sql(
-            "run",
-            "UPDATE callbacks SET state = CASE WHEN attempts = 0 THEN 'pending' "
-            "ELSE 'waiting_retry' END, available_at = $1, lease_owner = NULL, updated_at = $1 "
-            f"WHERE seq {cx.any('$2')}",
-            rows.us(now),
-            [r[0] for r in chosen],
-        )
+        yield q("run", "callback_retry", rows.us(now), [r[0] for r in chosen])
     trail = Trail(now, cx.redactor)
     for _, cb_id, filing_id, event, state, attempts in chosen:
         trail.add(

@@ -44,9 +44,18 @@ COMMON = {
     "top_control": str(x12.MAX_CONTROL),
 }
 
+#: ``{any_N}``: membership in the list parameter $N (a Python list)
 BY_DIALECT = {
-    "sqlite": {"skip_locked": "", "for_update": ""},
-    "postgres": {"skip_locked": " FOR UPDATE SKIP LOCKED", "for_update": " FOR UPDATE"},
+    "sqlite": {
+        "skip_locked": "",
+        "for_update": "",
+        **{f"any_{n}": f"IN (SELECT value FROM json_each(${n}))" for n in range(1, 5)},
+    },
+    "postgres": {
+        "skip_locked": " FOR UPDATE SKIP LOCKED",
+        "for_update": " FOR UPDATE",
+        **{f"any_{n}": f"= ANY(${n})" for n in range(1, 5)},
+    },
 }
 
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from gateway import errors, ids
 from gateway.rules import outages
-from gateway.store import logic, rows, values
+from gateway.store import fragments, logic, rows, values
 from gateway.store.sansio import Body, Cx, Driven, Notify, q, sql
 from gateway.store.status import refresh_status
 from gateway.store.trail import Trail
@@ -36,7 +36,6 @@ O_COLS = (
     "id, adapter, environment, starts_at, ends_at, reason, reference, created_at, created_by, "
     "removed_at"
 )
-SETTLED_SQL = "('delivered','acknowledged','cancelled','dead','rejected')"
 
 
 def add_outage(
@@ -53,10 +52,9 @@ def add_outage(
         created_at=now,
         created_by=actor.name,
     )
-    yield sql(
+    yield q(
         "run",
-        "INSERT INTO outages (id, adapter, environment, starts_at, ends_at, reason, reference, "
-        "created_at, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        "outage_insert",
         o.id,
         o.adapter,
         None if o.environment is None else o.environment.value,
@@ -84,34 +82,20 @@ def list_outages(cx: Cx, now: datetime, include_past: bool) -> Body[list[outages
 
 
 def remove_outage(cx: Cx, outage_id: str, actor: Actor, now: datetime) -> Body[outages.Outage]:
-    row = yield sql("one", f"SELECT {O_COLS} FROM outages WHERE id = $1{cx.for_update}", outage_id)
+    row = yield q("one", "outage_for_removal", outage_id)
     if row is None:
         raise errors.NotFound(f"no outage {outage_id}", details={"id": outage_id})
     if row[9] is not None:
         raise errors.Conflict(f"outage {outage_id} was already removed", details={"id": outage_id})
     now_us = rows.us(now)
-    yield sql(
-        "run",
-        "UPDATE outages SET removed_at = $1, removed_by = $2 WHERE id = $3",
-        now_us,
-        actor.name,
-        outage_id,
-    )
+    yield q("run", "outage_remove", now_us, actor.name, outage_id)
     o = rows.outage(row).model_copy(update={"removed_at": now})
     # what it deferred may go at once; anything still held is deferred again by the gate
     if o.adapter is not None:
-        scope, value = "adapter = $2", o.adapter
+        released = yield q("run", "outage_release_adapter", now_us, o.adapter)
     else:
         assert o.environment is not None  # the CHECK constraint: one of the two
-        scope = "filing_seq IN (SELECT seq FROM filings WHERE environment = $2)"
-        value = o.environment.value
-    released = yield sql(
-        "run",
-        "UPDATE deliveries SET available_at = $1, updated_at = $1 "
-        f"WHERE state = 'deferred' AND available_at > $1 AND {scope}",
-        now_us,
-        value,
-    )
+        released = yield q("run", "outage_release_environment", now_us, o.environment.value)
     trail = Trail(now, cx.redactor)
     trail.add(
         "outage.removed",
@@ -163,7 +147,8 @@ def flag_at_risk(
 ) -> Body[list[tuple[str, datetime]]]:
     """Flag unsettled filings whose due_by is near or inside a known outage; once each."""
     now_us = rows.us(now)
-    pending = f"f.at_risk_at IS NULL AND f.due_by IS NOT NULL AND f.status NOT IN {SETTLED_SQL}"
+    settled = fragments.COMMON["settled"]
+    pending = f"f.at_risk_at IS NULL AND f.due_by IS NOT NULL AND f.status NOT IN {settled}"
     checks: list[tuple[str, list[Any], str]] = [
         ("f.due_by < $2", [rows.us(due_before)], "due_by within the at-risk margin")
     ]
@@ -174,7 +159,7 @@ def flag_at_risk(
             params.append(w.adapter)
             cond += (
                 f" AND EXISTS (SELECT 1 FROM deliveries d WHERE d.filing_seq = f.seq "
-                f"AND d.adapter = ${len(params) + 1} AND d.state NOT IN {SETTLED_SQL})"
+                f"AND d.adapter = ${len(params) + 1} AND d.state NOT IN {settled})"
             )
         if w.environment is not None:
             params.append(w.environment)

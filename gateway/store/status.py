@@ -23,13 +23,12 @@ from typing import Any
 from gateway import errors, ids, models
 from gateway.rules import lifecycle
 from gateway.store import logic, rows
-from gateway.store.sansio import Body, Cx, LockKeys, q, sql
+from gateway.store.sansio import Body, Cx, LockKeys, q
 from gateway.store.trail import Trail
 from gateway.store.values import SYSTEM, Actor
 
 #: filing statuses a callback is sent for
 CALLBACK_STATUSES = frozenset({"delivered", "acknowledged", "rejected", "dead", "cancelled"})
-DONE_SQL = "('delivered','acknowledged','cancelled')"
 
 
 def lock_keys(keys: Iterable[str]) -> LockKeys:
@@ -48,25 +47,9 @@ def refresh_statuses(cx: Cx, stamps: Mapping[int, int]) -> Body[None]:
     if not stamps:
         return
     seqs = sorted(stamps)
-    before = {
-        r[0]: (r[1], r[2])
-        for r in (
-            yield sql(
-                "all",
-                f"SELECT seq, status, callback_url FROM filings WHERE seq {cx.any('$1')} "
-                f"ORDER BY seq{cx.for_update}",
-                seqs,
-            )
-        )
-    }
+    before = {r[0]: (r[1], r[2]) for r in (yield q("all", "status_filings_locked", seqs))}
     states: dict[int, list[models.DeliveryState]] = {s: [] for s in before}
-    for fs, state in (
-        yield sql(
-            "all",
-            f"SELECT filing_seq, state FROM deliveries WHERE filing_seq {cx.any('$1')}",
-            seqs,
-        )
-    ):
+    for fs, state in (yield q("all", "status_delivery_states", seqs)):
         states.setdefault(fs, []).append(models.DeliveryState(state))
     changes = [
         (models.derive_status(states[fs]).value, stamps[fs], fs) for fs in seqs if fs in before
@@ -86,21 +69,12 @@ def enqueue_callback(
     """Queue a status event for the filing's callback_url, in the caller's transaction."""
     if status not in CALLBACK_STATUSES:
         return
-    f = yield sql(
-        "one",
-        "SELECT id, filing_type, environment, reference, callback_url FROM filings WHERE seq = $1",
-        filing_seq,
-    )
-    deliveries = yield sql(
-        "all",
-        "SELECT id, adapter, state, ack FROM deliveries WHERE filing_seq = $1 ORDER BY seq",
-        filing_seq,
-    )
+    f = yield q("one", "callback_filing", filing_seq)
+    deliveries = yield q("all", "callback_deliveries", filing_seq)
     event, body = logic.callback_event(f, deliveries, previous, status, now_us)
-    yield sql(
+    yield q(
         "run",
-        "INSERT INTO callbacks (id, filing_id, url, event, body, state, available_at, "
-        "created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'pending', $6, $6, $6)",
+        "callback_enqueue",
         ids.new_id("evt"),
         f[0],
         f[4],
@@ -117,13 +91,7 @@ def reblock(
     filing seqs it touched."""
     touched: set[int] = set()
     blocked_by_predecessor = False
-    found = yield sql(
-        "all",
-        "SELECT seq, id, filing_id, filing_seq, state FROM deliveries "
-        f"WHERE adapter = $1 AND ordering_key = $2 AND state NOT IN {DONE_SQL} ORDER BY seq",
-        adapter,
-        ordering_key,
-    )
+    found = yield q("all", "reblock_key", adapter, ordering_key)
     for seq, delivery_id, filing_id, filing_seq, state in found:
         if state in ("dead", "rejected"):
             blocked_by_predecessor = True
@@ -134,14 +102,7 @@ def reblock(
         elif not blocked_by_predecessor and state == "blocked":
             new = "pending"
         if new is not None:
-            yield sql(
-                "run",
-                "UPDATE deliveries SET state = $1, available_at = $2, updated_at = $2 "
-                "WHERE seq = $3",
-                new,
-                now_us,
-                seq,
-            )
+            yield q("run", "reblock_set", new, now_us, seq)
             trail.add(
                 f"delivery.{'blocked' if new == 'blocked' else 'unblocked'}",
                 actor=actor,
@@ -172,7 +133,7 @@ def block_successors(
 
 def find_filing(cx: Cx, filing_id: str) -> Body[tuple[int, str]]:
     """The filing's seq and ordering key; ``NotFound`` when there is no such filing."""
-    row = yield sql("one", "SELECT seq, ordering_key FROM filings WHERE id = $1", filing_id)
+    row = yield q("one", "filing_seq_key", filing_id)
     if row is None:
         raise errors.NotFound(f"no filing {filing_id}", details={"id": filing_id})
     return int(row[0]), str(row[1])
@@ -180,7 +141,5 @@ def find_filing(cx: Cx, filing_id: str) -> Body[tuple[int, str]]:
 
 def refuse_in_flight(cx: Cx, seq: int, filing_id: str, event: lifecycle.Event) -> Body[None]:
     """A send in progress stops an operator action on its filing whole (409)."""
-    found: Any = yield sql(
-        "all", "SELECT id, state, available_at FROM deliveries WHERE filing_seq = $1", seq
-    )
+    found: Any = yield q("all", "filing_delivery_states", seq)
     logic.refuse_in_flight(filing_id, event, [(r[0], r[1], rows.dt(r[2])) for r in found])

@@ -1,0 +1,23 @@
+-- Outages: statements both dialects accept.
+
+-- name: outage_insert
+INSERT INTO outages (id, adapter, environment, starts_at, ends_at, reason, reference,
+    created_at, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9);
+
+-- name: outage_for_removal
+SELECT id, adapter, environment, starts_at, ends_at, reason, reference, created_at,
+    created_by, removed_at
+FROM outages WHERE id = $1{for_update};
+
+-- name: outage_remove
+UPDATE outages SET removed_at = $1, removed_by = $2 WHERE id = $3;
+
+-- name: outage_release_adapter
+-- what a removed outage deferred may go at once (a gate still closed defers it again)
+UPDATE deliveries SET available_at = $1, updated_at = $1
+WHERE state = 'deferred' AND available_at > $1 AND adapter = $2;
+
+-- name: outage_release_environment
+UPDATE deliveries SET available_at = $1, updated_at = $1
+WHERE state = 'deferred' AND available_at > $1
+  AND filing_seq IN (SELECT seq FROM filings WHERE environment = $2);
