@@ -23,7 +23,7 @@ from typing import Any
 
 from gateway import errors
 from gateway.rules import lifecycle
-from gateway.store import logic, rows, values
+from gateway.store import fragments, logic, rows, values
 from gateway.store.sansio import Body, Cx, Driven, Notify, sql
 from gateway.store.status import find_filing, lock_keys, reblock, refresh_status, refuse_in_flight
 from gateway.store.trail import Trail
@@ -37,7 +37,7 @@ _SET = {
     "updated_at = $1",
 }
 #: the states each action moves a delivery from (the lifecycle table's)
-_FROM = {"retry": logic.RETRY_FROM_SQL, "cancel": logic.CANCEL_FROM_SQL}
+_FROM = {"retry": fragments.COMMON["retry_from"], "cancel": fragments.COMMON["cancel_from"]}
 _EVENT = {"retry": lifecycle.Event.OPERATOR_RETRY, "cancel": lifecycle.Event.OPERATOR_CANCEL}
 _AUDIT = {"retry": "delivery.retried", "cancel": "delivery.cancelled"}
 _NOTHING = {"retry": "no dead or blocked delivery to retry", "cancel": "nothing left to cancel"}
