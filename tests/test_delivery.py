@@ -209,3 +209,27 @@ async def test_restart_with_500_queued_delivers_each_exactly_once(tmp_path, star
         delivery_ids = {r[0] for r in conn.execute("SELECT id FROM deliveries")}
     assert len(files) == 500 and {f.stem for f in files} == delivery_ids
     await gw2.stop()
+
+
+async def test_delivery_sent_logs_one_small_line_without_the_receipt(
+    tmp_path, start_gateway, receiver
+):
+    """A send's log line names the delivery, its attempt, outcome and duration; the receipt
+    (kept in the store and the trail) is not walked and rendered again for the log."""
+    import io
+
+    from gateway import logs
+
+    stream = io.StringIO()
+    logs.configure("json", "info", stream=stream)
+    gw = await start_gateway(http_config(tmp_path, receiver))
+    _, body = await gw.post("/v1/filings", example())
+    view = await gw.wait_for(body["id"], "delivered")
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    sent = [line for line in lines if line["event"] == "delivery.sent"]
+    assert len(sent) == 1, sent
+    delivery = view["deliveries"][0]
+    assert sent[0]["delivery_id"] == delivery["id"] and sent[0]["filing_id"] == body["id"]
+    assert sent[0]["adapter"] == "ace" and sent[0]["attempt"] == 1
+    assert sent[0]["status"] == "200" and sent[0]["duration_ms"] >= 0
+    assert "receipt" not in sent[0] and delivery["receipt"]["status"] == "200"

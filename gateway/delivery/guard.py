@@ -140,15 +140,20 @@ class Guard:
                 return until, reason
         return None
 
-    async def claimed(self, adapter: str, mode: Mode, now: datetime) -> None:
-        """Spend the tokens of one claimed delivery (and mark a breaker probe)."""
+    def claimed(self, adapter: str, mode: Mode, now: datetime) -> breaker.Transition | None:
+        """Spend the tokens of one claimed delivery (and mark a breaker probe).
+
+        Synchronous: only a breaker probe changes the breaker, and its transition (to be
+        logged and audited) is returned for the caller to ``report``; every other claim
+        awaited nothing here (an await per claimed delivery on the dispatcher's path)."""
         bucket = self.buckets[adapter]
         if bucket is not None:
             bucket.take(1, now)
         if mode is Mode.PROBE_WINDOW:
             self.probes[adapter].take(1, now)
         if mode is Mode.BREAKER_PROBE:
-            await self._report(adapter, self.breakers[adapter].start_probe(now), now)
+            return self.breakers[adapter].start_probe(now)
+        return None
 
     def wait_s(self, now: datetime) -> float | None:
         """Seconds until a paced adapter may send again, if one is waiting on tokens."""
@@ -163,7 +168,7 @@ class Guard:
     # --- after sending ------------------------------------------------------------------
 
     async def succeeded(self, adapter: str, now: datetime) -> None:
-        await self._report(adapter, self.breakers[adapter].record_success(now), now)
+        await self.report(adapter, self.breakers[adapter].record_success(now), now)
 
     def message_fault(self, adapter: str) -> None:
         """A send failed on its message alone: no verdict on the receiver; a half-open
@@ -171,12 +176,12 @@ class Guard:
         self.breakers[adapter].abandon_probe()
 
     async def failed(self, adapter: str, reason: str, now: datetime) -> None:
-        await self._report(adapter, self.breakers[adapter].record_failure(now, reason), now)
+        await self.report(adapter, self.breakers[adapter].record_failure(now, reason), now)
 
     async def outage(
         self, adapter: str, reason: str, until: datetime | None, now: datetime
     ) -> None:
-        await self._report(adapter, self.breakers[adapter].record_outage(now, reason, until), now)
+        await self.report(adapter, self.breakers[adapter].record_outage(now, reason, until), now)
 
     def breaker_until(self, adapter: str, now: datetime) -> datetime | None:
         return self.breakers[adapter].blocked_until(now)
@@ -185,7 +190,8 @@ class Guard:
         section = self.cfg.adapters.get(adapter)
         return now + timedelta(seconds=section.probe_interval if section else 60.0)
 
-    async def _report(self, adapter: str, t: breaker.Transition | None, now: datetime) -> None:
+    async def report(self, adapter: str, t: breaker.Transition | None, now: datetime) -> None:
+        """Log and audit a breaker transition (nothing for ``None``)."""
         if t is None:
             return
         details: dict[str, Any] = {
