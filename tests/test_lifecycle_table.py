@@ -12,7 +12,7 @@ import pytest
 from gateway import config, models
 from gateway.rules import acks as ackrules
 from gateway.rules import lifecycle
-from gateway.store import base, dispatch, logic
+from gateway.store import base, fragments
 from tests.conftest import base_config
 
 S = models.DeliveryState
@@ -58,10 +58,10 @@ def test_only_a_delivered_delivery_is_resubmitted_by_an_ack() -> None:
 def test_store_state_sets_are_the_tables() -> None:
     """The SQL state sets the stores filter on are read off the table (or agree with it)."""
     claimable = set(lifecycle.sources(E.CLAIMED))
-    assert claimable == set(re.findall(r"'(\w+)'", dispatch.CLAIMABLE_SQL))
+    assert claimable == set(re.findall(r"'(\w+)'", fragments.COMMON["claimable"]))
     assert set(base.BULK_FROM["cancel"]) == {s.value for s in lifecycle.sources(E.OPERATOR_CANCEL)}
     assert "in_flight" not in base.BULK_FROM["cancel"]
-    assert set(re.findall(r"'(\w+)'", logic.RESEND_FROM_SQL)) == {
+    assert set(re.findall(r"'(\w+)'", fragments.COMMON["resend_from"])) == {
         "delivered",
         "acknowledged",
         "rejected",
