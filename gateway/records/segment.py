@@ -4,7 +4,7 @@ rows.
 
 A record is a JSON-able dict whose ``filing`` holds the filing row (``filing["id"]`` is the
 record's id); the other keys (``deliveries``, ``acks``, ``callbacks``, ``audit``, …) are kept
-as given. Layout::
+as given, aware datetimes (PostgreSQL's) written as ISO 8601 strings. Layout::
 
     b"EDIGWSEG"                      magic, 8 bytes
     header length                    4 bytes, big-endian
@@ -44,7 +44,18 @@ _LEN = struct.Struct(">I")
 _PREFIX = len(MAGIC) + _LEN.size
 #: the name the writer gives: <UTC time>-<32 hex of the file's SHA-256>.seg
 NAME = re.compile(r"(\d{8}T\d{6}Z)-([0-9a-f]{32})\.seg")
-_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _json_default(value: object) -> str:
+    """Times as asyncpg hands them become ISO 8601 with their offset."""
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON-able")
+
+
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_json_default
+)
 
 
 @dataclass(frozen=True, kw_only=True)
