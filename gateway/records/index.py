@@ -334,8 +334,10 @@ class Index:
         """One page of the filings matching ``query``, newest first."""
         if not 1 <= query.limit <= MAX_LIMIT:
             raise errors.BadQuery(f"between 1 and {MAX_LIMIT}", field="limit")
-        sql, params = self._compile(query)
         with self._lock:
+            # fields another process added since (a newly configured path) count at once
+            self._fields = dict(self._db.execute("SELECT name, id FROM fields").fetchall())
+            sql, params = self._compile(query)
             rows = self._db.execute(sql, params).fetchall()
         more = len(rows) > query.limit
         rows = rows[: query.limit]

@@ -345,7 +345,8 @@ def locate_damage(name: str, data: bytes, want: str, got: str) -> errors.Segment
         if len(data) > end
         else f"it is {end - len(data)} bytes short"
         if len(data) < end
-        else "the damage is in its header"
+        else "its records match their own hashes, so its header was changed or it is "
+        "another segment than the one expected"
     )
     return errors.SegmentDamaged(
         f"segment {name}: its SHA-256 is {got[:16]}…, expected {want[:16]}…; {where}",

@@ -240,3 +240,16 @@ def test_times_in_the_stores_other_spellings_index_alike(tmp_path):
     idx, _ = build(tmp_path, [records])
     hits = idx.search(index.Query(filing_type="isf")).hits
     assert {h.received_at for h in hits} == {at}
+
+
+def test_a_reader_opened_earlier_finds_fields_added_since(tmp_path):
+    """The API's index connection sees a field the archiver (another connection) added."""
+    reader = index.Index(tmp_path / "index.sqlite")
+    assert ids(reader.search(index.Query(terms={"bill_of_lading": "MAEU123456789"}))) == []
+    writer, _ = build(tmp_path, [[make_record("isf", 0)]])
+    assert ids(reader.search(index.Query(terms={"bill_of_lading": "MAEU123456789"}))) == [
+        "fil_isf_000000"
+    ]
+    assert ids(reader.search(index.Query(identifier="MAEU123456789"))) == ["fil_isf_000000"]
+    writer.close()
+    reader.close()

@@ -65,6 +65,7 @@ def test_a_segment_swapped_for_a_valid_other_one_is_altered(archive):
     store.path(name).write_bytes(other)
     report = verify.verify(store, chain)
     assert report.of("altered") == [name]
+    assert "another segment than the one expected" in report.problems[0].message
 
 
 def test_deep_verify_proves_the_keys_still_open_the_archive(archive):
