@@ -56,6 +56,8 @@ CREATE TABLE IF NOT EXISTS records (
 );
 CREATE INDEX IF NOT EXISTS records_received ON records (received_at, rid);
 CREATE INDEX IF NOT EXISTS records_filer ON records (filer_code, received_at, rid);
+CREATE INDEX IF NOT EXISTS records_filer_type
+    ON records (filer_code, filing_type, received_at, rid);
 CREATE INDEX IF NOT EXISTS records_type ON records (filing_type, received_at, rid);
 CREATE INDEX IF NOT EXISTS records_state ON records (state, received_at, rid);
 CREATE INDEX IF NOT EXISTS records_segment ON records (segment_id);
@@ -69,7 +71,8 @@ CREATE TABLE IF NOT EXISTS terms (
 CREATE INDEX IF NOT EXISTS terms_record ON terms (rid);
 """
 ACK_CODE = "ack_code"
-_COLUMNS = ("filing_type", "environment", "filer_code", "state")
+#: the column filters, most selective first (environment has no index of its own)
+_COLUMNS = ("filer_code", "filing_type", "state", "environment")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -345,6 +348,13 @@ class Index:
         cursor = encode_cursor(rows[-1][8], rows[-1][-1]) if more else None
         return Page(hits=hits, next_cursor=cursor)
 
+    def plan(self, query: Query) -> list[str]:
+        """SQLite's plan for ``query``, one line a step (``records search --explain``)."""
+        with self._lock:
+            self._fields = dict(self._db.execute("SELECT name, id FROM fields").fetchall())
+            sql, params = self._compile(query)
+            return [row[3] for row in self._db.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
+
     def iter_all(self, query: Query) -> Iterator[Hit]:
         """Every match, page after page (exports)."""
         page = self.search(query)
@@ -403,10 +413,19 @@ class Index:
         """The SELECT for ``query``: the first identifier filter (or the any-field lookup)
         drives through ``terms`` in time order; the rest are filters on the row."""
         drive, where, params = self._lookups(query)
+        # the most selective column filter given walks its (column, time) index when no
+        # identifier drives; the others are marked unindexable with a unary + so the planner
+        # never walks the state index (few values, most rows alike) instead
+        indexed: set[str] = set()
+        if drive is None:
+            given = [c for c in _COLUMNS if getattr(query, c) is not None]
+            # filer code and filing type together walk (filer_code, filing_type, time)
+            pair = {"filer_code", "filing_type"}
+            indexed = pair if pair <= set(given) else set(given[:1])
         for column in _COLUMNS:
             value = getattr(query, column)
             if value is not None:
-                where.append(f"r.{column} = ?")
+                where.append(f"{'' if column in indexed else '+'}r.{column} = ?")
                 params.append(value)
         key = "r" if drive is None else "t"
         for bound, op, name in (

@@ -253,3 +253,16 @@ def test_a_reader_opened_earlier_finds_fields_added_since(tmp_path):
     assert ids(reader.search(index.Query(identifier="MAEU123456789"))) == ["fil_isf_000000"]
     writer.close()
     reader.close()
+
+
+def test_a_column_search_walks_the_most_selective_index(tmp_path):
+    """Filer code drives, never the state index (few values, most rows alike), and an
+    identifier drives over every column filter."""
+    idx, _ = build(tmp_path, [[make_record()]])
+    plan = idx.plan(index.Query(filer_code="XYZ", filing_type="isf", state="acknowledged"))
+    assert "records_filer_type (filer_code=? AND filing_type=?)" in plan[0]
+    assert "records_state" not in " ".join(plan)
+    plan = idx.plan(index.Query(filer_code="XYZ", state="rejected", environment="cert"))
+    assert "records_filer (filer_code=?)" in plan[0]
+    plan = idx.plan(index.Query(terms={"reference": "X"}, filer_code="XYZ", state="rejected"))
+    assert plan[0].startswith("SEARCH t USING PRIMARY KEY")
