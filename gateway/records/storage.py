@@ -8,13 +8,16 @@ The directory backend (any mounted storage) makes ``put`` atomic the POSIX way: 
 to a temporary name starting with ``.tmp-``, are fsynced, renamed to the final name and the
 directory is fsynced. A kill at any point leaves either no file under the final name or the
 whole file; the temporary leftovers of a killed writer are deleted when the directory is
-opened again. The calls block: async callers run them in a worker thread
-(``anyio.to_thread.run_sync``).
+opened again. A writer holds an exclusive ``flock`` on its temporary file until it is
+renamed, and the kernel drops it when the writer dies: opening the directory (a CLI
+``records verify`` beside a running archiver) deletes only the files nobody holds. The calls
+block: async callers run them in a worker thread (``anyio.to_thread.run_sync``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import re
 import secrets
@@ -71,9 +74,22 @@ class DirectoryStorage:
         removed = []
         for entry in os.scandir(self.root):
             if entry.name.startswith(TEMP_PREFIX) and entry.is_file(follow_symlinks=False):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(entry.path)
-                removed.append(entry.name)
+                try:
+                    fd = os.open(entry.path, os.O_RDONLY)
+                except FileNotFoundError:
+                    continue
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # a live writer holds it
+                else:
+                    with contextlib.suppress(FileNotFoundError):
+                        # still the file opened (not renamed to its final name meanwhile)
+                        if os.stat(entry.path).st_ino == os.fstat(fd).st_ino:
+                            os.unlink(entry.path)
+                            removed.append(entry.name)
+                finally:
+                    os.close(fd)
         if removed:
             self._sync_dir()
         return sorted(removed)
@@ -91,14 +107,17 @@ class DirectoryStorage:
         try:
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
             try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                if os.fstat(fd).st_ino != os.stat(temp).st_ino:
+                    raise FileNotFoundError(2, "the temporary file was cleaned away")
                 view = memoryview(data)
                 while view:
                     view = view[os.write(fd, view) :]
                 if self.fsync:
                     os.fsync(fd)
+                os.replace(temp, final)  # still holding the lock: no cleaner takes it
             finally:
                 os.close(fd)
-            os.replace(temp, final)
         except OSError as exc:
             with contextlib.suppress(OSError):
                 os.unlink(temp)

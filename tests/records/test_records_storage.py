@@ -100,7 +100,8 @@ DATA = bytes(range(256)) * 4096
 )
 def test_a_writer_killed_at_any_point_leaves_no_partial_segment(tmp_path, stop, visible):
     """SIGKILL mid-write, before fsync, before or after the rename: the final name shows the
-    whole segment or nothing, and the next open deletes the temporary leftovers."""
+    whole segment or nothing; an open beside the live writer leaves its file alone, the open
+    after the kill deletes the leftovers."""
     root = tmp_path / "segments"
     with subprocess.Popen(
         [sys.executable, "-c", _CHILD, str(root), stop],
@@ -110,6 +111,10 @@ def test_a_writer_killed_at_any_point_leaves_no_partial_segment(tmp_path, stop, 
     ) as child:
         assert child.stdout is not None
         assert child.stdout.readline() == b"paused\n"
+        temps = [n for n in os.listdir(root) if n.startswith(".tmp-")]
+        beside = storage.DirectoryStorage(root)  # e.g. `records verify` while it writes
+        assert beside.cleaned == []
+        assert [n for n in os.listdir(root) if n.startswith(".tmp-")] == temps
         child.send_signal(signal.SIGKILL)
         assert child.wait() == -signal.SIGKILL
     if visible:
