@@ -266,3 +266,10 @@ def test_a_column_search_walks_the_most_selective_index(tmp_path):
     assert "records_filer (filer_code=?)" in plan[0]
     plan = idx.plan(index.Query(terms={"reference": "X"}, filer_code="XYZ", state="rejected"))
     assert plan[0].startswith("SEARCH t USING PRIMARY KEY")
+
+
+def test_a_damaged_index_file_is_a_clear_error_not_a_traceback(tmp_path):
+    path = tmp_path / "index.sqlite"
+    path.write_bytes(b"this is not SQLite" * 100)
+    with pytest.raises(errors.StorageError, match=r"not a records index .* rebuilt from"):
+        index.Index(path)
