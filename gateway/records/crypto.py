@@ -1,0 +1,216 @@
+"""Encryption at rest: AES-256-GCM through ``cryptography``, with a keyring that rotates.
+
+A sealed value carries everything needed to open it except the key::
+
+    version (1 byte: 1) | key id length (1 byte) | key id (ASCII) | nonce (12 bytes)
+    | ciphertext + GCM tag (16 bytes)
+
+and is bound to *associated data* the caller chooses (a record's id and what the value is,
+e.g. ``b"payload:fil_01H..."``): a value copied into another record, or any byte of it
+changed, fails to open (``OpenFailed``), as does a value under a wrong key. A value naming a
+key the keyring lacks is ``UnknownKey``; something that is not a sealed value at all is
+``NotSealed``. Plaintext is never handed back as if it had been opened.
+
+The keyring holds every key that may still be needed to read, and one *current* key that
+seals. Rotating: add a new key (it becomes current when listed last, or when named), keep
+the old ones for reading; values name their key, so old and new live side by side.
+
+Keys come from the environment or a file, one key a line::
+
+    # kid:base64 of 32 random bytes     (make one: edigw-2026a:$(head -c32 /dev/urandom | base64))
+    edigw-2025a:3q2+7w0K...=
+    edigw-2026a:q83vEjRWeJ...=
+
+In ``EDIGW_RECORDS_KEYS`` the lines may also be separated by ``;``. ``EDIGW_RECORDS_KEYS_FILE``
+names a file instead. The last key listed is the current one unless ``EDIGW_RECORDS_KEY_ID``
+names another. Key ids are 1-64 of ``A-Z a-z 0-9 . _ -``. Random 96-bit nonces: rotate a key
+well before it has sealed 2**32 values (NIST SP 800-38D).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from gateway.records import errors
+
+VERSION = 1
+KEY_BYTES = 32
+NONCE_BYTES = 12
+KID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+ENV_KEYS = "EDIGW_RECORDS_KEYS"
+ENV_KEYS_FILE = "EDIGW_RECORDS_KEYS_FILE"
+ENV_KEY_ID = "EDIGW_RECORDS_KEY_ID"
+#: how a sealed value starts in a text column (the live store's payload and receipt)
+TEXT_PREFIX = "edigw-sealed:1:"
+
+
+class Keyring:
+    """Named AES-256-GCM keys: ``current`` seals, every key opens what names it."""
+
+    def __init__(self, keys: Mapping[str, bytes], *, current: str | None = None) -> None:
+        if not keys:
+            raise errors.KeyringError("the records keyring holds no key")
+        ciphers = {}
+        for kid, key in keys.items():
+            if not KID.fullmatch(kid):
+                raise errors.KeyringError(
+                    f"key id {kid!r} is not 1-64 of A-Z a-z 0-9 . _ -", kid=kid
+                )
+            if len(key) != KEY_BYTES:
+                raise errors.KeyringError(
+                    f"key {kid!r} is {len(key)} bytes; an AES-256 key is {KEY_BYTES}", kid=kid
+                )
+            ciphers[kid] = AESGCM(key)
+        current = current if current is not None else list(keys)[-1]
+        if current not in ciphers:
+            raise errors.KeyringError(
+                f"the current key {current!r} is not in the keyring (keys: {', '.join(keys)})",
+                kid=current,
+            )
+        self._ciphers = ciphers
+        #: the key id new values are sealed with
+        self.current = current
+
+    @property
+    def kids(self) -> list[str]:
+        """Every key id held, in the order given."""
+        return list(self._ciphers)
+
+    def seal(self, plaintext: bytes, *, aad: bytes) -> bytes:
+        """``plaintext`` encrypted under the current key, bound to ``aad``."""
+        kid = self.current.encode("ascii")
+        header = bytes((VERSION, len(kid))) + kid
+        nonce = os.urandom(NONCE_BYTES)
+        return header + nonce + self._ciphers[self.current].encrypt(nonce, plaintext, header + aad)
+
+    def open(self, sealed: bytes, *, aad: bytes) -> bytes:
+        """The plaintext of a value ``seal`` made with the same ``aad``."""
+        kid, header, nonce, body = _split(sealed)
+        cipher = self._ciphers.get(kid)
+        if cipher is None:
+            raise errors.UnknownKey(
+                f"the value was sealed with key {kid!r}, which the keyring does not hold "
+                f"(keys: {', '.join(self._ciphers)})",
+                kid=kid,
+            )
+        try:
+            return cipher.decrypt(nonce, body, header + aad)
+        except InvalidTag:
+            raise errors.OpenFailed(
+                f"the value does not open with key {kid!r}: a wrong key, or the value was "
+                "altered or moved from another record",
+                kid=kid,
+            ) from None
+
+    def seal_text(self, text: str, *, aad: str) -> str:
+        """``seal`` for a text column: ``edigw-sealed:1:`` + URL-safe base64."""
+        sealed = self.seal(text.encode("utf-8"), aad=aad.encode("utf-8"))
+        return TEXT_PREFIX + base64.urlsafe_b64encode(sealed).decode("ascii")
+
+    def open_text(self, value: str, *, aad: str) -> str:
+        """``open`` for a value ``seal_text`` made."""
+        if not is_sealed_text(value):
+            raise errors.NotSealed("the value is not sealed (it does not start edigw-sealed:1:)")
+        try:
+            sealed = base64.urlsafe_b64decode(value[len(TEXT_PREFIX) :].encode("ascii"))
+        except (binascii.Error, UnicodeEncodeError):
+            raise errors.NotSealed("the sealed value's base64 is damaged") from None
+        return self.open(sealed, aad=aad.encode("utf-8")).decode("utf-8")
+
+
+def is_sealed_text(value: str) -> bool:
+    """Whether a text column's value is sealed (the store's migration test)."""
+    return value.startswith(TEXT_PREFIX)
+
+
+def sealed_kid(sealed: bytes) -> str:
+    """The key id a sealed value names (``NotSealed`` if it is not one)."""
+    return _split(sealed)[0]
+
+
+def _split(sealed: bytes) -> tuple[str, bytes, bytes, bytes]:
+    if len(sealed) < 2 or sealed[0] != VERSION:
+        raise errors.NotSealed("the value is not a sealed value (unknown version byte)")
+    end = 2 + sealed[1]
+    if sealed[1] == 0 or len(sealed) < end + NONCE_BYTES + 16:
+        raise errors.NotSealed("the sealed value is truncated")
+    try:
+        kid = sealed[2:end].decode("ascii")
+    except UnicodeDecodeError:
+        raise errors.NotSealed("the sealed value's key id is not ASCII") from None
+    return kid, sealed[:end], sealed[end : end + NONCE_BYTES], sealed[end + NONCE_BYTES :]
+
+
+def parse_keys(text: str, *, source: str) -> dict[str, bytes]:
+    """``kid:base64`` lines (or ``;``-separated entries) → {kid: key}. ``source`` names
+    where they came from in errors (an environment variable or a file), never the key."""
+    keys: dict[str, bytes] = {}
+    entries = [e.strip() for line in text.splitlines() for e in line.split(";")]
+    for number, entry in enumerate(entries, 1):
+        if not entry or entry.startswith("#"):
+            continue
+        kid, sep, encoded = entry.partition(":")
+        kid = kid.strip()
+        if not sep or not kid:
+            raise errors.KeyringError(f"{source}: entry {number} is not kid:base64key")
+        if not KID.fullmatch(kid):
+            raise errors.KeyringError(
+                f"{source}: key id {kid!r} is not 1-64 of A-Z a-z 0-9 . _ -", kid=kid
+            )
+        if kid in keys:
+            raise errors.KeyringError(f"{source}: key id {kid!r} appears twice", kid=kid)
+        try:
+            keys[kid] = base64.b64decode(encoded.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            raise errors.KeyringError(
+                f"{source}: key {kid!r} is not valid base64", kid=kid
+            ) from None
+        if len(keys[kid]) != KEY_BYTES:
+            raise errors.KeyringError(
+                f"{source}: key {kid!r} is {len(keys[kid])} bytes; an AES-256 key is "
+                f"{KEY_BYTES} (base64 of 32 random bytes)",
+                kid=kid,
+            )
+    if not keys:
+        raise errors.KeyringError(f"{source} holds no key")
+    return keys
+
+
+def load_keyring(environ: Mapping[str, str]) -> Keyring | None:
+    """The keyring the environment configures, or None when no key is configured.
+
+    ``EDIGW_RECORDS_KEYS`` (the keys themselves) or ``EDIGW_RECORDS_KEYS_FILE`` (a file of
+    them), not both; ``EDIGW_RECORDS_KEY_ID`` picks the current key. Any fault is a
+    ``KeyringError`` naming the variable and key id, for the start-up check.
+    """
+    inline, file = environ.get(ENV_KEYS), environ.get(ENV_KEYS_FILE)
+    current = environ.get(ENV_KEY_ID) or None
+    if inline and file:
+        raise errors.KeyringError(f"set {ENV_KEYS} or {ENV_KEYS_FILE}, not both", key=ENV_KEYS)
+    if file:
+        try:
+            text = Path(file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise errors.KeyringError(
+                f"{ENV_KEYS_FILE}: cannot read {file}: {reason}", key=ENV_KEYS_FILE
+            ) from None
+        return Keyring(parse_keys(text, source=file), current=current)
+    if inline:
+        return Keyring(parse_keys(inline, source=ENV_KEYS), current=current)
+    if current:
+        raise errors.KeyringError(
+            f"{ENV_KEY_ID} names key {current!r} but no keys are configured "
+            f"({ENV_KEYS} or {ENV_KEYS_FILE})",
+            kid=current,
+            key=ENV_KEY_ID,
+        )
+    return None
