@@ -94,11 +94,16 @@ def operation_paths() -> dict[str, Any]:
         "/": {"get": op("The dashboard", {200: html_answer("Dashboard")}, auth=False)},
         "/ui/": {"get": op("The dashboard", {200: html_answer("Dashboard")}, auth=False)},
         "/ui/panels": {
-            "get": op("The dashboard's figures (HTML fragment)", {200: html_answer("Panels")}, (422,))
+            "get": op(
+                "The dashboard's figures (HTML fragment)", {200: html_answer("Panels")}, (422,)
+            )
         },
         "/ui/filings/{id}": {
             "get": op(
-                "A filing's page", {200: html_answer("Filing page")}, auth=False, params=[path_param("id")]
+                "A filing's page",
+                {200: html_answer("Filing page")},
+                auth=False,
+                params=[path_param("id")],
             )
         },
         "/ui/filings/{id}/panel": {
