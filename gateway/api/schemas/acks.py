@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
-
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from gateway import models
-from gateway.rules import breaker, outages
 from gateway.api.schemas.errors import SHAPE
 
 

@@ -3,13 +3,11 @@ windows and announced outages."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
-
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, Field
 
 from gateway import models
-from gateway.rules import breaker, outages
 from gateway.api.schemas.errors import SHAPE
+from gateway.rules import breaker, outages
 
 
 class BreakerStatus(BaseModel):

@@ -3,13 +3,9 @@ answer (frozen, unknown keys refused)."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
-
-from gateway import models
-from gateway.rules import breaker, outages
-
+from pydantic import BaseModel, ConfigDict, Field
 
 SHAPE = ConfigDict(frozen=True, extra="forbid")
 

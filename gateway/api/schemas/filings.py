@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, Field
 
 from gateway import models
-from gateway.rules import breaker, outages
-from gateway.api.schemas.errors import SHAPE, Error
+from gateway.api.schemas.errors import SHAPE, ErrorBody
 
 
 class Submitted(BaseModel):

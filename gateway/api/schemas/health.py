@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, Field
 
 from gateway import models
-from gateway.rules import breaker, outages
+from gateway.api.schemas.adapters import BreakerStatus, CalendarSchedule, GateStatus
 from gateway.api.schemas.errors import SHAPE
+from gateway.rules import outages
 
 
 class SourceHealth(BaseModel):

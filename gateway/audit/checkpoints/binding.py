@@ -11,6 +11,7 @@ import anyio
 
 from gateway.audit import chain as audit
 from gateway.audit.checkpoints.files import CheckpointDir
+from gateway.audit.checkpoints.keys import store_label
 from gateway.audit.checkpoints.signed import Checkpoint
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,9 @@ class CheckpointDir:
         """Sign and write ``checkpoint`` into its chain's subdirectory, then trim it.
         (An unbound checkpoint goes to the top, where version 1 wrote them.)"""
         where = self.chain_dir(checkpoint.chain)
-        target = self._write(where, f"{CHECKPOINT_PREFIX}{checkpoint.seq:012d}.json", checkpoint.body())
+        target = self._write(
+            where, f"{CHECKPOINT_PREFIX}{checkpoint.seq:012d}.json", checkpoint.body()
+        )
         for old in self._files(where)[:-KEEP]:
             old.unlink(missing_ok=True)
         return target
