@@ -73,7 +73,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     cfg = load(args)
-    from gateway.cli import render as cli_render
+    from gateway.cli import progress as cli_progress
     from gateway.store import base
     from gateway.store import open as store_open
 
@@ -82,7 +82,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         await store.open()
         try:
             before = await store.schema_version()
-            with cli_render.Spinner(f"migrating v{before} → v{base.SCHEMA_VERSION}"):
+            with cli_progress.Spinner(f"migrating v{before} → v{base.SCHEMA_VERSION}"):
                 return before, await store.migrate()
         finally:
             await store.close()
