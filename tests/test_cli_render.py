@@ -19,7 +19,7 @@ from pathlib import Path
 import anyio
 
 from gateway.cli import main as cli
-from gateway.cli import render as cli_render
+from gateway.cli import progress as cli_progress
 from tests.conftest import base_config, example
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -150,7 +150,7 @@ def test_progress_on_a_terminal_is_a_bar_with_count_rate_and_eta():
     """On a terminal the bulk progress is rich's live bar: n/total, a rate, ETA, colour."""
     master, slave = _terminal(100)
     stream = os.fdopen(slave, "w", encoding="utf-8")
-    progress = cli_render.Progress(4, "retried", stream=stream)
+    progress = cli_progress.Progress(4, "retried", stream=stream)
     for _ in range(4):
         progress.advance(1)
     progress.close()
@@ -165,7 +165,7 @@ def test_progress_elsewhere_is_one_plain_line_per_step_with_rate_and_eta(tmp_pat
     """Into a file: one line per step, `[###…] n/total verb · rate/s · ETA`, no codes."""
     path = tmp_path / "progress.log"
     with path.open("w") as stream:
-        progress = cli_render.Progress(3, "cancelled", stream=stream)
+        progress = cli_progress.Progress(3, "cancelled", stream=stream)
         for _ in range(3):
             progress.advance(1)
         progress.close()

@@ -62,7 +62,7 @@ def spec() -> dict[str, Any]:
             **paths.ack_paths(),
             **paths.operation_paths(),
             **callback_ops.openapi_paths(paths.op, paths.ref),
-            **x12.openapi_paths(paths.op, paths._q, paths.ref),
+            **x12.openapi_paths(paths.op, paths.query, paths.ref),
         },
         "components": {
             "schemas": components(),

@@ -14,6 +14,7 @@ import sys
 from typing import Any
 
 from gateway.cli import client
+from gateway.cli import progress as cli_progress
 from gateway.cli import render as cli_render
 
 STATES = ["pending", "in_flight", "waiting_retry", "delivered", "dead"]
@@ -114,7 +115,7 @@ def _retry(args: argparse.Namespace) -> int:
     if not reason:
         print("a --reason is required (it goes into the audit trail)", file=sys.stderr)
         return client.EXIT_USAGE
-    progress = cli_render.Progress(preview["matched"], "retried")
+    progress = cli_progress.Progress(preview["matched"], "retried")
     changed: list[dict[str, Any]] = []
     try:
         while len(changed) < preview["matched"]:

@@ -16,6 +16,7 @@ from typing import Any
 
 from gateway import models
 from gateway.cli import client
+from gateway.cli import progress as cli_progress
 from gateway.cli import render as cli_render
 
 EXIT_OK, EXIT_USAGE = 0, 2
@@ -143,7 +144,7 @@ def cmd_top(args: argparse.Namespace) -> int:
 
 
 #: the bulk progress bar (rate and ETA; a live bar on a terminal)
-Progress = cli_render.Progress
+Progress = cli_progress.Progress
 
 
 def _filter(args: argparse.Namespace) -> dict[str, Any]:

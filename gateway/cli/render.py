@@ -1,11 +1,11 @@
-"""How the CLI draws: tables that fit the terminal, colour only on a TTY, progress bars.
+"""How the CLI draws: tables that fit the terminal, colour only on a TTY.
 
 All of it through ``rich``. On a terminal a table shrinks its free-text columns to the
 terminal's width (ids never: an operator copies them) and states are coloured; anywhere
 else (a pipe, a file, a CI log) there is no escape code at all and no wrapping, so lines
 stay whole for ``grep`` and ``awk``. ``NO_COLOR`` turns colour off on a terminal too.
-Progress on a terminal is a live bar with the rate and the time left; elsewhere it is one
-plain line per step.
+
+Progress bars and spinners are in ``gateway.cli.progress``.
 """
 
 from __future__ import annotations
@@ -13,20 +13,10 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from collections.abc import Collection, Sequence
 from typing import Any, TextIO
 
 from rich.console import Console, RenderableType
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.progress import Progress as RichProgress
 from rich.table import Table
 from rich.text import Text
 
@@ -150,87 +140,6 @@ def out(renderable: RenderableType | str, stream: TextIO | None = None) -> None:
 def emit_json(data: Any) -> None:
     """``--json``: the API's answer as is, indented, on stdout."""
     print(json.dumps(data, indent=2, default=str))
-
-
-class Progress:
-    """Progress of long work on stderr: on a terminal a live bar with count, rate and
-    time left; elsewhere one line per step, ``[###...] done/total verb · rate · ETA``."""
-
-    def __init__(self, total: int, verb: str, stream: TextIO | None = None) -> None:
-        self.total, self.verb, self.done = total, verb, 0
-        self.stream = stream or sys.stderr
-        self.tty = is_tty(self.stream)
-        self.started = time.monotonic()
-        self._bar: RichProgress | None = None
-        if self.tty:
-            self._bar = RichProgress(
-                TextColumn(f"[bold]{verb}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TaskProgressColumn(),
-                TextColumn("{task.fields[rate]}"),
-                TextColumn("ETA"),
-                TimeRemainingColumn(),
-                TimeElapsedColumn(),
-                console=Console(file=self.stream, highlight=False),
-                transient=False,
-            )
-            self._task = self._bar.add_task(verb, total=total or None, rate="")
-            self._bar.start()
-
-    def rate(self) -> float:
-        elapsed = time.monotonic() - self.started
-        return self.done / elapsed if elapsed > 0 else 0.0
-
-    def eta_s(self) -> float | None:
-        r = self.rate()
-        return None if r <= 0 else max(self.total - self.done, 0) / r
-
-    def advance(self, n: int) -> None:
-        self.done += n
-        if self._bar is not None:
-            self._bar.update(self._task, advance=n, rate=f"{self.rate():.1f}/s")
-            return
-        width = 30
-        filled = width if self.total == 0 else min(width, width * self.done // self.total)
-        eta = self.eta_s()
-        eta_text = "-" if eta is None else time.strftime("%H:%M:%S", time.gmtime(eta))
-        self.stream.write(
-            f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} {self.verb}"
-            f" · {self.rate():.1f}/s · ETA {eta_text}\n"
-        )
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-
-
-class Spinner:
-    """An indeterminate bar with elapsed time on a terminal (work of unknown length, such
-    as a migration applied in one transaction); nothing elsewhere."""
-
-    def __init__(self, text: str, stream: TextIO | None = None) -> None:
-        self.stream = stream or sys.stderr
-        self._bar: RichProgress | None = None
-        if is_tty(self.stream):
-            self._bar = RichProgress(
-                TextColumn(f"[bold]{text}"),
-                BarColumn(),
-                TimeElapsedColumn(),
-                console=Console(file=self.stream, highlight=False),
-                transient=True,
-            )
-            self._bar.add_task(text, total=None)
-
-    def __enter__(self) -> Spinner:
-        if self._bar is not None:
-            self._bar.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._bar is not None:
-            self._bar.stop()
 
 
 def text_table(

@@ -14,8 +14,7 @@ import anyio
 
 from gateway import config, errors
 from gateway.audit import chain as audit
-from gateway.audit import checkpoints
-from gateway.audit import export as audit_export
+from gateway.audit import checkpoints, export_check
 from gateway.audit import verify as audit_verify
 from gateway.audit.verify import Evidence, Unbound, gather, key_or_warn, walk
 from gateway.cli.client import EXIT_FAILED, EXIT_OK, EXIT_USAGE
@@ -113,12 +112,12 @@ def _verify_file(args: argparse.Namespace) -> int:
     key = _optional_key(args.config)
     try:
         with open(args.file, encoding="utf-8") as fh:
-            result = audit_export.verify_export(fh, key=key)
+            result = export_check.verify_export(fh, key=key)
     except OSError as exc:
         print(f"cannot read {args.file}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except UnicodeDecodeError as exc:
-        result = audit_export.ExportResult(False, 0, False, f"not UTF-8 text: {exc}")
+        result = export_check.ExportResult(False, 0, False, f"not UTF-8 text: {exc}")
     data = {
         "ok": result.ok,
         "rows": result.rows,
