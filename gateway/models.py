@@ -2,6 +2,10 @@
 
 Adapters may import this module (and ``gateway.errors``) and nothing else of the
 core. ``StrEnum`` values are the words the store, the API and the logs all use.
+
+Why one module: it is the contract adapters and external services code against, and the
+architecture test keeps it a leaf; one file an adapter author reads top to bottom beats a
+package whose split would only follow our internals.
 """
 
 from __future__ import annotations

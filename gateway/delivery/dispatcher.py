@@ -1,5 +1,9 @@
 """The dispatcher: claim due deliveries → adapter.send → decide the outcome, in ONE place.
 
+Why one module: the claim loop, the heartbeat and ``_decide`` share one lease's life; the
+rules it applies already live elsewhere (``rules.lifecycle``, ``rules.retry``, ``guard``),
+so what is left here is the one place where a send's outcome becomes a transition.
+
 It runs inside ``serve`` as an anyio task group. New filings wake it at once
 (``wake()``); a periodic scan picks up retries and expired leases. Claims are taken
 per adapter only up to that adapter's free concurrency, so a lease never ticks while
