@@ -23,7 +23,7 @@ from typing import Any
 
 from gateway import errors, ids, models
 from gateway.store import logic, rows, values
-from gateway.store.sansio import Body, Cx, UniqueViolation, q, sql
+from gateway.store.sansio import Body, Cx, UniqueViolation, q
 from gateway.store.status import lock_keys, refresh_statuses
 from gateway.store.trail import Trail
 from gateway.store.values import Actor
@@ -145,11 +145,7 @@ def _earlier(cx: Cx, filings: list[models.Filing]) -> Body[dict[str, values.Acce
     if not filings:
         return {}
     keys = sorted({f.idempotency_key for f in filings if f.idempotency_key is not None})
-    found = yield sql(
-        "all",
-        f"SELECT idempotency_key, id, body_hash FROM filings WHERE idempotency_key {cx.any('$1')}",
-        keys,
-    )
+    found = yield q("all", "accept_taken_keys", keys)
     held = {r[0]: (r[1], r[2]) for r in found}
     out: dict[str, values.AcceptResult] = {}
     for f in filings:

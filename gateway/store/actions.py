@@ -24,20 +24,11 @@ from typing import Any
 from gateway import errors
 from gateway.rules import lifecycle
 from gateway.store import logic, rows, values
-from gateway.store.sansio import Body, Cx, Driven, Notify, sql
+from gateway.store.sansio import Body, Cx, Driven, Notify, q, sql
 from gateway.store.status import find_filing, lock_keys, reblock, refresh_status, refuse_in_flight
 from gateway.store.trail import Trail
 from gateway.store.values import Actor
 
-#: what each action writes: ``$1`` is now (µs)
-_SET = {
-    "retry": "state = 'pending', attempts = 0, probe_failures = 0, available_at = $1, "
-    "last_error = NULL, lease_owner = NULL, updated_at = $1",
-    "cancel": "state = 'cancelled', lease_owner = NULL, lease_token = lease_token + 1, "
-    "updated_at = $1",
-}
-#: the states each action moves a delivery from (the lifecycle table's)
-_FROM = {"retry": logic.RETRY_FROM_SQL, "cancel": logic.CANCEL_FROM_SQL}
 _EVENT = {"retry": lifecycle.Event.OPERATOR_RETRY, "cancel": lifecycle.Event.OPERATOR_CANCEL}
 _AUDIT = {"retry": "delivery.retried", "cancel": "delivery.cancelled"}
 _NOTHING = {"retry": "no dead or blocked delivery to retry", "cancel": "nothing left to cancel"}
@@ -51,17 +42,7 @@ def operator_action(
     yield lock_keys([ordering_key])
     yield from refuse_in_flight(cx, filing_seq, filing_id, _EVENT[kind])
     now_us = rows.us(now)
-    changed = list(
-        (
-            yield sql(
-                "all",
-                f"UPDATE deliveries SET {_SET[kind]} WHERE filing_seq = $2 AND state IN "
-                f"{_FROM[kind]} RETURNING id, adapter, ordering_key",
-                now_us,
-                filing_seq,
-            )
-        )
-    )
+    changed = list((yield q("all", f"operator_{kind}", now_us, filing_seq)))
     if not changed:
         raise errors.Refused(
             "conflict", f"filing {filing_id} has {_NOTHING[kind]}", details={"id": filing_id}
@@ -165,17 +146,8 @@ def bulk_action(
         return values.BulkResult(matched=matched)
     now_us = rows.us(now)
     # the state guard again: a delivery chosen in this transaction may have been claimed since
-    changed = list(
-        (
-            yield sql(
-                "all",
-                f"UPDATE deliveries SET {_SET[action]} WHERE id {cx.any('$2')} AND state IN "
-                f"{_FROM[action]} RETURNING id, filing_id, filing_seq, adapter, ordering_key",
-                now_us,
-                [r[0] for r in chosen],
-            )
-        )
-    )
+    ids = [r[0] for r in chosen]
+    changed = list((yield q("all", f"bulk_{action}", now_us, ids)))
     trail = Trail(now, cx.redactor)
     touched: set[int] = set()
     for delivery_id, filing_id, filing_seq, adapter, _ in changed:

@@ -18,6 +18,7 @@ from gateway.rules.acks import AckDecision as AckDecision
 from gateway.rules.acks import AckTarget as AckTarget
 from gateway.store import (
     acks,
+    ackwait,
     actions,
     callbacks,
     coalesce,
@@ -59,6 +60,7 @@ class Store(
     actions.ActionsStore,
     outages.OutagesStore,
     acks.AcksStore,
+    ackwait.AckWaitStore,
 ):
     """Durable state of filings, deliveries and the audit trail, on a driver."""
 
@@ -66,6 +68,7 @@ class Store(
         #: concurrent completions share one transaction (see ``coalesce``)
         self._completes: coalesce.Coalescer[dispatch.Completion, bool]
         self._completes = coalesce.Coalescer(self._complete_batch, max_batch=group_max)
+        self.claim_stats = [0, 0]
 
     async def open(self) -> None:
         raise NotImplementedError  # pragma: no cover - a driver provides it

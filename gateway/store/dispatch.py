@@ -28,7 +28,7 @@ from typing import Any
 
 from gateway import models
 from gateway.store import logic, rows, values
-from gateway.store.sansio import Body, Cx, Driven, q
+from gateway.store.sansio import Body, Cx, Driven, q, read, write
 from gateway.store.status import (
     block_successors,
     lock_keys,
@@ -106,7 +106,7 @@ def claim(
     return claims
 
 
-def renew(cx: Cx, owner: str, tokens: dict[str, int], until: datetime) -> Body[int]:
+def renew(cx: Cx, *, owner: str, tokens: dict[str, int], until: datetime) -> Body[int]:
     """Extend the leases ``owner`` still holds (delivery id → token); how many it holds."""
     if not tokens:
         return 0
@@ -306,7 +306,7 @@ def late_sent(cx: Cx, trail: Trail, c: Completion) -> Body[set[int]]:
 # --- release, next due -------------------------------------------------------------------
 
 
-def release(cx: Cx, owner: str, now: datetime) -> Body[int]:
+def release(cx: Cx, *, owner: str, now: datetime) -> Body[int]:
     """Give back every lease ``owner`` holds (a process shutting down): the deliveries
     are claimable again at once, and other processes hear so."""
     now_us = rows.us(now)
@@ -327,14 +327,17 @@ def release(cx: Cx, owner: str, now: datetime) -> Body[int]:
     return len(changed)
 
 
-def next_due(cx: Cx) -> Body[int | None]:
-    value: int | None = yield q("val", "next_due")
-    return value
+def next_due(cx: Cx) -> Body[datetime | None]:
+    value = yield q("val", "next_due")
+    return None if value is None else rows.dt(value)
 
 
 class DispatchStore(Driven):
-    """The dispatch methods of ``Store`` (``accept`` and ``complete`` are the drivers':
-    they coalesce concurrent callers, then run ``accept.accept_many``/``complete_many``)."""
+    """The dispatch methods of ``Store`` (``accept`` is the drivers', ``complete`` the
+    ``Store``'s: they coalesce concurrent callers, then run ``accept_many``/``complete_many``)."""
+
+    #: claim transactions and the deliveries they took (logged at close)
+    claim_stats: list[int]
 
     async def claim(
         self,
@@ -345,10 +348,14 @@ class DispatchStore(Driven):
         limits: dict[str, int],
         probing: frozenset[str] = frozenset(),
     ) -> list[Claim]:
-        return await self._tx(claim, owner, now, lease_s, limits, probing)
+        claims = await self._tx(claim, owner, now, lease_s, limits, probing)
+        self.claim_stats[0] += 1
+        self.claim_stats[1] += len(claims)
+        return claims
 
-    async def renew(self, *, owner: str, tokens: dict[str, int], until: datetime) -> int:
-        return await self._tx(renew, owner, tokens, until)
+    renew = write(renew)
+    release = write(release)
+    next_due = read(next_due)
 
     async def schedule_retry(
         self, claim: Claim, *, now: datetime, at: datetime, error: str
@@ -393,10 +400,3 @@ class DispatchStore(Driven):
         return await self._tx(
             finish, claim, now, _S.DEAD, now, error, spent, "delivery.dead", {"error": error}
         )
-
-    async def release(self, *, owner: str, now: datetime) -> int:
-        return await self._tx(release, owner, now)
-
-    async def next_due(self) -> datetime | None:
-        value = await self._rx(next_due)
-        return None if value is None else rows.dt(value)

@@ -21,6 +21,23 @@ def _sources(event: lifecycle.Event) -> str:
 #: where a released lease sends its delivery
 RELEASED_TO = lifecycle.step(_S.IN_FLIGHT, _E.RELEASED)
 
+#: filing statuses (and delivery states) that need nothing more
+SETTLED = ("delivered", "acknowledged", "cancelled", "dead", "rejected")
+
+#: the columns of every filing and delivery SELECT, in the order ``rows.filing``,
+#: ``rows.filing_view`` and ``rows.delivery`` read them
+FILING_COLS = (
+    "f.seq, f.id, f.filing_type, f.environment, f.reference, f.filer_code, f.idempotency_key, "
+    "f.body_hash, f.ordering_key, f.due_by, f.content_type, f.payload, f.payload_is_json, "
+    "f.callback_url, f.metadata, f.source, f.received_at, f.status, f.at_risk_at, "
+    "f.source_event_id"
+)
+DELIVERY_COLS = (
+    "d.seq, d.id, d.filing_id, d.adapter, d.state, d.attempts, d.available_at, d.last_error, "
+    "d.receipt, d.created_at, d.updated_at, d.delivered_at, d.filing_seq, "
+    "d.ack_due_at, d.ack_overdue, d.ack, d.ack_conflict"
+)
+
 COMMON = {
     "retry_from": _sources(_E.OPERATOR_RETRY),
     "cancel_from": _sources(_E.OPERATOR_CANCEL),
@@ -34,14 +51,17 @@ COMMON = {
     ),
     # what a claim takes from, as the partial indexes name it
     "claimable": "('pending','waiting_retry','deferred','in_flight')",
-    # a delivery or filing that needs nothing more
-    "settled": "('delivered','acknowledged','cancelled','dead','rejected')",
+    "settled": "(" + ",".join(f"'{s}'" for s in SETTLED) + ")",
+    # filing statuses still under way (at risk counts only these)
+    "unsettled": "(" + ",".join(f"'{s}'" for s in models.FilingStatus if s not in SETTLED) + ")",
     # a delivery that no longer holds its key's successors back
     "done": "('delivered','acknowledged','cancelled')",
     # callback states that still go out
     "callback_open": "('pending','waiting_retry','in_flight')",
     "released_to": f"'{RELEASED_TO}'",
     "top_control": str(x12.MAX_CONTROL),
+    "f_cols": FILING_COLS,
+    "d_cols": DELIVERY_COLS,
 }
 
 #: ``{any_N}``: membership in the list parameter $N (a Python list)

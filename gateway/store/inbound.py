@@ -10,7 +10,7 @@ from typing import Any
 
 from gateway import models
 from gateway.store import logic, rows
-from gateway.store.sansio import Body, Cx, Driven, q, sql
+from gateway.store.sansio import Body, Cx, Driven, q, read, sql, write
 from gateway.store.trail import Trail
 from gateway.store.values import Actor
 
@@ -44,7 +44,7 @@ def reject_event(cx: Cx, event: models.RejectedEvent) -> Body[bool]:
 
 
 def list_rejected(
-    cx: Cx, source: str | None, limit: int, cursor: str | None
+    cx: Cx, *, source: str | None, limit: int, cursor: str | None
 ) -> Body[tuple[list[models.RejectedEvent], str | None]]:
     where: list[str] = []
     params: list[Any] = []
@@ -68,11 +68,5 @@ def list_rejected(
 class InboundStore(Driven):
     """The rejected-event methods of ``Store``."""
 
-    async def reject_event(self, event: models.RejectedEvent) -> bool:
-        """Keep an inbound event that could not become a filing; False if already kept."""
-        return await self._tx(reject_event, event)
-
-    async def list_rejected(
-        self, *, source: str | None, limit: int, cursor: str | None
-    ) -> tuple[list[models.RejectedEvent], str | None]:
-        return await self._rx(list_rejected, source, limit, cursor)
+    reject_event = write(reject_event)
+    list_rejected = read(list_rejected)

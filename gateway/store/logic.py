@@ -17,20 +17,8 @@ from gateway.store import rows, values
 _E = lifecycle.Event
 _S = models.DeliveryState
 
-# --- the state sets the SQL of both dialects filters on, read off the lifecycle table ---
-RETRY_FROM_SQL = lifecycle.sql_in(lifecycle.sources(_E.OPERATOR_RETRY))
-CANCEL_FROM_SQL = lifecycle.sql_in(lifecycle.sources(_E.OPERATOR_CANCEL))
-RESEND_FROM_SQL = lifecycle.sql_in(lifecycle.sources(_E.OPERATOR_RESEND))
-BLOCK_FROM_SQL = lifecycle.sql_in(lifecycle.sources(_E.PREDECESSOR_DEAD))
-#: a flagged conflict is resolved by close in these states (the table's KEEP rows)
-CLOSE_CONFLICT_SQL = lifecycle.sql_in(
-    s
-    for s in _S
-    if lifecycle.step(s, _E.OPERATOR_CLOSE) is lifecycle.KEEP and s is not _S.DELIVERED
-)
 #: a send recorded after its lease was lost moves these to delivered (the rest: history)
 LATE_SENT_MOVES = frozenset(lifecycle.sources(_E.SENT, to=_S.DELIVERED)) - {_S.IN_FLIGHT}
-RELEASED_TO = lifecycle.step(_S.IN_FLIGHT, _E.RELEASED)
 
 
 def deferred_details(reason: str, until: datetime, probe_failed: bool) -> dict[str, Any]:

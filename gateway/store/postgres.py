@@ -48,7 +48,7 @@ from gateway.store import (
     sansio,
 )
 from gateway.store.accept import AcceptCall, accept_many
-from gateway.store.base import Actor, Claim
+from gateway.store.base import Actor
 
 T = TypeVar("T")
 log = structlog.get_logger("gateway.store.postgres")
@@ -142,7 +142,6 @@ class PostgresStore(base.Store):
         self._accepts = coalesce.Coalescer(self._accept_batch, max_batch=GROUP_MAX)
         self._gets: coalesce.Coalescer[str, models.FilingView | None]
         self._gets = coalesce.Coalescer(self._get_batch, max_batch=GROUP_MAX)
-        self._claim_stats = [0, 0]
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -167,8 +166,8 @@ class PostgresStore(base.Store):
                 )
                 if c.batches
             },
-            claims=self._claim_stats[0],
-            claimed=self._claim_stats[1],
+            claims=self.claim_stats[0],
+            claimed=self.claim_stats[1],
         )
         pool, self._pool = self._pool, None
         if pool is not None:
@@ -269,22 +268,6 @@ class PostgresStore(base.Store):
         except Exception as exc:
             return (False, exc)
         return (True, results)
-
-    async def claim(
-        self,
-        *,
-        owner: str,
-        now: datetime,
-        lease_s: float,
-        limits: dict[str, int],
-        probing: frozenset[str] = frozenset(),
-    ) -> list[Claim]:
-        claims = await super().claim(
-            owner=owner, now=now, lease_s=lease_s, limits=limits, probing=probing
-        )
-        self._claim_stats[0] += 1
-        self._claim_stats[1] += len(claims)
-        return claims
 
     # --- reads ------------------------------------------------------------------------
 

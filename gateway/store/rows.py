@@ -14,6 +14,7 @@ from typing import Any
 
 from gateway import errors, models
 from gateway.rules import outages
+from gateway.store.fragments import SETTLED
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
@@ -62,7 +63,7 @@ def decode_cursor(cursor: str) -> int:
         ) from exc
 
 
-# column order of the filing SELECTs (see each store's _F_COLS):
+# column order of the filing SELECTs (``fragments.FILING_COLS``):
 # seq, id, filing_type, environment, reference, filer_code, idempotency_key, body_hash,
 # ordering_key, due_by, content_type, payload, payload_is_json, callback_url, metadata,
 # source, received_at, status, at_risk_at (v3), source_event_id (v4) — the last two are
@@ -96,14 +97,11 @@ def filing(row: Sequence[Any]) -> models.Filing:
     )
 
 
-_SETTLED = frozenset({"delivered", "acknowledged", "cancelled", "dead", "rejected"})
-
-
 def filing_view(row: Sequence[Any], deliveries: list[models.Delivery]) -> models.FilingView:
     return models.FilingView(
         id=row[1],
         status=models.FilingStatus(row[17]),
-        at_risk=_at_risk_at(row) is not None and row[17] not in _SETTLED,
+        at_risk=_at_risk_at(row) is not None and row[17] not in SETTLED,
         filing_type=models.FilingType(row[2]),
         environment=models.Environment(row[3]),
         reference=row[4],
@@ -120,7 +118,7 @@ def filing_view(row: Sequence[Any], deliveries: list[models.Delivery]) -> models
     )
 
 
-# column order of the delivery SELECTs (see each store's _D_COLS):
+# column order of the delivery SELECTs (``fragments.DELIVERY_COLS``):
 # seq, id, filing_id, adapter, state, attempts, available_at, last_error, receipt,
 # created_at, updated_at, delivered_at, filing_seq, ack_due_at, ack_overdue, ack,
 # ack_conflict

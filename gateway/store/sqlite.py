@@ -56,12 +56,8 @@ class SqliteStore(base.Store):
             )
         self.synchronous = synchronous.upper()
         self.cx = sansio.Cx("sqlite", self.redactor)
-        self._writer = sqlite_conn.Conn(
-            self.path, readonly=False, redactor=self.redactor, synchronous=self.synchronous
-        )
-        self._reader = sqlite_conn.Conn(
-            self.path, readonly=True, redactor=self.redactor, synchronous=self.synchronous
-        )
+        self._writer = sqlite_conn.Conn(self.path, readonly=False, synchronous=self.synchronous)
+        self._reader = sqlite_conn.Conn(self.path, readonly=True, synchronous=self.synchronous)
         self._opened = False
         self._lock = threading.Lock()
         self._queue: list[sqlite_conn.Op] = []

@@ -1,4 +1,11 @@
-"""X12 control-number gaps: numbers allocated but never sent, or sent and never acknowledged.
+"""X12 control numbers: their allocation, and their gaps (numbers allocated but never
+sent, or sent and never acknowledged).
+
+Allocation is one ``INSERT … ON CONFLICT DO UPDATE … RETURNING``: the counter row's lock
+serializes the allocations of a sender/receiver/usage across processes, so numbers are
+distinct and increase in commit order (wrapping after 999999999). An allocation is fenced
+by a share lock on the delivery row at the claim's token, and recorded with the delivery,
+filing and attempt it is for (acks correlate through it).
 
 Every attempt of a delivery through the x12 codec allocates an interchange and a group
 control number (``x12_allocations``). Each allocation is classified, on both stores by the
@@ -20,7 +27,7 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from gateway.store import rows, sansio
+from gateway.store import rows, sansio, values
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
@@ -260,8 +267,55 @@ def report(groups: list[Any], gaps: list[Any], limit: int) -> X12GapReport:
     )
 
 
+def allocate_controls(
+    cx: sansio.Cx,
+    sender: str,
+    receiver: str,
+    usage: str,
+    delivery_id: str,
+    filing_id: str,
+    attempt: int,
+    now: datetime,
+    token: int | None,
+) -> sansio.Body[values.Controls | None]:
+    """Next interchange and group numbers of a sender/receiver/usage; None if the lease is gone."""
+    if token is not None and (yield sansio.q("val", "x12_lease_fence", delivery_id, token)) is None:
+        return None
+    interchange, group = yield sansio.q("one", "x12_allocate", sender, receiver, usage)
+    yield sansio.q(
+        "run",
+        "x12_record_allocation",
+        sender,
+        receiver,
+        usage,
+        interchange,
+        group,
+        delivery_id,
+        filing_id,
+        attempt,
+        rows.us(now),
+    )
+    return values.Controls(interchange=interchange, group=group)
+
+
 class X12GapsStore(sansio.Driven):
-    """The control-number gaps report of ``Store``."""
+    """The control-number allocation and gaps report of ``Store``."""
 
     async def x12_gaps(self, q: GapQuery) -> X12GapReport:
         return await self._rx_snapshot(x12_gaps, q)
+
+    async def allocate_controls(
+        self,
+        *,
+        sender: str,
+        receiver: str,
+        usage: str,
+        delivery_id: str,
+        filing_id: str,
+        attempt: int,
+        now: datetime,
+        token: int | None = None,
+    ) -> values.Controls | None:
+        return await self._tx(
+            allocate_controls, sender, receiver, usage, delivery_id, filing_id, attempt, now, token
+        )
