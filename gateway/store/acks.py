@@ -32,7 +32,7 @@ from gateway import errors, ids, models
 from gateway.audit import chain as audit
 from gateway.rules.acks import AckDecision, AckTarget
 from gateway.store import logic, rows, values
-from gateway.store.sansio import Body, Cx, Driven, Notify, q, read, sql, write
+from gateway.store.sansio import Body, Cx, Driven, Notify, Where, q, read, sql, write
 from gateway.store.status import block_successors, lock_keys, refresh_status
 from gateway.store.trail import Trail
 from gateway.store.values import Actor
@@ -53,22 +53,13 @@ def _correlate(cx: Cx, ack: models.Ack) -> Body[tuple[Any, str | None, int | Non
         row = yield q("one", "ack_target_by_id", ack.delivery_id)
     elif ack.group_control is not None or ack.interchange_control is not None:
         column = "group_control" if ack.group_control is not None else "interchange_control"
-        params: list[Any] = [ack.group_control or ack.interchange_control]
-        where = [f"a.{column} = $1"]
-        for name, value in (
-            ("usage", ack.usage),
-            ("sender", ack.x12_sender),
-            ("receiver", ack.x12_receiver),
-        ):
-            if value is not None:
-                params.append(value)
-                where.append(f"a.{name} = ${len(params)}")
-        allocation = yield sql(
-            "one",
-            "SELECT a.delivery_id, a.attempt FROM x12_allocations a WHERE "
-            f"{' AND '.join(where)} ORDER BY a.seq DESC LIMIT 1",
-            *params,
-        )
+        w = Where()
+        w.add(f"a.{column} = {w.arg(ack.group_control or ack.interchange_control)}")
+        w.eq("a.usage", ack.usage)
+        w.eq("a.sender", ack.x12_sender)
+        w.eq("a.receiver", ack.x12_receiver)
+        text = f"SELECT a.delivery_id, a.attempt FROM x12_allocations a{w}"
+        allocation = yield sql("one", f"{text} ORDER BY a.seq DESC LIMIT 1", *w.params)
         if allocation is not None:
             answers = allocation[1]
             row = yield q("one", "ack_target_by_id", allocation[0])
@@ -243,18 +234,12 @@ def _ack_record(r: Sequence[Any], *, duplicate: bool) -> models.AckRecord:
 def list_acks(
     cx: Cx, *, matched: bool | None, filing_id: str | None, limit: int
 ) -> Body[list[models.AckRecord]]:
-    where: list[str] = []
-    params: list[Any] = []
+    w = Where()
     if matched is not None:
-        where.append("matched_filing_id IS NOT NULL" if matched else "matched_filing_id IS NULL")
-    if filing_id is not None:
-        params.append(filing_id)
-        where.append(f"matched_filing_id = ${len(params)}")
+        w.add(f"matched_filing_id IS {'NOT ' if matched else ''}NULL")
+    w.eq("matched_filing_id", filing_id)
     text = "SELECT id, document, raw, matched_delivery_id, matched_filing_id, effect FROM acks"
-    if where:
-        text += " WHERE " + " AND ".join(where)
-    text += f" ORDER BY seq DESC LIMIT ${len(params) + 1}"
-    found = yield sql("all", text, *params, limit)
+    found = yield sql("all", f"{text}{w} ORDER BY seq DESC LIMIT {w.arg(limit)}", *w.params)
     return [_ack_record(r, duplicate=False) for r in found]
 
 

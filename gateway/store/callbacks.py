@@ -24,7 +24,7 @@ from typing import Any
 from gateway import models
 from gateway.store import callback_retry, rows, values
 from gateway.store.callback_retry import CallbackRetry, CallbackSelection
-from gateway.store.sansio import Body, Cx, Driven, q, read, sql, write
+from gateway.store.sansio import Body, Cx, Driven, Where, q, read, sql, write
 from gateway.store.trail import Trail
 
 _VIEW_COLS = (
@@ -114,17 +114,11 @@ def next_callback_due(cx: Cx) -> Body[datetime | None]:
 def list_callbacks(
     cx: Cx, *, filing_id: str | None, state: str | None, limit: int
 ) -> Body[list[models.CallbackView]]:
-    where: list[str] = []
-    params: list[Any] = []
-    for column, value in (("filing_id", filing_id), ("state", state)):
-        if value is not None:
-            params.append(value)
-            where.append(f"{column} = ${len(params)}")
-    text = f"SELECT {_VIEW_COLS} FROM callbacks"
-    if where:
-        text += " WHERE " + " AND ".join(where)
-    text += f" ORDER BY seq DESC LIMIT ${len(params) + 1}"
-    return [_view(r) for r in (yield sql("all", text, *params, limit))]
+    w = Where()
+    w.eq("filing_id", filing_id)
+    w.eq("state", state)
+    text = f"SELECT {_VIEW_COLS} FROM callbacks{w} ORDER BY seq DESC LIMIT {w.arg(limit)}"
+    return [_view(r) for r in (yield sql("all", text, *w.params))]
 
 
 def _views(cx: Cx, ids: list[str]) -> Body[list[models.CallbackView]]:
@@ -136,19 +130,16 @@ def _views(cx: Cx, ids: list[str]) -> Body[list[models.CallbackView]]:
     return [by_id[i] for i in ids]
 
 
-def _where(cx: Cx, sel: CallbackSelection) -> tuple[str, list[Any]]:
+def _where(cx: Cx, sel: CallbackSelection) -> Where:
     if sel.ids:
-        retryable = ",".join(f"'{s}'" for s in callback_retry.RETRYABLE)
-        return f"id {cx.any('$1')} AND state IN ({retryable})", [list(sel.ids)]
-    where = ["state = 'dead'"]
-    params: list[Any] = []
-    if sel.filing_id is not None:
-        params.append(sel.filing_id)
-        where.append(f"filing_id = ${len(params)}")
+        w = Where("state IN (" + ",".join(f"'{s}'" for s in callback_retry.RETRYABLE) + ")")
+        w.add(f"id {cx.any(w.arg(list(sel.ids)))}")
+        return w
+    w = Where("state = 'dead'")
+    w.eq("filing_id", sel.filing_id)
     if sel.not_after is not None:
-        params.append(rows.us(sel.not_after))
-        where.append(f"updated_at <= ${len(params)}")
-    return " AND ".join(where), params
+        w.add(f"updated_at <= {w.arg(rows.us(sel.not_after))}")
+    return w
 
 
 def retry_callbacks(
@@ -157,19 +148,11 @@ def retry_callbacks(
     if sel.ids:
         found = yield q("all", "callback_states", list(sel.ids))
         callback_retry.check_ids(sel, {r[0]: r[1] for r in found})
-    where, params = _where(cx, sel)
-    matched = int((yield sql("val", f"SELECT COUNT(*) FROM callbacks WHERE {where}", *params)))
-    chosen = list(
-        (
-            yield sql(
-                "all",
-                f"SELECT seq, id, filing_id, event, state, attempts FROM callbacks "
-                f"WHERE {where} ORDER BY seq LIMIT ${len(params) + 1}{cx.for_update}",
-                *params,
-                sel.limit,
-            )
-        )
-    )
+    w = _where(cx, sel)
+    matched = int((yield sql("val", f"SELECT COUNT(*) FROM callbacks{w}", *w.params)))
+    text = "SELECT seq, id, filing_id, event, state, attempts FROM callbacks"
+    text += f"{w} ORDER BY seq LIMIT {w.arg(sel.limit)}{cx.for_update}"
+    chosen = list((yield sql("all", text, *w.params)))
     ids = [r[1] for r in chosen]
     if sel.dry_run:
         views = yield from _views(cx, ids)

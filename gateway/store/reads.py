@@ -16,12 +16,11 @@ PostgreSQL's BOOLEAN), so the query and the filter match it. The caller caches t
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from gateway import models
 from gateway.store import rows, values
 from gateway.store.fragments import COMMON, FILING_COLS
-from gateway.store.sansio import Body, Cx, Driven, q, read, sql
+from gateway.store.sansio import Body, Cx, Driven, Where, q, read, sql
 
 
 def flag_set(cx: Cx, column: str) -> str:
@@ -65,50 +64,38 @@ def get_filing(cx: Cx, filing_id: str) -> Body[models.FilingView | None]:
 def list_filings(
     cx: Cx, flt: values.ListFilter, *, limit: int, cursor: str | None
 ) -> Body[models.Page]:
-    where: list[str] = []
-    params: list[Any] = []
-
-    def arg(value: Any) -> str:
-        params.append(value)
-        return f"${len(params)}"
-
+    w = Where()
     if cursor is not None:
-        where.append(f"f.seq < {arg(rows.decode_cursor(cursor))}")
+        w.add(f"f.seq < {w.arg(rows.decode_cursor(cursor))}")
     for column, value in (
         ("f.status", flt.status),
         ("f.filing_type", flt.filing_type),
         ("f.environment", flt.environment),
         ("f.reference", flt.reference),
     ):
-        if value is not None:
-            where.append(f"{column} = {arg(str(value))}")
+        w.eq(column, None if value is None else str(value))
     if flt.since is not None:
-        where.append(f"f.received_at >= {arg(rows.us(flt.since))}")
+        w.add(f"f.received_at >= {w.arg(rows.us(flt.since))}")
     if flt.until is not None:
-        where.append(f"f.received_at < {arg(rows.us(flt.until))}")
+        w.add(f"f.received_at < {w.arg(rows.us(flt.until))}")
     if flt.at_risk is not None:
         risky = f"(f.at_risk_at IS NOT NULL AND f.status NOT IN {COMMON['settled']})"
-        where.append(risky if flt.at_risk else f"NOT {risky}")
+        w.add(risky if flt.at_risk else f"NOT {risky}")
     if flt.ack_conflict is not None:
         flagged = (
             "EXISTS (SELECT 1 FROM deliveries c WHERE c.filing_seq = f.seq "
             f"AND {flag_set(cx, 'c.ack_conflict')})"
         )
-        where.append(flagged if flt.ack_conflict else f"NOT {flagged}")
+        w.add(flagged if flt.ack_conflict else f"NOT {flagged}")
     if flt.state is not None or flt.adapter is not None or flt.ack_overdue is not None:
-        sub = ["d.filing_seq = f.seq"]
-        if flt.ack_overdue is not None:
-            sub.append(f"d.ack_overdue = {arg(flt.ack_overdue)}")  # a bool: 0/1 on SQLite
-        if flt.state is not None:
-            sub.append(f"d.state = {arg(flt.state.value)}")
-        if flt.adapter is not None:
-            sub.append(f"d.adapter = {arg(flt.adapter)}")
-        where.append(f"EXISTS (SELECT 1 FROM deliveries d WHERE {' AND '.join(sub)})")
-    text = f"SELECT {FILING_COLS} FROM filings f"
-    if where:
-        text += " WHERE " + " AND ".join(where)
-    text += f" ORDER BY f.seq DESC LIMIT {arg(limit + 1)}"
-    found = list((yield sql("all", text, *params)))
+        sub = Where("d.filing_seq = f.seq")
+        sub.params = w.params  # one numbering
+        sub.eq("d.ack_overdue", flt.ack_overdue)  # a bool: 0/1 on SQLite
+        sub.eq("d.state", None if flt.state is None else flt.state.value)
+        sub.eq("d.adapter", flt.adapter)
+        w.add(f"EXISTS (SELECT 1 FROM deliveries d{sub})")
+    text = f"SELECT {FILING_COLS} FROM filings f{w} ORDER BY f.seq DESC LIMIT {w.arg(limit + 1)}"
+    found = list((yield sql("all", text, *w.params)))
     more = len(found) > limit
     found = found[:limit]
     deliveries = yield from deliveries_of(cx, [r[0] for r in found])

@@ -115,6 +115,31 @@ def sql(kind: Kind, text: str, *args: Any) -> Query:
     return Query(kind, None, text, args)
 
 
+class Where:
+    """The filters of a statement built at run time (a list with optional filters), with
+    its ``$n`` parameters: ``str(where)`` is `` WHERE a AND b`` (empty without filters)."""
+
+    def __init__(self, *conditions: str) -> None:
+        self.conditions = list(conditions)
+        self.params: list[Any] = []
+
+    def arg(self, value: Any) -> str:
+        """A parameter: its placeholder."""
+        self.params.append(value)
+        return f"${len(self.params)}"
+
+    def add(self, condition: str) -> None:
+        self.conditions.append(condition)
+
+    def eq(self, column: str, value: Any) -> None:
+        """``column = value``, unless value is None (no filter)."""
+        if value is not None:
+            self.add(f"{column} = {self.arg(value)}")
+
+    def __str__(self) -> str:
+        return " WHERE " + " AND ".join(self.conditions) if self.conditions else ""
+
+
 @dataclass(frozen=True, slots=True)
 class Cx:
     """What a body may know of where it runs: the dialect, its fragments, the redactor."""

@@ -28,6 +28,7 @@ from typing import Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from gateway.store import rows, sansio, values
+from gateway.store.sansio import Where
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
@@ -188,34 +189,29 @@ ORDER BY g.sender, g.receiver, g.usage, g.seq
 
 def queries(dialect: Dialect, q: GapQuery) -> tuple[str, str, list[Any], list[Any]]:
     """(groups SQL, gaps SQL, groups params, gaps params), with ``$1`` placeholders."""
-    where, params = ["1 = 1"], []
-
-    def arg(value: Any) -> str:
-        params.append(value)
-        return f"${len(params)}"
-
-    for column, value in (("sender", q.sender), ("receiver", q.receiver), ("usage", q.usage)):
-        if value is not None:
-            where.append(f"a.{column} = {arg(value)}")
+    w = Where("1 = 1")
+    w.eq("a.sender", q.sender)
+    w.eq("a.receiver", q.receiver)
+    w.eq("a.usage", q.usage)
     if q.since is not None:
-        where.append(f"a.allocated_at >= {arg(rows.us(q.since))}")
+        w.add(f"a.allocated_at >= {w.arg(rows.us(q.since))}")
     if q.until is not None:
-        where.append(f"a.allocated_at < {arg(rows.us(q.until))}")
+        w.add(f"a.allocated_at < {w.arg(rows.us(q.until))}")
     head = _CLASSIFIED.format(
-        where=" AND ".join(where),
+        where=" AND ".join(w.conditions),
         sent_interchange=dialect.sent_interchange,
         ack_interchange=dialect.ack_interchange,
         ack_group=dialect.ack_group,
     )
-    groups_params = list(params)
-    kinds = ", ".join(arg(kind) for kind in q.kinds or GAP_KINDS)
+    groups_params = list(w.params)
+    kinds = ", ".join(w.arg(kind) for kind in q.kinds or GAP_KINDS)
     gaps = head + _GAPS.format(
         kinds=kinds,
-        limit=arg(q.limit + 1),
+        limit=w.arg(q.limit + 1),
         row_attempts=dialect.row_attempts,
         row_error=dialect.row_error,
     )
-    return head + _GROUPS, gaps, groups_params, params
+    return head + _GROUPS, gaps, groups_params, w.params
 
 
 def x12_gaps(cx: sansio.Cx, q: GapQuery) -> sansio.Body[X12GapReport]:
