@@ -70,11 +70,22 @@ BY_DIALECT = {
         "skip_locked": "",
         "for_update": "",
         **{f"any_{n}": f"IN (SELECT value FROM json_each(${n}))" for n in range(1, 5)},
+        # the JSON accessors of the X12 gaps report (x12gaps)
+        "x12_ack_interchange": "json_extract(k.document, '$.interchange_control')",
+        "x12_ack_group": "json_extract(k.document, '$.group_control')",
+        "x12_sent_interchange": "json_extract(u.details, '$.receipt.x12.interchange_control')",
+        "x12_row_attempts": "json_extract(u.details, '$.attempts')",
+        "x12_row_error": "json_extract(u.details, '$.error')",
     },
     "postgres": {
         "skip_locked": " FOR UPDATE SKIP LOCKED",
         "for_update": " FOR UPDATE",
         **{f"any_{n}": f"= ANY(${n})" for n in range(1, 5)},
+        "x12_ack_interchange": "(k.document::json ->> 'interchange_control')::bigint",
+        "x12_ack_group": "(k.document::json ->> 'group_control')::bigint",
+        "x12_sent_interchange": "(u.details::json #>> '{receipt,x12,interchange_control}')::bigint",
+        "x12_row_attempts": "(u.details::json ->> 'attempts')::bigint",
+        "x12_row_error": "(u.details::json ->> 'error')",
     },
 }
 

@@ -47,7 +47,7 @@ from gateway.store import (
     reads,
     sansio,
 )
-from gateway.store.accept import AcceptCall, accept_many
+from gateway.store.accept import AcceptCall, accept_many, results
 from gateway.store.base import Actor
 
 T = TypeVar("T")
@@ -254,20 +254,20 @@ class PostgresStore(base.Store):
 
     async def _accept_batch(self, calls: list[AcceptCall]) -> list[coalesce.Outcome]:
         try:
-            results = await self._tx(accept_many, calls)
+            found = results(await self._tx(accept_many, calls))
         except Exception as exc:
             if len(calls) == 1 or _whole_batch_failed(exc):
                 raise
             # maybe one call's own failure: each alone, so it fails no other
             return [await self._accept_alone(call) for call in calls]
-        return [(True, r) for r in results]
+        return [(True, r) for r in found]
 
     async def _accept_alone(self, call: AcceptCall) -> coalesce.Outcome:
         try:
-            [results] = await self._tx(accept_many, [call])
+            [found] = results(await self._tx(accept_many, [call]))
         except Exception as exc:
             return (False, exc)
-        return (True, results)
+        return (True, found)
 
     # --- reads ------------------------------------------------------------------------
 

@@ -28,7 +28,7 @@ from gateway.store import (
     sansio,
     sqlite_conn,
 )
-from gateway.store.accept import AcceptCall, accept_many
+from gateway.store.accept import AcceptCall, accept_many, results
 from gateway.store.base import Actor
 
 T = TypeVar("T")
@@ -181,7 +181,7 @@ class SqliteStore(base.Store):
     async def accept(
         self, items: Sequence[base.NewFiling], *, actor: Actor, now: datetime
     ) -> list[base.AcceptResult]:
-        [results] = await self._tx(accept_many, [AcceptCall(list(items), actor, now)])
-        return results
+        [found] = results(await self._tx(accept_many, [AcceptCall(list(items), actor, now)]))
+        return found
 
     # --- monitoring (issue 7) ------------------------------------------------------------
