@@ -64,12 +64,13 @@ COMMON = {
     "d_cols": DELIVERY_COLS,
 }
 
-#: ``{any_N}``: membership in the list parameter $N (a Python list)
+#: membership of a column in a list parameter (a Python list); ``{any_N}``: of parameter $N
+MEMBER = {"sqlite": "IN (SELECT value FROM json_each({}))", "postgres": "= ANY({})"}
 BY_DIALECT = {
     "sqlite": {
         "skip_locked": "",
         "for_update": "",
-        **{f"any_{n}": f"IN (SELECT value FROM json_each(${n}))" for n in range(1, 5)},
+        **{f"any_{n}": MEMBER["sqlite"].format(f"${n}") for n in range(1, 5)},
         # the JSON accessors of the X12 gaps report (x12gaps)
         "x12_ack_interchange": "json_extract(k.document, '$.interchange_control')",
         "x12_ack_group": "json_extract(k.document, '$.group_control')",
@@ -80,7 +81,7 @@ BY_DIALECT = {
     "postgres": {
         "skip_locked": " FOR UPDATE SKIP LOCKED",
         "for_update": " FOR UPDATE",
-        **{f"any_{n}": f"= ANY(${n})" for n in range(1, 5)},
+        **{f"any_{n}": MEMBER["postgres"].format(f"${n}") for n in range(1, 5)},
         "x12_ack_interchange": "(k.document::json ->> 'interchange_control')::bigint",
         "x12_ack_group": "(k.document::json ->> 'group_control')::bigint",
         "x12_sent_interchange": "(u.details::json #>> '{receipt,x12,interchange_control}')::bigint",

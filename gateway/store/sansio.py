@@ -149,13 +149,11 @@ class Cx:
 
     @property
     def for_update(self) -> str:
-        return " FOR UPDATE" if self.dialect == "postgres" else ""
+        return fragments.BY_DIALECT[self.dialect]["for_update"]
 
     def any(self, param: str) -> str:
         """``col {cx.any('$1')}``: membership in a list parameter (a Python list)."""
-        if self.dialect == "postgres":
-            return f"= ANY({param})"
-        return f"IN (SELECT value FROM json_each({param}))"
+        return fragments.MEMBER[self.dialect].format(param)
 
 
 # --- named queries -----------------------------------------------------------------------
