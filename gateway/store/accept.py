@@ -23,7 +23,7 @@ from typing import Any
 
 from gateway import errors, ids, models
 from gateway.store import logic, rows, values
-from gateway.store.sansio import Body, Cx, UniqueViolation, q, sql
+from gateway.store.sansio import Body, Cx, UniqueViolation, q
 from gateway.store.status import lock_keys, refresh_statuses
 from gateway.store.trail import Trail
 from gateway.store.values import Actor
@@ -38,7 +38,32 @@ class AcceptCall:
     now: datetime
 
 
-def accept_many(cx: Cx, calls: list[AcceptCall]) -> Body[list[list[values.AcceptResult]]]:
+@dataclass(frozen=True, slots=True)
+class Made:
+    """A filing this transaction inserted, and its deliveries (filing seq, id, adapter,
+    state): ``results`` builds its view after COMMIT, off SQLite's writer thread."""
+
+    filing: models.Filing
+    deliveries: list[tuple[int, str, str, str]]
+    now_us: int
+
+
+def results(found: list[list[values.AcceptResult | Made]]) -> list[list[values.AcceptResult]]:
+    """``accept_many``'s results, each new filing with its view (the 202's body)."""
+    return [
+        [
+            r
+            if isinstance(r, values.AcceptResult)
+            else values.AcceptResult(
+                r.filing.id, created=True, view=rows.accepted_view(r.filing, r.deliveries, r.now_us)
+            )
+            for r in call
+        ]
+        for call in found
+    ]
+
+
+def accept_many(cx: Cx, calls: list[AcceptCall]) -> Body[list[list[values.AcceptResult | Made]]]:
     """Several callers' accepts in one transaction; each gets the results of its items.
 
     The same as running them one after the other: items are inserted in call order
@@ -72,18 +97,18 @@ def accept_many(cx: Cx, calls: list[AcceptCall]) -> Body[list[list[values.Accept
     made = {r[0]: r[1] for r in (yield q("each", "accept_deliveries", wanted))}
     states = iter((w[0], made[w[0]]) for w in wanted)
     trail = Trail(calls[0].now, cx.redactor)
-    views: dict[str, models.FilingView] = {}
+    made_now: dict[str, Made] = {}
     stamps: dict[int, int] = {}
     for call, item, filing_seq in fresh:
         f = item.filing
         mine = [next(states) for _ in item.adapters]
         now_us = rows.us(call.now)
-        views[f.id] = rows.accepted_view(
+        made_now[f.id] = Made(
             f,
             [(filing_seq, d, a, st) for a, (d, st) in zip(item.adapters, mine, strict=True)],
             now_us,
         )
-        if views[f.id].status is not models.FilingStatus.PENDING:
+        if any(st != "pending" for _, st in mine):  # derives another status than pending
             stamps[filing_seq] = now_us
         trail.add(
             "filing.accepted",
@@ -104,12 +129,7 @@ def accept_many(cx: Cx, calls: list[AcceptCall]) -> Body[list[list[values.Accept
     yield from refresh_statuses(cx, stamps)
     yield from trail.flush(notify="accept")
     return [
-        [
-            values.AcceptResult(item.filing.id, created=True, view=views[item.filing.id])
-            if item.filing.id in views
-            else earlier[item.filing.id]
-            for item in call.items
-        ]
+        [made_now.get(item.filing.id) or earlier[item.filing.id] for item in call.items]
         for call in calls
     ]
 
@@ -145,11 +165,7 @@ def _earlier(cx: Cx, filings: list[models.Filing]) -> Body[dict[str, values.Acce
     if not filings:
         return {}
     keys = sorted({f.idempotency_key for f in filings if f.idempotency_key is not None})
-    found = yield sql(
-        "all",
-        f"SELECT idempotency_key, id, body_hash FROM filings WHERE idempotency_key {cx.any('$1')}",
-        keys,
-    )
+    found = yield q("all", "accept_taken_keys", keys)
     held = {r[0]: (r[1], r[2]) for r in found}
     out: dict[str, values.AcceptResult] = {}
     for f in filings:

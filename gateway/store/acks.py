@@ -1,5 +1,6 @@
-"""Acknowledgements, ack deadlines and X12 control numbers (schema v5), written once for
-both backends; callbacks are elsewhere. Named queries: ``sql/<dialect>/acks.sql``.
+"""Acknowledgements (schema v5), written once for both backends: record and list them.
+Ack deadlines and the operator's actions on the ack wait are in ``ackwait``, X12 control
+numbers in ``x12gaps``. Named queries: ``sql/<dialect>/acks.sql``.
 
 An ack is correlated to the delivery it answers (by delivery id, by the X12 control
 numbers allocated for one attempt, or by reference and filing type), deduplicated by a
@@ -13,14 +14,7 @@ serializes everything, and the locks below are no-ops):
 * ``record_ack`` locks the ordering key and then the answered delivery row before the
   pure decision sees its state, so two acks of one delivery are decided one after the
   other; the ack row goes in with ``ON CONFLICT (fingerprint) DO NOTHING`` *before*
-  anything changes, so a concurrent duplicate changes nothing and reads back the first;
-* ``resend_filing`` and ``close_ack`` lock the filing's ordering key, as every change to
-  a key's deliveries does, before they look at its deliveries;
-* X12 control numbers: one ``INSERT … ON CONFLICT DO UPDATE … RETURNING``: the counter
-  row's lock serializes the allocations of a sender/receiver/usage across processes, so
-  numbers are distinct and increase in commit order (wrapping after 999999999). An
-  allocation is fenced by a share lock on the delivery row at the claim's token, and
-  recorded with the delivery, filing and attempt it is for (acks correlate through it).
+  anything changes, so a concurrent duplicate changes nothing and reads back the first.
 
 A change that lets a delivery go on (a hold released, a resend scheduled) announces
 work (``Notify``) once it commits.
@@ -36,22 +30,12 @@ from typing import Any
 
 from gateway import errors, ids, models
 from gateway.audit import chain as audit
-from gateway.rules import lifecycle
 from gateway.rules.acks import AckDecision, AckTarget
 from gateway.store import logic, rows, values
-from gateway.store.sansio import Body, Cx, Driven, Notify, q, sql
-from gateway.store.status import (
-    block_successors,
-    find_filing,
-    lock_keys,
-    reblock,
-    refresh_status,
-    refuse_in_flight,
-)
+from gateway.store.sansio import Body, Cx, Driven, Notify, Where, q, read, sql, write
+from gateway.store.status import block_successors, lock_keys, refresh_status
 from gateway.store.trail import Trail
 from gateway.store.values import Actor
-
-# --- acknowledgements -------------------------------------------------------------------
 
 
 def fingerprint(ack: models.Ack) -> str:
@@ -69,22 +53,13 @@ def _correlate(cx: Cx, ack: models.Ack) -> Body[tuple[Any, str | None, int | Non
         row = yield q("one", "ack_target_by_id", ack.delivery_id)
     elif ack.group_control is not None or ack.interchange_control is not None:
         column = "group_control" if ack.group_control is not None else "interchange_control"
-        params: list[Any] = [ack.group_control or ack.interchange_control]
-        where = [f"a.{column} = $1"]
-        for name, value in (
-            ("usage", ack.usage),
-            ("sender", ack.x12_sender),
-            ("receiver", ack.x12_receiver),
-        ):
-            if value is not None:
-                params.append(value)
-                where.append(f"a.{name} = ${len(params)}")
-        allocation = yield sql(
-            "one",
-            "SELECT a.delivery_id, a.attempt FROM x12_allocations a WHERE "
-            f"{' AND '.join(where)} ORDER BY a.seq DESC LIMIT 1",
-            *params,
-        )
+        w = Where()
+        w.add(f"a.{column} = {w.arg(ack.group_control or ack.interchange_control)}")
+        w.eq("a.usage", ack.usage)
+        w.eq("a.sender", ack.x12_sender)
+        w.eq("a.receiver", ack.x12_receiver)
+        text = f"SELECT a.delivery_id, a.attempt FROM x12_allocations a{w}"
+        allocation = yield sql("one", f"{text} ORDER BY a.seq DESC LIMIT 1", *w.params)
         if allocation is not None:
             answers = allocation[1]
             row = yield q("one", "ack_target_by_id", allocation[0])
@@ -105,7 +80,7 @@ def _correlate(cx: Cx, ack: models.Ack) -> Body[tuple[Any, str | None, int | Non
 
 
 def record_ack(
-    cx: Cx, ack: models.Ack, decide: values.AckDecide, actor: Actor, now: datetime
+    cx: Cx, ack: models.Ack, *, decide: values.AckDecide, actor: Actor, now: datetime
 ) -> Body[models.AckRecord]:
     """Correlate, deduplicate and record one ack, and apply its decision."""
     fp = fingerprint(ack)
@@ -257,187 +232,19 @@ def _ack_record(r: Sequence[Any], *, duplicate: bool) -> models.AckRecord:
 
 
 def list_acks(
-    cx: Cx, matched: bool | None, filing_id: str | None, limit: int
+    cx: Cx, *, matched: bool | None, filing_id: str | None, limit: int
 ) -> Body[list[models.AckRecord]]:
-    where: list[str] = []
-    params: list[Any] = []
+    w = Where()
     if matched is not None:
-        where.append("matched_filing_id IS NOT NULL" if matched else "matched_filing_id IS NULL")
-    if filing_id is not None:
-        params.append(filing_id)
-        where.append(f"matched_filing_id = ${len(params)}")
+        w.add(f"matched_filing_id IS {'NOT ' if matched else ''}NULL")
+    w.eq("matched_filing_id", filing_id)
     text = "SELECT id, document, raw, matched_delivery_id, matched_filing_id, effect FROM acks"
-    if where:
-        text += " WHERE " + " AND ".join(where)
-    text += f" ORDER BY seq DESC LIMIT ${len(params) + 1}"
-    found = yield sql("all", text, *params, limit)
+    found = yield sql("all", f"{text}{w} ORDER BY seq DESC LIMIT {w.arg(limit)}", *w.params)
     return [_ack_record(r, duplicate=False) for r in found]
 
 
-# --- ack deadlines and operator actions ---------------------------------------------------
-
-
-def flag_overdue(cx: Cx, now: datetime) -> Body[list[tuple[str, str, str]]]:
-    """Flag the sent deliveries whose ack deadline has passed (once each)."""
-    flagged = yield q("all", "flag_overdue", rows.us(now))
-    if flagged:
-        trail = Trail(now, cx.redactor)
-        for delivery_id, filing_id, adapter, due in flagged:
-            trail.add(
-                "delivery.ack_overdue",
-                actor=values.SYSTEM,
-                filing_id=filing_id,
-                delivery_id=delivery_id,
-                details={"adapter": adapter, "ack_due_at": rows.iso(rows.dt(due))},
-            )
-        yield from trail.flush()
-    return [(r[0], r[1], r[2]) for r in flagged]
-
-
-def extend_ack_deadlines(cx: Cx, adapter: str, by_s: float) -> Body[int]:
-    """Push back the ack deadlines not yet passed of one adapter's sent deliveries."""
-    changed: int = yield q("run", "extend_ack_deadlines", round(by_s * 1_000_000), adapter)
-    return changed
-
-
-def resend_filing(
-    cx: Cx, filing_id: str, actor: Actor, now: datetime, reason: str
-) -> Body[values.Action]:
-    """An operator sends a sent filing again (``operator_resend``): same filing and
-    delivery id, a new attempt; the ack wait and any conflict flag start afresh."""
-    filing_seq, ordering_key = yield from find_filing(cx, filing_id)
-    yield lock_keys([ordering_key])
-    yield from refuse_in_flight(cx, filing_seq, filing_id, lifecycle.Event.OPERATOR_RESEND)
-    now_us = rows.us(now)
-    changed = yield q("all", "resend_filing", now_us, filing_seq)
-    if not changed:
-        raise errors.Refused(
-            "conflict",
-            f"filing {filing_id} has no sent delivery to resend",
-            details={"id": filing_id},
-        )
-    trail = Trail(now, cx.redactor)
-    touched = {filing_seq}
-    for delivery_id, adapter, _ in changed:
-        trail.add(
-            "delivery.resent",
-            actor=actor,
-            filing_id=filing_id,
-            delivery_id=delivery_id,
-            details={"adapter": adapter, "reason": reason},
-        )
-    for adapter, key in sorted({(r[1], r[2]) for r in changed}):
-        touched |= yield from reblock(cx, trail, actor, adapter, key, now_us)
-    yield from refresh_status(cx, touched, now_us)
-    yield from trail.flush()
-    yield Notify("resend")
-    return values.Action(filing_id, [r[0] for r in changed])
-
-
-def close_ack(
-    cx: Cx, filing_id: str, actor: Actor, now: datetime, reason: str
-) -> Body[values.Action]:
-    """Stop waiting for an ack (a delivered delivery), or resolve a flagged conflict
-    (``operator_close``: the state stays)."""
-    filing_seq, ordering_key = yield from find_filing(cx, filing_id)
-    yield lock_keys([ordering_key])
-    note = json.dumps({"closed_by": actor.name, "reason": reason, "closed_at": rows.iso(now)})
-    changed = yield q("all", "close_ack", note, rows.us(now), filing_seq)
-    if not changed:
-        raise errors.Refused(
-            "conflict",
-            f"filing {filing_id} has no delivery waiting for an ack or in conflict",
-            details={"id": filing_id},
-        )
-    trail = Trail(now, cx.redactor)
-    for delivery_id, adapter, state in changed:
-        trail.add(
-            "delivery.ack_closed",
-            actor=actor,
-            filing_id=filing_id,
-            delivery_id=delivery_id,
-            details={"adapter": adapter, "reason": reason, "state": state},
-        )
-    yield from trail.flush()
-    yield Notify("close_ack")  # a hold released
-    return values.Action(filing_id, [r[0] for r in changed])
-
-
-# --- X12 control numbers ------------------------------------------------------------------
-
-
-def allocate_controls(
-    cx: Cx,
-    sender: str,
-    receiver: str,
-    usage: str,
-    delivery_id: str,
-    filing_id: str,
-    attempt: int,
-    now: datetime,
-    token: int | None,
-) -> Body[values.Controls | None]:
-    """Next interchange and group numbers of a sender/receiver/usage; None if the lease is gone."""
-    if token is not None and (yield q("val", "x12_lease_fence", delivery_id, token)) is None:
-        return None
-    interchange, group = yield q("one", "x12_allocate", sender, receiver, usage)
-    yield q(
-        "run",
-        "x12_record_allocation",
-        sender,
-        receiver,
-        usage,
-        interchange,
-        group,
-        delivery_id,
-        filing_id,
-        attempt,
-        rows.us(now),
-    )
-    return values.Controls(interchange=interchange, group=group)
-
-
 class AcksStore(Driven):
-    """The ack, ack-deadline and control-number methods of ``Store``."""
+    """The ack methods of ``Store``."""
 
-    async def record_ack(
-        self, ack: models.Ack, *, decide: values.AckDecide, actor: Actor, now: datetime
-    ) -> models.AckRecord:
-        return await self._tx(record_ack, ack, decide, actor, now)
-
-    async def list_acks(
-        self, *, matched: bool | None, filing_id: str | None, limit: int
-    ) -> list[models.AckRecord]:
-        return await self._rx(list_acks, matched, filing_id, limit)
-
-    async def flag_overdue(self, *, now: datetime) -> list[tuple[str, str, str]]:
-        return await self._tx(flag_overdue, now)
-
-    async def extend_ack_deadlines(self, adapter: str, *, by_s: float, now: datetime) -> int:
-        return await self._tx(extend_ack_deadlines, adapter, by_s)
-
-    async def resend_filing(
-        self, filing_id: str, *, actor: Actor, now: datetime, reason: str
-    ) -> values.Action:
-        return await self._tx(resend_filing, filing_id, actor, now, reason)
-
-    async def close_ack(
-        self, filing_id: str, *, actor: Actor, now: datetime, reason: str
-    ) -> values.Action:
-        return await self._tx(close_ack, filing_id, actor, now, reason)
-
-    async def allocate_controls(
-        self,
-        *,
-        sender: str,
-        receiver: str,
-        usage: str,
-        delivery_id: str,
-        filing_id: str,
-        attempt: int,
-        now: datetime,
-        token: int | None = None,
-    ) -> values.Controls | None:
-        return await self._tx(
-            allocate_controls, sender, receiver, usage, delivery_id, filing_id, attempt, now, token
-        )
+    record_ack = write(record_ack)
+    list_acks = read(list_acks)

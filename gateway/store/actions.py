@@ -19,25 +19,15 @@ How they stay right with several PostgreSQL processes (harmless on SQLite's one 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from gateway import errors
 from gateway.rules import lifecycle
-from gateway.store import fragments, logic, rows, values
-from gateway.store.sansio import Body, Cx, Driven, Notify, sql
+from gateway.store import logic, rows, values
+from gateway.store.sansio import Body, Cx, Driven, Notify, Where, q, sql
 from gateway.store.status import find_filing, lock_keys, reblock, refresh_status, refuse_in_flight
 from gateway.store.trail import Trail
 from gateway.store.values import Actor
 
-#: what each action writes: ``$1`` is now (µs)
-_SET = {
-    "retry": "state = 'pending', attempts = 0, probe_failures = 0, available_at = $1, "
-    "last_error = NULL, lease_owner = NULL, updated_at = $1",
-    "cancel": "state = 'cancelled', lease_owner = NULL, lease_token = lease_token + 1, "
-    "updated_at = $1",
-}
-#: the states each action moves a delivery from (the lifecycle table's)
-_FROM = {"retry": fragments.COMMON["retry_from"], "cancel": fragments.COMMON["cancel_from"]}
 _EVENT = {"retry": lifecycle.Event.OPERATOR_RETRY, "cancel": lifecycle.Event.OPERATOR_CANCEL}
 _AUDIT = {"retry": "delivery.retried", "cancel": "delivery.cancelled"}
 _NOTHING = {"retry": "no dead or blocked delivery to retry", "cancel": "nothing left to cancel"}
@@ -51,17 +41,7 @@ def operator_action(
     yield lock_keys([ordering_key])
     yield from refuse_in_flight(cx, filing_seq, filing_id, _EVENT[kind])
     now_us = rows.us(now)
-    changed = list(
-        (
-            yield sql(
-                "all",
-                f"UPDATE deliveries SET {_SET[kind]} WHERE filing_seq = $2 AND state IN "
-                f"{_FROM[kind]} RETURNING id, adapter, ordering_key",
-                now_us,
-                filing_seq,
-            )
-        )
-    )
+    changed = list((yield q("all", f"operator_{kind}", now_us, filing_seq)))
     if not changed:
         raise errors.Refused(
             "conflict", f"filing {filing_id} has {_NOTHING[kind]}", details={"id": filing_id}
@@ -87,37 +67,32 @@ def operator_action(
 # --- bulk retry / cancel (issue 7) -------------------------------------------------------
 
 
-def _bulk_where(cx: Cx, action: str, flt: values.BulkFilter) -> tuple[str, list[Any]]:
-    """The filter as SQL over ``deliveries d`` and its parameters (``$1``…)."""
+def _bulk_where(cx: Cx, action: str, flt: values.BulkFilter) -> Where:
+    """The filter as SQL over ``deliveries d``, with its parameters."""
     allowed = values.BULK_FROM[action]
     if flt.state is not None and flt.state.value not in allowed:
         raise errors.InvalidInput(
             f"{action} applies to deliveries that are {', '.join(allowed)}",
             details=[{"loc": "body.state", "msg": f"one of {', '.join(allowed)}"}],
         )
-    params: list[Any] = [[flt.state.value] if flt.state is not None else list(allowed)]
-    where = [f"d.state {cx.any('$1')}"]
-
-    def arg(value: Any) -> str:
-        params.append(value)
-        return f"${len(params)}"
-
-    if flt.adapter is not None:
-        where.append(f"d.adapter = {arg(flt.adapter)}")
+    w = Where()
+    states = list(allowed) if flt.state is None else [flt.state.value]
+    w.add(f"d.state {cx.any(w.arg(states))}")
+    w.eq("d.adapter", flt.adapter)
     if flt.not_after is not None:
-        where.append(f"d.updated_at <= {arg(rows.us(flt.not_after))}")
-    sub = []
-    for column, value in (("f.filing_type", flt.filing_type), ("f.environment", flt.environment)):
-        if value is not None:
-            sub.append(f"{column} = {arg(value.value)}")
-    if sub:
-        where.append(f"d.filing_seq IN (SELECT f.seq FROM filings f WHERE {' AND '.join(sub)})")
-    return " AND ".join(where), params
+        w.add(f"d.updated_at <= {w.arg(rows.us(flt.not_after))}")
+    sub = Where()
+    sub.params = w.params  # one numbering
+    sub.eq("f.filing_type", None if flt.filing_type is None else flt.filing_type.value)
+    sub.eq("f.environment", None if flt.environment is None else flt.environment.value)
+    if sub.conditions:
+        w.add(f"d.filing_seq IN (SELECT f.seq FROM filings f{sub})")
+    return w
 
 
 def _matched(cx: Cx, action: str, flt: values.BulkFilter) -> Body[int]:
-    where, params = _bulk_where(cx, action, flt)
-    n = yield sql("val", f"SELECT COUNT(*) FROM deliveries d WHERE {where}", *params)
+    w = _bulk_where(cx, action, flt)
+    n = yield sql("val", f"SELECT COUNT(*) FROM deliveries d{w}", *w.params)
     return int(n or 0)
 
 
@@ -126,14 +101,11 @@ def _select(
 ) -> Body[list[tuple[str, str, str, str, str]]]:
     """(id, filing id, adapter, state, ordering key) of the first ``limit`` matches;
     ``lock``: locked ``FOR UPDATE`` (PostgreSQL), the filter read on the latest versions."""
-    where, params = _bulk_where(cx, action, flt)
+    w = _bulk_where(cx, action, flt)
+    text = "SELECT d.id, d.filing_id, d.adapter, d.state, d.ordering_key FROM deliveries d"
+    text += f"{w} ORDER BY d.seq LIMIT {w.arg(limit)}"
     found = yield sql(
-        "all",
-        "SELECT d.id, d.filing_id, d.adapter, d.state, d.ordering_key FROM deliveries d "
-        f"WHERE {where} ORDER BY d.seq LIMIT ${len(params) + 1}"
-        + (f"{cx.for_update} OF d" if lock and cx.for_update else ""),
-        *params,
-        limit,
+        "all", text + (f"{cx.for_update} OF d" if lock and cx.for_update else ""), *w.params
     )
     return [(r[0], r[1], r[2], r[3], r[4]) for r in found]
 
@@ -165,17 +137,8 @@ def bulk_action(
         return values.BulkResult(matched=matched)
     now_us = rows.us(now)
     # the state guard again: a delivery chosen in this transaction may have been claimed since
-    changed = list(
-        (
-            yield sql(
-                "all",
-                f"UPDATE deliveries SET {_SET[action]} WHERE id {cx.any('$2')} AND state IN "
-                f"{_FROM[action]} RETURNING id, filing_id, filing_seq, adapter, ordering_key",
-                now_us,
-                [r[0] for r in chosen],
-            )
-        )
-    )
+    ids = [r[0] for r in chosen]
+    changed = list((yield q("all", f"bulk_{action}", now_us, ids)))
     trail = Trail(now, cx.redactor)
     touched: set[int] = set()
     for delivery_id, filing_id, filing_seq, adapter, _ in changed:

@@ -18,6 +18,7 @@ from gateway.rules.acks import AckDecision as AckDecision
 from gateway.rules.acks import AckTarget as AckTarget
 from gateway.store import (
     acks,
+    ackwait,
     actions,
     callbacks,
     coalesce,
@@ -29,6 +30,7 @@ from gateway.store import (
     trail,
     x12gaps,
 )
+from gateway.store.complete import Completion, complete_many
 from gateway.store.schema import SCHEMA_VERSION as SCHEMA_VERSION
 from gateway.store.values import BULK_FROM as BULK_FROM
 from gateway.store.values import SYSTEM as SYSTEM
@@ -59,13 +61,15 @@ class Store(
     actions.ActionsStore,
     outages.OutagesStore,
     acks.AcksStore,
+    ackwait.AckWaitStore,
 ):
     """Durable state of filings, deliveries and the audit trail, on a driver."""
 
     def __init__(self, *, group_max: int) -> None:
         #: concurrent completions share one transaction (see ``coalesce``)
-        self._completes: coalesce.Coalescer[dispatch.Completion, bool]
+        self._completes: coalesce.Coalescer[Completion, bool]
         self._completes = coalesce.Coalescer(self._complete_batch, max_batch=group_max)
+        self.claim_stats = [0, 0]
 
     async def open(self) -> None:
         raise NotImplementedError  # pragma: no cover - a driver provides it
@@ -91,8 +95,8 @@ class Store(
         hold_until_ack: bool = False,
     ) -> bool:
         return await self._completes.submit(
-            dispatch.Completion(claim, now, receipt, ack_due_at, hold_until_ack)
+            Completion(claim, now, receipt, ack_due_at, hold_until_ack)
         )
 
-    async def _complete_batch(self, batch: list[dispatch.Completion]) -> list[coalesce.Outcome]:
-        return [(True, done) for done in await self._tx(dispatch.complete_many, batch)]
+    async def _complete_batch(self, batch: list[Completion]) -> list[coalesce.Outcome]:
+        return [(True, done) for done in await self._tx(complete_many, batch)]

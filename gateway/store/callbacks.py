@@ -24,7 +24,7 @@ from typing import Any
 from gateway import models
 from gateway.store import callback_retry, rows, values
 from gateway.store.callback_retry import CallbackRetry, CallbackSelection
-from gateway.store.sansio import Body, Cx, Driven, q, sql
+from gateway.store.sansio import Body, Cx, Driven, Where, q, read, sql, write
 from gateway.store.trail import Trail
 
 _VIEW_COLS = (
@@ -48,7 +48,7 @@ def _view(r: Sequence[Any]) -> models.CallbackView:
 
 
 def claim_callbacks(
-    cx: Cx, owner: str, now: datetime, lease_s: float, limit: int
+    cx: Cx, *, owner: str, now: datetime, lease_s: float, limit: int
 ) -> Body[list[values.CallbackClaim]]:
     now_us = rows.us(now)
     until = rows.us(now + timedelta(seconds=lease_s))
@@ -70,10 +70,11 @@ def claim_callbacks(
 def finish_callback(
     cx: Cx,
     claim: values.CallbackClaim,
+    *,
     now: datetime,
     state: str,
-    at: datetime | None,
-    error: str | None,
+    at: datetime | None = None,
+    error: str | None = None,
 ) -> Body[bool]:
     now_us = rows.us(now)
     row = yield q(
@@ -100,7 +101,7 @@ def finish_callback(
     return True
 
 
-def release_callbacks(cx: Cx, owner: str, now: datetime) -> Body[int]:
+def release_callbacks(cx: Cx, *, owner: str, now: datetime) -> Body[int]:
     changed = yield q("run", "callback_release", rows.us(now), owner)
     return int(changed)
 
@@ -111,19 +112,13 @@ def next_callback_due(cx: Cx) -> Body[datetime | None]:
 
 
 def list_callbacks(
-    cx: Cx, filing_id: str | None, state: str | None, limit: int
+    cx: Cx, *, filing_id: str | None, state: str | None, limit: int
 ) -> Body[list[models.CallbackView]]:
-    where: list[str] = []
-    params: list[Any] = []
-    for column, value in (("filing_id", filing_id), ("state", state)):
-        if value is not None:
-            params.append(value)
-            where.append(f"{column} = ${len(params)}")
-    text = f"SELECT {_VIEW_COLS} FROM callbacks"
-    if where:
-        text += " WHERE " + " AND ".join(where)
-    text += f" ORDER BY seq DESC LIMIT ${len(params) + 1}"
-    return [_view(r) for r in (yield sql("all", text, *params, limit))]
+    w = Where()
+    w.eq("filing_id", filing_id)
+    w.eq("state", state)
+    text = f"SELECT {_VIEW_COLS} FROM callbacks{w} ORDER BY seq DESC LIMIT {w.arg(limit)}"
+    return [_view(r) for r in (yield sql("all", text, *w.params))]
 
 
 def _views(cx: Cx, ids: list[str]) -> Body[list[models.CallbackView]]:
@@ -135,40 +130,29 @@ def _views(cx: Cx, ids: list[str]) -> Body[list[models.CallbackView]]:
     return [by_id[i] for i in ids]
 
 
-def _where(cx: Cx, sel: CallbackSelection) -> tuple[str, list[Any]]:
+def _where(cx: Cx, sel: CallbackSelection) -> Where:
     if sel.ids:
-        retryable = ",".join(f"'{s}'" for s in callback_retry.RETRYABLE)
-        return f"id {cx.any('$1')} AND state IN ({retryable})", [list(sel.ids)]
-    where = ["state = 'dead'"]
-    params: list[Any] = []
-    if sel.filing_id is not None:
-        params.append(sel.filing_id)
-        where.append(f"filing_id = ${len(params)}")
+        w = Where("state IN (" + ",".join(f"'{s}'" for s in callback_retry.RETRYABLE) + ")")
+        w.add(f"id {cx.any(w.arg(list(sel.ids)))}")
+        return w
+    w = Where("state = 'dead'")
+    w.eq("filing_id", sel.filing_id)
     if sel.not_after is not None:
-        params.append(rows.us(sel.not_after))
-        where.append(f"updated_at <= ${len(params)}")
-    return " AND ".join(where), params
+        w.add(f"updated_at <= {w.arg(rows.us(sel.not_after))}")
+    return w
 
 
 def retry_callbacks(
-    cx: Cx, sel: CallbackSelection, actor: values.Actor, now: datetime, reason: str
+    cx: Cx, sel: CallbackSelection, *, actor: values.Actor, now: datetime, reason: str
 ) -> Body[CallbackRetry]:
     if sel.ids:
         found = yield q("all", "callback_states", list(sel.ids))
         callback_retry.check_ids(sel, {r[0]: r[1] for r in found})
-    where, params = _where(cx, sel)
-    matched = int((yield sql("val", f"SELECT COUNT(*) FROM callbacks WHERE {where}", *params)))
-    chosen = list(
-        (
-            yield sql(
-                "all",
-                f"SELECT seq, id, filing_id, event, state, attempts FROM callbacks "
-                f"WHERE {where} ORDER BY seq LIMIT ${len(params) + 1}{cx.for_update}",
-                *params,
-                sel.limit,
-            )
-        )
-    )
+    w = _where(cx, sel)
+    matched = int((yield sql("val", f"SELECT COUNT(*) FROM callbacks{w}", *w.params)))
+    text = "SELECT seq, id, filing_id, event, state, attempts FROM callbacks"
+    text += f"{w} ORDER BY seq LIMIT {w.arg(sel.limit)}{cx.for_update}"
+    chosen = list((yield sql("all", text, *w.params)))
     ids = [r[1] for r in chosen]
     if sel.dry_run:
         views = yield from _views(cx, ids)
@@ -191,34 +175,9 @@ def retry_callbacks(
 class CallbacksStore(Driven):
     """The callback outbox methods of ``Store``."""
 
-    async def claim_callbacks(
-        self, *, owner: str, now: datetime, lease_s: float, limit: int
-    ) -> list[values.CallbackClaim]:
-        return await self._tx(claim_callbacks, owner, now, lease_s, limit)
-
-    async def finish_callback(
-        self,
-        claim: values.CallbackClaim,
-        *,
-        now: datetime,
-        state: str,
-        at: datetime | None = None,
-        error: str | None = None,
-    ) -> bool:
-        return await self._tx(finish_callback, claim, now, state, at, error)
-
-    async def release_callbacks(self, *, owner: str, now: datetime) -> int:
-        return await self._tx(release_callbacks, owner, now)
-
-    async def next_callback_due(self) -> datetime | None:
-        return await self._rx(next_callback_due)
-
-    async def list_callbacks(
-        self, *, filing_id: str | None, state: str | None, limit: int
-    ) -> list[models.CallbackView]:
-        return await self._rx(list_callbacks, filing_id, state, limit)
-
-    async def retry_callbacks(
-        self, sel: CallbackSelection, *, actor: values.Actor, now: datetime, reason: str
-    ) -> CallbackRetry:
-        return await self._tx(retry_callbacks, sel, actor, now, reason)
+    claim_callbacks = write(claim_callbacks)
+    finish_callback = write(finish_callback)
+    release_callbacks = write(release_callbacks)
+    next_callback_due = read(next_callback_due)
+    list_callbacks = read(list_callbacks)
+    retry_callbacks = write(retry_callbacks)

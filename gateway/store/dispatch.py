@@ -1,6 +1,7 @@
 """The dispatch life cycle, written once for both backends: claim, renew, the settling of
-a claimed delivery (sent, retry, deferred, dead), a send recorded after its lease was
-lost (``late_sent``), release, and the next due time. Accept is in ``accept``.
+a claimed delivery (retry, deferred, dead), release, and the next due time. Accept is in
+``accept``; a send (``complete``), also when recorded after the lease was lost, in
+``complete``.
 
 How they stay right with several PostgreSQL processes:
 
@@ -11,30 +12,21 @@ How they stay right with several PostgreSQL processes:
   and was claimed again changes nothing, and hears so (False);
 * a delivery that goes **dead** blocks its key's successors: the ordering-key lock is
   taken first (``status.lock_keys``), as every transaction that blocks or unblocks a key's
-  deliveries does;
-* a **late send** (the lease was lost, the send happened) locks its key, then its row, and
-  decides on the state it reads under that lock;
-* **completions** of concurrent callers share one transaction (``coalesce``, in both
-  drivers) and one statement: PostgreSQL one UPDATE over column arrays, SQLite one per
-  row; one status refresh and one audit flush for the lot.
+  deliveries does.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from gateway import models
 from gateway.store import logic, rows, values
-from gateway.store.sansio import Body, Cx, Driven, q
+from gateway.store.sansio import Body, Cx, Driven, q, read, write
 from gateway.store.status import (
     block_successors,
     lock_keys,
-    reblock,
     refresh_status,
-    refresh_statuses,
 )
 from gateway.store.trail import Trail
 from gateway.store.values import Claim
@@ -106,7 +98,7 @@ def claim(
     return claims
 
 
-def renew(cx: Cx, owner: str, tokens: dict[str, int], until: datetime) -> Body[int]:
+def renew(cx: Cx, *, owner: str, tokens: dict[str, int], until: datetime) -> Body[int]:
     """Extend the leases ``owner`` still holds (delivery id → token); how many it holds."""
     if not tokens:
         return 0
@@ -166,147 +158,10 @@ def finish(
     return True
 
 
-@dataclass(frozen=True, slots=True)
-class Completion:
-    """One ``complete`` call: the claim it ends and what the dispatcher recorded."""
-
-    claim: Claim
-    now: datetime
-    receipt: dict[str, Any]
-    ack_due_at: datetime | None
-    hold_until_ack: bool
-
-
-def complete_many(cx: Cx, batch: list[Completion]) -> Body[list[bool]]:
-    """``delivered`` for each claim still holding its lease (fenced by its token), with the
-    ack deadline and hold set in the same UPDATE; one statement for the whole batch.
-
-    Returns, per completion, whether it was recorded (False: the lease was lost; the
-    send is recorded all the same, by ``late_sent``). The audit rows follow the batch's
-    order, each with its own caller's time, the late ones last.
-    """
-    # one lease twice in one batch (never from one dispatcher): the first call wins and
-    # the second is a late send, as one transaction later. The same delivery under an
-    # older token (a stale claimant) is another entry: the fence lets only the current
-    # token through
-    first: dict[tuple[str, int], int] = {}
-    for i, c in enumerate(batch):
-        first.setdefault((c.claim.delivery_id, c.claim.token), i)
-    unique = [batch[i] for i in sorted(first.values())]
-    found = yield q(
-        "each",
-        "complete_sent",
-        [
-            (
-                c.claim.delivery_id,
-                c.claim.token,
-                rows.us(c.now),
-                json.dumps(c.receipt),
-                rows.us_or_none(c.ack_due_at),
-                c.hold_until_ack,
-            )
-            for c in unique
-        ],
-    )
-    done = {(r[0], r[1]): r[2:] for r in found}
-    trail = Trail(batch[0].now, cx.redactor)
-    stamps: dict[int, int] = {}
-    for c in unique:
-        row = done.get((c.claim.delivery_id, c.claim.token))
-        if row is None:
-            continue
-        filing_seq, adapter, attempts = row
-        details: dict[str, Any] = {"adapter": adapter, "attempts": attempts, "receipt": c.receipt}
-        if c.ack_due_at is not None:
-            details["ack_due_at"] = rows.iso(c.ack_due_at)
-        if c.hold_until_ack:
-            details["hold_until_ack"] = True
-        trail.add(
-            "delivery.sent",
-            actor=values.SYSTEM,
-            filing_id=c.claim.filing.id,
-            delivery_id=c.claim.delivery_id,
-            details=details,
-            now=c.now,
-        )
-        stamps[filing_seq] = max(stamps.get(filing_seq, 0), rows.us(c.now))
-    heard = [k in done and first[k] == i for i, k in enumerate(_keys(batch))]
-    late = [c for c, ok in zip(batch, heard, strict=True) if not ok]
-    if late:  # the lease was lost meanwhile: the send still happened
-        yield lock_keys(c.claim.filing.ordering_key for c in late)
-        for c in late:
-            for fs in (yield from late_sent(cx, trail, c)):
-                stamps[fs] = max(stamps.get(fs, 0), rows.us(c.now))
-    yield from refresh_statuses(cx, stamps)
-    yield from trail.flush()
-    return heard
-
-
-def _keys(batch: list[Completion]) -> list[tuple[str, int]]:
-    return [(c.claim.delivery_id, c.claim.token) for c in batch]
-
-
-def late_sent(cx: Cx, trail: Trail, c: Completion) -> Body[set[int]]:
-    """Record a send whose lease was lost before it could be recorded (a stalled process,
-    a reclaim): the receiver has the message, so a not-yet-sent delivery becomes
-    ``delivered`` with its receipt (``lifecycle``: ``sent`` is legal from every state),
-    whoever holds the lease now is fenced off; an already sent one gets a history row
-    ``delivery.sent_again``. The filing seqs touched.
-
-    The caller holds the delivery's ordering-key lock (its successors may be unblocked);
-    the row is then locked too, so the state decided on is the one changed.
-    """
-    row = yield q("one", "late_sent_row", c.claim.delivery_id)
-    if row is None:
-        return set()
-    seq, filing_seq, adapter, ordering_key, state, attempts = row
-    details: dict[str, Any] = {
-        "adapter": adapter,
-        "receipt": c.receipt,
-        "late": True,
-        "state_before": state,
-        "attempt": c.claim.attempts + 1,
-    }
-    if _S(state) not in logic.LATE_SENT_MOVES and state != "in_flight":
-        trail.add(
-            "delivery.sent_again",
-            actor=values.SYSTEM,
-            filing_id=c.claim.filing.id,
-            delivery_id=c.claim.delivery_id,
-            details=details,
-            now=c.now,
-        )
-        return set()
-    now_us = rows.us(c.now)
-    yield q(
-        "run",
-        "late_sent",
-        json.dumps(c.receipt),
-        now_us,
-        rows.us_or_none(c.ack_due_at),
-        c.hold_until_ack,
-        seq,
-    )
-    trail.add(
-        "delivery.sent",
-        actor=values.SYSTEM,
-        filing_id=c.claim.filing.id,
-        delivery_id=c.claim.delivery_id,
-        details={**details, "attempts": attempts + 1},
-        now=c.now,
-    )
-    touched = {filing_seq}
-    if state in ("dead", "blocked", "cancelled"):  # its successors may go on now
-        sub = Trail(c.now, cx.redactor)
-        touched |= yield from reblock(cx, sub, values.SYSTEM, adapter, ordering_key, now_us)
-        trail.extend(sub)
-    return touched
-
-
 # --- release, next due -------------------------------------------------------------------
 
 
-def release(cx: Cx, owner: str, now: datetime) -> Body[int]:
+def release(cx: Cx, *, owner: str, now: datetime) -> Body[int]:
     """Give back every lease ``owner`` holds (a process shutting down): the deliveries
     are claimable again at once, and other processes hear so."""
     now_us = rows.us(now)
@@ -327,14 +182,17 @@ def release(cx: Cx, owner: str, now: datetime) -> Body[int]:
     return len(changed)
 
 
-def next_due(cx: Cx) -> Body[int | None]:
-    value: int | None = yield q("val", "next_due")
-    return value
+def next_due(cx: Cx) -> Body[datetime | None]:
+    value = yield q("val", "next_due")
+    return None if value is None else rows.dt(value)
 
 
 class DispatchStore(Driven):
-    """The dispatch methods of ``Store`` (``accept`` and ``complete`` are the drivers':
-    they coalesce concurrent callers, then run ``accept.accept_many``/``complete_many``)."""
+    """The dispatch methods of ``Store`` (``accept`` is the drivers', ``complete`` the
+    ``Store``'s: they coalesce concurrent callers, then run ``accept_many``/``complete_many``)."""
+
+    #: claim transactions and the deliveries they took (logged at close)
+    claim_stats: list[int]
 
     async def claim(
         self,
@@ -345,10 +203,14 @@ class DispatchStore(Driven):
         limits: dict[str, int],
         probing: frozenset[str] = frozenset(),
     ) -> list[Claim]:
-        return await self._tx(claim, owner, now, lease_s, limits, probing)
+        claims = await self._tx(claim, owner, now, lease_s, limits, probing)
+        self.claim_stats[0] += 1
+        self.claim_stats[1] += len(claims)
+        return claims
 
-    async def renew(self, *, owner: str, tokens: dict[str, int], until: datetime) -> int:
-        return await self._tx(renew, owner, tokens, until)
+    renew = write(renew)
+    release = write(release)
+    next_due = read(next_due)
 
     async def schedule_retry(
         self, claim: Claim, *, now: datetime, at: datetime, error: str
@@ -393,10 +255,3 @@ class DispatchStore(Driven):
         return await self._tx(
             finish, claim, now, _S.DEAD, now, error, spent, "delivery.dead", {"error": error}
         )
-
-    async def release(self, *, owner: str, now: datetime) -> int:
-        return await self._tx(release, owner, now)
-
-    async def next_due(self) -> datetime | None:
-        value = await self._rx(next_due)
-        return None if value is None else rows.dt(value)

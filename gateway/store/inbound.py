@@ -6,11 +6,10 @@ second audit row. Accept's side of v4 (``filings.source_event_id``) is in accept
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from gateway import models
 from gateway.store import logic, rows
-from gateway.store.sansio import Body, Cx, Driven, q, sql
+from gateway.store.sansio import Body, Cx, Driven, Where, q, read, sql, write
 from gateway.store.trail import Trail
 from gateway.store.values import Actor
 
@@ -44,21 +43,14 @@ def reject_event(cx: Cx, event: models.RejectedEvent) -> Body[bool]:
 
 
 def list_rejected(
-    cx: Cx, source: str | None, limit: int, cursor: str | None
+    cx: Cx, *, source: str | None, limit: int, cursor: str | None
 ) -> Body[tuple[list[models.RejectedEvent], str | None]]:
-    where: list[str] = []
-    params: list[Any] = []
+    w = Where()
     if cursor is not None:
-        params.append(rows.decode_cursor(cursor))
-        where.append(f"seq < ${len(params)}")
-    if source is not None:
-        params.append(source)
-        where.append(f"source = ${len(params)}")
-    text = f"SELECT {_R_COLS} FROM rejected_events"
-    if where:
-        text += " WHERE " + " AND ".join(where)
-    text += f" ORDER BY seq DESC LIMIT ${len(params) + 1}"
-    found = list((yield sql("all", text, *params, limit + 1)))
+        w.add(f"seq < {w.arg(rows.decode_cursor(cursor))}")
+    w.eq("source", source)
+    text = f"SELECT {_R_COLS} FROM rejected_events{w} ORDER BY seq DESC LIMIT {w.arg(limit + 1)}"
+    found = list((yield sql("all", text, *w.params)))
     more = len(found) > limit
     found = found[:limit]
     items = [rows.rejected_event(r) for r in found]
@@ -68,11 +60,5 @@ def list_rejected(
 class InboundStore(Driven):
     """The rejected-event methods of ``Store``."""
 
-    async def reject_event(self, event: models.RejectedEvent) -> bool:
-        """Keep an inbound event that could not become a filing; False if already kept."""
-        return await self._tx(reject_event, event)
-
-    async def list_rejected(
-        self, *, source: str | None, limit: int, cursor: str | None
-    ) -> tuple[list[models.RejectedEvent], str | None]:
-        return await self._rx(list_rejected, source, limit, cursor)
+    reject_event = write(reject_event)
+    list_rejected = read(list_rejected)

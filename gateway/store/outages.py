@@ -26,7 +26,7 @@ from typing import Any
 from gateway import errors, ids
 from gateway.rules import outages
 from gateway.store import fragments, logic, rows, values
-from gateway.store.sansio import Body, Cx, Driven, Notify, q, sql
+from gateway.store.sansio import Body, Cx, Driven, Notify, q, read, sql, write
 from gateway.store.status import refresh_status
 from gateway.store.trail import Trail
 from gateway.store.values import Actor
@@ -39,16 +39,16 @@ O_COLS = (
 
 
 def add_outage(
-    cx: Cx, req: outages.OutageRequest, actor: Actor, now: datetime
+    cx: Cx, request: outages.OutageRequest, *, actor: Actor, now: datetime
 ) -> Body[outages.Outage]:
     o = outages.Outage(
         id=ids.new_id("out"),
-        adapter=req.adapter,
-        environment=req.environment,
-        starts_at=req.starts_at or now,
-        ends_at=req.ends_at,
-        reason=req.reason,
-        reference=req.reference,
+        adapter=request.adapter,
+        environment=request.environment,
+        starts_at=request.starts_at or now,
+        ends_at=request.ends_at,
+        reason=request.reason,
+        reference=request.reference,
         created_at=now,
         created_by=actor.name,
     )
@@ -71,7 +71,9 @@ def add_outage(
     return o
 
 
-def list_outages(cx: Cx, now: datetime, include_past: bool) -> Body[list[outages.Outage]]:
+def list_outages(
+    cx: Cx, *, now: datetime, include_past: bool = False
+) -> Body[list[outages.Outage]]:
     text = f"SELECT {O_COLS} FROM outages WHERE removed_at IS NULL"
     params: list[Any] = []
     if not include_past:
@@ -81,7 +83,7 @@ def list_outages(cx: Cx, now: datetime, include_past: bool) -> Body[list[outages
     return [rows.outage(r) for r in found]
 
 
-def remove_outage(cx: Cx, outage_id: str, actor: Actor, now: datetime) -> Body[outages.Outage]:
+def remove_outage(cx: Cx, outage_id: str, *, actor: Actor, now: datetime) -> Body[outages.Outage]:
     row = yield q("one", "outage_for_removal", outage_id)
     if row is None:
         raise errors.NotFound(f"no outage {outage_id}", details={"id": outage_id})
@@ -109,7 +111,13 @@ def remove_outage(cx: Cx, outage_id: str, actor: Actor, now: datetime) -> Body[o
 
 
 def defer_held(
-    cx: Cx, adapter: str, environment: str | None, until: datetime, reason: str, now: datetime
+    cx: Cx,
+    *,
+    adapter: str,
+    until: datetime,
+    reason: str,
+    now: datetime,
+    environment: str | None = None,
 ) -> Body[int]:
     """Move the due deliveries of a held adapter (or environment) to ``deferred``."""
     now_us, until_us = rows.us(now), rows.us(until)
@@ -143,7 +151,7 @@ def defer_held(
 
 
 def flag_at_risk(
-    cx: Cx, now: datetime, due_before: datetime, windows: Sequence[values.RiskWindow]
+    cx: Cx, *, now: datetime, due_before: datetime, windows: Sequence[values.RiskWindow] = ()
 ) -> Body[list[tuple[str, datetime]]]:
     """Flag unsettled filings whose due_by is near or inside a known outage; once each."""
     now_us = rows.us(now)
@@ -194,35 +202,8 @@ def flag_at_risk(
 class OutagesStore(Driven):
     """The outage and deadline methods of ``Store``."""
 
-    async def add_outage(
-        self, request: outages.OutageRequest, *, actor: Actor, now: datetime
-    ) -> outages.Outage:
-        return await self._tx(add_outage, request, actor, now)
-
-    async def list_outages(
-        self, *, now: datetime, include_past: bool = False
-    ) -> list[outages.Outage]:
-        return await self._rx(list_outages, now, include_past)
-
-    async def remove_outage(self, outage_id: str, *, actor: Actor, now: datetime) -> outages.Outage:
-        return await self._tx(remove_outage, outage_id, actor, now)
-
-    async def defer_held(
-        self,
-        *,
-        adapter: str,
-        until: datetime,
-        reason: str,
-        now: datetime,
-        environment: str | None = None,
-    ) -> int:
-        return await self._tx(defer_held, adapter, environment, until, reason, now)
-
-    async def flag_at_risk(
-        self,
-        *,
-        now: datetime,
-        due_before: datetime,
-        windows: Sequence[values.RiskWindow] = (),
-    ) -> list[tuple[str, datetime]]:
-        return await self._tx(flag_at_risk, now, due_before, list(windows))
+    add_outage = write(add_outage)
+    list_outages = read(list_outages)
+    remove_outage = write(remove_outage)
+    defer_held = write(defer_held)
+    flag_at_risk = write(flag_at_risk)

@@ -47,8 +47,8 @@ from gateway.store import (
     reads,
     sansio,
 )
-from gateway.store.accept import AcceptCall, accept_many
-from gateway.store.base import Actor, Claim
+from gateway.store.accept import AcceptCall, accept_many, results
+from gateway.store.base import Actor
 
 T = TypeVar("T")
 log = structlog.get_logger("gateway.store.postgres")
@@ -142,7 +142,6 @@ class PostgresStore(base.Store):
         self._accepts = coalesce.Coalescer(self._accept_batch, max_batch=GROUP_MAX)
         self._gets: coalesce.Coalescer[str, models.FilingView | None]
         self._gets = coalesce.Coalescer(self._get_batch, max_batch=GROUP_MAX)
-        self._claim_stats = [0, 0]
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -167,8 +166,8 @@ class PostgresStore(base.Store):
                 )
                 if c.batches
             },
-            claims=self._claim_stats[0],
-            claimed=self._claim_stats[1],
+            claims=self.claim_stats[0],
+            claimed=self.claim_stats[1],
         )
         pool, self._pool = self._pool, None
         if pool is not None:
@@ -255,36 +254,20 @@ class PostgresStore(base.Store):
 
     async def _accept_batch(self, calls: list[AcceptCall]) -> list[coalesce.Outcome]:
         try:
-            results = await self._tx(accept_many, calls)
+            found = results(await self._tx(accept_many, calls))
         except Exception as exc:
             if len(calls) == 1 or _whole_batch_failed(exc):
                 raise
             # maybe one call's own failure: each alone, so it fails no other
             return [await self._accept_alone(call) for call in calls]
-        return [(True, r) for r in results]
+        return [(True, r) for r in found]
 
     async def _accept_alone(self, call: AcceptCall) -> coalesce.Outcome:
         try:
-            [results] = await self._tx(accept_many, [call])
+            [found] = results(await self._tx(accept_many, [call]))
         except Exception as exc:
             return (False, exc)
-        return (True, results)
-
-    async def claim(
-        self,
-        *,
-        owner: str,
-        now: datetime,
-        lease_s: float,
-        limits: dict[str, int],
-        probing: frozenset[str] = frozenset(),
-    ) -> list[Claim]:
-        claims = await super().claim(
-            owner=owner, now=now, lease_s=lease_s, limits=limits, probing=probing
-        )
-        self._claim_stats[0] += 1
-        self._claim_stats[1] += len(claims)
-        return claims
+        return (True, found)
 
     # --- reads ------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from gateway import errors, models
 from gateway.rules import outages
+from gateway.store.fragments import SETTLED
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
@@ -62,7 +63,7 @@ def decode_cursor(cursor: str) -> int:
         ) from exc
 
 
-# column order of the filing SELECTs (see each store's _F_COLS):
+# column order of the filing SELECTs (``fragments.FILING_COLS``):
 # seq, id, filing_type, environment, reference, filer_code, idempotency_key, body_hash,
 # ordering_key, due_by, content_type, payload, payload_is_json, callback_url, metadata,
 # source, received_at, status, at_risk_at (v3), source_event_id (v4) — the last two are
@@ -75,52 +76,44 @@ def _source_event_id(row: Sequence[Any]) -> str | None:
     return row[19] if len(row) > 19 else None
 
 
+def _filing_fields(row: Sequence[Any]) -> dict[str, Any]:
+    """What a filing and its view both hold."""
+    return {
+        "id": row[1],
+        "filing_type": models.FilingType(row[2]),
+        "environment": models.Environment(row[3]),
+        "reference": row[4],
+        "filer_code": row[5],
+        "idempotency_key": row[6],
+        "body_hash": row[7],
+        "ordering_key": row[8],
+        "due_by": dt_or_none(row[9]),
+        "metadata": json.loads(row[14]) if isinstance(row[14], str) else row[14],
+        "source": row[15],
+        "source_event_id": _source_event_id(row),
+        "received_at": dt(row[16]),
+    }
+
+
 def filing(row: Sequence[Any]) -> models.Filing:
     return models.Filing(
-        id=row[1],
-        filing_type=models.FilingType(row[2]),
-        environment=models.Environment(row[3]),
-        reference=row[4],
-        filer_code=row[5],
-        idempotency_key=row[6],
-        body_hash=row[7],
-        ordering_key=row[8],
-        due_by=dt_or_none(row[9]),
+        **_filing_fields(row),
         content_type=row[10],
         payload=json.loads(row[11]) if row[12] else row[11],
         callback_url=row[13],
-        metadata=json.loads(row[14]) if isinstance(row[14], str) else row[14],
-        source=row[15],
-        source_event_id=_source_event_id(row),
-        received_at=dt(row[16]),
     )
-
-
-_SETTLED = frozenset({"delivered", "acknowledged", "cancelled", "dead", "rejected"})
 
 
 def filing_view(row: Sequence[Any], deliveries: list[models.Delivery]) -> models.FilingView:
     return models.FilingView(
-        id=row[1],
+        **_filing_fields(row),
         status=models.FilingStatus(row[17]),
-        at_risk=_at_risk_at(row) is not None and row[17] not in _SETTLED,
-        filing_type=models.FilingType(row[2]),
-        environment=models.Environment(row[3]),
-        reference=row[4],
-        filer_code=row[5],
-        idempotency_key=row[6],
-        body_hash=row[7],
-        ordering_key=row[8],
-        due_by=dt_or_none(row[9]),
-        metadata=json.loads(row[14]) if isinstance(row[14], str) else row[14],
-        source=row[15],
-        source_event_id=_source_event_id(row),
-        received_at=dt(row[16]),
+        at_risk=_at_risk_at(row) is not None and row[17] not in SETTLED,
         deliveries=deliveries,
     )
 
 
-# column order of the delivery SELECTs (see each store's _D_COLS):
+# column order of the delivery SELECTs (``fragments.DELIVERY_COLS``):
 # seq, id, filing_id, adapter, state, attempts, available_at, last_error, receipt,
 # created_at, updated_at, delivered_at, filing_seq, ack_due_at, ack_overdue, ack,
 # ack_conflict

@@ -32,15 +32,16 @@ import functools
 import json
 import re
 import sqlite3
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Coroutine, Generator, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Literal, TypeAlias, TypeVar
+from typing import Any, Concatenate, Generic, Literal, ParamSpec, TypeAlias, TypeVar, overload
 
 from gateway.audit import redact
 from gateway.store import fragments
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 Dialect = Literal["sqlite", "postgres"]
 
@@ -114,6 +115,31 @@ def sql(kind: Kind, text: str, *args: Any) -> Query:
     return Query(kind, None, text, args)
 
 
+class Where:
+    """The filters of a statement built at run time (a list with optional filters), with
+    its ``$n`` parameters: ``str(where)`` is `` WHERE a AND b`` (empty without filters)."""
+
+    def __init__(self, *conditions: str) -> None:
+        self.conditions = list(conditions)
+        self.params: list[Any] = []
+
+    def arg(self, value: Any) -> str:
+        """A parameter: its placeholder."""
+        self.params.append(value)
+        return f"${len(self.params)}"
+
+    def add(self, condition: str) -> None:
+        self.conditions.append(condition)
+
+    def eq(self, column: str, value: Any) -> None:
+        """``column = value``, unless value is None (no filter)."""
+        if value is not None:
+            self.add(f"{column} = {self.arg(value)}")
+
+    def __str__(self) -> str:
+        return " WHERE " + " AND ".join(self.conditions) if self.conditions else ""
+
+
 @dataclass(frozen=True, slots=True)
 class Cx:
     """What a body may know of where it runs: the dialect, its fragments, the redactor."""
@@ -122,20 +148,12 @@ class Cx:
     redactor: redact.Redactor
 
     @property
-    def skip_locked(self) -> str:
-        """Appended to a SELECT that picks rows to change: on PostgreSQL, rows another
-        process is changing are skipped rather than waited for."""
-        return " FOR UPDATE SKIP LOCKED" if self.dialect == "postgres" else ""
-
-    @property
     def for_update(self) -> str:
-        return " FOR UPDATE" if self.dialect == "postgres" else ""
+        return fragments.BY_DIALECT[self.dialect]["for_update"]
 
     def any(self, param: str) -> str:
         """``col {cx.any('$1')}``: membership in a list parameter (a Python list)."""
-        if self.dialect == "postgres":
-            return f"= ANY({param})"
-        return f"IN (SELECT value FROM json_each({param}))"
+        return fragments.MEMBER[self.dialect].format(param)
 
 
 # --- named queries -----------------------------------------------------------------------
@@ -316,9 +334,6 @@ def run_all(bodies: Sequence[Body[Any]]) -> Body[list[Any]]:
     return out
 
 
-BodyFn = Callable[..., Body[T]]
-
-
 class Driven:
     """What the store's feature classes need from a driver: run a body in a write
     transaction (``_tx``) or on a reader (``_rx``), with the driver's retries, error
@@ -333,3 +348,40 @@ class Driven:
     async def _rx_snapshot(self, fn: Callable[..., Body[T]], *args: Any) -> T:
         """As ``_rx``, every statement of the body reading one snapshot of the database."""
         raise NotImplementedError  # pragma: no cover - a driver provides it
+
+
+class _Method(Generic[P, T]):
+    """A store method that runs one body and nothing else: its parameters are the body's
+    after ``cx`` (so the body's signature is the method's), ``run`` the driver's runner."""
+
+    def __init__(self, body: Callable[Concatenate[Cx, P], Body[T]], run: str) -> None:
+        self.body = body
+        self.run = run
+        self.__doc__ = body.__doc__
+
+    @overload
+    def __get__(self, store: None, owner: type) -> _Method[P, T]: ...
+    @overload
+    def __get__(
+        self, store: Driven, owner: type | None = None
+    ) -> Callable[P, Coroutine[Any, Any, T]]: ...
+    def __get__(self, store: Driven | None, owner: type | None = None) -> Any:
+        if store is None:
+            return self
+        run, body = getattr(store, self.run), self.body
+
+        async def method(*args: P.args, **kwargs: P.kwargs) -> T:
+            result: T = await run(functools.partial(body, **kwargs) if kwargs else body, *args)
+            return result
+
+        return method
+
+
+def write(body: Callable[Concatenate[Cx, P], Body[T]]) -> _Method[P, T]:
+    """``method = write(body)``: the body in a write transaction (``_tx``)."""
+    return _Method(body, "_tx")
+
+
+def read(body: Callable[Concatenate[Cx, P], Body[T]]) -> _Method[P, T]:
+    """``method = read(body)``: the body on a reader (``_rx``)."""
+    return _Method(body, "_rx")

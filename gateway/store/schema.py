@@ -21,7 +21,7 @@ their semicolons).
 from __future__ import annotations
 
 from gateway import errors
-from gateway.store.sansio import Body, Cx, Dialect, Driven, Lock, q, queries, sql
+from gateway.store.sansio import Body, Cx, Dialect, Driven, Lock, q, queries, read, sql, write
 
 #: the highest migration version
 SCHEMA_VERSION = 7
@@ -107,9 +107,5 @@ def migrate(cx: Cx) -> Body[int]:
 class SchemaStore(Driven):
     """The schema methods of ``Store``."""
 
-    async def schema_version(self) -> int:
-        return await self._rx(schema_version)
-
-    async def migrate(self) -> int:
-        """Apply the migrations the database lacks; returns the version it is then at."""
-        return await self._tx(migrate)
+    schema_version = read(schema_version)
+    migrate = write(migrate)

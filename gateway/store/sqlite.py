@@ -28,7 +28,7 @@ from gateway.store import (
     sansio,
     sqlite_conn,
 )
-from gateway.store.accept import AcceptCall, accept_many
+from gateway.store.accept import AcceptCall, accept_many, results
 from gateway.store.base import Actor
 
 T = TypeVar("T")
@@ -56,12 +56,8 @@ class SqliteStore(base.Store):
             )
         self.synchronous = synchronous.upper()
         self.cx = sansio.Cx("sqlite", self.redactor)
-        self._writer = sqlite_conn.Conn(
-            self.path, readonly=False, redactor=self.redactor, synchronous=self.synchronous
-        )
-        self._reader = sqlite_conn.Conn(
-            self.path, readonly=True, redactor=self.redactor, synchronous=self.synchronous
-        )
+        self._writer = sqlite_conn.Conn(self.path, readonly=False, synchronous=self.synchronous)
+        self._reader = sqlite_conn.Conn(self.path, readonly=True, synchronous=self.synchronous)
         self._opened = False
         self._lock = threading.Lock()
         self._queue: list[sqlite_conn.Op] = []
@@ -185,7 +181,7 @@ class SqliteStore(base.Store):
     async def accept(
         self, items: Sequence[base.NewFiling], *, actor: Actor, now: datetime
     ) -> list[base.AcceptResult]:
-        [results] = await self._tx(accept_many, [AcceptCall(list(items), actor, now)])
-        return results
+        [found] = results(await self._tx(accept_many, [AcceptCall(list(items), actor, now)]))
+        return found
 
     # --- monitoring (issue 7) ------------------------------------------------------------

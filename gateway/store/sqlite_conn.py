@@ -14,8 +14,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from gateway.audit import redact
-
 T = TypeVar("T")
 
 
@@ -88,30 +86,18 @@ def run_group(conn: sqlite3.Connection | None, batch: list[Op]) -> None:
         loop.call_soon_threadsafe(_settle_all, settled)
 
 
-class _Connection(sqlite3.Connection):
-    """A connection that carries the redactor its audit rows' details pass through."""
-
-    redactor: redact.Redactor
-
-
 class Conn:
     """A sqlite3 connection owned by one thread; calls are queued to that thread."""
 
-    def __init__(
-        self, path: str, *, readonly: bool, redactor: redact.Redactor, synchronous: str = "FULL"
-    ) -> None:
+    def __init__(self, path: str, *, readonly: bool, synchronous: str = "FULL") -> None:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edigw-sqlite")
         self._path = path
         self._readonly = readonly
         self._synchronous = synchronous
-        self._redactor = redactor
         self.conn: sqlite3.Connection | None = None
 
     def _connect(self) -> None:
-        conn = sqlite3.connect(
-            self._path, isolation_level=None, check_same_thread=False, factory=_Connection
-        )
-        conn.redactor = self._redactor
+        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA busy_timeout = 5000")
         if not self._readonly:
             conn.execute("PRAGMA journal_mode = WAL")

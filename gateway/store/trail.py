@@ -20,7 +20,7 @@ from typing import Any
 from gateway.audit import chain as audit
 from gateway.audit import redact
 from gateway.store import rows, values
-from gateway.store.sansio import Body, Cx, Driven, Lock, q, sql
+from gateway.store.sansio import Body, Cx, Driven, Lock, q, read, sql, write
 from gateway.store.values import Actor
 
 LOCK_AUDIT = (0x6564_6777, 1)  # 'edgw', 1
@@ -150,7 +150,7 @@ def history(cx: Cx, filing_id: str) -> Body[list[audit.AuditRow]]:
     return [audit_row(r) for r in found]
 
 
-def prune(cx: Cx, before: datetime, actor: Actor, now: datetime) -> Body[values.PruneResult]:
+def prune(cx: Cx, *, before: datetime, actor: Actor, now: datetime) -> Body[values.PruneResult]:
     """Delete the oldest rows (all older than ``before``) and append the anchor row.
 
     The cutoff: the rows before the lowest seq written at or after ``before`` (all rows
@@ -208,13 +208,6 @@ class AuditStore(Driven):
                 yield audit_row(r)
             last = found[-1][0]
 
-    async def filing_history(self, filing_id: str) -> list[audit.AuditRow]:
-        return await self._rx(history, filing_id)
-
-    async def audit_head(self) -> tuple[int, str] | None:
-        return await self._rx(head)
-
-    async def prune_audit(
-        self, *, before: datetime, actor: Actor, now: datetime
-    ) -> values.PruneResult:
-        return await self._tx(prune, before, actor, now)
+    filing_history = read(history)
+    audit_head = read(head)
+    prune_audit = write(prune)

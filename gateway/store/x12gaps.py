@@ -1,8 +1,15 @@
-"""X12 control-number gaps: numbers allocated but never sent, or sent and never acknowledged.
+"""X12 control numbers: their allocation, and their gaps (numbers allocated but never
+sent, or sent and never acknowledged).
+
+Allocation is one ``INSERT … ON CONFLICT DO UPDATE … RETURNING``: the counter row's lock
+serializes the allocations of a sender/receiver/usage across processes, so numbers are
+distinct and increase in commit order (wrapping after 999999999). An allocation is fenced
+by a share lock on the delivery row at the claim's token, and recorded with the delivery,
+filing and attempt it is for (acks correlate through it).
 
 Every attempt of a delivery through the x12 codec allocates an interchange and a group
 control number (``x12_allocations``). Each allocation is classified, on both stores by the
-same SQL (only the JSON accessors differ), read in one snapshot:
+same SQL (only the JSON accessors differ: ``fragments``, ``x12_*``), read in one snapshot:
 
 - ``unsent``: no ``delivery.sent``/``delivery.sent_again`` audit row carries its interchange
   number, and it is not the attempt running now — the receiver never saw this number;
@@ -20,7 +27,8 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from gateway.store import rows, sansio
+from gateway.store import fragments, rows, sansio, values
+from gateway.store.sansio import Where
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
@@ -93,37 +101,6 @@ class X12GapReport(BaseModel):
     truncated: bool = Field(description="More gaps match than `limit` listed.")
 
 
-@dataclass(frozen=True, slots=True)
-class Dialect:
-    """What differs between SQLite and PostgreSQL in the gaps query: the JSON accessors."""
-
-    #: an ack's interchange / group control number, from ``acks.document`` (JSON text)
-    ack_interchange: str
-    ack_group: str
-    #: the interchange number a sent audit row's receipt carries
-    sent_interchange: str
-    #: an audit row's attempt count and error
-    row_attempts: str
-    row_error: str
-
-
-DIALECTS: dict[sansio.Dialect, Dialect] = {
-    "sqlite": Dialect(
-        ack_interchange="json_extract(k.document, '$.interchange_control')",
-        ack_group="json_extract(k.document, '$.group_control')",
-        sent_interchange="json_extract(u.details, '$.receipt.x12.interchange_control')",
-        row_attempts="json_extract(u.details, '$.attempts')",
-        row_error="json_extract(u.details, '$.error')",
-    ),
-    "postgres": Dialect(
-        ack_interchange="(k.document::json ->> 'interchange_control')::bigint",
-        ack_group="(k.document::json ->> 'group_control')::bigint",
-        sent_interchange="(u.details::json #>> '{receipt,x12,interchange_control}')::bigint",
-        row_attempts="(u.details::json ->> 'attempts')::bigint",
-        row_error="(u.details::json ->> 'error')",
-    ),
-}
-
 _CLASSIFIED = """
 WITH alloc AS MATERIALIZED (
   SELECT a.seq, a.sender, a.receiver, a.usage, a.interchange_control, a.group_control,
@@ -132,7 +109,7 @@ WITH alloc AS MATERIALIZED (
          EXISTS (SELECT 1 FROM audit u
                  WHERE u.filing_id = a.filing_id AND u.delivery_id = a.delivery_id
                    AND u.event IN ('delivery.sent', 'delivery.sent_again')
-                   AND {sent_interchange} = a.interchange_control) AS sent
+                   AND {x12_sent_interchange} = a.interchange_control) AS sent
   FROM x12_allocations a LEFT JOIN deliveries d ON d.id = a.delivery_id
   WHERE {where}
 ), classified AS MATERIALIZED (
@@ -144,9 +121,9 @@ WITH alloc AS MATERIALIZED (
       WHEN EXISTS (SELECT 1 FROM acks k
                    WHERE k.matched_filing_id = alloc.filing_id
                      AND k.matched_delivery_id = alloc.delivery_id
-                     AND ({ack_interchange} = alloc.interchange_control
-                          OR {ack_group} = alloc.group_control
-                          OR ({ack_interchange} IS NULL AND {ack_group} IS NULL
+                     AND ({x12_ack_interchange} = alloc.interchange_control
+                          OR {x12_ack_group} = alloc.group_control
+                          OR ({x12_ack_interchange} IS NULL AND {x12_ack_group} IS NULL
                               AND k.received_at >= alloc.allocated_at)))
         THEN 'acknowledged'
       ELSE 'unacknowledged'
@@ -169,9 +146,9 @@ FROM classified GROUP BY sender, receiver, usage ORDER BY sender, receiver, usag
 _GAPS = """
 SELECT g.sender, g.receiver, g.usage, g.interchange_control, g.group_control, g.status,
   g.delivery_id, g.filing_id, g.attempt, g.allocated_at, g.delivery_state,
-  (SELECT {row_error} FROM audit u
+  (SELECT {x12_row_error} FROM audit u
    WHERE u.filing_id = g.filing_id AND u.delivery_id = g.delivery_id
-     AND {row_attempts} = g.attempt AND {row_error} IS NOT NULL
+     AND {x12_row_attempts} = g.attempt AND {x12_row_error} IS NOT NULL
    ORDER BY u.seq DESC LIMIT 1)
 FROM (SELECT * FROM classified WHERE status IN ({kinds})
       ORDER BY sender, receiver, usage, seq LIMIT {limit}) g
@@ -179,42 +156,28 @@ ORDER BY g.sender, g.receiver, g.usage, g.seq
 """
 
 
-def queries(dialect: Dialect, q: GapQuery) -> tuple[str, str, list[Any], list[Any]]:
+def queries(dialect: sansio.Dialect, q: GapQuery) -> tuple[str, str, list[Any], list[Any]]:
     """(groups SQL, gaps SQL, groups params, gaps params), with ``$1`` placeholders."""
-    where, params = ["1 = 1"], []
-
-    def arg(value: Any) -> str:
-        params.append(value)
-        return f"${len(params)}"
-
-    for column, value in (("sender", q.sender), ("receiver", q.receiver), ("usage", q.usage)):
-        if value is not None:
-            where.append(f"a.{column} = {arg(value)}")
+    w = Where("1 = 1")
+    w.eq("a.sender", q.sender)
+    w.eq("a.receiver", q.receiver)
+    w.eq("a.usage", q.usage)
     if q.since is not None:
-        where.append(f"a.allocated_at >= {arg(rows.us(q.since))}")
+        w.add(f"a.allocated_at >= {w.arg(rows.us(q.since))}")
     if q.until is not None:
-        where.append(f"a.allocated_at < {arg(rows.us(q.until))}")
-    head = _CLASSIFIED.format(
-        where=" AND ".join(where),
-        sent_interchange=dialect.sent_interchange,
-        ack_interchange=dialect.ack_interchange,
-        ack_group=dialect.ack_group,
-    )
-    groups_params = list(params)
-    kinds = ", ".join(arg(kind) for kind in q.kinds or GAP_KINDS)
-    gaps = head + _GAPS.format(
-        kinds=kinds,
-        limit=arg(q.limit + 1),
-        row_attempts=dialect.row_attempts,
-        row_error=dialect.row_error,
-    )
-    return head + _GROUPS, gaps, groups_params, params
+        w.add(f"a.allocated_at < {w.arg(rows.us(q.until))}")
+    words = fragments.of(dialect)
+    head = _CLASSIFIED.format_map({**words, "where": " AND ".join(w.conditions)})
+    groups_params = list(w.params)
+    kinds = ", ".join(w.arg(kind) for kind in q.kinds or GAP_KINDS)
+    gaps = head + _GAPS.format_map({**words, "kinds": kinds, "limit": w.arg(q.limit + 1)})
+    return head + _GROUPS, gaps, groups_params, w.params
 
 
 def x12_gaps(cx: sansio.Cx, q: GapQuery) -> sansio.Body[X12GapReport]:
     """The two queries; the store runs them in one snapshot (``_rx_snapshot``), so the
     counts and the listed gaps agree."""
-    groups_sql, gaps_sql, groups_params, gaps_params = queries(DIALECTS[cx.dialect], q)
+    groups_sql, gaps_sql, groups_params, gaps_params = queries(cx.dialect, q)
     groups = yield sansio.sql("all", groups_sql, *groups_params)
     gaps = yield sansio.sql("all", gaps_sql, *gaps_params)
     return report(list(groups), list(gaps), q.limit)
@@ -260,8 +223,55 @@ def report(groups: list[Any], gaps: list[Any], limit: int) -> X12GapReport:
     )
 
 
+def allocate_controls(
+    cx: sansio.Cx,
+    sender: str,
+    receiver: str,
+    usage: str,
+    delivery_id: str,
+    filing_id: str,
+    attempt: int,
+    now: datetime,
+    token: int | None,
+) -> sansio.Body[values.Controls | None]:
+    """Next interchange and group numbers of a sender/receiver/usage; None if the lease is gone."""
+    if token is not None and (yield sansio.q("val", "x12_lease_fence", delivery_id, token)) is None:
+        return None
+    interchange, group = yield sansio.q("one", "x12_allocate", sender, receiver, usage)
+    yield sansio.q(
+        "run",
+        "x12_record_allocation",
+        sender,
+        receiver,
+        usage,
+        interchange,
+        group,
+        delivery_id,
+        filing_id,
+        attempt,
+        rows.us(now),
+    )
+    return values.Controls(interchange=interchange, group=group)
+
+
 class X12GapsStore(sansio.Driven):
-    """The control-number gaps report of ``Store``."""
+    """The control-number allocation and gaps report of ``Store``."""
 
     async def x12_gaps(self, q: GapQuery) -> X12GapReport:
         return await self._rx_snapshot(x12_gaps, q)
+
+    async def allocate_controls(
+        self,
+        *,
+        sender: str,
+        receiver: str,
+        usage: str,
+        delivery_id: str,
+        filing_id: str,
+        attempt: int,
+        now: datetime,
+        token: int | None = None,
+    ) -> values.Controls | None:
+        return await self._tx(
+            allocate_controls, sender, receiver, usage, delivery_id, filing_id, attempt, now, token
+        )

@@ -34,3 +34,7 @@ RETURNING id, filing_id, filing_seq, adapter, state;
 
 -- name: next_due
 SELECT MIN(available_at) FROM deliveries WHERE state IN {claimable};
+
+-- name: accept_taken_keys
+-- the filings holding idempotency keys an accept found taken
+SELECT idempotency_key, id, body_hash FROM filings WHERE idempotency_key {any_1};

@@ -81,10 +81,7 @@ FROM heads JOIN filings f ON f.seq = heads.filing_seq
 WHERE u.seq = heads.seq AND u.seq = ANY (ARRAY(SELECT seq FROM heads))
 RETURNING u.id, u.adapter, u.lease_token, u.attempts, u.filing_seq, u.filing_id, heads.was,
     u.seq, coalesce(u.due_by, 9223372036854775807) AS due_key, u.probe_failures,
-    f.seq, f.id, f.filing_type, f.environment, f.reference, f.filer_code, f.idempotency_key,
-    f.body_hash, f.ordering_key, f.due_by, f.content_type, f.payload, f.payload_is_json,
-    f.callback_url, f.metadata, f.source, f.received_at, f.status, f.at_risk_at,
-    f.source_event_id
+    {f_cols}
 
 -- name: claim_probe
 -- a breaker probe: ``claim``, deliveries that never failed a probe first (rare: one row
@@ -114,10 +111,7 @@ FROM heads JOIN filings f ON f.seq = heads.filing_seq
 WHERE u.seq = heads.seq AND u.seq = ANY (ARRAY(SELECT seq FROM heads))
 RETURNING u.id, u.adapter, u.lease_token, u.attempts, u.filing_seq, u.filing_id, heads.was,
     u.seq, coalesce(u.due_by, 9223372036854775807) AS due_key, u.probe_failures,
-    f.seq, f.id, f.filing_type, f.environment, f.reference, f.filer_code, f.idempotency_key,
-    f.body_hash, f.ordering_key, f.due_by, f.content_type, f.payload, f.payload_is_json,
-    f.callback_url, f.metadata, f.source, f.received_at, f.status, f.at_risk_at,
-    f.source_event_id
+    {f_cols}
 
 -- name: renew
 -- rows of (lease end, delivery id, owner, token): leases still held get the new end

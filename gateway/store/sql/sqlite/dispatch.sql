@@ -40,10 +40,7 @@ RETURNING id, state
 -- and adapter.
 SELECT d.id, d.adapter, d.lease_token + 1, d.attempts, d.filing_seq, d.filing_id, d.state,
     d.seq, coalesce(d.due_by, 9223372036854775807) AS due_key, d.probe_failures,
-    f.seq, f.id, f.filing_type, f.environment, f.reference, f.filer_code, f.idempotency_key,
-    f.body_hash, f.ordering_key, f.due_by, f.content_type, f.payload, f.payload_is_json,
-    f.callback_url, f.metadata, f.source, f.received_at, f.status, f.at_risk_at,
-    f.source_event_id
+    {f_cols}
 FROM deliveries d JOIN filings f ON f.seq = d.filing_seq
 WHERE d.adapter = ?1 AND d.state IN ('pending','waiting_retry','deferred','in_flight')
   AND d.available_at <= ?2
@@ -66,10 +63,7 @@ ORDER BY coalesce(d.due_by, 9223372036854775807), d.seq LIMIT ?3
 -- at a time)
 SELECT d.id, d.adapter, d.lease_token + 1, d.attempts, d.filing_seq, d.filing_id, d.state,
     d.seq, coalesce(d.due_by, 9223372036854775807) AS due_key, d.probe_failures,
-    f.seq, f.id, f.filing_type, f.environment, f.reference, f.filer_code, f.idempotency_key,
-    f.body_hash, f.ordering_key, f.due_by, f.content_type, f.payload, f.payload_is_json,
-    f.callback_url, f.metadata, f.source, f.received_at, f.status, f.at_risk_at,
-    f.source_event_id
+    {f_cols}
 FROM deliveries d JOIN filings f ON f.seq = d.filing_seq
 WHERE d.adapter = ?1 AND d.state IN ('pending','waiting_retry','deferred','in_flight')
   AND d.available_at <= ?2
