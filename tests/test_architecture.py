@@ -22,6 +22,18 @@ ROOT_MODULES = ("gateway.cli.", "gateway.server")
 STORE_BUILDERS = ("gateway.store.open", "gateway.store.sqlite", "gateway.store.postgres")
 #: each room, and the rooms above it that it must never import
 LAYERS = {
+    # the records library (segments, index, keyring, retention): below the store, which will
+    # use its keyring; it sees only errors, models and durations
+    "gateway.records": (
+        "gateway.store",
+        "gateway.delivery",
+        "gateway.api",
+        "gateway.cli",
+        "gateway.inbound",
+        "gateway.service",
+        "gateway.server",
+        "gateway.audit",
+    ),
     "gateway.rules": (
         "gateway.store",
         "gateway.delivery",
@@ -289,13 +301,17 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
+def bare_face(name: str) -> bool:
+    """A package whose ``__init__`` imports nothing of the project: importing
+    ``gateway.store.base`` runs ``gateway/store/__init__`` but that is no dependency. A face
+    that re-exports (``gateway/config/__init__``) is a module like any other."""
+    package = ROOT / name.replace(".", "/")
+    return package.is_dir() and not project_imports(package / "__init__.py")
+
+
 def import_graph() -> dict[str, set[str]]:
-    """Module → the project modules it imports (a package's face excluded: importing
-    ``gateway.store.base`` runs ``gateway/store/__init__`` but that is no dependency)."""
-    return {
-        module_name(p): {t for t in edges(p) if not (ROOT / t.replace(".", "/")).is_dir()}
-        for p in sources()
-    }
+    """Module → the project modules it imports (bare package faces excluded)."""
+    return {module_name(p): {t for t in edges(p) if not bare_face(t)} for p in sources()}
 
 
 def test_no_import_circle_anywhere():
@@ -310,6 +326,18 @@ def test_a_planted_circle_is_caught():
     assert cycles(graph)
 
 
+def test_a_circle_through_a_re_exporting_face_is_caught():
+    """``from gateway import config`` depends on every module ``config/__init__`` re-exports,
+    so a config module importing a user of config closes a circle (a bare face, such as
+    ``gateway/store/__init__``, is no dependency and stays out of the graph)."""
+    graph = import_graph()
+    assert "gateway.config.root" in graph["gateway.config"]
+    assert "gateway.config" in graph["gateway.service.core"]
+    assert "gateway.store" not in graph["gateway.store.base"]
+    graph["gateway.config.root"] = graph["gateway.config.root"] | {"gateway.service.core"}
+    assert cycles(graph)
+
+
 # --- module sizes (issue 17) -----------------------------------------------------------------
 
 #: a module longer than this says in its docstring why it is one module ("Why one module:")
@@ -317,12 +345,7 @@ SIZE_LIMIT = 400
 #: the median module (every .py under gateway/, as ``wc -l`` counts) stays at or under this
 MEDIAN_LIMIT = 150
 #: over the limit without a reason yet, while the work that splits them goes on (issue 17)
-SIZE_PENDING = {
-    "gateway/models.py",
-    "gateway/delivery/dispatcher.py",
-    "gateway/store/acks.py",
-    "gateway/store/dispatch.py",
-}
+SIZE_PENDING: set[str] = set()
 
 
 def line_count(path: Path) -> int:
