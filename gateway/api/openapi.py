@@ -15,11 +15,10 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 import gateway
-from gateway import models
+from gateway import models, values
 from gateway.api import callback_ops, ops, schemas, x12
 from gateway.api import openapi_paths as paths
 from gateway.rules import outages
-from gateway.store import x12gaps
 
 #: request bodies (validated as such); everything in ``schemas.RESPONSES`` is an answer
 _REQUESTS: tuple[type[BaseModel], ...] = (
@@ -34,7 +33,7 @@ _REQUESTS: tuple[type[BaseModel], ...] = (
 #: the answers of the CLI's operator routes (issue 21)
 _CLI_RESPONSES: tuple[type[BaseModel], ...] = (
     callback_ops.CallbackRetryResponse,
-    x12gaps.X12GapReport,
+    values.X12GapReport,
 )
 
 

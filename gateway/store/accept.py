@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from gateway import errors, ids, models
-from gateway.store import logic, rows, values
+from gateway import errors, ids, models, values
+from gateway.store import logic, rows
 from gateway.store.sansio import Body, Cx, UniqueViolation, q
 from gateway.store.status import lock_keys, refresh_statuses
 from gateway.store.trail import Trail
-from gateway.store.values import Actor
+from gateway.values import Actor
 
 
 @dataclass(frozen=True, slots=True)

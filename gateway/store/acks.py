@@ -28,14 +28,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from gateway import errors, ids, models
+from gateway import errors, ids, models, values
 from gateway.audit import chain as audit
 from gateway.rules.acks import AckDecision, AckTarget
-from gateway.store import logic, rows, values
+from gateway.store import logic, rows
 from gateway.store.sansio import Body, Cx, Driven, Notify, Where, q, read, sql, write
 from gateway.store.status import block_successors, lock_keys, refresh_status
 from gateway.store.trail import Trail
-from gateway.store.values import Actor
+from gateway.values import Actor
 
 
 def fingerprint(ack: models.Ack) -> str:

@@ -12,13 +12,13 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from gateway import errors
+from gateway import errors, values
 from gateway.rules import lifecycle
-from gateway.store import rows, values
+from gateway.store import rows
 from gateway.store.sansio import Body, Cx, Driven, Notify, q, write
 from gateway.store.status import find_filing, lock_keys, reblock, refresh_status, refuse_in_flight
 from gateway.store.trail import Trail
-from gateway.store.values import Actor
+from gateway.values import Actor
 
 
 def flag_overdue(cx: Cx, *, now: datetime) -> Body[list[tuple[str, str, str]]]:

@@ -20,13 +20,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from gateway import errors
+from gateway import errors, values
 from gateway.rules import lifecycle
-from gateway.store import logic, rows, values
+from gateway.store import logic, rows
 from gateway.store.sansio import Body, Cx, Driven, Notify, Where, q, sql
 from gateway.store.status import find_filing, lock_keys, reblock, refresh_status, refuse_in_flight
 from gateway.store.trail import Trail
-from gateway.store.values import Actor
+from gateway.values import Actor
 
 _EVENT = {"retry": lifecycle.Event.OPERATOR_RETRY, "cancel": lifecycle.Event.OPERATOR_CANCEL}
 _AUDIT = {"retry": "delivery.retried", "cancel": "delivery.cancelled"}

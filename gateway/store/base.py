@@ -32,22 +32,22 @@ from gateway.store import (
 )
 from gateway.store.complete import Completion, complete_many
 from gateway.store.schema import SCHEMA_VERSION as SCHEMA_VERSION
-from gateway.store.values import BULK_FROM as BULK_FROM
-from gateway.store.values import SYSTEM as SYSTEM
-from gateway.store.values import AcceptResult as AcceptResult
-from gateway.store.values import AckDecide as AckDecide
-from gateway.store.values import Action as Action
-from gateway.store.values import Actor as Actor
-from gateway.store.values import BulkFilter as BulkFilter
-from gateway.store.values import BulkResult as BulkResult
-from gateway.store.values import CallbackClaim as CallbackClaim
-from gateway.store.values import Claim as Claim
-from gateway.store.values import Controls as Controls
-from gateway.store.values import ListFilter as ListFilter
-from gateway.store.values import NewFiling as NewFiling
-from gateway.store.values import PruneResult as PruneResult
-from gateway.store.values import QueueStats as QueueStats
-from gateway.store.values import RiskWindow as RiskWindow
+from gateway.values import BULK_FROM as BULK_FROM
+from gateway.values import SYSTEM as SYSTEM
+from gateway.values import AcceptResult as AcceptResult
+from gateway.values import AckDecide as AckDecide
+from gateway.values import Action as Action
+from gateway.values import Actor as Actor
+from gateway.values import BulkFilter as BulkFilter
+from gateway.values import BulkResult as BulkResult
+from gateway.values import CallbackClaim as CallbackClaim
+from gateway.values import Claim as Claim
+from gateway.values import Controls as Controls
+from gateway.values import ListFilter as ListFilter
+from gateway.values import NewFiling as NewFiling
+from gateway.values import PruneResult as PruneResult
+from gateway.values import QueueStats as QueueStats
+from gateway.values import RiskWindow as RiskWindow
 
 
 class Store(

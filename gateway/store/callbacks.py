@@ -21,8 +21,8 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from gateway import models
-from gateway.store import callback_retry, rows, values
+from gateway import models, values
+from gateway.store import callback_retry, rows
 from gateway.store.callback_retry import CallbackRetry, CallbackSelection
 from gateway.store.sansio import Body, Cx, Driven, Where, q, read, sql, write
 from gateway.store.trail import Trail

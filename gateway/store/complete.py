@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from gateway import models
-from gateway.store import logic, rows, values
+from gateway import models, values
+from gateway.store import logic, rows
 from gateway.store.sansio import Body, Cx, q
 from gateway.store.status import lock_keys, reblock, refresh_statuses
 from gateway.store.trail import Trail
-from gateway.store.values import Claim
+from gateway.values import Claim
 
 _S = models.DeliveryState
 

@@ -20,8 +20,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from gateway import models
-from gateway.store import logic, rows, values
+from gateway import models, values
+from gateway.store import logic, rows
 from gateway.store.sansio import Body, Cx, Driven, q, read, write
 from gateway.store.status import (
     block_successors,
@@ -29,7 +29,7 @@ from gateway.store.status import (
     refresh_status,
 )
 from gateway.store.trail import Trail
-from gateway.store.values import Claim
+from gateway.values import Claim
 
 _S = models.DeliveryState
 

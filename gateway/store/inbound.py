@@ -11,7 +11,7 @@ from gateway import models
 from gateway.store import logic, rows
 from gateway.store.sansio import Body, Cx, Driven, Where, q, read, sql, write
 from gateway.store.trail import Trail
-from gateway.store.values import Actor
+from gateway.values import Actor
 
 _R_COLS = "seq, id, source, origin, event_id, reason, details, body, content_type, received_at"
 

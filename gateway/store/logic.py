@@ -9,10 +9,10 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from gateway import errors, models
+from gateway import errors, models, values
 from gateway.rules import lifecycle, outages
 from gateway.rules.acks import AckDecision, AckTarget
-from gateway.store import rows, values
+from gateway.store import rows
 
 _E = lifecycle.Event
 _S = models.DeliveryState

@@ -23,13 +23,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from gateway import errors, ids
+from gateway import errors, ids, values
 from gateway.rules import outages
-from gateway.store import fragments, logic, rows, values
+from gateway.store import fragments, logic, rows
 from gateway.store.sansio import Body, Cx, Driven, Notify, q, read, sql, write
 from gateway.store.status import refresh_status
 from gateway.store.trail import Trail
-from gateway.store.values import Actor
+from gateway.values import Actor
 
 #: column order of ``rows.outage``
 O_COLS = (

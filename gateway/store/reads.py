@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from gateway import models
-from gateway.store import rows, values
+from gateway import models, values
+from gateway.store import rows
 from gateway.store.fragments import COMMON, FILING_COLS
 from gateway.store.sansio import Body, Cx, Driven, Where, q, read, sql
 

@@ -25,7 +25,7 @@ from gateway.rules import lifecycle
 from gateway.store import logic, rows
 from gateway.store.sansio import Body, Cx, LockKeys, q
 from gateway.store.trail import Trail
-from gateway.store.values import SYSTEM, Actor
+from gateway.values import SYSTEM, Actor
 
 #: filing statuses a callback is sent for
 CALLBACK_STATUSES = frozenset({"delivered", "acknowledged", "rejected", "dead", "cancelled"})

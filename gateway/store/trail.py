@@ -17,11 +17,12 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any
 
+from gateway import values
 from gateway.audit import chain as audit
 from gateway.audit import redact
-from gateway.store import rows, values
+from gateway.store import rows
 from gateway.store.sansio import Body, Cx, Driven, Lock, q, read, sql, write
-from gateway.store.values import Actor
+from gateway.values import Actor
 
 LOCK_AUDIT = (0x6564_6777, 1)  # 'edgw', 1
 

@@ -21,85 +21,13 @@ same SQL (only the JSON accessors differ: ``fragments``, ``x12_*``), read in one
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
-
-from gateway.store import fragments, rows, sansio, values
+from gateway import values
+from gateway.store import fragments, rows, sansio
 from gateway.store.sansio import Where
-
-_FROZEN = ConfigDict(frozen=True, extra="forbid")
-
-GapKind = Literal["unsent", "unacknowledged"]
-GAP_KINDS: tuple[GapKind, ...] = ("unsent", "unacknowledged")
-
-
-@dataclass(frozen=True, slots=True)
-class GapQuery:
-    """Which allocations to look at."""
-
-    sender: str | None = None
-    receiver: str | None = None
-    usage: str | None = None
-    #: allocated at or after
-    since: datetime | None = None
-    #: allocated before (``--older-than`` leaves recent sends time to be answered)
-    until: datetime | None = None
-    kinds: tuple[GapKind, ...] = GAP_KINDS
-    #: gaps listed at most (the per-pair counts cover all)
-    limit: int = 100
-
-
-class X12Gap(BaseModel):
-    """One allocated control number the receiver never saw, or never answered."""
-
-    model_config = _FROZEN
-
-    sender: str
-    receiver: str
-    usage: str = Field(description="ISA15: `T` (test, CERT) or `P` (production).")
-    interchange_control: int
-    group_control: int
-    kind: GapKind = Field(description="`unsent` or `unacknowledged`.")
-    delivery_id: str
-    filing_id: str
-    attempt: int = Field(description="The delivery attempt the numbers were allocated for.")
-    allocated_at: AwareDatetime
-    delivery_state: str | None = Field(default=None, description="The delivery's state now.")
-    attempt_error: str | None = Field(
-        default=None, description="The error that attempt ended with, when one was recorded."
-    )
-
-
-class X12GapGroup(BaseModel):
-    """Counts of one sender/receiver/usage's allocations by what became of them."""
-
-    model_config = _FROZEN
-
-    sender: str
-    receiver: str
-    usage: str
-    allocated: int
-    acknowledged: int
-    unacknowledged: int
-    unsent: int
-    in_flight: int
-    first_interchange: int
-    last_interchange: int
-    last_allocated_at: AwareDatetime
-
-
-class X12GapReport(BaseModel):
-    """``GET /v1/x12/gaps``: per pair counts, then the gaps themselves (oldest first)."""
-
-    model_config = _FROZEN
-
-    groups: list[X12GapGroup]
-    gaps: list[X12Gap]
-    truncated: bool = Field(description="More gaps match than `limit` listed.")
-
+from gateway.values import GAP_KINDS, GapQuery, X12Gap, X12GapGroup, X12GapReport
 
 _CLASSIFIED = """
 WITH alloc AS MATERIALIZED (
