@@ -30,8 +30,9 @@ from typing import Any
 
 from gateway import errors, ids, models, values
 from gateway.audit import chain as audit
+from gateway.audit import events
 from gateway.rules.acks import AckDecision, AckTarget
-from gateway.store import logic, rows
+from gateway.store import rows
 from gateway.store.sansio import Body, Cx, Driven, Notify, Where, q, read, sql, write
 from gateway.store.status import block_successors, lock_keys, refresh_status
 from gateway.store.trail import Trail
@@ -154,7 +155,7 @@ def record_ack(
             actor=actor,
             filing_id=target.filing_id,
             delivery_id=target.delivery_id,
-            details=logic.conflict_details(target, ack_id, ack, decision),
+            details=events.conflict_details(target, ack_id, ack, decision),
         )
     if target is not None and decision.state is not None:
         yield from _apply(cx, trail, ack, ack_id, row, target, decision, actor, now)

@@ -21,8 +21,9 @@ from __future__ import annotations
 from datetime import datetime
 
 from gateway import errors, values
+from gateway.audit import events
 from gateway.rules import lifecycle
-from gateway.store import logic, rows
+from gateway.store import rows
 from gateway.store.sansio import Body, Cx, Driven, Notify, Where, q, sql
 from gateway.store.status import find_filing, lock_keys, reblock, refresh_status, refuse_in_flight
 from gateway.store.trail import Trail
@@ -156,7 +157,7 @@ def bulk_action(
     trail.add(
         f"operator.bulk_{action}",
         actor=actor,
-        details={"reason": reason, "changed": len(changed), "filter": logic.bulk_filter(flt)},
+        details={"reason": reason, "changed": len(changed), "filter": events.bulk_filter(flt)},
     )
     yield from trail.flush()
     if action == "retry":

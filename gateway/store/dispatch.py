@@ -21,7 +21,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from gateway import models, values
-from gateway.store import logic, rows
+from gateway.audit import events
+from gateway.store import rows
 from gateway.store.sansio import Body, Cx, Driven, q, read, write
 from gateway.store.status import (
     block_successors,
@@ -237,7 +238,7 @@ class DispatchStore(Driven):
         reason: str,
         probe_failed: bool = False,
     ) -> bool:
-        details = logic.deferred_details(reason, until, probe_failed)
+        details = events.deferred_details(reason, until, probe_failed)
         return await self._tx(
             finish,
             claim,

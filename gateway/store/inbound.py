@@ -8,7 +8,8 @@ from __future__ import annotations
 import json
 
 from gateway import models
-from gateway.store import logic, rows
+from gateway.audit import events
+from gateway.store import rows
 from gateway.store.sansio import Body, Cx, Driven, Where, q, read, sql, write
 from gateway.store.trail import Trail
 from gateway.values import Actor
@@ -36,7 +37,7 @@ def reject_event(cx: Cx, event: models.RejectedEvent) -> Body[bool]:
     trail.add(
         "event.rejected",
         actor=Actor(name=f"source:{event.source}"),
-        details=logic.rejected_details(event),
+        details=events.rejected_details(event),
     )
     yield from trail.flush()
     return True

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gateway import errors, models
+from gateway.audit.events import iso as iso
 from gateway.rules import outages
 from gateway.store.fragments import SETTLED
 
@@ -34,10 +35,6 @@ def dt(value: int) -> datetime:
 
 def dt_or_none(value: int | None) -> datetime | None:
     return None if value is None else dt(value)
-
-
-def iso(when: datetime) -> str:
-    return when.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def dump_payload(payload: dict[str, Any] | str) -> tuple[str, int]:
