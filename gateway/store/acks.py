@@ -33,7 +33,7 @@ from gateway.audit import chain as audit
 from gateway.audit import events
 from gateway.rules.acks import AckDecision, AckTarget
 from gateway.store import rows
-from gateway.store.sansio import Body, Cx, Driven, Notify, Where, q, read, sql, write
+from gateway.store.sansio import Body, Cx, Notify, Where, q, sql
 from gateway.store.status import block_successors, lock_keys, refresh_status
 from gateway.store.trail import Trail
 from gateway.values import Actor
@@ -242,10 +242,3 @@ def list_acks(
     text = "SELECT id, document, raw, matched_delivery_id, matched_filing_id, effect FROM acks"
     found = yield sql("all", f"{text}{w} ORDER BY seq DESC LIMIT {w.arg(limit)}", *w.params)
     return [_ack_record(r, duplicate=False) for r in found]
-
-
-class AcksStore(Driven):
-    """The ack methods of ``Store``."""
-
-    record_ack = write(record_ack)
-    list_acks = read(list_acks)

@@ -25,7 +25,7 @@ from gateway import models, values
 from gateway.rules import callbacks as rules
 from gateway.rules.callbacks import CallbackRetry, CallbackSelection
 from gateway.store import rows
-from gateway.store.sansio import Body, Cx, Driven, Where, q, read, sql, write
+from gateway.store.sansio import Body, Cx, Where, q, sql
 from gateway.store.trail import Trail
 
 _VIEW_COLS = (
@@ -171,14 +171,3 @@ def retry_callbacks(
     views = yield from _views(cx, ids)
     yield from trail.flush()
     return CallbackRetry(matched=matched, callbacks=views, remaining=matched - len(chosen))
-
-
-class CallbacksStore(Driven):
-    """The callback outbox methods of ``Store``."""
-
-    claim_callbacks = write(claim_callbacks)
-    finish_callback = write(finish_callback)
-    release_callbacks = write(release_callbacks)
-    next_callback_due = read(next_callback_due)
-    list_callbacks = read(list_callbacks)
-    retry_callbacks = write(retry_callbacks)

@@ -10,7 +10,7 @@ import json
 from gateway import models
 from gateway.audit import events
 from gateway.store import rows
-from gateway.store.sansio import Body, Cx, Driven, Where, q, read, sql, write
+from gateway.store.sansio import Body, Cx, Where, q, sql
 from gateway.store.trail import Trail
 from gateway.values import Actor
 
@@ -56,10 +56,3 @@ def list_rejected(
     found = found[:limit]
     items = [rows.rejected_event(r) for r in found]
     return items, (rows.encode_cursor(found[-1][0]) if more and found else None)
-
-
-class InboundStore(Driven):
-    """The rejected-event methods of ``Store``."""
-
-    reject_event = write(reject_event)
-    list_rejected = read(list_rejected)

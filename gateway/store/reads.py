@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from gateway import models, values
 from gateway.store import rows
 from gateway.store.fragments import COMMON, FILING_COLS
-from gateway.store.sansio import Body, Cx, Driven, Where, q, read, sql
+from gateway.store.sansio import Body, Cx, Where, q, sql
 
 
 def flag_set(cx: Cx, column: str) -> str:
@@ -125,12 +125,3 @@ def queue_stats(cx: Cx) -> Body[values.QueueStats]:
         at_risk=int(at_risk),
         ack_conflicts=int(conflicts),
     )
-
-
-class ReadsStore(Driven):
-    """The filing reads and queue statistics of ``Store``."""
-
-    get_filing = read(get_filing)
-    list_filings = read(list_filings)
-    counts = read(counts)
-    queue_stats = read(queue_stats)

@@ -21,7 +21,7 @@ their semicolons).
 from __future__ import annotations
 
 from gateway import errors
-from gateway.store.sansio import Body, Cx, Dialect, Driven, Lock, q, queries, read, sql, write
+from gateway.store.sansio import Body, Cx, Dialect, Lock, q, queries, sql
 
 #: the highest migration version
 SCHEMA_VERSION = 7
@@ -102,10 +102,3 @@ def migrate(cx: Cx) -> Body[int]:
         yield sql("run", "INSERT INTO schema_version VALUES ($1)", version)
         current = version
     return current
-
-
-class SchemaStore(Driven):
-    """The schema methods of ``Store``."""
-
-    schema_version = read(schema_version)
-    migrate = write(migrate)

@@ -13,7 +13,7 @@ before they are hashed, so the chain holds only the masked values.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -21,7 +21,7 @@ from gateway import values
 from gateway.audit import chain as audit
 from gateway.audit import redact
 from gateway.store import rows
-from gateway.store.sansio import Body, Cx, Driven, Lock, q, read, sql, write
+from gateway.store.sansio import Body, Cx, Lock, q, sql
 from gateway.values import Actor
 
 LOCK_AUDIT = (0x6564_6777, 1)  # 'edgw', 1
@@ -109,12 +109,8 @@ def lock_head(notify: str | None = None) -> Body[tuple[int, str]]:
     return (int(head[0]), str(head[1])) if head else EMPTY
 
 
-def append(
-    cx: Cx,
-    event: str,
-    actor: Actor,
-    now: datetime,
-    details: dict[str, Any],
+def append_audit(
+    cx: Cx, event: str, *, actor: Actor, now: datetime, details: dict[str, Any]
 ) -> Body[int]:
     """One audit row in a transaction of its own (an event with no other change)."""
     trail = Trail(now, cx.redactor)
@@ -189,26 +185,3 @@ def prune(cx: Cx, *, before: datetime, actor: Actor, now: datetime) -> Body[valu
 def head(cx: Cx) -> Body[tuple[int, str] | None]:
     row = yield sql("one", "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
     return None if row is None else (int(row[0]), str(row[1]))
-
-
-class AuditStore(Driven):
-    """The audit methods of ``Store``."""
-
-    async def append_audit(
-        self, event: str, *, actor: Actor, now: datetime, details: dict[str, Any]
-    ) -> None:
-        await self._tx(append, event, actor, now, details)
-
-    async def audit_rows(self, *, after_seq: int = 0) -> AsyncIterator[audit.AuditRow]:
-        last = after_seq
-        while True:
-            found = await self._rx(page, last)
-            if not found:
-                return
-            for r in found:
-                yield audit_row(r)
-            last = found[-1][0]
-
-    filing_history = read(history)
-    audit_head = read(head)
-    prune_audit = write(prune)

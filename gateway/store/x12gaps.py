@@ -153,6 +153,7 @@ def report(groups: list[Any], gaps: list[Any], limit: int) -> X12GapReport:
 
 def allocate_controls(
     cx: sansio.Cx,
+    *,
     sender: str,
     receiver: str,
     usage: str,
@@ -160,7 +161,7 @@ def allocate_controls(
     filing_id: str,
     attempt: int,
     now: datetime,
-    token: int | None,
+    token: int | None = None,
 ) -> sansio.Body[values.Controls | None]:
     """Next interchange and group numbers of a sender/receiver/usage; None if the lease is gone."""
     if token is not None and (yield sansio.q("val", "x12_lease_fence", delivery_id, token)) is None:
@@ -180,26 +181,3 @@ def allocate_controls(
         rows.us(now),
     )
     return values.Controls(interchange=interchange, group=group)
-
-
-class X12GapsStore(sansio.Driven):
-    """The control-number allocation and gaps report of ``Store``."""
-
-    async def x12_gaps(self, q: GapQuery) -> X12GapReport:
-        return await self._rx_snapshot(x12_gaps, q)
-
-    async def allocate_controls(
-        self,
-        *,
-        sender: str,
-        receiver: str,
-        usage: str,
-        delivery_id: str,
-        filing_id: str,
-        attempt: int,
-        now: datetime,
-        token: int | None = None,
-    ) -> values.Controls | None:
-        return await self._tx(
-            allocate_controls, sender, receiver, usage, delivery_id, filing_id, attempt, now, token
-        )
