@@ -54,5 +54,15 @@ def list_rejected(
     found = list((yield sql("all", text, *w.params)))
     more = len(found) > limit
     found = found[:limit]
-    items = [rows.rejected_event(r) for r in found]
+    items = [
+        rows.build(
+            models.RejectedEvent,
+            _R_COLS,
+            r,
+            skip=("seq",),
+            details=rows.json_value,
+            received_at=rows.dt,
+        )
+        for r in found
+    ]
     return items, (rows.encode_cursor(found[-1][0]) if more and found else None)

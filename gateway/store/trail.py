@@ -119,17 +119,7 @@ def append_audit(
 
 
 def audit_row(r: Sequence[Any]) -> audit.AuditRow:
-    return audit.AuditRow(
-        seq=r[0],
-        at=r[1],
-        actor=r[2],
-        filing_id=r[3],
-        delivery_id=r[4],
-        event=r[5],
-        details=json.loads(r[6]),
-        prev_hash=r[7],
-        hash=r[8],
-    )
+    return rows.build(audit.AuditRow, COLS, r, details=json.loads)
 
 
 def page(cx: Cx, after_seq: int) -> Body[list[Any]]:
