@@ -120,6 +120,19 @@ def rejected_details(event: models.RejectedEvent) -> dict[str, Any]:
     }
 
 
+def received_details(ack: models.Ack, ack_id: str, effect: str) -> dict[str, Any]:
+    """Details of the ``ack.received`` audit row (every ack stored, whatever it did)."""
+    return {
+        "ack_id": ack_id,
+        "kind": ack.kind,
+        "outcome": None if ack.outcome is None else ack.outcome.value,
+        "codes": ack.codes,
+        "unsolicited": ack.unsolicited,
+        "effect": effect,
+        "source": ack.source,
+    }
+
+
 def conflict_details(
     target: AckTarget, ack_id: str, ack: models.Ack, decision: AckDecision
 ) -> dict[str, Any]:
