@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from gateway import models
+from gateway import models, values
 from gateway.audit import events
 from gateway.store import rows
 from gateway.store.sansio import Body, Cx, Where, q, sql
@@ -48,7 +48,7 @@ def list_rejected(
 ) -> Body[tuple[list[models.RejectedEvent], str | None]]:
     w = Where()
     if cursor is not None:
-        w.add(f"seq < {w.arg(rows.decode_cursor(cursor))}")
+        w.add(f"seq < {w.arg(values.decode_cursor(cursor))}")
     w.eq("source", source)
     text = f"SELECT {_R_COLS} FROM rejected_events{w} ORDER BY seq DESC LIMIT {w.arg(limit + 1)}"
     found = list((yield sql("all", text, *w.params)))
@@ -65,4 +65,4 @@ def list_rejected(
         )
         for r in found
     ]
-    return items, (rows.encode_cursor(found[-1][0]) if more and found else None)
+    return items, (values.encode_cursor(found[-1][0]) if more and found else None)

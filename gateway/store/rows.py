@@ -6,13 +6,12 @@ compare as plain integers on every backend.
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from gateway import errors, models
+from gateway import models
 from gateway.audit.events import iso as iso
 from gateway.rules import outages
 from gateway.store.fragments import SETTLED
@@ -43,23 +42,6 @@ def dump_payload(payload: dict[str, Any] | str) -> tuple[str, int]:
     if isinstance(payload, str):
         return payload, 0
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False), 1
-
-
-def encode_cursor(seq: int) -> str:
-    return base64.urlsafe_b64encode(f"s{seq}".encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> int:
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if not text.startswith("s"):
-            raise ValueError(cursor)
-        return int(text[1:])
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise errors.InvalidInput(
-            "cursor is not one this gateway handed out",
-            details=[{"loc": "query.cursor", "msg": "invalid cursor"}],
-        ) from exc
 
 
 def json_value(stored: Any) -> Any:
