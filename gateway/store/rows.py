@@ -78,8 +78,12 @@ def build(
 # seq, id, filing_type, environment, reference, filer_code, idempotency_key, body_hash,
 # ordering_key, due_by, content_type, payload, payload_is_json, callback_url, metadata,
 # source, received_at, status, at_risk_at, source_event_id
+#: what a filing and its view both hold
+_SHARED = tuple(models.Filing.model_fields.keys() & models.FilingView.model_fields.keys())
+
+
 def _filing_fields(row: Sequence[Any]) -> dict[str, Any]:
-    """What a filing and its view both hold."""
+    """What a filing and its view both hold (``_SHARED``), from a filing row."""
     return {
         "id": row[1],
         "filing_type": models.FilingType(row[2]),
@@ -155,21 +159,9 @@ def accepted_view(
     ]
     status = models.derive_status([d.state for d in made])
     return models.FilingView(
-        id=f.id,
+        **{name: getattr(f, name) for name in _SHARED},
         status=status,
         at_risk=False,
-        filing_type=f.filing_type,
-        environment=f.environment,
-        reference=f.reference,
-        filer_code=f.filer_code,
-        idempotency_key=f.idempotency_key,
-        body_hash=f.body_hash,
-        ordering_key=f.ordering_key,
-        due_by=f.due_by,
-        metadata=f.metadata,
-        source=f.source,
-        source_event_id=f.source_event_id,
-        received_at=f.received_at,
         deliveries=made,
     )
 
