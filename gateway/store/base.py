@@ -25,6 +25,7 @@ from gateway.store import (
     dispatch,
     inbound,
     outages,
+    pauses,
     reads,
     schema,
     trail,
@@ -60,6 +61,7 @@ class Store(
     x12gaps.X12GapsStore,
     actions.ActionsStore,
     outages.OutagesStore,
+    pauses.PausesStore,
     acks.AcksStore,
     ackwait.AckWaitStore,
 ):
