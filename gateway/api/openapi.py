@@ -16,8 +16,9 @@ from pydantic.json_schema import models_json_schema
 
 import gateway
 from gateway import models
-from gateway.api import callback_ops, ops, schemas, x12
+from gateway.api import callback_ops, controls, ops, schemas, x12
 from gateway.api import openapi_paths as paths
+from gateway.api.openapi_paths import parts
 from gateway.rules import outages
 from gateway.store import x12gaps
 
@@ -26,6 +27,7 @@ _REQUESTS: tuple[type[BaseModel], ...] = (
     models.FilingEvent,
     models.Ack,
     outages.OutageRequest,
+    outages.PauseRequest,
     ops.BulkRequest,
     callback_ops.CallbackRetryRequest,
 )
@@ -35,6 +37,7 @@ _REQUESTS: tuple[type[BaseModel], ...] = (
 _CLI_RESPONSES: tuple[type[BaseModel], ...] = (
     callback_ops.CallbackRetryResponse,
     x12gaps.X12GapReport,
+    controls.PauseList,
 )
 
 
@@ -63,6 +66,7 @@ def spec() -> dict[str, Any]:
             **paths.operation_paths(),
             **callback_ops.openapi_paths(paths.op, paths.ref),
             **x12.openapi_paths(paths.op, paths.query, paths.ref),
+            **controls.openapi_paths(paths.op, paths.query, parts.path_param, paths.ref),
         },
         "components": {
             "schemas": components(),
