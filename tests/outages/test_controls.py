@@ -9,8 +9,11 @@ import sqlite3
 from datetime import timedelta
 from typing import Any
 
+import pytest
+
 from gateway import models
 from gateway.cli import main as cli
+from tests.store.conftest import fresh_schema
 
 from .conftest import WEDNESDAY_NOON, event, outage_config
 
@@ -180,3 +183,36 @@ async def test_cli_pause_list_resume_with_json(tmp_path, live_gateway, capsys):
     assert json.loads(out) == {"pauses": []}
     code, out = await asyncio.to_thread(run, "pause", "--reason", "x", *base)
     assert code == 2 and "--adapter" in out
+
+
+@pytest.mark.postgres
+async def test_a_pause_made_on_one_gateway_holds_the_other_on_postgres(tmp_path, live_gateway):
+    """Two gateways on one PostgreSQL database: a type paused through one is not sent by
+    the other (the pause is in the store, read before each claim); resuming through the
+    second releases it, and the first hears the resume too."""
+    async with fresh_schema() as dsn:
+        cfg = outage_config(tmp_path, gateway={"store": dsn})
+        one = await live_gateway(cfg)
+        two = await live_gateway(cfg)
+        try:
+            await _pause_across(one, two)
+        finally:  # stop them before the schema is dropped
+            for live in (one, two):
+                live.stop_event.set()
+                await asyncio.wait_for(live.task, 15)
+
+
+async def _pause_across(one: Any, two: Any) -> None:
+    _, pause = await one.call("POST", "/v1/pauses", {"filing_type": "entry", "reason": "x"})
+    two.clock.set(one.clock.now())
+    _, held = await two.call("POST", "/v1/filings", event("E-1", filing_type="entry"))
+    _, free = await two.call("POST", "/v1/filings", event("ISF-1"))
+    await two.wait_status(free["id"], "delivered")
+    await one.advance(60)
+    await two.advance(60)
+    _, body = await one.call("GET", f"/v1/filings/{held['id']}")
+    assert [(d["state"], d["attempts"]) for d in body["deliveries"]] == [("pending", 0)]
+    _, listed = await two.call("GET", "/v1/pauses")
+    assert [p["id"] for p in listed["pauses"]] == [pause["id"]]
+    assert (await two.call("DELETE", f"/v1/pauses/{pause['id']}"))[0] == 200
+    await one.wait_status(held["id"], "delivered")
