@@ -67,6 +67,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from gateway.cli import outages as outages_cli
 
             return outages_cli.run(args)
+        if args.command in ("pause", "resume", "pauses"):
+            from gateway.cli import pauses as pauses_cli
+
+            return pauses_cli.run(args)
         if args.command == "audit":
             from gateway.cli import audit as audit_cli
 

@@ -29,6 +29,7 @@ from gateway.store import (
     dispatch,
     inbound,
     outages,
+    pauses,
     reads,
     schema,
     trail,
@@ -48,16 +49,15 @@ from gateway.values import BulkResult as BulkResult
 from gateway.values import CallbackClaim as CallbackClaim
 from gateway.values import Claim as Claim
 from gateway.values import Controls as Controls
-from gateway.values import GapQuery
+from gateway.values import GapQuery, X12GapReport
 from gateway.values import ListFilter as ListFilter
 from gateway.values import NewFiling as NewFiling
 from gateway.values import PruneResult as PruneResult
 from gateway.values import QueueStats as QueueStats
 from gateway.values import RiskWindow as RiskWindow
-from gateway.values import X12GapReport
 
 
-class Store(dispatch.DispatchStore, outages.OutagesStore):
+class Store(dispatch.DispatchStore, outages.OutagesStore, pauses.PausesStore):
     """Durable state of filings, deliveries and the audit trail, on a driver."""
 
     def __init__(self, *, group_max: int) -> None:
