@@ -20,6 +20,7 @@ from gateway.store import (
     acks,
     ackwait,
     actions,
+    archive,
     callbacks,
     coalesce,
     dispatch,
@@ -62,6 +63,7 @@ class Store(
     outages.OutagesStore,
     acks.AcksStore,
     ackwait.AckWaitStore,
+    archive.ArchiveStore,
 ):
     """Durable state of filings, deliveries and the audit trail, on a driver."""
 

@@ -24,7 +24,7 @@ from gateway import errors
 from gateway.store.sansio import Body, Cx, Dialect, Driven, Lock, q, queries, read, sql, write
 
 #: the highest migration version
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 #: serializes migrating processes (PostgreSQL advisory lock; 'edgw', 2)
 LOCK_MIGRATE = (0x6564_6777, 2)

@@ -258,3 +258,25 @@ SELECT 1;
 ALTER TABLE deliveries ADD COLUMN ack_conflict BOOLEAN NOT NULL DEFAULT false,
     ADD COLUMN probe_failures INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX deliveries_conflict ON deliveries (filing_seq) WHERE ack_conflict;
+
+-- name: migration_8
+-- the records archive (issue 20): the segments entered, and legal holds
+CREATE TABLE record_segments (
+    name        TEXT PRIMARY KEY,
+    sha256      TEXT NOT NULL,
+    records     INTEGER NOT NULL,
+    first_id    TEXT NOT NULL,
+    last_id     TEXT NOT NULL,
+    archived_at BIGINT NOT NULL,
+    purged_at   BIGINT
+);
+CREATE TABLE record_holds (
+    id          TEXT PRIMARY KEY,
+    kind        TEXT NOT NULL,
+    value       TEXT NOT NULL,
+    reason      TEXT NOT NULL,
+    placed_at   BIGINT NOT NULL,
+    placed_by   TEXT NOT NULL,
+    released_at BIGINT,
+    released_by TEXT
+);
