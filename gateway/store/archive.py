@@ -161,6 +161,11 @@ def _audit(
     return (yield from trail.flush())
 
 
+def live_seqs(cx: Cx, filing_ids: list[str]) -> Body[dict[str, int]]:
+    """{id: seq} of those of ``filing_ids`` that are live."""
+    return {str(r[0]): int(r[1]) for r in (yield q("all", "archive_live_ids", filing_ids))}
+
+
 class ArchiveStore(Driven):
     """The records-archive methods of ``Store``."""
 
@@ -172,6 +177,7 @@ class ArchiveStore(Driven):
     release_hold = write(release_hold)
     archive_segments = read(segments)
     archive_purged = write(purged)
+    live_seqs = read(live_seqs)
 
     async def archive_batch(self, seqs: list[int]) -> list[dict[str, Any]]:
         return await self._rx_snapshot(batch, seqs)

@@ -74,7 +74,7 @@ FROM record_segments ORDER BY name;
 UPDATE record_segments SET purged_at = $2 WHERE name = $1 AND purged_at IS NULL;
 
 -- name: archive_live_ids
-SELECT id FROM filings WHERE id {any_1};
+SELECT id, seq FROM filings WHERE id {any_1};
 
 -- name: hold_insert
 INSERT INTO record_holds (id, kind, value, reason, placed_at, placed_by)
