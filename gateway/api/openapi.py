@@ -61,6 +61,7 @@ def spec() -> dict[str, Any]:
             **paths.filing_paths(),
             **paths.ack_paths(),
             **paths.operation_paths(),
+            **paths.record_paths(),
             **callback_ops.openapi_paths(paths.op, paths.ref),
             **x12.openapi_paths(paths.op, paths.query, paths.ref),
         },
