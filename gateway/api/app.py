@@ -18,6 +18,7 @@ from gateway.api import (
     inputs,
     openapi,
     ops,
+    records,
     x12,
 )
 from gateway.api import inbound as inbound_api
@@ -63,6 +64,9 @@ ROUTES: list[tuple[str, str, Handler, str | None]] = [
     ("POST", "/v1/deliveries/retry", ops.bulk_retry, "operate"),
     ("POST", "/v1/deliveries/cancel", ops.bulk_cancel, "operate"),
     ("GET", "/docs", dashboard.docs, None),
+    ("GET", "/v1/records", records.search, "read"),
+    ("GET", "/v1/records/{id}", records.show, "read"),
+    ("POST", "/v1/records/{id}/restore", records.restore, "operate"),
 ]
 
 #: the dashboard (``[monitoring] dashboard = true``); pages are shells, fragments need read
@@ -131,4 +135,5 @@ def create_app(
     for method, path, handler, scope in routes:
         app.router.add_route(method, path, _with_scope(handler, scope))
     dashboard.setup(app)
+    records.setup(app, service, cfg)
     return app

@@ -63,6 +63,7 @@ def spec() -> dict[str, Any]:
             **paths.filing_paths(),
             **paths.ack_paths(),
             **paths.operation_paths(),
+            **paths.record_paths(),
             **callback_ops.openapi_paths(paths.op, paths.ref),
             **x12.openapi_paths(paths.op, paths.query, paths.ref),
             **controls.openapi_paths(paths.op, paths.query, parts.path_param, paths.ref),

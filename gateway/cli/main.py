@@ -75,6 +75,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from gateway.cli import audit as audit_cli
 
             return audit_cli.run(args)
+        if args.command == "records":
+            from gateway.cli import records as records_cli
+
+            return records_cli.run(args)
         if args.command in ("acks", "callbacks", "x12"):
             from gateway.cli import acks as acks_cli
             from gateway.cli import callbacks as callbacks_cli

@@ -125,4 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     from gateway.cli import audit as audit_cli
 
     audit_cli.add_parsers(audit_sub, _add_config)
+    from gateway.cli import records as records_cli
+
+    records_cli.add_parser(sub, _add_config)
     return parser

@@ -20,6 +20,7 @@ from gateway.config.policies import (
     RetrySection,
 )
 from gateway.config.process import GatewaySection, MonitoringSection
+from gateway.config.records import RecordsSection
 
 
 class Config(BaseModel):
@@ -52,6 +53,7 @@ class Config(BaseModel):
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
     acks: AcksSection = Field(default_factory=AcksSection)
     callbacks: CallbacksSection = Field(default_factory=CallbacksSection)
+    records: RecordsSection = Field(default_factory=RecordsSection)
 
     @model_validator(mode="after")
     def _routes_name_adapters(self) -> Config:

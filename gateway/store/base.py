@@ -24,6 +24,7 @@ from gateway.store import (
     acks,
     ackwait,
     actions,
+    archive,
     callbacks,
     coalesce,
     dispatch,
@@ -57,7 +58,9 @@ from gateway.values import QueueStats as QueueStats
 from gateway.values import RiskWindow as RiskWindow
 
 
-class Store(dispatch.DispatchStore, outages.OutagesStore, pauses.PausesStore):
+class Store(
+    dispatch.DispatchStore, outages.OutagesStore, pauses.PausesStore, archive.ArchiveStore
+):
     """Durable state of filings, deliveries and the audit trail, on a driver."""
 
     def __init__(self, *, group_max: int) -> None:
