@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway import errors
-from gateway.api import handlers, inputs
+from gateway.api import auth, handlers, inputs
 from gateway.inbound import cloudevents
 from gateway.inbound.intake import Intake
 from gateway.service import Submitted
@@ -35,6 +35,10 @@ async def post_filing(request: web.Request) -> web.StreamResponse:
         )
     body = await handlers.read_body(request, request.app[handlers.LIMITS]["body"])
     envelope = cloudevents.from_http(request.headers, body)
+    principal = request[handlers.PRINCIPAL]
+    if principal.scoped:  # normalized once more, only for a token limited to filers
+        for item in request.app[INTAKE].prepare_cloudevent(envelope).inbound():
+            principal.may_submit(item.event.filer_code, item.event.environment.value)
     results = await request.app[INTAKE].submit_cloudevent(
         envelope,
         key=request.headers.get("Idempotency-Key"),
@@ -50,6 +54,9 @@ async def post_batch(request: web.Request) -> web.StreamResponse:
         return await handlers.post_batch(request)
     body = await handlers.read_body(request, request.app[handlers.LIMITS]["batch"])
     items = cloudevents.from_batch(body)  # `[]` is a valid batch (http binding §3.3.2)
+    principal = request[handlers.PRINCIPAL]
+    if principal.scoped:  # an event outside the token's filers is refused on its own
+        items = [_within(request, principal, item) for item in items]
     if len(items) > handlers.MAX_BATCH:
         raise errors.InvalidInput(
             f"a batch holds at most {handlers.MAX_BATCH} events",
@@ -74,6 +81,21 @@ async def post_batch(request: web.Request) -> web.StreamResponse:
     return handlers.respond(
         {"accepted": accepted, "rejected": len(results) - accepted, "results": out}
     )
+
+
+def _within(
+    request: web.Request,
+    principal: auth.Principal,
+    item: cloudevents.Envelope | errors.GatewayError,
+) -> cloudevents.Envelope | errors.GatewayError:
+    if isinstance(item, errors.GatewayError):
+        return item
+    try:
+        for one in request.app[INTAKE].prepare_cloudevent(item).inbound():
+            principal.may_submit(one.event.filer_code, one.event.environment.value)
+    except errors.GatewayError as exc:
+        return exc
+    return item
 
 
 async def list_rejected(request: web.Request) -> web.Response:

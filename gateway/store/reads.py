@@ -74,6 +74,9 @@ def list_filings(
         ("f.reference", flt.reference),
     ):
         w.eq(column, None if value is None else str(value))
+    for column, only in (("f.filer_code", flt.filer_codes), ("f.environment", flt.environments)):
+        if only is not None:
+            w.add(f"{column} {cx.any(w.arg(list(only)))}")
     if flt.since is not None:
         w.add(f"f.received_at >= {w.arg(rows.us(flt.since))}")
     if flt.until is not None:
