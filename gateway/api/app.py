@@ -17,6 +17,7 @@ from gateway.api import (
     inputs,
     openapi,
     ops,
+    quotas,
     x12,
 )
 from gateway.api import filers as filer_scope
@@ -110,6 +111,7 @@ def create_app(
     app[edge.EDGE] = edge.Edge(cfg.gateway)
     app[handlers.SERVICE] = service
     app[handlers.AUTH] = authenticator
+    app[quotas.QUOTAS] = quotas.Quotas(cfg.quotas, service=service)
     app[inbound_api.INTAKE] = intake or Intake(
         service=service, sources=Sources(cfg), clock=service.clock
     )

@@ -19,7 +19,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from gateway import errors, models
-from gateway.api import auth, inputs
+from gateway.api import auth, inputs, quotas
 from gateway.api.errors import DEFAULT_RETRY_AFTER_S, REQUEST_ID, validation_details
 from gateway.encoding import jsonio
 from gateway.rules import outages
@@ -159,6 +159,9 @@ async def post_filing(request: web.Request) -> web.Response:
         source=f"api:{principal}",
     )
     actor = Actor(name=principal, request_id=request.get(REQUEST_ID))
+    quota = request.app[quotas.QUOTAS]
+    if quota.active:
+        await quota.admit(request[PRINCIPAL], item)
     result = await request.app[SERVICE].submit(item, actor=actor)
     return respond(submitted_json(result), status=202 if result.created else 200)
 
@@ -186,13 +189,17 @@ async def post_batch(request: web.Request) -> web.Response:
             details=[{"loc": f"[{i}]", "msg": "expected an object"} for i in not_objects[:20]],
         )
     principal: auth.Principal = request[PRINCIPAL]
+    quota = request.app[quotas.QUOTAS]
     source = f"api:{principal.name}"
     items: list[Inbound | errors.GatewayError] = []
     for i, raw in enumerate(data):
         try:
             event = parse_event(raw, prefix=f"[{i}].")
             principal.may_submit(event.filer_code, event.environment.value)
-            items.append(Inbound(event=event, source=source))
+            item = Inbound(event=event, source=source)
+            if quota.active:
+                await quota.admit(principal, item)
+            items.append(item)
         except errors.GatewayError as exc:
             items.append(exc)
     results = await request.app[SERVICE].submit_batch(items, actor=actor_of(request))

@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway import errors
-from gateway.api import auth, handlers, inputs
+from gateway.api import handlers, inputs, quotas
 from gateway.inbound import cloudevents
 from gateway.inbound.intake import Intake
 from gateway.service import Submitted
@@ -35,10 +35,7 @@ async def post_filing(request: web.Request) -> web.StreamResponse:
         )
     body = await handlers.read_body(request, request.app[handlers.LIMITS]["body"])
     envelope = cloudevents.from_http(request.headers, body)
-    principal = request[handlers.PRINCIPAL]
-    if principal.scoped:  # normalized once more, only for a token limited to filers
-        for item in request.app[INTAKE].prepare_cloudevent(envelope).inbound():
-            principal.may_submit(item.event.filer_code, item.event.environment.value)
+    await _gate(request, envelope, request.headers.get("Idempotency-Key"))
     results = await request.app[INTAKE].submit_cloudevent(
         envelope,
         key=request.headers.get("Idempotency-Key"),
@@ -54,9 +51,7 @@ async def post_batch(request: web.Request) -> web.StreamResponse:
         return await handlers.post_batch(request)
     body = await handlers.read_body(request, request.app[handlers.LIMITS]["batch"])
     items = cloudevents.from_batch(body)  # `[]` is a valid batch (http binding §3.3.2)
-    principal = request[handlers.PRINCIPAL]
-    if principal.scoped:  # an event outside the token's filers is refused on its own
-        items = [_within(request, principal, item) for item in items]
+    items = [await _gated(request, item) for item in items]  # each refused on its own
     if len(items) > handlers.MAX_BATCH:
         raise errors.InvalidInput(
             f"a batch holds at most {handlers.MAX_BATCH} events",
@@ -83,16 +78,26 @@ async def post_batch(request: web.Request) -> web.StreamResponse:
     )
 
 
-def _within(
-    request: web.Request,
-    principal: auth.Principal,
-    item: cloudevents.Envelope | errors.GatewayError,
+async def _gate(request: web.Request, envelope: cloudevents.Envelope, key: str | None) -> None:
+    """A token limited to filers, and the intake quotas, see the event's filings: it is
+    normalized once more here, only when one of them applies (issue 22)."""
+    principal = request[handlers.PRINCIPAL]
+    quota = request.app[quotas.QUOTAS]
+    if not (principal.scoped or quota.active):
+        return
+    for item in request.app[INTAKE].prepare_cloudevent(envelope, key=key).inbound():
+        principal.may_submit(item.event.filer_code, item.event.environment.value)
+        if quota.active:
+            await quota.admit(principal, item)
+
+
+async def _gated(
+    request: web.Request, item: cloudevents.Envelope | errors.GatewayError
 ) -> cloudevents.Envelope | errors.GatewayError:
     if isinstance(item, errors.GatewayError):
         return item
     try:
-        for one in request.app[INTAKE].prepare_cloudevent(item).inbound():
-            principal.may_submit(one.event.filer_code, one.event.environment.value)
+        await _gate(request, item, None)
     except errors.GatewayError as exc:
         return exc
     return item

@@ -130,6 +130,19 @@ def queue_stats(cx: Cx) -> Body[values.QueueStats]:
     )
 
 
+def open_filings(cx: Cx, filer_code: str) -> Body[int]:
+    """A filer code's filings accepted and not yet settled (its quota's ``max_pending``):
+    the unsettled rows of ``filings_status``, each checked for the filer code."""
+    text = f"SELECT COUNT(*) FROM filings WHERE status IN {COMMON['unsettled']} AND filer_code = $1"
+    return int((yield sql("val", text, filer_code)) or 0)
+
+
+def filing_by_key(cx: Cx, key: str) -> Body[str | None]:
+    """The id of the filing holding an idempotency key, if one does (a replay's)."""
+    found = yield q("all", "accept_taken_keys", [key])
+    return str(found[0][1]) if found else None
+
+
 class ReadsStore(Driven):
     """The filing reads and queue statistics of ``Store``."""
 
@@ -137,3 +150,5 @@ class ReadsStore(Driven):
     list_filings = read(list_filings)
     counts = read(counts)
     queue_stats = read(queue_stats)
+    open_filings = read(open_filings)
+    filing_by_key = read(filing_by_key)

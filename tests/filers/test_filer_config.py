@@ -51,3 +51,31 @@ def test_a_scoped_principal_sees_only_its_filers_and_environments():
     with pytest.raises(errors.Forbidden) as info:
         p.may_submit("A1", "production")
     assert info.value.details["loc"] == "environment"
+
+
+@pytest.mark.parametrize(
+    ("quotas", "key"),
+    [
+        ({"default": {"intake_per_second": 0}}, "quotas.default.intake_per_second"),
+        ({"default": {"burst": 5}}, "quotas.default"),
+        ({"filers": {"X": {"max_pending": 0}}}, "quotas.filers.X.max_pending"),
+        ({"filers": {"X": {"rate": 1}}}, "quotas.filers.X.rate"),
+        ({"tokens": {"t": {"max_pending": 3}}}, "quotas.tokens.t.max_pending"),
+        ({"tokens": {"nobody": {"intake_per_second": 1}}}, "config"),
+    ],
+)
+def test_a_bad_quota_is_refused_naming_the_key(quotas, key):
+    """A zero rate, a burst without a rate, a per-token max_pending (pending is counted per
+    filer code), an unknown token: ConfigError naming the key."""
+    with pytest.raises(errors.ConfigError) as info:
+        config.parse_config({**_auth(), "quotas": quotas}, {})
+    assert str(info.value).startswith(key), str(info.value)
+    if key == "config":
+        assert "quotas.tokens.nobody" in str(info.value)
+
+
+def test_no_quota_configured_means_intake_skips_the_checks():
+    """`active` is False without limits: the hot path does not enter Quotas.admit."""
+    assert not config.parse_config({}, {}).quotas.active
+    cfg = config.parse_config({"quotas": {"filers": {"X": {"max_pending": 5}}}}, {})
+    assert cfg.quotas.active and cfg.quotas.for_filer("Y").max_pending is None
