@@ -111,7 +111,6 @@ def create_app(
     app[edge.EDGE] = edge.Edge(cfg.gateway)
     app[handlers.SERVICE] = service
     app[handlers.AUTH] = authenticator
-    app[quotas.QUOTAS] = quotas.Quotas(cfg.quotas, service=service)
     app[inbound_api.INTAKE] = intake or Intake(
         service=service, sources=Sources(cfg), clock=service.clock
     )
@@ -128,6 +127,10 @@ def create_app(
         ttl_s=cfg.monitoring.queue_cache,
     )
     app[ops.METRICS] = metrics_ or service.metrics or metrics.Metrics(adapters=sorted(cfg.adapters))
+    app[ops.METRICS].label_filers(cfg.metrics.filer_labels)
+    app[quotas.QUOTAS] = quotas.Quotas(
+        cfg.quotas, service=service, on_refused=app[ops.METRICS].quota_refused
+    )
     routes = ROUTES + (UI_ROUTES if cfg.monitoring.dashboard else [])
     for method, path, handler, scope in routes:
         filers = auth.FILER_SCOPE.get((method, path), auth.FilerScope.UNSCOPED)

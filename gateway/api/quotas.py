@@ -70,15 +70,16 @@ class Quotas:
         *,
         service: Service,
         monotonic: Callable[[], float] = time.monotonic,
+        on_refused: Callable[[str, str], None] | None = None,
     ) -> None:
         self.section = section
         self.active = section.active
         self.service = service
         self.monotonic = monotonic
+        #: called with (limit, filer code) on each refusal (the metrics)
+        self.on_refused = on_refused
         self._buckets: dict[tuple[str, str], Bucket] = {}
         self._pending: dict[str, Pending] = {}
-        #: refusals by (limit, filer code) since start, for the metrics
-        self.refused: dict[tuple[str, str], int] = {}
 
     def _bucket(self, kind: str, key: str, limit: config.RateLimit) -> Bucket | None:
         if limit.intake_per_second is None:
@@ -117,8 +118,8 @@ class Quotas:
         if refusal is not None:
             if await self._is_replay(item):
                 return
-            limit = str(refusal.details["limit"])
-            self.refused[(limit, filer)] = self.refused.get((limit, filer), 0) + 1
+            if self.on_refused is not None:
+                self.on_refused(str(refusal.details["limit"]), filer)
             raise refusal
         for _, bucket, _ in buckets:
             bucket.take()

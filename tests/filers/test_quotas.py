@@ -132,3 +132,26 @@ async def test_max_pending_refuses_until_the_filers_filings_settle(
         await gw.wait_for(fid, "delivered")
     status, body, _ = await _post(gw, example(filer_code="P1", reference="QP-3"))
     assert status == 202, body
+
+
+async def test_metrics_label_configured_filers_and_aggregate_the_rest(tmp_path, start_gateway):
+    """[metrics] filer_labels: accepted filings and quota refusals per listed filer code;
+    every other code is counted as `other` (the label set stays bounded)."""
+    gw = await start_gateway(
+        _cfg(
+            tmp_path,
+            metrics={"filer_labels": ["M1"]},
+            quotas={"default": {"intake_per_second": 0.001, "burst": 1}},
+        )
+    )
+    events = [("M1", 202), ("M1", 429), ("Z9", 202), ("Z8", 202), ("Z8", 429)]
+    for i, (filer, expected) in enumerate(events):
+        status, body, _ = await _post(gw, example(filer_code=filer, reference=f"QM-{i}"))
+        assert status == expected, body
+    async with gw.session.get(gw.url + "/metrics") as r:
+        text = await r.text()
+    assert 'edigw_filer_filings_accepted_total{filer="M1"} 1.0' in text
+    assert 'edigw_filer_filings_accepted_total{filer="other"} 2.0' in text
+    assert 'edigw_quota_refusals_total{filer="M1",limit="intake_per_second"} 1.0' in text
+    assert 'edigw_quota_refusals_total{filer="other",limit="intake_per_second"} 1.0' in text
+    assert "Z9" not in text and "Z8" not in text
