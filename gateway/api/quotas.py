@@ -4,9 +4,11 @@
   ``intake_per_second`` up to ``burst``. The buckets live in this process: N gateway
   processes behind a balancer accept up to N times the rate.
 * **Pending**: the filer code's filings accepted and not yet settled, counted by the store
-  (``open_filings``) at most every ``pending_refresh`` and, between two counts, plus what
-  this process accepted since. Other processes' intake since the last count is not seen:
-  the limit can be overshot by what they accept within one refresh.
+  for all filer codes in one statement (``open_filings``) at most every
+  ``pending_refresh`` and, between two counts, plus what this process accepted since.
+  Other processes' intake since the last count is not seen: the limit can be overshot by
+  what they accept within one refresh. A filing let in and then refused for another
+  reason (422 unroutable…) still counts until the next recount.
 
 Over a limit the filing is refused with 429 ``quota_exceeded``, ``Retry-After`` (seconds)
 and the limit named in ``details``; nothing is stored, nothing already accepted is
@@ -24,11 +26,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import structlog
 from aiohttp import web
 
 from gateway import config, errors
 from gateway.api import auth
 from gateway.service import Inbound, Service
+
+log = structlog.get_logger("gateway.quotas")
 
 
 @dataclass(slots=True)
@@ -54,11 +59,17 @@ class Bucket:
 
 @dataclass(slots=True)
 class Pending:
-    """A filer code's count of open filings, as of ``at``, plus local accepts since."""
+    """Open filings by filer code as the store counted them at ``at``, plus this
+    process's accepts since."""
 
-    count: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
     at: float | None = None
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    #: the recount under way, if any (intake goes on with the counts it has meanwhile)
+    task: asyncio.Task[None] | None = None
+    #: this process's accepts since the running recount started (kept on top of it: one
+    #: committed before the count read it is counted twice until the next recount, which
+    #: errs on the safe side of the limit)
+    during: dict[str, int] = field(default_factory=dict)
 
 
 class Quotas:
@@ -79,7 +90,7 @@ class Quotas:
         #: called with (limit, filer code) on each refusal (the metrics)
         self.on_refused = on_refused
         self._buckets: dict[tuple[str, str], Bucket] = {}
-        self._pending: dict[str, Pending] = {}
+        self._pending = Pending()
 
     def _bucket(self, kind: str, key: str, limit: config.RateLimit) -> Bucket | None:
         if limit.intake_per_second is None:
@@ -124,15 +135,43 @@ class Quotas:
         for _, bucket, _ in buckets:
             bucket.take()
         if quota.max_pending is not None:
-            self._pending[filer].count += 1
+            pending = self._pending
+            pending.counts[filer] = pending.counts.get(filer, 0) + 1
+            if pending.task is not None:
+                pending.during[filer] = pending.during.get(filer, 0) + 1
 
     async def _open(self, filer: str, now: float) -> int:
-        pending = self._pending.setdefault(filer, Pending())
-        async with pending.lock:
-            if pending.at is None or now - pending.at >= self.section.pending_refresh:
-                pending.count = await self.service.store.open_filings(filer)
-                pending.at = now
-        return pending.count
+        """The filer's open filings. Only the very first count is waited for; later
+        recounts run beside intake, which uses the counts it has until they land."""
+        pending = self._pending
+        stale = pending.at is None or now - pending.at >= self.section.pending_refresh
+        if stale and pending.task is None:
+            pending.during = {}
+            pending.task = asyncio.create_task(self._recount())
+        if pending.at is None and pending.task is not None:
+            await asyncio.shield(pending.task)
+        return pending.counts.get(filer, 0)
+
+    async def recounted(self) -> None:
+        """Wait for the recount under way, if any (tests, shutdown)."""
+        task = self._pending.task
+        if task is not None:
+            await asyncio.shield(task)
+
+    async def _recount(self) -> None:
+        pending = self._pending
+        try:
+            started = self.monotonic()  # not ``now``: the task may start a little later
+            counts = await self.service.store.open_filings()
+            for code, n in pending.during.items():
+                counts[code] = counts.get(code, 0) + n
+            pending.counts, pending.at = counts, started
+        except errors.GatewayError as exc:  # the store away: keep the counts we have
+            log.warning("quotas.recount_failed", error=str(exc))
+            if pending.at is None:
+                raise
+        finally:
+            pending.task = None
 
     async def _is_replay(self, item: Inbound) -> bool:
         key = self.service.prepare(item).filing.idempotency_key
