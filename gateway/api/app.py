@@ -18,9 +18,11 @@ from gateway.api import (
     inputs,
     openapi,
     ops,
+    quotas,
     records,
     x12,
 )
+from gateway.api import filers as filer_scope
 from gateway.api import inbound as inbound_api
 from gateway.api.errors import error_middleware
 from gateway.inbound.intake import Intake
@@ -82,13 +84,15 @@ UI_ROUTES: list[tuple[str, str, Handler, str | None]] = [
 SCOPE = web.RequestKey("scope", str)
 
 
-def _with_scope(handler: Handler, scope: str | None) -> Handler:
+def _with_scope(handler: Handler, scope: str | None, filers: auth.FilerScope) -> Handler:
     async def wrapped(request: web.Request) -> web.StreamResponse:
         authenticator = request.app[handlers.AUTH]
         principal = auth.ANONYMOUS
         if scope is not None:
             principal = authenticator.authenticate(request.headers.get("Authorization"))
             authenticator.require(principal, scope)
+            if principal.scoped:
+                await filer_scope.check_filer_scope(request, principal, filers)
         request[handlers.PRINCIPAL] = principal
         return await handler(request)
 
@@ -131,9 +135,14 @@ def create_app(
         ttl_s=cfg.monitoring.queue_cache,
     )
     app[ops.METRICS] = metrics_ or service.metrics or metrics.Metrics(adapters=sorted(cfg.adapters))
+    app[ops.METRICS].label_filers(cfg.metrics.filer_labels)
+    app[quotas.QUOTAS] = quotas.Quotas(
+        cfg.quotas, service=service, on_refused=app[ops.METRICS].quota_refused
+    )
     routes = ROUTES + (UI_ROUTES if cfg.monitoring.dashboard else [])
     for method, path, handler, scope in routes:
-        app.router.add_route(method, path, _with_scope(handler, scope))
+        filers = auth.FILER_SCOPE.get((method, path), auth.FilerScope.UNSCOPED)
+        app.router.add_route(method, path, _with_scope(handler, scope, filers))
     dashboard.setup(app)
     records.setup(app, service, cfg)
     return app

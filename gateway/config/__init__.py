@@ -25,6 +25,7 @@ from gateway.config.load import (
 )
 from gateway.config.policies import AuditSection, BreakerSection, DeadlinesSection, RetrySection
 from gateway.config.process import GatewaySection, MonitoringSection
+from gateway.config.quotas import FilerQuota, MetricsSection, QuotasSection, RateLimit
 from gateway.config.root import Config
 
 __all__ = [
@@ -42,8 +43,12 @@ __all__ = [
     "Config",
     "Day",
     "DeadlinesSection",
+    "FilerQuota",
     "GatewaySection",
+    "MetricsSection",
     "MonitoringSection",
+    "QuotasSection",
+    "RateLimit",
     "RetrySection",
     "RouteConfig",
     "Scope",

@@ -108,6 +108,8 @@ class Store(
     list_filings = read(reads.list_filings)
     counts = read(reads.counts)
     queue_stats = read(reads.queue_stats)
+    open_filings = read(reads.open_filings)
+    filing_by_key = read(reads.filing_by_key)
 
     append_audit = write(trail.append_audit)
     filing_history = read(trail.history)
