@@ -292,14 +292,21 @@ class TypeRules:
         """Filing type → the window acting on it now; the stricter action wins."""
         out: dict[str, TypeWindow] = {}
         for cal in self.calendars.get(adapter, ()):
-            for one, actions in self.by_calendar.get(cal, ()):
-                for w in one.occurrences(now, now + _INSTANT):
-                    if not w.contains(now):
-                        continue
-                    for t, action in actions.items():
-                        seen = out.get(t)
-                        if seen is None or _RANK[action] > _RANK[seen.action]:
-                            out[t] = TypeWindow(cal, w.start, w.end, action)
+            for t, w in self.of_calendar(cal, now).items():
+                if t not in out or _RANK[w.action] > _RANK[out[t].action]:
+                    out[t] = w
+        return out
+
+    def of_calendar(self, calendar: str, now: datetime) -> dict[str, TypeWindow]:
+        """Filing type → the window of ``calendar`` acting on it at ``now``."""
+        out: dict[str, TypeWindow] = {}
+        for one, actions in self.by_calendar.get(calendar, ()):
+            for w in one.occurrences(now, now + _INSTANT):
+                if not w.contains(now):
+                    continue
+                for t, action in actions.items():
+                    if t not in out or _RANK[action] > _RANK[out[t].action]:
+                        out[t] = TypeWindow(calendar, w.start, w.end, action)
         return out
 
     def held(self, adapter: str, now: datetime) -> dict[str, TypeWindow]:

@@ -125,6 +125,11 @@ def refuse_in_window(cfg: config.Config, new: base.NewFiling, now: datetime) -> 
     )
 
 
+def _types(found: dict[str, outages.TypeWindow]) -> dict[str, Any]:
+    """``{"types": {type: action}}`` for a window that names types, else nothing."""
+    return {"types": {t: w.action.value for t, w in sorted(found.items())}} if found else {}
+
+
 def _outage_log(o: outages.Outage) -> dict[str, Any]:
     return {
         "outage_id": o.id,
@@ -140,6 +145,7 @@ def _outage_log(o: outages.Outage) -> dict[str, Any]:
 def calendar_windows(cfg: config.Config, n: int, now: datetime) -> dict[str, Any]:
     """The next ``n`` windows of every configured calendar, in UTC and local time."""
     out: dict[str, Any] = {}
+    rules = outages.TypeRules(cfg)
     for name, cal in outages.calendars_from_config(cfg).items():
         used_by = sorted(a for a, s in cfg.adapters.items() if name in s.calendars)
         out[name] = {
@@ -152,6 +158,7 @@ def calendar_windows(cfg: config.Config, n: int, now: datetime) -> dict[str, Any
                     "start_local": w.start.astimezone(cal.zone).isoformat(),
                     "end_local": w.end.astimezone(cal.zone).isoformat(),
                     "policy": w.policy.value,
+                    **_types(rules.of_calendar(name, w.start)),
                 }
                 for w in outages.upcoming(cal, n, now)
             ],

@@ -75,6 +75,9 @@ async def test_a_paused_type_waits_spends_no_attempt_and_holds_its_key(tmp_path,
     async with live.session.get(live.url + "/ui/panels") as r:
         html = await r.text()
     assert f'data-resume="{pause["id"]}"' in html and "CSMS: hold in-bond" in html
+    async with live.session.get(live.url + "/") as r:
+        page = await r.text()
+    assert 'id="pause-form"' in page and "<option>inbond</option>" in page
 
     status, resumed = await live.call("DELETE", f"/v1/pauses/{pause['id']}")
     assert status == 200 and resumed["resumed_at"] is not None

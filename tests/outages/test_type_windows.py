@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from gateway import config, errors
+from gateway.cli import outages as outages_cli
 
 from .conftest import WEDNESDAY_NOON, event, outage_config
 from .test_controls import audit
@@ -114,3 +115,20 @@ def test_the_shipped_ace_production_calendar_names_in_bond_and_e214(tmp_path):
         "inbond": "refuse_intake",
         "e214": "hold",
     }
+
+
+async def test_windows_list_their_types_in_the_api_the_cli_and_the_dashboard(
+    tmp_path, live_gateway
+):
+    """GET /v1/outages?upcoming=N, `outages --next` and the dashboard say what each window
+    does per type."""
+    cfg = windowed(tmp_path)
+    live = await live_gateway(cfg)
+    _, listed = await live.call("GET", "/v1/outages?upcoming=1")
+    [w] = listed["calendars"]["van"]["windows"]
+    assert w["types"] == {"entry": "hold", "inbond": "refuse_intake"}
+    assert "types" not in listed["calendars"]["ace-cert"]["windows"][0]
+    async with live.session.get(live.url + "/ui/panels") as r:
+        assert "inbond: refuse_intake" in await r.text()
+    line = outages_cli.format_window(w, "America/New_York")
+    assert line.endswith("probe entry=hold inbond=refuse_intake")

@@ -74,6 +74,9 @@ class CalendarWindow(BaseModel):
     start_local: AwareDatetime = Field(description="In the calendar's time zone.")
     end_local: AwareDatetime = Field(description="In the calendar's time zone.")
     policy: outages.Policy
+    types: dict[str, outages.TypeAction] | None = Field(
+        default=None, description="What the window does per filing type, when it says."
+    )
     current: bool | None = Field(default=None, description="Overview only: open now.")
 
 
