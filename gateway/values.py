@@ -1,12 +1,14 @@
 """The values the store takes and hands back (filings to accept, claims, filters, actions,
-statistics) and the X12 gaps report the API shows. Plain frozen dataclasses and pydantic
-models, no I/O: the service, the API, the dispatcher and the store all speak them, so they
-live below the store (``gateway.store.base`` re-exports the store's). ``models`` stays the
-leaf contract adapters see; these build on it and on the lifecycle and ack rules.
+statistics, the cursor of a list's next page) and the X12 gaps report the API shows. Plain
+frozen dataclasses and pydantic models, no I/O: the service, the API, the dispatcher and
+the store all speak them, so they live below the store (``gateway.store.base`` re-exports
+the store's). ``models`` stays the leaf contract adapters see; these build on it and on the
+lifecycle and ack rules.
 """
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -14,7 +16,7 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from gateway import models
+from gateway import errors, models
 from gateway.rules import lifecycle
 from gateway.rules.acks import AckDecision, AckTarget
 
@@ -186,6 +188,28 @@ class CallbackClaim:
     attempts: int
     token: int
     created_at: datetime
+
+
+# --- the cursor of a list's next page ------------------------------------------------
+
+
+def encode_cursor(seq: int) -> str:
+    """The opaque cursor a list hands out for its next page: the last ``seq`` it showed."""
+    return base64.urlsafe_b64encode(f"s{seq}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    """The ``seq`` a cursor names; 422 naming ``cursor`` when it is not one we handed out."""
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        if not text.startswith("s"):
+            raise ValueError(cursor)
+        return int(text[1:])
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise errors.InvalidInput(
+            "cursor is not one this gateway handed out",
+            details=[{"loc": "query.cursor", "msg": "invalid cursor"}],
+        ) from exc
 
 
 # --- the X12 control-number gaps report (``GET /v1/x12/gaps``) ----------------------

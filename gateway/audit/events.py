@@ -1,7 +1,9 @@
-"""What the store's audit rows say: the trail's time spelling and the details of the rows
-whose shape is more than a few fields (a filing accepted, an outage, a rejected event, an
-ack conflict, a defer, a bulk action's filter). Pure: the store's bodies call them inside
-their transactions, so the details are written the same on both backends.
+"""What the store's audit rows say and how they chain: the rows one transaction appends
+(``Rows``: collected, redacted, then linked onto the chain's head), the trail's time
+spelling, and the details of the rows whose shape is more than a few fields (a filing
+accepted, an outage, a rejected event, an ack conflict, a defer, a bulk action's filter).
+Pure: the store's bodies use them inside their transactions (``store.trail.Trail`` adds the
+writing), so the rows are built the same on both backends.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gateway import models, values
+from gateway.audit import chain, redact
 from gateway.rules import outages
 from gateway.rules.acks import AckDecision, AckTarget
 
@@ -17,6 +20,66 @@ from gateway.rules.acks import AckDecision, AckTarget
 def iso(when: datetime) -> str:
     """The trail's time spelling (sorts as text): ``2026-01-06T12:00:00.000000Z``."""
     return when.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+class Rows:
+    """Audit rows of one transaction, in append order; ``chain`` links them onto a head.
+
+    Details get the actor's ``request_id`` and then pass through the redactor before they
+    are hashed, so the chain holds only the masked values.
+    """
+
+    def __init__(self, now: datetime, redactor: redact.Redactor) -> None:
+        self.at = iso(now)
+        self.redactor = redactor
+        #: (at, event, actor, filing_id, delivery_id, details), in append order
+        self.items: list[tuple[str, str, str, str | None, str | None, dict[str, Any]]] = []
+
+    def add(
+        self,
+        event: str,
+        *,
+        actor: values.Actor,
+        filing_id: str | None = None,
+        delivery_id: str | None = None,
+        details: dict[str, Any] | None = None,
+        now: datetime | None = None,
+    ) -> None:
+        """Collect one row; ``now``: its own time when it differs from the trail's
+        (a coalesced transaction of several callers)."""
+        details = dict(details or {})
+        if actor.request_id:
+            details.setdefault("request_id", actor.request_id)
+        details = self.redactor.value(details)
+        at = self.at if now is None else iso(now)
+        self.items.append((at, event, actor.name, filing_id, delivery_id, details))
+
+    def extend(self, other: Rows) -> None:
+        """Take over ``other``'s collected rows (already redacted), after these."""
+        self.items += other.items
+        other.items = []
+
+    def chain(self, head: tuple[int, str]) -> list[tuple[Any, ...]]:
+        """The rows as the audit table holds them, linked onto ``head`` (its seq and hash):
+        (seq, at, actor, filing_id, delivery_id, event, details JSON, prev_hash, hash)."""
+        seq, prev = head
+        out: list[tuple[Any, ...]] = []
+        for at, event, actor, filing_id, delivery_id, details in self.items:
+            seq += 1
+            text = chain.canonical(details)  # serialised once: stored and hashed
+            h = chain.row_hash_of_canonical(
+                prev,
+                seq=seq,
+                at=at,
+                actor=actor,
+                filing_id=filing_id,
+                delivery_id=delivery_id,
+                event=event,
+                details_json=text,
+            )
+            out.append((seq, at, actor, filing_id, delivery_id, event, text, prev, h))
+            prev = h
+        return out
 
 
 def accepted_details(f: models.Filing, adapters: list[str]) -> dict[str, Any]:
@@ -54,6 +117,19 @@ def rejected_details(event: models.RejectedEvent) -> dict[str, Any]:
         "origin": event.origin,
         "event_id": event.event_id,
         "reason": event.reason,
+    }
+
+
+def received_details(ack: models.Ack, ack_id: str, effect: str) -> dict[str, Any]:
+    """Details of the ``ack.received`` audit row (every ack stored, whatever it did)."""
+    return {
+        "ack_id": ack_id,
+        "kind": ack.kind,
+        "outcome": None if ack.outcome is None else ack.outcome.value,
+        "codes": ack.codes,
+        "unsolicited": ack.unsolicited,
+        "effect": effect,
+        "source": ack.source,
     }
 
 

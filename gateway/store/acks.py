@@ -138,15 +138,7 @@ def record_ack(
         actor=actor,
         filing_id=filing_id,
         delivery_id=delivery_id,
-        details={
-            "ack_id": ack_id,
-            "kind": ack.kind,
-            "outcome": outcome,
-            "codes": ack.codes,
-            "unsolicited": ack.unsolicited,
-            "effect": decision.effect,
-            "source": ack.source,
-        },
+        details=events.received_details(ack, ack_id, decision.effect),
     )
     if target is not None and decision.effect == "conflict":
         yield q("run", "ack_flag_conflict", now_us, target.delivery_id)

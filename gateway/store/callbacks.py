@@ -33,6 +33,10 @@ _VIEW_COLS = (
 )
 
 
+#: the columns ``callback_claim`` returns, by the field each fills
+_CLAIMED = "seq, id, filing_id, url, body, attempts, token, created_at"
+
+
 def _view(r: Sequence[Any]) -> models.CallbackView:
     return models.CallbackView(
         id=r[0],
@@ -55,15 +59,7 @@ def claim_callbacks(
     until = rows.us(now + timedelta(seconds=lease_s))
     taken = yield q("all", "callback_claim", now_us, limit, owner, until)
     return [
-        values.CallbackClaim(
-            id=r[1],
-            filing_id=r[2],
-            url=r[3],
-            body=r[4],
-            attempts=r[5],
-            token=r[6],
-            created_at=rows.dt(r[7]),
-        )
+        rows.build(values.CallbackClaim, _CLAIMED, r, skip=("seq",), created_at=rows.dt)
         for r in sorted(taken, key=lambda r: r[0])
     ]
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from gateway import models
+from gateway import models, values
 from gateway.audit import events
 from gateway.store import rows
 from gateway.store.sansio import Body, Cx, Where, q, sql
@@ -48,11 +48,21 @@ def list_rejected(
 ) -> Body[tuple[list[models.RejectedEvent], str | None]]:
     w = Where()
     if cursor is not None:
-        w.add(f"seq < {w.arg(rows.decode_cursor(cursor))}")
+        w.add(f"seq < {w.arg(values.decode_cursor(cursor))}")
     w.eq("source", source)
     text = f"SELECT {_R_COLS} FROM rejected_events{w} ORDER BY seq DESC LIMIT {w.arg(limit + 1)}"
     found = list((yield sql("all", text, *w.params)))
     more = len(found) > limit
     found = found[:limit]
-    items = [rows.rejected_event(r) for r in found]
-    return items, (rows.encode_cursor(found[-1][0]) if more and found else None)
+    items = [
+        rows.build(
+            models.RejectedEvent,
+            _R_COLS,
+            r,
+            skip=("seq",),
+            details=rows.json_value,
+            received_at=rows.dt,
+        )
+        for r in found
+    ]
+    return items, (values.encode_cursor(found[-1][0]) if more and found else None)

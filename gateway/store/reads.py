@@ -66,7 +66,7 @@ def list_filings(
 ) -> Body[models.Page]:
     w = Where()
     if cursor is not None:
-        w.add(f"f.seq < {w.arg(rows.decode_cursor(cursor))}")
+        w.add(f"f.seq < {w.arg(values.decode_cursor(cursor))}")
     for column, value in (
         ("f.status", flt.status),
         ("f.filing_type", flt.filing_type),
@@ -103,7 +103,7 @@ def list_filings(
     found = found[:limit]
     deliveries = yield from deliveries_of(cx, [r[0] for r in found])
     items = [rows.filing_view(r, deliveries[r[0]]) for r in found]
-    next_cursor = rows.encode_cursor(found[-1][0]) if more and found else None
+    next_cursor = values.encode_cursor(found[-1][0]) if more and found else None
     return models.Page(items=items, next_cursor=next_cursor)
 
 

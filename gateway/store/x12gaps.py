@@ -70,6 +70,12 @@ SELECT sender, receiver, usage, COUNT(*),
 FROM classified GROUP BY sender, receiver, usage ORDER BY sender, receiver, usage
 """
 
+#: the fields ``_GROUPS``' columns fill, in their order
+_GROUP_FIELDS = (
+    "sender, receiver, usage, allocated, acknowledged, unacknowledged, unsent, in_flight, "
+    "first_interchange, last_interchange, last_allocated_at"
+)
+
 #: the error of the attempt is looked up for the listed gaps only
 _GAPS = """
 SELECT g.sender, g.receiver, g.usage, g.interchange_control, g.group_control, g.status,
@@ -82,6 +88,12 @@ FROM (SELECT * FROM classified WHERE status IN ({kinds})
       ORDER BY sender, receiver, usage, seq LIMIT {limit}) g
 ORDER BY g.sender, g.receiver, g.usage, g.seq
 """
+
+#: the fields ``_GAPS``' columns fill, in their order
+_GAP_FIELDS = (
+    "sender, receiver, usage, interchange_control, group_control, kind, delivery_id, "
+    "filing_id, attempt, allocated_at, delivery_state, attempt_error"
+)
 
 
 def queries(dialect: sansio.Dialect, q: GapQuery) -> tuple[str, str, list[Any], list[Any]]:
@@ -115,38 +127,9 @@ def report(groups: list[Any], gaps: list[Any], limit: int) -> X12GapReport:
     """The report from the rows of the two queries (``gaps`` may hold ``limit + 1``)."""
     return X12GapReport(
         groups=[
-            X12GapGroup(
-                sender=g[0],
-                receiver=g[1],
-                usage=g[2],
-                allocated=g[3],
-                acknowledged=g[4],
-                unacknowledged=g[5],
-                unsent=g[6],
-                in_flight=g[7],
-                first_interchange=g[8],
-                last_interchange=g[9],
-                last_allocated_at=rows.dt(g[10]),
-            )
-            for g in groups
+            rows.build(X12GapGroup, _GROUP_FIELDS, g, last_allocated_at=rows.dt) for g in groups
         ],
-        gaps=[
-            X12Gap(
-                sender=r[0],
-                receiver=r[1],
-                usage=r[2],
-                interchange_control=r[3],
-                group_control=r[4],
-                kind=r[5],
-                delivery_id=r[6],
-                filing_id=r[7],
-                attempt=r[8],
-                allocated_at=rows.dt(r[9]),
-                delivery_state=r[10],
-                attempt_error=r[11],
-            )
-            for r in gaps[:limit]
-        ],
+        gaps=[rows.build(X12Gap, _GAP_FIELDS, r, allocated_at=rows.dt) for r in gaps[:limit]],
         truncated=len(gaps) > limit,
     )
 
