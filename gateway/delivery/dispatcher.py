@@ -30,12 +30,13 @@ to end and gets a real attempt after it.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import socket
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import structlog
@@ -43,11 +44,14 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from gateway import config, errors, ids, metrics, models
 from gateway.clock import Clock
-from gateway.delivery import guard
+from gateway.delivery import guard, tracing
 from gateway.encoding import codec, x12
 from gateway.rules import acks as ackrules
 from gateway.rules import retry
 from gateway.store.base import Claim, Store
+
+if TYPE_CHECKING:
+    from gateway.delivery import spans
 
 log = structlog.get_logger("gateway.delivery.dispatcher")
 
@@ -122,6 +126,8 @@ class Dispatcher:
         self._queues: dict[str, MemoryObjectSendStream[Claim]] = {}
         self.running = False
         self.sent = 0
+        #: OpenTelemetry (``tracing.build``); None: no span work at all
+        self.tracer: spans.Tracer | None = None
 
     # --- control ----------------------------------------------------------------------
 
@@ -354,8 +360,14 @@ class Dispatcher:
             outcome: BaseException | models.Receipt
             started = anyio.current_time()
             try:
+                claim, carrier = _detached(claim)
                 message = await self._message(claim)
-                outcome = await self.adapters[claim.adapter].send(message)
+                if self.tracer is None:
+                    outcome = await self.adapters[claim.adapter].send(message)
+                else:
+                    outcome = await self.tracer.deliver(
+                        self.adapters[claim.adapter], message, carrier
+                    )
             except Exception as exc:  # every failure becomes an outcome in _decide
                 outcome = exc
             took_s = anyio.current_time() - started
@@ -526,6 +538,14 @@ class Dispatcher:
     ) -> bool:
         bound.warning("delivery.deferred", until=until.isoformat(), reason=reason)
         return await self.store.defer(claim, now=now, until=until, reason=reason)
+
+
+def _detached(claim: Claim) -> tuple[Claim, dict[str, str] | None]:
+    """The claim without the filing's kept trace context (never encoded into a body)."""
+    if tracing.TRACE_KEY not in claim.filing.metadata:
+        return claim, None
+    filing, carrier = tracing.detach(claim.filing)
+    return dataclasses.replace(claim, filing=filing), carrier
 
 
 def _text(exc: BaseException) -> str:

@@ -101,6 +101,8 @@ class Gateway(Parts):
             except Exception as exc:  # one adapter failing to close must not stop the rest
                 log.warning("adapter.close_failed", adapter=name, error=repr(exc))
         await self.store.close()
+        if self.tracer is not None:  # export the last spans (the SDK's call blocks)
+            await anyio.to_thread.run_sync(self.tracer.shutdown)
 
     async def run(self, *, stop: anyio.Event | None = None) -> None:
         """Serve until SIGTERM/SIGINT (or ``stop`` is set), then shut down gracefully."""

@@ -10,6 +10,7 @@ from collections.abc import Iterator, Sequence
 import structlog
 
 from gateway import errors, ids
+from gateway.delivery import tracing
 from gateway.rules import normalize, router
 from gateway.service.core import Inbound, ServiceCore, Submitted
 from gateway.store import base
@@ -31,6 +32,7 @@ class Submitting(ServiceCore):
             idempotency_header=item.idempotency_header,
             source_event_id=item.source_event_id,
         )
+        filing = tracing.stamp(filing)  # the accepting span's context, when tracing
         return base.NewFiling(filing=filing, adapters=router.route(filing, self.cfg.routes))
 
     async def submit(self, item: Inbound, *, actor: Actor) -> Submitted:
