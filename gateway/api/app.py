@@ -11,6 +11,7 @@ from aiohttp.typedefs import Middleware
 from gateway import config, metrics, monitoring
 from gateway.api import (
     acks,
+    admin,
     auth,
     callback_ops,
     dashboard,
@@ -54,6 +55,7 @@ ROUTES: list[tuple[str, str, Handler, str | None]] = [
     ("GET", "/v1/callbacks", acks.list_callbacks, "read"),
     ("POST", "/v1/callbacks/retry", callback_ops.retry, "operate"),
     ("GET", "/v1/x12/gaps", x12.gaps, "read"),
+    ("POST", "/v1/admin/reload", admin.reload, "admin"),
     ("GET", "/healthz", handlers.healthz, None),
     ("GET", "/livez", handlers.healthz, None),
     ("GET", "/readyz", handlers.readyz, None),

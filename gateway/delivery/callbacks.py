@@ -98,6 +98,17 @@ class CallbackSender:
         #: OpenTelemetry (``tracing.build``); None: no span work at all
         self.tracer: spans.Tracer | None = None
 
+    def reconfigure(self, cfg: config.Config, secrets: list[tuple[ssrf.Entry, Webhook]]) -> None:
+        """Take a reloaded ``[callbacks]`` (subscribers, allowed hosts, retry); a callback
+        being sent finishes under the settings it started with."""
+        self.cfg = cfg
+        self.section = cfg.callbacks
+        # in place: the running session's resolver holds this object
+        self.policy.entries = ssrf.HostPolicy(self.section.allowed_hosts).entries
+        self.secrets = secrets
+        self.retry = retry.RetryPolicy(self.section.retry)
+        self.wake()
+
     # --- intake check -----------------------------------------------------------------
 
     def signer_for(self, url: str) -> Webhook | None:

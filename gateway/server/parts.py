@@ -6,7 +6,7 @@ starts or stops; ``lifecycle.Gateway`` does."""
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from aiohttp import web
@@ -44,8 +44,12 @@ class Parts:
         environ: Mapping[str, str] | None = None,
         owner: str | None = None,
         worker_command: Sequence[str] | None = None,
+        reload_from: Callable[[], config.Config] | None = None,
     ) -> None:
         self.cfg = cfg
+        #: where a reload reads the config from (``serve``: its --config file); None: no reload
+        self.reload_from = reload_from
+        self.environ = environ
         #: 0 in the first (or only) process; 1..N-1 in the workers it started
         self.worker_index = int(os.environ.get(WORKER_ENV, "0") or 0)
         self._worker_command = worker_command
