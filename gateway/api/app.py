@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from gateway import config, metrics, monitoring
 from gateway.api import (
     acks,
+    admin,
     auth,
     callback_ops,
     controls,
@@ -28,6 +31,9 @@ from gateway.api.errors import error_middleware
 from gateway.inbound.intake import Intake
 from gateway.inbound.normalizers import Sources
 from gateway.service import Service
+
+if TYPE_CHECKING:
+    from gateway.delivery import spans
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -56,6 +62,7 @@ ROUTES: list[tuple[str, str, Handler, str | None]] = [
     ("GET", "/v1/callbacks", acks.list_callbacks, "read"),
     ("POST", "/v1/callbacks/retry", callback_ops.retry, "operate"),
     ("GET", "/v1/x12/gaps", x12.gaps, "read"),
+    ("POST", "/v1/admin/reload", admin.reload, "admin"),
     ("GET", "/healthz", handlers.healthz, None),
     ("GET", "/livez", handlers.healthz, None),
     ("GET", "/readyz", handlers.readyz, None),
@@ -109,11 +116,16 @@ def create_app(
     intake: Intake | None = None,
     monitor: monitoring.Monitor | None = None,
     metrics_: metrics.Metrics | None = None,
+    tracer: spans.Tracer | None = None,
 ) -> web.Application:
     """The HTTP API for a service (with the dashboard unless the config turns it off)."""
     limit = max(cfg.gateway.max_body_bytes, cfg.gateway.max_batch_bytes)
+    # the server span (tracing on only) is outermost: it sees the error middleware's answer
+    middlewares: list[Middleware] = [error_middleware, edge.middleware, inputs.middleware]
+    if tracer is not None:
+        middlewares.insert(0, edge.traced(tracer))
     app = web.Application(
-        middlewares=[error_middleware, edge.middleware, inputs.middleware],
+        middlewares=middlewares,
         client_max_size=limit + 1,
     )
     app[edge.EDGE] = edge.Edge(cfg.gateway)

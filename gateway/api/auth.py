@@ -142,7 +142,7 @@ def refuse_unscoped_only(principal: Principal) -> None:
         )
 
 
-ANONYMOUS = Principal("local", frozenset({"submit", "read", "operate"}))
+ANONYMOUS = Principal("local", frozenset({"submit", "read", "operate", "admin"}))
 
 
 def digest(secret: str) -> str:

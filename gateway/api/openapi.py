@@ -16,7 +16,7 @@ from pydantic.json_schema import models_json_schema
 
 import gateway
 from gateway import models, values
-from gateway.api import callback_ops, controls, ops, schemas, x12
+from gateway.api import admin, callback_ops, controls, ops, schemas, x12
 from gateway.api import openapi_paths as paths
 from gateway.api.openapi_paths import parts
 from gateway.rules import outages
@@ -34,6 +34,7 @@ _REQUESTS: tuple[type[BaseModel], ...] = (
 
 #: the answers of the CLI's operator routes (issue 21)
 _CLI_RESPONSES: tuple[type[BaseModel], ...] = (
+    admin.ReloadResponse,
     callback_ops.CallbackRetryResponse,
     values.X12GapReport,
     controls.PauseList,
@@ -65,6 +66,7 @@ def spec() -> dict[str, Any]:
             **paths.operation_paths(),
             **paths.record_paths(),
             **callback_ops.openapi_paths(paths.op, paths.ref),
+            **admin.openapi_paths(paths.op, paths.ref),
             **x12.openapi_paths(paths.op, paths.query, paths.ref),
             **controls.openapi_paths(paths.op, paths.query, parts.path_param, paths.ref),
         },

@@ -56,6 +56,10 @@ def _group(command: str) -> Callable[[argparse.Namespace], int] | None:
         from gateway.cli import records
 
         return records.run
+    if command == "reload":
+        from gateway.cli import reload
+
+        return reload.run
     if command in ("acks", "callbacks", "x12"):
         from gateway.cli import acks, callbacks, x12
 

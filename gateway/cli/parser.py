@@ -112,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     acks_cli.add_parser(sub, _add_client)
     callbacks_cli.add_parser(sub, _add_client)
     x12_cli.add_parser(sub, _add_client)
+    from gateway.cli import reload as reload_cli
+
+    reload_cli.add_parser(sub, _add_client)
     p = sub.add_parser(
         "normalize", help="dry run: print the filing(s) an inbound event becomes; stores nothing"
     )

@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field, StringConstraints, model_validator
 
 from gateway.config.policies import STRICT
 
-Scope = Literal["submit", "read", "operate"]
+Scope = Literal["submit", "read", "operate", "admin"]
 
 
 #: a filer code as a token's scope names it: non-empty, no surrounding blanks

@@ -22,6 +22,7 @@ from gateway.config.policies import (
 from gateway.config.process import GatewaySection, MonitoringSection
 from gateway.config.quotas import MetricsSection, QuotasSection
 from gateway.config.records import RecordsSection
+from gateway.config.tracing import TracingSection
 
 
 class Config(BaseModel):
@@ -43,6 +44,7 @@ class Config(BaseModel):
     breaker: BreakerSection = Field(default_factory=BreakerSection)
     deadlines: DeadlinesSection = Field(default_factory=DeadlinesSection)
     monitoring: MonitoringSection = Field(default_factory=MonitoringSection)
+    tracing: TracingSection = Field(default_factory=TracingSection)
 
     @field_validator("calendars", mode="before")
     @classmethod
