@@ -104,6 +104,7 @@ FILER_SCOPE: dict[tuple[str, str], FilerScope] = {
     ("DELETE", "/v1/outages/{id}"): FilerScope.UNSCOPED,
     ("GET", "/v1/pauses"): FilerScope.SHARED,
     ("POST", "/v1/pauses"): FilerScope.UNSCOPED,
+    ("POST", "/v1/admin/reload"): FilerScope.UNSCOPED,
     ("DELETE", "/v1/pauses/{id}"): FilerScope.UNSCOPED,
     # the records search does not narrow by filer yet: unscoped tokens only (issue 22 note)
     ("GET", "/v1/records"): FilerScope.UNSCOPED,
