@@ -70,6 +70,9 @@ class ListFilter:
     ack_overdue: bool | None = None
     #: True: only filings with a delivery whose acks conflict (waiting for a person)
     ack_conflict: bool | None = None
+    #: only these filer codes / environments (a token's scope, ``?filer_code=``); None: all
+    filer_codes: tuple[str, ...] | None = None
+    environments: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +141,9 @@ class BulkFilter:
     environment: models.Environment | None = None
     #: only deliveries last changed at or before this (pins the set across chunks)
     not_after: datetime | None = None
+    #: only filings of these filer codes / environments (a token's scope); None: all
+    filer_codes: tuple[str, ...] | None = None
+    environments: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -157,10 +157,14 @@ def deferred_details(reason: str, until: datetime, probe_failed: bool) -> dict[s
 
 def bulk_filter(flt: values.BulkFilter) -> dict[str, Any]:
     """The filter of a bulk retry or cancel, as its ``operator.bulk_*`` audit row records it."""
-    return {
+    out: dict[str, Any] = {
         "state": None if flt.state is None else flt.state.value,
         "adapter": flt.adapter,
         "filing_type": None if flt.filing_type is None else flt.filing_type.value,
         "environment": None if flt.environment is None else flt.environment.value,
         "not_after": None if flt.not_after is None else iso(flt.not_after),
     }
+    for name, allowed in (("filer_codes", flt.filer_codes), ("environments", flt.environments)):
+        if allowed is not None:  # a token limited to filers: its set, sorted
+            out[name] = sorted(allowed)
+    return out

@@ -100,6 +100,9 @@ def _bulk_where(cx: Cx, action: str, flt: values.BulkFilter) -> Where:
     sub.params = w.params  # one numbering
     sub.eq("f.filing_type", None if flt.filing_type is None else flt.filing_type.value)
     sub.eq("f.environment", None if flt.environment is None else flt.environment.value)
+    for column, only in (("f.filer_code", flt.filer_codes), ("f.environment", flt.environments)):
+        if only is not None:
+            sub.add(f"{column} {cx.any(sub.arg(list(only)))}")
     if sub.conditions:
         w.add(f"d.filing_seq IN (SELECT f.seq FROM filings f{sub})")
     return w

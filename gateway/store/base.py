@@ -24,11 +24,13 @@ from gateway.store import (
     acks,
     ackwait,
     actions,
+    archive,
     callbacks,
     coalesce,
     dispatch,
     inbound,
     outages,
+    pauses,
     reads,
     schema,
     trail,
@@ -56,7 +58,9 @@ from gateway.values import QueueStats as QueueStats
 from gateway.values import RiskWindow as RiskWindow
 
 
-class Store(dispatch.DispatchStore, outages.OutagesStore):
+class Store(
+    dispatch.DispatchStore, outages.OutagesStore, pauses.PausesStore, archive.ArchiveStore
+):
     """Durable state of filings, deliveries and the audit trail, on a driver."""
 
     def __init__(self, *, group_max: int) -> None:
@@ -104,6 +108,8 @@ class Store(dispatch.DispatchStore, outages.OutagesStore):
     list_filings = read(reads.list_filings)
     counts = read(reads.counts)
     queue_stats = read(reads.queue_stats)
+    open_filings = read(reads.open_filings)
+    filing_by_key = read(reads.filing_by_key)
 
     append_audit = write(trail.append_audit)
     filing_history = read(trail.history)

@@ -74,6 +74,9 @@ def list_filings(
         ("f.reference", flt.reference),
     ):
         w.eq(column, None if value is None else str(value))
+    for column, only in (("f.filer_code", flt.filer_codes), ("f.environment", flt.environments)):
+        if only is not None:
+            w.add(f"{column} {cx.any(w.arg(list(only)))}")
     if flt.since is not None:
         w.add(f"f.received_at >= {w.arg(rows.us(flt.since))}")
     if flt.until is not None:
@@ -125,3 +128,20 @@ def queue_stats(cx: Cx) -> Body[values.QueueStats]:
         at_risk=int(at_risk),
         ack_conflicts=int(conflicts),
     )
+
+
+def open_filings(cx: Cx) -> Body[dict[str, int]]:
+    """Filings accepted and not yet settled, by filer code (the quotas' ``max_pending``):
+    one pass over the unsettled rows of ``filings_status``, whatever the number of filers."""
+    text = (
+        f"SELECT filer_code, COUNT(*) FROM filings WHERE status IN {COMMON['unsettled']} "
+        "GROUP BY filer_code"
+    )
+    return {str(code): int(n) for code, n in (yield sql("all", text))}
+
+
+def filing_by_key(cx: Cx, key: str) -> Body[str | None]:
+    """The id of the filing holding an idempotency key, if one does (a replay's)."""
+    found = yield q("all", "accept_taken_keys", [key])
+    return str(found[0][1]) if found else None
+
