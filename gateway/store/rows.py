@@ -6,6 +6,7 @@ compare as plain integers on every backend.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -49,9 +50,11 @@ def json_value(stored: Any) -> Any:
     return json.loads(stored) if isinstance(stored, str) else stored
 
 
-def columns(text: str) -> list[str]:
-    """The names of a SELECT's column list: ``f.seq, a.id AS x`` → ``seq``, ``x``."""
-    return [column.split()[-1].rpartition(".")[2] for column in text.split(",")]
+@functools.cache
+def columns(text: str) -> tuple[str, ...]:
+    """The names of a SELECT's column list: ``f.seq, a.id AS x`` → ``seq``, ``x`` (parsed
+    once per list: rows are decoded in streams, the audit trail's by the million)."""
+    return tuple(column.split()[-1].rpartition(".")[2] for column in text.split(","))
 
 
 def build(
