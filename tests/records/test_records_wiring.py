@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import os
+import sqlite3
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -192,3 +193,21 @@ async def test_recover_indexes_an_entered_segment_the_index_lacks(
     assert (await mover.recover())["indexed"] == [written.name]
     (hit,), _ = await mover.records.search(Search(terms={"reference": "R1"}))
     assert hit["where"] == "archive"
+
+
+async def test_verify_flags_a_segment_list_that_disagrees_with_the_chain(
+    store: base.Store, tmp_path: Path, backend: str
+) -> None:
+    """record_segments edited behind the gateway's back: the chain still says otherwise."""
+    if backend != "sqlite":
+        pytest.skip("the tampering is done with sqlite3 on the file")
+    await finished(store, "R1")
+    mover = make(store, tmp_path, ManualClock(LATER))
+    assert await mover.round() == 1
+    assert (await mover.records.verify()).passed
+    (name,) = mover.records.storage.list()  # type: ignore[union-attr]
+    with sqlite3.connect(tmp_path / "gateway.db") as db:
+        db.execute("UPDATE record_segments SET purged_at = 1")
+    report = await mover.records.verify()
+    assert report.of("altered") == [name]
+    assert "the audit chain enters" in report.problems[-1].message
