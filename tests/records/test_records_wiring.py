@@ -211,3 +211,47 @@ async def test_verify_flags_a_segment_list_that_disagrees_with_the_chain(
     report = await mover.records.verify()
     assert report.of("altered") == [name]
     assert "the audit chain enters" in report.problems[-1].message
+
+
+class RacingStore:
+    """The real store; right after the mover's batch read, ``race`` changes a filing."""
+
+    def __init__(self, inner: base.Store, race: Any) -> None:
+        self.inner = inner
+        self.race = race
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def archive_batch(self, seqs: list[int]) -> list[dict[str, Any]]:
+        records = await self.inner.archive_batch(seqs)
+        await self.race()
+        self.race = _nothing
+        return records
+
+
+async def _nothing() -> None:
+    return None
+
+
+async def test_a_filing_changed_mid_round_stays_live_and_its_segment_goes(
+    store: base.Store, tmp_path: Path
+) -> None:
+    """The check before the delete: a change between read and commit aborts the move."""
+    claims = await deliver(store, new("R1"))
+    (fid,) = [c.filing.id for c in claims]
+
+    async def late_ack() -> None:
+        await record(store, ack_for(claims[0].delivery_id), at=LATER)
+
+    clock = ManualClock(LATER)
+    mover = make(RacingStore(store, late_ack), tmp_path, clock)  # type: ignore[arg-type]
+    assert await mover.round() == 0
+    assert await store.get_filing(fid) is not None
+    assert mover.records.storage.list() == []  # type: ignore[union-attr]
+    assert await store.archive_segments() == []
+    assert await mover.round() == 0  # it changed at LATER: live for 7 days more
+    clock.set(LATER + timedelta(days=8))
+    assert await mover.round() == 1  # then it moves as it is now
+    shown = await mover.records.show(fid)
+    assert shown["record"]["deliveries"][0]["state"] == "acknowledged"
