@@ -101,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     from gateway.cli import outages as outages_cli
 
     outages_cli.add_parser(sub, _add_config, _add_client)
+    from gateway.cli import pauses as pauses_cli
+
+    pauses_cli.add_parsers(sub, _add_client)
 
     from gateway.cli import acks as acks_cli
     from gateway.cli import callbacks as callbacks_cli
@@ -109,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     acks_cli.add_parser(sub, _add_client)
     callbacks_cli.add_parser(sub, _add_client)
     x12_cli.add_parser(sub, _add_client)
+    from gateway.cli import reload as reload_cli
+
+    reload_cli.add_parser(sub, _add_client)
     p = sub.add_parser(
         "normalize", help="dry run: print the filing(s) an inbound event becomes; stores nothing"
     )

@@ -21,7 +21,7 @@ from gateway import errors, ids
 from gateway.store import rows
 from gateway.store.sansio import Body, Cx, Dialect, Driven, q, queries, read, sql, write
 from gateway.store.trail import Trail
-from gateway.store.values import Actor
+from gateway.values import Actor
 
 #: a record's tables; every one but the audit goes back on restore
 TABLES = ("filings", "deliveries", "acks", "callbacks", "x12_allocations", "audit")

@@ -260,6 +260,24 @@ ALTER TABLE deliveries ADD COLUMN ack_conflict BOOLEAN NOT NULL DEFAULT false,
 CREATE INDEX deliveries_conflict ON deliveries (filing_seq) WHERE ack_conflict;
 
 -- name: migration_8
+-- issue 21: operators' pauses of an adapter, a filing type or both (not an outage: nothing
+-- is deferred; the claim skips what an active pause names)
+CREATE TABLE pauses (
+    seq         BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id          TEXT NOT NULL UNIQUE,
+    adapter     TEXT,
+    filing_type TEXT,
+    reason      TEXT NOT NULL,
+    ends_at     BIGINT,
+    created_at  BIGINT NOT NULL,
+    created_by  TEXT NOT NULL,
+    resumed_at  BIGINT,
+    resumed_by  TEXT,
+    CHECK (adapter IS NOT NULL OR filing_type IS NOT NULL)
+);
+CREATE INDEX pauses_active ON pauses (seq) WHERE resumed_at IS NULL;
+
+-- name: migration_9
 -- the records archive (issue 20): the segments entered, and legal holds
 CREATE TABLE record_segments (
     name        TEXT PRIMARY KEY,
