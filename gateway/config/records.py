@@ -31,6 +31,13 @@ class RecordsSection(BaseModel):
     )
     interval: Duration = Field(default=60.0, gt=0, description="time between mover rounds")
     batch_filings: int = Field(default=1000, ge=1, le=100_000, description="filings a round")
+    max_share: float = Field(
+        default=0.1,
+        gt=0,
+        le=1,
+        description="while a backlog drains, the share of time the mover may work (it rests "
+        "the rest, so intake keeps the process and the database writer)",
+    )
     retention: list[dict[str, Any]] = Field(
         default_factory=list,
         description="[[records.retention]] tables: filing_type, environment, live, total "

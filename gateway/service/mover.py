@@ -1,6 +1,9 @@
 """The records mover (issue 20): a background task of ``serve`` that moves finished
 filings past their live period from the store into archive segments.
 
+Between rounds it waits ``interval``; while a backlog drains (a round moved a full batch)
+it rests so that it works at most ``max_share`` of the time.
+
 A round: read a batch of candidates (``Policy.decide`` says archive), grouped by retention
 rule and month of receipt so a segment expires whole; per group read every row in one
 snapshot, build and put the segment in a worker thread, then one store transaction checks
@@ -79,6 +82,7 @@ class Mover:
             await stack.enter_async_context(self._lock())
             await self.recover()
             while True:
+                started = anyio.current_time()
                 try:
                     moved = await self.round()
                 except (errors.StoreError, OSError) as exc:
@@ -86,6 +90,9 @@ class Mover:
                     moved = 0
                 if moved < self.section.batch_filings:
                     await anyio.sleep(self.section.interval)
+                else:  # a backlog: go on, but work at most max_share of the time
+                    busy = anyio.current_time() - started
+                    await anyio.sleep(busy * (1 / self.section.max_share - 1))
 
     @contextlib.asynccontextmanager
     async def _lock(self) -> AsyncIterator[None]:

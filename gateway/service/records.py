@@ -291,12 +291,29 @@ class Records:
         return out
 
     async def verify(self, *, deep: bool = False) -> verify.Report:
-        """The archive's segments against the segments entered (hashes in the chain)."""
+        """The archive's segments against the segments entered, and those against the
+        chain's ``records.archived`` / ``records.purged`` rows (those not pruned)."""
         store, _ = self.archive()
-        expected = list((await self.entered()).items())
-        return await anyio.to_thread.run_sync(
-            functools.partial(verify.verify, store, expected, keyring=self.keyring, deep=deep)
+        entered = await self.entered()
+        report = await anyio.to_thread.run_sync(
+            functools.partial(
+                verify.verify, store, list(entered.items()), keyring=self.keyring, deep=deep
+            )
         )
+        chained: dict[str, str] = {}
+        async for row in self.store.audit_rows():
+            if row.event == "records.archived":
+                chained[str(row.details.get("segment"))] = str(row.details.get("sha256"))
+            elif row.event == "records.purged":
+                chained.pop(str(row.details.get("segment")), None)
+        for name, sha in sorted(chained.items()):
+            if entered.get(name) != sha:
+                message = f"segment {name}: the audit chain enters {sha[:16]}…, the store lists "
+                message += "it purged or not at all" if name not in entered else "another hash"
+                report.problems.append(
+                    verify.Problem(segment=name, kind="altered", message=message)
+                )
+        return report
 
     async def purge(self, *, dry_run: bool, actor: base.Actor) -> list[dict[str, Any]]:
         """Segments whose every record is past retention and not held: listed (dry run),

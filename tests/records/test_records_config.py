@@ -22,6 +22,7 @@ def parse(records: dict[str, Any]) -> config.Config:
         ({"enabeld": True}, "records.enabeld"),
         ({"interval": "soon"}, "records.interval"),
         ({"batch_filings": 0}, "records.batch_filings"),
+        ({"max_share": 0}, "records.max_share"),
         ({"retention": [{"filing_type": "isf", "live": "7d"}]}, "records.retention[0].total"),
         (
             {"retention": [{"filing_type": "isf", "live": "7d", "total": "365d"}]},

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import os
+import sqlite3
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -192,3 +193,65 @@ async def test_recover_indexes_an_entered_segment_the_index_lacks(
     assert (await mover.recover())["indexed"] == [written.name]
     (hit,), _ = await mover.records.search(Search(terms={"reference": "R1"}))
     assert hit["where"] == "archive"
+
+
+async def test_verify_flags_a_segment_list_that_disagrees_with_the_chain(
+    store: base.Store, tmp_path: Path, backend: str
+) -> None:
+    """record_segments edited behind the gateway's back: the chain still says otherwise."""
+    if backend != "sqlite":
+        pytest.skip("the tampering is done with sqlite3 on the file")
+    await finished(store, "R1")
+    mover = make(store, tmp_path, ManualClock(LATER))
+    assert await mover.round() == 1
+    assert (await mover.records.verify()).passed
+    (name,) = mover.records.storage.list()  # type: ignore[union-attr]
+    with sqlite3.connect(tmp_path / "gateway.db") as db:
+        db.execute("UPDATE record_segments SET purged_at = 1")
+    report = await mover.records.verify()
+    assert report.of("altered") == [name]
+    assert "the audit chain enters" in report.problems[-1].message
+
+
+class RacingStore:
+    """The real store; right after the mover's batch read, ``race`` changes a filing."""
+
+    def __init__(self, inner: base.Store, race: Any) -> None:
+        self.inner = inner
+        self.race = race
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def archive_batch(self, seqs: list[int]) -> list[dict[str, Any]]:
+        records = await self.inner.archive_batch(seqs)
+        await self.race()
+        self.race = _nothing
+        return records
+
+
+async def _nothing() -> None:
+    return None
+
+
+async def test_a_filing_changed_mid_round_stays_live_and_its_segment_goes(
+    store: base.Store, tmp_path: Path
+) -> None:
+    """The check before the delete: a change between read and commit aborts the move."""
+    claims = await deliver(store, new("R1"))
+    (fid,) = [c.filing.id for c in claims]
+
+    async def late_ack() -> None:
+        await record(store, ack_for(claims[0].delivery_id), at=LATER)
+
+    clock = ManualClock(LATER)
+    mover = make(RacingStore(store, late_ack), tmp_path, clock)  # type: ignore[arg-type]
+    assert await mover.round() == 0
+    assert await store.get_filing(fid) is not None
+    assert mover.records.storage.list() == []  # type: ignore[union-attr]
+    assert await store.archive_segments() == []
+    assert await mover.round() == 0  # it changed at LATER: live for 7 days more
+    clock.set(LATER + timedelta(days=8))
+    assert await mover.round() == 1  # then it moves as it is now
+    shown = await mover.records.show(fid)
+    assert shown["record"]["deliveries"][0]["state"] == "acknowledged"
