@@ -138,6 +138,11 @@ class QueueCollector(Collector):
             "1 while an adapter may not send (hold window, announced outage, open breaker)",
             labels=["adapter"],
         )
+        paused = GaugeMetricFamily(
+            "edigw_paused",
+            "1 per pause in force: an adapter's filing type, or all its types (`*`)",
+            labels=["adapter", "filing_type"],
+        )
         for adapter in self.adapters:
             st = self._status.get(adapter, {})
             b = (st.get("breaker") or {}).get("state", "closed")
@@ -147,9 +152,12 @@ class QueueCollector(Collector):
             for s in GATE_STATES:
                 gate.add_metric([adapter, s], 1.0 if s == g else 0.0)
             outage.add_metric([adapter], 1.0 if g == "closed" or b == "open" else 0.0)
+            for p in st.get("paused", ()):  # issue 21: one series per pause in force
+                paused.add_metric([adapter, p.get("filing_type") or "*"], 1.0)
         yield brk
         yield gate
         yield outage
+        yield paused
 
 
 class Metrics:

@@ -221,9 +221,18 @@ async def test_every_json_answer_validates_against_the_schema_its_operation_decl
     await check.call(post, "/v1/deliveries/cancel", 200, json=dry)
     await check.call(post, "/v1/deliveries/retry", 200, json=dry)
     await check.call(post, "/v1/filings/{id}/cancel", 200, path={"id": held["id"]})
+    # pauses (issue 21): pause a type (shown in /v1/adapters and /readyz), list, resume
+    pause = {"adapter": "outbox", "filing_type": "entry", "reason": "CSMS: stop entries"}
+    paused = await check.call(post, "/v1/pauses", 201, json=pause)
+    await check.call(get, "/v1/pauses", 200, params={"all": "true"})
     await check.call(get, "/v1/adapters", 200)
     await check.call(get, "/v1/overview", 200)
     await check.call("delete", "/v1/outages/{id}", 200, path={"id": outage["id"]})
+
+    # records (issue 20): the archive is off here, so live records only
+    await check.call(get, "/v1/records", 200, params={"reference": "ISF-TRUTH-1"})
+    await check.call(get, "/v1/records/{id}", 200, **one)
+    await check.call(post, "/v1/records/{id}/restore", 409, json={"reason": "x"}, **one)
 
     # health and the document itself
     ready = await check.call(get, "/readyz", 200, auth=False)
@@ -231,6 +240,7 @@ async def test_every_json_answer_validates_against_the_schema_its_operation_decl
     await check.call(get, "/healthz", 200, auth=False)
     await check.call(get, "/livez", 200, auth=False)
     await check.call(get, "/openapi.json", 200, auth=False)
+    await check.call("delete", "/v1/pauses/{id}", 200, path={"id": paused["id"]})
 
     # errors have the declared shape too
     await check.call(get, "/v1/filings/{id}", 404, path={"id": "fil_NOPE"})

@@ -11,6 +11,7 @@ from gateway.api import (
     acks,
     auth,
     callback_ops,
+    controls,
     dashboard,
     edge,
     handlers,
@@ -18,6 +19,7 @@ from gateway.api import (
     openapi,
     ops,
     quotas,
+    records,
     x12,
 )
 from gateway.api import filers as filer_scope
@@ -42,6 +44,9 @@ ROUTES: list[tuple[str, str, Handler, str | None]] = [
     ("POST", "/v1/outages", handlers.post_outage, "operate"),
     ("GET", "/v1/outages", handlers.list_outages, "read"),
     ("DELETE", "/v1/outages/{id}", handlers.delete_outage, "operate"),
+    ("POST", "/v1/pauses", controls.post_pause, "operate"),
+    ("GET", "/v1/pauses", controls.list_pauses, "read"),
+    ("DELETE", "/v1/pauses/{id}", controls.delete_pause, "operate"),
     ("GET", "/v1/rejected-events", inbound_api.list_rejected, "read"),
     ("POST", "/v1/acks", acks.post_acks, "submit"),
     ("GET", "/v1/acks", acks.list_acks, "read"),
@@ -61,6 +66,9 @@ ROUTES: list[tuple[str, str, Handler, str | None]] = [
     ("POST", "/v1/deliveries/retry", ops.bulk_retry, "operate"),
     ("POST", "/v1/deliveries/cancel", ops.bulk_cancel, "operate"),
     ("GET", "/docs", dashboard.docs, None),
+    ("GET", "/v1/records", records.search, "read"),
+    ("GET", "/v1/records/{id}", records.show, "read"),
+    ("POST", "/v1/records/{id}/restore", records.restore, "operate"),
 ]
 
 #: the dashboard (``[monitoring] dashboard = true``); pages are shells, fragments need read
@@ -138,4 +146,5 @@ def create_app(
             raise ValueError(f"{method} {path}: a FILING route names the filing {{id}}")
         app.router.add_route(method, path, _with_scope(handler, scope, filers))
     dashboard.setup(app)
+    records.setup(app, service, cfg)
     return app

@@ -102,6 +102,13 @@ FILER_SCOPE: dict[tuple[str, str], FilerScope] = {
     ("GET", "/v1/outages"): FilerScope.SHARED,
     ("POST", "/v1/outages"): FilerScope.UNSCOPED,
     ("DELETE", "/v1/outages/{id}"): FilerScope.UNSCOPED,
+    ("GET", "/v1/pauses"): FilerScope.SHARED,
+    ("POST", "/v1/pauses"): FilerScope.UNSCOPED,
+    ("DELETE", "/v1/pauses/{id}"): FilerScope.UNSCOPED,
+    # the records search does not narrow by filer yet: unscoped tokens only (issue 22 note)
+    ("GET", "/v1/records"): FilerScope.UNSCOPED,
+    ("GET", "/v1/records/{id}"): FilerScope.UNSCOPED,
+    ("POST", "/v1/records/{id}/restore"): FilerScope.UNSCOPED,
     ("POST", "/v1/acks"): FilerScope.UNSCOPED,
     ("GET", "/v1/rejected-events"): FilerScope.UNSCOPED,
     ("GET", "/v1/x12/gaps"): FilerScope.UNSCOPED,

@@ -18,7 +18,7 @@ from pydantic import (
 
 from gateway import errors, models
 from gateway.api import filers, handlers, ops
-from gateway.store import callback_retry
+from gateway.rules import callbacks as callback_rules
 
 
 class CallbackRetryRequest(BaseModel):
@@ -68,7 +68,7 @@ async def retry(request: web.Request) -> web.Response:
     if principal.scoped:
         await _within_scope(request, req)
     as_of = service.clock.now()
-    sel = callback_retry.CallbackSelection(
+    sel = callback_rules.CallbackSelection(
         ids=tuple(req.ids),
         filing_id=req.filing_id,
         not_after=req.not_after or as_of,

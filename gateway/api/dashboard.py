@@ -90,6 +90,7 @@ def _page(request: web.Request) -> dict[str, Any]:
         "auth_enabled": request.app[handlers.AUTH].enabled,
         "refresh_ms": REFRESH_MS,
         "adapters": sorted(cfg.adapters),
+        "filing_types": [t.value for t in models.FilingType],
     }
 
 
@@ -107,6 +108,7 @@ async def _panels_html(request: web.Request) -> str:
         "blocked": await items(ListFilter(state=models.DeliveryState.BLOCKED)),
         "at_risk": await items(ListFilter(at_risk=True)),
         "ack_conflicts": await items(ListFilter(ack_conflict=True)),
+        "pauses": (await service.list_pauses())["pauses"],
     }
     return aiohttp_jinja2.render_string("panels.html", request, context)
 

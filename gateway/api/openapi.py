@@ -15,17 +15,18 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 import gateway
-from gateway import models
-from gateway.api import callback_ops, ops, schemas, x12
+from gateway import models, values
+from gateway.api import callback_ops, controls, ops, schemas, x12
 from gateway.api import openapi_paths as paths
+from gateway.api.openapi_paths import parts
 from gateway.rules import outages
-from gateway.store import x12gaps
 
 #: request bodies (validated as such); everything in ``schemas.RESPONSES`` is an answer
 _REQUESTS: tuple[type[BaseModel], ...] = (
     models.FilingEvent,
     models.Ack,
     outages.OutageRequest,
+    outages.PauseRequest,
     ops.BulkRequest,
     callback_ops.CallbackRetryRequest,
 )
@@ -34,7 +35,8 @@ _REQUESTS: tuple[type[BaseModel], ...] = (
 #: the answers of the CLI's operator routes (issue 21)
 _CLI_RESPONSES: tuple[type[BaseModel], ...] = (
     callback_ops.CallbackRetryResponse,
-    x12gaps.X12GapReport,
+    values.X12GapReport,
+    controls.PauseList,
 )
 
 
@@ -61,8 +63,10 @@ def spec() -> dict[str, Any]:
             **paths.filing_paths(),
             **paths.ack_paths(),
             **paths.operation_paths(),
+            **paths.record_paths(),
             **callback_ops.openapi_paths(paths.op, paths.ref),
             **x12.openapi_paths(paths.op, paths.query, paths.ref),
+            **controls.openapi_paths(paths.op, paths.query, parts.path_param, paths.ref),
         },
         "components": {
             "schemas": components(),

@@ -124,6 +124,7 @@ def format_window(w: dict[str, Any], zone: str) -> str:
     return (
         f"{s.strftime('%a %Y-%m-%d %H:%M %Z')} → {local_end:<13} | "
         f"{su.strftime('%a %Y-%m-%d %H:%MZ')} → {utc_end:<10} {w['policy']}"
+        + "".join(f" {t}={a}" for t, a in (w.get("types") or {}).items())
     )
 
 

@@ -101,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     from gateway.cli import outages as outages_cli
 
     outages_cli.add_parser(sub, _add_config, _add_client)
+    from gateway.cli import pauses as pauses_cli
+
+    pauses_cli.add_parsers(sub, _add_client)
 
     from gateway.cli import acks as acks_cli
     from gateway.cli import callbacks as callbacks_cli
@@ -122,4 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     from gateway.cli import audit as audit_cli
 
     audit_cli.add_parsers(audit_sub, _add_config)
+    from gateway.cli import records as records_cli
+
+    records_cli.add_parser(sub, _add_config)
     return parser

@@ -8,11 +8,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from gateway import models
 from gateway.config.policies import STRICT
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 _HHMM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+#: what a window does to one filing type (issue 21)
+TypeAction = Literal["hold", "probe", "refuse_intake"]
 
 
 class WindowConfig(BaseModel):
@@ -26,6 +29,11 @@ class WindowConfig(BaseModel):
     policy: Literal["hold", "probe"] = Field(
         default="hold", description="hold: send nothing; probe: try at the low probe rate"
     )
+    types: dict[models.FilingType, TypeAction] = Field(
+        default_factory=dict,
+        description="per filing type inside the window: hold (wait, no attempt), probe "
+        "(the window's probe), refuse_intake (POST answers 409 and queued ones wait)",
+    )
 
     @field_validator("days", mode="before")
     @classmethod
@@ -38,6 +46,12 @@ class WindowConfig(BaseModel):
     def _not_empty(self) -> WindowConfig:
         if self.start == self.end:
             raise ValueError("start and end are equal; a window lasts less than 24 hours")
+        looser = sorted(t.value for t, a in self.types.items() if a == "probe")
+        if self.policy == "hold" and looser:
+            raise ValueError(
+                f"types {looser} are 'probe' inside a 'hold' window, which holds every type: "
+                'write policy = "probe" and name the types to hold'
+            )
         return self
 
 

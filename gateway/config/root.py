@@ -21,6 +21,7 @@ from gateway.config.policies import (
 )
 from gateway.config.process import GatewaySection, MonitoringSection
 from gateway.config.quotas import MetricsSection, QuotasSection
+from gateway.config.records import RecordsSection
 
 
 class Config(BaseModel):
@@ -53,6 +54,7 @@ class Config(BaseModel):
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
     acks: AcksSection = Field(default_factory=AcksSection)
     callbacks: CallbacksSection = Field(default_factory=CallbacksSection)
+    records: RecordsSection = Field(default_factory=RecordsSection)
     quotas: QuotasSection = Field(default_factory=QuotasSection)
     metrics: MetricsSection = Field(default_factory=MetricsSection)
 

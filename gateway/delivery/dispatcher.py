@@ -246,6 +246,7 @@ class Dispatcher:
                 probing=frozenset(
                     n for n, a in admissions.items() if a.mode is guard.Mode.BREAKER_PROBE
                 ),
+                held={n: a.held for n, a in admissions.items() if a.held},
             )
         except errors.StoreError as exc:
             log.error("dispatcher.claim_failed", error=str(exc))

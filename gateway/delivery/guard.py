@@ -7,6 +7,12 @@ store operation (``defer_held``) rather than claiming and un-claiming each one. 
 gate claims up to the adapter's token bucket; a ``probe`` window or a half-open breaker
 claims one at a time. The guard keeps breaker and bucket state for this process and
 reports every breaker transition to the log and the audit trail.
+
+Pauses (issue 21) are not outages: nothing is deferred. A paused adapter claims nothing;
+a paused filing type, and a type a window holds (``hold``, ``refuse_intake``), is named
+to the claim, which skips it (``Admission.held``). The pauses are read from the store
+before each claim, with the announced outages (one read), so every process sees one
+at its next claim; a pause whose end time has come is resumed here, audited once.
 """
 
 from __future__ import annotations
@@ -44,6 +50,8 @@ class Admission:
 
     limit: int | None
     mode: Mode
+    #: filing types the claim must skip (paused, or held by a window)
+    held: frozenset[str] = frozenset()
 
 
 class Guard:
@@ -80,13 +88,21 @@ class Guard:
             self.probes[name] = pacing.TokenBucket(rate=1 / interval, burst=1, now=now)
         self.gates: dict[str, outages.Gate] = {}
         self.announced: list[outages.Outage] = []
+        self.pauses: list[outages.Pause] = []
+        self.type_rules = outages.TypeRules(cfg)
+        #: per adapter: filing type → why it is held now (a pause, a window)
+        self.held: dict[str, dict[str, str]] = {}
 
     # --- before claiming ----------------------------------------------------------------
 
     async def admit(self, now: datetime) -> dict[str, Admission]:
         """Decide every adapter's gate; defer what a closed gate holds; return the limits."""
         try:
-            self.announced = await self.store.list_outages(now=now)
+            self.announced, pauses = await self.store.controls(now=now)
+            if any(not p.active_at(now) for p in pauses):
+                for p in await self.store.expire_pauses(now=now):
+                    log.warning("control.resumed", pause_id=p.id, target=p.target, expired=True)
+            self.pauses = [p for p in pauses if p.active_at(now)]
         except errors.StoreError as exc:
             log.warning("outages.list_failed", error=str(exc))
         out: dict[str, Admission] = {}
@@ -115,6 +131,10 @@ class Guard:
                 )
                 out[name] = Admission(0, Mode.NORMAL)
                 continue
+            held = self._held(name, now)
+            if None in held:  # the adapter itself is paused: claim nothing, defer nothing
+                out[name] = Admission(0, Mode.NORMAL)
+                continue
             limit: int | None = None
             mode = Mode.NORMAL
             bucket = self.buckets[name]
@@ -127,8 +147,21 @@ class Guard:
             if allowed is not None:
                 limit = _min(limit, allowed)
                 mode = Mode.BREAKER_PROBE
-            out[name] = Admission(limit, mode)
+            out[name] = Admission(limit, mode, frozenset(t for t in held if t is not None))
         return out
+
+    def _held(self, adapter: str, now: datetime) -> dict[str | None, str]:
+        """What is held on ``adapter`` now: filing type (None: all) → why."""
+        held: dict[str | None, str] = {
+            t: f"{w.action.value} window ({w.calendar}) until {models.utc_iso(w.end)}"
+            for t, w in self.type_rules.held(adapter, now).items()
+        }
+        for p in self.pauses:
+            if p.covers(adapter):
+                ftype = None if p.filing_type is None else p.filing_type.value
+                held[ftype] = f"paused ({p.id}): {p.reason}"
+        self.held[adapter] = {t or "*": why for t, why in held.items()}
+        return held
 
     def held_environment(
         self, adapter: str, env: models.Environment
@@ -230,6 +263,8 @@ class Guard:
                     "until": models.utc_iso(gate.until),
                     "reason": gate.reason,
                 },
+                "paused": [p.model_dump(mode="json") for p in self.pauses if p.covers(name)],
+                "held_types": self.held.get(name, {}),
                 "calendars": list(section.calendars) if section else [],
                 "rate_limit": section.rate_limit if section else None,
                 "burst": section.burst if section else None,

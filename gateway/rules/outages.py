@@ -12,10 +12,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-from gateway import models
+from gateway import config, models
 from gateway.rules.calendars import (
     SEARCH_LIMIT,
     Calendar,
@@ -34,9 +35,14 @@ __all__ = [
     "GateState",
     "Outage",
     "OutageRequest",
+    "Pause",
+    "PauseRequest",
     "Policy",
     "Rule",
     "Schedule",
+    "TypeAction",
+    "TypeRules",
+    "TypeWindow",
     "Window",
     "calendars_from_config",
     "decide",
@@ -70,16 +76,20 @@ class OutageRequest(BaseModel):
     @field_validator("starts_at", "ends_at", mode="before")
     @classmethod
     def _iso_text(cls, value: object) -> object:
-        """An ISO 8601 string (as documented): a number is not silently a Unix time."""
-        if value is None or isinstance(value, datetime):
-            return value
-        try:
-            datetime.fromisoformat(str(value).replace("Z", "+00:00").replace("z", "+00:00"))
-        except ValueError:
-            raise ValueError("expected an ISO 8601 date-time string with an offset") from None
-        if not isinstance(value, str):
-            raise ValueError("expected an ISO 8601 date-time string with an offset")
+        return iso_text(value)
+
+
+def iso_text(value: object) -> object:
+    """An ISO 8601 string (as documented): a number is not silently a Unix time."""
+    if value is None or isinstance(value, datetime):
         return value
+    try:
+        datetime.fromisoformat(str(value).replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise ValueError("expected an ISO 8601 date-time string with an offset") from None
+    if not isinstance(value, str):
+        raise ValueError("expected an ISO 8601 date-time string with an offset")
+    return value
 
 
 class Outage(BaseModel):
@@ -179,3 +189,144 @@ def decide(
             environments=envs,
         )
     return Gate(GateState.OPEN, environments=envs)
+
+
+# --- pauses -----------------------------------------------------------------------------
+
+
+class PauseRequest(BaseModel):
+    """What an operator posts to ``POST /v1/pauses``: an adapter, a filing type, or both."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", title="PauseRequest")
+
+    adapter: str | None = Field(default=None, description="Pause this adapter's deliveries.")
+    filing_type: models.FilingType | None = Field(
+        default=None, description="Pause this filing type (on every adapter, or on `adapter`)."
+    )
+    reason: str = Field(min_length=1, max_length=1000, description="Why, in a few words.")
+    ends_at: AwareDatetime | None = Field(
+        default=None, description="Resume on its own at this time; absent: until resumed."
+    )
+
+    @field_validator("ends_at", mode="before")
+    @classmethod
+    def _iso_text(cls, value: object) -> object:
+        return iso_text(value)
+
+
+class Pause(BaseModel):
+    """A pause as stored: while active, the deliveries it names are not claimed."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field(description="`pau_…`")
+    adapter: str | None = None
+    filing_type: models.FilingType | None = None
+    reason: str
+    ends_at: AwareDatetime | None = Field(default=None, description="None: until resumed.")
+    created_at: AwareDatetime
+    created_by: str
+    resumed_at: AwareDatetime | None = None
+    resumed_by: str | None = None
+
+    def active_at(self, now: datetime) -> bool:
+        return self.resumed_at is None and (self.ends_at is None or now < self.ends_at)
+
+    def covers(self, adapter: str) -> bool:
+        return self.adapter is None or self.adapter == adapter
+
+    def audit_details(self) -> dict[str, Any]:
+        """Details of the ``control.paused`` / ``control.resumed`` audit rows."""
+        return {
+            "pause_id": self.id,
+            "adapter": self.adapter,
+            "filing_type": None if self.filing_type is None else self.filing_type.value,
+            "reason": self.reason,
+            "ends_at": models.utc_iso(self.ends_at),
+        }
+
+    @property
+    def target(self) -> str:
+        """``adapter ace``, ``type inbond`` or ``adapter ace, type inbond``."""
+        parts = [f"adapter {self.adapter}"] if self.adapter else []
+        parts += [f"type {self.filing_type.value}"] if self.filing_type else []
+        return ", ".join(parts)
+
+
+# --- filing types inside a window (issue 21) --------------------------------------------
+
+
+class TypeAction(StrEnum):
+    """What a calendar window does to one filing type."""
+
+    HOLD = "hold"
+    PROBE = "probe"
+    REFUSE_INTAKE = "refuse_intake"
+
+
+@dataclass(frozen=True, slots=True)
+class TypeWindow:
+    """A window in force that names what it does to one filing type."""
+
+    calendar: str
+    start: datetime
+    end: datetime
+    action: TypeAction
+
+
+class TypeRules:
+    """The per-type actions of every calendar's windows, by adapter (from the config)."""
+
+    def __init__(self, cfg: config.Config) -> None:
+        self.by_calendar: dict[str, list[tuple[Calendar, dict[str, TypeAction]]]] = {}
+        for name, section in cfg.calendars.items():
+            for w in section.windows:
+                if w.types:
+                    one = Calendar.from_config(name, section.model_copy(update={"windows": [w]}))
+                    actions = {t.value: TypeAction(a) for t, a in w.types.items()}
+                    self.by_calendar.setdefault(name, []).append((one, actions))
+        self.calendars = {n: list(s.calendars) for n, s in cfg.adapters.items()}
+        self.named = {t for rules in self.by_calendar.values() for _, a in rules for t in a}
+
+    def in_force(self, adapter: str, now: datetime) -> dict[str, TypeWindow]:
+        """Filing type → the window acting on it now; the stricter action wins."""
+        out: dict[str, TypeWindow] = {}
+        for cal in self.calendars.get(adapter, ()):
+            for t, w in self.of_calendar(cal, now).items():
+                if t not in out or _RANK[w.action] > _RANK[out[t].action]:
+                    out[t] = w
+        return out
+
+    def of_calendar(self, calendar: str, now: datetime) -> dict[str, TypeWindow]:
+        """Filing type → the window of ``calendar`` acting on it at ``now``."""
+        out: dict[str, TypeWindow] = {}
+        for one, actions in self.by_calendar.get(calendar, ()):
+            for w in one.occurrences(now, now + _INSTANT):
+                if not w.contains(now):
+                    continue
+                for t, action in actions.items():
+                    if t not in out or _RANK[action] > _RANK[out[t].action]:
+                        out[t] = TypeWindow(calendar, w.start, w.end, action)
+        return out
+
+    def held(self, adapter: str, now: datetime) -> dict[str, TypeWindow]:
+        """The types a window keeps from being sent now (``hold``, ``refuse_intake``)."""
+        return {
+            t: w for t, w in self.in_force(adapter, now).items() if w.action is not TypeAction.PROBE
+        }
+
+    def refusal(
+        self, filing_type: str, adapters: Sequence[str], now: datetime
+    ) -> TypeWindow | None:
+        """The window that refuses a filing of this type routed to ``adapters`` now."""
+        if filing_type not in self.named:  # the common case: no window names the type
+            return None
+        for adapter in adapters:
+            w = self.in_force(adapter, now).get(filing_type)
+            if w is not None and w.action is TypeAction.REFUSE_INTAKE:
+                return w
+        return None
+
+
+_INSTANT = timedelta(microseconds=1)
+_RANK = {TypeAction.PROBE: 0, TypeAction.HOLD: 1, TypeAction.REFUSE_INTAKE: 2}

@@ -179,6 +179,8 @@ class Gateway(Parts):
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self.ack_runner.run)
                 tg.start_soon(self.callbacks.run)
+                if self.mover is not None:  # the records mover (issue 20)
+                    tg.start_soon(self.mover.run)
 
     async def _wait_for_stop(
         self, stop: anyio.Event | None, signals: AsyncIterator[signal.Signals]

@@ -23,7 +23,7 @@ from gateway.inbound.intake import Intake
 from gateway.inbound.normalizers import Sources
 from gateway.server import trail
 from gateway.server.workers import WORKER_ENV, Workers
-from gateway.service import Service
+from gateway.service import Service, mover
 from gateway.store import open as store_open
 from gateway.store.base import Store
 
@@ -126,5 +126,8 @@ class Parts:
             metrics_=self.metrics,
         )
         self.checkpointing = trail.Checkpointing(cfg, self.store, self.clock)
+        self.mover = mover.build(
+            cfg, self.store, self.clock, environ or os.environ, self.worker_index
+        )
         self._runner: web.AppRunner | None = None
         self.port: int | None = None

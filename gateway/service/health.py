@@ -59,7 +59,8 @@ class Health(ServiceCore):
         checks["dispatcher"] = "ok" if self.dispatcher_running() else "not running"
         checks["shutdown"] = "shutting down" if self.shutting_down else "ok"
         degraded = {}
-        for name, st in self.outage_status().items():
+        adapters = self.outage_status()
+        for name, st in adapters.items():
             gate, brk = st.get("gate") or {}, st.get("breaker") or {}
             if gate.get("state") == "closed":
                 degraded[name] = f"outage until {gate.get('until')}: {gate.get('reason')}"
@@ -77,4 +78,7 @@ class Health(ServiceCore):
         sources = self.source_status()
         if sources:
             body["sources"] = sources
+        held = {n: st["held_types"] for n, st in adapters.items() if st.get("held_types")}
+        if held:  # paused on purpose (issue 21): shown, not a degradation
+            body["held"] = held
         return body

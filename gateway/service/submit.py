@@ -11,6 +11,7 @@ import structlog
 
 from gateway import errors, ids
 from gateway.rules import normalize, router
+from gateway.service import outages
 from gateway.service.core import Inbound, ServiceCore, Submitted
 from gateway.store import base
 from gateway.store.base import Actor
@@ -31,7 +32,9 @@ class Submitting(ServiceCore):
             idempotency_header=item.idempotency_header,
             source_event_id=item.source_event_id,
         )
-        return base.NewFiling(filing=filing, adapters=router.route(filing, self.cfg.routes))
+        new = base.NewFiling(filing=filing, adapters=router.route(filing, self.cfg.routes))
+        outages.refuse_in_window(self.cfg, new, filing.received_at)  # 409 in such a window
+        return new
 
     async def submit(self, item: Inbound, *, actor: Actor) -> Submitted:
         """Accept one filing durably; returns only after the commit."""

@@ -17,11 +17,14 @@ How they stay right with several PostgreSQL processes:
 
 from __future__ import annotations
 
+import json
+from collections.abc import Collection, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from gateway import models
-from gateway.store import logic, rows, values
+from gateway import models, values
+from gateway.audit import events
+from gateway.store import rows
 from gateway.store.sansio import Body, Cx, Driven, q, read, write
 from gateway.store.status import (
     block_successors,
@@ -29,7 +32,7 @@ from gateway.store.status import (
     refresh_status,
 )
 from gateway.store.trail import Trail
-from gateway.store.values import Claim
+from gateway.values import Claim
 
 _S = models.DeliveryState
 
@@ -44,9 +47,11 @@ def claim(
     lease_s: float,
     limits: dict[str, int],
     probing: frozenset[str] = frozenset(),
+    held: Mapping[str, Collection[str]] | None = None,
 ) -> Body[list[Claim]]:
     """Take the heads of their ordering keys, earliest due first; a breaker probe
-    (``probing``) takes a delivery that never failed a probe first."""
+    (``probing``) takes a delivery that never failed a probe first; ``held`` names the
+    filing types each adapter must not take now (paused, or held by a window)."""
     now_us = rows.us(now)
     lease_until = rows.us(now + timedelta(seconds=lease_s))
     taken: list[Any] = []
@@ -54,10 +59,11 @@ def claim(
         if limit <= 0:
             continue
         name = "claim_probe" if adapter in probing else "claim"
+        types = sorted((held or {}).get(adapter, ())) or None
         if cx.dialect == "postgres":  # selects, locks and takes them in one statement
-            taken += yield q("all", name, adapter, now_us, limit, owner, lease_until)
+            taken += yield q("all", name, adapter, now_us, limit, owner, lease_until, types)
         else:  # selects them only (see sql/sqlite/dispatch.sql)
-            taken += yield q("all", name, adapter, now_us, limit)
+            taken += yield q("all", name, adapter, now_us, limit, types and json.dumps(types))
     if not taken:
         return []
     if cx.dialect == "sqlite":
@@ -202,8 +208,9 @@ class DispatchStore(Driven):
         lease_s: float,
         limits: dict[str, int],
         probing: frozenset[str] = frozenset(),
+        held: Mapping[str, Collection[str]] | None = None,
     ) -> list[Claim]:
-        claims = await self._tx(claim, owner, now, lease_s, limits, probing)
+        claims = await self._tx(claim, owner, now, lease_s, limits, probing, held)
         self.claim_stats[0] += 1
         self.claim_stats[1] += len(claims)
         return claims
@@ -237,7 +244,7 @@ class DispatchStore(Driven):
         reason: str,
         probe_failed: bool = False,
     ) -> bool:
-        details = logic.deferred_details(reason, until, probe_failed)
+        details = events.deferred_details(reason, until, probe_failed)
         return await self._tx(
             finish,
             claim,

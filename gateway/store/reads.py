@@ -17,10 +17,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from gateway import models
-from gateway.store import rows, values
+from gateway import models, values
+from gateway.store import rows
 from gateway.store.fragments import COMMON, FILING_COLS
-from gateway.store.sansio import Body, Cx, Driven, Where, q, read, sql
+from gateway.store.sansio import Body, Cx, Where, q, sql
 
 
 def flag_set(cx: Cx, column: str) -> str:
@@ -66,7 +66,7 @@ def list_filings(
 ) -> Body[models.Page]:
     w = Where()
     if cursor is not None:
-        w.add(f"f.seq < {w.arg(rows.decode_cursor(cursor))}")
+        w.add(f"f.seq < {w.arg(values.decode_cursor(cursor))}")
     for column, value in (
         ("f.status", flt.status),
         ("f.filing_type", flt.filing_type),
@@ -103,7 +103,7 @@ def list_filings(
     found = found[:limit]
     deliveries = yield from deliveries_of(cx, [r[0] for r in found])
     items = [rows.filing_view(r, deliveries[r[0]]) for r in found]
-    next_cursor = rows.encode_cursor(found[-1][0]) if more and found else None
+    next_cursor = values.encode_cursor(found[-1][0]) if more and found else None
     return models.Page(items=items, next_cursor=next_cursor)
 
 
@@ -145,13 +145,3 @@ def filing_by_key(cx: Cx, key: str) -> Body[str | None]:
     found = yield q("all", "accept_taken_keys", [key])
     return str(found[0][1]) if found else None
 
-
-class ReadsStore(Driven):
-    """The filing reads and queue statistics of ``Store``."""
-
-    get_filing = read(get_filing)
-    list_filings = read(list_filings)
-    counts = read(counts)
-    queue_stats = read(queue_stats)
-    open_filings = read(open_filings)
-    filing_by_key = read(filing_by_key)

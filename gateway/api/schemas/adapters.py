@@ -44,6 +44,13 @@ class AdapterInfo(BaseModel):
     deliveries: dict[str, int] = Field(description="Deliveries by state.")
     breaker: BreakerStatus | None = None
     gate: GateStatus | None = None
+    paused: list[outages.Pause] = Field(
+        default_factory=list, description="Pauses in force on this adapter (issue 21)."
+    )
+    held_types: dict[str, str] = Field(
+        default_factory=dict,
+        description="Filing types not sent now (`*`: all), each with why: a pause or a window.",
+    )
     calendars: list[str] = Field(default_factory=list)
     rate_limit: float | None = None
     burst: int | None = None
@@ -67,6 +74,9 @@ class CalendarWindow(BaseModel):
     start_local: AwareDatetime = Field(description="In the calendar's time zone.")
     end_local: AwareDatetime = Field(description="In the calendar's time zone.")
     policy: outages.Policy
+    types: dict[str, outages.TypeAction] | None = Field(
+        default=None, description="What the window does per filing type, when it says."
+    )
     current: bool | None = Field(default=None, description="Overview only: open now.")
 
 

@@ -42,6 +42,10 @@ class Readiness(BaseModel):
     sources: dict[str, SourceHealth] | None = Field(
         default=None, description="Inbound sources, when any run."
     )
+    held: dict[str, dict[str, str]] | None = Field(
+        default=None,
+        description="Adapters with paused or window-held filing types: type (`*`: all) → why.",
+    )
     store: str = Field(description="The store this gateway uses, its password masked.")
 
 

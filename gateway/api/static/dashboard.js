@@ -138,6 +138,35 @@
     });
   }
 
+  // pause (issue 21): the form posts to the JSON API; each listed pause has a Resume button
+  var pauseForm = document.getElementById("pause-form");
+  if (pauseForm) {
+    pauseForm.addEventListener("submit", async function (ev) {
+      ev.preventDefault();
+      var req = { reason: pauseForm.reason.value.trim() };
+      ["adapter", "filing_type", "ends_at"].forEach(function (k) {
+        var v = pauseForm[k].value.trim();
+        if (v) { req[k] = v; }
+      });
+      try {
+        var p = await api("POST", "/v1/pauses", req);
+        flash("paused: " + p.id);
+        pauseForm.reason.value = "";
+      } catch (e) { flash(e.message, true); }
+      refresh();
+    });
+  }
+  document.addEventListener("click", async function (ev) {
+    var b = ev.target.closest("button[data-resume]");
+    if (!b) { return; }
+    b.disabled = true;
+    try {
+      var p = await api("DELETE", "/v1/pauses/" + encodeURIComponent(b.dataset.resume));
+      flash("resumed: " + p.id);
+    } catch (e) { flash(e.message, true); }
+    refresh();
+  });
+
   if (panels) {
     refresh();
     setInterval(refresh, every);

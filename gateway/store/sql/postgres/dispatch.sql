@@ -55,6 +55,9 @@ WITH heads AS (
     SELECT d.seq, d.state AS was, d.filing_seq FROM deliveries d
     WHERE d.adapter = $1 AND d.state IN ('pending','waiting_retry','deferred','in_flight')
       AND d.available_at <= $2
+      -- $6: filing types paused or held on this adapter (issue 21), NULL for none
+      AND ($6::text[] IS NULL OR NOT EXISTS (SELECT 1 FROM filings p
+        WHERE p.seq = d.filing_seq AND p.filing_type = ANY ($6::text[])))
       -- v5: a delivered predecessor held until its ack still holds the key
       AND NOT EXISTS (
         SELECT 1 FROM deliveries h
@@ -90,6 +93,9 @@ WITH heads AS (
     SELECT d.seq, d.state AS was, d.filing_seq FROM deliveries d
     WHERE d.adapter = $1 AND d.state IN ('pending','waiting_retry','deferred','in_flight')
       AND d.available_at <= $2
+      -- $6: filing types paused or held on this adapter (issue 21), NULL for none
+      AND ($6::text[] IS NULL OR NOT EXISTS (SELECT 1 FROM filings p
+        WHERE p.seq = d.filing_seq AND p.filing_type = ANY ($6::text[])))
       AND NOT EXISTS (
         SELECT 1 FROM deliveries h
         WHERE h.adapter = d.adapter AND h.ordering_key = d.ordering_key AND h.seq < d.seq

@@ -258,3 +258,43 @@ SELECT 1;
 ALTER TABLE deliveries ADD COLUMN ack_conflict BOOLEAN NOT NULL DEFAULT false,
     ADD COLUMN probe_failures INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX deliveries_conflict ON deliveries (filing_seq) WHERE ack_conflict;
+
+-- name: migration_8
+-- issue 21: operators' pauses of an adapter, a filing type or both (not an outage: nothing
+-- is deferred; the claim skips what an active pause names)
+CREATE TABLE pauses (
+    seq         BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id          TEXT NOT NULL UNIQUE,
+    adapter     TEXT,
+    filing_type TEXT,
+    reason      TEXT NOT NULL,
+    ends_at     BIGINT,
+    created_at  BIGINT NOT NULL,
+    created_by  TEXT NOT NULL,
+    resumed_at  BIGINT,
+    resumed_by  TEXT,
+    CHECK (adapter IS NOT NULL OR filing_type IS NOT NULL)
+);
+CREATE INDEX pauses_active ON pauses (seq) WHERE resumed_at IS NULL;
+
+-- name: migration_9
+-- the records archive (issue 20): the segments entered, and legal holds
+CREATE TABLE record_segments (
+    name        TEXT PRIMARY KEY,
+    sha256      TEXT NOT NULL,
+    records     INTEGER NOT NULL,
+    first_id    TEXT NOT NULL,
+    last_id     TEXT NOT NULL,
+    archived_at BIGINT NOT NULL,
+    purged_at   BIGINT
+);
+CREATE TABLE record_holds (
+    id          TEXT PRIMARY KEY,
+    kind        TEXT NOT NULL,
+    value       TEXT NOT NULL,
+    reason      TEXT NOT NULL,
+    placed_at   BIGINT NOT NULL,
+    placed_by   TEXT NOT NULL,
+    released_at BIGINT,
+    released_by TEXT
+);

@@ -44,6 +44,8 @@ SELECT d.id, d.adapter, d.lease_token + 1, d.attempts, d.filing_seq, d.filing_id
 FROM deliveries d JOIN filings f ON f.seq = d.filing_seq
 WHERE d.adapter = ?1 AND d.state IN ('pending','waiting_retry','deferred','in_flight')
   AND d.available_at <= ?2
+  -- ?4: filing types paused or held on this adapter (issue 21, a JSON list), NULL for none
+  AND (?4 IS NULL OR f.filing_type NOT IN (SELECT value FROM json_each(?4)))
   AND NOT EXISTS (
     SELECT 1 FROM deliveries e
     WHERE e.adapter = d.adapter AND e.ordering_key = d.ordering_key AND e.seq < d.seq
@@ -67,6 +69,8 @@ SELECT d.id, d.adapter, d.lease_token + 1, d.attempts, d.filing_seq, d.filing_id
 FROM deliveries d JOIN filings f ON f.seq = d.filing_seq
 WHERE d.adapter = ?1 AND d.state IN ('pending','waiting_retry','deferred','in_flight')
   AND d.available_at <= ?2
+  -- ?4: filing types paused or held on this adapter (issue 21, a JSON list), NULL for none
+  AND (?4 IS NULL OR f.filing_type NOT IN (SELECT value FROM json_each(?4)))
   AND NOT EXISTS (
     SELECT 1 FROM deliveries e
     WHERE e.adapter = d.adapter AND e.ordering_key = d.ordering_key AND e.seq < d.seq

@@ -226,3 +226,43 @@ CREATE INDEX callbacks_owner ON callbacks (lease_owner) WHERE state = 'in_flight
 ALTER TABLE deliveries ADD COLUMN ack_conflict INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE deliveries ADD COLUMN probe_failures INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX deliveries_conflict ON deliveries (filing_seq) WHERE ack_conflict = 1;
+
+-- name: migration_8
+-- issue 21: operators' pauses of an adapter, a filing type or both (not an outage: nothing
+-- is deferred; the claim skips what an active pause names)
+CREATE TABLE pauses (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    id          TEXT NOT NULL UNIQUE,
+    adapter     TEXT,
+    filing_type TEXT,
+    reason      TEXT NOT NULL,
+    ends_at     INTEGER,
+    created_at  INTEGER NOT NULL,
+    created_by  TEXT NOT NULL,
+    resumed_at  INTEGER,
+    resumed_by  TEXT,
+    CHECK (adapter IS NOT NULL OR filing_type IS NOT NULL)
+);
+CREATE INDEX pauses_active ON pauses (seq) WHERE resumed_at IS NULL;
+
+-- name: migration_9
+-- the records archive (issue 20): the segments entered, and legal holds
+CREATE TABLE record_segments (
+    name        TEXT PRIMARY KEY,
+    sha256      TEXT NOT NULL,
+    records     INTEGER NOT NULL,
+    first_id    TEXT NOT NULL,
+    last_id     TEXT NOT NULL,
+    archived_at INTEGER NOT NULL,
+    purged_at   INTEGER
+);
+CREATE TABLE record_holds (
+    id          TEXT PRIMARY KEY,
+    kind        TEXT NOT NULL,
+    value       TEXT NOT NULL,
+    reason      TEXT NOT NULL,
+    placed_at   INTEGER NOT NULL,
+    placed_by   TEXT NOT NULL,
+    released_at INTEGER,
+    released_by TEXT
+);
