@@ -154,6 +154,8 @@ def create_app(
     routes = ROUTES + (UI_ROUTES if cfg.monitoring.dashboard else [])
     for method, path, handler, scope in routes:
         filers = auth.FILER_SCOPE.get((method, path), auth.FilerScope.UNSCOPED)
+        if filers is auth.FilerScope.FILING and "{id}" not in path:
+            raise ValueError(f"{method} {path}: a FILING route names the filing {{id}}")
         app.router.add_route(method, path, _with_scope(handler, scope, filers))
     dashboard.setup(app)
     records.setup(app, service, cfg)

@@ -16,7 +16,11 @@ from gateway.cli import main as cli
 from tests.conftest import base_config, example
 
 FILER_A, FILER_B = "AAA1", "BBB2"
-SECRETS = {"admin": "admin-secret-0123456789", "a": "filer-a-secret-0123456789"}
+SECRETS = {
+    "admin": "admin-secret-0123456789",
+    "a": "filer-a-secret-0123456789",
+    "prod": "production-only-secret-0123456789",
+}
 MISSING = "fil_01HZZZZZZZZZZZZZZZZZZZZZZZ"
 
 
@@ -37,7 +41,11 @@ async def two_filers(tmp_path, store_url, start_gateway, receiver):
         gateway={"store": store_url},
         auth={
             "mode": "token",
-            "tokens": {"admin": _token("admin"), "a": _token("a", filer_codes=[FILER_A])},
+            "tokens": {
+                "admin": _token("admin"),
+                "a": _token("a", filer_codes=[FILER_A]),
+                "prod": _token("prod", environments=["production"]),
+            },
         },
         adapters={"ace": {"type": "http", "url": receiver.url, "timeout": "5s"}},
         routes=[{"filing_types": ["*"], "adapters": ["ace"]}],
@@ -53,6 +61,13 @@ async def two_filers(tmp_path, store_url, start_gateway, receiver):
             )
             assert status == 202, body
             ids[filer].append(body["id"])
+    status, body = await gw.post(
+        "/v1/filings",
+        example(reference="REF-PROD", filer_code=FILER_A, environment="production"),
+        headers=_auth("admin"),
+    )
+    assert status == 202, body
+    ids[FILER_A].append(body["id"])
     for fid in ids[FILER_A] + ids[FILER_B]:
         await _wait_dead(gw, fid)
     return gw, ids
@@ -71,8 +86,10 @@ async def _wait_dead(gw: Any, fid: str) -> None:
     raise AssertionError(f"{fid} never went dead: {body}")
 
 
-async def _call(gw: Any, method: str, path: str, body: Any = None) -> tuple[int, Any, str]:
-    async with gw.session.request(method, gw.url + path, json=body, headers=_auth("a")) as r:
+async def _call(
+    gw: Any, method: str, path: str, body: Any = None, token: str = "a"
+) -> tuple[int, Any, str]:
+    async with gw.session.request(method, gw.url + path, json=body, headers=_auth(token)) as r:
         text = await r.text()
         data = await r.json() if r.content_type == "application/json" else None
         return r.status, data, text
@@ -223,3 +240,22 @@ async def test_the_cli_in_remote_mode_honours_the_scope(two_filers, capsys):
     assert code == missing_code, code
     code, out = await anyio.to_thread.run_sync(run, "list", "--limit", "100")
     assert code == 0 and FILER_B not in out and FILER_A in out, out
+
+
+async def test_a_token_limited_to_an_environment_sees_only_that_environment(two_filers):
+    """environments = ["production"]: the cert filings are 404, the list and a bulk dry run
+    hold the one production filing only, and a cert submit is 403 naming environment."""
+    gw, ids = two_filers
+    prod = ids[FILER_A][-1]
+    status, body, _ = await _call(gw, "GET", f"/v1/filings/{ids[FILER_A][0]}", token="prod")
+    assert status == 404, body
+    status, body, _ = await _call(gw, "GET", f"/v1/filings/{prod}", token="prod")
+    assert status == 200, body
+    status, body, _ = await _call(gw, "GET", "/v1/filings", token="prod")
+    assert [i["id"] for i in body["items"]] == [prod], body
+    status, body, _ = await _call(
+        gw, "POST", "/v1/deliveries/retry", {"dry_run": True}, token="prod"
+    )
+    assert {d["filing_id"] for d in body["deliveries"]} == {prod}, body
+    status, body, _ = await _call(gw, "POST", "/v1/filings", example(), token="prod")
+    assert status == 403 and body["error"]["details"]["loc"] == "environment", body
