@@ -30,7 +30,7 @@ def add_parsers(sub: Any, add_client: Any) -> None:
     p = sub.add_parser("resume", help="end a pause now; what it held goes at the rate limit")
     p.add_argument("id", help="the pause id (pau_…)")
     add_client(p)
-    p = sub.add_parser("pauses", help="pauses in force (list; alone, it lists too)")
+    p = sub.add_parser("pauses", help="pauses in force (`pauses` alone lists them too)")
     p.add_argument("--all", action="store_true", help="resumed ones too")
     add_client(p)
     actions = p.add_subparsers(dest="pauses_command", metavar="ACTION")
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         return int(client.run_api(_pause)(args))
     if args.command == "resume":
         return int(client.run_api(_resume)(args))
-    return int(client.run_api(_list)(args))
+    return int(client.run_api(_list)(args))  # pauses [list]
 
 
 def _pause(args: argparse.Namespace) -> int:

@@ -156,8 +156,8 @@ class Guard:
             t: f"{w.action.value} window ({w.calendar}) until {models.utc_iso(w.end)}"
             for t, w in self.type_rules.held(adapter, now).items()
         }
-        for p in self.pauses:
-            if p.covers(adapter):
+        for p in self.pauses:  # active_at: a stale list (a failed read) ends them on time
+            if p.covers(adapter) and p.active_at(now):
                 ftype = None if p.filing_type is None else p.filing_type.value
                 held[ftype] = f"paused ({p.id}): {p.reason}"
         self.held[adapter] = {t or "*": why for t, why in held.items()}

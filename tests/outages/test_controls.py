@@ -184,6 +184,8 @@ async def test_cli_pause_list_resume_with_json(tmp_path, live_gateway, capsys):
     assert code == 0 and out.startswith(f"resumed {pause['id']}")
     code, out = await asyncio.to_thread(run, "pauses", "list", "--json", *base)
     assert json.loads(out) == {"pauses": []}
+    code, out = await asyncio.to_thread(run, "pauses", "--all", "--json", *base)
+    assert [p["id"] for p in json.loads(out)["pauses"]] == [pause["id"]]
     code, out = await asyncio.to_thread(run, "pause", "--reason", "x", *base)
     assert code == 2 and "--adapter" in out
 

@@ -34,14 +34,15 @@ def filing_paths() -> dict[str, Any]:
                     202: (submitted, "Accepted and stored"),
                     200: (submitted, "Duplicate of an earlier submission"),
                 },
-                fails=(400, 413, 422, 429),
+                fails=(400, 409, 413, 422, 429),
                 params=[key],
                 body={
                     "application/json": {"schema": ref(models.FilingEvent)},
                     "application/cloudevents+json": {"schema": cloudevent},
                 },
                 description="A plain event answers `Submitted`; a CloudEvent whose source "
-                "turns it into several filings answers `SubmittedMany`.",
+                "turns it into several filings answers `SubmittedMany`. 409 "
+                "`refused_in_window`: a calendar window refuses this filing type now.",
             ),
             "get": op(
                 "List filings (newest first, cursor pagination)",
