@@ -12,7 +12,7 @@ from gateway.api import app as api_app
 from tests.conftest import base_config, example
 from tests.reliability import logscan
 
-SCOPES = ("submit", "read", "operate")
+SCOPES = ("submit", "read", "operate", "admin")
 #: one token per scope it lacks; the secrets are registered with the log scan
 SECRETS = {f"no-{s}": f"tok-{s}-0123456789abcdefSECRET" for s in SCOPES}
 
