@@ -1,13 +1,20 @@
-"""Where one ``serve`` process spends its CPU, per thread and per function (SQLite).
+"""Where ``serve`` spends its CPU, per thread and per function; and the database's.
 
     python -m bench.profile ingest [--n 3000] [--cprofile]   # POST n filings, wait delivered
     python -m bench.profile drain  [--n 10000] [--cprofile]  # deliver a preloaded backlog
+    python -m bench.profile pg-drain [--n 10000] [--procs 2] [--count]  # the same, PostgreSQL
 
 Prints CPU ms per delivered filing for the whole process and for each thread (the event
 loop's and the SQLite writer's), measured from ``/proc`` after start-up; with
 ``--cprofile`` the process runs under cProfile and the functions with the most cumulative
 and own time follow (cProfile inflates small calls several times: compare runs with each
 other, never with the unprofiled figure). cProfile sees the event loop's thread only.
+``pg-drain`` (row 6's work: ``--procs`` processes drain a preloaded backlog on a fresh
+database, ``EDIGW_BENCH_PG`` or the local server) prints the CPU per delivery of each
+gateway process and of the PostgreSQL backends serving them (``procs.PgCpu``); the backlog
+becomes due a few seconds after the processes are ready, so start-up is left out. With
+``--count`` the processes log every statement they send through asyncpg (a query logger,
+so their CPU is not the figure then) and the statements per delivery are printed by kind.
 A tool for before/after comparisons on one machine, not a table row.
 """
 
@@ -15,14 +22,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
+import collections
+import importlib.util
+import json
 import os
 import pstats
+import runpy
 import signal
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -72,9 +85,128 @@ async def post_all(url: str, n: int, connections: int) -> float:
         return time.monotonic() - t0
 
 
+def _cli_module() -> str:
+    """``gateway.cli.main``; ``gateway.cli`` before it was a package (the old main)."""
+    cli = importlib.util.find_spec("gateway.cli")
+    return "gateway.cli.main" if cli and cli.submodule_search_locations else "gateway.cli"
+
+
+def _kind(query: str) -> str:
+    """A statement's kind for the count: its first words, or the query block it is."""
+    words = " ".join(query.split())
+    for marker in ("pg_advisory_xact_lock", "pg_notify", "audit", "UPDATE filings"):
+        if marker in words:
+            return f"{words[:28]}… ({marker})"
+    return words[:48]
+
+
+def _serve_counting(argv: list[str]) -> None:
+    """``serve`` with a query logger on every asyncpg connection; counts to $PROFILE_COUNTS."""
+    import asyncpg
+
+    counts: collections.Counter[str] = collections.Counter()
+    init = asyncpg.connection.Connection.__init__
+
+    def patched(self: Any, *a: Any, **kw: Any) -> None:
+        init(self, *a, **kw)
+        self.add_query_logger(lambda rec: counts.update([_kind(rec.query)]))
+
+    asyncpg.connection.Connection.__init__ = patched  # type: ignore[method-assign]
+    out = os.environ["PROFILE_COUNTS"]
+    atexit.register(lambda: Path(out).write_text(json.dumps(counts)))
+    sys.argv = ["edi-gateway", "serve", *argv]
+    runpy.run_module(_cli_module(), run_name="__main__")
+
+
+async def _fresh_pg(name: str) -> str:
+    admin = os.environ.get("EDIGW_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+    url = await procs.fresh_pg(admin, name)
+    try:
+        from gateway.store import open as store_open  # the one store
+    except ImportError:  # before issue 17
+        from gateway.store import base as store_open  # type: ignore[no-redef]
+    store = store_open.open_store(url)
+    await store.open()
+    try:
+        await store.migrate()
+    finally:
+        await store.close()
+    return url
+
+
+def pg_drain(args: argparse.Namespace, n: int, d: Path) -> None:
+    url = asyncio.run(_fresh_pg("edigw_profile_pg"))
+    lead_s = 8.0  # the backlog falls due this long after the preload: start-up left out
+    asyncio.run(procs.preload(url, n, available_in_s=lead_s))
+    due = time.monotonic() + lead_s
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(procs.ROOT),
+        "EDIGW_AUDIT__HMAC_KEY": "bench-only-key-0123456789abcdef0123456789abcdef",
+    }
+    ps: list[tuple[subprocess.Popen[bytes], int, Path]] = []
+    for i in range(args.procs):
+        port = procs.free_port()
+        cfg = procs.write_config(procs.GatewaySpec(store=url), d, port, f"gw{i}")
+        counts = d / f"counts{i}.json"
+        if args.count:
+            cmd = [sys.executable, "-m", "bench.profile", "_serve-counting", "--config", str(cfg)]
+        else:
+            cmd = [sys.executable, "-m", _cli_module(), "serve", "--config", str(cfg)]
+        with (d / f"gw{i}.log").open("w") as log:
+            p = subprocess.Popen(
+                cmd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**env, "PROFILE_COUNTS": str(counts)},
+                cwd=str(d),
+            )
+        ps.append((p, port, counts))
+    db = procs.PgCpu(url.rsplit("/", 1)[1])
+    try:
+        for p, port, _ in ps:
+            procs.wait_http(f"http://127.0.0.1:{port}/readyz", 60, p)
+        if time.monotonic() > due - 1:
+            print("warning: the processes were ready after the backlog fell due")
+        before = [procs.cpu_seconds(p.pid) for p, _, _ in ps]
+        db.begin()
+        t0 = time.monotonic()
+        done = asyncio.run(procs.wait_delivered(url, n, 600))
+        wall = time.monotonic() - t0
+        after = [procs.cpu_seconds(p.pid) for p, _, _ in ps]
+        db.end()
+    finally:
+        for p, _, _ in ps:
+            p.send_signal(signal.SIGTERM)
+        for p, _, _ in ps:
+            p.wait(60)
+    gw = [(a - b) * 1000 / n for a, b in zip(after, before, strict=True)]
+    times = [t for _, t in asyncio.run(procs.delivery_times(url))]
+    span = (max(times) - min(times)) / 1e6 if times else 0.0
+    print(
+        f"pg-drain: {done} delivered by {args.procs} processes, {len(times) / (span or 1):,.0f}/s "
+        f"over the drain's span ({wall:.1f} s with the wait for due); CPU ms/delivery: "
+        f"gateway {sum(gw):.3f} ({', '.join(f'{g:.3f}' for g in gw)})"
+        f", postgres backends {db.backends_s * 1000 / n:.3f}, server background (all "
+        f"databases) {db.shared_s * 1000 / n:.3f}"
+    )
+    if args.count:
+        total: collections.Counter[str] = collections.Counter()
+        for _, _, counts in ps:
+            total.update(json.loads(counts.read_text()))
+        print(f"statements per delivery: {sum(total.values()) / n:.2f} in all")
+        for what, c in total.most_common():
+            print(f"  {c / n:7.3f}  {c:7d}  {what}")
+
+
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["_serve-counting"]:
+        _serve_counting(argv[1:])
+        return 0
     ap = argparse.ArgumentParser(prog="bench.profile")
-    ap.add_argument("mode", choices=["ingest", "drain"])
+    ap.add_argument("mode", choices=["ingest", "drain", "pg-drain"])
+    ap.add_argument("--procs", type=int, default=2, help="pg-drain: serve processes")
+    ap.add_argument("--count", action="store_true", help="pg-drain: count the statements")
     ap.add_argument("--n", type=int, default=0, help="filings (3000 ingest, 10000 drain)")
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--cprofile", action="store_true", help="run serve under cProfile")
@@ -83,6 +215,9 @@ def main(argv: list[str]) -> int:
     n = args.n or (3000 if args.mode == "ingest" else 10_000)
     with tempfile.TemporaryDirectory(prefix="edigw-profile-") as tmp:
         d = Path(tmp)
+        if args.mode == "pg-drain":
+            pg_drain(args, n, d)
+            return 0
         url = procs.sqlite_url(d / "gw.db")
         if args.mode == "drain":
             asyncio.run(procs.migrate(url))
@@ -100,7 +235,7 @@ def main(argv: list[str]) -> int:
         }
         with (d / "gw.log").open("w") as log:
             p = subprocess.Popen(
-                [*python, "-m", "gateway.cli.main", "serve", "--config", str(cfg)],
+                [*python, "-m", _cli_module(), "serve", "--config", str(cfg)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,

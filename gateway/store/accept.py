@@ -74,7 +74,8 @@ def accept_many(cx: Cx, calls: list[AcceptCall]) -> Body[list[list[values.Accept
     behind a dead delivery) needs the status refresh, and the callback it queues.
     """
     entries = [(call, item) for call in calls for item in call.items]
-    yield lock_keys(item.filing.ordering_key for _, item in entries)
+    if cx.dialect == "postgres":  # SQLite's one writer serializes them already
+        yield lock_keys(item.filing.ordering_key for _, item in entries)
     try:
         found = yield q("each", "accept_filings", [_filing_row(c, i.filing) for c, i in entries])
     except UniqueViolation as exc:  # e.g. a filing id taken: this batch's own failure
@@ -104,6 +105,7 @@ def accept_many(cx: Cx, calls: list[AcceptCall]) -> Body[list[list[values.Accept
         f = item.filing
         mine = [next(states) for _ in item.adapters]
         now_us = rows.us(call.now)
+        at = None if call.now is calls[0].now else call.now  # the trail's time: no iso again
         made_now[f.id] = Made(
             f,
             [(filing_seq, d, a, st) for a, (d, st) in zip(item.adapters, mine, strict=True)],
@@ -115,7 +117,7 @@ def accept_many(cx: Cx, calls: list[AcceptCall]) -> Body[list[list[values.Accept
             "filing.accepted",
             actor=call.actor,
             filing_id=f.id,
-            now=call.now,
+            now=at,
             details=events.accepted_details(f, item.adapters),
         )
         for adapter, (delivery_id, state) in zip(item.adapters, mine, strict=True):
@@ -124,7 +126,7 @@ def accept_many(cx: Cx, calls: list[AcceptCall]) -> Body[list[list[values.Accept
                 actor=call.actor,
                 filing_id=f.id,
                 delivery_id=delivery_id,
-                now=call.now,
+                now=at,
                 details={"adapter": adapter},
             )
     yield from refresh_statuses(cx, stamps)

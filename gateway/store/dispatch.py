@@ -223,17 +223,8 @@ class DispatchStore(Driven):
         self, claim: Claim, *, now: datetime, at: datetime, error: str
     ) -> bool:
         details = {"error": error, "next_attempt_at": rows.iso(at)}
-        return await self._tx(
-            finish,
-            claim,
-            now,
-            _S.WAITING_RETRY,
-            at,
-            error,
-            True,
-            "delivery.retry_scheduled",
-            details,
-        )
+        event = "delivery.retry_scheduled"
+        return await self._tx(finish, claim, now, _S.WAITING_RETRY, at, error, True, event, details)
 
     async def defer(
         self,
@@ -245,18 +236,8 @@ class DispatchStore(Driven):
         probe_failed: bool = False,
     ) -> bool:
         details = events.deferred_details(reason, until, probe_failed)
-        return await self._tx(
-            finish,
-            claim,
-            now,
-            _S.DEFERRED,
-            until,
-            reason,
-            False,
-            "delivery.deferred",
-            details,
-            probe_failed,
-        )
+        args = (now, _S.DEFERRED, until, reason, False, "delivery.deferred", details, probe_failed)
+        return await self._tx(finish, claim, *args)
 
     async def kill(self, claim: Claim, *, now: datetime, error: str, spent: bool = True) -> bool:
         return await self._tx(

@@ -59,7 +59,7 @@ CHANNEL = "edigw_new_work"
 Kind = Literal["all", "one", "val", "run", "rows", "each"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: its __init__ costs half as much, once per statement
 class Query:
     """A statement for the driver: a named query, or SQL text valid on both dialects."""
 
@@ -183,14 +183,21 @@ def queries(dialect: Dialect) -> dict[str, str]:
 def text_of(dialect: Dialect, query: Query) -> str:
     if query.name is None:
         assert query.text is not None
-        return query.text
+        return query.text if dialect == "postgres" else to_sqlite(query.text)
     try:
-        return queries(dialect)[query.name]
+        return ready(dialect)[query.name]
     except KeyError:
         raise KeyError(f"no query {query.name!r} in sql/{dialect}") from None
 
 
 _DOLLAR = re.compile(r"\$(\d+)")
+
+
+@functools.cache
+def ready(dialect: Dialect) -> dict[str, str]:
+    """The named queries as the driver runs them (SQLite's with ``?1`` placeholders)."""
+    named = queries(dialect)
+    return named if dialect == "postgres" else {n: to_sqlite(t) for n, t in named.items()}
 
 
 @functools.lru_cache(maxsize=1024)
@@ -202,24 +209,23 @@ def to_sqlite(text: str) -> str:
 # --- SQLite: run a body on the writer thread --------------------------------------------
 
 
-def _sqlite_arg(value: Any) -> Any:
-    return json.dumps(value) if isinstance(value, list | tuple) else value
-
-
 def _sqlite_exec(conn: sqlite3.Connection, query: Query) -> Any:
-    text = to_sqlite(text_of("sqlite", query))
-    if query.kind == "rows":
+    text = text_of("sqlite", query)
+    kind = query.kind
+    if kind == "rows":
         (rows,) = query.args
         return conn.executemany(text, rows).rowcount
-    if query.kind == "each":
+    if kind == "each":
         (rows,) = query.args
         return [r for row in rows for r in conn.execute(text, row).fetchall()]
-    cur = conn.execute(text, tuple(_sqlite_arg(a) for a in query.args))
-    if query.kind == "all":
+    # a list parameter (``= ANY``'s array on PostgreSQL) is JSON for ``json_each``
+    args = [json.dumps(a) if isinstance(a, list | tuple) else a for a in query.args]
+    cur = conn.execute(text, args)
+    if kind == "all":
         return cur.fetchall()
-    if query.kind == "one":
+    if kind == "one":
         return cur.fetchone()
-    if query.kind == "val":
+    if kind == "val":
         row = cur.fetchone()
         return None if row is None else row[0]
     return cur.rowcount
@@ -235,16 +241,12 @@ def run_sync(
             try:
                 if isinstance(request, Query):
                     result = _sqlite_exec(conn, request)
-                elif isinstance(request, Notify):
-                    if on_notify is not None:
-                        on_notify(request.payload)
+                else:  # one writer: a Lock is held already; only an announcement is left
+                    said = request.payload if isinstance(request, Notify) else None
+                    said = request.notify if isinstance(request, Lock) else said
+                    if said is not None and on_notify is not None:
+                        on_notify(said)
                     result = None
-                elif isinstance(request, Lock) and request.notify is not None:
-                    if on_notify is not None:
-                        on_notify(request.notify)
-                    result = None
-                else:
-                    result = None  # one writer: a Lock is already held
             except sqlite3.IntegrityError as exc:
                 if "UNIQUE" not in str(exc):
                     raise
@@ -276,31 +278,8 @@ async def run_async(conn: Any, body: Body[T], channel: str) -> T:
 
 
 async def _pg_exec(conn: Any, request: Request, channel: str) -> Any:
-    if isinstance(request, Lock):
-        notify = request.notify
-        for a, b in request.keys:
-            if notify is None:
-                await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", a, b)
-            else:
-                await conn.execute(
-                    "SELECT pg_advisory_xact_lock($1, $2), pg_notify($3, $4)", a, b, channel, notify
-                )
-                notify = None
-        if notify is not None:
-            await conn.execute("SELECT pg_notify($1, $2)", channel, notify)
-        return None
-    if isinstance(request, LockKeys):
-        if request.names:
-            await conn.execute(
-                "SELECT pg_advisory_xact_lock($1, k) FROM (SELECT DISTINCT hashtext(x) AS k "
-                "FROM unnest($2::text[]) AS x ORDER BY 1) AS keys",
-                LOCK_ORDER_NS,
-                sorted(request.names),
-            )
-        return None
-    if isinstance(request, Notify):
-        await conn.execute("SELECT pg_notify($1, $2)", channel, request.payload)
-        return None
+    if not isinstance(request, Query):
+        return await _pg_other(conn, request, channel)
     text = text_of("postgres", request)
     if request.kind == "all":
         return await conn.fetch(text, *request.args)
@@ -318,6 +297,31 @@ async def _pg_exec(conn: Any, request: Request, channel: str) -> Any:
             return await conn.fetch(text, *columns)
         return rowcount(await conn.execute(text, *columns))
     return rowcount(await conn.execute(text, *request.args))
+
+
+async def _pg_other(conn: Any, request: Lock | LockKeys | Notify, channel: str) -> None:
+    if isinstance(request, Lock):
+        notify = request.notify
+        for a, b in request.keys:
+            if notify is None:
+                await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", a, b)
+            else:
+                await conn.execute(
+                    "SELECT pg_advisory_xact_lock($1, $2), pg_notify($3, $4)", a, b, channel, notify
+                )
+                notify = None
+        if notify is not None:
+            await conn.execute("SELECT pg_notify($1, $2)", channel, notify)
+    elif isinstance(request, LockKeys):
+        if request.names:
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock($1, k) FROM (SELECT DISTINCT hashtext(x) AS k "
+                "FROM unnest($2::text[]) AS x ORDER BY 1) AS keys",
+                LOCK_ORDER_NS,
+                sorted(request.names),
+            )
+    else:
+        await conn.execute("SELECT pg_notify($1, $2)", channel, request.payload)
 
 
 def rowcount(status: str) -> int:
