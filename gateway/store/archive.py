@@ -19,7 +19,7 @@ from typing import Any
 
 from gateway import errors, ids
 from gateway.store import rows
-from gateway.store.sansio import Body, Cx, Dialect, Driven, q, queries, read, sql, write
+from gateway.store.sansio import Body, Cx, Dialect, q, queries, sql
 from gateway.store.trail import Trail
 from gateway.values import Actor
 
@@ -164,20 +164,3 @@ def _audit(
 def live_seqs(cx: Cx, filing_ids: list[str]) -> Body[dict[str, int]]:
     """{id: seq} of those of ``filing_ids`` that are live."""
     return {str(r[0]): int(r[1]) for r in (yield q("all", "archive_live_ids", filing_ids))}
-
-
-class ArchiveStore(Driven):
-    """The records-archive methods of ``Store``."""
-
-    archive_candidates = read(candidates)
-    archive_enter = write(enter)
-    archive_restore = write(restore)
-    record_holds = read(holds)
-    place_hold = write(place_hold)
-    release_hold = write(release_hold)
-    archive_segments = read(segments)
-    archive_purged = write(purged)
-    live_seqs = read(live_seqs)
-
-    async def archive_batch(self, seqs: list[int]) -> list[dict[str, Any]]:
-        return await self._rx_snapshot(batch, seqs)

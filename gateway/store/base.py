@@ -2,8 +2,8 @@
 
 ``Store`` names every method once, here, with the transaction body it runs (each body
 written once, ``sansio``): ``write(body)`` runs it in a write transaction, ``read(body)`` on
-a reader, and the parameters after ``cx`` are the method's. The dispatch and outage
-methods come with their modules (``dispatch.DispatchStore``, ``outages.OutagesStore``). A
+a reader, and the parameters after ``cx`` are the method's. The dispatch methods
+come with their module (``dispatch.DispatchStore``). A
 driver (``sqlite.SqliteStore``, ``postgres.PostgresStore``) adds only what truly differs:
 connections, how a body runs (``_tx``, ``_rx``, ``_rx_snapshot``), retries and error
 translation. Every method is one transaction. Completion methods are *fenced*: they take
@@ -58,9 +58,7 @@ from gateway.values import QueueStats as QueueStats
 from gateway.values import RiskWindow as RiskWindow
 
 
-class Store(
-    dispatch.DispatchStore, outages.OutagesStore, pauses.PausesStore, archive.ArchiveStore
-):
+class Store(dispatch.DispatchStore):
     """Durable state of filings, deliveries and the audit trail, on a driver."""
 
     def __init__(self, *, group_max: int) -> None:
@@ -173,3 +171,28 @@ class Store(
 
     reject_event = write(inbound.reject_event)
     list_rejected = read(inbound.list_rejected)
+
+    add_outage = write(outages.add_outage)
+    list_outages = read(outages.list_outages)
+    remove_outage = write(outages.remove_outage)
+    defer_held = write(outages.defer_held)
+    flag_at_risk = write(outages.flag_at_risk)
+
+    add_pause = write(pauses.add_pause)
+    list_pauses = read(pauses.list_pauses)
+    controls = read(pauses.controls)
+    resume_pause = write(pauses.resume_pause)
+    expire_pauses = write(pauses.expire_pauses)
+
+    archive_candidates = read(archive.candidates)
+    archive_enter = write(archive.enter)
+    archive_restore = write(archive.restore)
+    record_holds = read(archive.holds)
+    place_hold = write(archive.place_hold)
+    release_hold = write(archive.release_hold)
+    archive_segments = read(archive.segments)
+    archive_purged = write(archive.purged)
+    live_seqs = read(archive.live_seqs)
+
+    async def archive_batch(self, seqs: list[int]) -> list[dict[str, Any]]:
+        return await self._rx_snapshot(archive.batch, seqs)

@@ -27,7 +27,7 @@ from gateway import errors, ids, values
 from gateway.audit import events
 from gateway.rules import outages
 from gateway.store import fragments, rows
-from gateway.store.sansio import Body, Cx, Driven, Notify, q, read, sql, write
+from gateway.store.sansio import Body, Cx, Notify, q, sql
 from gateway.store.status import refresh_status
 from gateway.store.trail import Trail
 from gateway.values import Actor
@@ -198,13 +198,3 @@ def flag_at_risk(
             flagged.append((filing_id, rows.dt(due_by)))
     yield from trail.flush()
     return flagged
-
-
-class OutagesStore(Driven):
-    """The outage and deadline methods of ``Store``."""
-
-    add_outage = write(add_outage)
-    list_outages = read(list_outages)
-    remove_outage = write(remove_outage)
-    defer_held = write(defer_held)
-    flag_at_risk = write(flag_at_risk)

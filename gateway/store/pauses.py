@@ -18,7 +18,7 @@ from gateway import errors, ids
 from gateway.rules import outages
 from gateway.store import rows
 from gateway.store.outages import list_outages
-from gateway.store.sansio import Body, Cx, Driven, Notify, q, read, write
+from gateway.store.sansio import Body, Cx, Notify, q
 from gateway.store.trail import Trail
 from gateway.values import SYSTEM, Actor
 
@@ -88,13 +88,3 @@ def expire_pauses(cx: Cx, *, now: datetime) -> Body[list[outages.Pause]]:
     if found:
         yield Notify("pause_resumed")
     return found
-
-
-class PausesStore(Driven):
-    """The pause methods of ``Store``."""
-
-    add_pause = write(add_pause)
-    list_pauses = read(list_pauses)
-    controls = read(controls)
-    resume_pause = write(resume_pause)
-    expire_pauses = write(expire_pauses)
