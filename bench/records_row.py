@@ -7,7 +7,7 @@ in a worker thread with fsync, delete transaction). wrk posts ISF events as in r
 figure is the ingest rate with the mover; the baseline the rate without; the issue's target
 is ≥ 0.9. The note says how many filings the mover archived during the run.
 
-Registered in ``bench/scenarios.py``'s ``ALL`` as ``records_row.records_ingest``; run alone
+Run by ``bench/run.py`` after ``scenarios.ALL`` (this module imports ``scenarios``); alone
 with ``make bench BENCH_ARGS="--only records_ingest"``.
 """
 
