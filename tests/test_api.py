@@ -294,3 +294,21 @@ async def test_lone_surrogates_and_broken_callback_urls_are_client_errors(tmp_pa
     assert status == 422
     assert err["error"]["code"] == "callback_refused"
     assert count_rows(tmp_path) == 0
+
+
+async def test_every_listing_refuses_a_query_parameter_it_does_not_take(tmp_path, start_gateway):
+    """A typo in a filter never passes silently as "no filter": 422 naming ``query.<name>``,
+    on every GET route that takes query parameters (one check, ``inputs.only_params``)."""
+    gw = await start_gateway(base_config(tmp_path))
+    routes = [
+        "/v1/filings",
+        "/v1/outages",
+        "/v1/overview",
+        "/v1/rejected-events",
+        "/v1/pauses",
+        "/v1/records",
+    ]
+    for path in routes:
+        status, body = await gw.get(path, params={"colour": "red"})
+        assert status == 422, path
+        assert body["error"]["details"][0]["loc"] == "query.colour", path

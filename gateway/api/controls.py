@@ -10,6 +10,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from gateway import errors
+from gateway.api import inputs
 from gateway.api.handlers import SERVICE, actor_of, read_model, respond
 from gateway.api.schemas.errors import SHAPE
 from gateway.rules import outages
@@ -23,12 +24,7 @@ async def post_pause(request: web.Request) -> web.Response:
 
 async def list_pauses(request: web.Request) -> web.Response:
     q = request.query
-    unknown = sorted(set(q) - {"all"})
-    if unknown:
-        raise errors.InvalidInput(
-            f"unknown query parameter {unknown[0]!r}",
-            details=[{"loc": f"query.{u}", "msg": "unknown"} for u in unknown],
-        )
+    inputs.only_params(request, {"all"})
     flag = q.get("all", "false")
     if flag not in ("true", "false"):
         raise errors.InvalidInput(

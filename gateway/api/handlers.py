@@ -271,12 +271,7 @@ async def list_filings(request: web.Request) -> web.Response:
         "ack_conflict",
         "filer_code",
     }
-    unknown = sorted(set(q) - known)
-    if unknown:
-        raise errors.InvalidInput(
-            f"unknown query parameter {unknown[0]!r}",
-            details=[{"loc": f"query.{u}", "msg": "unknown"} for u in unknown],
-        )
+    inputs.only_params(request, known)
     limit = inputs.query_int(request, "limit", default=50, low=1, high=500)
     principal: auth.Principal = request[PRINCIPAL]
     scoped = principal.filters()
@@ -346,13 +341,7 @@ async def post_outage(request: web.Request) -> web.Response:
 
 
 async def list_outages(request: web.Request) -> web.Response:
-    q = request.query
-    unknown = sorted(set(q) - {"upcoming"})
-    if unknown:
-        raise errors.InvalidInput(
-            f"unknown query parameter {unknown[0]!r}",
-            details=[{"loc": f"query.{u}", "msg": "unknown"} for u in unknown],
-        )
+    inputs.only_params(request, {"upcoming"})
     n = inputs.query_optional_int(request, "upcoming", low=1, high=100)
     return respond(await request.app[SERVICE].list_outages(upcoming=n))
 

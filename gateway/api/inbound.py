@@ -106,12 +106,7 @@ async def _gated(
 async def list_rejected(request: web.Request) -> web.Response:
     """Inbound events (queue messages, dropped files) that could not become filings."""
     q = request.query
-    unknown = sorted(set(q) - {"source", "limit", "cursor"})
-    if unknown:
-        raise errors.InvalidInput(
-            f"unknown query parameter {unknown[0]!r}",
-            details=[{"loc": f"query.{u}", "msg": "unknown"} for u in unknown],
-        )
+    inputs.only_params(request, {"source", "limit", "cursor"})
     limit = inputs.query_int(request, "limit", default=50, low=1, high=500)
     items, cursor = await request.app[INTAKE].list_rejected(
         source=q.get("source"), limit=limit, cursor=q.get("cursor")

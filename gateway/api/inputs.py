@@ -11,7 +11,7 @@ a hash or a log line.
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 
 from aiohttp import web
 
@@ -82,6 +82,16 @@ async def middleware(
     """Refuse unreadable input (400) before any handler sees it."""
     check_request(request)
     return await handler(request)
+
+
+def only_params(request: web.Request, allowed: Collection[str]) -> None:
+    """422 naming every query parameter the route does not take (a typo never passes)."""
+    unknown = sorted(set(request.query) - set(allowed))
+    if unknown:
+        raise errors.InvalidInput(
+            f"unknown query parameter {unknown[0]!r}",
+            details=[{"loc": f"query.{u}", "msg": "unknown"} for u in unknown],
+        )
 
 
 def query_int(request: web.Request, name: str, *, default: int, low: int, high: int) -> int:

@@ -17,8 +17,8 @@ from pydantic import (
     StrictStr,
 )
 
-from gateway import errors, metrics, models, monitoring
-from gateway.api import handlers
+from gateway import metrics, models, monitoring
+from gateway.api import handlers, inputs
 from gateway.store.base import BulkFilter
 
 MONITOR = web.AppKey("monitor", monitoring.Monitor)
@@ -96,12 +96,7 @@ async def metrics_handler(request: web.Request) -> web.Response:
 
 async def overview(request: web.Request) -> web.Response:
     """The queue, adapters, calendars and outages at a glance (``top``, the dashboard)."""
-    unknown = sorted(set(request.query))
-    if unknown:
-        raise errors.InvalidInput(
-            f"unknown query parameter {unknown[0]!r}",
-            details=[{"loc": f"query.{u}", "msg": "unknown"} for u in unknown],
-        )
+    inputs.only_params(request, ())
     return handlers.respond(await request.app[MONITOR].overview())
 
 

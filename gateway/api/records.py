@@ -52,12 +52,7 @@ async def search(request: web.Request) -> web.Response:
     records = request.app[RECORDS]
     q = request.query
     fields = {*FIELDS, *records.section.fields}
-    unknown = sorted(set(q) - fields - {*_FILTERS, *_OTHER})
-    if unknown:
-        raise errors.InvalidInput(
-            f"unknown query parameter {unknown[0]!r}",
-            details=[{"loc": f"query.{u}", "msg": "unknown"} for u in unknown],
-        )
+    inputs.only_params(request, {*fields, *_FILTERS, *_OTHER})
     s = Search(
         terms={name: q[name] for name in sorted(fields) if name in q},
         filer_code=q.get("filer_code"),

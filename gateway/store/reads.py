@@ -144,4 +144,3 @@ def filing_by_key(cx: Cx, key: str) -> Body[str | None]:
     """The id of the filing holding an idempotency key, if one does (a replay's)."""
     found = yield q("all", "accept_taken_keys", [key])
     return str(found[0][1]) if found else None
-
