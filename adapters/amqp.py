@@ -197,8 +197,25 @@ class AmqpAdapter(base.BaseAdapter):
                 "X-EDI-Environment": message.environment.value,
                 "X-EDI-Reference": message.reference,
                 "X-EDI-Attempt": message.attempt,
+                **_trace_headers(message),
             },
         )
+
+    def trace_span(self, message: models.OutboundMessage) -> tuple[str, str, dict[str, Any]]:
+        """This send's span for the gateway's tracing: a messaging producer span, named and
+        attributed after OpenTelemetry's semantic conventions (RabbitMQ)."""
+        exchange = self.options.exchange or "amq.default"
+        attributes: dict[str, Any] = {
+            "messaging.system": "rabbitmq",
+            "messaging.operation.type": "send",
+            "messaging.operation.name": "publish",
+            "messaging.destination.name": exchange,
+            "messaging.rabbitmq.destination.routing_key": self.options.routing_key,
+            "messaging.message.id": message.delivery_id,
+            "messaging.message.conversation_id": message.filing_id,
+            "messaging.message.body.size": len(message.body),
+        }
+        return f"publish {exchange}", "producer", attributes
 
     async def send(self, message: models.OutboundMessage) -> models.Receipt:
         exchange = await self._ready()
@@ -277,3 +294,12 @@ def _document(incoming: aio_pika.abc.AbstractIncomingMessage) -> inbound.Inbound
             for k, v in headers.items()
         },
     )
+
+
+def _trace_headers(message: models.OutboundMessage) -> dict[str, str]:
+    """W3C ``traceparent``/``tracestate`` of this attempt, as AMQP headers, when the gateway
+    traces it (the dispatcher puts them in the message's metadata under ``_trace``)."""
+    trace = message.metadata.get("_trace")
+    if not isinstance(trace, dict):
+        return {}
+    return {k: v for k in ("traceparent", "tracestate") if isinstance(v := trace.get(k), str)}

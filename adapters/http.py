@@ -6,7 +6,9 @@ then: defer without spending an attempt); 408, 429, other 5xx and connection err
 ``TransientError`` (``Retry-After`` honoured);
 any other 4xx → ``PermanentError``. The delivery id goes out as ``Idempotency-Key``
 so the receiver can deduplicate a redelivery. aiohttp's exceptions never leave this
-module: they are translated at the edge, ``from exc``.
+module: they are translated at the edge, ``from exc``. When the gateway traces, the
+request carries the attempt's W3C ``traceparent``/``tracestate`` (``trace_headers``) and
+``trace_span`` describes the HTTP client span.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import os
 import ssl
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from pydantic import Field, HttpUrl, model_validator
@@ -30,6 +33,8 @@ TOO_LARGE_STATUSES = frozenset({413, 414, 431})
 TRANSIENT_STATUSES = frozenset({408, 425, 429})
 BODY_EXCERPT_BYTES = 512
 LARGE_BODY_BYTES = 1 << 20
+#: where the dispatcher hands an attempt's W3C trace context to the adapter
+TRACE_KEY = "_trace"
 
 
 class HttpOptions(base.AdapterOptions):
@@ -53,6 +58,15 @@ class HttpOptions(base.AdapterOptions):
             if path is not None and not path.is_file():
                 raise ValueError(f"{path} does not exist")
         return self
+
+
+def trace_headers(message: models.OutboundMessage) -> dict[str, str]:
+    """W3C ``traceparent``/``tracestate`` of this attempt, when the gateway traces it (the
+    dispatcher puts them in the message's metadata under ``_trace``)."""
+    trace = message.metadata.get(TRACE_KEY)
+    if not isinstance(trace, dict):
+        return {}
+    return {k: v for k in ("traceparent", "tracestate") if isinstance(v := trace.get(k), str)}
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
@@ -127,8 +141,22 @@ class HttpAdapter(base.BaseAdapter):
                     f"env var {self.options.bearer_token_env} (bearer token) is not set"
                 )
             headers["Authorization"] = f"Bearer {token}"
+        headers |= trace_headers(message)
         base.carriable(headers)
         return headers
+
+    def trace_span(self, message: models.OutboundMessage) -> tuple[str, str, dict[str, Any]]:
+        """This send's span for the gateway's tracing: an HTTP client span, named and
+        attributed after OpenTelemetry's semantic conventions."""
+        url = self.options.url
+        attributes: dict[str, Any] = {
+            "http.request.method": self.options.method,
+            "url.full": str(url),
+            "server.address": url.host or "",
+            "server.port": url.port or (443 if url.scheme == "https" else 80),
+            "url.scheme": url.scheme,
+        }
+        return self.options.method, "client", attributes
 
     async def send(self, message: models.OutboundMessage) -> models.Receipt:
         await self.open()

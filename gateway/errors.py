@@ -202,6 +202,13 @@ class Unavailable(GatewayError):
         self.retry_after = retry_after
 
 
+class QuotaExceeded(Unavailable):
+    """A filer's or a token's intake quota is used up; try again after ``retry_after``."""
+
+    code = "quota_exceeded"
+    status = 429
+
+
 class StoreError(Unavailable):
     """The store failed."""
 

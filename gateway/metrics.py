@@ -17,7 +17,7 @@ parts that report into it.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -44,6 +44,8 @@ SEND_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
 LATENCY_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 86400)
 BREAKER_STATES = ("closed", "open", "half_open")
 GATE_STATES = ("open", "probe", "closed")
+#: the filer label of every code not in ``[metrics] filer_labels`` (bounded cardinality)
+OTHER = "other"
 
 
 class QueueCollector(Collector):
@@ -203,6 +205,20 @@ class Metrics:
             ["action"],
             registry=r,
         )
+        self.filer_accepted = Counter(
+            "edigw_filer_filings_accepted",
+            "Filings accepted by this process per filer code ([metrics] filer_labels; "
+            "every other code is `other`)",
+            ["filer"],
+            registry=r,
+        )
+        self.quota_refusals = Counter(
+            "edigw_quota_refusals",
+            "Filings refused 429 by an intake quota, per limit and filer code (as labelled)",
+            ["filer", "limit"],
+            registry=r,
+        )
+        self._filers: frozenset[str] = frozenset()
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self.queue = QueueCollector(adapters)
         r.register(self.queue)
@@ -223,8 +239,23 @@ class Metrics:
             child = self._children[key] = metric.labels(*labels)
         return child
 
+    def label_filers(self, codes: Sequence[str]) -> None:
+        """The filer codes labelled on their own (a bounded, configured list); their
+        series exist from now, at 0, with ``other``'s."""
+        self._filers = frozenset(codes)
+        for code in [*codes, OTHER]:
+            self.filer_accepted.labels(code)
+
+    def filer_label(self, filer_code: str) -> str:
+        """The label of a filer code: itself when configured, else ``other``."""
+        return filer_code if filer_code in self._filers else OTHER
+
     def accepted(self, view: models.FilingView) -> None:
         self._child(self.filings_accepted, view.filing_type.value, view.environment.value).inc()
+        self._child(self.filer_accepted, self.filer_label(view.filer_code)).inc()
+
+    def quota_refused(self, limit: str, filer_code: str) -> None:
+        self._child(self.quota_refusals, self.filer_label(filer_code), limit).inc()
 
     def sent(self, adapter: str, seconds: float) -> None:
         self._child(self.send_seconds, adapter).observe(seconds)

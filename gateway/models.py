@@ -574,7 +574,7 @@ class CallbackView(BaseModel):
     delivered_at: AwareDatetime | None = None
 
 
-AuthScope = Literal["submit", "read", "operate"]
+AuthScope = Literal["submit", "read", "operate", "admin"]
 
 
 def utc_iso(when: datetime | None) -> str | None:

@@ -7,8 +7,15 @@ from typing import Any
 from aiohttp import web
 
 from gateway import errors, models
-from gateway.api import inputs
-from gateway.api.handlers import LIMITS, PRINCIPAL, SERVICE, actor_of, read_json, respond
+from gateway.api import auth, filers, inputs
+from gateway.api.handlers import (
+    LIMITS,
+    PRINCIPAL,
+    SERVICE,
+    actor_of,
+    read_json,
+    respond,
+)
 from gateway.encoding import jsonio
 
 _BOOL = {"true": True, "false": False}
@@ -75,11 +82,27 @@ def _limit(request: web.Request) -> int:
     return inputs.query_int(request, "limit", default=50, low=1, high=500)
 
 
+async def one_filing_of_scoped(request: web.Request) -> str | None:
+    """For a principal scoped to filers: the ``filing_id`` it must name (404 outside its
+    set); for others the optional ``filing_id`` as given."""
+    principal: auth.Principal = request[PRINCIPAL]
+    filing_id = request.query.get("filing_id")
+    if principal.scoped:
+        if filing_id is None:
+            raise errors.Forbidden(
+                f"token {principal.name!r} is limited to some filers: name a filing_id",
+                details={"loc": "query.filing_id"},
+            )
+        await filers.visible_filing(request, principal, filing_id)
+    return filing_id
+
+
 async def list_acks(request: web.Request) -> web.Response:
     """Acks, newest first; ``matched=false`` lists those that matched no filing."""
+    filing_id = await one_filing_of_scoped(request)
     records = await request.app[SERVICE].acks.list(
         matched=_flag(request, "matched"),
-        filing_id=request.query.get("filing_id"),
+        filing_id=filing_id,
         limit=_limit(request),
     )
     return respond({"items": [record_json(r) for r in records]})
@@ -130,8 +153,9 @@ async def close_ack(request: web.Request) -> web.Response:
 
 async def list_callbacks(request: web.Request) -> web.Response:
     """Queued, delivered and dead status callbacks (``state=dead`` is the dead-letter list)."""
+    filing_id = await one_filing_of_scoped(request)
     items = await request.app[SERVICE].store.list_callbacks(
-        filing_id=request.query.get("filing_id"),
+        filing_id=filing_id,
         state=request.query.get("state"),
         limit=_limit(request),
     )

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from gateway import config, metrics, monitoring
 from gateway.api import (
     acks,
+    admin,
     auth,
     callback_ops,
     controls,
@@ -18,13 +21,19 @@ from gateway.api import (
     inputs,
     openapi,
     ops,
+    quotas,
+    records,
     x12,
 )
+from gateway.api import filers as filer_scope
 from gateway.api import inbound as inbound_api
 from gateway.api.errors import error_middleware
 from gateway.inbound.intake import Intake
 from gateway.inbound.normalizers import Sources
 from gateway.service import Service
+
+if TYPE_CHECKING:
+    from gateway.delivery import spans
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -53,6 +62,7 @@ ROUTES: list[tuple[str, str, Handler, str | None]] = [
     ("GET", "/v1/callbacks", acks.list_callbacks, "read"),
     ("POST", "/v1/callbacks/retry", callback_ops.retry, "operate"),
     ("GET", "/v1/x12/gaps", x12.gaps, "read"),
+    ("POST", "/v1/admin/reload", admin.reload, "admin"),
     ("GET", "/healthz", handlers.healthz, None),
     ("GET", "/livez", handlers.healthz, None),
     ("GET", "/readyz", handlers.readyz, None),
@@ -63,6 +73,9 @@ ROUTES: list[tuple[str, str, Handler, str | None]] = [
     ("POST", "/v1/deliveries/retry", ops.bulk_retry, "operate"),
     ("POST", "/v1/deliveries/cancel", ops.bulk_cancel, "operate"),
     ("GET", "/docs", dashboard.docs, None),
+    ("GET", "/v1/records", records.search, "read"),
+    ("GET", "/v1/records/{id}", records.show, "read"),
+    ("POST", "/v1/records/{id}/restore", records.restore, "operate"),
 ]
 
 #: the dashboard (``[monitoring] dashboard = true``); pages are shells, fragments need read
@@ -78,13 +91,15 @@ UI_ROUTES: list[tuple[str, str, Handler, str | None]] = [
 SCOPE = web.RequestKey("scope", str)
 
 
-def _with_scope(handler: Handler, scope: str | None) -> Handler:
+def _with_scope(handler: Handler, scope: str | None, filers: auth.FilerScope) -> Handler:
     async def wrapped(request: web.Request) -> web.StreamResponse:
         authenticator = request.app[handlers.AUTH]
         principal = auth.ANONYMOUS
         if scope is not None:
             principal = authenticator.authenticate(request.headers.get("Authorization"))
             authenticator.require(principal, scope)
+            if principal.scoped:
+                await filer_scope.check_filer_scope(request, principal, filers)
         request[handlers.PRINCIPAL] = principal
         return await handler(request)
 
@@ -101,11 +116,16 @@ def create_app(
     intake: Intake | None = None,
     monitor: monitoring.Monitor | None = None,
     metrics_: metrics.Metrics | None = None,
+    tracer: spans.Tracer | None = None,
 ) -> web.Application:
     """The HTTP API for a service (with the dashboard unless the config turns it off)."""
     limit = max(cfg.gateway.max_body_bytes, cfg.gateway.max_batch_bytes)
+    # the server span (tracing on only) is outermost: it sees the error middleware's answer
+    middlewares: list[Middleware] = [error_middleware, edge.middleware, inputs.middleware]
+    if tracer is not None:
+        middlewares.insert(0, edge.traced(tracer))
     app = web.Application(
-        middlewares=[error_middleware, edge.middleware, inputs.middleware],
+        middlewares=middlewares,
         client_max_size=limit + 1,
     )
     app[edge.EDGE] = edge.Edge(cfg.gateway)
@@ -127,8 +147,16 @@ def create_app(
         ttl_s=cfg.monitoring.queue_cache,
     )
     app[ops.METRICS] = metrics_ or service.metrics or metrics.Metrics(adapters=sorted(cfg.adapters))
+    app[ops.METRICS].label_filers(cfg.metrics.filer_labels)
+    app[quotas.QUOTAS] = quotas.Quotas(
+        cfg.quotas, service=service, on_refused=app[ops.METRICS].quota_refused
+    )
     routes = ROUTES + (UI_ROUTES if cfg.monitoring.dashboard else [])
     for method, path, handler, scope in routes:
-        app.router.add_route(method, path, _with_scope(handler, scope))
+        filers = auth.FILER_SCOPE.get((method, path), auth.FilerScope.UNSCOPED)
+        if filers is auth.FilerScope.FILING and "{id}" not in path:
+            raise ValueError(f"{method} {path}: a FILING route names the filing {{id}}")
+        app.router.add_route(method, path, _with_scope(handler, scope, filers))
     dashboard.setup(app)
+    records.setup(app, service, cfg)
     return app

@@ -17,8 +17,8 @@ from pydantic import (
 )
 
 from gateway import errors, models
-from gateway.api import handlers, ops
-from gateway.store import callback_retry
+from gateway.api import filers, handlers, ops
+from gateway.rules import callbacks as callback_rules
 
 
 class CallbackRetryRequest(BaseModel):
@@ -64,8 +64,11 @@ async def retry(request: web.Request) -> web.Response:
             details=[{"loc": "body.reason", "msg": "required unless dry_run"}],
         )
     service = request.app[handlers.SERVICE]
+    principal = request[handlers.PRINCIPAL]
+    if principal.scoped:
+        await _within_scope(request, req)
     as_of = service.clock.now()
-    sel = callback_retry.CallbackSelection(
+    sel = callback_rules.CallbackSelection(
         ids=tuple(req.ids),
         filing_id=req.filing_id,
         not_after=req.not_after or as_of,
@@ -84,6 +87,25 @@ async def retry(request: web.Request) -> web.Response:
         callbacks=result.callbacks,
     )
     return handlers.respond(body)
+
+
+async def _within_scope(request: web.Request, req: CallbackRetryRequest) -> None:
+    """A principal scoped to filers names one of its filings; ids outside it are 404."""
+    if req.filing_id is None:
+        raise errors.Forbidden(
+            f"token {request[handlers.PRINCIPAL].name!r} is limited to some filers: "
+            "name a filing_id",
+            details={"loc": "body.filing_id"},
+        )
+    await filers.visible_filing(request, request[handlers.PRINCIPAL], req.filing_id)
+    if req.ids:
+        store = request.app[handlers.SERVICE].store
+        own = {
+            c.id for c in await store.list_callbacks(filing_id=req.filing_id, state=None, limit=500)
+        }
+        for cb_id in req.ids:
+            if cb_id not in own:
+                raise errors.NotFound(f"no callback {cb_id}", details={"id": cb_id})
 
 
 def openapi_paths(op: Any, ref: Any) -> dict[str, Any]:

@@ -25,10 +25,15 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from gateway import config, errors
+
+if TYPE_CHECKING:
+    from gateway.delivery import spans
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 WILDCARDS = ("0.0.0.0", "::", "")
@@ -186,3 +191,51 @@ async def middleware(
     """Refuse foreign hosts and origins and undeclared write bodies before any handler."""
     request.app[EDGE].check(request)
     return await handler(request)
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def traced(tracer: spans.Tracer) -> Middleware:
+    """The server span of every request, outermost (it sees the error middleware's answer).
+
+    Installed only when tracing is on. Named ``{method} {http.route}`` with the HTTP
+    semantic conventions' attributes; a child of the request's ``traceparent``; while it
+    is open a filing accepted keeps its context (``tracing.stamp``).
+    """
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else None
+        local = _local_address(request)
+        attributes: dict[str, Any] = {
+            "http.request.method": request.method,
+            "url.path": request.path,
+            "url.scheme": request.scheme,
+            "network.protocol.version": f"{request.version.major}.{request.version.minor}",
+        }
+        if route:
+            attributes["http.route"] = route
+        if request.query_string:
+            attributes["url.query"] = request.query_string
+        host = split_host(request.host)
+        if host is not None:
+            attributes["server.address"] = host[0]
+        if local is not None:
+            attributes["server.port"] = local[1]
+        if request.remote:
+            attributes["client.address"] = request.remote
+        if agent := request.headers.get("User-Agent"):
+            attributes["user_agent.original"] = agent
+        name = f"{request.method} {route}" if route else request.method
+        with tracer.server(name, request.headers, attributes) as span:
+            try:
+                response = await handler(request)
+            except web.HTTPException as exc:
+                tracer.server_status(span, exc.status)
+                raise
+            tracer.server_status(span, response.status)
+            return response
+
+    return middleware

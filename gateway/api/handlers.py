@@ -19,7 +19,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from gateway import errors, models
-from gateway.api import auth, inputs
+from gateway.api import auth, inputs, quotas
 from gateway.api.errors import DEFAULT_RETRY_AFTER_S, REQUEST_ID, validation_details
 from gateway.encoding import jsonio
 from gateway.rules import outages
@@ -151,6 +151,7 @@ def submitted_json(result: Submitted) -> dict[str, Any]:
 
 async def post_filing(request: web.Request) -> web.Response:
     event = event_from_body(await read_body(request, request.app[LIMITS]["body"]))
+    request[PRINCIPAL].may_submit(event.filer_code, event.environment.value)
     principal = request[PRINCIPAL].name
     item = Inbound(
         event=event,
@@ -158,6 +159,9 @@ async def post_filing(request: web.Request) -> web.Response:
         source=f"api:{principal}",
     )
     actor = Actor(name=principal, request_id=request.get(REQUEST_ID))
+    quota = request.app[quotas.QUOTAS]
+    if quota.active:
+        await quota.admit(request[PRINCIPAL], item)
     result = await request.app[SERVICE].submit(item, actor=actor)
     return respond(submitted_json(result), status=202 if result.created else 200)
 
@@ -184,11 +188,18 @@ async def post_batch(request: web.Request) -> web.Response:
             "every item of a batch must be a JSON object",
             details=[{"loc": f"[{i}]", "msg": "expected an object"} for i in not_objects[:20]],
         )
-    source = f"api:{request[PRINCIPAL].name}"
+    principal: auth.Principal = request[PRINCIPAL]
+    quota = request.app[quotas.QUOTAS]
+    source = f"api:{principal.name}"
     items: list[Inbound | errors.GatewayError] = []
     for i, raw in enumerate(data):
         try:
-            items.append(Inbound(event=parse_event(raw, prefix=f"[{i}]."), source=source))
+            event = parse_event(raw, prefix=f"[{i}].")
+            principal.may_submit(event.filer_code, event.environment.value)
+            item = Inbound(event=event, source=source)
+            if quota.active:
+                await quota.admit(principal, item)
+            items.append(item)
         except errors.GatewayError as exc:
             items.append(exc)
     results = await request.app[SERVICE].submit_batch(items, actor=actor_of(request))
@@ -258,6 +269,7 @@ async def list_filings(request: web.Request) -> web.Response:
         "at_risk",
         "ack_overdue",
         "ack_conflict",
+        "filer_code",
     }
     unknown = sorted(set(q) - known)
     if unknown:
@@ -266,6 +278,18 @@ async def list_filings(request: web.Request) -> web.Response:
             details=[{"loc": f"query.{u}", "msg": "unknown"} for u in unknown],
         )
     limit = inputs.query_int(request, "limit", default=50, low=1, high=500)
+    principal: auth.Principal = request[PRINCIPAL]
+    scoped = principal.filters()
+    filer_code = q.get("filer_code")
+    if filer_code is not None:
+        if not filer_code.strip():
+            raise errors.InvalidInput(
+                "filer_code must not be empty",
+                details=[{"loc": "query.filer_code", "msg": "empty"}],
+            )
+        if principal.filer_codes is not None and filer_code not in principal.filer_codes:
+            return respond({"items": [], "next_cursor": None})  # as for an unused code
+        scoped["filer_codes"] = (filer_code,)
     flt = ListFilter(
         status=_enum(models.FilingStatus, "status", q.get("status")),
         state=_enum(models.DeliveryState, "state", q.get("state")),
@@ -278,6 +302,7 @@ async def list_filings(request: web.Request) -> web.Response:
         at_risk=_bool("at_risk", q.get("at_risk")),
         ack_overdue=_bool("ack_overdue", q.get("ack_overdue")),
         ack_conflict=_bool("ack_conflict", q.get("ack_conflict")),
+        **scoped,
     )
     page = await request.app[SERVICE].list(flt, limit=limit, cursor=q.get("cursor") or None)
     return respond({"items": [view_json(v) for v in page.items], "next_cursor": page.next_cursor})

@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway import errors
-from gateway.api import handlers, inputs
+from gateway.api import handlers, inputs, quotas
 from gateway.inbound import cloudevents
 from gateway.inbound.intake import Intake
 from gateway.service import Submitted
@@ -35,6 +35,7 @@ async def post_filing(request: web.Request) -> web.StreamResponse:
         )
     body = await handlers.read_body(request, request.app[handlers.LIMITS]["body"])
     envelope = cloudevents.from_http(request.headers, body)
+    await _gate(request, envelope, request.headers.get("Idempotency-Key"))
     results = await request.app[INTAKE].submit_cloudevent(
         envelope,
         key=request.headers.get("Idempotency-Key"),
@@ -50,6 +51,7 @@ async def post_batch(request: web.Request) -> web.StreamResponse:
         return await handlers.post_batch(request)
     body = await handlers.read_body(request, request.app[handlers.LIMITS]["batch"])
     items = cloudevents.from_batch(body)  # `[]` is a valid batch (http binding §3.3.2)
+    items = [await _gated(request, item) for item in items]  # each refused on its own
     if len(items) > handlers.MAX_BATCH:
         raise errors.InvalidInput(
             f"a batch holds at most {handlers.MAX_BATCH} events",
@@ -74,6 +76,31 @@ async def post_batch(request: web.Request) -> web.StreamResponse:
     return handlers.respond(
         {"accepted": accepted, "rejected": len(results) - accepted, "results": out}
     )
+
+
+async def _gate(request: web.Request, envelope: cloudevents.Envelope, key: str | None) -> None:
+    """A token limited to filers, and the intake quotas, see the event's filings: it is
+    normalized once more here, only when one of them applies (issue 22)."""
+    principal = request[handlers.PRINCIPAL]
+    quota = request.app[quotas.QUOTAS]
+    if not (principal.scoped or quota.active):
+        return
+    for item in request.app[INTAKE].prepare_cloudevent(envelope, key=key).inbound():
+        principal.may_submit(item.event.filer_code, item.event.environment.value)
+        if quota.active:
+            await quota.admit(principal, item)
+
+
+async def _gated(
+    request: web.Request, item: cloudevents.Envelope | errors.GatewayError
+) -> cloudevents.Envelope | errors.GatewayError:
+    if isinstance(item, errors.GatewayError):
+        return item
+    try:
+        await _gate(request, item, None)
+    except errors.GatewayError as exc:
+        return exc
+    return item
 
 
 async def list_rejected(request: web.Request) -> web.Response:

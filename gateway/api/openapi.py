@@ -15,12 +15,11 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 import gateway
-from gateway import models
-from gateway.api import callback_ops, controls, ops, schemas, x12
+from gateway import models, values
+from gateway.api import admin, callback_ops, controls, ops, schemas, x12
 from gateway.api import openapi_paths as paths
 from gateway.api.openapi_paths import parts
 from gateway.rules import outages
-from gateway.store import x12gaps
 
 #: request bodies (validated as such); everything in ``schemas.RESPONSES`` is an answer
 _REQUESTS: tuple[type[BaseModel], ...] = (
@@ -35,8 +34,9 @@ _REQUESTS: tuple[type[BaseModel], ...] = (
 
 #: the answers of the CLI's operator routes (issue 21)
 _CLI_RESPONSES: tuple[type[BaseModel], ...] = (
+    admin.ReloadResponse,
     callback_ops.CallbackRetryResponse,
-    x12gaps.X12GapReport,
+    values.X12GapReport,
     controls.PauseList,
 )
 
@@ -64,7 +64,9 @@ def spec() -> dict[str, Any]:
             **paths.filing_paths(),
             **paths.ack_paths(),
             **paths.operation_paths(),
+            **paths.record_paths(),
             **callback_ops.openapi_paths(paths.op, paths.ref),
+            **admin.openapi_paths(paths.op, paths.ref),
             **x12.openapi_paths(paths.op, paths.query, paths.ref),
             **controls.openapi_paths(paths.op, paths.query, parts.path_param, paths.ref),
         },

@@ -115,6 +115,7 @@ async def _bulk(request: web.Request, action: str) -> web.Response:
         filing_type=req.filing_type,
         environment=req.environment,
         not_after=req.not_after or as_of,
+        **request[handlers.PRINCIPAL].filters(),
     )
     result = await service.bulk(
         action,

@@ -7,9 +7,8 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway import durations, errors
+from gateway import durations, errors, values
 from gateway.api import handlers
-from gateway.store import x12gaps
 
 _PARAMS = {"sender", "receiver", "usage", "since", "until", "older_than", "kind", "limit"}
 
@@ -31,7 +30,7 @@ def _time(query: Any, name: str) -> datetime | None:
     return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
-def parse_query(query: Any, now: datetime) -> x12gaps.GapQuery:
+def parse_query(query: Any, now: datetime) -> values.GapQuery:
     """The query string → a GapQuery; 422 naming the parameter at fault."""
     unknown = sorted(set(query) - _PARAMS)
     if unknown:
@@ -40,7 +39,7 @@ def parse_query(query: Any, now: datetime) -> x12gaps.GapQuery:
     if usage is not None and usage not in ("T", "P"):
         raise _bad("usage", "T (test) or P (production)")
     kind = query.get("kind")
-    if kind is not None and kind not in x12gaps.GAP_KINDS:
+    if kind is not None and kind not in values.GAP_KINDS:
         raise _bad("kind", "unsent or unacknowledged")
     limit_text = query.get("limit", "100")
     if not (limit_text.isascii() and limit_text.isdigit()) or not 1 <= int(limit_text) <= 1000:
@@ -53,13 +52,13 @@ def parse_query(query: Any, now: datetime) -> x12gaps.GapQuery:
             raise _bad("older_than", str(exc)) from None
         cut = now - timedelta(seconds=age)
         until = cut if until is None else min(until, cut)
-    return x12gaps.GapQuery(
+    return values.GapQuery(
         sender=query.get("sender"),
         receiver=query.get("receiver"),
         usage=usage,
         since=_time(query, "since"),
         until=until,
-        kinds=(kind,) if kind else x12gaps.GAP_KINDS,
+        kinds=(kind,) if kind else values.GAP_KINDS,
         limit=int(limit_text),
     )
 
@@ -78,7 +77,7 @@ def openapi_paths(op: Any, q: Any, ref: Any) -> dict[str, Any]:
         "/v1/x12/gaps": {
             "get": op(
                 "X12 control numbers allocated but never sent, or sent and never acknowledged",
-                {200: (ref(x12gaps.X12GapReport), "Counts per pair, then the gaps")},
+                {200: (ref(values.X12GapReport), "Counts per pair, then the gaps")},
                 fails=(422,),
                 params=[
                     q("sender", text, "ISA06 qualifier:id, e.g. `ZZ:MAEU`."),
@@ -87,7 +86,7 @@ def openapi_paths(op: Any, q: Any, ref: Any) -> dict[str, Any]:
                     q("since", {"type": "string", "format": "date-time"}),
                     q("until", {"type": "string", "format": "date-time"}),
                     q("older_than", text, "Only numbers allocated longer ago, e.g. `15m`."),
-                    q("kind", {"type": "string", "enum": list(x12gaps.GAP_KINDS)}),
+                    q("kind", {"type": "string", "enum": list(values.GAP_KINDS)}),
                     q("limit", {"type": "integer", "minimum": 1, "maximum": 1000}),
                 ],
             )

@@ -66,7 +66,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     from gateway.server import Gateway
 
-    gateway = Gateway(cfg)
+    gateway = Gateway(cfg, reload_from=lambda: config.load_config(args.config))
     anyio.run(gateway.run, backend_options=_loop_options())
     return EXIT_OK
 

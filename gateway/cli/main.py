@@ -26,7 +26,7 @@ if __name__ == "__main__":
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,35 @@ from gateway.cli.local import cmd_check_config, cmd_migrate, cmd_serve
 from gateway.cli.parser import build_parser
 
 __all__ = ["build_parser", "main"]
+
+
+def _group(command: str) -> Callable[[argparse.Namespace], int] | None:
+    """The ``run`` of a command group, imported only when it is used."""
+    if command == "outages":
+        from gateway.cli import outages
+
+        return outages.run
+    if command in ("pause", "resume", "pauses"):
+        from gateway.cli import pauses
+
+        return pauses.run
+    if command == "audit":
+        from gateway.cli import audit
+
+        return audit.run
+    if command == "records":
+        from gateway.cli import records
+
+        return records.run
+    if command == "reload":
+        from gateway.cli import reload
+
+        return reload.run
+    if command in ("acks", "callbacks", "x12"):
+        from gateway.cli import acks, callbacks, x12
+
+        return {"acks": acks.run, "callbacks": callbacks.run, "x12": x12.run}[command]
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -63,25 +92,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "normalize": dryrun.cmd_normalize,
     }
     try:
-        if args.command == "outages":
-            from gateway.cli import outages as outages_cli
-
-            return outages_cli.run(args)
-        if args.command in ("pause", "resume", "pauses"):
-            from gateway.cli import pauses as pauses_cli
-
-            return pauses_cli.run(args)
-        if args.command == "audit":
-            from gateway.cli import audit as audit_cli
-
-            return audit_cli.run(args)
-        if args.command in ("acks", "callbacks", "x12"):
-            from gateway.cli import acks as acks_cli
-            from gateway.cli import callbacks as callbacks_cli
-            from gateway.cli import x12 as x12_cli
-
-            run = {"acks": acks_cli.run, "callbacks": callbacks_cli.run, "x12": x12_cli.run}
-            return run[args.command](args)
+        run = _group(args.command)
+        if run is not None:
+            return run(args)
         return commands[args.command](args)
     except errors.ConfigError as exc:
         return _fail(args, "config", exc, EXIT_USAGE)

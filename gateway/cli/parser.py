@@ -112,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     acks_cli.add_parser(sub, _add_client)
     callbacks_cli.add_parser(sub, _add_client)
     x12_cli.add_parser(sub, _add_client)
+    from gateway.cli import reload as reload_cli
+
+    reload_cli.add_parser(sub, _add_client)
     p = sub.add_parser(
         "normalize", help="dry run: print the filing(s) an inbound event becomes; stores nothing"
     )
@@ -125,4 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     from gateway.cli import audit as audit_cli
 
     audit_cli.add_parsers(audit_sub, _add_config)
+    from gateway.cli import records as records_cli
+
+    records_cli.add_parser(sub, _add_config)
     return parser

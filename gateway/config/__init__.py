@@ -8,8 +8,8 @@ converts (so ``EDIGW_GATEWAY__MAX_BODY_BYTES=2048`` is an int). No globals.
 
 The sections live by subject: ``process`` ([gateway], [monitoring]), ``auth``,
 ``calendars``, ``adapters`` (adapters and routes), ``events`` (sources, acks,
-callbacks), ``policies`` (retry, breaker, deadlines, audit), ``root`` (``Config``)
-and ``load`` (TOML, environment, errors). Callers import them from here.
+callbacks), ``policies`` (retry, breaker, deadlines, audit), ``tracing`` ([tracing]),
+``root`` (``Config``) and ``load`` (TOML, environment, errors). Callers import them from here.
 """
 
 from gateway.config.adapters import AdapterConfig, RouteConfig
@@ -25,7 +25,9 @@ from gateway.config.load import (
 )
 from gateway.config.policies import AuditSection, BreakerSection, DeadlinesSection, RetrySection
 from gateway.config.process import GatewaySection, MonitoringSection
+from gateway.config.quotas import FilerQuota, MetricsSection, QuotasSection, RateLimit
 from gateway.config.root import Config
+from gateway.config.tracing import TracingSection, traces_url
 
 __all__ = [
     "DAYS",
@@ -42,16 +44,22 @@ __all__ = [
     "Config",
     "Day",
     "DeadlinesSection",
+    "FilerQuota",
     "GatewaySection",
+    "MetricsSection",
     "MonitoringSection",
+    "QuotasSection",
+    "RateLimit",
     "RetrySection",
     "RouteConfig",
     "Scope",
     "SourceConfig",
     "SubscriberConfig",
     "TokenConfig",
+    "TracingSection",
     "WindowConfig",
     "env_overrides",
     "load_config",
     "parse_config",
+    "traces_url",
 ]

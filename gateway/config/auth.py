@@ -1,14 +1,19 @@
-"""``[auth]``: bearer tokens (by SHA-256 or from an environment variable) and their scopes."""
+"""``[auth]``: bearer tokens (by SHA-256 or from an environment variable), their scopes,
+and the filer codes and environments each may see (absent: all)."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, StringConstraints, model_validator
 
 from gateway.config.policies import STRICT
 
-Scope = Literal["submit", "read", "operate"]
+Scope = Literal["submit", "read", "operate", "admin"]
+
+
+#: a filer code as a token's scope names it: non-empty, no surrounding blanks
+FilerCode = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^\S(.*\S)?$")]
 
 
 def _default_scopes() -> list[Scope]:
@@ -23,6 +28,16 @@ class TokenConfig(BaseModel):
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
     secret_env: str | None = Field(default=None, description="env var holding the secret")
     scopes: list[Scope] = Field(default_factory=_default_scopes)
+    filer_codes: list[FilerCode] | None = Field(
+        default=None,
+        min_length=1,
+        description="only filings of these filer codes (absent: every filer code)",
+    )
+    environments: list[Literal["cert", "production"]] | None = Field(
+        default=None,
+        min_length=1,
+        description="only filings of these environments (absent: both)",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> TokenConfig:

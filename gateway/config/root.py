@@ -20,6 +20,9 @@ from gateway.config.policies import (
     RetrySection,
 )
 from gateway.config.process import GatewaySection, MonitoringSection
+from gateway.config.quotas import MetricsSection, QuotasSection
+from gateway.config.records import RecordsSection
+from gateway.config.tracing import TracingSection
 
 
 class Config(BaseModel):
@@ -41,6 +44,7 @@ class Config(BaseModel):
     breaker: BreakerSection = Field(default_factory=BreakerSection)
     deadlines: DeadlinesSection = Field(default_factory=DeadlinesSection)
     monitoring: MonitoringSection = Field(default_factory=MonitoringSection)
+    tracing: TracingSection = Field(default_factory=TracingSection)
 
     @field_validator("calendars", mode="before")
     @classmethod
@@ -52,6 +56,9 @@ class Config(BaseModel):
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
     acks: AcksSection = Field(default_factory=AcksSection)
     callbacks: CallbacksSection = Field(default_factory=CallbacksSection)
+    records: RecordsSection = Field(default_factory=RecordsSection)
+    quotas: QuotasSection = Field(default_factory=QuotasSection)
+    metrics: MetricsSection = Field(default_factory=MetricsSection)
 
     @model_validator(mode="after")
     def _routes_name_adapters(self) -> Config:
@@ -62,6 +69,9 @@ class Config(BaseModel):
             for name in route.adapters:
                 if name not in self.adapters:
                     raise ValueError(f"routes[{i}] names adapter {name!r}, which is not configured")
+        for name in self.quotas.tokens:
+            if name not in self.auth.tokens:
+                raise ValueError(f"quotas.tokens.{name} names a token [auth.tokens] lacks")
         for name, section in self.adapters.items():
             for cal in section.calendars:
                 if cal not in self.calendars:

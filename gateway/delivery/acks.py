@@ -23,15 +23,19 @@ from __future__ import annotations
 import builtins
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import structlog
 
 from gateway import config, errors, models
 from gateway.clock import Clock
+from gateway.delivery import tracing
 from gateway.rules import acks as ackrules
 from gateway.store.base import Actor, Store
+
+if TYPE_CHECKING:
+    from gateway.delivery import spans
 
 log = structlog.get_logger("gateway.delivery.acks")
 
@@ -57,6 +61,8 @@ class AckService:
         self.clock = clock
         self.rules = ackrules.Rules(cfg)
         self._on_new_work = on_new_work or (lambda: None)
+        #: OpenTelemetry (``tracing.build``); None: no span work at all
+        self.tracer: spans.Tracer | None = None
 
     async def receive_document(
         self, content_type: str, body: bytes | str, *, actor: Actor, source: str
@@ -104,6 +110,8 @@ class AckService:
                 ack, decide=self.rules.decide, actor=actor, now=self.clock.now()
             )
             out.append(record)
+            if self.tracer is not None and record.filing_id and not record.duplicate:
+                await self._trace(record, ack)
             fields: dict[str, Any] = {
                 "ack_id": record.id,
                 "effect": record.effect,
@@ -122,6 +130,12 @@ class AckService:
         if any(r.effect in _WAKING and not r.duplicate for r in out):
             self._on_new_work()
         return out
+
+    async def _trace(self, record: models.AckRecord, ack: models.Ack) -> None:
+        """The ack's span, in the trace of the filing it answers."""
+        view = await self.store.get_filing(record.filing_id) if record.filing_id else None
+        if view is not None and self.tracer is not None:
+            self.tracer.ack(tracing.carrier_of(view.metadata), record, ack)
 
     async def list(
         self, *, matched: bool | None = None, filing_id: str | None = None, limit: int = 50

@@ -17,6 +17,7 @@ import os
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiohttp
 import anyio
@@ -25,9 +26,12 @@ from standardwebhooks.webhooks import Webhook
 
 from gateway import config, errors
 from gateway.clock import Clock
-from gateway.delivery import ssrf
+from gateway.delivery import ssrf, tracing
 from gateway.rules import retry
 from gateway.store.base import CallbackClaim, Store
+
+if TYPE_CHECKING:
+    from gateway.delivery import spans
 
 log = structlog.get_logger("gateway.delivery.callbacks")
 
@@ -91,6 +95,19 @@ class CallbackSender:
         self._wake = anyio.Event()
         self._busy = 0
         self.sent = 0
+        #: OpenTelemetry (``tracing.build``); None: no span work at all
+        self.tracer: spans.Tracer | None = None
+
+    def reconfigure(self, cfg: config.Config, secrets: list[tuple[ssrf.Entry, Webhook]]) -> None:
+        """Take a reloaded ``[callbacks]`` (subscribers, allowed hosts, retry); a callback
+        being sent finishes under the settings it started with."""
+        self.cfg = cfg
+        self.section = cfg.callbacks
+        # in place: the running session's resolver holds this object
+        self.policy.entries = ssrf.HostPolicy(self.section.allowed_hosts).entries
+        self.secrets = secrets
+        self.retry = retry.RetryPolicy(self.section.retry)
+        self.wake()
 
     # --- intake check -----------------------------------------------------------------
 
@@ -204,14 +221,20 @@ class CallbackSender:
             "webhook-timestamp": str(int(sent_at.timestamp())),
             "webhook-signature": signer.sign(claim.id, sent_at, claim.body),
         }
-        try:
-            async with session.post(
-                claim.url, data=claim.body.encode(), headers=headers, allow_redirects=False
-            ) as response:
-                await response.read()
-                return response.status
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise CallbackFailed(f"{type(exc).__name__}: {exc}") from exc
+        if self.tracer is None:
+            return await _send(session, claim, headers)
+        view = await self.store.get_filing(claim.filing_id)
+        carrier = tracing.carrier_of(view.metadata) if view is not None else None
+        with self.tracer.callback(carrier, claim.url, headers) as span:
+            try:
+                status = await _send(session, claim, headers)
+            except CallbackFailed as exc:
+                span.set_attribute("error.type", type(exc.__cause__).__name__)
+                raise
+            span.set_attribute("http.response.status_code", status)
+            if status >= 400:
+                span.set_attribute("error.type", str(status))
+            return status
 
     async def _decide(self, claim: CallbackClaim, outcome: BaseException | int) -> None:
         """The ONE place a callback attempt's outcome is decided."""
@@ -264,3 +287,16 @@ class CallbackSender:
         if not ok:
             log.warning("callback.lease_lost", callback_id=claim.id)
         return ok
+
+
+async def _send(
+    session: aiohttp.ClientSession, claim: CallbackClaim, headers: dict[str, str]
+) -> int:
+    try:
+        async with session.post(
+            claim.url, data=claim.body.encode(), headers=headers, allow_redirects=False
+        ) as response:
+            await response.read()
+            return response.status
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        raise CallbackFailed(f"{type(exc).__name__}: {exc}") from exc

@@ -30,12 +30,13 @@ to end and gets a real attempt after it.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import structlog
@@ -43,11 +44,14 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from gateway import config, errors, ids, metrics, models
 from gateway.clock import Clock
-from gateway.delivery import guard
+from gateway.delivery import guard, tracing
 from gateway.encoding import codec, x12
 from gateway.rules import acks as ackrules
 from gateway.rules import retry
 from gateway.store.base import Claim, Store
+
+if TYPE_CHECKING:
+    from gateway.delivery import spans
 
 log = structlog.get_logger("gateway.delivery.dispatcher")
 
@@ -122,6 +126,13 @@ class Dispatcher:
         self._queues: dict[str, MemoryObjectSendStream[Claim]] = {}
         self.running = False
         self.sent = 0
+        #: OpenTelemetry (``tracing.build``); None: no span work at all
+        self.tracer: spans.Tracer | None = None
+        #: reload (``reconfigure``): adapters claimed no more while their sends finish
+        self._holding: set[str] = set()
+        self._claiming = anyio.Lock()
+        self._settled = anyio.Event()
+        self._sends: anyio.abc.TaskGroup | None = None
 
     # --- control ----------------------------------------------------------------------
 
@@ -148,8 +159,9 @@ class Dispatcher:
         try:
             with anyio.CancelScope() as self._send_scope:
                 async with anyio.create_task_group() as sends:
+                    self._sends = sends
                     sends.start_soon(self._heartbeat)
-                    self._start_workers(sends)
+                    self._start_workers(sends, self.adapters)
                     task_status.started()
                     await self._loop(sends)
                     sends.cancel_scope.deadline = self._send_scope.deadline
@@ -157,6 +169,7 @@ class Dispatcher:
                     sends.cancel_scope.cancel()
         finally:
             self.running = False
+            self._sends = None
             for queue in self._queues.values():
                 queue.close()
             self._queues = {}
@@ -169,7 +182,7 @@ class Dispatcher:
                     if released:
                         log.info("dispatcher.leases_released", count=released)
 
-    def _start_workers(self, sends: anyio.abc.TaskGroup) -> None:
+    def _start_workers(self, sends: anyio.abc.TaskGroup, names: Iterable[str]) -> None:
         """``concurrency`` long-lived send workers per adapter, fed by a queue.
 
         Spawning a task per claim cost more than the no-op send itself (anyio's spawn
@@ -177,7 +190,7 @@ class Dispatcher:
         adapter's queue instead. Free capacity is still counted by ``_busy``, so a queue
         never holds more than the workers can take at once.
         """
-        for name in self.adapters:
+        for name in names:
             send, receive = anyio.create_memory_object_stream[Claim](math.inf)
             self._queues[name] = send
             for _ in range(self._capacity[name]):
@@ -198,7 +211,8 @@ class Dispatcher:
         scan = self.cfg.gateway.scan_interval
         while not self._stopping:
             self._wake = anyio.Event()
-            claimed = await self.dispatch_once(sends)
+            async with self._claiming:
+                claimed = await self.dispatch_once(sends)
             if self._stopping:
                 break
             await self._maybe_check_deadlines()
@@ -225,7 +239,64 @@ class Dispatcher:
         return scan if wait <= 0 else min(scan, max(wait, 0.005))
 
     def _free(self) -> dict[str, int]:
-        return {n: self._capacity[n] - self._busy[n] for n in self.adapters}
+        return {
+            n: 0 if n in self._holding else self._capacity[n] - self._busy[n] for n in self.adapters
+        }
+
+    async def reconfigure(
+        self, cfg: config.Config, adapters: Mapping[str, Any], changed: Iterable[str]
+    ) -> dict[str, Any]:
+        """Take a reloaded config. The adapters in ``changed`` (added, removed or with new
+        settings) are claimed no more, their in-flight sends finish (and are recorded),
+        then the new ones start with their own send workers; the others go on untouched
+        (their breakers and buckets kept). Returns the adapter objects taken out, to close.
+        """
+        changed = set(changed)
+        async with self._claiming:  # no claim is half-way: the next one sees the hold
+            self._holding |= changed
+        try:
+            while any(self._busy.get(n, 0) for n in changed):
+                self._settled = anyio.Event()
+                await self._settled.wait()
+            async with self._claiming:
+                old = {n: self.adapters[n] for n in changed if n in self.adapters}
+                for name in changed:
+                    queue = self._queues.pop(name, None)
+                    if queue is not None:
+                        queue.close()  # its idle workers end
+                self._swap(cfg, adapters, changed)
+                if self._sends is not None:
+                    self._start_workers(self._sends, [n for n in changed if n in self.adapters])
+        finally:
+            self._holding -= changed
+        self.wake()
+        return old
+
+    def _swap(self, cfg: config.Config, adapters: Mapping[str, Any], changed: set[str]) -> None:
+        self.cfg = cfg
+        self.adapters = dict(adapters)
+        self.policies = {name: retry.RetryPolicy(cfg.retry_for(name)) for name in self.adapters}
+        self.codecs = {
+            name: codec.for_adapter(cfg.adapters[name]) if name in cfg.adapters else codec.auto
+            for name in self.adapters
+        }
+        self._capacity = {
+            name: (cfg.adapters[name].concurrency if name in cfg.adapters else 1)
+            for name in self.adapters
+        }
+        self._busy = {name: self._busy.get(name, 0) for name in self.adapters}
+        old, new = (
+            self.guard,
+            guard.Guard(store=self.store, cfg=cfg, adapters=self.adapters, now=self.clock.now()),
+        )
+        for name in set(self.adapters) - changed:  # runtime state of the untouched ones
+            new.breakers[name] = old.breakers[name]
+            new.buckets[name] = old.buckets[name]
+            new.probes[name] = old.probes[name]
+            if name in old.gates:
+                new.gates[name] = old.gates[name]
+        new.announced = old.announced
+        self.guard = new
 
     async def dispatch_once(self, sends: anyio.abc.TaskGroup) -> int:
         """Gate, claim what is due and free to go; start a send task for each. Returns count."""
@@ -355,8 +426,14 @@ class Dispatcher:
             outcome: BaseException | models.Receipt
             started = anyio.current_time()
             try:
+                claim, carrier = _detached(claim)
                 message = await self._message(claim)
-                outcome = await self.adapters[claim.adapter].send(message)
+                if self.tracer is None:
+                    outcome = await self.adapters[claim.adapter].send(message)
+                else:
+                    outcome = await self.tracer.deliver(
+                        self.adapters[claim.adapter], message, carrier
+                    )
             except Exception as exc:  # every failure becomes an outcome in _decide
                 outcome = exc
             took_s = anyio.current_time() - started
@@ -371,6 +448,7 @@ class Dispatcher:
             self._modes.pop(claim.delivery_id, None)
             self._controls.pop(claim.delivery_id, None)
             self._wake.set()
+            self._settled.set()
             if not self._in_flight:
                 self._idle.set()
 
@@ -527,6 +605,14 @@ class Dispatcher:
     ) -> bool:
         bound.warning("delivery.deferred", until=until.isoformat(), reason=reason)
         return await self.store.defer(claim, now=now, until=until, reason=reason)
+
+
+def _detached(claim: Claim) -> tuple[Claim, dict[str, str] | None]:
+    """The claim without the filing's kept trace context (never encoded into a body)."""
+    if tracing.TRACE_KEY not in claim.filing.metadata:
+        return claim, None
+    filing, carrier = tracing.detach(claim.filing)
+    return dataclasses.replace(claim, filing=filing), carrier
 
 
 def _text(exc: BaseException) -> str:

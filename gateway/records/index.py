@@ -35,7 +35,7 @@ from gateway.records.query import Page as Page
 from gateway.records.query import Query as Query
 from gateway.records.query import micros as micros
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS segments (
@@ -48,7 +48,7 @@ CREATE TABLE IF NOT EXISTS segments (
 CREATE TABLE IF NOT EXISTS fields (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS records (
     rid         INTEGER PRIMARY KEY,
-    filing_id   TEXT NOT NULL UNIQUE,
+    filing_id   TEXT NOT NULL,
     segment_id  INTEGER NOT NULL REFERENCES segments (id),
     position    INTEGER NOT NULL,
     filing_type TEXT NOT NULL,
@@ -66,6 +66,7 @@ CREATE INDEX IF NOT EXISTS records_filer_type
 CREATE INDEX IF NOT EXISTS records_type ON records (filing_type, received_at, rid);
 CREATE INDEX IF NOT EXISTS records_state ON records (state, received_at, rid);
 CREATE INDEX IF NOT EXISTS records_segment ON records (segment_id);
+CREATE INDEX IF NOT EXISTS records_filing ON records (filing_id, rid);
 CREATE TABLE IF NOT EXISTS terms (
     field_id    INTEGER NOT NULL,
     value       TEXT NOT NULL,
@@ -249,11 +250,12 @@ class Index:
     # --- reading ---------------------------------------------------------------------------
 
     def locate(self, filing_id: str) -> Hit | None:
-        """Where the record of ``filing_id`` lies, if it is archived."""
+        """Where the record of ``filing_id`` lies, if it is archived (a filing restored and
+        archived again is in two segments: the newest)."""
         with self._lock:
             row = self._db.execute(
                 f"SELECT {q.HIT_COLUMNS} FROM records r JOIN segments s ON s.id = r.segment_id "
-                "WHERE r.filing_id = ?",
+                "WHERE r.filing_id = ? ORDER BY r.rid DESC LIMIT 1",
                 (filing_id,),
             ).fetchone()
         return None if row is None else q.hit(row)

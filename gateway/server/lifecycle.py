@@ -12,15 +12,17 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import AsyncIterator
+from typing import Any
 
 import anyio
 import structlog
 from aiohttp import web
 
 from gateway import errors
+from gateway.api import admin
 from gateway.audit import checkpoints
 from gateway.inbound import consumers
-from gateway.server import trail
+from gateway.server import reload, trail
 from gateway.server.parts import Parts
 from gateway.server.workers import WORKER_PORT_ENV, Workers, worker_command
 from gateway.store import base
@@ -30,6 +32,16 @@ log = structlog.get_logger("gateway.server")
 
 class Gateway(Parts):
     """A running gateway, for ``serve`` and for tests that start one in-process."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: SIGHUP and POST /v1/admin/reload (``reload``)
+        self.reloader = reload.Reloader(
+            self, source=self.reload_from, environ=self.environ, restart_acks=self._restart_acks
+        )
+        if self.reload_from is not None:
+            self.app[admin.RELOAD] = self.reloader.reload
+        self._acks_scope: anyio.CancelScope | None = None
 
     async def start(self, *, migrate: bool = True) -> None:
         """Open the store (migrating it), the adapters and the HTTP listener."""
@@ -101,12 +113,15 @@ class Gateway(Parts):
             except Exception as exc:  # one adapter failing to close must not stop the rest
                 log.warning("adapter.close_failed", adapter=name, error=repr(exc))
         await self.store.close()
+        if self.tracer is not None:  # export the last spans (the SDK's call blocks)
+            await anyio.to_thread.run_sync(self.tracer.shutdown)
 
     async def run(self, *, stop: anyio.Event | None = None) -> None:
-        """Serve until SIGTERM/SIGINT (or ``stop`` is set), then shut down gracefully."""
+        """Serve until SIGTERM/SIGINT (or ``stop`` is set), then shut down gracefully;
+        SIGHUP reloads the config (``reload``)."""
         # the handler is in place before start-up: a SIGTERM that comes while starting, or
         # just after /readyz turned 200, is a graceful stop, not the default (killed)
-        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
             await self._run(stop, signals)
 
     async def _run(self, stop: anyio.Event | None, signals: AsyncIterator[signal.Signals]) -> None:
@@ -177,8 +192,22 @@ class Gateway(Parts):
         its way; stopped first at shutdown."""
         with scope:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(self.ack_runner.run)
+                tg.start_soon(self._run_acks)
                 tg.start_soon(self.callbacks.run)
+                if self.mover is not None:  # the records mover (issue 20)
+                    tg.start_soon(self.mover.run)
+
+    async def _run_acks(self) -> None:
+        """The ack runner, started again with the new adapters after a reload changed some."""
+        while True:
+            self._acks_scope = anyio.CancelScope()
+            with self._acks_scope:
+                await self.ack_runner.run()
+                return
+
+    def _restart_acks(self) -> None:
+        if self._acks_scope is not None:
+            self._acks_scope.cancel()
 
     async def _wait_for_stop(
         self, stop: anyio.Event | None, signals: AsyncIterator[signal.Signals]
@@ -188,6 +217,11 @@ class Gateway(Parts):
             async def on_signal() -> None:
                 async for signum in signals:
                     log.info("gateway.signal", signal=signal.Signals(signum).name)
+                    if signum == signal.SIGHUP:
+                        if self.workers is not None:
+                            self.workers.signal(signal.SIGHUP)  # each reloads its own
+                        tg.start_soon(self._reload_on_signal)
+                        continue
                     break
                 tg.cancel_scope.cancel()
 
@@ -210,6 +244,14 @@ class Gateway(Parts):
                 tg.start_soon(on_event)
             if self.worker_index:
                 tg.start_soon(on_orphaned)
+
+    async def _reload_on_signal(self) -> None:
+        """SIGHUP: reload; a refusal is logged (``config.reload_refused``, naming the key)
+        and the gateway goes on with the config it had."""
+        try:
+            await self.reloader.reload()
+        except errors.ConfigError:
+            pass  # logged by the reloader with the key
 
     async def write_checkpoint(self) -> checkpoints.Checkpoint | None:
         """Sign the trail's current head into the checkpoint directory (if it moved)."""

@@ -6,8 +6,8 @@ starts or stops; ``lifecycle.Gateway`` does."""
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
-from typing import Any, cast
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 from aiohttp import web
 
@@ -23,9 +23,12 @@ from gateway.inbound.intake import Intake
 from gateway.inbound.normalizers import Sources
 from gateway.server import trail
 from gateway.server.workers import WORKER_ENV, Workers
-from gateway.service import Service
+from gateway.service import Service, mover
 from gateway.store import open as store_open
 from gateway.store.base import Store
+
+if TYPE_CHECKING:
+    from gateway.delivery import spans
 
 
 class Parts:
@@ -41,8 +44,12 @@ class Parts:
         environ: Mapping[str, str] | None = None,
         owner: str | None = None,
         worker_command: Sequence[str] | None = None,
+        reload_from: Callable[[], config.Config] | None = None,
     ) -> None:
         self.cfg = cfg
+        #: where a reload reads the config from (``serve``: its --config file); None: no reload
+        self.reload_from = reload_from
+        self.environ = environ
         #: 0 in the first (or only) process; 1..N-1 in the workers it started
         self.worker_index = int(os.environ.get(WORKER_ENV, "0") or 0)
         self._worker_command = worker_command
@@ -56,6 +63,8 @@ class Parts:
                 key="auth.mode",
             )
         self.adapters = dict(adapters) if adapters is not None else registry.build_all(cfg)
+        #: OpenTelemetry spans, or None (not configured: no span work anywhere)
+        self.tracer = build_tracer(cfg.tracing, os.environ if environ is None else environ)
         self.redactor = redact.Redactor(cfg.audit.redact_paths)
         self.metrics = metrics.Metrics(adapters=sorted(self.adapters))
         #: store errors are counted by operation; ``self.store.inner`` is the store itself
@@ -86,6 +95,7 @@ class Parts:
             owner=self.dispatcher.owner,
             environ=environ,
         )
+        self.dispatcher.tracer = self.callbacks.tracer = self.tracer
         self.service = Service(
             store=self.store,
             cfg=cfg,
@@ -95,6 +105,7 @@ class Parts:
             metrics=self.metrics,
             check_callback=self.callbacks.check_url,
         )
+        self.service.acks.tracer = self.tracer
         #: receive() loops and the ack deadline sweep, paused while an adapter is in an outage
         self.ack_runner = acks.AckRunner(
             service=self.service.acks,
@@ -124,7 +135,28 @@ class Parts:
             intake=self.intake,
             monitor=self.monitor,
             metrics_=self.metrics,
+            tracer=self.tracer,
         )
         self.checkpointing = trail.Checkpointing(cfg, self.store, self.clock)
+        self.mover = mover.build(
+            cfg, self.store, self.clock, environ or os.environ, self.worker_index
+        )
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
+
+
+def build_tracer(section: config.TracingSection, environ: Mapping[str, str]) -> spans.Tracer | None:
+    """``spans.Tracer`` when an OTLP endpoint is configured, else None; the OpenTelemetry
+    SDK is imported only then (a missing ``[tracing]`` extra is a config error naming it)."""
+    url = config.traces_url(section, dict(environ))
+    if url is None:
+        return None
+    try:
+        from gateway.delivery import spans  # the SDK, imported only now
+    except ImportError as exc:
+        raise errors.ConfigError(
+            f"tracing is configured ({url}) but OpenTelemetry is not installed: "
+            "pip install 'edi-gateway[tracing]'",
+            key="tracing.otlp_endpoint",
+        ) from exc
+    return spans.build(section, environ)

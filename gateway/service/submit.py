@@ -10,6 +10,7 @@ from collections.abc import Iterator, Sequence
 import structlog
 
 from gateway import errors, ids
+from gateway.delivery import tracing
 from gateway.rules import normalize, router
 from gateway.service import outages
 from gateway.service.core import Inbound, ServiceCore, Submitted
@@ -32,6 +33,7 @@ class Submitting(ServiceCore):
             idempotency_header=item.idempotency_header,
             source_event_id=item.source_event_id,
         )
+        filing = tracing.stamp(filing)  # the accepting span's context, when tracing
         new = base.NewFiling(filing=filing, adapters=router.route(filing, self.cfg.routes))
         outages.refuse_in_window(self.cfg, new, filing.received_at)  # 409 in such a window
         return new

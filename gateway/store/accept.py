@@ -21,12 +21,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from gateway import errors, ids, models
-from gateway.store import logic, rows, values
+from gateway import errors, ids, models, values
+from gateway.audit import events
+from gateway.store import rows
 from gateway.store.sansio import Body, Cx, UniqueViolation, q
 from gateway.store.status import lock_keys, refresh_statuses
 from gateway.store.trail import Trail
-from gateway.store.values import Actor
+from gateway.values import Actor
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +116,7 @@ def accept_many(cx: Cx, calls: list[AcceptCall]) -> Body[list[list[values.Accept
             actor=call.actor,
             filing_id=f.id,
             now=call.now,
-            details=logic.accepted_details(f, item.adapters),
+            details=events.accepted_details(f, item.adapters),
         )
         for adapter, (delivery_id, state) in zip(item.adapters, mine, strict=True):
             trail.add(

@@ -28,14 +28,15 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from gateway import errors, ids, models
+from gateway import errors, ids, models, values
 from gateway.audit import chain as audit
+from gateway.audit import events
 from gateway.rules.acks import AckDecision, AckTarget
-from gateway.store import logic, rows, values
-from gateway.store.sansio import Body, Cx, Driven, Notify, Where, q, read, sql, write
+from gateway.store import rows
+from gateway.store.sansio import Body, Cx, Notify, Where, q, sql
 from gateway.store.status import block_successors, lock_keys, refresh_status
 from gateway.store.trail import Trail
-from gateway.store.values import Actor
+from gateway.values import Actor
 
 
 def fingerprint(ack: models.Ack) -> str:
@@ -137,15 +138,7 @@ def record_ack(
         actor=actor,
         filing_id=filing_id,
         delivery_id=delivery_id,
-        details={
-            "ack_id": ack_id,
-            "kind": ack.kind,
-            "outcome": outcome,
-            "codes": ack.codes,
-            "unsolicited": ack.unsolicited,
-            "effect": decision.effect,
-            "source": ack.source,
-        },
+        details=events.received_details(ack, ack_id, decision.effect),
     )
     if target is not None and decision.effect == "conflict":
         yield q("run", "ack_flag_conflict", now_us, target.delivery_id)
@@ -154,7 +147,7 @@ def record_ack(
             actor=actor,
             filing_id=target.filing_id,
             delivery_id=target.delivery_id,
-            details=logic.conflict_details(target, ack_id, ack, decision),
+            details=events.conflict_details(target, ack_id, ack, decision),
         )
     if target is not None and decision.state is not None:
         yield from _apply(cx, trail, ack, ack_id, row, target, decision, actor, now)
@@ -241,10 +234,3 @@ def list_acks(
     text = "SELECT id, document, raw, matched_delivery_id, matched_filing_id, effect FROM acks"
     found = yield sql("all", f"{text}{w} ORDER BY seq DESC LIMIT {w.arg(limit)}", *w.params)
     return [_ack_record(r, duplicate=False) for r in found]
-
-
-class AcksStore(Driven):
-    """The ack methods of ``Store``."""
-
-    record_ack = write(record_ack)
-    list_acks = read(list_acks)

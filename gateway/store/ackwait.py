@@ -1,10 +1,11 @@
 """The wait for acknowledgements, written once for both backends: deadlines that pass
 (``flag_overdue``) or move (``extend_ack_deadlines``), and the operator's way out of a
-wait: send the filing again (``resend_filing``) or stop waiting (``close_ack``).
+wait: stop waiting (``close_ack``), or send the filing again (``actions.operator_action``,
+``resend``).
 
-With several PostgreSQL processes, ``resend_filing`` and ``close_ack`` lock the filing's
-ordering key, as every change to a key's deliveries does, before they look at its
-deliveries; a change that lets a delivery go on announces work (``Notify``) once it commits.
+With several PostgreSQL processes, ``close_ack`` locks the filing's ordering key, as every
+change to a key's deliveries does, before it looks at its deliveries; a released hold
+announces work (``Notify``) once it commits.
 """
 
 from __future__ import annotations
@@ -12,13 +13,12 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from gateway import errors
-from gateway.rules import lifecycle
-from gateway.store import rows, values
-from gateway.store.sansio import Body, Cx, Driven, Notify, q, write
-from gateway.store.status import find_filing, lock_keys, reblock, refresh_status, refuse_in_flight
+from gateway import errors, values
+from gateway.store import rows
+from gateway.store.sansio import Body, Cx, Notify, q
+from gateway.store.status import find_filing, lock_keys
 from gateway.store.trail import Trail
-from gateway.store.values import Actor
+from gateway.values import Actor
 
 
 def flag_overdue(cx: Cx, *, now: datetime) -> Body[list[tuple[str, str, str]]]:
@@ -42,40 +42,6 @@ def extend_ack_deadlines(cx: Cx, adapter: str, *, by_s: float, now: datetime) ->
     """Push back the ack deadlines not yet passed of one adapter's sent deliveries."""
     changed: int = yield q("run", "extend_ack_deadlines", round(by_s * 1_000_000), adapter)
     return changed
-
-
-def resend_filing(
-    cx: Cx, filing_id: str, *, actor: Actor, now: datetime, reason: str
-) -> Body[values.Action]:
-    """An operator sends a sent filing again (``operator_resend``): same filing and
-    delivery id, a new attempt; the ack wait and any conflict flag start afresh."""
-    filing_seq, ordering_key = yield from find_filing(cx, filing_id)
-    yield lock_keys([ordering_key])
-    yield from refuse_in_flight(cx, filing_seq, filing_id, lifecycle.Event.OPERATOR_RESEND)
-    now_us = rows.us(now)
-    changed = yield q("all", "resend_filing", now_us, filing_seq)
-    if not changed:
-        raise errors.Refused(
-            "conflict",
-            f"filing {filing_id} has no sent delivery to resend",
-            details={"id": filing_id},
-        )
-    trail = Trail(now, cx.redactor)
-    touched = {filing_seq}
-    for delivery_id, adapter, _ in changed:
-        trail.add(
-            "delivery.resent",
-            actor=actor,
-            filing_id=filing_id,
-            delivery_id=delivery_id,
-            details={"adapter": adapter, "reason": reason},
-        )
-    for adapter, key in sorted({(r[1], r[2]) for r in changed}):
-        touched |= yield from reblock(cx, trail, actor, adapter, key, now_us)
-    yield from refresh_status(cx, touched, now_us)
-    yield from trail.flush()
-    yield Notify("resend")
-    return values.Action(filing_id, [r[0] for r in changed])
 
 
 def close_ack(
@@ -105,12 +71,3 @@ def close_ack(
     yield from trail.flush()
     yield Notify("close_ack")  # a hold released
     return values.Action(filing_id, [r[0] for r in changed])
-
-
-class AckWaitStore(Driven):
-    """The ack-deadline and ack-wait methods of ``Store``."""
-
-    flag_overdue = write(flag_overdue)
-    extend_ack_deadlines = write(extend_ack_deadlines)
-    resend_filing = write(resend_filing)
-    close_ack = write(close_ack)

@@ -1,11 +1,11 @@
-"""Operator actions, written once for both backends: retry or cancel a filing, and bulk
-retry or cancel (issue 7), each re-deriving ``blocked`` along the ordering keys it
+"""Operator actions, written once for both backends: retry, cancel or resend a filing, and
+bulk retry or cancel (issue 7), each re-deriving ``blocked`` along the ordering keys it
 touched and the statuses of the filings it changed, audited in the same transaction.
 
 How they stay right with several PostgreSQL processes (harmless on SQLite's one writer):
 
-* ``retry_filing`` / ``cancel_filing`` take the filing's ordering-key lock first, so no
-  accept, claim or finish of the same key interleaves with the re-blocking; a send in
+* ``operator_action`` (retry, cancel, resend) takes the filing's ordering-key lock first,
+  so no accept, claim or finish of the same key interleaves with the re-blocking; a send in
   progress refuses the whole action (409: its send decides); the UPDATE keeps the
   lifecycle table's source states as its guard.
 * A bulk chunk takes the ordering-key locks of the deliveries it selected, then selects
@@ -13,30 +13,42 @@ How they stay right with several PostgreSQL processes (harmless on SQLite's one 
   delivery finished or claimed meanwhile by another process is changed only if it still
   matches; the UPDATE re-checks the state once more. Cancelling an in-flight delivery
   bumps its lease token, which fences the process that holds it.
-* A retry announces new work (NOTIFY on PostgreSQL) once it commits.
+* A retry or a resend announces new work (NOTIFY on PostgreSQL) once it commits.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from gateway import errors
+from gateway import errors, values
+from gateway.audit import events
 from gateway.rules import lifecycle
-from gateway.store import logic, rows, values
-from gateway.store.sansio import Body, Cx, Driven, Notify, Where, q, sql
+from gateway.store import rows
+from gateway.store.sansio import Body, Cx, Notify, Where, q, sql
 from gateway.store.status import find_filing, lock_keys, reblock, refresh_status, refuse_in_flight
 from gateway.store.trail import Trail
-from gateway.store.values import Actor
+from gateway.values import Actor
 
-_EVENT = {"retry": lifecycle.Event.OPERATOR_RETRY, "cancel": lifecycle.Event.OPERATOR_CANCEL}
-_AUDIT = {"retry": "delivery.retried", "cancel": "delivery.cancelled"}
-_NOTHING = {"retry": "no dead or blocked delivery to retry", "cancel": "nothing left to cancel"}
+_EVENT = {
+    "retry": lifecycle.Event.OPERATOR_RETRY,
+    "cancel": lifecycle.Event.OPERATOR_CANCEL,
+    "resend": lifecycle.Event.OPERATOR_RESEND,
+}
+_AUDIT = {"retry": "delivery.retried", "cancel": "delivery.cancelled", "resend": "delivery.resent"}
+_NOTHING = {
+    "retry": "no dead or blocked delivery to retry",
+    "cancel": "nothing left to cancel",
+    "resend": "no sent delivery to resend",
+}
 
 
 def operator_action(
-    cx: Cx, kind: str, filing_id: str, actor: Actor, now: datetime
+    cx: Cx, kind: str, filing_id: str, actor: Actor, now: datetime, reason: str | None = None
 ) -> Body[values.Action]:
-    """``retry`` (dead/blocked → pending) or ``cancel``; then re-derive blocking per key."""
+    """``retry`` (dead/blocked → pending), ``cancel``, or ``resend`` (a sent filing again:
+    same filing and delivery id, a new attempt; the ack wait and any conflict flag start
+    afresh); then re-derive blocking per key."""
     filing_seq, ordering_key = yield from find_filing(cx, filing_id)
     yield lock_keys([ordering_key])
     yield from refuse_in_flight(cx, filing_seq, filing_id, _EVENT[kind])
@@ -49,12 +61,15 @@ def operator_action(
     trail = Trail(now, cx.redactor)
     touched = {filing_seq}
     for delivery_id, adapter, _ in changed:
+        details: dict[str, Any] = {"adapter": adapter}
+        if reason is not None:
+            details["reason"] = reason
         trail.add(
             _AUDIT[kind],
             actor=actor,
             filing_id=filing_id,
             delivery_id=delivery_id,
-            details={"adapter": adapter},
+            details=details,
         )
     for adapter, key in sorted({(r[1], r[2]) for r in changed}):
         touched |= yield from reblock(cx, trail, actor, adapter, key, now_us)
@@ -85,6 +100,9 @@ def _bulk_where(cx: Cx, action: str, flt: values.BulkFilter) -> Where:
     sub.params = w.params  # one numbering
     sub.eq("f.filing_type", None if flt.filing_type is None else flt.filing_type.value)
     sub.eq("f.environment", None if flt.environment is None else flt.environment.value)
+    for column, only in (("f.filer_code", flt.filer_codes), ("f.environment", flt.environments)):
+        if only is not None:
+            sub.add(f"{column} {cx.any(sub.arg(list(only)))}")
     if sub.conditions:
         w.add(f"d.filing_seq IN (SELECT f.seq FROM filings f{sub})")
     return w
@@ -156,34 +174,9 @@ def bulk_action(
     trail.add(
         f"operator.bulk_{action}",
         actor=actor,
-        details={"reason": reason, "changed": len(changed), "filter": logic.bulk_filter(flt)},
+        details={"reason": reason, "changed": len(changed), "filter": events.bulk_filter(flt)},
     )
     yield from trail.flush()
     if action == "retry":
         yield Notify("bulk_retry")
     return values.BulkResult(matched=matched, deliveries=[r[:4] for r in chosen])
-
-
-class ActionsStore(Driven):
-    """The operator-action methods of ``Store``."""
-
-    async def retry_filing(self, filing_id: str, *, actor: Actor, now: datetime) -> values.Action:
-        return await self._tx(operator_action, "retry", filing_id, actor, now)
-
-    async def cancel_filing(self, filing_id: str, *, actor: Actor, now: datetime) -> values.Action:
-        return await self._tx(operator_action, "cancel", filing_id, actor, now)
-
-    async def bulk_action(
-        self,
-        action: str,
-        flt: values.BulkFilter,
-        *,
-        actor: Actor,
-        now: datetime,
-        reason: str,
-        limit: int,
-        dry_run: bool = False,
-    ) -> values.BulkResult:
-        if dry_run:
-            return await self._rx(bulk_select, action, flt, limit)
-        return await self._tx(bulk_action, action, flt, actor, now, reason, limit)

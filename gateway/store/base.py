@@ -1,25 +1,30 @@
 """The store: durable state of filings, deliveries, acks, callbacks and the audit trail.
 
-``Store`` is one class made of the transaction bodies' feature classes (each body written
-once, ``sansio``); a driver (``sqlite.SqliteStore``, ``postgres.PostgresStore``) adds only
-what truly differs: connections, how a body runs (``_tx``, ``_rx``, ``_rx_snapshot``),
-retries and error translation. Every method is one transaction. Completion methods are
-*fenced*: they take the lease token the claim handed out and change nothing (returning
-False) when the delivery was reclaimed by someone else in the meantime.
+``Store`` names every method once, here, with the transaction body it runs (each body
+written once, ``sansio``): ``write(body)`` runs it in a write transaction, ``read(body)`` on
+a reader, and the parameters after ``cx`` are the method's. The dispatch and outage
+methods come with their modules (``dispatch.DispatchStore``, ``outages.OutagesStore``). A
+driver (``sqlite.SqliteStore``, ``postgres.PostgresStore``) adds only what truly differs:
+connections, how a body runs (``_tx``, ``_rx``, ``_rx_snapshot``), retries and error
+translation. Every method is one transaction. Completion methods are *fenced*: they take
+the lease token the claim handed out and change nothing (returning False) when the
+delivery was reclaimed by someone else in the meantime.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any
 
+from gateway.audit import chain as audit
 from gateway.rules.acks import AckDecision as AckDecision
 from gateway.rules.acks import AckTarget as AckTarget
 from gateway.store import (
     acks,
     ackwait,
     actions,
+    archive,
     callbacks,
     coalesce,
     dispatch,
@@ -32,38 +37,29 @@ from gateway.store import (
     x12gaps,
 )
 from gateway.store.complete import Completion, complete_many
+from gateway.store.sansio import read, write
 from gateway.store.schema import SCHEMA_VERSION as SCHEMA_VERSION
-from gateway.store.values import BULK_FROM as BULK_FROM
-from gateway.store.values import SYSTEM as SYSTEM
-from gateway.store.values import AcceptResult as AcceptResult
-from gateway.store.values import AckDecide as AckDecide
-from gateway.store.values import Action as Action
-from gateway.store.values import Actor as Actor
-from gateway.store.values import BulkFilter as BulkFilter
-from gateway.store.values import BulkResult as BulkResult
-from gateway.store.values import CallbackClaim as CallbackClaim
-from gateway.store.values import Claim as Claim
-from gateway.store.values import Controls as Controls
-from gateway.store.values import ListFilter as ListFilter
-from gateway.store.values import NewFiling as NewFiling
-from gateway.store.values import PruneResult as PruneResult
-from gateway.store.values import QueueStats as QueueStats
-from gateway.store.values import RiskWindow as RiskWindow
+from gateway.values import BULK_FROM as BULK_FROM
+from gateway.values import SYSTEM as SYSTEM
+from gateway.values import AcceptResult as AcceptResult
+from gateway.values import AckDecide as AckDecide
+from gateway.values import Action as Action
+from gateway.values import Actor as Actor
+from gateway.values import BulkFilter as BulkFilter
+from gateway.values import BulkResult as BulkResult
+from gateway.values import CallbackClaim as CallbackClaim
+from gateway.values import Claim as Claim
+from gateway.values import Controls as Controls
+from gateway.values import GapQuery, X12GapReport
+from gateway.values import ListFilter as ListFilter
+from gateway.values import NewFiling as NewFiling
+from gateway.values import PruneResult as PruneResult
+from gateway.values import QueueStats as QueueStats
+from gateway.values import RiskWindow as RiskWindow
 
 
 class Store(
-    dispatch.DispatchStore,
-    schema.SchemaStore,
-    trail.AuditStore,
-    inbound.InboundStore,
-    reads.ReadsStore,
-    callbacks.CallbacksStore,
-    x12gaps.X12GapsStore,
-    actions.ActionsStore,
-    outages.OutagesStore,
-    pauses.PausesStore,
-    acks.AcksStore,
-    ackwait.AckWaitStore,
+    dispatch.DispatchStore, outages.OutagesStore, pauses.PausesStore, archive.ArchiveStore
 ):
     """Durable state of filings, deliveries and the audit trail, on a driver."""
 
@@ -102,3 +98,78 @@ class Store(
 
     async def _complete_batch(self, batch: list[Completion]) -> list[coalesce.Outcome]:
         return [(True, done) for done in await self._tx(complete_many, batch)]
+
+    # --- one body each -----------------------------------------------------------------
+
+    schema_version = read(schema.schema_version)
+    migrate = write(schema.migrate)
+
+    get_filing = read(reads.get_filing)
+    list_filings = read(reads.list_filings)
+    counts = read(reads.counts)
+    queue_stats = read(reads.queue_stats)
+    open_filings = read(reads.open_filings)
+    filing_by_key = read(reads.filing_by_key)
+
+    append_audit = write(trail.append_audit)
+    filing_history = read(trail.history)
+    audit_head = read(trail.head)
+    prune_audit = write(trail.prune)
+
+    async def audit_rows(self, *, after_seq: int = 0) -> AsyncIterator[audit.AuditRow]:
+        last = after_seq
+        while True:
+            found = await self._rx(trail.page, last)
+            if not found:
+                return
+            for r in found:
+                yield trail.audit_row(r)
+            last = found[-1][0]
+
+    async def retry_filing(self, filing_id: str, *, actor: Actor, now: datetime) -> Action:
+        return await self._tx(actions.operator_action, "retry", filing_id, actor, now)
+
+    async def cancel_filing(self, filing_id: str, *, actor: Actor, now: datetime) -> Action:
+        return await self._tx(actions.operator_action, "cancel", filing_id, actor, now)
+
+    async def resend_filing(
+        self, filing_id: str, *, actor: Actor, now: datetime, reason: str
+    ) -> Action:
+        return await self._tx(actions.operator_action, "resend", filing_id, actor, now, reason)
+
+    async def bulk_action(
+        self,
+        action: str,
+        flt: BulkFilter,
+        *,
+        actor: Actor,
+        now: datetime,
+        reason: str,
+        limit: int,
+        dry_run: bool = False,
+    ) -> BulkResult:
+        if dry_run:
+            return await self._rx(actions.bulk_select, action, flt, limit)
+        return await self._tx(actions.bulk_action, action, flt, actor, now, reason, limit)
+
+    record_ack = write(acks.record_ack)
+    list_acks = read(acks.list_acks)
+    flag_overdue = write(ackwait.flag_overdue)
+    extend_ack_deadlines = write(ackwait.extend_ack_deadlines)
+    close_ack = write(ackwait.close_ack)
+
+    async def x12_gaps(self, q: GapQuery) -> X12GapReport:
+        """Counts and gaps read in one snapshot, so they agree."""
+        return await self._rx_snapshot(x12gaps.x12_gaps, q)
+
+    allocate_controls = write(x12gaps.allocate_controls)
+
+    claim_callbacks = write(callbacks.claim_callbacks)
+    finish_callback = write(callbacks.finish_callback)
+    release_callbacks = write(callbacks.release_callbacks)
+    next_callback_due = read(callbacks.next_callback_due)
+    list_callbacks = read(callbacks.list_callbacks)
+    retry_callbacks = write(callbacks.retry_callbacks)
+
+    reject_event = write(inbound.reject_event)
+    list_rejected = read(inbound.list_rejected)

@@ -9,7 +9,7 @@ events of one filing at once, and a filing's events go out in order. Claims are 
 and fenced like deliveries: a finish counts only with the claim's lease token, while the
 event is still in flight.
 
-Operator retry (rules and value types in ``callback_retry``) selects its events
+Operator retry (rules and value types in ``gateway.rules.callbacks``) selects its events
 ``FOR UPDATE`` on PostgreSQL, with the state guard in the WHERE, so an event claimed or
 finished meanwhile by another process is not swept in; the chosen events change in one
 statement.
@@ -21,15 +21,20 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from gateway import models
-from gateway.store import callback_retry, rows, values
-from gateway.store.callback_retry import CallbackRetry, CallbackSelection
-from gateway.store.sansio import Body, Cx, Driven, Where, q, read, sql, write
+from gateway import models, values
+from gateway.rules import callbacks as rules
+from gateway.rules.callbacks import CallbackRetry, CallbackSelection
+from gateway.store import rows
+from gateway.store.sansio import Body, Cx, Where, q, sql
 from gateway.store.trail import Trail
 
 _VIEW_COLS = (
     "id, filing_id, url, event, state, attempts, available_at, last_error, created_at, delivered_at"
 )
+
+
+#: the columns ``callback_claim`` returns, by the field each fills
+_CLAIMED = "seq, id, filing_id, url, body, attempts, token, created_at"
 
 
 def _view(r: Sequence[Any]) -> models.CallbackView:
@@ -54,15 +59,7 @@ def claim_callbacks(
     until = rows.us(now + timedelta(seconds=lease_s))
     taken = yield q("all", "callback_claim", now_us, limit, owner, until)
     return [
-        values.CallbackClaim(
-            id=r[1],
-            filing_id=r[2],
-            url=r[3],
-            body=r[4],
-            attempts=r[5],
-            token=r[6],
-            created_at=rows.dt(r[7]),
-        )
+        rows.build(values.CallbackClaim, _CLAIMED, r, skip=("seq",), created_at=rows.dt)
         for r in sorted(taken, key=lambda r: r[0])
     ]
 
@@ -132,7 +129,7 @@ def _views(cx: Cx, ids: list[str]) -> Body[list[models.CallbackView]]:
 
 def _where(cx: Cx, sel: CallbackSelection) -> Where:
     if sel.ids:
-        w = Where("state IN (" + ",".join(f"'{s}'" for s in callback_retry.RETRYABLE) + ")")
+        w = Where("state IN (" + ",".join(f"'{s}'" for s in rules.RETRYABLE) + ")")
         w.add(f"id {cx.any(w.arg(list(sel.ids)))}")
         return w
     w = Where("state = 'dead'")
@@ -147,7 +144,7 @@ def retry_callbacks(
 ) -> Body[CallbackRetry]:
     if sel.ids:
         found = yield q("all", "callback_states", list(sel.ids))
-        callback_retry.check_ids(sel, {r[0]: r[1] for r in found})
+        rules.check_ids(sel, {r[0]: r[1] for r in found})
     w = _where(cx, sel)
     matched = int((yield sql("val", f"SELECT COUNT(*) FROM callbacks{w}", *w.params)))
     text = "SELECT seq, id, filing_id, event, state, attempts FROM callbacks"
@@ -165,19 +162,8 @@ def retry_callbacks(
             "callback.retried",
             actor=actor,
             filing_id=filing_id,
-            details=callback_retry.audit_details(cb_id, event, state, attempts, reason),
+            details=rules.audit_details(cb_id, event, state, attempts, reason),
         )
     views = yield from _views(cx, ids)
     yield from trail.flush()
     return CallbackRetry(matched=matched, callbacks=views, remaining=matched - len(chosen))
-
-
-class CallbacksStore(Driven):
-    """The callback outbox methods of ``Store``."""
-
-    claim_callbacks = write(claim_callbacks)
-    finish_callback = write(finish_callback)
-    release_callbacks = write(release_callbacks)
-    next_callback_due = read(next_callback_due)
-    list_callbacks = read(list_callbacks)
-    retry_callbacks = write(retry_callbacks)

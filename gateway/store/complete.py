@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from gateway import models
-from gateway.store import logic, rows, values
+from gateway import models, values
+from gateway.store import rows
 from gateway.store.sansio import Body, Cx, q
-from gateway.store.status import lock_keys, reblock, refresh_statuses
+from gateway.store.status import LATE_SENT_MOVES, lock_keys, reblock, refresh_statuses
 from gateway.store.trail import Trail
-from gateway.store.values import Claim
+from gateway.values import Claim
 
 _S = models.DeliveryState
 
@@ -125,7 +125,7 @@ def late_sent(cx: Cx, trail: Trail, c: Completion) -> Body[set[int]]:
         "state_before": state,
         "attempt": c.claim.attempts + 1,
     }
-    if _S(state) not in logic.LATE_SENT_MOVES and state != "in_flight":
+    if _S(state) not in LATE_SENT_MOVES and state != "in_flight":
         trail.add(
             "delivery.sent_again",
             actor=values.SYSTEM,

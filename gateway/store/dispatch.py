@@ -22,8 +22,9 @@ from collections.abc import Collection, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from gateway import models
-from gateway.store import logic, rows, values
+from gateway import models, values
+from gateway.audit import events
+from gateway.store import rows
 from gateway.store.sansio import Body, Cx, Driven, q, read, write
 from gateway.store.status import (
     block_successors,
@@ -31,7 +32,7 @@ from gateway.store.status import (
     refresh_status,
 )
 from gateway.store.trail import Trail
-from gateway.store.values import Claim
+from gateway.values import Claim
 
 _S = models.DeliveryState
 
@@ -243,7 +244,7 @@ class DispatchStore(Driven):
         reason: str,
         probe_failed: bool = False,
     ) -> bool:
-        details = logic.deferred_details(reason, until, probe_failed)
+        details = events.deferred_details(reason, until, probe_failed)
         return await self._tx(
             finish,
             claim,

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import json
 
-from gateway import models
-from gateway.store import logic, rows
-from gateway.store.sansio import Body, Cx, Driven, Where, q, read, sql, write
+from gateway import models, values
+from gateway.audit import events
+from gateway.store import rows
+from gateway.store.sansio import Body, Cx, Where, q, sql
 from gateway.store.trail import Trail
-from gateway.store.values import Actor
+from gateway.values import Actor
 
 _R_COLS = "seq, id, source, origin, event_id, reason, details, body, content_type, received_at"
 
@@ -36,7 +37,7 @@ def reject_event(cx: Cx, event: models.RejectedEvent) -> Body[bool]:
     trail.add(
         "event.rejected",
         actor=Actor(name=f"source:{event.source}"),
-        details=logic.rejected_details(event),
+        details=events.rejected_details(event),
     )
     yield from trail.flush()
     return True
@@ -47,18 +48,21 @@ def list_rejected(
 ) -> Body[tuple[list[models.RejectedEvent], str | None]]:
     w = Where()
     if cursor is not None:
-        w.add(f"seq < {w.arg(rows.decode_cursor(cursor))}")
+        w.add(f"seq < {w.arg(values.decode_cursor(cursor))}")
     w.eq("source", source)
     text = f"SELECT {_R_COLS} FROM rejected_events{w} ORDER BY seq DESC LIMIT {w.arg(limit + 1)}"
     found = list((yield sql("all", text, *w.params)))
     more = len(found) > limit
     found = found[:limit]
-    items = [rows.rejected_event(r) for r in found]
-    return items, (rows.encode_cursor(found[-1][0]) if more and found else None)
-
-
-class InboundStore(Driven):
-    """The rejected-event methods of ``Store``."""
-
-    reject_event = write(reject_event)
-    list_rejected = read(list_rejected)
+    items = [
+        rows.build(
+            models.RejectedEvent,
+            _R_COLS,
+            r,
+            skip=("seq",),
+            details=rows.json_value,
+            received_at=rows.dt,
+        )
+        for r in found
+    ]
+    return items, (values.encode_cursor(found[-1][0]) if more and found else None)

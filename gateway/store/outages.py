@@ -23,13 +23,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from gateway import errors, ids
+from gateway import errors, ids, values
+from gateway.audit import events
 from gateway.rules import outages
-from gateway.store import fragments, logic, rows, values
+from gateway.store import fragments, rows
 from gateway.store.sansio import Body, Cx, Driven, Notify, q, read, sql, write
 from gateway.store.status import refresh_status
 from gateway.store.trail import Trail
-from gateway.store.values import Actor
+from gateway.values import Actor
 
 #: column order of ``rows.outage``
 O_COLS = (
@@ -66,7 +67,7 @@ def add_outage(
         actor.name,
     )
     trail = Trail(now, cx.redactor)
-    trail.add("outage.added", actor=actor, details=logic.outage_details(o))
+    trail.add("outage.added", actor=actor, details=events.outage_details(o))
     yield from trail.flush()
     return o
 
@@ -102,7 +103,7 @@ def remove_outage(cx: Cx, outage_id: str, *, actor: Actor, now: datetime) -> Bod
     trail.add(
         "outage.removed",
         actor=actor,
-        details={**logic.outage_details(o), "released_deliveries": released},
+        details={**events.outage_details(o), "released_deliveries": released},
     )
     yield from trail.flush()
     if released:

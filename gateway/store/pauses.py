@@ -20,7 +20,7 @@ from gateway.store import rows
 from gateway.store.outages import list_outages
 from gateway.store.sansio import Body, Cx, Driven, Notify, q, read, write
 from gateway.store.trail import Trail
-from gateway.store.values import SYSTEM, Actor
+from gateway.values import SYSTEM, Actor
 
 
 def _pause(r: Sequence[Any]) -> outages.Pause:

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from gateway import models
-from gateway.store import rows, values
+from gateway import models, values
+from gateway.store import rows
 from gateway.store.fragments import COMMON, FILING_COLS
-from gateway.store.sansio import Body, Cx, Driven, Where, q, read, sql
+from gateway.store.sansio import Body, Cx, Where, q, sql
 
 
 def flag_set(cx: Cx, column: str) -> str:
@@ -66,7 +66,7 @@ def list_filings(
 ) -> Body[models.Page]:
     w = Where()
     if cursor is not None:
-        w.add(f"f.seq < {w.arg(rows.decode_cursor(cursor))}")
+        w.add(f"f.seq < {w.arg(values.decode_cursor(cursor))}")
     for column, value in (
         ("f.status", flt.status),
         ("f.filing_type", flt.filing_type),
@@ -74,6 +74,9 @@ def list_filings(
         ("f.reference", flt.reference),
     ):
         w.eq(column, None if value is None else str(value))
+    for column, only in (("f.filer_code", flt.filer_codes), ("f.environment", flt.environments)):
+        if only is not None:
+            w.add(f"{column} {cx.any(w.arg(list(only)))}")
     if flt.since is not None:
         w.add(f"f.received_at >= {w.arg(rows.us(flt.since))}")
     if flt.until is not None:
@@ -100,7 +103,7 @@ def list_filings(
     found = found[:limit]
     deliveries = yield from deliveries_of(cx, [r[0] for r in found])
     items = [rows.filing_view(r, deliveries[r[0]]) for r in found]
-    next_cursor = rows.encode_cursor(found[-1][0]) if more and found else None
+    next_cursor = values.encode_cursor(found[-1][0]) if more and found else None
     return models.Page(items=items, next_cursor=next_cursor)
 
 
@@ -127,10 +130,18 @@ def queue_stats(cx: Cx) -> Body[values.QueueStats]:
     )
 
 
-class ReadsStore(Driven):
-    """The filing reads and queue statistics of ``Store``."""
+def open_filings(cx: Cx) -> Body[dict[str, int]]:
+    """Filings accepted and not yet settled, by filer code (the quotas' ``max_pending``):
+    one pass over the unsettled rows of ``filings_status``, whatever the number of filers."""
+    text = (
+        f"SELECT filer_code, COUNT(*) FROM filings WHERE status IN {COMMON['unsettled']} "
+        "GROUP BY filer_code"
+    )
+    return {str(code): int(n) for code, n in (yield sql("all", text))}
 
-    get_filing = read(get_filing)
-    list_filings = read(list_filings)
-    counts = read(counts)
-    queue_stats = read(queue_stats)
+
+def filing_by_key(cx: Cx, key: str) -> Body[str | None]:
+    """The id of the filing holding an idempotency key, if one does (a replay's)."""
+    found = yield q("all", "accept_taken_keys", [key])
+    return str(found[0][1]) if found else None
+

@@ -6,15 +6,18 @@ compare as plain integers on every backend.
 
 from __future__ import annotations
 
-import base64
+import functools
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-from gateway import errors, models
+from gateway import models
+from gateway.audit.events import iso as iso
 from gateway.rules import outages
 from gateway.store.fragments import SETTLED
+
+T = TypeVar("T")
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
@@ -36,48 +39,54 @@ def dt_or_none(value: int | None) -> datetime | None:
     return None if value is None else dt(value)
 
 
-def iso(when: datetime) -> str:
-    return when.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
 def dump_payload(payload: dict[str, Any] | str) -> tuple[str, int]:
     if isinstance(payload, str):
         return payload, 0
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False), 1
 
 
-def encode_cursor(seq: int) -> str:
-    return base64.urlsafe_b64encode(f"s{seq}".encode()).decode().rstrip("=")
+def json_value(stored: Any) -> Any:
+    """A JSON column's value: SQLite hands back its text, asyncpg may hand a decoded one."""
+    return json.loads(stored) if isinstance(stored, str) else stored
 
 
-def decode_cursor(cursor: str) -> int:
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if not text.startswith("s"):
-            raise ValueError(cursor)
-        return int(text[1:])
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise errors.InvalidInput(
-            "cursor is not one this gateway handed out",
-            details=[{"loc": "query.cursor", "msg": "invalid cursor"}],
-        ) from exc
+@functools.cache
+def columns(text: str) -> tuple[str, ...]:
+    """The names of a SELECT's column list: ``f.seq, a.id AS x`` → ``seq``, ``x`` (parsed
+    once per list: rows are decoded in streams, the audit trail's by the million)."""
+    return tuple(column.split()[-1].rpartition(".")[2] for column in text.split(","))
 
 
-# column order of the filing SELECTs (``fragments.FILING_COLS``):
+def build(
+    make: Callable[..., T],
+    cols: str,
+    row: Sequence[Any],
+    *,
+    skip: tuple[str, ...] = (),
+    **decode: Callable[[Any], Any],
+) -> T:
+    """``make(**fields)`` from a row read by ``SELECT {cols}``: each column fills the field
+    of its name, so the SELECT and its decoding share one list and cannot drift apart.
+    ``decode``: how a column's stored value becomes its field's (µs → datetime, JSON);
+    ``skip``: columns ``make`` has no field for (``seq``, read for paging)."""
+    fields = dict(zip(columns(cols), row, strict=True))
+    for name in skip:
+        del fields[name]
+    for name, how in decode.items():
+        fields[name] = how(fields[name])
+    return make(**fields)
+
+
+# column order of the filing SELECTs (``fragments.FILING_COLS``, which every one uses):
 # seq, id, filing_type, environment, reference, filer_code, idempotency_key, body_hash,
 # ordering_key, due_by, content_type, payload, payload_is_json, callback_url, metadata,
-# source, received_at, status, at_risk_at (v3), source_event_id (v4) — the last two are
-# optional, so a store whose SELECT does not have them yet still reads.
-def _at_risk_at(row: Sequence[Any]) -> Any:
-    return row[18] if len(row) > 18 else None
-
-
-def _source_event_id(row: Sequence[Any]) -> str | None:
-    return row[19] if len(row) > 19 else None
+# source, received_at, status, at_risk_at, source_event_id
+#: what a filing and its view both hold
+_SHARED = tuple(models.Filing.model_fields.keys() & models.FilingView.model_fields.keys())
 
 
 def _filing_fields(row: Sequence[Any]) -> dict[str, Any]:
-    """What a filing and its view both hold."""
+    """What a filing and its view both hold (``_SHARED``), from a filing row."""
     return {
         "id": row[1],
         "filing_type": models.FilingType(row[2]),
@@ -88,9 +97,9 @@ def _filing_fields(row: Sequence[Any]) -> dict[str, Any]:
         "body_hash": row[7],
         "ordering_key": row[8],
         "due_by": dt_or_none(row[9]),
-        "metadata": json.loads(row[14]) if isinstance(row[14], str) else row[14],
+        "metadata": json_value(row[14]),
         "source": row[15],
-        "source_event_id": _source_event_id(row),
+        "source_event_id": row[19],
         "received_at": dt(row[16]),
     }
 
@@ -108,19 +117,18 @@ def filing_view(row: Sequence[Any], deliveries: list[models.Delivery]) -> models
     return models.FilingView(
         **_filing_fields(row),
         status=models.FilingStatus(row[17]),
-        at_risk=_at_risk_at(row) is not None and row[17] not in SETTLED,
+        at_risk=row[18] is not None and row[17] not in SETTLED,
         deliveries=deliveries,
     )
 
 
-# column order of the delivery SELECTs (``fragments.DELIVERY_COLS``):
+# column order of the delivery SELECTs (``fragments.DELIVERY_COLS``, which every one uses):
 # seq, id, filing_id, adapter, state, attempts, available_at, last_error, receipt,
 # created_at, updated_at, delivered_at, filing_seq, ack_due_at, ack_overdue, ack,
 # ack_conflict
 def delivery(row: Sequence[Any]) -> models.Delivery:
     state = models.DeliveryState(row[4])
     waiting = state in (models.DeliveryState.WAITING_RETRY, models.DeliveryState.DEFERRED)
-    receipt = row[8]
     return models.Delivery(
         id=row[1],
         filing_id=row[2],
@@ -129,17 +137,14 @@ def delivery(row: Sequence[Any]) -> models.Delivery:
         attempts=row[5],
         next_attempt_at=dt(row[6]) if waiting else None,
         last_error=row[7],
-        receipt=json.loads(receipt) if isinstance(receipt, str) else receipt,
+        receipt=json_value(row[8]),
         created_at=dt(row[9]),
         updated_at=dt(row[10]),
         delivered_at=dt_or_none(row[11]),
-        # schema v5: ack_due_at, ack_overdue, ack (absent in older SELECTs)
-        ack_due_at=dt_or_none(row[13]) if len(row) > 13 else None,
-        ack_overdue=bool(row[14]) if len(row) > 14 else False,
-        ack=(json.loads(row[15]) if isinstance(row[15], str) else row[15])
-        if len(row) > 15
-        else None,
-        ack_conflict=bool(row[16]) if len(row) > 16 else False,
+        ack_due_at=dt_or_none(row[13]),
+        ack_overdue=bool(row[14]),
+        ack=json_value(row[15]),
+        ack_conflict=bool(row[16]),
     )
 
 
@@ -149,44 +154,18 @@ def accepted_view(
     """The view of a filing just inserted, from what was written (the 202's body without a
     read back): ``deliveries`` are (filing seq, delivery id, adapter, state) as inserted,
     with no attempts yet. Its status is what the deliveries' states derive."""
+    # available_at … ack_conflict of a delivery just inserted (``DELIVERY_COLS``' order)
+    fresh = (now_us, None, None, now_us, now_us, None, None, None, False, None, False)
     made = [
-        delivery((None, d_id, f.id, adapter, state, 0, now_us, None, None, now_us, now_us, None))
+        delivery((None, d_id, f.id, adapter, state, 0, *fresh))
         for _, d_id, adapter, state in deliveries
     ]
     status = models.derive_status([d.state for d in made])
     return models.FilingView(
-        id=f.id,
+        **{name: getattr(f, name) for name in _SHARED},
         status=status,
         at_risk=False,
-        filing_type=f.filing_type,
-        environment=f.environment,
-        reference=f.reference,
-        filer_code=f.filer_code,
-        idempotency_key=f.idempotency_key,
-        body_hash=f.body_hash,
-        ordering_key=f.ordering_key,
-        due_by=f.due_by,
-        metadata=f.metadata,
-        source=f.source,
-        source_event_id=f.source_event_id,
-        received_at=f.received_at,
         deliveries=made,
-    )
-
-
-# column order of the rejected_events SELECTs:
-# seq, id, source, origin, event_id, reason, details, body, content_type, received_at
-def rejected_event(row: Sequence[Any]) -> models.RejectedEvent:
-    return models.RejectedEvent(
-        id=row[1],
-        source=row[2],
-        origin=row[3],
-        event_id=row[4],
-        reason=row[5],
-        details=json.loads(row[6]) if isinstance(row[6], str) else row[6],
-        body=row[7],
-        content_type=row[8],
-        received_at=dt(row[9]),
     )
 
 

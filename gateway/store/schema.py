@@ -21,10 +21,10 @@ their semicolons).
 from __future__ import annotations
 
 from gateway import errors
-from gateway.store.sansio import Body, Cx, Dialect, Driven, Lock, q, queries, read, sql, write
+from gateway.store.sansio import Body, Cx, Dialect, Lock, q, queries, sql
 
 #: the highest migration version
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 #: serializes migrating processes (PostgreSQL advisory lock; 'edgw', 2)
 LOCK_MIGRATE = (0x6564_6777, 2)
@@ -102,10 +102,3 @@ def migrate(cx: Cx) -> Body[int]:
         yield sql("run", "INSERT INTO schema_version VALUES ($1)", version)
         current = version
     return current
-
-
-class SchemaStore(Driven):
-    """The schema methods of ``Store``."""
-
-    schema_version = read(schema_version)
-    migrate = write(migrate)

@@ -21,14 +21,17 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from gateway import errors, ids, models
-from gateway.rules import lifecycle
-from gateway.store import logic, rows
+from gateway.rules import callbacks, lifecycle
+from gateway.store import rows
 from gateway.store.sansio import Body, Cx, LockKeys, q
 from gateway.store.trail import Trail
-from gateway.store.values import SYSTEM, Actor
+from gateway.values import SYSTEM, Actor
 
-#: filing statuses a callback is sent for
-CALLBACK_STATUSES = frozenset({"delivered", "acknowledged", "rejected", "dead", "cancelled"})
+_E = lifecycle.Event
+_S = models.DeliveryState
+
+#: a send recorded after its lease was lost moves these to delivered (the rest: history)
+LATE_SENT_MOVES = frozenset(lifecycle.sources(_E.SENT, to=_S.DELIVERED)) - {_S.IN_FLIGHT}
 
 
 def lock_keys(keys: Iterable[str]) -> LockKeys:
@@ -67,11 +70,12 @@ def enqueue_callback(
     cx: Cx, filing_seq: int, previous: str, status: str, now_us: int
 ) -> Body[None]:
     """Queue a status event for the filing's callback_url, in the caller's transaction."""
-    if status not in CALLBACK_STATUSES:
+    if status not in callbacks.CALLBACK_STATUSES:
         return
     f = yield q("one", "callback_filing", filing_seq)
     deliveries = yield q("all", "callback_deliveries", filing_seq)
-    event, body = logic.callback_event(f, deliveries, previous, status, now_us)
+    timestamp = rows.iso(rows.dt(now_us))
+    event, body = callbacks.callback_event(f, deliveries, previous, status, timestamp)
     yield q(
         "run",
         "callback_enqueue",
@@ -140,6 +144,21 @@ def find_filing(cx: Cx, filing_id: str) -> Body[tuple[int, str]]:
 
 
 def refuse_in_flight(cx: Cx, seq: int, filing_id: str, event: lifecycle.Event) -> Body[None]:
-    """A send in progress stops an operator action on its filing whole (409)."""
+    """A send in progress stops an operator action on its filing whole: 409
+    ``delivery_in_flight``, with the lifecycle table's reason.
+
+    An in-flight delivery's ``available_at`` is its lease's end, the moment the send's
+    outcome is known at the latest (a stalled sender's lease runs out and the delivery is
+    claimed again): the answer says to try again after it.
+    """
     found: Any = yield q("all", "filing_delivery_states", seq)
-    logic.refuse_in_flight(filing_id, event, [(r[0], r[1], rows.dt(r[2])) for r in found])
+    busy = [(d, rows.dt(at)) for d, state, at in found if state == _S.IN_FLIGHT.value]
+    refusal = lifecycle.refusal([_S.IN_FLIGHT] if busy else [], event)
+    if refusal is None:
+        return
+    until = rows.iso(max(at for _, at in busy))
+    raise errors.Refused(
+        refusal.code,
+        f"filing {filing_id}: {refusal.why}; try again after {until}",
+        details={"id": filing_id, "deliveries": [d for d, _ in busy], "retry_after": until},
+    )

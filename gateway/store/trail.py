@@ -1,27 +1,26 @@
 """The audit chain inside a store transaction, written once for both backends.
 
-A body collects its audit rows in a ``Trail`` and appends them at its end with
-``yield from trail.flush()``: take the chain lock (PostgreSQL: an advisory lock held
-until commit, so rows of all processes extend one chain; SQLite: its one writer), read
-the head, hash and insert every row in one statement. The lock is held briefly because
-the lock, the head read and the insert are the transaction's last statements.
-
-Details get the actor's ``request_id`` and then pass through the store's redactor
-before they are hashed, so the chain holds only the masked values.
+A body collects its audit rows in a ``Trail`` (``gateway.audit.events.Rows``: redacted,
+chained there) and appends them at its end with ``yield from trail.flush()``: take the
+chain lock (PostgreSQL: an advisory lock held until commit, so rows of all processes extend
+one chain; SQLite: its one writer), read the head, hash and insert every row in one
+statement. The lock is held briefly because the lock, the head read and the insert are the
+transaction's last statements.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from gateway import values
 from gateway.audit import chain as audit
-from gateway.audit import redact
-from gateway.store import rows, values
-from gateway.store.sansio import Body, Cx, Driven, Lock, q, read, sql, write
-from gateway.store.values import Actor
+from gateway.audit import events
+from gateway.store import rows
+from gateway.store.sansio import Body, Cx, Lock, q, sql
+from gateway.values import Actor
 
 LOCK_AUDIT = (0x6564_6777, 1)  # 'edgw', 1
 
@@ -31,38 +30,8 @@ EMPTY = (0, audit.GENESIS)
 COLS = "seq, at, actor, filing_id, delivery_id, event, details, prev_hash, hash"
 
 
-class Trail:
+class Trail(events.Rows):
     """Audit rows of one transaction; ``flush`` chains them onto the shared head."""
-
-    def __init__(self, now: datetime, redactor: redact.Redactor) -> None:
-        self.at = rows.iso(now)
-        self.redactor = redactor
-        #: (at, event, actor, filing_id, delivery_id, details), in append order
-        self.items: list[tuple[str, str, str, str | None, str | None, dict[str, Any]]] = []
-
-    def add(
-        self,
-        event: str,
-        *,
-        actor: Actor,
-        filing_id: str | None = None,
-        delivery_id: str | None = None,
-        details: dict[str, Any] | None = None,
-        now: datetime | None = None,
-    ) -> None:
-        """Collect one row; ``now``: its own time when it differs from the trail's
-        (a coalesced transaction of several callers)."""
-        details = dict(details or {})
-        if actor.request_id:
-            details.setdefault("request_id", actor.request_id)
-        details = self.redactor.value(details)
-        at = self.at if now is None else rows.iso(now)
-        self.items.append((at, event, actor.name, filing_id, delivery_id, details))
-
-    def extend(self, other: Trail) -> None:
-        """Take over ``other``'s collected rows (already redacted), after this trail's."""
-        self.items += other.items
-        other.items = []
 
     def flush(self, *, head: tuple[int, str] | None = None, notify: str | None = None) -> Body[int]:
         """Append the collected rows; returns the new head seq (0: nothing appended).
@@ -75,26 +44,10 @@ class Trail:
             return 0
         if head is None:
             head = yield from lock_head(notify)
-        seq, prev = head
-        out: list[tuple[Any, ...]] = []
-        for at, event, actor, filing_id, delivery_id, details in self.items:
-            seq += 1
-            text = audit.canonical(details)  # serialised once: stored and hashed
-            h = audit.row_hash_of_canonical(
-                prev,
-                seq=seq,
-                at=at,
-                actor=actor,
-                filing_id=filing_id,
-                delivery_id=delivery_id,
-                event=event,
-                details_json=text,
-            )
-            out.append((seq, at, actor, filing_id, delivery_id, event, text, prev, h))
-            prev = h
+        out = self.chain(head)
         yield q("rows", "audit_insert", out)
         self.items = []
-        return seq
+        return int(out[-1][0])
 
 
 def lock_head(notify: str | None = None) -> Body[tuple[int, str]]:
@@ -108,12 +61,8 @@ def lock_head(notify: str | None = None) -> Body[tuple[int, str]]:
     return (int(head[0]), str(head[1])) if head else EMPTY
 
 
-def append(
-    cx: Cx,
-    event: str,
-    actor: Actor,
-    now: datetime,
-    details: dict[str, Any],
+def append_audit(
+    cx: Cx, event: str, *, actor: Actor, now: datetime, details: dict[str, Any]
 ) -> Body[int]:
     """One audit row in a transaction of its own (an event with no other change)."""
     trail = Trail(now, cx.redactor)
@@ -122,17 +71,7 @@ def append(
 
 
 def audit_row(r: Sequence[Any]) -> audit.AuditRow:
-    return audit.AuditRow(
-        seq=r[0],
-        at=r[1],
-        actor=r[2],
-        filing_id=r[3],
-        delivery_id=r[4],
-        event=r[5],
-        details=json.loads(r[6]),
-        prev_hash=r[7],
-        hash=r[8],
-    )
+    return rows.build(audit.AuditRow, COLS, r, details=json.loads)
 
 
 def page(cx: Cx, after_seq: int) -> Body[list[Any]]:
@@ -188,26 +127,3 @@ def prune(cx: Cx, *, before: datetime, actor: Actor, now: datetime) -> Body[valu
 def head(cx: Cx) -> Body[tuple[int, str] | None]:
     row = yield sql("one", "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
     return None if row is None else (int(row[0]), str(row[1]))
-
-
-class AuditStore(Driven):
-    """The audit methods of ``Store``."""
-
-    async def append_audit(
-        self, event: str, *, actor: Actor, now: datetime, details: dict[str, Any]
-    ) -> None:
-        await self._tx(append, event, actor, now, details)
-
-    async def audit_rows(self, *, after_seq: int = 0) -> AsyncIterator[audit.AuditRow]:
-        last = after_seq
-        while True:
-            found = await self._rx(page, last)
-            if not found:
-                return
-            for r in found:
-                yield audit_row(r)
-            last = found[-1][0]
-
-    filing_history = read(history)
-    audit_head = read(head)
-    prune_audit = write(prune)

@@ -21,85 +21,13 @@ same SQL (only the JSON accessors differ: ``fragments``, ``x12_*``), read in one
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
-
-from gateway.store import fragments, rows, sansio, values
+from gateway import values
+from gateway.store import fragments, rows, sansio
 from gateway.store.sansio import Where
-
-_FROZEN = ConfigDict(frozen=True, extra="forbid")
-
-GapKind = Literal["unsent", "unacknowledged"]
-GAP_KINDS: tuple[GapKind, ...] = ("unsent", "unacknowledged")
-
-
-@dataclass(frozen=True, slots=True)
-class GapQuery:
-    """Which allocations to look at."""
-
-    sender: str | None = None
-    receiver: str | None = None
-    usage: str | None = None
-    #: allocated at or after
-    since: datetime | None = None
-    #: allocated before (``--older-than`` leaves recent sends time to be answered)
-    until: datetime | None = None
-    kinds: tuple[GapKind, ...] = GAP_KINDS
-    #: gaps listed at most (the per-pair counts cover all)
-    limit: int = 100
-
-
-class X12Gap(BaseModel):
-    """One allocated control number the receiver never saw, or never answered."""
-
-    model_config = _FROZEN
-
-    sender: str
-    receiver: str
-    usage: str = Field(description="ISA15: `T` (test, CERT) or `P` (production).")
-    interchange_control: int
-    group_control: int
-    kind: GapKind = Field(description="`unsent` or `unacknowledged`.")
-    delivery_id: str
-    filing_id: str
-    attempt: int = Field(description="The delivery attempt the numbers were allocated for.")
-    allocated_at: AwareDatetime
-    delivery_state: str | None = Field(default=None, description="The delivery's state now.")
-    attempt_error: str | None = Field(
-        default=None, description="The error that attempt ended with, when one was recorded."
-    )
-
-
-class X12GapGroup(BaseModel):
-    """Counts of one sender/receiver/usage's allocations by what became of them."""
-
-    model_config = _FROZEN
-
-    sender: str
-    receiver: str
-    usage: str
-    allocated: int
-    acknowledged: int
-    unacknowledged: int
-    unsent: int
-    in_flight: int
-    first_interchange: int
-    last_interchange: int
-    last_allocated_at: AwareDatetime
-
-
-class X12GapReport(BaseModel):
-    """``GET /v1/x12/gaps``: per pair counts, then the gaps themselves (oldest first)."""
-
-    model_config = _FROZEN
-
-    groups: list[X12GapGroup]
-    gaps: list[X12Gap]
-    truncated: bool = Field(description="More gaps match than `limit` listed.")
-
+from gateway.values import GAP_KINDS, GapQuery, X12Gap, X12GapGroup, X12GapReport
 
 _CLASSIFIED = """
 WITH alloc AS MATERIALIZED (
@@ -142,6 +70,12 @@ SELECT sender, receiver, usage, COUNT(*),
 FROM classified GROUP BY sender, receiver, usage ORDER BY sender, receiver, usage
 """
 
+#: the fields ``_GROUPS``' columns fill, in their order
+_GROUP_FIELDS = (
+    "sender, receiver, usage, allocated, acknowledged, unacknowledged, unsent, in_flight, "
+    "first_interchange, last_interchange, last_allocated_at"
+)
+
 #: the error of the attempt is looked up for the listed gaps only
 _GAPS = """
 SELECT g.sender, g.receiver, g.usage, g.interchange_control, g.group_control, g.status,
@@ -154,6 +88,12 @@ FROM (SELECT * FROM classified WHERE status IN ({kinds})
       ORDER BY sender, receiver, usage, seq LIMIT {limit}) g
 ORDER BY g.sender, g.receiver, g.usage, g.seq
 """
+
+#: the fields ``_GAPS``' columns fill, in their order
+_GAP_FIELDS = (
+    "sender, receiver, usage, interchange_control, group_control, kind, delivery_id, "
+    "filing_id, attempt, allocated_at, delivery_state, attempt_error"
+)
 
 
 def queries(dialect: sansio.Dialect, q: GapQuery) -> tuple[str, str, list[Any], list[Any]]:
@@ -187,44 +127,16 @@ def report(groups: list[Any], gaps: list[Any], limit: int) -> X12GapReport:
     """The report from the rows of the two queries (``gaps`` may hold ``limit + 1``)."""
     return X12GapReport(
         groups=[
-            X12GapGroup(
-                sender=g[0],
-                receiver=g[1],
-                usage=g[2],
-                allocated=g[3],
-                acknowledged=g[4],
-                unacknowledged=g[5],
-                unsent=g[6],
-                in_flight=g[7],
-                first_interchange=g[8],
-                last_interchange=g[9],
-                last_allocated_at=rows.dt(g[10]),
-            )
-            for g in groups
+            rows.build(X12GapGroup, _GROUP_FIELDS, g, last_allocated_at=rows.dt) for g in groups
         ],
-        gaps=[
-            X12Gap(
-                sender=r[0],
-                receiver=r[1],
-                usage=r[2],
-                interchange_control=r[3],
-                group_control=r[4],
-                kind=r[5],
-                delivery_id=r[6],
-                filing_id=r[7],
-                attempt=r[8],
-                allocated_at=rows.dt(r[9]),
-                delivery_state=r[10],
-                attempt_error=r[11],
-            )
-            for r in gaps[:limit]
-        ],
+        gaps=[rows.build(X12Gap, _GAP_FIELDS, r, allocated_at=rows.dt) for r in gaps[:limit]],
         truncated=len(gaps) > limit,
     )
 
 
 def allocate_controls(
     cx: sansio.Cx,
+    *,
     sender: str,
     receiver: str,
     usage: str,
@@ -232,7 +144,7 @@ def allocate_controls(
     filing_id: str,
     attempt: int,
     now: datetime,
-    token: int | None,
+    token: int | None = None,
 ) -> sansio.Body[values.Controls | None]:
     """Next interchange and group numbers of a sender/receiver/usage; None if the lease is gone."""
     if token is not None and (yield sansio.q("val", "x12_lease_fence", delivery_id, token)) is None:
@@ -252,26 +164,3 @@ def allocate_controls(
         rows.us(now),
     )
     return values.Controls(interchange=interchange, group=group)
-
-
-class X12GapsStore(sansio.Driven):
-    """The control-number allocation and gaps report of ``Store``."""
-
-    async def x12_gaps(self, q: GapQuery) -> X12GapReport:
-        return await self._rx_snapshot(x12_gaps, q)
-
-    async def allocate_controls(
-        self,
-        *,
-        sender: str,
-        receiver: str,
-        usage: str,
-        delivery_id: str,
-        filing_id: str,
-        attempt: int,
-        now: datetime,
-        token: int | None = None,
-    ) -> values.Controls | None:
-        return await self._tx(
-            allocate_controls, sender, receiver, usage, delivery_id, filing_id, attempt, now, token
-        )

@@ -12,3 +12,9 @@ from gateway.records import crypto
 @pytest.fixture
 def keyring() -> crypto.Keyring:
     return crypto.Keyring({"k1": os.urandom(32)})
+
+
+# the store fixtures (one store on SQLite and one on PostgreSQL) for the wiring's tests
+from tests.store.conftest import backend, store, store_factory  # noqa: E402
+
+__all__ = ["backend", "keyring", "store", "store_factory"]

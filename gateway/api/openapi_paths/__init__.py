@@ -9,5 +9,15 @@ from gateway.api.openapi_paths.acks import ack_paths
 from gateway.api.openapi_paths.filings import filing_paths
 from gateway.api.openapi_paths.operations import operation_paths
 from gateway.api.openapi_paths.parts import REF, op, query, ref
+from gateway.api.openapi_paths.records import record_paths
 
-__all__ = ["REF", "ack_paths", "filing_paths", "op", "operation_paths", "query", "ref"]
+__all__ = [
+    "REF",
+    "ack_paths",
+    "filing_paths",
+    "op",
+    "operation_paths",
+    "query",
+    "record_paths",
+    "ref",
+]

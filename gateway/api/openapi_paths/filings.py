@@ -34,7 +34,7 @@ def filing_paths() -> dict[str, Any]:
                     202: (submitted, "Accepted and stored"),
                     200: (submitted, "Duplicate of an earlier submission"),
                 },
-                fails=(400, 409, 413, 422),
+                fails=(400, 409, 413, 422, 429),
                 params=[key],
                 body={
                     "application/json": {"schema": ref(models.FilingEvent)},
@@ -53,6 +53,7 @@ def filing_paths() -> dict[str, Any]:
                     query("state", ref(models.DeliveryState), "Any delivery in this state."),
                     query("filing_type", ref(models.FilingType)),
                     query("environment", ref(models.Environment)),
+                    query("filer_code", STR),
                     query("reference", STR),
                     query("adapter", STR),
                     query("since", {"type": "string", "format": "date-time"}),

@@ -14,11 +14,12 @@ REF = "#/components/schemas/{model}"
 ERROR_TEXT = {
     400: "Malformed JSON",
     401: "Missing or invalid token",
-    403: "Token lacks the scope",
+    403: "Token lacks the scope, or the filer code (a token limited to filer codes)",
     404: "Not found",
     409: "The current state forbids this action",
     413: "Body too large",
     422: "Invalid, unroutable, or idempotency key reused",
+    429: "Over an intake quota (`Retry-After`; `details` name the limit)",
     503: "Not ready",
 }
 

@@ -42,12 +42,6 @@ UPDATE deliveries SET state = $1, ack = $2, ack_overdue = FALSE, hold_until_ack 
     updated_at = $6
 WHERE seq = $7;
 
--- name: resend_filing
-UPDATE deliveries SET state = 'pending', available_at = $1, ack_due_at = NULL,
-    ack_overdue = FALSE, hold_until_ack = FALSE, ack_conflict = FALSE, lease_owner = NULL,
-    updated_at = $1
-WHERE filing_seq = $2 AND state IN {resend_from} RETURNING id, adapter, ordering_key;
-
 -- name: close_ack
 UPDATE deliveries SET ack_due_at = NULL, ack_overdue = FALSE, hold_until_ack = FALSE,
     ack = CASE WHEN state = 'delivered' THEN $1 ELSE ack END, ack_conflict = FALSE,

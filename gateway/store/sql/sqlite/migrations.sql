@@ -244,3 +244,25 @@ CREATE TABLE pauses (
     CHECK (adapter IS NOT NULL OR filing_type IS NOT NULL)
 );
 CREATE INDEX pauses_active ON pauses (seq) WHERE resumed_at IS NULL;
+
+-- name: migration_9
+-- the records archive (issue 20): the segments entered, and legal holds
+CREATE TABLE record_segments (
+    name        TEXT PRIMARY KEY,
+    sha256      TEXT NOT NULL,
+    records     INTEGER NOT NULL,
+    first_id    TEXT NOT NULL,
+    last_id     TEXT NOT NULL,
+    archived_at INTEGER NOT NULL,
+    purged_at   INTEGER
+);
+CREATE TABLE record_holds (
+    id          TEXT PRIMARY KEY,
+    kind        TEXT NOT NULL,
+    value       TEXT NOT NULL,
+    reason      TEXT NOT NULL,
+    placed_at   INTEGER NOT NULL,
+    placed_by   TEXT NOT NULL,
+    released_at INTEGER,
+    released_by TEXT
+);

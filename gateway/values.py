@@ -1,14 +1,22 @@
-"""The values the store hands in and out: filings to accept, claims, filters, actions,
-statistics. Plain frozen dataclasses, no I/O; ``base`` re-exports them.
+"""The values the store takes and hands back (filings to accept, claims, filters, actions,
+statistics, the cursor of a list's next page) and the X12 gaps report the API shows. Plain
+frozen dataclasses and pydantic models, no I/O: the service, the API, the dispatcher and
+the store all speak them, so they live below the store (``gateway.store.base`` re-exports
+the store's). ``models`` stays the leaf contract adapters see; these build on it and on the
+lifecycle and ack rules.
 """
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Literal
 
-from gateway import models
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from gateway import errors, models
 from gateway.rules import lifecycle
 from gateway.rules.acks import AckDecision, AckTarget
 
@@ -62,6 +70,9 @@ class ListFilter:
     ack_overdue: bool | None = None
     #: True: only filings with a delivery whose acks conflict (waiting for a person)
     ack_conflict: bool | None = None
+    #: only these filer codes / environments (a token's scope, ``?filer_code=``); None: all
+    filer_codes: tuple[str, ...] | None = None
+    environments: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +141,9 @@ class BulkFilter:
     environment: models.Environment | None = None
     #: only deliveries last changed at or before this (pins the set across chunks)
     not_after: datetime | None = None
+    #: only filings of these filer codes / environments (a token's scope); None: all
+    filer_codes: tuple[str, ...] | None = None
+    environments: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,3 +188,98 @@ class CallbackClaim:
     attempts: int
     token: int
     created_at: datetime
+
+
+# --- the cursor of a list's next page ------------------------------------------------
+
+
+def encode_cursor(seq: int) -> str:
+    """The opaque cursor a list hands out for its next page: the last ``seq`` it showed."""
+    return base64.urlsafe_b64encode(f"s{seq}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    """The ``seq`` a cursor names; 422 naming ``cursor`` when it is not one we handed out."""
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        if not text.startswith("s"):
+            raise ValueError(cursor)
+        return int(text[1:])
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise errors.InvalidInput(
+            "cursor is not one this gateway handed out",
+            details=[{"loc": "query.cursor", "msg": "invalid cursor"}],
+        ) from exc
+
+
+# --- the X12 control-number gaps report (``GET /v1/x12/gaps``) ----------------------
+
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
+
+GapKind = Literal["unsent", "unacknowledged"]
+GAP_KINDS: tuple[GapKind, ...] = ("unsent", "unacknowledged")
+
+
+@dataclass(frozen=True, slots=True)
+class GapQuery:
+    """Which allocations to look at."""
+
+    sender: str | None = None
+    receiver: str | None = None
+    usage: str | None = None
+    #: allocated at or after
+    since: datetime | None = None
+    #: allocated before (``--older-than`` leaves recent sends time to be answered)
+    until: datetime | None = None
+    kinds: tuple[GapKind, ...] = GAP_KINDS
+    #: gaps listed at most (the per-pair counts cover all)
+    limit: int = 100
+
+
+class X12Gap(BaseModel):
+    """One allocated control number the receiver never saw, or never answered."""
+
+    model_config = _FROZEN
+
+    sender: str
+    receiver: str
+    usage: str = Field(description="ISA15: `T` (test, CERT) or `P` (production).")
+    interchange_control: int
+    group_control: int
+    kind: GapKind = Field(description="`unsent` or `unacknowledged`.")
+    delivery_id: str
+    filing_id: str
+    attempt: int = Field(description="The delivery attempt the numbers were allocated for.")
+    allocated_at: AwareDatetime
+    delivery_state: str | None = Field(default=None, description="The delivery's state now.")
+    attempt_error: str | None = Field(
+        default=None, description="The error that attempt ended with, when one was recorded."
+    )
+
+
+class X12GapGroup(BaseModel):
+    """Counts of one sender/receiver/usage's allocations by what became of them."""
+
+    model_config = _FROZEN
+
+    sender: str
+    receiver: str
+    usage: str
+    allocated: int
+    acknowledged: int
+    unacknowledged: int
+    unsent: int
+    in_flight: int
+    first_interchange: int
+    last_interchange: int
+    last_allocated_at: AwareDatetime
+
+
+class X12GapReport(BaseModel):
+    """``GET /v1/x12/gaps``: per pair counts, then the gaps themselves (oldest first)."""
+
+    model_config = _FROZEN
+
+    groups: list[X12GapGroup]
+    gaps: list[X12Gap]
+    truncated: bool = Field(description="More gaps match than `limit` listed.")

@@ -1,0 +1,363 @@
+"""Records (issue 20): search, show, restore, verify, holds and purge over the live store
+and the archive, for the API and the CLI. The mover that fills the archive is ``mover``.
+
+One search answers over both: the live filings first (newest first, by the store's
+listing), then the archive's index (newest first). Its cursor is one opaque token that
+says which of the two it is in and where (``L`` + the live listing's cursor, ``A`` + the
+index's). A page may hold fewer items than ``limit`` (a live page is filtered after it is
+read, when the search names payload identifiers); follow ``next_cursor`` until it is null.
+A filing restored from the archive is live again and is shown once, as live.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import anyio
+
+from gateway import config, errors, models
+from gateway.clock import Clock
+from gateway.records import crypto, extract, index, retention, segment, storage, verify
+from gateway.records import errors as rerrors
+from gateway.records.query import from_micros
+from gateway.store import base
+
+#: the identifier fields a search names (any configured ``[records.fields]`` field too)
+FIELDS = ("reference", "entry_number", "bill_of_lading", "isf_transaction_number", "ack_code")
+#: live pages read at most per search call before it answers (with a cursor) anyway
+LIVE_PAGES = 20
+
+
+@dataclass(frozen=True, kw_only=True)
+class Search:
+    """A records search; every filter given must hold."""
+
+    terms: Mapping[str, str] = field(default_factory=dict)
+    filer_code: str | None = None
+    filing_type: str | None = None
+    environment: str | None = None
+    #: the filing's status (delivered, acknowledged, rejected, dead, cancelled, …)
+    state: str | None = None
+    received_from: datetime | None = None
+    received_to: datetime | None = None
+    limit: int = 50
+    cursor: str | None = None
+
+
+def facts(filing: Mapping[str, Any]) -> retention.Facts:
+    """What retention decides on, from an archived (or live) filing row."""
+    return retention.Facts(
+        filing_id=str(filing["id"]),
+        filing_type=str(filing["filing_type"]),
+        environment=str(filing["environment"]),
+        reference=str(filing["reference"]),
+        filer_code=str(filing["filer_code"]),
+        received_at=from_micros(int(filing["received_at"])),
+        finished_at=from_micros(int(filing["updated_at"])),
+    )
+
+
+def summary(filing: Mapping[str, Any], where: str, seg: str | None = None) -> dict[str, Any]:
+    return {
+        "id": filing["id"],
+        "filing_type": filing["filing_type"],
+        "environment": filing["environment"],
+        "reference": filing["reference"],
+        "filer_code": filing["filer_code"],
+        "state": filing["status"],
+        "received_at": from_micros(int(filing["received_at"])).isoformat(),
+        "where": where,
+        "segment": seg,
+    }
+
+
+def _cursor(phase: str, inner: str | None) -> str:
+    return base64.urlsafe_b64encode(f"{phase}:{inner or ''}".encode()).decode().rstrip("=")
+
+
+def _uncursor(cursor: str | None) -> tuple[str, str | None]:
+    if cursor is None:
+        return "L", None
+    try:
+        phase, _, inner = (
+            base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().partition(":")
+        )
+    except ValueError:
+        phase, inner = "", ""
+    if phase not in ("L", "A"):
+        raise rerrors.BadQuery("not a cursor this gateway handed out", field="cursor")
+    return phase, inner or None
+
+
+class Records:
+    """The records of one gateway: its store and (when configured) its archive."""
+
+    def __init__(
+        self,
+        *,
+        store: base.Store,
+        cfg: config.Config,
+        clock: Clock,
+        environ: Mapping[str, str],
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.section = cfg.records
+        self.keyring = crypto.load_keyring(environ)
+        self.rules = self.section.rules()
+        self.root = self.section.directory(cfg.gateway.store)
+        self.storage: storage.DirectoryStorage | None = None
+        self.index: index.Index | None = None
+
+    def open(self) -> None:
+        """Open the archive (when enabled, or when it exists: search and restore work with
+        the mover off); creates the directory when enabled."""
+        if self.storage is None and (self.section.enabled or self.root.exists()):
+            self.storage = storage.DirectoryStorage(self.root / "segments")
+            self.index = index.Index(self.root / "index.sqlite", rules=self.section.field_rules())
+
+    def close(self) -> None:
+        if self.index is not None:
+            self.index.close()
+            self.index = None
+        self.storage = None
+
+    def archive(self) -> tuple[storage.DirectoryStorage, index.Index]:
+        self.open()
+        if self.storage is None or self.index is None:
+            raise errors.Conflict(
+                f"no records archive at {self.root} ([records] enabled = false)",
+                details={"dir": str(self.root)},
+            )
+        return self.storage, self.index
+
+    async def entered(self) -> dict[str, str]:
+        """{segment: sha256} of the segments entered and not purged."""
+        return {r[0]: r[1] for r in await self.store.archive_segments() if r[6] is None}
+
+    async def policy(self) -> retention.Policy:
+        holds = [
+            retention.Hold(
+                id=r[0],
+                kind=retention.HoldKind(r[1]),
+                value=r[2],
+                reason=r[3],
+                placed_at=from_micros(r[4]),
+                released_at=None if r[6] is None else from_micros(r[6]),
+            )
+            for r in await self.store.record_holds()
+        ]
+        return retention.Policy(self.rules, holds)
+
+    # --- search and show --------------------------------------------------------------------
+
+    async def search(self, s: Search) -> tuple[list[dict[str, Any]], str | None]:
+        """One page over live and archive; (items, next cursor or None)."""
+        if not 1 <= s.limit <= 500:
+            raise rerrors.BadQuery("between 1 and 500", field="limit")
+        for name, value in s.terms.items():
+            if not extract.FIELD_NAME.fullmatch(name):
+                raise rerrors.BadQuery("not a search field", field=name)
+            if not extract.normalize(value):
+                raise rerrors.BadQuery("empty", field=name)
+        phase, inner = _uncursor(s.cursor)
+        items: list[dict[str, Any]] = []
+        if phase == "L":
+            items, inner = await self._live(s, inner)
+            if inner is not None:
+                return items, _cursor("L", inner)
+        self.open()
+        if self.index is None:
+            return items, None
+        if len(items) >= s.limit:
+            return items, _cursor("A", None)
+        query = index.Query(
+            terms=dict(s.terms),
+            filing_type=s.filing_type,
+            environment=s.environment,
+            filer_code=s.filer_code,
+            state=s.state,
+            received_from=s.received_from,
+            received_to=s.received_to,
+            limit=s.limit - len(items),
+            cursor=inner if phase == "A" else None,
+        )
+        page = await anyio.to_thread.run_sync(self.index.search, query)
+        live = await self.store.live_seqs([h.filing_id for h in page.hits])
+        for h in page.hits:
+            if h.filing_id not in live:
+                items.append(
+                    {
+                        "id": h.filing_id,
+                        "filing_type": h.filing_type,
+                        "environment": h.environment,
+                        "reference": h.reference,
+                        "filer_code": h.filer_code,
+                        "state": h.state,
+                        "received_at": h.received_at.isoformat(),
+                        "where": "archive",
+                        "segment": h.segment,
+                    }
+                )
+        return items, None if page.next_cursor is None else _cursor("A", page.next_cursor)
+
+    async def _live(self, s: Search, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        """Matches among live filings, a listing page at a time; (items, listing cursor)."""
+        try:
+            flt = base.ListFilter(
+                status=None if s.state is None else models.FilingStatus(s.state),
+                filing_type=None if s.filing_type is None else models.FilingType(s.filing_type),
+                environment=None if s.environment is None else models.Environment(s.environment),
+                since=s.received_from,
+                until=s.received_to,
+            )
+        except ValueError:
+            return [], None  # a value no live filing can have: the archive may still
+        rules = self.section.field_rules()
+        out: list[dict[str, Any]] = []
+        for _ in range(LIVE_PAGES):
+            page = await self.store.list_filings(flt, limit=s.limit, cursor=cursor)
+            cursor = page.next_cursor
+            views = [v for v in page.items if s.filer_code in (None, v.filer_code)]
+            if s.terms and views:
+                seqs = await self.store.live_seqs([v.id for v in views])
+                recs = await self.store.archive_batch(sorted(seqs.values()))
+                found = {r["filing"]["id"]: r for r in recs if _matches(r, s.terms, rules)}
+                out += [summary(found[v.id]["filing"], "live") for v in views if v.id in found]
+            else:
+                out += [_view_summary(v) for v in views]
+            if out or cursor is None:
+                break
+        return out, cursor
+
+    async def show(self, filing_id: str) -> dict[str, Any]:
+        """A filing's whole record (every row, the exact payload sent), live or archived."""
+        seqs = await self.store.live_seqs([filing_id])
+        if filing_id in seqs:
+            (rec,) = await self.store.archive_batch([seqs[filing_id]])
+            return {"id": filing_id, "where": "live", "segment": None, "record": rec}
+        name, rec = await self._archived(filing_id)
+        return {"id": filing_id, "where": "archive", "segment": name, "record": rec}
+
+    async def _archived(self, filing_id: str) -> tuple[str, dict[str, Any]]:
+        store, idx = self.archive()
+        hit = await anyio.to_thread.run_sync(idx.locate, filing_id)
+        if hit is None:
+            raise errors.NotFound(f"no record {filing_id}", details={"id": filing_id})
+        sha = (await self.entered()).get(hit.segment)
+        opened = await anyio.to_thread.run_sync(
+            functools.partial(
+                segment.open_segment, store, hit.segment, keyring=self.keyring, expected_sha256=sha
+            )
+        )
+        return hit.segment, opened.record(filing_id)
+
+    # --- restore, holds, verify, purge ------------------------------------------------------
+
+    async def restore(self, filing_id: str, *, reason: str, actor: base.Actor) -> dict[str, Any]:
+        if not reason.strip():
+            raise rerrors.BadQuery("say why (it goes into the audit trail)", field="reason")
+        if await self.store.live_seqs([filing_id]):
+            raise errors.Conflict(f"filing {filing_id} is live already", details={"id": filing_id})
+        name, rec = await self._archived(filing_id)
+        await self.store.archive_restore(rec, name, reason, actor, self.clock.now())
+        return {"id": filing_id, "restored_from": name, "reason": reason}
+
+    async def place_hold(self, kind: str, value: str, reason: str, actor: base.Actor) -> str:
+        if kind not in set(retention.HoldKind):
+            known = ", ".join(retention.HoldKind)
+            raise rerrors.BadQuery(f"one of {known}", field="kind")
+        if not value.strip() or not reason.strip():
+            raise rerrors.BadQuery("required", field="value" if not value.strip() else "reason")
+        return str(await self.store.place_hold(kind, value, reason, actor, self.clock.now()))
+
+    async def release_hold(self, hold_id: str, reason: str, actor: base.Actor) -> None:
+        await self.store.release_hold(hold_id, reason, actor, self.clock.now())
+
+    async def holds(self) -> list[dict[str, Any]]:
+        keys = ("id", "kind", "value", "reason", "placed_at", "placed_by")
+        out = []
+        for r in await self.store.record_holds():
+            item = dict(zip(keys, r[:6], strict=True))
+            item["placed_at"] = from_micros(r[4]).isoformat()
+            item["released_at"] = None if r[6] is None else from_micros(r[6]).isoformat()
+            item["released_by"] = r[7]
+            out.append(item)
+        return out
+
+    async def verify(self, *, deep: bool = False) -> verify.Report:
+        """The archive's segments against the segments entered, and those against the
+        chain's ``records.archived`` / ``records.purged`` rows (those not pruned)."""
+        store, _ = self.archive()
+        entered = await self.entered()
+        report = await anyio.to_thread.run_sync(
+            functools.partial(
+                verify.verify, store, list(entered.items()), keyring=self.keyring, deep=deep
+            )
+        )
+        chained: dict[str, str] = {}
+        async for row in self.store.audit_rows():
+            if row.event == "records.archived":
+                chained[str(row.details.get("segment"))] = str(row.details.get("sha256"))
+            elif row.event == "records.purged":
+                chained.pop(str(row.details.get("segment")), None)
+        for name, sha in sorted(chained.items()):
+            if entered.get(name) != sha:
+                message = f"segment {name}: the audit chain enters {sha[:16]}…, the store lists "
+                message += "it purged or not at all" if name not in entered else "another hash"
+                report.problems.append(
+                    verify.Problem(segment=name, kind="altered", message=message)
+                )
+        return report
+
+    async def purge(self, *, dry_run: bool, actor: base.Actor) -> list[dict[str, Any]]:
+        """Segments whose every record is past retention and not held: listed (dry run),
+        or marked purged (audited), deleted and taken out of the index."""
+        store, idx = self.archive()
+        now = self.clock.now()
+        policy = await self.policy()
+        out = []
+        for name, sha in sorted((await self.entered()).items()):
+            seg = await anyio.to_thread.run_sync(
+                functools.partial(
+                    segment.open_segment, store, name, keyring=self.keyring, expected_sha256=sha
+                )
+            )
+            verdicts = [policy.decide(facts(rec["filing"]), now) for rec in seg]
+            if not verdicts or any(v.decision is not retention.Decision.PURGE for v in verdicts):
+                continue
+            out.append({"segment": name, "sha256": sha, "records": len(verdicts)})
+            if not dry_run:
+                await self.store.archive_purged(name, sha, len(verdicts), actor, now)
+                await anyio.to_thread.run_sync(store.delete, name)
+                await anyio.to_thread.run_sync(idx.remove, name)
+        return out
+
+
+def _matches(rec: Mapping[str, Any], terms: Mapping[str, str], rules: Any) -> bool:
+    found = extract.extract(rec["filing"], rules)
+    if codes := index.ack_codes(rec):
+        found[index.ACK_CODE] = codes
+    return all(extract.normalize(v) in found.get(k, ()) for k, v in terms.items())
+
+
+def _view_summary(v: models.FilingView) -> dict[str, Any]:
+    return {
+        "id": v.id,
+        "filing_type": str(v.filing_type),
+        "environment": str(v.environment),
+        "reference": v.reference,
+        "filer_code": v.filer_code,
+        "state": str(v.status),
+        "received_at": v.received_at.isoformat(),
+        "where": "live",
+        "segment": None,
+    }
+
+
+__all__ = ["FIELDS", "Records", "Search"]

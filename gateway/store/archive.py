@@ -1,0 +1,183 @@
+"""The store's side of the records archive (issue 20), written once for both backends.
+
+The mover reads a batch of finished filings with all their rows (``archive_batch``, one
+snapshot), writes the segment, then ``archive_enter`` re-reads each filing's stamp (its
+``updated_at`` and its deliveries' newest) under row locks: if any moved, nothing changes
+(False); else the rows go, the segment is listed in ``record_segments`` and the audit row
+``records.archived`` enters its hash in the chain, all in one transaction. Audit rows stay
+in the chain (the segment holds a copy). ``restore`` puts a record's rows back; holds and
+purges are rows of their own, each change audited.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from gateway import errors, ids
+from gateway.store import rows
+from gateway.store.sansio import Body, Cx, Dialect, Driven, q, queries, read, sql, write
+from gateway.store.trail import Trail
+from gateway.values import Actor
+
+#: a record's tables; every one but the audit goes back on restore
+TABLES = ("filings", "deliveries", "acks", "callbacks", "x12_allocations", "audit")
+#: a filing's stamp: (filings.updated_at, newest deliveries.updated_at)
+Stamp = tuple[int, int | None]
+
+
+@functools.cache
+def columns(dialect: Dialect, table: str) -> tuple[str, ...]:
+    """The columns ``archive_rows_<table>`` reads: the keys of the archived row dicts."""
+    text = queries(dialect)[f"archive_rows_{table}"]
+    return tuple(c.strip() for c in re.split(r"\sFROM\s", text[len("SELECT") :])[0].split(","))
+
+
+def stamp_of(record: Mapping[str, Any]) -> Stamp:
+    newest = [d["updated_at"] for d in record["deliveries"]]
+    return (record["filing"]["updated_at"], max(newest, default=None))
+
+
+def candidates(cx: Cx, finished_before: datetime, after_seq: int, limit: int) -> Body[list[Any]]:
+    """(seq, id, type, environment, reference, filer, received µs, updated µs, newest
+    delivery µs) of finished filings last changed before ``finished_before``, by seq."""
+    found = yield q("all", "archive_candidates", rows.us(finished_before), after_seq, limit)
+    return [tuple(r) for r in found]
+
+
+def batch(cx: Cx, seqs: list[int]) -> Body[list[dict[str, Any]]]:
+    """The records of filings ``seqs``: each filing row with its rows of every table."""
+    recs: dict[int, dict[str, Any]] = {}
+    for r in (yield q("all", "archive_rows_filings", seqs)):
+        recs[r[0]] = {"filing": _row(cx, "filings", r), **{t: [] for t in TABLES[1:]}}
+    by_id = {rec["filing"]["id"]: rec for rec in recs.values()}
+    for r in (yield q("all", "archive_rows_deliveries", list(recs))) if recs else ():
+        recs[r[2]]["deliveries"].append(_row(cx, "deliveries", r))
+    dlv = {d["id"]: d for rec in recs.values() for d in rec["deliveries"]}
+    for table, keys in (("acks", by_id), ("callbacks", by_id), ("audit", by_id), ("x12", dlv)):
+        table = "x12_allocations" if table == "x12" else table
+        for r in (yield q("all", f"archive_rows_{table}", list(keys))) if keys else ():
+            row = _row(cx, table, r)
+            by_id[row["matched_filing_id" if table == "acks" else "filing_id"]][table].append(row)
+    return [recs[s] for s in sorted(recs)]
+
+
+def _row(cx: Cx, table: str, r: Any) -> dict[str, Any]:
+    return dict(zip(columns(cx.dialect, table), r, strict=True))
+
+
+def enter(
+    cx: Cx, segment: Mapping[str, Any], stamps: Mapping[int, Stamp], actor: Actor, now: datetime
+) -> Body[bool]:
+    """Delete the archived filings' rows and enter the segment; False (nothing changed)
+    when a filing changed since it was read. ``segment``: name, sha256, first_id, last_id."""
+    seqs = sorted(stamps)
+    got: dict[int, list[Any]] = {}
+    filing_ids, delivery_ids = [], []
+    for seq, filing_id, updated in (yield q("all", "archive_lock_filings", seqs)):
+        got[seq] = [updated, None]
+        filing_ids.append(filing_id)
+    for seq, delivery_id, updated in (yield q("all", "archive_lock_deliveries", seqs)):
+        delivery_ids.append(delivery_id)
+        got[seq][1] = updated if got[seq][1] is None else max(got[seq][1], updated)
+    if {s: tuple(v) for s, v in got.items()} != {s: tuple(v) for s, v in stamps.items()}:
+        return False
+    yield q("run", "archive_delete_x12_allocations", delivery_ids)
+    for table in ("acks", "callbacks"):
+        yield q("run", f"archive_delete_{table}", filing_ids)
+    yield q("run", "archive_delete_deliveries", seqs)
+    yield q("run", "archive_delete_filings", seqs)
+    info = (segment["name"], segment["sha256"], len(seqs), segment["first_id"], segment["last_id"])
+    yield q("run", "archive_segment_insert", *info, rows.us(now))
+    keys = ("segment", "sha256", "records", "first_id", "last_id")
+    yield from _audit(cx, "records.archived", actor, now, dict(zip(keys, info, strict=True)))
+    return True
+
+
+def restore(
+    cx: Cx, record: Mapping[str, Any], segment: str, reason: str, actor: Actor, now: datetime
+) -> Body[None]:
+    """Put an archived record's rows back (the audit rows never left): one transaction."""
+    filing_id = str(record["filing"]["id"])
+    if (yield q("all", "archive_live_ids", [filing_id])):
+        raise errors.Conflict(f"filing {filing_id} is live already", details={"id": filing_id})
+    over = " OVERRIDING SYSTEM VALUE" if cx.dialect == "postgres" else ""
+    for table in TABLES[:-1]:
+        for row in [record["filing"]] if table == "filings" else record.get(table, []):
+            cols = [c for c in columns(cx.dialect, table) if c in row]
+            marks = ", ".join(f"${i}" for i in range(1, len(cols) + 1))
+            text = f"INSERT INTO {table} ({', '.join(cols)}){over} VALUES ({marks})"
+            tail = "" if table == "filings" else " ON CONFLICT DO NOTHING"
+            yield sql("run", text + tail, *(row[c] for c in cols))
+    details = {"segment": segment, "reason": reason}
+    yield from _audit(cx, "records.restored", actor, now, details, filing_id)
+
+
+def place_hold(
+    cx: Cx, kind: str, value: str, reason: str, actor: Actor, now: datetime
+) -> Body[str]:
+    hold_id = ids.new_id("hld")
+    yield q("run", "hold_insert", hold_id, kind, value, reason, rows.us(now), actor.name)
+    details = {"hold": hold_id, "kind": kind, "value": value, "reason": reason}
+    yield from _audit(cx, "records.hold_placed", actor, now, details)
+    return hold_id
+
+
+def release_hold(cx: Cx, hold_id: str, reason: str, actor: Actor, now: datetime) -> Body[None]:
+    found = yield q("one", "hold_release", hold_id, rows.us(now), actor.name)
+    if found is None:
+        raise errors.NotFound(f"no active hold {hold_id}", details={"id": hold_id})
+    details = {"hold": hold_id, "kind": found[0], "value": found[1], "reason": reason}
+    yield from _audit(cx, "records.hold_released", actor, now, details)
+
+
+def holds(cx: Cx) -> Body[list[tuple[Any, ...]]]:
+    """(id, kind, value, reason, placed µs, placed by, released µs, released by) of every hold."""
+    return [tuple(r) for r in (yield q("all", "holds_all"))]
+
+
+def segments(cx: Cx) -> Body[list[tuple[Any, ...]]]:
+    """(name, sha256, records, first id, last id, archived µs, purged µs | None), by name."""
+    return [tuple(r) for r in (yield q("all", "archive_segments"))]
+
+
+def purged(cx: Cx, name: str, sha256: str, records: int, actor: Actor, now: datetime) -> Body[bool]:
+    """Mark segment ``name`` purged, audited (``records.purged``); False if it was already."""
+    if not (yield q("run", "archive_segment_purged", name, rows.us(now))):
+        return False
+    details = {"segment": name, "sha256": sha256, "records": records}
+    yield from _audit(cx, "records.purged", actor, now, details)
+    return True
+
+
+def _audit(
+    cx: Cx, event: str, actor: Actor, now: datetime, details: Any, filing_id: str | None = None
+) -> Body[int]:
+    trail = Trail(now, cx.redactor)
+    trail.add(event, actor=actor, filing_id=filing_id, details=details)
+    return (yield from trail.flush())
+
+
+def live_seqs(cx: Cx, filing_ids: list[str]) -> Body[dict[str, int]]:
+    """{id: seq} of those of ``filing_ids`` that are live."""
+    return {str(r[0]): int(r[1]) for r in (yield q("all", "archive_live_ids", filing_ids))}
+
+
+class ArchiveStore(Driven):
+    """The records-archive methods of ``Store``."""
+
+    archive_candidates = read(candidates)
+    archive_enter = write(enter)
+    archive_restore = write(restore)
+    record_holds = read(holds)
+    place_hold = write(place_hold)
+    release_hold = write(release_hold)
+    archive_segments = read(segments)
+    archive_purged = write(purged)
+    live_seqs = read(live_seqs)
+
+    async def archive_batch(self, seqs: list[int]) -> list[dict[str, Any]]:
+        return await self._rx_snapshot(batch, seqs)
