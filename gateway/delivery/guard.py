@@ -272,7 +272,8 @@ class Guard:
         return out
 
     def risk_windows(self, now: datetime, horizon: timedelta) -> list[base.RiskWindow]:
-        """Known outages ahead: hold windows, announced outages and open breakers."""
+        """Known outages ahead: hold windows, announced outages, open breakers, and
+        paused adapters (a paused filing type is not one: the store's check has no type)."""
         out: list[base.RiskWindow] = []
         for name, sched in self.schedules.items():
             for w in sched.windows(now, now + horizon):
@@ -282,6 +283,9 @@ class Guard:
             if until is not None:
                 out.append(base.RiskWindow(now, until, "circuit breaker open", name))
         far = now + horizon
+        for p in self.pauses:  # a paused adapter sends nothing until it is resumed
+            if p.adapter is not None and p.filing_type is None and p.active_at(now):
+                out.append(base.RiskWindow(now, p.ends_at or far, f"paused ({p.id})", p.adapter))
         for o in self.announced:
             out.append(
                 base.RiskWindow(

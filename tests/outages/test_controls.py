@@ -221,3 +221,18 @@ async def _pause_across(one: Any, two: Any) -> None:
     assert [p["id"] for p in listed["pauses"]] == [pause["id"]]
     assert (await two.call("DELETE", f"/v1/pauses/{pause['id']}"))[0] == 200
     await one.wait_status(held["id"], "delivered")
+
+
+async def test_a_filing_due_while_its_adapter_is_paused_is_flagged_at_risk(tmp_path, live_gateway):
+    """A paused adapter is a known hold: a filing due in two days (far outside the 4 h
+    margin) is flagged at_risk, naming the pause, at the next deadline scan."""
+    live = await live_gateway(outage_config(tmp_path))
+    _, pause = await live.call("POST", "/v1/pauses", {"adapter": "outbox", "reason": "VAN"})
+    due = models.utc_iso(WEDNESDAY_NOON + timedelta(days=2))
+    _, f = await live.call("POST", "/v1/filings", event("BOL-1", due_by=due))
+    await live.advance(61)  # the deadline scan runs every 60 s
+    await live.advance(1)
+    _, body = await live.call("GET", f"/v1/filings/{f['id']}")
+    assert body["at_risk"] is True
+    [row] = audit(tmp_path, "filing.at_risk")
+    assert row[3]["reason"] == f"paused ({pause['id']})"
