@@ -10,7 +10,7 @@ from typing import Any
 
 import anyio
 
-from gateway import config, logs, registry
+from gateway import config, errors, logs, registry
 from gateway.audit import redact
 from gateway.cli.client import EXIT_OK
 
@@ -91,3 +91,14 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     done = "already" if before == version else f"from v{before}"
     say(args, {"from": before, "to": version}, f"schema at v{version} ({done})")
     return EXIT_OK
+
+
+async def require_migrated(store: Any) -> None:
+    """Refuse a local command on a database whose schema is not this gateway's version."""
+    from gateway.store import base
+
+    version = await store.schema_version()
+    if version != base.SCHEMA_VERSION:
+        raise errors.StoreError(
+            f"the database schema is v{version}; run `edi-gateway migrate` first"
+        )

@@ -13,12 +13,13 @@ from typing import Any
 
 import anyio
 
-from gateway import config, errors
+from gateway import config
 from gateway.audit import chain as audit
 from gateway.audit import checkpoints
 from gateway.audit import export as audit_export
 from gateway.audit import verify as audit_verify
 from gateway.cli.client import EXIT_FAILED, EXIT_OK, EXIT_REFUSED
+from gateway.cli.local import require_migrated
 from gateway.store import base
 from gateway.store import open as store_open
 
@@ -47,11 +48,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
         store = store_open.open_store(cfg.gateway.store)
         await store.open()
         try:
-            version = await store.schema_version()
-            if version != base.SCHEMA_VERSION:
-                raise errors.StoreError(
-                    f"the database schema is v{version}; run `edi-gateway migrate` first"
-                )
+            await require_migrated(store)
             ev = await audit_verify.gather(store, directory)
             if ev.bad:
                 reason = f"a checkpoint does not authenticate: {ev.bad[0]}"

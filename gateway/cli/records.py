@@ -24,6 +24,7 @@ from gateway import config, errors
 from gateway.audit import redact
 from gateway.cli.audit import when
 from gateway.cli.client import EXIT_FAILED, EXIT_NOT_FOUND, EXIT_OK, EXIT_REFUSED
+from gateway.cli.local import require_migrated
 from gateway.clock import SystemClock
 from gateway.records import errors as rerrors
 from gateway.service.records import Records, Search
@@ -113,11 +114,7 @@ async def _on_records(
     store = store_open.open_store(cfg.gateway.store, redactor=redactor)
     await store.open()
     try:
-        version = await store.schema_version()
-        if version != base.SCHEMA_VERSION:
-            raise errors.StoreError(
-                f"the database schema is v{version}; run `edi-gateway migrate` first"
-            )
+        await require_migrated(store)
         records = Records(store=store, cfg=cfg, clock=SystemClock(), environ=os.environ)
         try:
             return await fn(args, records)

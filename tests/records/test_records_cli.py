@@ -110,3 +110,24 @@ def test_a_bad_search_parameter_is_named(archived: tuple[Path, list[str]], capsy
     cfg, _ = archived
     code = main(["records", "search", "--limit", "0", "-c", str(cfg)])
     assert code == 4 and "--limit" in capsys.readouterr().err
+
+
+def test_records_and_audit_prune_refuse_a_database_not_migrated(
+    tmp_path: Path, capsys: Any
+) -> None:
+    """A local command on a store older than this gateway says to migrate (exit 5), and
+    writes nothing: `records search` and `audit prune` share the check."""
+    db = tmp_path / "old.db"
+    cfg_path = tmp_path / "gateway.toml"
+    cfg_path.write_text(
+        f'[gateway]\nstore = "sqlite:///{db}"\n[records]\nenabled = true\n'
+        f'dir = "{tmp_path / "records"}"\n'
+    )
+    for argv in (
+        ["records", "search", "--config", str(cfg_path), "--reference", "R1"],
+        ["audit", "prune", "--config", str(cfg_path), "--before", "2020-01-01T00:00:00Z"],
+    ):
+        code = main(argv)
+        err = capsys.readouterr().err
+        assert code == 5, (argv, err)
+        assert "run `edi-gateway migrate` first" in err, argv
