@@ -88,6 +88,15 @@ def enqueue_callback(
     )
 
 
+#: what reblock moves, read off the lifecycle table (as ``fragments``' block_from is)
+_BLOCK_FROM = frozenset(s.value for s in lifecycle.sources(_E.PREDECESSOR_DEAD))
+_UNBLOCK_FROM = frozenset(s.value for s in lifecycle.sources(_E.PREDECESSOR_RELEASED))
+_RELEASED = lifecycle.step(_S.BLOCKED, _E.PREDECESSOR_RELEASED)
+if not isinstance(_RELEASED, _S):  # pragma: no cover - the table moves blocked to a state
+    raise TypeError(f"lifecycle: blocked on predecessor_released gives {_RELEASED!r}")
+_UNBLOCKED = _RELEASED.value
+
+
 def reblock(
     cx: Cx, trail: Trail, actor: Actor, adapter: str, ordering_key: str, now_us: int
 ) -> Body[set[int]]:
@@ -101,10 +110,10 @@ def reblock(
             blocked_by_predecessor = True
             continue
         new = None
-        if blocked_by_predecessor and state in ("pending", "waiting_retry", "deferred"):
-            new = "blocked"
-        elif not blocked_by_predecessor and state == "blocked":
-            new = "pending"
+        if blocked_by_predecessor and state in _BLOCK_FROM:
+            new = _S.BLOCKED.value
+        elif not blocked_by_predecessor and state in _UNBLOCK_FROM:
+            new = _UNBLOCKED
         if new is not None:
             yield q("run", "reblock_set", new, now_us, seq)
             trail.add(
