@@ -9,6 +9,7 @@ import signal
 import sqlite3
 import sys
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import anyio
@@ -44,18 +45,24 @@ def write_toml(path: Path, data: dict) -> Path:
     return path
 
 
-async def start_serve(config_path: Path, port: int) -> asyncio.subprocess.Process:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = await asyncio.create_subprocess_exec(
+async def spawn_serve(config_path: Path, *, stderr: int = asyncio.subprocess.PIPE) -> Any:
+    """``edi-gateway serve --config …`` as a child process of this checkout (not waited for)."""
+    return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "gateway.cli.main",
         "serve",
         "--config",
         str(config_path),
-        env=env,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
         stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
+        stderr=stderr,
+    )
+
+
+async def start_serve(config_path: Path, port: int) -> asyncio.subprocess.Process:
+    proc: asyncio.subprocess.Process = await spawn_serve(
+        config_path, stderr=asyncio.subprocess.DEVNULL
     )
     async with aiohttp.ClientSession() as s:
         for _ in range(300):

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import sys
 from pathlib import Path
 
 import anyio
 import pytest
 
 from tests.conftest import base_config
-from tests.test_process import ROOT, write_toml
+from tests.test_process import spawn_serve, write_toml
 
 
 async def stderr_until(proc: asyncio.subprocess.Process, event: str) -> list[dict]:
@@ -37,17 +35,7 @@ async def test_sigterm_right_after_listening_is_a_graceful_stop(tmp_path: Path) 
     data = base_config(tmp_path)
     data["gateway"] = {**data["gateway"], "log_format": "json"}
     config_file = write_toml(tmp_path / "gateway.toml", data)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "gateway.cli.main",
-        "serve",
-        "--config",
-        str(config_file),
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    proc = await spawn_serve(config_file)
     try:
         await stderr_until(proc, "gateway.listening")
         proc.send_signal(signal.SIGTERM)  # before the dispatcher and the rest have started

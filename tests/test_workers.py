@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import sqlite3
-import sys
 from pathlib import Path
 
 import aiohttp
@@ -18,7 +17,7 @@ import pytest
 from adapters import filedrop
 from gateway import models
 from tests.conftest import base_config, example, free_port
-from tests.test_process import ROOT, write_toml
+from tests.test_process import spawn_serve, write_toml
 from tests.test_serve_signals import stderr_until
 
 
@@ -47,17 +46,7 @@ async def test_two_serve_processes_share_the_port_the_work_and_the_stop(tmp_path
         "workers": 2,
     }
     config_file = write_toml(tmp_path / "gateway.toml", data)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "gateway.cli.main",
-        "serve",
-        "--config",
-        str(config_file),
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    proc = await spawn_serve(config_file)
     worker_pid = None
     try:
         seen = await stderr_until(proc, "gateway.listening")

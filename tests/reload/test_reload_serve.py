@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 
 from tests.conftest import base_config, free_port
-from tests.test_process import ROOT, write_toml
+from tests.test_process import ROOT, spawn_serve, write_toml
 from tests.test_serve_signals import stderr_until
 
 pytestmark = pytest.mark.slow
@@ -42,17 +42,7 @@ async def test_sighup_and_the_cli_reload_the_file_and_refuse_a_fixed_key(tmp_pat
     data = base_config(tmp_path)
     data["gateway"] = {**data["gateway"], "listen": f"127.0.0.1:{port}", "log_format": "json"}
     config_file = write_toml(tmp_path / "gateway.toml", data)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "gateway.cli.main",
-        "serve",
-        "--config",
-        str(config_file),
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    proc = await spawn_serve(config_file)
     url = f"http://127.0.0.1:{port}"
     try:
         await stderr_until(proc, "gateway.listening")
