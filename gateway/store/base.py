@@ -135,20 +135,7 @@ class Store(dispatch.DispatchStore):
     ) -> Action:
         return await self._tx(actions.operator_action, "resend", filing_id, actor, now, reason)
 
-    async def bulk_action(
-        self,
-        action: str,
-        flt: BulkFilter,
-        *,
-        actor: Actor,
-        now: datetime,
-        reason: str,
-        limit: int,
-        dry_run: bool = False,
-    ) -> BulkResult:
-        if dry_run:
-            return await self._rx(actions.bulk_select, action, flt, limit)
-        return await self._tx(actions.bulk_action, action, flt, actor, now, reason, limit)
+    bulk_action = write(actions.bulk_action)
 
     record_ack = write(acks.record_ack)
     list_acks = read(acks.list_acks)

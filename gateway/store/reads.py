@@ -108,17 +108,16 @@ def list_filings(
 
 
 def counts(cx: Cx) -> Body[dict[str, dict[str, int]]]:
+    """Deliveries by adapter and state."""
     out: dict[str, dict[str, int]] = {}
-    for adapter, state, n in (yield q("all", "delivery_counts")):
+    for state, adapter, n in (yield q("all", "stats_by_state")):
         out.setdefault(adapter, {})[state] = n
     return out
 
 
 def queue_stats(cx: Cx) -> Body[values.QueueStats]:
     """Four index-only reads (see the module's docstring)."""
-    by_adapter: dict[str, dict[str, int]] = {}
-    for state, adapter, n in (yield q("all", "stats_by_state")):
-        by_adapter.setdefault(adapter, {})[state] = n
+    by_adapter = yield from counts(cx)
     oldest = {a: rows.dt(first) for a, first in (yield q("all", "stats_oldest_waiting"))}
     at_risk = yield q("val", "stats_at_risk")
     conflicts = yield q("val", "deliveries_in_conflict")
