@@ -207,6 +207,14 @@ def set_fair_weights(cx: Cx, weights: Mapping[str, int]) -> Body[None]:
     yield q("rows", "fair_weights_set", sorted(weights.items()))
 
 
+def filer_queue(cx: Cx) -> Body[dict[str, dict[str, int]]]:
+    """Unsettled filings by filer code, then status (the queue by filer)."""
+    out: dict[str, dict[str, int]] = {}
+    for code, status, n in (yield q("all", "filer_queue")):
+        out.setdefault(code, {})[status] = int(n)
+    return out
+
+
 def next_due(cx: Cx) -> Body[datetime | None]:
     value = yield q("val", "next_due")
     return None if value is None else rows.dt(value)
@@ -239,6 +247,7 @@ class DispatchStore(Driven):
     release = write(release)
     set_fair_weights = write(set_fair_weights)
     next_due = read(next_due)
+    filer_queue = read(filer_queue)
 
     async def schedule_retry(
         self, claim: Claim, *, now: datetime, at: datetime, error: str
