@@ -577,7 +577,10 @@ class Dispatcher:
         elif self.metrics is not None:
             latency = (now - claim.filing.received_at).total_seconds()
             self.metrics.outcome(
-                adapter, label, latency_s=latency if label == "delivered" else None
+                adapter,
+                label,
+                latency_s=latency if label == "delivered" else None,
+                filer_code=claim.filing.filer_code,
             )
 
     async def _retry_or_die(
