@@ -11,7 +11,7 @@ from aiohttp import web
 
 from gateway import config, errors
 from gateway.api import inputs
-from gateway.api.handlers import actor_of, read_json, respond
+from gateway.api.handlers import PRINCIPAL, actor_of, read_json, respond
 from gateway.records import errors as rerrors
 from gateway.service import Service
 from gateway.service.records import FIELDS, Records, Search
@@ -48,7 +48,8 @@ def _time(request: web.Request, name: str) -> datetime | None:
 
 
 async def search(request: web.Request) -> web.Response:
-    """One page of records, live first then archived, newest first."""
+    """One page of records, live first then archived, newest first (a token limited to
+    filers finds theirs only)."""
     records = request.app[RECORDS]
     q = request.query
     fields = {*FIELDS, *records.section.fields}
@@ -63,6 +64,7 @@ async def search(request: web.Request) -> web.Response:
         received_to=_time(request, "received_to"),
         limit=inputs.query_int(request, "limit", default=50, low=1, high=500),
         cursor=q.get("cursor"),
+        **request[PRINCIPAL].filters(),
     )
     items, cursor = await records.search(s)
     return respond({"items": items, "next_cursor": cursor})
@@ -70,7 +72,8 @@ async def search(request: web.Request) -> web.Response:
 
 async def show(request: web.Request) -> web.Response:
     """A filing's whole record, live or archived: every row, the payload as sent."""
-    return respond(await request.app[RECORDS].show(request.match_info["id"]))
+    records, principal = request.app[RECORDS], request[PRINCIPAL]
+    return respond(await records.show(request.match_info["id"], principal.sees))
 
 
 async def restore(request: web.Request) -> web.Response:
@@ -84,5 +87,10 @@ async def restore(request: web.Request) -> web.Response:
         )
     records = request.app[RECORDS]
     return respond(
-        await records.restore(request.match_info["id"], reason=reason, actor=actor_of(request))
+        await records.restore(
+            request.match_info["id"],
+            reason=reason,
+            actor=actor_of(request),
+            visible=request[PRINCIPAL].sees,
+        )
     )
