@@ -88,7 +88,7 @@ def record_paths() -> dict[str, Any]:
         },
         "/v1/records/{id}": {
             "get": op(
-                "A filing's whole record, live or archived (another filer's: 404 to a scoped token)",
+                "A filing's whole record, live or archived (a scoped token: its filers' only)",
                 {200: (_RECORD, "Every row of the filing, the payload as stored and sent")},
                 fails=(404, 409),
                 params=[path_param("id")],
