@@ -13,7 +13,7 @@ from gateway import config, errors
 from gateway.api import inputs
 from gateway.api.handlers import PRINCIPAL, actor_of, read_json, respond
 from gateway.records import errors as rerrors
-from gateway.service import Service
+from gateway.service import Service, sealing
 from gateway.service.records import FIELDS, Records, Search
 
 RECORDS = web.AppKey("records", Records)
@@ -27,6 +27,11 @@ def setup(app: web.Application, service: Service, cfg: config.Config) -> None:
     """Give the app its records (a bad keyring stops start-up here, naming the variable)."""
     records = Records(store=service.store, cfg=cfg, clock=service.clock, environ=os.environ)
     app[RECORDS] = records
+
+    async def check_keys(_: web.Application) -> None:
+        await sealing.check_keys(service.store)  # a key in use missing or wrong: stop
+
+    app.on_startup.append(check_keys)
 
     async def close(_: web.Application) -> None:
         records.close()
