@@ -171,6 +171,9 @@ class Store(dispatch.DispatchStore):
 
     reject_event = write(inbound.reject_event)
     list_rejected = read(inbound.list_rejected)
+    get_rejected = read(inbound.get_rejected)
+    replay_failed = write(inbound.replay_failed)
+    replayed = write(inbound.replayed)
 
     add_outage = write(outages.add_outage)
     list_outages = read(outages.list_outages)
