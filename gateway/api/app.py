@@ -85,6 +85,7 @@ UI_ROUTES: list[tuple[str, str, Handler, str | None]] = [
     ("GET", "/", dashboard.index, None),
     ("GET", "/ui/", dashboard.index, None),
     ("GET", "/ui/panels", dashboard.panels, "read"),
+    ("GET", "/ui/events", dashboard.events, "read"),
     ("GET", "/ui/filings/{id}", dashboard.filing_page, None),
     ("GET", "/ui/filings/{id}/panel", dashboard.filing_panel, "read"),
     ("GET", "/ui/static/{name}", dashboard.static, None),

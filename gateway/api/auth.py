@@ -126,6 +126,7 @@ FILER_SCOPE: dict[tuple[str, str], FilerScope] = {
     ("GET", "/ui/filings/{id}"): FilerScope.PUBLIC,
     ("GET", "/ui/static/{name}"): FilerScope.PUBLIC,
     ("GET", "/ui/panels"): FilerScope.UNSCOPED,
+    ("GET", "/ui/events"): FilerScope.UNSCOPED,
     ("GET", "/ui/filings/{id}/panel"): FilerScope.FILING,
 }
 

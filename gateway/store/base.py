@@ -33,6 +33,7 @@ from gateway.store import (
     pauses,
     reads,
     schema,
+    series,
     trail,
     x12gaps,
 )
@@ -174,6 +175,8 @@ class Store(dispatch.DispatchStore):
     get_rejected = read(inbound.get_rejected)
     replay_failed = write(inbound.replay_failed)
     replayed = write(inbound.replayed)
+    series_accepted = read(series.accepted)
+    series_delivered = read(series.delivered)
 
     add_outage = write(outages.add_outage)
     list_outages = read(outages.list_outages)
