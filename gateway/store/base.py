@@ -43,15 +43,13 @@ from gateway.store.schema import SCHEMA_VERSION as SCHEMA_VERSION
 from gateway.values import BULK_FROM as BULK_FROM
 from gateway.values import SYSTEM as SYSTEM
 from gateway.values import AcceptResult as AcceptResult
-from gateway.values import AckDecide as AckDecide
-from gateway.values import Action as Action
+from gateway.values import Action, GapQuery, X12GapReport
 from gateway.values import Actor as Actor
 from gateway.values import BulkFilter as BulkFilter
 from gateway.values import BulkResult as BulkResult
 from gateway.values import CallbackClaim as CallbackClaim
 from gateway.values import Claim as Claim
 from gateway.values import Controls as Controls
-from gateway.values import GapQuery, X12GapReport
 from gateway.values import ListFilter as ListFilter
 from gateway.values import NewFiling as NewFiling
 from gateway.values import PruneResult as PruneResult
