@@ -54,15 +54,15 @@ def step(weight: int | None) -> int:
 
 class Tagger:
     """Tags one accept's deliveries from the state the store read for their
-    (adapter, filer code) pairs: rows of (adapter, filer code, head tag waiting, largest
-    finish on the adapter, the filer's finish, the filer's weight), NULLs as None."""
+    (adapter, filer code) pairs: rows of (adapter, filer code, the adapter's clock V, the
+    filer's finish, the filer's weight), NULLs as None."""
 
     def __init__(self, state: Iterable[Sequence[Any]]) -> None:
         self.clock: dict[str, int] = {}
         self.finish: dict[tuple[str, str], int] = {}
         self.weight: dict[str, int | None] = {}
-        for adapter, filer, head, top, finish, weight in state:
-            self.clock[adapter] = int(head if head is not None else (top or 0))
+        for adapter, filer, clock, finish, weight in state:
+            self.clock[adapter] = int(clock or 0)
             if finish is not None:
                 self.finish[adapter, filer] = int(finish)
             self.weight[filer] = weight

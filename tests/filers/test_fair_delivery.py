@@ -145,16 +145,16 @@ async def test_the_clock_survives_a_restart_and_is_shared_by_processes(
 
 
 def test_tags_interleave_by_weight() -> None:
-    """The tagger alone: weight 2 advances half as far, V is the head waiting, else the
-    largest finish (nothing waits: everything up to it was served)."""
-    t = fair.Tagger([("ace", "A", None, None, None, 2), ("ace", "B", None, None, None, None)])
+    """The tagger alone: weight 2 advances half as far; a filer starts at the adapter's
+    clock V when its own finish is behind it (no credit for idle time)."""
+    t = fair.Tagger([("ace", "A", None, None, 2), ("ace", "B", None, None, None)])
     assert [t.tag("ace", "A") for _ in range(3)] == [0, fair.UNIT // 2, fair.UNIT]
     assert [t.tag("ace", "B") for _ in range(2)] == [0, fair.UNIT]
     assert t.finishes() == [("ace", "A", fair.UNIT * 3 // 2), ("ace", "B", 2 * fair.UNIT)]
-    idle = fair.Tagger([("ace", "B", None, 9 * fair.UNIT, 2 * fair.UNIT, None)])
+    idle = fair.Tagger([("ace", "B", 9 * fair.UNIT, 2 * fair.UNIT, None)])
     assert idle.tag("ace", "B") == 9 * fair.UNIT  # no credit for idle time
-    busy = fair.Tagger([("ace", "B", 5 * fair.UNIT, 9 * fair.UNIT, None, None)])
-    assert busy.tag("ace", "B") == 5 * fair.UNIT  # a newcomer starts at the head
+    ahead = fair.Tagger([("ace", "B", 5 * fair.UNIT, 7 * fair.UNIT, None)])
+    assert ahead.tag("ace", "B") == 7 * fair.UNIT  # its own backlog still counts
 
 
 # --- the claim walks indexes -------------------------------------------------------------
