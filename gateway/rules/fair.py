@@ -31,8 +31,9 @@ Known limit: a delivery waiting long for a retry (or deferred) with an old tag h
 back; a filer that starts posting meanwhile gets tags from that ``V``, ahead of a running
 backlog by up to the gap: it is served first for that while, then interleaved again.
 
-The weights (``[fairness] weights``, default 1) are written to ``fair_weights`` by the
-dispatcher at start and on reload, so every process tags by the same weights.
+The weights (``[fairness] weights``, default 1; read at start-up) are written to
+``fair_weights`` by the dispatcher when it starts, so every process tags by the same
+weights (the last process started wins if their files differ).
 """
 
 from __future__ import annotations

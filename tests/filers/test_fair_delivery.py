@@ -220,3 +220,32 @@ async def test_the_fair_claim_and_the_head_probe_walk_the_fair_index(
     assert await store.filer_queue() == {"AAA": {"pending": 100}, "BBB": {"pending": 200}}
     for plan in (claim, due, head):
         assert "TEMP B-TREE FOR ORDER BY" not in plan and "Sort Key: d.vtime" not in plan, plan
+
+
+async def test_the_gateway_publishes_its_weights_for_every_process(
+    tmp_path: Any, start_gateway: Any, store_url: str
+) -> None:
+    """`[fairness] weights` reach the store's `fair_weights` when the dispatcher starts
+    (every process's accepts read them there); `{}` after a restart without them."""
+    from tests.conftest import base_config
+
+    async def weights() -> dict[str, int]:
+        if store_url.startswith("sqlite"):
+            db = sqlite3.connect(store_url.removeprefix("sqlite:///"))
+            try:
+                return dict(db.execute("SELECT filer_code, weight FROM fair_weights"))
+            finally:
+                db.close()
+        conn = await asyncpg.connect(store_url)
+        try:
+            return dict(await conn.fetch("SELECT filer_code, weight FROM fair_weights"))  # type: ignore[arg-type]
+        finally:
+            await conn.close()
+
+    cfg = base_config(tmp_path, gateway={"store": store_url}, fairness={"weights": {"AAA": 3}})
+    gw = await start_gateway(cfg)
+    assert await weights() == {"AAA": 3}
+    await gw.stop()
+    gw = await start_gateway(base_config(tmp_path, gateway={"store": store_url}))
+    assert await weights() == {}
+    await gw.stop()
