@@ -143,7 +143,7 @@ def accept_many(cx: Cx, calls: list[AcceptCall]) -> Body[list[list[values.Accept
 
 
 def _filing_row(call: AcceptCall, f: models.Filing) -> tuple[Any, ...]:
-    payload, is_json = rows.dump_payload(f.payload)
+    payload, is_json = rows.dump_payload(f.payload, f.id)
     return (
         f.id,
         f.filing_type.value,
