@@ -1,8 +1,9 @@
 """Row R2 (issue 20): the records archive at 1,000,000 filings.
 
 1. **Build** an archive of ``FILINGS`` filings: real segment files (``segment.build_segment``
-   and ``put``, ``PER_SEGMENT`` records each, zlib level 1 frames to build it faster) and the real search index (``Index.add``,
-   identifiers extracted from each payload), from synthetic store-shaped records
+   and ``put``, ``PER_SEGMENT`` records each, zlib level 1 frames to build it faster) and
+   the real search index (``Index.add``, identifiers extracted from each payload), from
+   synthetic store-shaped records
    (``gateway.records.bench_index.filing``: six filing types over five years, 60 filers).
    They are entered in the store's ``record_segments`` (not in the audit chain) so the
    gateway's mover sees them as its own. This is setup, built without HTTP and without the
