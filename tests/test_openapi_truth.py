@@ -213,8 +213,10 @@ async def test_every_json_answer_validates_against_the_schema_its_operation_decl
     async def rejected() -> Any:
         return (await gw.get("/v1/rejected-events", headers=AUTH))[1]["items"]
 
-    await eventually(rejected)
+    [bad] = await eventually(rejected)
     await check.call(get, "/v1/rejected-events", 200, params={"source": "legacy"})
+    replay = {"json": {"reason": "x"}, "path": {"id": bad["id"]}}  # still bad: stays listed
+    await check.call(post, "/v1/rejected-events/{id}/replay", 200, **replay)
 
     # outages: announce, list with calendar windows, a deferred filing cancelled, remove
     outage = await check.call(post, "/v1/outages", 201, json={"adapter": "outbox", "reason": "x"})

@@ -23,6 +23,7 @@ from gateway.api import (
     ops,
     quotas,
     records,
+    replay,
     x12,
 )
 from gateway.api import filers as filer_scope
@@ -54,6 +55,7 @@ ROUTES: list[tuple[str, str, Handler, str | None]] = [
     ("GET", "/v1/pauses", controls.list_pauses, "read"),
     ("DELETE", "/v1/pauses/{id}", controls.delete_pause, "operate"),
     ("GET", "/v1/rejected-events", inbound_api.list_rejected, "read"),
+    ("POST", "/v1/rejected-events/{id}/replay", replay.replay, "operate"),
     ("POST", "/v1/acks", acks.post_acks, "submit"),
     ("GET", "/v1/acks", acks.list_acks, "read"),
     ("GET", "/v1/filings/{id}/acks", acks.filing_acks, "read"),
@@ -83,6 +85,7 @@ UI_ROUTES: list[tuple[str, str, Handler, str | None]] = [
     ("GET", "/", dashboard.index, None),
     ("GET", "/ui/", dashboard.index, None),
     ("GET", "/ui/panels", dashboard.panels, "read"),
+    ("GET", "/ui/events", dashboard.events, "read"),
     ("GET", "/ui/filings/{id}", dashboard.filing_page, None),
     ("GET", "/ui/filings/{id}/panel", dashboard.filing_panel, "read"),
     ("GET", "/ui/static/{name}", dashboard.static, None),

@@ -112,6 +112,7 @@ FILER_SCOPE: dict[tuple[str, str], FilerScope] = {
     ("POST", "/v1/records/{id}/restore"): FilerScope.NARROWED,
     ("POST", "/v1/acks"): FilerScope.UNSCOPED,
     ("GET", "/v1/rejected-events"): FilerScope.UNSCOPED,
+    ("POST", "/v1/rejected-events/{id}/replay"): FilerScope.UNSCOPED,
     ("GET", "/v1/x12/gaps"): FilerScope.UNSCOPED,
     ("GET", "/metrics"): FilerScope.UNSCOPED,
     ("GET", "/v1/overview"): FilerScope.UNSCOPED,
@@ -125,6 +126,7 @@ FILER_SCOPE: dict[tuple[str, str], FilerScope] = {
     ("GET", "/ui/filings/{id}"): FilerScope.PUBLIC,
     ("GET", "/ui/static/{name}"): FilerScope.PUBLIC,
     ("GET", "/ui/panels"): FilerScope.UNSCOPED,
+    ("GET", "/ui/events"): FilerScope.UNSCOPED,
     ("GET", "/ui/filings/{id}/panel"): FilerScope.FILING,
 }
 

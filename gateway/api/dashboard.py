@@ -22,7 +22,7 @@ from aiohttp import web
 from markupsafe import escape
 
 from gateway import errors, models
-from gateway.api import handlers, inputs, openapi, ops
+from gateway.api import charts, handlers, inbound, inputs, live, openapi, ops
 from gateway.store.base import ListFilter
 
 #: how often the page refreshes its panels
@@ -31,6 +31,7 @@ REFRESH_MS = 3000
 LIST_LIMIT = 50
 STATIC = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}
 HTML = "text/html"
+FILER = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,34}")
 
 
 def _age(seconds: float | None) -> str:
@@ -82,6 +83,8 @@ def setup(app: web.Application) -> None:
     env.filters.update(
         age=_age, when=_when, schema=_schema, slug=lambda p: re.sub(r"[^a-z0-9]+", "-", p)
     )
+    live.setup(app, render_panels)
+    charts.setup(app)
 
 
 def _page(request: web.Request) -> dict[str, Any]:
@@ -94,23 +97,44 @@ def _page(request: web.Request) -> dict[str, Any]:
     }
 
 
-async def _panels_html(request: web.Request) -> str:
-    service = request.app[handlers.SERVICE]
-    ov = await request.app[ops.MONITOR].overview()
+def filer_of(request: web.Request) -> str | None:
+    """The dashboard's filer filter (``?filer=CODE``); 422 naming it when malformed."""
+    inputs.only_params(request, {"filer"})
+    filer = request.query.get("filer") or None
+    if filer is not None and not FILER.fullmatch(filer):
+        raise errors.InvalidInput(
+            "filer is a filer code (letters, digits, '-'; up to 35)",
+            details=[{"loc": "query.filer", "msg": "not a filer code"}],
+        )
+    return filer
 
-    async def items(flt: ListFilter) -> list[models.FilingView]:
-        return (await service.list(flt, limit=LIST_LIMIT)).items
 
+async def render_panels(app: web.Application, filer: str | None) -> str:
+    """The dashboard's figures; with ``filer``, its lists show that filer's filings only."""
+    service = app[handlers.SERVICE]
+    ov = await app[ops.MONITOR].overview()
+    codes = None if filer is None else (filer,)
+
+    async def items(**flt: Any) -> list[models.FilingView]:
+        return (await service.list(ListFilter(filer_codes=codes, **flt), limit=LIST_LIMIT)).items
+
+    rejected, _ = await app[inbound.INTAKE].list_rejected(
+        source=None, limit=LIST_LIMIT, cursor=None
+    )
     context = {
         "ov": ov,
+        "filer": filer,
         "states": [s.value for s in models.DeliveryState],
-        "dead": await items(ListFilter(state=models.DeliveryState.DEAD)),
-        "blocked": await items(ListFilter(state=models.DeliveryState.BLOCKED)),
-        "at_risk": await items(ListFilter(at_risk=True)),
-        "ack_conflicts": await items(ListFilter(ack_conflict=True)),
+        "dead": await items(state=models.DeliveryState.DEAD),
+        "blocked": await items(state=models.DeliveryState.BLOCKED),
+        "at_risk": await items(at_risk=True),
+        "ack_conflicts": await items(ack_conflict=True),
+        "rejected": rejected,
         "pauses": (await service.list_pauses())["pauses"],
+        "charts": await charts.render(app),
     }
-    return aiohttp_jinja2.render_string("panels.html", request, context)
+    template = aiohttp_jinja2.get_env(app).get_template("panels.html")
+    return template.render(context)
 
 
 async def _filing_html(request: web.Request, filing_id: str) -> str:
@@ -129,15 +153,18 @@ def _html(text: str) -> web.Response:
 async def index(request: web.Request) -> web.Response:
     """The dashboard page (public shell; its figures need scope read)."""
     page = _page(request)
-    page["inline"] = "" if page["auth_enabled"] else await _panels_html(request)
+    page["inline"] = "" if page["auth_enabled"] else await render_panels(request.app, None)
     return _html(aiohttp_jinja2.render_string("index.html", request, page))
 
 
 async def panels(request: web.Request) -> web.Response:
-    """The dashboard's figures as an HTML fragment."""
-    if request.query:
-        raise errors.InvalidInput("this page takes no query parameters")
-    return _html(await _panels_html(request))
+    """The dashboard's figures as an HTML fragment (``?filer=CODE``: that filer's lists)."""
+    return _html(await render_panels(request.app, filer_of(request)))
+
+
+async def events(request: web.Request) -> web.StreamResponse:
+    """The dashboard's figures as server-sent events: now, then on each change."""
+    return await live.events(request, filer_of(request))
 
 
 async def filing_page(request: web.Request) -> web.Response:

@@ -16,7 +16,7 @@ from pydantic.json_schema import models_json_schema
 
 import gateway
 from gateway import models, values
-from gateway.api import admin, callback_ops, controls, ops, schemas, x12
+from gateway.api import admin, callback_ops, controls, ops, replay, schemas, x12
 from gateway.api import openapi_paths as paths
 from gateway.api.openapi_paths import parts
 from gateway.rules import outages
@@ -29,6 +29,7 @@ _REQUESTS: tuple[type[BaseModel], ...] = (
     outages.PauseRequest,
     ops.BulkRequest,
     callback_ops.CallbackRetryRequest,
+    replay.ReplayRequest,
 )
 
 
@@ -38,6 +39,7 @@ _CLI_RESPONSES: tuple[type[BaseModel], ...] = (
     callback_ops.CallbackRetryResponse,
     values.X12GapReport,
     controls.PauseList,
+    replay.ReplayResponse,
 )
 
 
@@ -69,6 +71,7 @@ def spec() -> dict[str, Any]:
             **admin.openapi_paths(paths.op, paths.ref),
             **x12.openapi_paths(paths.op, paths.query, paths.ref),
             **controls.openapi_paths(paths.op, paths.query, parts.path_param, paths.ref),
+            **replay.openapi_paths(paths.op, parts.path_param, paths.ref),
         },
         "components": {
             "schemas": components(),

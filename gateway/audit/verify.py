@@ -21,7 +21,6 @@ import anyio
 from gateway import config
 from gateway.audit import chain as audit
 from gateway.audit import checkpoints
-from gateway.store import base
 
 
 def key_or_warn(cfg: config.Config, *, create: bool) -> bytes | None:
@@ -53,7 +52,9 @@ class Evidence:
     others: dict[str, checkpoints.Checkpoint | None] = field(default_factory=dict)
 
 
-async def gather(store: base.Store, directory: checkpoints.CheckpointDir | None) -> Evidence:
+async def gather(
+    store: checkpoints.TrailHead, directory: checkpoints.CheckpointDir | None
+) -> Evidence:
     """Bind the store's chain and sort the directory's checkpoints by whose they are."""
     if directory is None:  # no key: nothing in the directory can be authenticated
         first = await checkpoints.first_row(store)
@@ -92,7 +93,7 @@ class Unbound:
 
 
 async def walk(
-    store: base.Store,
+    store: checkpoints.TrailHead,
     signed: list[checkpoints.Checkpoint],
     unbound: Sequence[checkpoints.Checkpoint] = (),
 ) -> tuple[audit.VerifyResult, Unbound]:

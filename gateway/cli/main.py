@@ -56,6 +56,10 @@ def _group(command: str) -> Callable[[argparse.Namespace], int] | None:
         from gateway.cli import records
 
         return records.run
+    if command == "rejected":
+        from gateway.cli import rejected
+
+        return rejected.run
     if command == "reload":
         from gateway.cli import reload
 

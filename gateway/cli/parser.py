@@ -115,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     from gateway.cli import reload as reload_cli
 
     reload_cli.add_parser(sub, _add_client)
+    from gateway.cli import rejected as rejected_cli
+
+    rejected_cli.add_parser(sub, _add_client)
     p = sub.add_parser(
         "normalize", help="dry run: print the filing(s) an inbound event becomes; stores nothing"
     )

@@ -33,6 +33,7 @@ from gateway.store import (
     pauses,
     reads,
     schema,
+    series,
     trail,
     x12gaps,
 )
@@ -171,6 +172,11 @@ class Store(dispatch.DispatchStore):
 
     reject_event = write(inbound.reject_event)
     list_rejected = read(inbound.list_rejected)
+    get_rejected = read(inbound.get_rejected)
+    replay_failed = write(inbound.replay_failed)
+    replayed = write(inbound.replayed)
+    series_accepted = read(series.accepted)
+    series_delivered = read(series.delivered)
 
     add_outage = write(outages.add_outage)
     list_outages = read(outages.list_outages)

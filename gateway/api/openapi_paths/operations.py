@@ -9,6 +9,8 @@ from gateway.api import ops, schemas
 from gateway.api.openapi_paths.parts import STR, html_answer, op, path_param, query, ref
 from gateway.rules import outages
 
+FILER = query("filer", STR, "The dashboard's lists for this filer code only.")
+
 
 def operation_paths() -> dict[str, Any]:
     """Adapters, outages, health, monitoring, bulk actions, the dashboard and the docs."""
@@ -82,6 +84,7 @@ def operation_paths() -> dict[str, Any]:
                 "Queue, adapters, calendars and outages at a glance",
                 {200: (ref(schemas.Overview), "The overview")},
                 fails=(422,),
+                params=[query("filer", STR, "The queue by filer shows this filer code only.")],
             )
         },
         "/v1/deliveries/retry": bulk(
@@ -95,7 +98,23 @@ def operation_paths() -> dict[str, Any]:
         "/ui/": {"get": op("The dashboard", {200: html_answer("Dashboard")}, auth=False)},
         "/ui/panels": {
             "get": op(
-                "The dashboard's figures (HTML fragment)", {200: html_answer("Panels")}, (422,)
+                "The dashboard's figures (HTML fragment)",
+                {200: html_answer("Panels")},
+                (422,),
+                params=[FILER],
+            )
+        },
+        "/ui/events": {
+            "get": op(
+                "The dashboard's figures as server-sent events: now, then on each change",
+                {
+                    200: {
+                        "description": "Events `panels` (HTML)",
+                        "content": {"text/event-stream": {"schema": STR}},
+                    }
+                },
+                (422,),
+                params=[FILER],
             )
         },
         "/ui/filings/{id}": {

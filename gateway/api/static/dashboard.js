@@ -37,27 +37,103 @@
     return data;
   }
 
+  // the filer filter (?filer=CODE) rides on every panels request and on the stream
+  var filer = new URLSearchParams(location.search).get("filer") || "";
+  function withFiler(path) {
+    return filer ? path + (path.indexOf("?") < 0 ? "?" : "&") + "filer=" + encodeURIComponent(filer) : path;
+  }
+
+  function live(text) { document.getElementById("live").textContent = text; }
+
   async function refresh() {
     if (!panels) { return; }
     if (authOn && !sessionStorage.getItem(KEY)) { return; }
     try {
-      var r = await fetch(panels.dataset.src, { headers: headers() });
-      if (r.status === 401 || r.status === 403) {
+      var r = await fetch(withFiler(panels.dataset.src), { headers: headers() });
+      if (r.status === 401 || r.status === 403 || r.status === 422) {
         var err = await r.json();
         panels.innerHTML = "";
         var p = document.createElement("p");
         p.className = "bad";
-        p.textContent = err.error.message + " — enter a token with scope read above.";
+        p.textContent = err.error.message + (r.status === 422 ? "" : " — enter a token with scope read above.");
         panels.appendChild(p);
         return;
       }
       if (r.ok) {
         panels.innerHTML = await r.text();
-        document.getElementById("live").textContent = "live · " + new Date().toLocaleTimeString();
+        live("polling · " + new Date().toLocaleTimeString());
       }
     } catch (e) {
-      document.getElementById("live").textContent = "offline: " + e.message;
+      live("offline: " + e.message);
     }
+  }
+
+  // Live updates: one server-sent event stream (read with fetch: EventSource cannot send
+  // the bearer header). While it is open nothing polls; when it is down the page polls
+  // every few seconds and tries the stream again.
+  var streaming = false, poller = null, streamAbort = null, retryMs = 3000;
+  function startPolling() {
+    if (!poller) { poller = setInterval(refresh, every); }
+  }
+  function stopPolling() {
+    if (poller) { clearInterval(poller); poller = null; }
+  }
+  function onEvent(frame) {
+    var event = "message", data = [];
+    frame.split("\n").forEach(function (line) {
+      if (line.indexOf("event:") === 0) { event = line.slice(6).trim(); }
+      else if (line.indexOf("data:") === 0) { data.push(line.slice(5).replace(/^ /, "")); }
+      else if (line.indexOf("retry:") === 0) { retryMs = parseInt(line.slice(6), 10) || retryMs; }
+    });
+    if (event === "panels") {
+      panels.innerHTML = data.join("\n");
+      live("live · " + new Date().toLocaleTimeString());
+    }
+  }
+  async function stream() {
+    if (!panels || !panels.dataset.events) { return; }
+    if (authOn && !sessionStorage.getItem(KEY)) { return; }
+    if (streamAbort) { streamAbort.abort(); }
+    var mine = new AbortController();
+    streamAbort = mine;
+    try {
+      var r = await fetch(withFiler(panels.dataset.events), { headers: headers(), signal: mine.signal });
+      if (!r.ok || !r.body) {
+        if (r.status === 401 || r.status === 403 || r.status === 422) { refresh(); return; }
+        throw new Error("HTTP " + r.status);
+      }
+      streaming = true;
+      stopPolling();
+      body.dataset.live = "stream";
+      var reader = r.body.getReader(), decoder = new TextDecoder(), buf = "";
+      for (;;) {
+        var chunk = await reader.read();
+        if (chunk.done) { break; }
+        buf += decoder.decode(chunk.value, { stream: true });
+        var at;
+        while ((at = buf.indexOf("\n\n")) >= 0) {
+          onEvent(buf.slice(0, at));
+          buf = buf.slice(at + 2);
+        }
+      }
+    } catch (e) {
+      if (mine.signal.aborted) { return; }  // replaced by a newer stream
+    }
+    if (streamAbort !== mine) { return; }
+    streaming = false;
+    body.dataset.live = "polling";
+    live("stream down · polling");
+    refresh();
+    startPolling();
+    setTimeout(stream, retryMs);
+  }
+  function connect() {
+    stream();
+  }
+
+  // after an action: the stream brings the change; without it, fetch at once
+  function changed() {
+    if (!streaming) { refresh(); }
   }
 
   document.addEventListener("click", async function (ev) {
@@ -75,7 +151,7 @@
       flash(id + ": " + e.message, true);
     }
     b.disabled = false;
-    refresh();
+    changed();
   });
 
   var form = document.getElementById("token-form");
@@ -85,7 +161,7 @@
       var input = document.getElementById("token");
       sessionStorage.setItem(KEY, input.value.trim());
       input.value = "";
-      refresh();
+      connect();
     });
     document.getElementById("token-forget").addEventListener("click", function () {
       sessionStorage.removeItem(KEY);
@@ -134,7 +210,7 @@
         flash("Retried " + done + " deliveries.");
       } catch (e) { flash(e.message, true); }
       pending = null; box.hidden = true; bar.hidden = true;
-      refresh();
+      changed();
     });
   }
 
@@ -153,7 +229,7 @@
         flash("paused: " + p.id);
         pauseForm.reason.value = "";
       } catch (e) { flash(e.message, true); }
-      refresh();
+      changed();
     });
   }
   document.addEventListener("click", async function (ev) {
@@ -164,11 +240,87 @@
       var p = await api("DELETE", "/v1/pauses/" + encodeURIComponent(b.dataset.resume));
       flash("resumed: " + p.id);
     } catch (e) { flash(e.message, true); }
-    refresh();
+    changed();
   });
 
+  // outages (issue 21): announce (environment or adapter), end from the list
+  var outageForm = document.getElementById("outage-form");
+  if (outageForm) {
+    outageForm.addEventListener("submit", async function (ev) {
+      ev.preventDefault();
+      var req = { reason: outageForm.reason.value.trim() };
+      ["environment", "adapter", "ends_at", "reference"].forEach(function (k) {
+        var v = outageForm[k].value.trim();
+        if (v) { req[k] = v; }
+      });
+      try {
+        var o = await api("POST", "/v1/outages", req);
+        flash("outage announced: " + o.id);
+        outageForm.reason.value = "";
+      } catch (e) { flash(e.message, true); }
+      changed();
+    });
+  }
+
+  // a reason for the audit trail, asked for before each action that needs one
+  function reasonFor(what) {
+    var r = window.prompt("Reason for " + what + " (goes into the audit trail)");
+    if (r === null) { return null; }
+    r = r.trim();
+    if (!r) { flash("Give a reason: it goes into the audit trail.", true); return null; }
+    return r;
+  }
+
+  document.addEventListener("click", async function (ev) {
+    var b = ev.target.closest("button[data-end-outage], button[data-replay], button[data-ack-action]");
+    if (!b) { return; }
+    var id, reason;
+    b.disabled = true;
+    try {
+      if (b.dataset.endOutage) {
+        id = b.dataset.endOutage;
+        await api("DELETE", "/v1/outages/" + encodeURIComponent(id));
+        flash("outage ended: " + id);
+      } else if (b.dataset.replay) {
+        id = b.dataset.replay;
+        reason = reasonFor("replaying " + id);
+        if (reason === null) { b.disabled = false; return; }
+        var r = await api("POST", "/v1/rejected-events/" + encodeURIComponent(id) + "/replay",
+                          { reason: reason });
+        if (r.outcome === "rejected") { flash(id + " still rejected: " + r.error.message, true); }
+        else { flash(id + " " + r.outcome + ": " + r.filing_ids.join(", ")); }
+      } else {
+        id = b.dataset.filing;
+        var action = b.dataset.ackAction;
+        reason = reasonFor(action + " of " + id);
+        if (reason === null) { b.disabled = false; return; }
+        await api("POST", "/v1/filings/" + encodeURIComponent(id) + "/" + action, { reason: reason });
+        flash(id + ": " + action + " done");
+      }
+    } catch (e) { flash((id ? id + ": " : "") + e.message, true); }
+    b.disabled = false;
+    changed();
+  });
+
+  var filterForm = document.getElementById("filter-form");
+  if (filterForm) {
+    var input = document.getElementById("filer");
+    input.value = filer;
+    filterForm.addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      var url = new URL(location.href);
+      if (input.value.trim()) { url.searchParams.set("filer", input.value.trim()); }
+      else { url.searchParams.delete("filer"); }
+      location.assign(url.toString());
+    });
+  }
+
   if (panels) {
-    refresh();
-    setInterval(refresh, every);
+    if (panels.dataset.events) {
+      connect();
+    } else {  // a filing's page: its panel is polled
+      refresh();
+      startPolling();
+    }
   }
 })();
