@@ -121,7 +121,10 @@ def svg(title: str, lines: list[Series], start: int, end: int, *, unit: str = ""
         for seg in segments:
             if len(seg) == 1:
                 cx, cy = seg[0].split(",")
-                parts.append(f'<circle cx="{cx}" cy="{cy}" r="2" fill="{COLOURS[s.name]}"/>')
+                parts.append(
+                    f'<circle cx="{cx}" cy="{cy}" r="2.5" fill="{COLOURS[s.name]}" '
+                    f'data-series="{s.name}"/>'
+                )
             elif seg:
                 parts.append(
                     f'<polyline fill="none" stroke="{COLOURS[s.name]}" stroke-width="1.6" '
