@@ -1,10 +1,10 @@
 """The Saturday-night story, photographed from a real gateway run (README "Monitoring").
 
-    .venv/bin/python docs/saturday_night.py          # about 6 minutes
+    .venv/bin/python docs/saturday_night.py          # about 7 minutes
 
 Runs `edi-gateway serve --config config/gateway.toml` (store and outbox in a temporary
-directory, the outbox paced at 2 sends a second; a filing a second arrives) with a steady trickle of
-filings, then, through the dashboard's own forms in headless Chromium:
+directory, the outbox paced at 2 sends a second) with a filing a second coming in, then,
+through the dashboard's own forms in headless Chromium:
 
 1. announces an ACE production outage (CSMS number) and pauses in-bond filings
    (CBP asked filers to stop them): the queue grows → docs/saturday-1-outage.png
@@ -60,6 +60,7 @@ def trickle(url: str, stop: threading.Event) -> None:
 
 
 def shoot(page: Page, name: str, *, charts_only: bool = False) -> None:
+    page.evaluate("window.scrollTo(0, 0)")
     page.wait_for_timeout(1500)
     target = page.locator("#charts") if charts_only else page
     target.screenshot(path=str(DOCS / name), **({} if charts_only else {"full_page": False}))
@@ -119,8 +120,9 @@ def main() -> None:
             # ACE is back: end the outage; the backlog drains at 2 sends a second
             page.locator("button[data-end-outage]").first.click()
             page.locator("#outages").wait_for(state="detached")
-            time.sleep(120)
+            time.sleep(50)
             shoot(page, "saturday-2-draining.png")
+            time.sleep(90)  # drained; in-bond still held
             page.locator("button[data-resume]").first.click()
             page.locator("#pauses li").first.wait_for(state="detached")
             stop.set()

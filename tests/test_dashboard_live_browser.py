@@ -208,3 +208,41 @@ async def test_filer_filter_narrows_the_lists(tmp_path, start_gateway, receiver,
     await page.locator("body[data-live=stream]").wait_for()
     assert await page.locator("#dead tr[data-filing]").count() == 1
     assert "DEAD-ABC" in await page.locator("#dead").inner_text()
+
+
+async def test_ack_conflict_close_and_resend_ask_a_reason_and_are_audited(
+    tmp_path, start_gateway, receiver, browser
+):
+    """Two filings whose acks conflict: Close (reason given) clears one; Resend sends the
+    other again; a cancelled prompt does nothing; both reasons are in the audit trail."""
+    gw = await start_gateway(ace_config(tmp_path, receiver))
+    fids = []
+    for ref in ("CONFLICT-1", "CONFLICT-2"):
+        fid = await submit(gw, ref)
+        view = await gw.wait_for(fid, "delivered")
+        dlv = view["deliveries"][0]["id"]
+        await gw.post("/v1/acks", {"delivery_id": dlv, "outcome": "rejected", "codes": ["S1"]})
+        _, out = await gw.post("/v1/acks", {"delivery_id": dlv, "outcome": "accepted"})
+        assert out["acks"][0]["effect"] == "conflict"
+        fids.append(fid)
+    page, outside = await open_page(browser, gw)
+    answers = [None, "seen in ACE", "CBP asked again"]  # None: the operator cancels
+    page.on(
+        "dialog",
+        lambda d: asyncio.ensure_future(d.accept(a) if (a := answers.pop(0)) else d.dismiss()),
+    )
+    await page.goto(gw.url + "/ui/")
+    await page.locator("body[data-live=stream]").wait_for()
+    close = f'#ack-conflicts button[data-ack-action="close-ack"][data-filing="{fids[0]}"]'
+    await page.click(close)
+    await until(lambda: len(answers) == 2)
+    assert await page.locator(f'#ack-conflicts tr[data-filing="{fids[0]}"]').count() == 1
+    await page.click(close)
+    await page.locator(f'#ack-conflicts tr[data-filing="{fids[0]}"]').wait_for(state="detached")
+    await page.click(f'#ack-conflicts button[data-ack-action="resend"][data-filing="{fids[1]}"]')
+    await page.locator("#ack-conflicts").get_by_text("No conflicting").wait_for()
+    await until(lambda: len(receiver.requests) == 3)
+    audit = [r async for r in gw.gateway.store.audit_rows()]
+    reasons = {(r.filing_id, r.details.get("reason")) for r in audit if "reason" in r.details}
+    assert {(fids[0], "seen in ACE"), (fids[1], "CBP asked again")} <= reasons
+    assert outside == []
