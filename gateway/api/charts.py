@@ -44,7 +44,7 @@ log = structlog.get_logger("gateway.api.charts")
 #: how far back the charts reach at most …
 SPAN = timedelta(hours=3)
 #: … and at least (a young gateway's charts start at its first figure, not 3 hours back)
-MIN_SPAN_MIN = 20
+MIN_SPAN_MIN = 15
 #: deliveries of filings accepted this long before the window still count
 LOOKBACK = timedelta(hours=12)
 #: queue depth sampling period
@@ -73,7 +73,8 @@ class Series:
 
 
 def _ticks(start: int, end: int) -> list[int]:
-    step = 30 if end - start <= 240 else 60
+    span = end - start
+    step = 10 if span <= 60 else 30 if span <= 240 else 60
     first = -(-start // step) * step
     return list(range(first, end + 1, step))
 
