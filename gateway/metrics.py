@@ -17,7 +17,7 @@ parts that report into it.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -51,8 +51,11 @@ OTHER = "other"
 class QueueCollector(Collector):
     """Gauges of the shared queue, from the last snapshot handed to ``update``."""
 
-    def __init__(self, adapters: list[str]) -> None:
+    def __init__(self, adapters: list[str], label: Callable[[str], str] = str) -> None:
         self.adapters = adapters
+        #: a filer code's label (``Metrics.filer_label``: bounded)
+        self.label = label
+        self._filers: Mapping[str, Mapping[str, int]] = {}
         self._stats: base.QueueStats | None = None
         self._status: Mapping[str, Mapping[str, Any]] = {}
         self._acks: Mapping[str, int] | None = None
@@ -67,9 +70,11 @@ class QueueCollector(Collector):
         now: datetime,
         status: Mapping[str, Mapping[str, Any]],
         acks: Mapping[str, int] | None = None,
+        filers: Mapping[str, Mapping[str, int]] | None = None,
     ) -> None:
         self._stats, self._taken_at, self._now = stats, taken_at, now
         self._status, self._acks = status, acks
+        self._filers = filers or {}
 
     def collect(self) -> Iterator[Metric]:
         stats, now = self._stats, self._now
@@ -112,6 +117,7 @@ class QueueCollector(Collector):
             value=(now - self._taken_at).total_seconds(),
         )
         yield from self._adapter_states()
+        yield self._by_filer()
         if self._acks is not None:  # the acks branch plugs in via Monitor(ack_figures=…)
             yield GaugeMetricFamily(
                 "edigw_acks_overdue", "Deliveries whose ack is overdue", value=self._acks["overdue"]
@@ -121,6 +127,23 @@ class QueueCollector(Collector):
                 "Acks that match no delivery",
                 value=self._acks["unmatched"],
             )
+
+    def _by_filer(self) -> Metric:
+        """Unsettled filings by filer label and status (the queue by filer, issue 22)."""
+        summed: dict[tuple[str, str], int] = {}
+        for code, counts in self._filers.items():
+            for status, n in counts.items():
+                key = (self.label(code), status)
+                summed[key] = summed.get(key, 0) + n
+        gauge = GaugeMetricFamily(
+            "edigw_filer_filings_waiting",
+            "Filings accepted and not yet settled, by filer code ([metrics] filer_labels; "
+            "every other code is `other`) and status (shared store)",
+            labels=["filer", "status"],
+        )
+        for (filer, status), n in sorted(summed.items()):
+            gauge.add_metric([filer, status], n)
+        return gauge
 
     def _adapter_states(self) -> Iterator[Metric]:
         brk = GaugeMetricFamily(
@@ -218,9 +241,23 @@ class Metrics:
             ["filer", "limit"],
             registry=r,
         )
+        self.filer_outcomes = Counter(
+            "edigw_filer_delivery_attempts",
+            "Send attempts by filer code (as labelled) and outcome (delivered, retry, "
+            "deferred, dead)",
+            ["filer", "outcome"],
+            registry=r,
+        )
+        self.filer_latency = Histogram(
+            "edigw_filer_delivery_latency_seconds",
+            "Accepted → delivered, per delivery, by filer code (as labelled): fair delivery",
+            ["filer"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self._filers: frozenset[str] = frozenset()
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
-        self.queue = QueueCollector(adapters)
+        self.queue = QueueCollector(adapters, self.filer_label)
         r.register(self.queue)
         for adapter in adapters:  # series exist from the start, at 0
             self.send_seconds.labels(adapter)
@@ -245,6 +282,9 @@ class Metrics:
         self._filers = frozenset(codes)
         for code in [*codes, OTHER]:
             self.filer_accepted.labels(code)
+            self.filer_latency.labels(code)
+            for outcome in ("delivered", "retry", "deferred", "dead"):
+                self.filer_outcomes.labels(code, outcome)
 
     def filer_label(self, filer_code: str) -> str:
         """The label of a filer code: itself when configured, else ``other``."""
@@ -260,10 +300,22 @@ class Metrics:
     def sent(self, adapter: str, seconds: float) -> None:
         self._child(self.send_seconds, adapter).observe(seconds)
 
-    def outcome(self, adapter: str, outcome: str, *, latency_s: float | None = None) -> None:
+    def outcome(
+        self,
+        adapter: str,
+        outcome: str,
+        *,
+        latency_s: float | None = None,
+        filer_code: str | None = None,
+    ) -> None:
         self._child(self.attempts, adapter, outcome).inc()
+        filer = None if filer_code is None else self.filer_label(filer_code)
+        if filer is not None:
+            self._child(self.filer_outcomes, filer, outcome).inc()
         if latency_s is not None:
             self._child(self.delivery_latency, adapter).observe(max(0.0, latency_s))
+            if filer is not None:
+                self._child(self.filer_latency, filer).observe(max(0.0, latency_s))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

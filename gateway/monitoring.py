@@ -11,7 +11,7 @@ Every process reads the same shared store, so their queue figures agree.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -39,6 +39,8 @@ class Snapshot:
     taken_at: datetime
     health: dict[str, dict[str, Any]]
     acks: Mapping[str, int] | None = None
+    #: unsettled filings by filer code, then status (the queue by filer, issue 22)
+    filers: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
 
 
 class Monitor:
@@ -74,9 +76,10 @@ class Monitor:
         async with self._lock:
             if not self._fresh():
                 stats = await self.store.queue_stats()
+                filers = await self.store.filer_queue()
                 acks = None if self.ack_figures is None else await self.ack_figures()
                 health = await self._health()
-                self._snapshot = Snapshot(stats, self.clock.now(), health, acks)
+                self._snapshot = Snapshot(stats, self.clock.now(), health, acks, filers)
         assert self._snapshot is not None
         return self._snapshot
 
@@ -97,8 +100,9 @@ class Monitor:
                 out[name] = {"ok": False, "detail": f"check failed: {exc!r}"}
         return out
 
-    async def overview(self, *, upcoming: int = 2) -> dict[str, Any]:
-        """Everything ``top`` and the dashboard show, as JSON-ready data."""
+    async def overview(self, *, upcoming: int = 2, filer: str | None = None) -> dict[str, Any]:
+        """Everything ``top`` and the dashboard show, as JSON-ready data; ``filer``: the
+        queue by filer holds that filer code only."""
         snap = await self.snapshot()
         now = self.clock.now()
         status = self.status()
@@ -144,7 +148,23 @@ class Monitor:
             "acks": None if snap.acks is None else dict(snap.acks),
             "calendars": calendars,
             "outages": [o.model_dump(mode="json") for o in announced],
+            "filers": by_filer(snap.filers, filer),
         }
+
+
+#: the queue by filer lists at most this many filer codes (the most waiting first)
+TOP_FILERS = 100
+
+
+def by_filer(queue: Mapping[str, Mapping[str, int]], only: str | None) -> list[dict[str, Any]]:
+    """The queue by filer code: each code's unsettled filings by status and their sum, the
+    most waiting first (``only``: that code alone, zeros when it has nothing waiting)."""
+    codes = [only] if only is not None else list(queue)
+    counts = {c: dict(queue.get(c, {})) for c in codes}
+    order = sorted(codes, key=lambda c: (-sum(counts[c].values()), c))[:TOP_FILERS]
+    return [
+        {"filer_code": c, "counts": counts[c], "waiting": sum(counts[c].values())} for c in order
+    ]
 
 
 #: states in which a delivery still waits to be sent

@@ -106,10 +106,10 @@ FILER_SCOPE: dict[tuple[str, str], FilerScope] = {
     ("POST", "/v1/pauses"): FilerScope.UNSCOPED,
     ("POST", "/v1/admin/reload"): FilerScope.UNSCOPED,
     ("DELETE", "/v1/pauses/{id}"): FilerScope.UNSCOPED,
-    # the records search does not narrow by filer yet: unscoped tokens only (issue 22 note)
-    ("GET", "/v1/records"): FilerScope.UNSCOPED,
-    ("GET", "/v1/records/{id}"): FilerScope.UNSCOPED,
-    ("POST", "/v1/records/{id}/restore"): FilerScope.UNSCOPED,
+    # records: live or archived, so the handler checks (a record outside the set is 404)
+    ("GET", "/v1/records"): FilerScope.NARROWED,
+    ("GET", "/v1/records/{id}"): FilerScope.NARROWED,
+    ("POST", "/v1/records/{id}/restore"): FilerScope.NARROWED,
     ("POST", "/v1/acks"): FilerScope.UNSCOPED,
     ("GET", "/v1/rejected-events"): FilerScope.UNSCOPED,
     ("POST", "/v1/rejected-events/{id}/replay"): FilerScope.UNSCOPED,

@@ -90,14 +90,17 @@ async def metrics_handler(request: web.Request) -> web.Response:
         now=monitor.clock.now(),
         status=monitor.status(),
         acks=snap.acks,
+        filers=snap.filers,
     )
     return web.Response(body=registry.render(), headers={"Content-Type": metrics.CONTENT_TYPE})
 
 
 async def overview(request: web.Request) -> web.Response:
-    """The queue, adapters, calendars and outages at a glance (``top``, the dashboard)."""
-    inputs.only_params(request, ())
-    return handlers.respond(await request.app[MONITOR].overview())
+    """The queue, adapters, calendars and outages at a glance (``top``, the dashboard);
+    ``?filer=CODE``: the queue by filer shows that filer code only."""
+    inputs.only_params(request, ("filer",))
+    filer = request.query.get("filer") or None
+    return handlers.respond(await request.app[MONITOR].overview(filer=filer))
 
 
 async def _bulk(request: web.Request, action: str) -> web.Response:

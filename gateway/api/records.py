@@ -11,9 +11,9 @@ from aiohttp import web
 
 from gateway import config, errors
 from gateway.api import inputs
-from gateway.api.handlers import actor_of, read_json, respond
+from gateway.api.handlers import PRINCIPAL, actor_of, read_json, respond
 from gateway.records import errors as rerrors
-from gateway.service import Service
+from gateway.service import Service, sealing
 from gateway.service.records import FIELDS, Records, Search
 
 RECORDS = web.AppKey("records", Records)
@@ -27,6 +27,11 @@ def setup(app: web.Application, service: Service, cfg: config.Config) -> None:
     """Give the app its records (a bad keyring stops start-up here, naming the variable)."""
     records = Records(store=service.store, cfg=cfg, clock=service.clock, environ=os.environ)
     app[RECORDS] = records
+
+    async def check_keys(_: web.Application) -> None:
+        await sealing.check_keys(service.store)  # a key in use missing or wrong: stop
+
+    app.on_startup.append(check_keys)
 
     async def close(_: web.Application) -> None:
         records.close()
@@ -48,7 +53,8 @@ def _time(request: web.Request, name: str) -> datetime | None:
 
 
 async def search(request: web.Request) -> web.Response:
-    """One page of records, live first then archived, newest first."""
+    """One page of records, live first then archived, newest first (a token limited to
+    filers finds theirs only)."""
     records = request.app[RECORDS]
     q = request.query
     fields = {*FIELDS, *records.section.fields}
@@ -63,6 +69,7 @@ async def search(request: web.Request) -> web.Response:
         received_to=_time(request, "received_to"),
         limit=inputs.query_int(request, "limit", default=50, low=1, high=500),
         cursor=q.get("cursor"),
+        **request[PRINCIPAL].filters(),
     )
     items, cursor = await records.search(s)
     return respond({"items": items, "next_cursor": cursor})
@@ -70,7 +77,8 @@ async def search(request: web.Request) -> web.Response:
 
 async def show(request: web.Request) -> web.Response:
     """A filing's whole record, live or archived: every row, the payload as sent."""
-    return respond(await request.app[RECORDS].show(request.match_info["id"]))
+    records, principal = request.app[RECORDS], request[PRINCIPAL]
+    return respond(await records.show(request.match_info["id"], principal.sees))
 
 
 async def restore(request: web.Request) -> web.Response:
@@ -84,5 +92,10 @@ async def restore(request: web.Request) -> web.Response:
         )
     records = request.app[RECORDS]
     return respond(
-        await records.restore(request.match_info["id"], reason=reason, actor=actor_of(request))
+        await records.restore(
+            request.match_info["id"],
+            reason=reason,
+            actor=actor_of(request),
+            visible=request[PRINCIPAL].sees,
+        )
     )

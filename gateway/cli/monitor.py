@@ -40,6 +40,7 @@ def add_parsers(sub: Any, add_client: Any) -> None:
     p = sub.add_parser("top", help="live table of the queue, adapters and outages")
     p.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes")
     p.add_argument("--once", action="store_true", help="print one table and exit")
+    p.add_argument("--filer", help="the queue by filer: this filer code only")
     add_client(p)
 
 
@@ -99,6 +100,9 @@ def format_top(ov: dict[str, Any]) -> str:
                 f"{name:<16} {when}: {w['start_local'][:16]} → {w['end_local'][:16]} "
                 f"{cal['timezone']} ({w['policy']})"
             )
+    filers = ov.get("filers") or []
+    if filers:
+        out += ["", _filer_table(filers), ""]
     outages = ov.get("outages", [])
     out.append(f"announced outages: {len(outages) or 'none'}")
     for o in outages:
@@ -109,18 +113,37 @@ def format_top(ov: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+#: filing statuses shown in the queue by filer (unsettled ones)
+FILER_COLUMNS = ("pending", "in_progress", "retrying", "deferred", "blocked")
+
+
+def _filer_table(filers: list[dict[str, Any]]) -> str:
+    """The queue by filer code: unsettled filings by status, the most waiting first."""
+    rows = [
+        [f["filer_code"], *[f["counts"].get(s, 0) for s in FILER_COLUMNS], f["waiting"]]
+        for f in filers
+    ]
+    headers = ["FILER", *[s.upper().replace("_", " ") for s in FILER_COLUMNS], "WAITING"]
+    return cli_render.text_table(headers, rows, right=set(range(1, len(FILER_COLUMNS) + 2)))
+
+
+def _overview(args: argparse.Namespace) -> Any:
+    params = {"filer": args.filer} if args.filer else None
+    return client.call(args, "GET", "/v1/overview", params=params)
+
+
 @client.run_api
 def cmd_top(args: argparse.Namespace) -> int:
     if args.json:
-        print(json.dumps(client.call(args, "GET", "/v1/overview"), indent=2))
+        print(json.dumps(_overview(args), indent=2))
         return EXIT_OK
     if args.once:
-        print(format_top(client.call(args, "GET", "/v1/overview")))
+        print(format_top(_overview(args)))
         return EXIT_OK
     if not cli_render.is_tty():  # a pipe or a log: one table per refresh, no screen codes
         try:
             while True:
-                print(format_top(client.call(args, "GET", "/v1/overview")) + "\n", flush=True)
+                print(format_top(_overview(args)) + "\n", flush=True)
                 time.sleep(max(args.interval, 0.2))
         except KeyboardInterrupt:
             return EXIT_OK
@@ -128,7 +151,7 @@ def cmd_top(args: argparse.Namespace) -> int:
     from rich.text import Text
 
     def frame() -> Text:
-        text = format_top(client.call(args, "GET", "/v1/overview"))
+        text = format_top(_overview(args))
         return Text.from_ansi(text + "\n\n(ctrl-c to quit)")
 
     try:

@@ -27,6 +27,7 @@ from gateway.cli.client import EXIT_FAILED, EXIT_NOT_FOUND, EXIT_OK, EXIT_REFUSE
 from gateway.cli.local import require_migrated
 from gateway.clock import SystemClock
 from gateway.records import errors as rerrors
+from gateway.service import sealing
 from gateway.service.records import Records, Search
 from gateway.store import base
 from gateway.store import open as store_open
@@ -117,6 +118,7 @@ async def _on_records(
         await require_migrated(store)
         records = Records(store=store, cfg=cfg, clock=SystemClock(), environ=os.environ)
         try:
+            await sealing.check_keys(store)  # a key in use missing or wrong: refused, named
             return await fn(args, records)
         finally:
             records.close()

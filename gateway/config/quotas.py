@@ -1,9 +1,11 @@
-"""``[quotas]`` (intake rate and pending-intake limits per filer code and per token) and
-``[metrics]`` (which filer codes get their own metric label); issue 22."""
+"""``[quotas]`` (intake rate and pending-intake limits per filer code and per token),
+``[fairness]`` (the filers' weights in fair delivery) and ``[metrics]`` (which filer
+codes get their own metric label); issue 22."""
 
 from __future__ import annotations
 
 import math
+from typing import Annotated
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -81,3 +83,14 @@ class MetricsSection(BaseModel):
     model_config = STRICT
 
     filer_labels: list[FilerCode] = Field(default_factory=list, max_length=200)
+
+
+class FairnessSection(BaseModel):
+    """`[fairness]`: within an adapter, deliveries are served fairly across filer codes in
+    proportion to these weights (default 1); see ``gateway.rules.fair``."""
+
+    model_config = STRICT
+
+    weights: dict[FilerCode, Annotated[int, Field(ge=1, le=1000)]] = Field(
+        default_factory=dict, description="a filer code's share of each adapter, relative"
+    )

@@ -20,7 +20,7 @@ from gateway.config.policies import (
     RetrySection,
 )
 from gateway.config.process import GatewaySection, MonitoringSection
-from gateway.config.quotas import MetricsSection, QuotasSection
+from gateway.config.quotas import FairnessSection, MetricsSection, QuotasSection
 from gateway.config.records import RecordsSection
 from gateway.config.tracing import TracingSection
 
@@ -59,6 +59,7 @@ class Config(BaseModel):
     records: RecordsSection = Field(default_factory=RecordsSection)
     quotas: QuotasSection = Field(default_factory=QuotasSection)
     metrics: MetricsSection = Field(default_factory=MetricsSection)
+    fairness: FairnessSection = Field(default_factory=FairnessSection)
 
     @model_validator(mode="after")
     def _routes_name_adapters(self) -> Config:

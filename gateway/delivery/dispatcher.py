@@ -156,6 +156,7 @@ class Dispatcher:
     ) -> None:
         """Dispatch until ``stop()``; then release whatever is still leased."""
         self.running = True
+        await self.publish_weights()
         try:
             with anyio.CancelScope() as self._send_scope:
                 async with anyio.create_task_group() as sends:
@@ -238,6 +239,13 @@ class Dispatcher:
         # a due-but-not-claimable delivery (waiting behind its ordering key) must not spin
         return scan if wait <= 0 else min(scan, max(wait, 0.005))
 
+    async def publish_weights(self) -> None:
+        """Write ``[fairness] weights`` where every process's accepts read them."""
+        try:
+            await self.store.set_fair_weights(self.cfg.fairness.weights)
+        except errors.StoreError as exc:  # accepts go on with the weights stored before
+            log.error("dispatcher.weights_not_stored", error=str(exc))
+
     def _free(self) -> dict[str, int]:
         return {
             n: 0 if n in self._holding else self._capacity[n] - self._busy[n] for n in self.adapters
@@ -264,7 +272,10 @@ class Dispatcher:
                     queue = self._queues.pop(name, None)
                     if queue is not None:
                         queue.close()  # its idle workers end
+                weights = self.cfg.fairness.weights
                 self._swap(cfg, adapters, changed)
+                if cfg.fairness.weights != weights:
+                    await self.publish_weights()
                 if self._sends is not None:
                     self._start_workers(self._sends, [n for n in changed if n in self.adapters])
         finally:
@@ -318,6 +329,7 @@ class Dispatcher:
                     n for n, a in admissions.items() if a.mode is guard.Mode.BREAKER_PROBE
                 ),
                 held={n: a.held for n, a in admissions.items() if a.held},
+                due_within_s=self.cfg.deadlines.at_risk_margin,
             )
         except errors.StoreError as exc:
             log.error("dispatcher.claim_failed", error=str(exc))
@@ -565,7 +577,10 @@ class Dispatcher:
         elif self.metrics is not None:
             latency = (now - claim.filing.received_at).total_seconds()
             self.metrics.outcome(
-                adapter, label, latency_s=latency if label == "delivered" else None
+                adapter,
+                label,
+                latency_s=latency if label == "delivered" else None,
+                filer_code=claim.filing.filer_code,
             )
 
     async def _retry_or_die(

@@ -31,10 +31,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -48,7 +50,9 @@ KID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 ENV_KEYS = "EDIGW_RECORDS_KEYS"
 ENV_KEYS_FILE = "EDIGW_RECORDS_KEYS_FILE"
 ENV_KEY_ID = "EDIGW_RECORDS_KEY_ID"
-#: how a sealed value starts in a text column (the live store's payload and receipt)
+#: how a sealed value starts in a text column (the live store's payload and receipt):
+#: ``edigw-sealed:1:<key id>:`` + URL-safe base64 (the key id in clear, so the store can
+#: tell which keys its values need without opening them; the sealed bytes name it too)
 TEXT_PREFIX = "edigw-sealed:1:"
 
 
@@ -111,24 +115,104 @@ class Keyring:
             ) from None
 
     def seal_text(self, text: str, *, aad: str) -> str:
-        """``seal`` for a text column: ``edigw-sealed:1:`` + URL-safe base64."""
+        """``seal`` for a text column: ``edigw-sealed:1:<kid>:`` + URL-safe base64."""
         sealed = self.seal(text.encode("utf-8"), aad=aad.encode("utf-8"))
-        return TEXT_PREFIX + base64.urlsafe_b64encode(sealed).decode("ascii")
+        return text_prefix(self.current) + base64.urlsafe_b64encode(sealed).decode("ascii")
 
     def open_text(self, value: str, *, aad: str) -> str:
         """``open`` for a value ``seal_text`` made."""
-        if not is_sealed_text(value):
-            raise errors.NotSealed("the value is not sealed (it does not start edigw-sealed:1:)")
+        kid = text_kid(value)
         try:
-            sealed = base64.urlsafe_b64decode(value[len(TEXT_PREFIX) :].encode("ascii"))
+            sealed = base64.urlsafe_b64decode(value[len(text_prefix(kid)) :].encode("ascii"))
         except (binascii.Error, UnicodeEncodeError):
             raise errors.NotSealed("the sealed value's base64 is damaged") from None
+        if sealed_kid(sealed) != kid:
+            raise errors.OpenFailed(f"the value's key id {kid!r} was altered", kid=kid)
         return self.open(sealed, aad=aad.encode("utf-8")).decode("utf-8")
 
 
 def is_sealed_text(value: str) -> bool:
     """Whether a text column's value is sealed (the store's migration test)."""
     return value.startswith(TEXT_PREFIX)
+
+
+def text_prefix(kid: str) -> str:
+    """How a text value sealed under ``kid`` starts."""
+    return f"{TEXT_PREFIX}{kid}:"
+
+
+def text_kid(value: str) -> str:
+    """The key id a sealed text value names (``NotSealed`` if it is not one)."""
+    kid, sep, _ = value[len(TEXT_PREFIX) :].partition(":")
+    if not is_sealed_text(value) or not sep or not KID.fullmatch(kid):
+        raise errors.NotSealed("the value is not sealed (it does not start edigw-sealed:1:<kid>:)")
+    return kid
+
+
+# --- the live store's columns (``gateway.store.rows`` seals and opens through these) -------
+
+
+def payload_aad(filing_id: str) -> str:
+    """A payload's associated data: it opens in its own filing's row only."""
+    return f"payload:{filing_id}"
+
+
+def receipt_aad(filing_id: str, delivery_id: str) -> str:
+    """A receipt's associated data: its own delivery of its own filing only."""
+    return f"receipt:{filing_id}:{delivery_id}"
+
+
+#: the live store's sealed columns: table → (column, its associated data from the row)
+COLUMNS: dict[str, tuple[str, Callable[[Mapping[str, Any]], str]]] = {
+    "filings": ("payload", lambda r: payload_aad(r["id"])),
+    "deliveries": ("receipt", lambda r: receipt_aad(r["filing_id"], r["id"])),
+}
+
+
+def code_row(table: str, row: dict[str, Any], *, seal: bool = False) -> dict[str, Any]:
+    """A live row (as a dict) with its sealed column opened, or sealed (``seal``): the
+    archive holds plaintext (a segment is sealed whole) and restore seals again."""
+    col, aad = COLUMNS.get(table, ("", str))
+    if row.get(col) is not None:
+        row[col] = (seal_column if seal else open_column)(row[col], aad=aad(row))
+    return row
+
+
+def live() -> Keyring | None:
+    """The keyring this process's environment configures (None: no key), read once per
+    setting: what the live store seals new payloads and receipts with. A bad setting is a
+    ``KeyringError``; ``serve`` and the CLI check it (and the store's keys) at start."""
+    env = os.environ
+    return _live(env.get(ENV_KEYS), env.get(ENV_KEYS_FILE), env.get(ENV_KEY_ID))
+
+
+@functools.lru_cache(maxsize=4)
+def _live(inline: str | None, file: str | None, current: str | None) -> Keyring | None:
+    named = ((ENV_KEYS, inline), (ENV_KEYS_FILE, file), (ENV_KEY_ID, current))
+    return load_keyring({name: value for name, value in named if value})
+
+
+def seal_column(text: str, *, aad: str) -> str:
+    """A live column's value: sealed under the current key when one is configured."""
+    ring = live()
+    return text if ring is None else ring.seal_text(text, aad=aad)
+
+
+def open_column(value: str, *, aad: str) -> str:
+    """A live column's plaintext. A value written before any key was configured is
+    plaintext and read as it is; a sealed one needs its key (``UnknownKey``, or a
+    ``KeyringError`` when no key is configured at all), never handed back sealed."""
+    if not is_sealed_text(value):
+        return value
+    ring = live()
+    if ring is None:
+        kid = text_kid(value)
+        raise errors.KeyringError(
+            f"the store holds values sealed with key {kid!r} and no key is configured "
+            f"(set {ENV_KEYS} or {ENV_KEYS_FILE})",
+            kid=kid,
+        )
+    return ring.open_text(value, aad=aad)
 
 
 def sealed_kid(sealed: bytes) -> str:

@@ -58,6 +58,9 @@ class Query:
     environment: str | None = None
     filer_code: str | None = None
     state: str | None = None
+    #: only these filer codes / environments (a token's scope); None: all
+    filer_codes: tuple[str, ...] | None = None
+    environments: tuple[str, ...] | None = None
     #: received at or after
     received_from: datetime | None = None
     #: received before
@@ -171,6 +174,10 @@ def compile_query(query: Query, fields: Mapping[str, int]) -> tuple[str, list[An
         if value is not None:
             where.append(f"{'' if column in indexed else '+'}r.{column} = ?")
             params.append(value)
+    for column, values in (("filer_code", query.filer_codes), ("environment", query.environments)):
+        if values is not None:
+            where.append(f"+r.{column} IN ({','.join('?' * len(values)) or 'NULL'})")
+            params += list(values)
     key = "r" if drive is None else "t"
     for bound, op, name in (
         (query.received_from, ">=", "received_from"),

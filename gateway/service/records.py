@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import base64
 import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -47,6 +47,13 @@ class Search:
     received_to: datetime | None = None
     limit: int = 50
     cursor: str | None = None
+    #: a token's scope: only these filer codes / environments (None: all)
+    filer_codes: tuple[str, ...] | None = None
+    environments: tuple[str, ...] | None = None
+
+
+#: may a caller see a record of (filer code, environment)? (a token's scope)
+Visible = Callable[[str, str], bool]
 
 
 def facts(filing: Mapping[str, Any]) -> retention.Facts:
@@ -182,6 +189,8 @@ class Records:
             environment=s.environment,
             filer_code=s.filer_code,
             state=s.state,
+            filer_codes=s.filer_codes,
+            environments=s.environments,
             received_from=s.received_from,
             received_to=s.received_to,
             limit=s.limit - len(items),
@@ -215,6 +224,8 @@ class Records:
                 environment=None if s.environment is None else models.Environment(s.environment),
                 since=s.received_from,
                 until=s.received_to,
+                filer_codes=s.filer_codes,
+                environments=s.environments,
             )
         except ValueError:
             return [], None  # a value no live filing can have: the archive may still
@@ -235,20 +246,29 @@ class Records:
                 break
         return out, cursor
 
-    async def show(self, filing_id: str) -> dict[str, Any]:
-        """A filing's whole record (every row, the exact payload sent), live or archived."""
+    async def show(self, filing_id: str, visible: Visible | None = None) -> dict[str, Any]:
+        """A filing's whole record (every row, the exact payload sent), live or archived;
+        one ``visible`` refuses is answered as a missing one (404, the same words)."""
         seqs = await self.store.live_seqs([filing_id])
         if filing_id in seqs:
             (rec,) = await self.store.archive_batch([seqs[filing_id]])
-            return {"id": filing_id, "where": "live", "segment": None, "record": rec}
-        name, rec = await self._archived(filing_id)
-        return {"id": filing_id, "where": "archive", "segment": name, "record": rec}
+            out = {"id": filing_id, "where": "live", "segment": None, "record": rec}
+        else:
+            name, rec = await self._archived(filing_id)
+            out = {"id": filing_id, "where": "archive", "segment": name, "record": rec}
+        f = rec["filing"]
+        if visible is not None and not visible(str(f["filer_code"]), str(f["environment"])):
+            raise _missing(filing_id)
+        return out
 
     async def _archived(self, filing_id: str) -> tuple[str, dict[str, Any]]:
-        store, idx = self.archive()
+        self.open()
+        if self.storage is None or self.index is None:
+            raise _missing(filing_id)  # no archive: no archived record
+        store, idx = self.storage, self.index
         hit = await anyio.to_thread.run_sync(idx.locate, filing_id)
         if hit is None:
-            raise errors.NotFound(f"no record {filing_id}", details={"id": filing_id})
+            raise _missing(filing_id)
         sha = (await self.entered()).get(hit.segment)
         opened = await anyio.to_thread.run_sync(
             functools.partial(
@@ -259,9 +279,13 @@ class Records:
 
     # --- restore, holds, verify, purge ------------------------------------------------------
 
-    async def restore(self, filing_id: str, *, reason: str, actor: base.Actor) -> dict[str, Any]:
+    async def restore(
+        self, filing_id: str, *, reason: str, actor: base.Actor, visible: Visible | None = None
+    ) -> dict[str, Any]:
         if not reason.strip():
             raise rerrors.BadQuery("say why (it goes into the audit trail)", field="reason")
+        if visible is not None:
+            await self.show(filing_id, visible)  # outside the caller's scope: 404
         if await self.store.live_seqs([filing_id]):
             raise errors.Conflict(f"filing {filing_id} is live already", details={"id": filing_id})
         name, rec = await self._archived(filing_id)
@@ -337,6 +361,10 @@ class Records:
                 await anyio.to_thread.run_sync(store.delete, name)
                 await anyio.to_thread.run_sync(idx.remove, name)
         return out
+
+
+def _missing(filing_id: str) -> errors.NotFound:
+    return errors.NotFound(f"no record {filing_id}", details={"id": filing_id})
 
 
 def _matches(rec: Mapping[str, Any], terms: Mapping[str, str], rules: Any) -> bool:

@@ -23,6 +23,7 @@ from typing import Any
 
 from gateway import errors, ids, models, values
 from gateway.audit import events
+from gateway.rules import fair
 from gateway.store import rows
 from gateway.store.sansio import Body, Cx, UniqueViolation, q
 from gateway.store.status import lock_keys, refresh_statuses
@@ -83,6 +84,8 @@ def accept_many(cx: Cx, calls: list[AcceptCall]) -> Body[list[list[values.Accept
     inserted: dict[str, int] = {r[0]: r[1] for r in found}
     earlier = yield from _earlier(cx, [i.filing for _, i in entries if i.filing.id not in inserted])
     fresh = [(c, i, inserted[i.filing.id]) for c, i in entries if i.filing.id in inserted]
+    pairs = sorted({(a, i.filing.filer_code) for _, i, _ in fresh for a in i.adapters})
+    tags = fair.Tagger((yield q("each", "fair_state", pairs)))  # issue 22: fair delivery
     wanted = [
         (
             ids.new_id("dlv"),
@@ -92,6 +95,7 @@ def accept_many(cx: Cx, calls: list[AcceptCall]) -> Body[list[list[values.Accept
             item.filing.ordering_key,
             rows.us(call.now),
             rows.us_or_none(item.filing.due_by),
+            tags.tag(a, item.filing.filer_code),
         )
         for call, item, fs in fresh
         for a in item.adapters
@@ -130,6 +134,7 @@ def accept_many(cx: Cx, calls: list[AcceptCall]) -> Body[list[list[values.Accept
                 details={"adapter": adapter},
             )
     yield from refresh_statuses(cx, stamps)
+    yield q("rows", "fair_finish", tags.finishes())  # just before the chain lock (rules.fair)
     yield from trail.flush(notify="accept")
     return [
         [made_now.get(item.filing.id) or earlier[item.filing.id] for item in call.items]
@@ -138,7 +143,7 @@ def accept_many(cx: Cx, calls: list[AcceptCall]) -> Body[list[list[values.Accept
 
 
 def _filing_row(call: AcceptCall, f: models.Filing) -> tuple[Any, ...]:
-    payload, is_json = rows.dump_payload(f.payload)
+    payload, is_json = rows.dump_payload(f.payload, f.id)
     return (
         f.id,
         f.filing_type.value,

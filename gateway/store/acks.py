@@ -17,7 +17,7 @@ serializes everything, and the locks below are no-ops):
   anything changes, so a concurrent duplicate changes nothing and reads back the first.
 
 A change that lets a delivery go on (a hold released, a resend scheduled) announces
-work (``Notify``) once it commits.
+work (NOTIFY on PostgreSQL) once it commits.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from gateway.audit import chain as audit
 from gateway.audit import events
 from gateway.rules.acks import AckDecision, AckTarget
 from gateway.store import rows
-from gateway.store.sansio import Body, Cx, Notify, Where, q, sql
+from gateway.store.sansio import Body, Cx, Where, q, sql
 from gateway.store.status import block_successors, lock_keys, refresh_status
 from gateway.store.trail import Trail
 from gateway.values import Actor
@@ -151,9 +151,8 @@ def record_ack(
         )
     if target is not None and decision.state is not None:
         yield from _apply(cx, trail, ack, ack_id, row, target, decision, actor, now)
-    yield from trail.flush()
-    if decision.state is not None:  # a hold released, or a resend scheduled
-        yield Notify("ack")
+    # announce a hold released, or a resend scheduled
+    yield from trail.flush(notify=None if decision.state is None else "ack")
     return _ack_record(
         (ack_id, document, ack.raw, delivery_id, filing_id, decision.effect), duplicate=False
     )

@@ -5,7 +5,7 @@ wait: stop waiting (``close_ack``), or send the filing again (``actions.operator
 
 With several PostgreSQL processes, ``close_ack`` locks the filing's ordering key, as every
 change to a key's deliveries does, before it looks at its deliveries; a released hold
-announces work (``Notify``) once it commits.
+announces work (NOTIFY on PostgreSQL) once it commits.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from datetime import datetime
 
 from gateway import errors, values
 from gateway.store import rows
-from gateway.store.sansio import Body, Cx, Notify, q
+from gateway.store.sansio import Body, Cx, q
 from gateway.store.status import find_filing, lock_keys
 from gateway.store.trail import Trail
 from gateway.values import Actor
@@ -68,6 +68,5 @@ def close_ack(
             delivery_id=delivery_id,
             details={"adapter": adapter, "reason": reason, "state": state},
         )
-    yield from trail.flush()
-    yield Notify("close_ack")  # a hold released
+    yield from trail.flush(notify="close_ack")  # a hold released
     return values.Action(filing_id, [r[0] for r in changed])

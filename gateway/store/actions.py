@@ -19,27 +19,23 @@ How they stay right with several PostgreSQL processes (harmless on SQLite's one 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from gateway import errors, values
 from gateway.audit import events
 from gateway.rules import lifecycle
 from gateway.store import rows
-from gateway.store.sansio import Body, Cx, Notify, Where, q, sql
+from gateway.store.sansio import Body, Cx, Where, q, sql
 from gateway.store.status import find_filing, lock_keys, reblock, refresh_status, refuse_in_flight
 from gateway.store.trail import Trail
 from gateway.values import Actor
 
-_EVENT = {
-    "retry": lifecycle.Event.OPERATOR_RETRY,
-    "cancel": lifecycle.Event.OPERATOR_CANCEL,
-    "resend": lifecycle.Event.OPERATOR_RESEND,
-}
-_AUDIT = {"retry": "delivery.retried", "cancel": "delivery.cancelled", "resend": "delivery.resent"}
-_NOTHING = {
-    "retry": "no dead or blocked delivery to retry",
-    "cancel": "nothing left to cancel",
-    "resend": "no sent delivery to resend",
+_E = lifecycle.Event
+
+#: each action's lifecycle event, its audit event, and what a filing lacks when it changes nothing
+_KINDS = {
+    "retry": (_E.OPERATOR_RETRY, "delivery.retried", "no dead or blocked delivery to retry"),
+    "cancel": (_E.OPERATOR_CANCEL, "delivery.cancelled", "nothing left to cancel"),
+    "resend": (_E.OPERATOR_RESEND, "delivery.resent", "no sent delivery to resend"),
 }
 
 
@@ -49,33 +45,27 @@ def operator_action(
     """``retry`` (dead/blocked → pending), ``cancel``, or ``resend`` (a sent filing again:
     same filing and delivery id, a new attempt; the ack wait and any conflict flag start
     afresh); then re-derive blocking per key."""
+    event, audit_event, nothing = _KINDS[kind]
     filing_seq, ordering_key = yield from find_filing(cx, filing_id)
     yield lock_keys([ordering_key])
-    yield from refuse_in_flight(cx, filing_seq, filing_id, _EVENT[kind])
+    yield from refuse_in_flight(cx, filing_seq, filing_id, event)
     now_us = rows.us(now)
     changed = list((yield q("all", f"operator_{kind}", now_us, filing_seq)))
     if not changed:
         raise errors.Refused(
-            "conflict", f"filing {filing_id} has {_NOTHING[kind]}", details={"id": filing_id}
+            "conflict", f"filing {filing_id} has {nothing}", details={"id": filing_id}
         )
     trail = Trail(now, cx.redactor)
     touched = {filing_seq}
     for delivery_id, adapter, _ in changed:
-        details: dict[str, Any] = {"adapter": adapter}
-        if reason is not None:
-            details["reason"] = reason
+        details = {"adapter": adapter} if reason is None else {"adapter": adapter, "reason": reason}
         trail.add(
-            _AUDIT[kind],
-            actor=actor,
-            filing_id=filing_id,
-            delivery_id=delivery_id,
-            details=details,
+            audit_event, actor=actor, filing_id=filing_id, delivery_id=delivery_id, details=details
         )
     for adapter, key in sorted({(r[1], r[2]) for r in changed}):
         touched |= yield from reblock(cx, trail, actor, adapter, key, now_us)
     yield from refresh_status(cx, touched, now_us)
-    yield from trail.flush()
-    yield Notify(kind)
+    yield from trail.flush(notify=kind)
     return values.Action(filing_id, [r[0] for r in changed])
 
 
@@ -161,7 +151,7 @@ def bulk_action(
     touched: set[int] = set()
     for delivery_id, filing_id, filing_seq, adapter, _ in changed:
         trail.add(
-            _AUDIT[action],
+            _KINDS[action][1],
             actor=actor,
             filing_id=filing_id,
             delivery_id=delivery_id,
@@ -176,7 +166,5 @@ def bulk_action(
         actor=actor,
         details={"reason": reason, "changed": len(changed), "filter": events.bulk_filter(flt)},
     )
-    yield from trail.flush()
-    if action == "retry":
-        yield Notify("bulk_retry")
+    yield from trail.flush(notify="bulk_retry" if action == "retry" else None)
     return values.BulkResult(matched=matched, deliveries=[r[:4] for r in chosen])

@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from gateway import errors, ids
+from gateway.records import crypto
 from gateway.store import rows
 from gateway.store.sansio import Body, Cx, Dialect, q, queries, sql
 from gateway.store.trail import Trail
@@ -66,7 +67,19 @@ def batch(cx: Cx, seqs: list[int]) -> Body[list[dict[str, Any]]]:
 
 
 def _row(cx: Cx, table: str, r: Any) -> dict[str, Any]:
-    return dict(zip(columns(cx.dialect, table), r, strict=True))
+    """A row as a dict, its payload or receipt opened (the segment is sealed whole)."""
+    return crypto.code_row(table, dict(zip(columns(cx.dialect, table), r, strict=True)))
+
+
+def sealed_sample(cx: Cx, table: str, kids: list[str]) -> Body[tuple[str, str] | None]:
+    """(a value of ``table``'s sealed column under a key none of ``kids`` names, its
+    associated data), or None: the start-up's key check asks once a key in use."""
+    col, aad = crypto.COLUMNS[table]
+    skip = [crypto.text_prefix(k) for k in kids]
+    where = "".join(f" AND substr({col}, 1, {len(p)}) <> ${i}" for i, p in enumerate(skip, 1))
+    text = f"SELECT id, {'filing_id' if col == 'receipt' else 'id'}, {col} FROM {table} WHERE "
+    row = yield sql("one", f"{text}substr({col}, 1, 15) = 'edigw-sealed:1:'{where} LIMIT 1", *skip)
+    return None if row is None else (row[2], aad({"id": row[0], "filing_id": row[1]}))
 
 
 def enter(
@@ -107,6 +120,7 @@ def restore(
     over = " OVERRIDING SYSTEM VALUE" if cx.dialect == "postgres" else ""
     for table in TABLES[:-1]:
         for row in [record["filing"]] if table == "filings" else record.get(table, []):
+            row = crypto.code_row(table, dict(row), seal=True)
             cols = [c for c in columns(cx.dialect, table) if c in row]
             marks = ", ".join(f"${i}" for i in range(1, len(cols) + 1))
             text = f"INSERT INTO {table} ({', '.join(cols)}){over} VALUES ({marks})"

@@ -199,6 +199,7 @@ class Store(dispatch.DispatchStore):
     archive_segments = read(archive.segments)
     archive_purged = write(archive.purged)
     live_seqs = read(archive.live_seqs)
+    sealed_sample = read(archive.sealed_sample)
 
     async def archive_batch(self, seqs: list[int]) -> list[dict[str, Any]]:
         return await self._rx_snapshot(archive.batch, seqs)

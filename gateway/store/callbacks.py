@@ -28,27 +28,25 @@ from gateway.store import rows
 from gateway.store.sansio import Body, Cx, Where, q, sql
 from gateway.store.trail import Trail
 
+#: the columns of ``GET /v1/callbacks``' events, named by the field each fills (an event
+#: in flight or settled has no next attempt)
 _VIEW_COLS = (
-    "id, filing_id, url, event, state, attempts, available_at, last_error, created_at, delivered_at"
+    "id, filing_id, url, event, state, attempts, last_error, created_at, delivered_at, CASE "
+    "WHEN state = 'pending' OR state = 'waiting_retry' THEN available_at END AS next_attempt_at"
 )
-
 
 #: the columns ``callback_claim`` returns, by the field each fills
 _CLAIMED = "seq, id, filing_id, url, body, attempts, token, created_at"
 
 
 def _view(r: Sequence[Any]) -> models.CallbackView:
-    return models.CallbackView(
-        id=r[0],
-        filing_id=r[1],
-        url=r[2],
-        event=r[3],
-        state=r[4],
-        attempts=r[5],
-        next_attempt_at=rows.dt(r[6]) if r[4] in ("pending", "waiting_retry") else None,
-        last_error=r[7],
-        created_at=rows.dt(r[8]),
-        delivered_at=rows.dt_or_none(r[9]),
+    return rows.build(
+        models.CallbackView,
+        _VIEW_COLS,
+        r,
+        created_at=rows.dt,
+        delivered_at=rows.dt_or_none,
+        next_attempt_at=rows.dt_or_none,
     )
 
 
@@ -122,7 +120,7 @@ def _views(cx: Cx, ids: list[str]) -> Body[list[models.CallbackView]]:
     """The events as ``GET /v1/callbacks`` shows them, in the order of ``ids``."""
     if not ids:
         return []
-    found = yield q("all", "callback_views", ids)
+    found = yield sql("all", f"SELECT {_VIEW_COLS} FROM callbacks WHERE id {cx.any('$1')}", ids)
     by_id = {r[0]: _view(r) for r in found}
     return [by_id[i] for i in ids]
 

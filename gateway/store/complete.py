@@ -9,7 +9,6 @@ on the state it reads under that lock; the sent UPDATE is fenced by the lease to
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -59,7 +58,7 @@ def complete_many(cx: Cx, batch: list[Completion]) -> Body[list[bool]]:
                 c.claim.delivery_id,
                 c.claim.token,
                 rows.us(c.now),
-                json.dumps(c.receipt),
+                rows.dump_receipt(c.receipt, c.claim.filing.id, c.claim.delivery_id),
                 rows.us_or_none(c.ack_due_at),
                 c.hold_until_ack,
             )
@@ -139,7 +138,7 @@ def late_sent(cx: Cx, trail: Trail, c: Completion) -> Body[set[int]]:
     yield q(
         "run",
         "late_sent",
-        json.dumps(c.receipt),
+        rows.dump_receipt(c.receipt, c.claim.filing.id, c.claim.delivery_id),
         now_us,
         rows.us_or_none(c.ack_due_at),
         c.hold_until_ack,

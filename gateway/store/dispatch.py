@@ -25,7 +25,7 @@ from typing import Any
 from gateway import models, values
 from gateway.audit import events
 from gateway.store import rows
-from gateway.store.sansio import Body, Cx, Driven, q, read, write
+from gateway.store.sansio import Body, Cx, Driven, q, read, sql, write
 from gateway.store.status import (
     block_successors,
     lock_keys,
@@ -35,6 +35,8 @@ from gateway.store.trail import Trail
 from gateway.values import Claim
 
 _S = models.DeliveryState
+#: ``claim_due``'s bound for "any due_by" (an undated delivery's key is the next integer)
+_DATED = 9223372036854775806
 
 
 # --- claim ------------------------------------------------------------------------------
@@ -48,22 +50,34 @@ def claim(
     limits: dict[str, int],
     probing: frozenset[str] = frozenset(),
     held: Mapping[str, Collection[str]] | None = None,
+    due_within_s: float | None = None,
 ) -> Body[list[Claim]]:
-    """Take the heads of their ordering keys, earliest due first; a breaker probe
-    (``probing``) takes a delivery that never failed a probe first; ``held`` names the
-    filing types each adapter must not take now (paused, or held by a window)."""
+    """Take the heads of their ordering keys: those due within ``due_within_s`` (None: any
+    due_by) earliest due first, then fairly across filer codes (``rules.fair``); a breaker
+    probe (``probing``) takes a delivery that never failed a probe first; ``held`` names
+    the filing types each adapter must not take now (paused, or held by a window)."""
     now_us = rows.us(now)
     lease_until = rows.us(now + timedelta(seconds=lease_s))
+    due_until = _DATED if due_within_s is None else rows.us(now + timedelta(seconds=due_within_s))
     taken: list[Any] = []
     for adapter, limit in limits.items():
         if limit <= 0:
             continue
-        name = "claim_probe" if adapter in probing else "claim"
         types = sorted((held or {}).get(adapter, ())) or None
         if cx.dialect == "postgres":  # selects, locks and takes them in one statement
-            taken += yield q("all", name, adapter, now_us, limit, owner, lease_until, types)
+            args: tuple[Any, ...] = (adapter, now_us, limit, owner, lease_until, types)
         else:  # selects them only (see sql/sqlite/dispatch.sql)
-            taken += yield q("all", name, adapter, now_us, limit, types and json.dumps(types))
+            args = (adapter, now_us, limit, types and json.dumps(types))
+        if adapter in probing:
+            taken += yield q("all", "claim_probe", *args)
+            continue
+        got = yield q("all", "claim_due", *args, due_until)
+        if len(got) < limit:  # PostgreSQL took those already; SQLite's walk sees them again
+            n = limit - len(got) if cx.dialect == "postgres" else limit
+            seen = {r[7] for r in got}
+            more = yield q("all", "claim", *args[:2], n, *args[3:])
+            got += [r for r in more if r[7] not in seen][: limit - len(got)]
+        taken += got
     if not taken:
         return []
     if cx.dialect == "sqlite":
@@ -75,7 +89,6 @@ def claim(
             now_us,
             [r[7] for r in taken],
         )
-    taken.sort(key=lambda r: (r[8], r[7]))  # claim order: due_by (none last), then seq
     trail = Trail(now, cx.redactor)
     claims = []
     for delivery_id, adapter, token, attempts, _, filing_id, was, *rest in taken:
@@ -188,6 +201,20 @@ def release(cx: Cx, *, owner: str, now: datetime) -> Body[int]:
     return len(changed)
 
 
+def set_fair_weights(cx: Cx, weights: Mapping[str, int]) -> Body[None]:
+    """``[fairness] weights`` for every process's accepts (``rules.fair``); others are 1."""
+    yield sql("run", "DELETE FROM fair_weights")
+    yield q("rows", "fair_weights_set", sorted(weights.items()))
+
+
+def filer_queue(cx: Cx) -> Body[dict[str, dict[str, int]]]:
+    """Unsettled filings by filer code, then status (the queue by filer)."""
+    out: dict[str, dict[str, int]] = {}
+    for code, status, n in (yield q("all", "filer_queue")):
+        out.setdefault(code, {})[status] = int(n)
+    return out
+
+
 def next_due(cx: Cx) -> Body[datetime | None]:
     value = yield q("val", "next_due")
     return None if value is None else rows.dt(value)
@@ -209,15 +236,18 @@ class DispatchStore(Driven):
         limits: dict[str, int],
         probing: frozenset[str] = frozenset(),
         held: Mapping[str, Collection[str]] | None = None,
+        due_within_s: float | None = None,
     ) -> list[Claim]:
-        claims = await self._tx(claim, owner, now, lease_s, limits, probing, held)
+        claims = await self._tx(claim, owner, now, lease_s, limits, probing, held, due_within_s)
         self.claim_stats[0] += 1
         self.claim_stats[1] += len(claims)
         return claims
 
     renew = write(renew)
     release = write(release)
+    set_fair_weights = write(set_fair_weights)
     next_due = read(next_due)
+    filer_queue = read(filer_queue)
 
     async def schedule_retry(
         self, claim: Claim, *, now: datetime, at: datetime, error: str

@@ -21,35 +21,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 from gateway import errors, ids, values
 from gateway.audit import events
 from gateway.rules import outages
 from gateway.store import fragments, rows
-from gateway.store.sansio import Body, Cx, Notify, q, sql
+from gateway.store.sansio import Body, Cx, Where, q, sql
 from gateway.store.status import refresh_status
 from gateway.store.trail import Trail
 from gateway.values import Actor
-
-#: column order of ``rows.outage``
-O_COLS = (
-    "id, adapter, environment, starts_at, ends_at, reason, reference, created_at, created_by, "
-    "removed_at"
-)
 
 
 def add_outage(
     cx: Cx, request: outages.OutageRequest, *, actor: Actor, now: datetime
 ) -> Body[outages.Outage]:
     o = outages.Outage(
+        **{**dict(request), "starts_at": request.starts_at or now},
         id=ids.new_id("out"),
-        adapter=request.adapter,
-        environment=request.environment,
-        starts_at=request.starts_at or now,
-        ends_at=request.ends_at,
-        reason=request.reason,
-        reference=request.reference,
         created_at=now,
         created_by=actor.name,
     )
@@ -75,12 +63,10 @@ def add_outage(
 def list_outages(
     cx: Cx, *, now: datetime, include_past: bool = False
 ) -> Body[list[outages.Outage]]:
-    text = f"SELECT {O_COLS} FROM outages WHERE removed_at IS NULL"
-    params: list[Any] = []
-    if not include_past:
-        text += " AND (ends_at IS NULL OR ends_at > $1)"
-        params.append(rows.us(now))
-    found = yield sql("all", text + " ORDER BY starts_at, seq", *params)
+    if include_past:
+        found = yield q("all", "outages_all")
+    else:
+        found = yield q("all", "outages_current", rows.us(now))
     return [rows.outage(r) for r in found]
 
 
@@ -105,9 +91,7 @@ def remove_outage(cx: Cx, outage_id: str, *, actor: Actor, now: datetime) -> Bod
         actor=actor,
         details={**events.outage_details(o), "released_deliveries": released},
     )
-    yield from trail.flush()
-    if released:
-        yield Notify("outage_removed")
+    yield from trail.flush(notify="outage_removed" if released else None)
     return o
 
 
@@ -155,38 +139,34 @@ def flag_at_risk(
     cx: Cx, *, now: datetime, due_before: datetime, windows: Sequence[values.RiskWindow] = ()
 ) -> Body[list[tuple[str, datetime]]]:
     """Flag unsettled filings whose due_by is near or inside a known outage; once each."""
-    now_us = rows.us(now)
     settled = fragments.COMMON["settled"]
     pending = f"f.at_risk_at IS NULL AND f.due_by IS NOT NULL AND f.status NOT IN {settled}"
-    checks: list[tuple[str, list[Any], str]] = [
-        ("f.due_by < $2", [rows.us(due_before)], "due_by within the at-risk margin")
-    ]
-    for w in windows:
-        params: list[Any] = [rows.us(w.start), rows.us(w.end)]
-        cond = "f.due_by >= $2 AND f.due_by < $3"
-        if w.adapter is not None:
-            params.append(w.adapter)
-            cond += (
-                f" AND EXISTS (SELECT 1 FROM deliveries d WHERE d.filing_seq = f.seq "
-                f"AND d.adapter = ${len(params) + 1} AND d.state NOT IN {settled})"
+    margin = Where(pending)
+    margin.add(f"f.due_by < {margin.arg(rows.us(due_before))}")
+    checks = [(margin, "due_by within the at-risk margin")]
+    for window in windows:
+        w = Where(pending)
+        w.add(f"f.due_by >= {w.arg(rows.us(window.start))}")
+        w.add(f"f.due_by < {w.arg(rows.us(window.end))}")
+        if window.adapter is not None:
+            w.add(
+                "EXISTS (SELECT 1 FROM deliveries d WHERE d.filing_seq = f.seq "
+                f"AND d.adapter = {w.arg(window.adapter)} AND d.state NOT IN {settled})"
             )
-        if w.environment is not None:
-            params.append(w.environment)
-            cond += f" AND f.environment = ${len(params) + 1}"
-        checks.append((cond, params, w.reason))
+        w.eq("f.environment", window.environment)
+        checks.append((w, window.reason))
     lock = f"{cx.for_update} OF f" if cx.for_update else ""
     flagged: list[tuple[str, datetime]] = []
     trail = Trail(now, cx.redactor)
-    for cond, params, reason in checks:
+    for w, reason in checks:
+        at = w.arg(rows.us(now))
         found = yield sql(
             "all",
-            f"WITH due AS (SELECT f.seq AS due_seq FROM filings f WHERE {pending} AND {cond} "
-            f"ORDER BY f.seq{lock}) "
-            "UPDATE filings SET at_risk_at = $1 FROM due "
+            f"WITH due AS (SELECT f.seq AS due_seq FROM filings f{w} ORDER BY f.seq{lock}) "
+            f"UPDATE filings SET at_risk_at = {at} FROM due "
             "WHERE filings.seq = due.due_seq AND filings.at_risk_at IS NULL "
             "RETURNING seq, id, due_by",
-            now_us,
-            *params,
+            *w.params,
         )
         for _, filing_id, due_by in sorted(tuple(r) for r in found):
             trail.add(

@@ -18,7 +18,7 @@ from gateway import errors, ids
 from gateway.rules import outages
 from gateway.store import rows
 from gateway.store.outages import list_outages
-from gateway.store.sansio import Body, Cx, Notify, q
+from gateway.store.sansio import Body, Cx, q
 from gateway.store.trail import Trail
 from gateway.values import SYSTEM, Actor
 
@@ -34,15 +34,7 @@ def _pause(r: Sequence[Any]) -> outages.Pause:
 def add_pause(
     cx: Cx, request: outages.PauseRequest, *, actor: Actor, now: datetime
 ) -> Body[outages.Pause]:
-    p = outages.Pause(
-        id=ids.new_id("pau"),
-        adapter=request.adapter,
-        filing_type=request.filing_type,
-        reason=request.reason,
-        ends_at=request.ends_at,
-        created_at=now,
-        created_by=actor.name,
-    )
+    p = outages.Pause(**dict(request), id=ids.new_id("pau"), created_at=now, created_by=actor.name)
     ftype = None if p.filing_type is None else p.filing_type.value
     end = rows.us_or_none(p.ends_at)
     yield q("run", "pause_insert", p.id, p.adapter, ftype, p.reason, end, rows.us(now), actor.name)
@@ -73,8 +65,7 @@ def resume_pause(cx: Cx, pause_id: str, *, actor: Actor, now: datetime) -> Body[
     p = _pause(row).model_copy(update={"resumed_at": now, "resumed_by": actor.name})
     trail = Trail(now, cx.redactor)
     trail.add("control.resumed", actor=actor, details=p.audit_details())
-    yield from trail.flush()
-    yield Notify("pause_resumed")
+    yield from trail.flush(notify="pause_resumed")
     return p
 
 
@@ -84,7 +75,5 @@ def expire_pauses(cx: Cx, *, now: datetime) -> Body[list[outages.Pause]]:
     trail = Trail(now, cx.redactor)
     for p in found:
         trail.add("control.resumed", actor=SYSTEM, details={**p.audit_details(), "expired": True})
-    yield from trail.flush()
-    if found:
-        yield Notify("pause_resumed")
+    yield from trail.flush(notify="pause_resumed")  # announced only when there are rows
     return found

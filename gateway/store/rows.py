@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from gateway import models
 from gateway.audit.events import iso as iso
+from gateway.records import crypto
 from gateway.rules import outages
 from gateway.store.fragments import SETTLED
 
@@ -39,10 +40,16 @@ def dt_or_none(value: int | None) -> datetime | None:
     return None if value is None else dt(value)
 
 
-def dump_payload(payload: dict[str, Any] | str) -> tuple[str, int]:
-    if isinstance(payload, str):
-        return payload, 0
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False), 1
+# payloads and receipts are sealed at rest when a key is configured (``crypto``), bound
+# to their row: this codec is the one place the store seals and opens them
+def dump_payload(payload: dict[str, Any] | str, filing_id: str) -> tuple[str, int]:
+    is_json = not isinstance(payload, str)
+    text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False) if is_json else payload
+    return crypto.seal_column(str(text), aad=crypto.payload_aad(filing_id)), int(is_json)
+
+
+def dump_receipt(receipt: Any, filing_id: str, delivery_id: str) -> str:
+    return crypto.seal_column(json.dumps(receipt), aad=crypto.receipt_aad(filing_id, delivery_id))
 
 
 def json_value(stored: Any) -> Any:
@@ -108,7 +115,9 @@ def filing(row: Sequence[Any]) -> models.Filing:
     return models.Filing(
         **_filing_fields(row),
         content_type=row[10],
-        payload=json.loads(row[11]) if row[12] else row[11],
+        payload=(json.loads if row[12] else str)(
+            crypto.open_column(row[11], aad=crypto.payload_aad(row[1]))
+        ),
         callback_url=row[13],
     )
 
@@ -137,7 +146,9 @@ def delivery(row: Sequence[Any]) -> models.Delivery:
         attempts=row[5],
         next_attempt_at=dt(row[6]) if waiting else None,
         last_error=row[7],
-        receipt=json_value(row[8]),
+        receipt=json_value(
+            row[8] and crypto.open_column(row[8], aad=crypto.receipt_aad(row[2], row[1]))
+        ),
         created_at=dt(row[9]),
         updated_at=dt(row[10]),
         delivered_at=dt_or_none(row[11]),

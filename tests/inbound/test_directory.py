@@ -92,3 +92,36 @@ async def test_a_file_nested_100000_deep_is_rejected_and_the_source_goes_on(
     assert "deeper than" in (drops / "rejected" / "deep.json.reason.txt").read_text()
     (drops / "good.json").write_text(json.dumps(booking(2)))
     await wait_until(lambda: len(filings(tmp_path / "gateway.db")) == 1)
+
+
+async def test_a_consumer_that_crashes_is_restarted_and_the_gateway_keeps_serving(
+    tmp_path, start_gateway, monkeypatch
+):
+    """An unexpected error inside a source (here: injected once into the directory consumer's
+    take) is shown on /readyz and the source starts again; HTTP intake never stops, and the
+    file the crash interrupted is filed once after the restart."""
+    from gateway.inbound import consumers, directory
+
+    real_take = directory.DirectoryConsumer._take
+    crashes: list[str] = []
+
+    async def take_once_broken(self, path):
+        if not crashes:
+            crashes.append(path.name)
+            raise RuntimeError("injected bug")
+        await real_take(self, path)
+
+    monkeypatch.setattr(directory.DirectoryConsumer, "_take", take_once_broken)
+    monkeypatch.setattr(consumers, "RESTART_FIRST_S", 0.5)
+    drops = tmp_path / "drops"
+    drops.mkdir()
+    (drops / "a.json").write_text(json.dumps(booking(1)))
+    gw = await start_gateway(drops_config(tmp_path))
+    status = gw.gateway.consumers["legacy"].status
+    await wait_until(lambda: crashes and "crashed" in status.detail)
+    code, ready = await gw.get("/readyz")
+    assert code == 200 and "injected bug" in ready["sources"]["legacy"]["detail"]
+    await wait_until(lambda: (drops / "done" / "a.json").exists(), timeout=30)
+    assert crashes == ["a.json"]
+    assert len(filings(tmp_path / "gateway.db")) == 1
+    await wait_until(lambda: status.state == "ok")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from datetime import timedelta
 from typing import Any
 
 import anyio
@@ -13,6 +14,7 @@ import pytest
 
 from gateway.api import auth
 from gateway.cli import main as cli
+from gateway.clock import ManualClock
 from tests.conftest import base_config, example
 
 FILER_A, FILER_B = "AAA1", "BBB2"
@@ -78,12 +80,17 @@ def _auth(name: str) -> dict[str, str]:
 
 
 async def _wait_dead(gw: Any, fid: str) -> None:
-    for _ in range(500):
-        _, body = await gw.get(f"/v1/filings/{fid}", headers=_auth("admin"))
-        if body["status"] == "dead":
-            return
-        await anyio.sleep(0.02)
-    raise AssertionError(f"{fid} never went dead: {body}")
+    await _wait_status(gw, fid, "dead")
+
+
+async def _wait_status(gw: Any, fid: str, want: str) -> None:
+    with anyio.move_on_after(60):
+        while True:
+            _, body = await gw.get(f"/v1/filings/{fid}", headers=_auth("admin"))
+            if body["status"] == want:
+                return
+            await anyio.sleep(0.02)
+    raise AssertionError(f"{fid} never went {want}: {body}")
 
 
 async def _call(
@@ -151,8 +158,40 @@ async def _narrowed(gw: Any, ids: dict[str, list[str]], method: str, path: str) 
         # all of A's (the first may be in flight again: the FILING checks retried it)
         assert a_ids - {ids[FILER_A][0]} <= touched <= a_ids, body
         assert body["matched"] == len(touched), body
+    elif path.startswith("/v1/records"):
+        await _records_route(gw, ids, method, path)
     else:
         raise AssertionError(f"{method} {path} narrows its answer but has no check here")
+
+
+async def _records_route(gw: Any, ids: dict[str, list[str]], method: str, path: str) -> None:
+    """The records routes (a filing live or archived): search finds A's only, a B id is
+    answered word for word as a missing one, A's own are served."""
+    a_ids, b_ids = set(ids[FILER_A]), set(ids[FILER_B])
+    if (method, path) == ("GET", "/v1/records"):
+        seen: list[str] = []
+        cursor = ""
+        while True:
+            status, body, _ = await _call(gw, method, f"{path}?limit=1{cursor}")
+            assert status == 200, body
+            seen += [item["id"] for item in body["items"]]
+            if not body["next_cursor"]:
+                break
+            cursor = f"&cursor={body['next_cursor']}"
+        assert not set(seen) & b_ids and a_ids <= set(seen), seen
+        for query in (f"filer_code={FILER_B}", f"reference=REF-{FILER_B}-0"):
+            status, body, _ = await _call(gw, method, f"{path}?{query}")
+            assert (status, body["items"]) == (200, []), body
+        return
+    body = {"reason": "a scoped token tries"} if method == "POST" else None
+    b, a = ids[FILER_B][0], ids[FILER_A][0]
+    status, got, _ = await _call(gw, method, _concrete(path, b), body)
+    m_status, missing, _ = await _call(gw, method, _concrete(path, MISSING), body)
+    assert (status, m_status) == (404, 404), (method, path, got)
+    assert _same_shape(got, b) == _same_shape(missing, MISSING), (got, missing)
+    status, _, _ = await _call(gw, method, _concrete(path, a), body)
+    # its own: served (a live filing is not restored: 409, not hidden)
+    assert status == (409 if method == "POST" else 200), (method, path, status)
 
 
 async def test_no_token_reads_or_changes_another_filers_filings_through_any_route(
@@ -205,6 +244,56 @@ async def test_no_token_reads_or_changes_another_filers_filings_through_any_rout
         + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
         + "; token scoped to filer A saw and changed nothing of filer B",
     )
+
+
+async def test_archived_records_of_another_filer_stay_hidden(tmp_path, store_url, start_gateway):
+    """Filings of A and B archived by the mover: a token scoped to A searches, shows and
+    restores A's records only; B's are 404 word for word as a missing id, and stay archived."""
+    clock = ManualClock()
+    section = {"enabled": True, "dir": str(tmp_path / "records"), "interval": "1h"}
+    cfg = base_config(
+        tmp_path,
+        gateway={"store": store_url},
+        auth={
+            "mode": "token",
+            "tokens": {"admin": _token("admin"), "a": _token("a", filer_codes=[FILER_A])},
+        },
+        records=section,
+    )
+    gw = await start_gateway(cfg, clock=clock)
+    ids: dict[str, list[str]] = {FILER_A: [], FILER_B: []}
+    for i in range(2):
+        for filer in (FILER_A, FILER_B):
+            event = example(reference=f"REF-{filer}-{i}", filer_code=filer)
+            status, body = await gw.post("/v1/filings", event, headers=_auth("admin"))
+            assert status == 202, body
+            ids[filer].append(body["id"])
+    for fid in ids[FILER_A] + ids[FILER_B]:
+        await _wait_status(gw, fid, "delivered")
+    clock.advance(timedelta(days=30).total_seconds())
+    assert await gw.gateway.mover.round() == 4
+    status, body, _ = await _call(gw, "GET", "/v1/records?limit=500")
+    assert status == 200 and {i["id"] for i in body["items"]} == set(ids[FILER_A]), body
+    assert {i["where"] for i in body["items"]} == {"archive"}, body
+    for query in (f"filer_code={FILER_B}", f"reference=REF-{FILER_B}-1"):
+        status, body, _ = await _call(gw, "GET", f"/v1/records?{query}")
+        assert (status, body["items"]) == (200, []), body
+    b = ids[FILER_B][0]
+    for method, path, body in (
+        ("GET", "/v1/records/{}", None),
+        ("POST", "/v1/records/{}/restore", {"reason": "a scoped token tries"}),
+    ):
+        status, got, text = await _call(gw, method, path.format(b), body)
+        m_status, missing, _ = await _call(gw, method, path.format(MISSING), body)
+        assert (status, m_status) == (404, 404) and f"REF-{FILER_B}" not in text, got
+        assert _same_shape(got, b) == _same_shape(missing, MISSING), (got, missing)
+    status, got, _ = await _call(gw, "GET", f"/v1/records/{b}", token="admin")
+    assert status == 200 and got["where"] == "archive", got  # B's is still archived
+    a = ids[FILER_A][0]
+    status, got, _ = await _call(gw, "GET", f"/v1/records/{a}")
+    assert status == 200 and got["record"]["filing"]["reference"] == f"REF-{FILER_A}-0", got
+    status, got, _ = await _call(gw, "POST", f"/v1/records/{a}/restore", {"reason": "CBP"})
+    assert status == 200, got
 
 
 async def test_a_scoped_tokens_own_actions_are_audited_under_its_name(two_filers):

@@ -137,7 +137,7 @@ class Gateway:
             except subprocess.TimeoutExpired:
                 self.kill()
 
-    async def wait_ready(self, session: aiohttp.ClientSession, timeout_s: float = 20) -> None:
+    async def wait_ready(self, session: aiohttp.ClientSession, timeout_s: float = 60) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             assert self.proc is not None

@@ -84,6 +84,7 @@ def operation_paths() -> dict[str, Any]:
                 "Queue, adapters, calendars and outages at a glance",
                 {200: (ref(schemas.Overview), "The overview")},
                 fails=(422,),
+                params=[query("filer", STR, "The queue by filer shows this filer code only.")],
             )
         },
         "/v1/deliveries/retry": bulk(

@@ -79,7 +79,8 @@ def record_paths() -> dict[str, Any]:
     return {
         "/v1/records": {
             "get": op(
-                "Search records, live then archived, newest first (one cursor for both)",
+                "Search records, live then archived, newest first (one cursor for both; a token "
+                "limited to filers finds its own only)",
                 {200: (_PAGE, "A page; a page may be short: follow next_cursor until null")},
                 fails=(409, 422),
                 params=params,
@@ -87,7 +88,7 @@ def record_paths() -> dict[str, Any]:
         },
         "/v1/records/{id}": {
             "get": op(
-                "A filing's whole record, live or archived",
+                "A filing's whole record, live or archived (a scoped token: its filers' only)",
                 {200: (_RECORD, "Every row of the filing, the payload as stored and sent")},
                 fails=(404, 409),
                 params=[path_param("id")],

@@ -75,6 +75,16 @@ class AdapterOverview(BaseModel):
     calendars: list[str]
 
 
+class FilerQueue(BaseModel):
+    """One filer code's filings not yet settled (the queue by filer, issue 22)."""
+
+    model_config = SHAPE
+
+    filer_code: str
+    counts: dict[str, int] = Field(description="Unsettled filings by status.")
+    waiting: int = Field(description="Their sum.")
+
+
 class Overview(BaseModel):
     """``GET /v1/overview``: queue, adapters, calendars and outages at a glance."""
 
@@ -91,3 +101,7 @@ class Overview(BaseModel):
     acks: dict[str, int] | None = Field(description="Overdue / unmatched acks, when on.")
     calendars: dict[str, CalendarSchedule]
     outages: list[outages.Outage]
+    filers: list[FilerQueue] = Field(
+        description="The queue by filer code, the most waiting first (at most 100; "
+        "`?filer=` one code)."
+    )

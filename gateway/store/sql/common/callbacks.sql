@@ -33,11 +33,6 @@ WHERE lease_owner = $2 AND state = 'in_flight';
 -- name: callback_next_due
 SELECT MIN(available_at) FROM callbacks WHERE state IN {callback_open};
 
--- name: callback_views
-SELECT id, filing_id, url, event, state, attempts, available_at, last_error, created_at,
-    delivered_at
-FROM callbacks WHERE id {any_1};
-
 -- name: callback_states
 SELECT id, state FROM callbacks WHERE id {any_1};
 

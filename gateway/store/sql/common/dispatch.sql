@@ -38,3 +38,9 @@ SELECT MIN(available_at) FROM deliveries WHERE state IN {claimable};
 -- name: accept_taken_keys
 -- the filings holding idempotency keys an accept found taken
 SELECT idempotency_key, id, body_hash FROM filings WHERE idempotency_key {any_1};
+
+-- name: filer_queue
+-- the queue by filer code: unsettled filings by filer code and status, from the
+-- ``filings_filer`` index alone (issue 22's per-filer views)
+SELECT filer_code, status, COUNT(*) FROM filings WHERE status IN {unsettled}
+GROUP BY filer_code, status;

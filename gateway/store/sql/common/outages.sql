@@ -21,3 +21,17 @@ WHERE state = 'deferred' AND available_at > $1 AND adapter = $2;
 UPDATE deliveries SET available_at = $1, updated_at = $1
 WHERE state = 'deferred' AND available_at > $1
   AND filing_seq IN (SELECT seq FROM filings WHERE environment = $2);
+
+-- name: outages_current
+-- the outages not removed and not over at $1, in the order they start
+SELECT id, adapter, environment, starts_at, ends_at, reason, reference, created_at,
+    created_by, removed_at
+FROM outages WHERE removed_at IS NULL AND (ends_at IS NULL OR ends_at > $1)
+ORDER BY starts_at, seq;
+
+-- name: outages_all
+-- every outage not removed, past ones too
+SELECT id, adapter, environment, starts_at, ends_at, reason, reference, created_at,
+    created_by, removed_at
+FROM outages WHERE removed_at IS NULL
+ORDER BY starts_at, seq;

@@ -16,22 +16,38 @@ RETURNING id, seq
 -- one delivery, ``blocked`` when its key already has a dead, rejected or blocked delivery
 -- for its adapter (the NOT IN matches the ``deliveries_order`` index's WHERE)
 INSERT INTO deliveries (id, filing_seq, filing_id, adapter, ordering_key, state,
-    available_at, due_by, created_at, updated_at)
+    available_at, due_by, created_at, updated_at, vtime)
 VALUES (?1, ?2, ?3, ?4, ?5,
     CASE WHEN EXISTS (
         SELECT 1 FROM deliveries b WHERE b.adapter = ?4 AND b.ordering_key = ?5
         AND b.state NOT IN ('delivered','acknowledged','cancelled')
         AND b.state IN ('dead','rejected','blocked'))
     THEN 'blocked' ELSE 'pending' END,
-    ?6, ?7, ?6, ?6)
+    ?6, ?7, ?6, ?6, ?8)
 RETURNING id, state
 
+-- name: fair_state
+-- one (adapter, filer code) of an accept: the head tag waiting on the adapter (the first
+-- entry of ``deliveries_fair``), the largest finish on it, the filer's finish and weight
+SELECT ?1, ?2,
+    (SELECT d.vtime FROM deliveries d WHERE d.adapter = ?1
+        AND d.state IN ('pending','waiting_retry','deferred','in_flight')
+        ORDER BY d.vtime, d.seq LIMIT 1),
+    (SELECT max(c.finish) FROM fair_finish c WHERE c.adapter = ?1),
+    (SELECT c.finish FROM fair_finish c WHERE c.adapter = ?1 AND c.filer_code = ?2),
+    (SELECT w.weight FROM fair_weights w WHERE w.filer_code = ?2)
+
+-- name: fair_finish
+-- one (adapter, filer code, finish): a finish only ever moves forward
+INSERT INTO fair_finish (adapter, filer_code, finish) VALUES (?1, ?2, ?3)
+ON CONFLICT (adapter, filer_code) DO UPDATE SET finish = max(finish, excluded.finish)
+
 -- name: claim
--- ?1 adapter, ?2 now, ?3 limit: the heads of their ordering keys, in claim order (earliest
--- due_by, none last, then acceptance: the claim index is on exactly this expression, so
--- SQLite walks it instead of sorting), with their filings. Only selects them: SQLite's
--- RETURNING sees neither a row's old state nor a joined table, so ``dispatch.claim`` takes
--- them next (one writer: nobody takes them in between, and each token is the one read + 1).
+-- ?1 adapter, ?2 now, ?3 limit: the heads of their ordering keys, in fair order (their
+-- virtual start times, gateway/rules/fair.py, then acceptance: ``deliveries_fair`` is on
+-- exactly these columns, so SQLite walks it instead of sorting), with their filings.
+-- Only selects them: SQLite's RETURNING sees neither a row's old state nor a joined
+-- table, so ``dispatch.claim`` takes them next (one writer: nobody takes them in between, and each token is the one read + 1).
 -- The predecessor check is two NOT EXISTS, each matching a partial index's WHERE exactly
 -- (``deliveries_order``, ``deliveries_held``): written as one ``... OR ...`` it matched
 -- neither, and SQLite walked every earlier delivery for every candidate (quadratic in the
@@ -44,6 +60,33 @@ SELECT d.id, d.adapter, d.lease_token + 1, d.attempts, d.filing_seq, d.filing_id
 FROM deliveries d JOIN filings f ON f.seq = d.filing_seq
 WHERE d.adapter = ?1 AND d.state IN ('pending','waiting_retry','deferred','in_flight')
   AND d.available_at <= ?2
+  -- ?4: filing types paused or held on this adapter (issue 21, a JSON list), NULL for none
+  AND (?4 IS NULL OR f.filing_type NOT IN (SELECT value FROM json_each(?4)))
+  AND NOT EXISTS (
+    SELECT 1 FROM deliveries e
+    WHERE e.adapter = d.adapter AND e.ordering_key = d.ordering_key AND e.seq < d.seq
+      AND e.state NOT IN ('delivered','acknowledged','cancelled'))
+  AND NOT EXISTS (
+    SELECT 1 FROM deliveries h
+    WHERE h.adapter = d.adapter AND h.ordering_key = d.ordering_key AND h.seq < d.seq
+      AND h.state = 'delivered' AND h.hold_until_ack = 1)
+  AND NOT EXISTS (
+    SELECT 1 FROM deliveries l
+    WHERE l.adapter = d.adapter AND l.ordering_key = d.ordering_key AND l.seq > d.seq
+      AND l.state NOT IN ('delivered','acknowledged','cancelled') AND l.state = 'in_flight')
+ORDER BY d.vtime, d.seq LIMIT ?3
+
+-- name: claim_due
+-- ``claim``'s deadline walk, run before it: heads due by ?5 (now + the horizon), earliest
+-- due_by first, then acceptance (``deliveries_claim`` is on exactly this expression, so
+-- SQLite walks its range and stops at LIMIT); the rest as ``claim``.
+SELECT d.id, d.adapter, d.lease_token + 1, d.attempts, d.filing_seq, d.filing_id, d.state,
+    d.seq, coalesce(d.due_by, 9223372036854775807) AS due_key, d.probe_failures,
+    {f_cols}
+FROM deliveries d JOIN filings f ON f.seq = d.filing_seq
+WHERE d.adapter = ?1 AND d.state IN ('pending','waiting_retry','deferred','in_flight')
+  AND d.available_at <= ?2
+  AND coalesce(d.due_by, 9223372036854775807) <= ?5
   -- ?4: filing types paused or held on this adapter (issue 21, a JSON list), NULL for none
   AND (?4 IS NULL OR f.filing_type NOT IN (SELECT value FROM json_each(?4)))
   AND NOT EXISTS (
@@ -103,3 +146,7 @@ RETURNING id, lease_token, filing_seq, adapter, attempts
 -- the selected heads go in flight (PostgreSQL's claim selects and takes in one statement)
 UPDATE deliveries SET state = 'in_flight', lease_owner = $1, lease_token = lease_token + 1,
     available_at = $2, updated_at = $3 WHERE seq IN (SELECT value FROM json_each($4));
+
+-- name: fair_weights_set
+-- one (filer code, weight) of ``[fairness] weights``, read by every accept's ``fair_state``
+INSERT INTO fair_weights (filer_code, weight) VALUES (?1, ?2)

@@ -266,3 +266,24 @@ CREATE TABLE record_holds (
     released_at INTEGER,
     released_by TEXT
 );
+
+-- name: migration_10
+-- fair delivery between filer codes (issue 22, gateway/rules/fair.py): each delivery's
+-- virtual start time and the walk that claims by it; each (adapter, filer code)'s
+-- virtual finish; the filers' weights (written by the dispatcher from [fairness]); the
+-- unsettled filings by filer code (the quotas' pending count and the queue by filer read
+-- only this index)
+ALTER TABLE deliveries ADD COLUMN vtime INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX deliveries_fair ON deliveries (adapter, vtime, seq)
+    WHERE state IN ('pending','waiting_retry','deferred','in_flight');
+CREATE TABLE fair_finish (
+    adapter    TEXT NOT NULL,
+    filer_code TEXT NOT NULL,
+    finish     INTEGER NOT NULL,
+    PRIMARY KEY (adapter, filer_code)
+);
+CREATE TABLE fair_weights (
+    filer_code TEXT PRIMARY KEY,
+    weight     INTEGER NOT NULL
+);
+CREATE INDEX filings_filer ON filings (status, filer_code);
