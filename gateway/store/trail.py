@@ -45,7 +45,7 @@ class Trail(events.Rows):
         if head is None:
             head = yield from lock_head(notify)
         out = self.chain(head)
-        yield q("rows", "audit_insert", out)
+        yield q("table", "audit_insert", out)
         self.items = []
         return int(out[-1][0])
 
