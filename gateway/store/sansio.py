@@ -215,11 +215,9 @@ def _sqlite_exec(conn: sqlite3.Connection, query: Query) -> Any:
     text = text_of("sqlite", query)
     kind = query.kind
     if kind == "rows" or kind == "table":
-        (rows,) = query.args
-        return conn.executemany(text, rows).rowcount
+        return conn.executemany(text, query.args[0]).rowcount
     if kind == "each":
-        (rows,) = query.args
-        return [r for row in rows for r in conn.execute(text, row).fetchall()]
+        return [r for row in query.args[0] for r in conn.execute(text, row).fetchall()]
     # a list parameter (``= ANY``'s array on PostgreSQL) is JSON for ``json_each``
     args = [json.dumps(a) if isinstance(a, list | tuple) else a for a in query.args]
     cur = conn.execute(text, args)
@@ -292,8 +290,7 @@ async def _pg_exec(conn: Any, request: Request, channel: str) -> Any:
     if request.kind == "table":  # the query unpacks $1 (jsonb_array_elements)
         return rowcount(await conn.execute(text, jsonio.dumps(request.args[0])))
     if request.kind in ("rows", "each"):
-        (rows,) = request.args
-        rows = list(rows)
+        rows = list(request.args[0])
         if not rows:
             return 0 if request.kind == "rows" else []
         columns = [list(col) for col in zip(*rows, strict=True)]
