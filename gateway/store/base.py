@@ -185,6 +185,7 @@ class Store(dispatch.DispatchStore):
     archive_purged = write(archive.purged)
     live_seqs = read(archive.live_seqs)
     sealed_sample = read(archive.sealed_sample)
+    live_references = read(archive.live_references)
 
     async def archive_batch(self, seqs: list[int]) -> list[dict[str, Any]]:
         return await self._rx_snapshot(archive.batch, seqs)
