@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gateway.store import base
-from tests.store.test_contract_more import S, T0, deliver, with_callback
+from tests.store.test_contract_more import T0, S, deliver, with_callback
 
 
 async def test_a_callback_in_flight_or_delivered_shows_no_next_attempt(store: base.Store) -> None:
