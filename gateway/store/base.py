@@ -2,13 +2,13 @@
 
 ``Store`` names every method once, here, with the transaction body it runs (each body
 written once, ``sansio``): ``write(body)`` runs it in a write transaction, ``read(body)`` on
-a reader, and the parameters after ``cx`` are the method's. The dispatch methods
-come with their module (``dispatch.DispatchStore``). A
-driver (``sqlite.SqliteStore``, ``postgres.PostgresStore``) adds only what truly differs:
-connections, how a body runs (``_tx``, ``_rx``, ``_rx_snapshot``), retries and error
-translation. Every method is one transaction. Completion methods are *fenced*: they take
-the lease token the claim handed out and change nothing (returning False) when the
-delivery was reclaimed by someone else in the meantime.
+a reader, and the parameters after ``cx`` are the method's. The dispatch methods come
+with their module (``dispatch.DispatchStore``). A driver (``sqlite.SqliteStore``,
+``postgres.PostgresStore``) adds only what truly differs: connections, how a body runs
+(``_tx``, ``_rx``, ``_rx_snapshot``), retries and error translation. Every method is one
+transaction. Completion methods are *fenced*: they take the lease token the claim handed
+out and change nothing (returning False) when the delivery was reclaimed by someone else
+in the meantime.
 """
 
 from __future__ import annotations

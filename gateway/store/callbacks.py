@@ -95,8 +95,7 @@ def release_callbacks(cx: Cx, *, owner: str, now: datetime) -> Body[int]:
 
 
 def next_callback_due(cx: Cx) -> Body[datetime | None]:
-    value = yield q("val", "callback_next_due")
-    return None if value is None else rows.dt(value)
+    return rows.dt_or_none((yield q("val", "callback_next_due")))
 
 
 def list_callbacks(

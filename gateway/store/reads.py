@@ -122,11 +122,7 @@ def queue_stats(cx: Cx) -> Body[values.QueueStats]:
 def open_filings(cx: Cx) -> Body[dict[str, int]]:
     """Filings accepted and not yet settled, by filer code (the quotas' ``max_pending``):
     one pass over the unsettled rows of ``filings_status``, whatever the number of filers."""
-    text = (
-        f"SELECT filer_code, COUNT(*) FROM filings WHERE status IN {COMMON['unsettled']} "
-        "GROUP BY filer_code"
-    )
-    return {str(code): int(n) for code, n in (yield sql("all", text))}
+    return {str(code): int(n) for code, n in (yield q("all", "open_filings"))}
 
 
 def filing_by_key(cx: Cx, key: str) -> Body[str | None]:

@@ -21,6 +21,7 @@ their semicolons).
 from __future__ import annotations
 
 import sqlite3
+from typing import get_args
 
 from gateway import errors
 from gateway.store.sansio import Body, Cx, Dialect, Lock, q, queries, sql
@@ -51,10 +52,7 @@ def load(dialect: Dialect) -> list[tuple[int, str]]:
 
 
 #: each dialect's migrations; ``migrate`` reads them from here (a test shortens a list)
-MIGRATIONS: dict[Dialect, list[tuple[int, str]]] = {
-    "sqlite": load("sqlite"),
-    "postgres": load("postgres"),
-}
+MIGRATIONS: dict[Dialect, list[tuple[int, str]]] = {d: load(d) for d in get_args(Dialect)}
 
 
 def split_sqlite(script: str) -> list[str]:

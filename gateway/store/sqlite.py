@@ -84,11 +84,6 @@ class SqliteStore(base.Store):
 
     # --- plumbing ---------------------------------------------------------------------
 
-    async def _write(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(conn, *args)`` in a write transaction; returns after its COMMIT, which
-        it may share with the operations queued beside it (``sqlite_conn.run_group``)."""
-        return await self._guard(lambda: self._submit(fn, args))
-
     def _submit(self, fn: Callable[..., T], args: tuple[Any, ...]) -> asyncio.Future[T]:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[T] = loop.create_future()
@@ -112,8 +107,9 @@ class SqliteStore(base.Store):
             sqlite_conn.run_group(self._writer.conn, batch)
 
     async def _tx(self, fn: Callable[..., sansio.Body[T]], *args: Any) -> T:
-        """Run a transaction body (``sansio``) in a write transaction."""
-        return await self._write(self._run_body, fn, args)
+        """Run a transaction body (``sansio``) in a write transaction; returns after its
+        COMMIT, which it may share with the operations queued beside it (``run_group``)."""
+        return await self._guard(lambda: self._submit(self._run_body, (fn, args)))
 
     async def _rx(self, fn: Callable[..., sansio.Body[T]], *args: Any) -> T:
         """Run a transaction body on the reader connection."""

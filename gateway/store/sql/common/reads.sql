@@ -23,3 +23,7 @@ SELECT adapter, MIN(created_at) FROM deliveries WHERE state IN {claimable} GROUP
 -- name: stats_at_risk
 -- reads only unsettled filings (``filings_status``)
 SELECT COUNT(*) FROM filings WHERE status IN {unsettled} AND at_risk_at IS NOT NULL;
+
+-- name: open_filings
+-- filings accepted and not settled, by filer code: the unsettled rows of filings_status
+SELECT filer_code, COUNT(*) FROM filings WHERE status IN {unsettled} GROUP BY filer_code;
