@@ -38,12 +38,12 @@ from gateway.store import (
     x12gaps,
 )
 from gateway.store.complete import Completion, complete_many
-from gateway.store.sansio import read, write
+from gateway.store.sansio import read, snapshot, write
 from gateway.store.schema import SCHEMA_VERSION as SCHEMA_VERSION
 from gateway.values import BULK_FROM as BULK_FROM
 from gateway.values import SYSTEM as SYSTEM
 from gateway.values import AcceptResult as AcceptResult
-from gateway.values import Action, GapQuery, X12GapReport
+from gateway.values import Action
 from gateway.values import Actor as Actor
 from gateway.values import BulkFilter as BulkFilter
 from gateway.values import BulkResult as BulkResult
@@ -142,9 +142,7 @@ class Store(dispatch.DispatchStore):
     extend_ack_deadlines = write(ackwait.extend_ack_deadlines)
     close_ack = write(ackwait.close_ack)
 
-    async def x12_gaps(self, q: GapQuery) -> X12GapReport:
-        """Counts and gaps read in one snapshot, so they agree."""
-        return await self._rx_snapshot(x12gaps.x12_gaps, q)
+    x12_gaps = snapshot(x12gaps.x12_gaps)  # counts and gaps read in one snapshot agree
 
     allocate_controls = write(x12gaps.allocate_controls)
 
@@ -186,6 +184,4 @@ class Store(dispatch.DispatchStore):
     live_seqs = read(archive.live_seqs)
     sealed_sample = read(archive.sealed_sample)
     live_references = read(archive.live_references)
-
-    async def archive_batch(self, seqs: list[int]) -> list[dict[str, Any]]:
-        return await self._rx_snapshot(archive.batch, seqs)
+    archive_batch = snapshot(archive.batch)

@@ -231,22 +231,14 @@ def _sqlite_exec(conn: sqlite3.Connection, query: Query) -> Any:
     return cur.rowcount
 
 
-def run_sync(
-    conn: sqlite3.Connection, body: Body[T], on_notify: Callable[[str], None] | None = None
-) -> T:
+def run_sync(conn: sqlite3.Connection, body: Body[T]) -> T:
     """Drive ``body`` on a SQLite connection, inside the caller's transaction."""
     try:
         request = next(body)
         while True:
             try:
-                if isinstance(request, Query):
-                    result = _sqlite_exec(conn, request)
-                else:  # one writer: a Lock is held already; only an announcement is left
-                    said = request.payload if isinstance(request, Notify) else None
-                    said = request.notify if isinstance(request, Lock) else said
-                    if said is not None and on_notify is not None:
-                        on_notify(said)
-                    result = None
+                # one writer: a Lock is held already, and nobody LISTENs for a Notify
+                result = _sqlite_exec(conn, request) if isinstance(request, Query) else None
             except sqlite3.IntegrityError as exc:
                 if "UNIQUE" not in str(exc):
                     raise
@@ -390,3 +382,8 @@ def write(body: Callable[Concatenate[Cx, P], Body[T]]) -> _Method[P, T]:
 def read(body: Callable[Concatenate[Cx, P], Body[T]]) -> _Method[P, T]:
     """``method = read(body)``: the body on a reader (``_rx``)."""
     return _Method(body, "_rx")
+
+
+def snapshot(body: Callable[Concatenate[Cx, P], Body[T]]) -> _Method[P, T]:
+    """``method = snapshot(body)``: the body on a reader, in one snapshot (``_rx_snapshot``)."""
+    return _Method(body, "_rx_snapshot")
