@@ -19,9 +19,8 @@ from typing import Any
 
 from gateway import errors, ids
 from gateway.records import crypto
-from gateway.store import rows
+from gateway.store import rows, trail
 from gateway.store.sansio import Body, Cx, Dialect, q, queries, sql
-from gateway.store.trail import Trail
 from gateway.values import Actor
 
 #: a record's tables; every one but the audit goes back on restore
@@ -106,7 +105,8 @@ def enter(
     info = (segment["name"], segment["sha256"], len(seqs), segment["first_id"], segment["last_id"])
     yield q("run", "archive_segment_insert", *info, rows.us(now))
     keys = ("segment", "sha256", "records", "first_id", "last_id")
-    yield from _audit(cx, "records.archived", actor, now, dict(zip(keys, info, strict=True)))
+    details = dict(zip(keys, info, strict=True))
+    yield from trail.record(cx, now, actor, "records.archived", details)
     return True
 
 
@@ -127,7 +127,7 @@ def restore(
             tail = "" if table == "filings" else " ON CONFLICT DO NOTHING"
             yield sql("run", text + tail, *(row[c] for c in cols))
     details = {"segment": segment, "reason": reason}
-    yield from _audit(cx, "records.restored", actor, now, details, filing_id)
+    yield from trail.record(cx, now, actor, "records.restored", details, filing_id=filing_id)
 
 
 def place_hold(
@@ -136,7 +136,7 @@ def place_hold(
     hold_id = ids.new_id("hld")
     yield q("run", "hold_insert", hold_id, kind, value, reason, rows.us(now), actor.name)
     details = {"hold": hold_id, "kind": kind, "value": value, "reason": reason}
-    yield from _audit(cx, "records.hold_placed", actor, now, details)
+    yield from trail.record(cx, now, actor, "records.hold_placed", details)
     return hold_id
 
 
@@ -145,7 +145,7 @@ def release_hold(cx: Cx, hold_id: str, reason: str, actor: Actor, now: datetime)
     if found is None:
         raise errors.NotFound(f"no active hold {hold_id}", details={"id": hold_id})
     details = {"hold": hold_id, "kind": found[0], "value": found[1], "reason": reason}
-    yield from _audit(cx, "records.hold_released", actor, now, details)
+    yield from trail.record(cx, now, actor, "records.hold_released", details)
 
 
 def holds(cx: Cx) -> Body[list[tuple[Any, ...]]]:
@@ -163,16 +163,8 @@ def purged(cx: Cx, name: str, sha256: str, records: int, actor: Actor, now: date
     if not (yield q("run", "archive_segment_purged", name, rows.us(now))):
         return False
     details = {"segment": name, "sha256": sha256, "records": records}
-    yield from _audit(cx, "records.purged", actor, now, details)
+    yield from trail.record(cx, now, actor, "records.purged", details)
     return True
-
-
-def _audit(
-    cx: Cx, event: str, actor: Actor, now: datetime, details: Any, filing_id: str | None = None
-) -> Body[int]:
-    trail = Trail(now, cx.redactor)
-    trail.add(event, actor=actor, filing_id=filing_id, details=details)
-    return (yield from trail.flush())
 
 
 def live_seqs(cx: Cx, filing_ids: list[str]) -> Body[dict[str, int]]:

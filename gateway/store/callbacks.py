@@ -26,7 +26,7 @@ from gateway.rules import callbacks as rules
 from gateway.rules.callbacks import CallbackRetry, CallbackSelection
 from gateway.store import rows
 from gateway.store.sansio import Body, Cx, Where, q, sql
-from gateway.store.trail import Trail
+from gateway.store.trail import Trail, record
 
 #: the columns of ``GET /v1/callbacks``' events, named by the field each fills (an event
 #: in flight or settled has no next attempt)
@@ -78,14 +78,10 @@ def finish_callback(
     if row is None:
         return False
     if state in ("delivered", "dead"):
-        trail = Trail(now, cx.redactor)
-        trail.add(
-            f"callback.{state}",
-            actor=values.SYSTEM,
-            filing_id=claim.filing_id,
-            details={"callback_id": claim.id, "event": row[1], "attempts": row[0], "error": error},
+        details = {"callback_id": claim.id, "event": row[1], "attempts": row[0], "error": error}
+        yield from record(
+            cx, now, values.SYSTEM, f"callback.{state}", details, filing_id=claim.filing_id
         )
-        yield from trail.flush()
     return True
 
 

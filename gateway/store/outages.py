@@ -28,7 +28,7 @@ from gateway.rules import outages
 from gateway.store import fragments, rows
 from gateway.store.sansio import Body, Cx, Where, q, sql
 from gateway.store.status import refresh_status
-from gateway.store.trail import Trail
+from gateway.store.trail import Trail, record
 from gateway.values import Actor
 
 
@@ -54,9 +54,7 @@ def add_outage(
         rows.us(now),
         actor.name,
     )
-    trail = Trail(now, cx.redactor)
-    trail.add("outage.added", actor=actor, details=events.outage_details(o))
-    yield from trail.flush()
+    yield from record(cx, now, actor, "outage.added", events.outage_details(o))
     return o
 
 
@@ -85,13 +83,9 @@ def remove_outage(cx: Cx, outage_id: str, *, actor: Actor, now: datetime) -> Bod
     else:
         assert o.environment is not None  # the CHECK constraint: one of the two
         released = yield q("run", "outage_release_environment", now_us, o.environment.value)
-    trail = Trail(now, cx.redactor)
-    trail.add(
-        "outage.removed",
-        actor=actor,
-        details={**events.outage_details(o), "released_deliveries": released},
-    )
-    yield from trail.flush(notify="outage_removed" if released else None)
+    details = {**events.outage_details(o), "released_deliveries": released}
+    notify = "outage_removed" if released else None
+    yield from record(cx, now, actor, "outage.removed", details, notify=notify)
     return o
 
 

@@ -19,7 +19,7 @@ from gateway.rules import outages
 from gateway.store import rows
 from gateway.store.outages import list_outages
 from gateway.store.sansio import Body, Cx, q
-from gateway.store.trail import Trail
+from gateway.store.trail import Trail, record
 from gateway.values import SYSTEM, Actor
 
 
@@ -38,9 +38,7 @@ def add_pause(
     ftype = None if p.filing_type is None else p.filing_type.value
     end = rows.us_or_none(p.ends_at)
     yield q("run", "pause_insert", p.id, p.adapter, ftype, p.reason, end, rows.us(now), actor.name)
-    trail = Trail(now, cx.redactor)
-    trail.add("control.paused", actor=actor, details=p.audit_details())
-    yield from trail.flush()
+    yield from record(cx, now, actor, "control.paused", p.audit_details())
     return p
 
 
@@ -63,9 +61,7 @@ def resume_pause(cx: Cx, pause_id: str, *, actor: Actor, now: datetime) -> Body[
         raise errors.Conflict(f"pause {pause_id} was already resumed", details={"id": pause_id})
     yield q("run", "pause_resume", rows.us(now), actor.name, pause_id)
     p = _pause(row).model_copy(update={"resumed_at": now, "resumed_by": actor.name})
-    trail = Trail(now, cx.redactor)
-    trail.add("control.resumed", actor=actor, details=p.audit_details())
-    yield from trail.flush(notify="pause_resumed")
+    yield from record(cx, now, actor, "control.resumed", p.audit_details(), notify="pause_resumed")
     return p
 
 

@@ -59,13 +59,27 @@ def lock_head(notify: str | None = None) -> Body[tuple[int, str]]:
     return (int(head[0]), str(head[1])) if head else EMPTY
 
 
+def record(
+    cx: Cx,
+    now: datetime,
+    actor: Actor,
+    event: str,
+    details: Any,
+    *,
+    filing_id: str | None = None,
+    notify: str | None = None,
+) -> Body[int]:
+    """A body's one audit row, appended at once (``Trail``, ``add``, ``flush``)."""
+    trail = Trail(now, cx.redactor)
+    trail.add(event, actor=actor, filing_id=filing_id, details=details)
+    return (yield from trail.flush(notify=notify))
+
+
 def append_audit(
     cx: Cx, event: str, *, actor: Actor, now: datetime, details: dict[str, Any]
 ) -> Body[int]:
     """One audit row in a transaction of its own (an event with no other change)."""
-    trail = Trail(now, cx.redactor)
-    trail.add(event, actor=actor, details=details)
-    return (yield from trail.flush())
+    return (yield from record(cx, now, actor, event, details))
 
 
 def audit_row(r: Sequence[Any]) -> audit.AuditRow:
