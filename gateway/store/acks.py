@@ -1,6 +1,8 @@
-"""Acknowledgements (schema v5), written once for both backends: record and list them.
-Ack deadlines and the operator's actions on the ack wait are in ``ackwait``, X12 control
-numbers in ``x12gaps``. Named queries: ``sql/<dialect>/acks.sql``.
+"""Acknowledgements (schema v5), written once for both backends: record and list them, and
+the wait for them: deadlines that pass (``flag_overdue``) or move (``extend_ack_deadlines``),
+and the operator's way out of a wait: stop waiting (``close_ack``), or send the filing again
+(``actions.operator_action``, ``resend``). X12 control numbers are in ``x12gaps``. Named
+queries: ``sql/<dialect>/acks.sql``.
 
 An ack is correlated to the delivery it answers (by delivery id, by the X12 control
 numbers allocated for one attempt, or by reference and filing type), deduplicated by a
@@ -14,10 +16,12 @@ serializes everything, and the locks below are no-ops):
 * ``record_ack`` locks the ordering key and then the answered delivery row before the
   pure decision sees its state, so two acks of one delivery are decided one after the
   other; the ack row goes in with ``ON CONFLICT (fingerprint) DO NOTHING`` *before*
-  anything changes, so a concurrent duplicate changes nothing and reads back the first.
+  anything changes, so a concurrent duplicate changes nothing and reads back the first;
+* ``close_ack`` locks the filing's ordering key, as every change to a key's deliveries
+  does, before it looks at its deliveries.
 
-A change that lets a delivery go on (a hold released, a resend scheduled) announces
-work (NOTIFY on PostgreSQL) once it commits.
+A change that lets a delivery go on (a hold released, a resend scheduled, a hold closed)
+announces work (NOTIFY on PostgreSQL) once it commits.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from gateway.audit import events
 from gateway.rules.acks import AckDecision, AckTarget
 from gateway.store import rows
 from gateway.store.sansio import Body, Cx, Where, q, sql
-from gateway.store.status import block_successors, lock_keys, refresh_status
+from gateway.store.status import block_successors, find_filing, lock_keys, refresh_status
 from gateway.store.trail import Trail
 from gateway.values import Actor
 
@@ -231,3 +235,53 @@ def list_acks(
     text = "SELECT id, document, raw, matched_delivery_id, matched_filing_id, effect FROM acks"
     found = yield sql("all", f"{text}{w} ORDER BY seq DESC LIMIT {w.arg(limit)}", *w.params)
     return [_ack_record(r, duplicate=False) for r in found]
+
+
+def flag_overdue(cx: Cx, *, now: datetime) -> Body[list[tuple[str, str, str]]]:
+    """Flag the sent deliveries whose ack deadline has passed (once each)."""
+    flagged = yield q("all", "flag_overdue", rows.us(now))
+    trail = Trail(now, cx.redactor)
+    for delivery_id, filing_id, adapter, due in flagged:
+        trail.add(
+            "delivery.ack_overdue",
+            actor=values.SYSTEM,
+            filing_id=filing_id,
+            delivery_id=delivery_id,
+            details={"adapter": adapter, "ack_due_at": rows.iso(rows.dt(due))},
+        )
+    yield from trail.flush()  # nothing to append: no statement
+    return [(r[0], r[1], r[2]) for r in flagged]
+
+
+def extend_ack_deadlines(cx: Cx, adapter: str, *, by_s: float, now: datetime) -> Body[int]:
+    """Push back the ack deadlines not yet passed of one adapter's sent deliveries."""
+    changed: int = yield q("run", "extend_ack_deadlines", round(by_s * 1_000_000), adapter)
+    return changed
+
+
+def close_ack(
+    cx: Cx, filing_id: str, *, actor: Actor, now: datetime, reason: str
+) -> Body[values.Action]:
+    """Stop waiting for an ack (a delivered delivery), or resolve a flagged conflict
+    (``operator_close``: the state stays)."""
+    filing_seq, ordering_key = yield from find_filing(cx, filing_id)
+    yield lock_keys([ordering_key])
+    note = json.dumps({"closed_by": actor.name, "reason": reason, "closed_at": rows.iso(now)})
+    changed = yield q("all", "close_ack", note, rows.us(now), filing_seq)
+    if not changed:
+        raise errors.Refused(
+            "conflict",
+            f"filing {filing_id} has no delivery waiting for an ack or in conflict",
+            details={"id": filing_id},
+        )
+    trail = Trail(now, cx.redactor)
+    for delivery_id, adapter, state in changed:
+        trail.add(
+            "delivery.ack_closed",
+            actor=actor,
+            filing_id=filing_id,
+            delivery_id=delivery_id,
+            details={"adapter": adapter, "reason": reason, "state": state},
+        )
+    yield from trail.flush(notify="close_ack")  # a hold released
+    return values.Action(filing_id, [r[0] for r in changed])

@@ -22,7 +22,6 @@ from gateway.rules.acks import AckDecision as AckDecision
 from gateway.rules.acks import AckTarget as AckTarget
 from gateway.store import (
     acks,
-    ackwait,
     actions,
     archive,
     callbacks,
@@ -30,7 +29,6 @@ from gateway.store import (
     dispatch,
     inbound,
     outages,
-    pauses,
     reads,
     schema,
     series,
@@ -138,9 +136,9 @@ class Store(dispatch.DispatchStore):
 
     record_ack = write(acks.record_ack)
     list_acks = read(acks.list_acks)
-    flag_overdue = write(ackwait.flag_overdue)
-    extend_ack_deadlines = write(ackwait.extend_ack_deadlines)
-    close_ack = write(ackwait.close_ack)
+    flag_overdue = write(acks.flag_overdue)
+    extend_ack_deadlines = write(acks.extend_ack_deadlines)
+    close_ack = write(acks.close_ack)
 
     x12_gaps = snapshot(x12gaps.x12_gaps)  # counts and gaps read in one snapshot agree
 
@@ -167,11 +165,11 @@ class Store(dispatch.DispatchStore):
     defer_held = write(outages.defer_held)
     flag_at_risk = write(outages.flag_at_risk)
 
-    add_pause = write(pauses.add_pause)
-    list_pauses = read(pauses.list_pauses)
-    controls = read(pauses.controls)
-    resume_pause = write(pauses.resume_pause)
-    expire_pauses = write(pauses.expire_pauses)
+    add_pause = write(outages.add_pause)
+    list_pauses = read(outages.list_pauses)
+    controls = read(outages.controls)
+    resume_pause = write(outages.resume_pause)
+    expire_pauses = write(outages.expire_pauses)
 
     archive_candidates = read(archive.candidates)
     archive_enter = write(archive.enter)

@@ -1,4 +1,4 @@
--- Pauses (gateway/store/pauses.py): statements both dialects accept.
+-- Pauses (gateway/store/outages.py): statements both dialects accept.
 
 -- name: pause_insert
 INSERT INTO pauses (id, adapter, filing_type, reason, ends_at, created_at, created_by)
