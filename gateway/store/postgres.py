@@ -41,12 +41,7 @@ import tenacity
 
 from gateway import errors, models
 from gateway.audit import redact
-from gateway.store import (
-    base,
-    coalesce,
-    reads,
-    sansio,
-)
+from gateway.store import base, coalesce, reads, sansio
 from gateway.store.accept import AcceptCall, accept_many, results
 from gateway.store.base import Actor
 
@@ -100,10 +95,6 @@ class _PooledConnection(asyncpg.Connection):
         return ""
 
 
-def _retryable(exc: BaseException) -> bool:
-    return isinstance(exc, _CONNECTION_ERRORS + _CONFLICT_ERRORS)
-
-
 class PostgresStore(base.Store):
     """``Store`` on a PostgreSQL database shared by any number of gateway processes.
 
@@ -152,22 +143,17 @@ class PostgresStore(base.Store):
             raise errors.StoreError(f"cannot open PostgreSQL store: {exc}") from exc
 
     async def close(self) -> None:
-        await self._accepts.wait_idle()
-        await self._completes.wait_idle()
-        await self._gets.wait_idle()
+        coalesced: dict[str, coalesce.Coalescer[Any, Any]]
+        coalesced = {"accept": self._accepts, "complete": self._completes, "get": self._gets}
+        for c in coalesced.values():
+            await c.wait_idle()
+        per_tx = {
+            f"{n}_calls_per_tx": round(c.calls / c.batches, 1)
+            for n, c in coalesced.items()
+            if c.batches
+        }
         log.debug(
-            "store.coalesced",
-            **{
-                f"{name}_calls_per_tx": round(c.calls / c.batches, 1)
-                for name, c in (
-                    ("accept", self._accepts),
-                    ("complete", self._completes),
-                    ("get", self._gets),
-                )
-                if c.batches
-            },
-            claims=self.claim_stats[0],
-            claimed=self.claim_stats[1],
+            "store.coalesced", **per_tx, claims=self.claim_stats[0], claimed=self.claim_stats[1]
         )
         pool, self._pool = self._pool, None
         if pool is not None:
@@ -185,7 +171,9 @@ class PostgresStore(base.Store):
 
     def _retrying(self, retry: bool) -> tenacity.AsyncRetrying:
         return tenacity.AsyncRetrying(
-            retry=tenacity.retry_if_exception(_retryable if retry else lambda _: False),
+            retry=tenacity.retry_if_exception(
+                lambda exc: retry and isinstance(exc, _CONNECTION_ERRORS + _CONFLICT_ERRORS)
+            ),
             wait=tenacity.wait_exponential_jitter(multiplier=0.05, max=2.0, jitter=0.1),
             stop=tenacity.stop_after_delay(self.retry_s),
             reraise=True,
@@ -223,27 +211,21 @@ class PostgresStore(base.Store):
             raise errors.StoreError(f"PostgreSQL store error: {exc}") from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _write(self, fn: Callable[[Any], Awaitable[T]]) -> T:
-        return await self._run(fn, write=True)
-
-    async def _read(self, fn: Callable[[Any], Awaitable[T]]) -> T:
-        return await self._run(fn, write=False)
-
     async def _tx(self, fn: Callable[..., sansio.Body[T]], *args: Any) -> T:
-        """Run a transaction body (``sansio``) in one transaction, retried as ``_write``."""
-        return await self._write(lambda c: sansio.run_async(c, fn(self.cx, *args), sansio.CHANNEL))
+        """Run a transaction body (``sansio``) in one transaction, retried (``_run``)."""
+        return await self._run(lambda c: sansio.run_async(c, fn(self.cx, *args)), write=True)
 
     async def _rx(self, fn: Callable[..., sansio.Body[T]], *args: Any) -> T:
-        return await self._read(lambda c: sansio.run_async(c, fn(self.cx, *args), sansio.CHANNEL))
+        return await self._run(lambda c: sansio.run_async(c, fn(self.cx, *args)), write=False)
 
     async def _rx_snapshot(self, fn: Callable[..., sansio.Body[T]], *args: Any) -> T:
         """Run a body in a read-only REPEATABLE READ transaction: one snapshot."""
 
         async def _run(conn: asyncpg.Connection) -> T:
             async with conn.transaction(isolation="repeatable_read", readonly=True):
-                return await sansio.run_async(conn, fn(self.cx, *args), sansio.CHANNEL)
+                return await sansio.run_async(conn, fn(self.cx, *args))
 
-        return await self._read(_run)
+        return await self._run(_run, write=False)
 
     # --- accept, complete (the rest of dispatch: ``dispatch.DispatchStore``) --------------
 
@@ -298,7 +280,8 @@ class PostgresStore(base.Store):
         delay = 0.1
         while True:
             try:
-                conn = await asyncpg.connect(self.dsn, **_connect_args(self._pool_args))
+                settings, timeout = self._pool_args["server_settings"], self._pool_args["timeout"]
+                conn = await asyncpg.connect(self.dsn, server_settings=settings, timeout=timeout)
             except _DB_ERRORS as exc:
                 log.warning("store.listen_connect_failed", error=str(exc), retry_in_s=delay)
                 if not started:
@@ -352,7 +335,3 @@ async def _in_transaction(conn: Any, fn: Callable[[Any], Awaitable[T]]) -> T:
     except _CONNECTION_ERRORS as exc:
         raise _CommitUnknown(str(exc)) from exc
     return result
-
-
-def _connect_args(pool_args: dict[str, Any]) -> dict[str, Any]:
-    return {"server_settings": pool_args["server_settings"], "timeout": pool_args["timeout"]}

@@ -23,7 +23,7 @@ A request names a query (``sql/<dialect>/*.sql``, ``-- name: …`` blocks, so a 
 compares the dialects query by query) or carries SQL text written once for both, with
 PostgreSQL's ``$1`` placeholders (rewritten to SQLite's ``?1`` and cached). What truly
 differs per dialect and is not a query — advisory locks, NOTIFY, ``FOR UPDATE SKIP
-LOCKED``, ``= ANY(array)`` — is a request (``lock``, ``notify``) or a fragment of ``Cx``.
+LOCKED``, ``= ANY(array)`` — is a request (``Lock``, ``LockKeys``) or a fragment of ``Cx``.
 """
 
 from __future__ import annotations
@@ -73,12 +73,12 @@ class Query:
 
 @dataclass(frozen=True, slots=True)
 class Lock:
-    """Serialize with every other transaction holding the same keys until commit
+    """Serialize with every other transaction holding the same key until commit
     (PostgreSQL advisory locks; SQLite has one writer, so nothing to do). ``notify``:
-    also announce new work (as ``Notify``), in the same statement as the first lock,
-    which saves PostgreSQL a round trip."""
+    also announce new work once the transaction commits (PostgreSQL's NOTIFY, in the
+    same statement as the lock, which saves a round trip; nobody LISTENs to SQLite)."""
 
-    keys: tuple[tuple[int, int], ...]
+    key: tuple[int, int]
     notify: str | None = None
 
 
@@ -91,14 +91,7 @@ class LockKeys:
     names: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Notify:
-    """Announce new work on an adapter once the transaction commits."""
-
-    payload: str
-
-
-Request: TypeAlias = Query | Lock | LockKeys | Notify
+Request: TypeAlias = Query | Lock | LockKeys
 #: a transaction body: yields requests, receives their results, returns its value
 Body: TypeAlias = Generator[Request, Any, T]
 
@@ -237,7 +230,7 @@ def run_sync(conn: sqlite3.Connection, body: Body[T]) -> T:
         request = next(body)
         while True:
             try:
-                # one writer: a Lock is held already, and nobody LISTENs for a Notify
+                # one writer: a Lock is held already, and nobody LISTENs
                 result = _sqlite_exec(conn, request) if isinstance(request, Query) else None
             except sqlite3.IntegrityError as exc:
                 if "UNIQUE" not in str(exc):
@@ -252,7 +245,7 @@ def run_sync(conn: sqlite3.Connection, body: Body[T]) -> T:
 # --- PostgreSQL: run a body on an asyncpg connection ------------------------------------
 
 
-async def run_async(conn: Any, body: Body[T], channel: str) -> T:
+async def run_async(conn: Any, body: Body[T]) -> T:
     """Drive ``body`` on an asyncpg connection, inside the caller's transaction."""
     import asyncpg
 
@@ -260,7 +253,7 @@ async def run_async(conn: Any, body: Body[T], channel: str) -> T:
         request = next(body)
         while True:
             try:
-                result = await _pg_exec(conn, request, channel)
+                result = await _pg_exec(conn, request)
             except asyncpg.exceptions.UniqueViolationError as exc:
                 request = body.throw(UniqueViolation(str(exc)))
                 continue
@@ -269,9 +262,9 @@ async def run_async(conn: Any, body: Body[T], channel: str) -> T:
         return stop.value  # type: ignore[no-any-return]
 
 
-async def _pg_exec(conn: Any, request: Request, channel: str) -> Any:
+async def _pg_exec(conn: Any, request: Request) -> Any:
     if not isinstance(request, Query):
-        return await _pg_other(conn, request, channel)
+        return await _pg_lock(conn, request)
     text = text_of("postgres", request)
     if request.kind == "all":
         return await conn.fetch(text, *request.args)
@@ -292,29 +285,20 @@ async def _pg_exec(conn: Any, request: Request, channel: str) -> Any:
     return rowcount(await conn.execute(text, *request.args))
 
 
-async def _pg_other(conn: Any, request: Lock | LockKeys | Notify, channel: str) -> None:
+async def _pg_lock(conn: Any, request: Lock | LockKeys) -> None:
     if isinstance(request, Lock):
-        notify = request.notify
-        for a, b in request.keys:
-            if notify is None:
-                await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", a, b)
-            else:
-                await conn.execute(
-                    "SELECT pg_advisory_xact_lock($1, $2), pg_notify($3, $4)", a, b, channel, notify
-                )
-                notify = None
-        if notify is not None:
-            await conn.execute("SELECT pg_notify($1, $2)", channel, notify)
-    elif isinstance(request, LockKeys):
-        if request.names:
-            await conn.execute(
-                "SELECT pg_advisory_xact_lock($1, k) FROM (SELECT DISTINCT hashtext(x) AS k "
-                "FROM unnest($2::text[]) AS x ORDER BY 1) AS keys",
-                LOCK_ORDER_NS,
-                sorted(request.names),
-            )
-    else:
-        await conn.execute("SELECT pg_notify($1, $2)", channel, request.payload)
+        if request.notify is None:
+            await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", *request.key)
+        else:
+            text = "SELECT pg_advisory_xact_lock($1, $2), pg_notify($3, $4)"
+            await conn.execute(text, *request.key, CHANNEL, request.notify)
+    elif request.names:
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock($1, k) FROM (SELECT DISTINCT hashtext(x) AS k "
+            "FROM unnest($2::text[]) AS x ORDER BY 1) AS keys",
+            LOCK_ORDER_NS,
+            sorted(request.names),
+        )
 
 
 def rowcount(status: str) -> int:

@@ -84,7 +84,7 @@ def schema_version(cx: Cx) -> Body[int]:
 
 def migrate(cx: Cx) -> Body[int]:
     """Bring the schema up to the last migration; returns the version it is at."""
-    yield Lock((LOCK_MIGRATE,))
+    yield Lock(LOCK_MIGRATE)
     yield q("run", "schema_version_table")
     current = int((yield sql("val", _CURRENT)))
     if current > SCHEMA_VERSION:

@@ -54,7 +54,7 @@ def lock_head(notify: str | None = None) -> Body[tuple[int, str]]:
     The head is read in a statement of its own, after the lock is held: its snapshot
     then includes every chain row committed before. ``notify``: see ``Lock``.
     """
-    yield Lock((LOCK_AUDIT,), notify)
+    yield Lock(LOCK_AUDIT, notify)
     head = yield sql("one", "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
     return (int(head[0]), str(head[1])) if head else EMPTY
 
