@@ -78,16 +78,10 @@ def complete_many(cx: Cx, batch: list[Completion]) -> Body[list[bool]]:
             details["ack_due_at"] = rows.iso(c.ack_due_at)
         if c.hold_until_ack:
             details["hold_until_ack"] = True
-        trail.add(
-            "delivery.sent",
-            actor=values.SYSTEM,
-            filing_id=c.claim.filing.id,
-            delivery_id=c.claim.delivery_id,
-            details=details,
-            now=c.now,
-        )
+        _sent(trail, c, "delivery.sent", details)
         stamps[filing_seq] = max(stamps.get(filing_seq, 0), rows.us(c.now))
-    heard = [k in done and first[k] == i for i, k in enumerate(_keys(batch))]
+    keys = [(c.claim.delivery_id, c.claim.token) for c in batch]
+    heard = [k in done and first[k] == i for i, k in enumerate(keys)]
     late = [c for c, ok in zip(batch, heard, strict=True) if not ok]
     if late:  # the lease was lost meanwhile: the send still happened
         yield lock_keys(c.claim.filing.ordering_key for c in late)
@@ -99,8 +93,16 @@ def complete_many(cx: Cx, batch: list[Completion]) -> Body[list[bool]]:
     return heard
 
 
-def _keys(batch: list[Completion]) -> list[tuple[str, int]]:
-    return [(c.claim.delivery_id, c.claim.token) for c in batch]
+def _sent(trail: Trail, c: Completion, event: str, details: dict[str, Any]) -> None:
+    """The audit row of a send recorded (at its caller's time)."""
+    trail.add(
+        event,
+        actor=values.SYSTEM,
+        filing_id=c.claim.filing.id,
+        delivery_id=c.claim.delivery_id,
+        details=details,
+        now=c.now,
+    )
 
 
 def late_sent(cx: Cx, trail: Trail, c: Completion) -> Body[set[int]]:
@@ -125,14 +127,7 @@ def late_sent(cx: Cx, trail: Trail, c: Completion) -> Body[set[int]]:
         "attempt": c.claim.attempts + 1,
     }
     if _S(state) not in LATE_SENT_MOVES and state != "in_flight":
-        trail.add(
-            "delivery.sent_again",
-            actor=values.SYSTEM,
-            filing_id=c.claim.filing.id,
-            delivery_id=c.claim.delivery_id,
-            details=details,
-            now=c.now,
-        )
+        _sent(trail, c, "delivery.sent_again", details)
         return set()
     now_us = rows.us(c.now)
     yield q(
@@ -144,14 +139,7 @@ def late_sent(cx: Cx, trail: Trail, c: Completion) -> Body[set[int]]:
         c.hold_until_ack,
         seq,
     )
-    trail.add(
-        "delivery.sent",
-        actor=values.SYSTEM,
-        filing_id=c.claim.filing.id,
-        delivery_id=c.claim.delivery_id,
-        details={**details, "attempts": attempts + 1},
-        now=c.now,
-    )
+    _sent(trail, c, "delivery.sent", {**details, "attempts": attempts + 1})
     touched = {filing_seq}
     if state in ("dead", "blocked", "cancelled"):  # its successors may go on now
         sub = Trail(c.now, cx.redactor)
