@@ -169,22 +169,8 @@ class PostgresStore(base.Store):
 
     # --- plumbing ---------------------------------------------------------------------
 
-    def _retrying(self, retry: bool) -> tenacity.AsyncRetrying:
-        return tenacity.AsyncRetrying(
-            retry=tenacity.retry_if_exception(
-                lambda exc: retry and isinstance(exc, _CONNECTION_ERRORS + _CONFLICT_ERRORS)
-            ),
-            wait=tenacity.wait_exponential_jitter(multiplier=0.05, max=2.0, jitter=0.1),
-            stop=tenacity.stop_after_delay(self.retry_s),
-            reraise=True,
-        )
-
     async def _run(
-        self,
-        fn: Callable[[Any], Awaitable[T]],
-        *,
-        write: bool,
-        retry: bool = True,
+        self, fn: Callable[[Any], Awaitable[T]], *, write: bool, retry: bool = True
     ) -> T:
         pool = self._pool
         if pool is None:
@@ -202,7 +188,12 @@ class PostgresStore(base.Store):
             except _CONNECTION_ERRORS + _CONFLICT_ERRORS:
                 if not retry:
                     raise
-            async for attempt in self._retrying(retry):
+            async for attempt in tenacity.AsyncRetrying(
+                retry=tenacity.retry_if_exception_type(_CONNECTION_ERRORS + _CONFLICT_ERRORS),
+                wait=tenacity.wait_exponential_jitter(multiplier=0.05, max=2.0, jitter=0.1),
+                stop=tenacity.stop_after_delay(self.retry_s),
+                reraise=True,
+            ):
                 with attempt:
                     return await once()
         except _CommitUnknown as exc:

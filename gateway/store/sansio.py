@@ -32,7 +32,7 @@ import functools
 import json
 import re
 import sqlite3
-from collections.abc import Callable, Coroutine, Generator, Sequence
+from collections.abc import Callable, Coroutine, Generator
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Concatenate, Generic, Literal, ParamSpec, TypeAlias, TypeVar, overload
@@ -305,14 +305,6 @@ def rowcount(status: str) -> int:
     """``UPDATE 3`` / ``INSERT 0 3`` → 3."""
     tail = status.rsplit(" ", 1)[-1]
     return int(tail) if tail.isdigit() else 0
-
-
-def run_all(bodies: Sequence[Body[Any]]) -> Body[list[Any]]:
-    """One body that runs several in order (a coalesced batch) and returns their values."""
-    out: list[Any] = []
-    for b in bodies:
-        out.append((yield from b))
-    return out
 
 
 class Driven:
