@@ -180,7 +180,7 @@ def accepted_view(
     )
 
 
-# column order of the outages SELECTs (``O_COLS``):
+# column order of the outage SELECTs (``sql/common/outages.sql``):
 # id, adapter, environment, starts_at, ends_at, reason, reference, created_at, created_by,
 # removed_at
 def outage(r: Sequence[Any]) -> outages.Outage:

@@ -23,11 +23,7 @@ import tenacity
 
 from gateway import errors
 from gateway.audit import redact
-from gateway.store import (
-    base,
-    sansio,
-    sqlite_conn,
-)
+from gateway.store import base, sansio, sqlite_conn
 from gateway.store.accept import AcceptCall, accept_many, results
 from gateway.store.base import Actor
 
