@@ -67,10 +67,9 @@ def add_outage(
 def list_outages(
     cx: Cx, *, now: datetime, include_past: bool = False
 ) -> Body[list[outages.Outage]]:
-    if include_past:
-        found = yield q("all", "outages_all")
-    else:
-        found = yield q("all", "outages_current", rows.us(now))
+    found = yield (
+        q("all", "outages_all") if include_past else q("all", "outages_current", rows.us(now))
+    )
     return [rows.outage(r) for r in found]
 
 

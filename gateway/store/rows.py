@@ -88,7 +88,6 @@ def build(
 # seq, id, filing_type, environment, reference, filer_code, idempotency_key, body_hash,
 # ordering_key, due_by, content_type, payload, payload_is_json, callback_url, metadata,
 # source, received_at, status, at_risk_at, source_event_id
-#: what a filing and its view both hold
 _SHARED = tuple(models.Filing.model_fields.keys() & models.FilingView.model_fields.keys())
 
 
