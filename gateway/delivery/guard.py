@@ -191,6 +191,11 @@ class Guard:
             return self.breakers[adapter].start_probe(now)
         return None
 
+    def starved(self, adapter: str, now: datetime) -> bool:
+        """A paced adapter whose bucket holds less than a batch: nothing to claim yet."""
+        bucket = self.buckets.get(adapter)
+        return bucket is not None and bucket.available(now) < bucket.batch(PACE_BATCH_S)
+
     def wait_s(self, now: datetime) -> float | None:
         """Seconds until a paced adapter may send a batch again (``PACE_BATCH_S`` of its
         rate), if one is waiting on tokens."""
