@@ -112,7 +112,7 @@ def filer_of(request: web.Request) -> str | None:
 async def render_panels(app: web.Application, filer: str | None) -> str:
     """The dashboard's figures; with ``filer``, its lists show that filer's filings only."""
     service = app[handlers.SERVICE]
-    ov = await app[ops.MONITOR].overview()
+    ov = await app[ops.MONITOR].overview(filer=filer)
     codes = None if filer is None else (filer,)
 
     async def items(**flt: Any) -> list[models.FilingView]:
