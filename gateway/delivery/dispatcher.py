@@ -155,8 +155,8 @@ class Dispatcher:
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         """Dispatch until ``stop()``; then release whatever is still leased."""
-        self.running = True
         await self.publish_weights()
+        self.running = True
         try:
             with anyio.CancelScope() as self._send_scope:
                 async with anyio.create_task_group() as sends:
@@ -240,7 +240,8 @@ class Dispatcher:
         return scan if wait <= 0 else min(scan, max(wait, 0.005))
 
     async def publish_weights(self) -> None:
-        """Write ``[fairness] weights`` where every process's accepts read them."""
+        """Write ``[fairness] weights`` (read at start-up) where every process's accepts
+        read them."""
         try:
             await self.store.set_fair_weights(self.cfg.fairness.weights)
         except errors.StoreError as exc:  # accepts go on with the weights stored before
@@ -272,10 +273,7 @@ class Dispatcher:
                     queue = self._queues.pop(name, None)
                     if queue is not None:
                         queue.close()  # its idle workers end
-                weights = self.cfg.fairness.weights
                 self._swap(cfg, adapters, changed)
-                if cfg.fairness.weights != weights:
-                    await self.publish_weights()
                 if self._sends is not None:
                     self._start_workers(self._sends, [n for n in changed if n in self.adapters])
         finally:

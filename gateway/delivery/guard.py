@@ -34,6 +34,8 @@ log = structlog.get_logger("gateway.rules.outages")
 
 #: an open-ended announced outage defers deliveries this long, then looks again
 RECHECK = timedelta(hours=1)
+#: a paced adapter is claimed again once this much of its rate has accrued (or its burst)
+PACE_BATCH_S = 0.02
 
 
 class Mode(StrEnum):
@@ -138,8 +140,9 @@ class Guard:
             limit: int | None = None
             mode = Mode.NORMAL
             bucket = self.buckets[name]
-            if bucket is not None:
+            if bucket is not None:  # a batch's worth at a time (``PACE_BATCH_S``)
                 limit = bucket.available(now)
+                limit = limit if limit >= bucket.batch(PACE_BATCH_S) else 0
             if gate.state is outages.GateState.PROBE:
                 limit = _min(limit, self.probes[name].available(now))
                 mode = Mode.PROBE_WINDOW
@@ -189,9 +192,10 @@ class Guard:
         return None
 
     def wait_s(self, now: datetime) -> float | None:
-        """Seconds until a paced adapter may send again, if one is waiting on tokens."""
+        """Seconds until a paced adapter may send a batch again (``PACE_BATCH_S`` of its
+        rate), if one is waiting on tokens."""
         waits = [
-            b.wait_s(now)
+            b.wait_s(now, b.batch(PACE_BATCH_S))
             for n, b in self.buckets.items()
             if b is not None and self.gates.get(n, _OPEN).state is not outages.GateState.CLOSED
         ]

@@ -31,8 +31,9 @@ Known limit: a delivery waiting long for a retry (or deferred) with an old tag h
 back; a filer that starts posting meanwhile gets tags from that ``V``, ahead of a running
 backlog by up to the gap: it is served first for that while, then interleaved again.
 
-The weights (``[fairness] weights``, default 1) are written to ``fair_weights`` by the
-dispatcher at start and on reload, so every process tags by the same weights.
+The weights (``[fairness] weights``, default 1; read at start-up) are written to
+``fair_weights`` by the dispatcher when it starts, so every process tags by the same
+weights (the last process started wins if their files differ).
 """
 
 from __future__ import annotations
@@ -54,15 +55,15 @@ def step(weight: int | None) -> int:
 
 class Tagger:
     """Tags one accept's deliveries from the state the store read for their
-    (adapter, filer code) pairs: rows of (adapter, filer code, head tag waiting, largest
-    finish on the adapter, the filer's finish, the filer's weight), NULLs as None."""
+    (adapter, filer code) pairs: rows of (adapter, filer code, the adapter's clock V, the
+    filer's finish, the filer's weight), NULLs as None."""
 
     def __init__(self, state: Iterable[Sequence[Any]]) -> None:
         self.clock: dict[str, int] = {}
         self.finish: dict[tuple[str, str], int] = {}
         self.weight: dict[str, int | None] = {}
-        for adapter, filer, head, top, finish, weight in state:
-            self.clock[adapter] = int(head if head is not None else (top or 0))
+        for adapter, filer, clock, finish, weight in state:
+            self.clock[adapter] = int(clock or 0)
             if finish is not None:
                 self.finish[adapter, filer] = int(finish)
             self.weight[filer] = weight

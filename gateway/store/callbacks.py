@@ -73,14 +73,7 @@ def finish_callback(
 ) -> Body[bool]:
     now_us = rows.us(now)
     row = yield q(
-        "one",
-        "callback_finish",
-        state,
-        rows.us(at) if at is not None else now_us,
-        error,
-        now_us,
-        claim.id,
-        claim.token,
+        "one", "callback_finish", state, rows.us(at or now), error, now_us, claim.id, claim.token
     )
     if row is None:
         return False

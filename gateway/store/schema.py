@@ -20,6 +20,8 @@ their semicolons).
 
 from __future__ import annotations
 
+import sqlite3
+
 from gateway import errors
 from gateway.store.sansio import Body, Cx, Dialect, Lock, q, queries, sql
 
@@ -56,9 +58,10 @@ MIGRATIONS: dict[Dialect, list[tuple[int, str]]] = {
 
 
 def split_sqlite(script: str) -> list[str]:
-    """A migration's statements: each ends with a line ending in ";", a trigger's at its
-    ``END;`` (its body's own semicolons stay). Comment lines between statements are
-    dropped; SQLite would keep a comment inside a CREATE in ``sqlite_master``."""
+    """A migration's statements, each ending on a line where SQLite's own tokenizer says it
+    is complete (a trigger at its ``END;``: its body's semicolons stay). Comment lines
+    between statements are dropped; SQLite would keep a comment inside a CREATE in
+    ``sqlite_master``."""
     out: list[str] = []
     buf: list[str] = []
     for line in script.splitlines():
@@ -66,9 +69,7 @@ def split_sqlite(script: str) -> list[str]:
             continue
         buf.append(line)
         joined = "\n".join(buf).strip()
-        if joined.endswith(";") and (
-            not joined.upper().startswith("CREATE TRIGGER") or joined.upper().endswith("END;")
-        ):
+        if sqlite3.complete_statement(joined):
             out.append(joined)
             buf = []
     if buf:

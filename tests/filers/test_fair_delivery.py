@@ -145,16 +145,16 @@ async def test_the_clock_survives_a_restart_and_is_shared_by_processes(
 
 
 def test_tags_interleave_by_weight() -> None:
-    """The tagger alone: weight 2 advances half as far, V is the head waiting, else the
-    largest finish (nothing waits: everything up to it was served)."""
-    t = fair.Tagger([("ace", "A", None, None, None, 2), ("ace", "B", None, None, None, None)])
+    """The tagger alone: weight 2 advances half as far; a filer starts at the adapter's
+    clock V when its own finish is behind it (no credit for idle time)."""
+    t = fair.Tagger([("ace", "A", None, None, 2), ("ace", "B", None, None, None)])
     assert [t.tag("ace", "A") for _ in range(3)] == [0, fair.UNIT // 2, fair.UNIT]
     assert [t.tag("ace", "B") for _ in range(2)] == [0, fair.UNIT]
     assert t.finishes() == [("ace", "A", fair.UNIT * 3 // 2), ("ace", "B", 2 * fair.UNIT)]
-    idle = fair.Tagger([("ace", "B", None, 9 * fair.UNIT, 2 * fair.UNIT, None)])
+    idle = fair.Tagger([("ace", "B", 9 * fair.UNIT, 2 * fair.UNIT, None)])
     assert idle.tag("ace", "B") == 9 * fair.UNIT  # no credit for idle time
-    busy = fair.Tagger([("ace", "B", 5 * fair.UNIT, 9 * fair.UNIT, None, None)])
-    assert busy.tag("ace", "B") == 5 * fair.UNIT  # a newcomer starts at the head
+    ahead = fair.Tagger([("ace", "B", 5 * fair.UNIT, 7 * fair.UNIT, None)])
+    assert ahead.tag("ace", "B") == 7 * fair.UNIT  # its own backlog still counts
 
 
 # --- the claim walks indexes -------------------------------------------------------------
@@ -220,3 +220,32 @@ async def test_the_fair_claim_and_the_head_probe_walk_the_fair_index(
     assert await store.filer_queue() == {"AAA": {"pending": 100}, "BBB": {"pending": 200}}
     for plan in (claim, due, head):
         assert "TEMP B-TREE FOR ORDER BY" not in plan and "Sort Key: d.vtime" not in plan, plan
+
+
+async def test_the_gateway_publishes_its_weights_for_every_process(
+    tmp_path: Any, start_gateway: Any, store_url: str
+) -> None:
+    """`[fairness] weights` reach the store's `fair_weights` when the dispatcher starts
+    (every process's accepts read them there); `{}` after a restart without them."""
+    from tests.conftest import base_config
+
+    async def weights() -> dict[str, int]:
+        if store_url.startswith("sqlite"):
+            db = sqlite3.connect(store_url.removeprefix("sqlite:///"))
+            try:
+                return dict(db.execute("SELECT filer_code, weight FROM fair_weights"))
+            finally:
+                db.close()
+        conn = await asyncpg.connect(store_url)
+        try:
+            return dict(await conn.fetch("SELECT filer_code, weight FROM fair_weights"))  # type: ignore[arg-type]
+        finally:
+            await conn.close()
+
+    cfg = base_config(tmp_path, gateway={"store": store_url}, fairness={"weights": {"AAA": 3}})
+    gw = await start_gateway(cfg)
+    assert await weights() == {"AAA": 3}
+    await gw.stop()
+    gw = await start_gateway(base_config(tmp_path, gateway={"store": store_url}))
+    assert await weights() == {}
+    await gw.stop()

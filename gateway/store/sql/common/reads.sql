@@ -12,9 +12,6 @@ SELECT {d_cols} FROM deliveries d WHERE d.filing_seq = $1 ORDER BY d.seq;
 -- name: deliveries_of_filings
 SELECT {d_cols} FROM deliveries d WHERE d.filing_seq {any_1} ORDER BY d.seq;
 
--- name: delivery_counts
-SELECT adapter, state, COUNT(*) FROM deliveries GROUP BY adapter, state;
-
 -- name: stats_by_state
 -- walks the covering index ``deliveries_state``
 SELECT state, adapter, COUNT(*) FROM deliveries GROUP BY state, adapter;

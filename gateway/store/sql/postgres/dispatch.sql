@@ -41,14 +41,14 @@ ORDER BY v.ord
 RETURNING id, state
 
 -- name: fair_state
--- every (adapter, filer code) of an accept: the head tag waiting on the adapter (the
--- first entry of ``deliveries_fair``), the largest finish on it, the filer's finish and
--- weight (gateway/rules/fair.py)
+-- every (adapter, filer code) of an accept: the adapter's virtual clock (the head tag
+-- waiting: the first entry of ``deliveries_fair``; when none waits, the largest finish on
+-- it: coalesce stops at the first value), the filer's finish and weight (rules/fair.py)
 SELECT p.adapter, p.filer_code,
-    (SELECT d.vtime FROM deliveries d WHERE d.adapter = p.adapter
+    coalesce((SELECT d.vtime FROM deliveries d WHERE d.adapter = p.adapter
         AND d.state IN ('pending','waiting_retry','deferred','in_flight')
         ORDER BY d.vtime, d.seq LIMIT 1),
-    (SELECT max(c.finish) FROM fair_finish c WHERE c.adapter = p.adapter),
+        (SELECT max(c.finish) FROM fair_finish c WHERE c.adapter = p.adapter)),
     (SELECT c.finish FROM fair_finish c WHERE c.adapter = p.adapter
         AND c.filer_code = p.filer_code),
     (SELECT w.weight FROM fair_weights w WHERE w.filer_code = p.filer_code)

@@ -27,13 +27,14 @@ VALUES (?1, ?2, ?3, ?4, ?5,
 RETURNING id, state
 
 -- name: fair_state
--- one (adapter, filer code) of an accept: the head tag waiting on the adapter (the first
--- entry of ``deliveries_fair``), the largest finish on it, the filer's finish and weight
+-- one (adapter, filer code) of an accept: the adapter's virtual clock (the head tag
+-- waiting: the first entry of ``deliveries_fair``; when none waits, the largest finish on
+-- it: coalesce stops at the first value), the filer's finish and weight
 SELECT ?1, ?2,
-    (SELECT d.vtime FROM deliveries d WHERE d.adapter = ?1
+    coalesce((SELECT d.vtime FROM deliveries d WHERE d.adapter = ?1
         AND d.state IN ('pending','waiting_retry','deferred','in_flight')
         ORDER BY d.vtime, d.seq LIMIT 1),
-    (SELECT max(c.finish) FROM fair_finish c WHERE c.adapter = ?1),
+        (SELECT max(c.finish) FROM fair_finish c WHERE c.adapter = ?1)),
     (SELECT c.finish FROM fair_finish c WHERE c.adapter = ?1 AND c.filer_code = ?2),
     (SELECT w.weight FROM fair_weights w WHERE w.filer_code = ?2)
 
