@@ -205,8 +205,9 @@ class Charts:
             "throughput": svg(
                 "Accepted and delivered per minute",
                 [
-                    Series("accepted", _filled(accepted, start, end)),
-                    Series("delivered", _filled(delivered, start, end)),
+                    # up to the last whole minute: the current one would look like a fall
+                    Series("accepted", _filled(accepted, start, end - 1)),
+                    Series("delivered", _filled(delivered, start, end - 1)),
                 ],
                 start,
                 end,
