@@ -205,6 +205,7 @@ async def test_filer_filter_narrows_the_lists(tmp_path, start_gateway, receiver,
     await page.fill("#filer", "ABC")
     await page.click("#filter-form button[type=submit]")
     await page.locator("#filter-note").wait_for()
+    assert await page.locator("#by-filer tr[data-filer]").count() == 1
     await page.locator("body[data-live=stream]").wait_for()
     assert await page.locator("#dead tr[data-filing]").count() == 1
     assert "DEAD-ABC" in await page.locator("#dead").inner_text()
