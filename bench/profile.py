@@ -6,15 +6,17 @@
 
 Prints CPU ms per delivered filing for the whole process and for each thread (the event
 loop's and the SQLite writer's), measured from ``/proc`` after start-up; with
-``--cprofile`` the process runs under cProfile and the functions with the most cumulative
-and own time follow (cProfile inflates small calls several times: compare runs with each
-other, never with the unprofiled figure). cProfile sees the event loop's thread only.
+``--cprofile`` the process runs under cProfile, timed by the event loop thread's CPU (not
+wall time, which on a busy machine charges every syscall with the wait for a core), and
+the functions with the most cumulative and own time follow (cProfile inflates small calls
+several times: compare runs with each other, never with the unprofiled figure).
 ``pg-drain`` (row 6's work: ``--procs`` processes drain a preloaded backlog on a fresh
-database, ``EDIGW_BENCH_PG`` or the local server) prints the CPU per delivery of each
-gateway process and of the PostgreSQL backends serving them (``procs.PgCpu``); the backlog
-becomes due a few seconds after the processes are ready, so start-up is left out. With
-``--count`` the processes log every statement they send through asyncpg (a query logger,
-so their CPU is not the figure then) and the statements per delivery are printed by kind.
+database, ``EDIGW_BENCH_PG`` or the local server, named by ``EDIGW_PROFILE_PG_DB``) prints
+the CPU per delivery of each gateway process and of the PostgreSQL backends serving them
+(``procs.PgCpu``); the backlog becomes due a few seconds after the processes are ready, so
+start-up is left out. With ``--count`` the processes log every statement they send through
+asyncpg (a query logger, so their CPU is not the figure then) and the statements per
+delivery are printed by kind.
 A tool for before/after comparisons on one machine, not a table row.
 """
 
@@ -100,6 +102,19 @@ def _kind(query: str) -> str:
     return words[:48]
 
 
+def _serve_profiled(argv: list[str]) -> None:
+    """``serve`` under cProfile timed by the event loop thread's CPU (``time.thread_time``),
+    not wall time: on a loaded machine a wall-clock profile charges every syscall with the
+    time the process waited for a core. Writes the stats to $PROFILE_STATS at exit."""
+    import cProfile
+
+    prof = cProfile.Profile(time.thread_time)
+    atexit.register(lambda: (prof.disable(), prof.dump_stats(os.environ["PROFILE_STATS"])))
+    sys.argv = ["edi-gateway", "serve", *argv]
+    prof.enable()
+    runpy.run_module(_cli_module(), run_name="__main__")
+
+
 def _serve_counting(argv: list[str]) -> None:
     """``serve`` with a query logger on every asyncpg connection; counts to $PROFILE_COUNTS."""
     import asyncpg
@@ -135,7 +150,7 @@ async def _fresh_pg(name: str) -> str:
 
 
 def pg_drain(args: argparse.Namespace, n: int, d: Path) -> None:
-    url = asyncio.run(_fresh_pg("edigw_profile_pg"))
+    url = asyncio.run(_fresh_pg(os.environ.get("EDIGW_PROFILE_PG_DB", "edigw_profile_pg")))
     lead_s = 8.0  # the backlog falls due this long after the preload: start-up left out
     asyncio.run(procs.preload(url, n, available_in_s=lead_s))
     due = time.monotonic() + lead_s
@@ -200,6 +215,9 @@ def pg_drain(args: argparse.Namespace, n: int, d: Path) -> None:
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["_serve-profiled"]:
+        _serve_profiled(argv[1:])
+        return 0
     if argv[:1] == ["_serve-counting"]:
         _serve_counting(argv[1:])
         return 0
@@ -225,17 +243,18 @@ def main(argv: list[str]) -> int:
         port = procs.free_port()
         cfg = procs.write_config(procs.GatewaySpec(store=url), d, port, "gw")
         prof = d / "serve.prof"
-        python = [sys.executable]
+        serve = [sys.executable, "-m", _cli_module(), "serve"]
         if args.cprofile:
-            python += ["-m", "cProfile", "-o", str(prof)]
+            serve = [sys.executable, "-m", "bench.profile", "_serve-profiled"]
         env = {
             **os.environ,
             "PYTHONPATH": str(procs.ROOT),
             "EDIGW_AUDIT__HMAC_KEY": "bench-only-key-0123456789abcdef0123456789abcdef",
+            "PROFILE_STATS": str(prof),
         }
         with (d / "gw.log").open("w") as log:
             p = subprocess.Popen(
-                [*python, "-m", _cli_module(), "serve", "--config", str(cfg)],
+                [*serve, "--config", str(cfg)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,

@@ -21,7 +21,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from bench import fairness_row, procs, records_row, scenarios, wrk
+from bench import fairness_row, procs, records_million, records_row, scenarios, wrk
 
 RESULTS = procs.ROOT / "bench" / "results"
 
@@ -139,7 +139,12 @@ async def main(argv: list[str]) -> int:
         )
         rows: list[dict[str, Any]] = []
         # records_row builds on scenarios' helpers, so it is added here, not in ALL
-        for fn in [*scenarios.ALL, records_row.records_ingest, fairness_row.fairness]:
+        rows_after = [
+            records_row.records_ingest,
+            fairness_row.fairness,
+            records_million.records_million,
+        ]
+        for fn in [*scenarios.ALL, *rows_after]:
             base = fn.__name__ in ("b1", "b2", "b3")
             if only and fn.__name__ not in only and not base:
                 continue

@@ -138,7 +138,9 @@ def main(argv: list[str]) -> int:
                 admin = os.environ.get(
                     "EDIGW_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres"
                 )
-                url = asyncio.run(procs.fresh_pg(admin, "edigw_storeprof"))
+                url = asyncio.run(
+                    procs.fresh_pg(admin, os.environ.get("EDIGW_PROFILE_PG_DB", "edigw_storeprof"))
+                )
             rounds.append(asyncio.run(one_round(url, args.n, args.callers, prof)))
     names = ["accept", "accept loop", "drain", "drain loop"]
     if args.backend == "pg":

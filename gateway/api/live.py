@@ -81,13 +81,17 @@ class Hub:
         return (head, gates, bucket)
 
     async def open(self, filer: str | None) -> Stream:
-        """A new stream, given the current panels at once."""
-        stream = Stream(filer)
-        self.streams.add(stream)
+        """A new stream, given the current panels at once (rendered before it is kept, so
+        a failed render leaves nothing behind)."""
         html = self.last.get(filer)
         if html is None:
             html = self.last[filer] = await self.render(self.app, filer)
+        stream = Stream(filer)
         stream.offer(html)
+        if self.stopped:  # shutting down: the stream ends at once
+            stream.close()
+            return stream
+        self.streams.add(stream)
         if self.task is None or self.task.done():
             self.task = asyncio.create_task(self._watch(), name="dashboard-live")
         return stream
@@ -169,7 +173,7 @@ async def events(request: web.Request, filer: str | None) -> web.StreamResponse:
             if stream.closed:
                 break
             await response.write(frame("panels", html) if html is not None else b": alive\n\n")
-    except (ConnectionResetError, ConnectionError):
+    except ConnectionError:
         pass  # the page went away
     finally:
         hub.leave(stream)

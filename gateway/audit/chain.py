@@ -76,11 +76,20 @@ def row_hash_of_canonical(
     """``row_hash`` for details already in canonical JSON (what the stores write): the
     row's canonical JSON is spelled out with its keys in sorted order, so the details are
     serialised once per row, not twice. The same bytes as ``canonical`` of the whole row."""
-    body = (
-        f'{{"actor":{_s(actor)},"at":{_s(at)},"delivery_id":{_s(delivery_id)},'
-        f'"details":{details_json},"event":{_s(event)},"filing_id":{_s(filing_id)},'
-        f'"seq":{int(seq)}}}'
-    )
+    if _ESCAPED.search(f"{actor}{at}{delivery_id}{event}{filing_id}") is None:
+        # the common case: one look at the five strings, not one each (None reads "None")
+        d = "null" if delivery_id is None else f'"{delivery_id}"'
+        f = "null" if filing_id is None else f'"{filing_id}"'
+        body = (
+            f'{{"actor":"{actor}","at":"{at}","delivery_id":{d},"details":{details_json},'
+            f'"event":"{event}","filing_id":{f},"seq":{int(seq)}}}'
+        )
+    else:
+        body = (
+            f'{{"actor":{_s(actor)},"at":{_s(at)},"delivery_id":{_s(delivery_id)},'
+            f'"details":{details_json},"event":{_s(event)},"filing_id":{_s(filing_id)},'
+            f'"seq":{int(seq)}}}'
+        )
     return hashlib.sha256((body + prev_hash).encode()).hexdigest()
 
 

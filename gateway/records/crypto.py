@@ -54,6 +54,10 @@ ENV_KEY_ID = "EDIGW_RECORDS_KEY_ID"
 #: ``edigw-sealed:1:<key id>:`` + URL-safe base64 (the key id in clear, so the store can
 #: tell which keys its values need without opening them; the sealed bytes name it too)
 TEXT_PREFIX = "edigw-sealed:1:"
+#: a plaintext column value that itself starts ``edigw-`` (a client's text payload may say
+#: anything) is stored behind this marker, so it is never taken for a sealed value: read
+#: back with the marker removed, never refused at start for a key nobody used
+PLAIN_PREFIX = "edigw-plain:"
 
 
 class Keyring:
@@ -195,13 +199,17 @@ def _live(inline: str | None, file: str | None, current: str | None) -> Keyring 
 def seal_column(text: str, *, aad: str) -> str:
     """A live column's value: sealed under the current key when one is configured."""
     ring = live()
-    return text if ring is None else ring.seal_text(text, aad=aad)
+    if ring is not None:
+        return ring.seal_text(text, aad=aad)
+    return PLAIN_PREFIX + text if text.startswith("edigw-") else text
 
 
 def open_column(value: str, *, aad: str) -> str:
     """A live column's plaintext. A value written before any key was configured is
     plaintext and read as it is; a sealed one needs its key (``UnknownKey``, or a
     ``KeyringError`` when no key is configured at all), never handed back sealed."""
+    if value.startswith(PLAIN_PREFIX):
+        return value[len(PLAIN_PREFIX) :]
     if not is_sealed_text(value):
         return value
     ring = live()

@@ -5,7 +5,8 @@ One search answers over both: the live filings first (newest first, by the store
 listing), then the archive's index (newest first). Its cursor is one opaque token that
 says which of the two it is in and where (``L`` + the live listing's cursor, ``A`` + the
 index's). A page may hold fewer items than ``limit`` (a live page is filtered after it is
-read, when the search names payload identifiers); follow ``next_cursor`` until it is null.
+read, when it names payload identifiers; by reference alone, the reference index answers at
+once); follow ``next_cursor`` until it is null.
 A filing restored from the archive is live again and is shown once, as live.
 """
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 import base64
 import functools
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -229,8 +230,16 @@ class Records:
             )
         except ValueError:
             return [], None  # a value no live filing can have: the archive may still
-        rules = self.section.field_rules()
         out: list[dict[str, Any]] = []
+        if set(s.terms) == {"reference"}:  # by the reference column's index, no scan
+            for ref in await self.store.live_references(extract.normalize(s.terms["reference"])):
+                flt, cursor = replace(flt, reference=ref), None
+                page = await self.store.list_filings(flt, limit=s.limit, cursor=cursor)
+                out += [
+                    _view_summary(v) for v in page.items if s.filer_code in (None, v.filer_code)
+                ]
+            return out[: s.limit], None
+        rules = self.section.field_rules()
         for _ in range(LIVE_PAGES):
             page = await self.store.list_filings(flt, limit=s.limit, cursor=cursor)
             cursor = page.next_cursor

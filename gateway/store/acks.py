@@ -90,8 +90,10 @@ def record_ack(
         return _ack_record(seen, duplicate=True)
     now_us = rows.us(now)
     row, filing_id, answers_attempt = yield from _correlate(cx, ack)
-    target = None
-    if row is not None:
+    if row is None:
+        target = None
+        decision = AckDecision("history" if filing_id is not None else "unmatched")
+    else:
         target = AckTarget(
             delivery_id=row[1],
             filing_id=row[2],
@@ -101,12 +103,8 @@ def record_ack(
             filing_received_at=rows.dt(row[8]),
             answers_attempt=answers_attempt,
         )
-    if target is None:
-        decision = AckDecision("history" if filing_id is not None else "unmatched")
-    else:
         decision = decide(ack, target, now)
     ack_id = ids.new_id("ack")
-    outcome = None if ack.outcome is None else ack.outcome.value
     document = ack.model_dump_json(exclude={"raw"})
     delivery_id = None if target is None else target.delivery_id
     inserted = yield q(
@@ -115,7 +113,7 @@ def record_ack(
         ack_id,
         fp,
         ack.kind,
-        outcome,
+        None if ack.outcome is None else ack.outcome.value,
         ack.unsolicited,
         json.dumps(ack.codes),
         ack.message,

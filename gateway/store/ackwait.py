@@ -24,17 +24,16 @@ from gateway.values import Actor
 def flag_overdue(cx: Cx, *, now: datetime) -> Body[list[tuple[str, str, str]]]:
     """Flag the sent deliveries whose ack deadline has passed (once each)."""
     flagged = yield q("all", "flag_overdue", rows.us(now))
-    if flagged:
-        trail = Trail(now, cx.redactor)
-        for delivery_id, filing_id, adapter, due in flagged:
-            trail.add(
-                "delivery.ack_overdue",
-                actor=values.SYSTEM,
-                filing_id=filing_id,
-                delivery_id=delivery_id,
-                details={"adapter": adapter, "ack_due_at": rows.iso(rows.dt(due))},
-            )
-        yield from trail.flush()
+    trail = Trail(now, cx.redactor)
+    for delivery_id, filing_id, adapter, due in flagged:
+        trail.add(
+            "delivery.ack_overdue",
+            actor=values.SYSTEM,
+            filing_id=filing_id,
+            delivery_id=delivery_id,
+            details={"adapter": adapter, "ack_due_at": rows.iso(rows.dt(due))},
+        )
+    yield from trail.flush()  # nothing to append: no statement
     return [(r[0], r[1], r[2]) for r in flagged]
 
 

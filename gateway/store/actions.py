@@ -98,12 +98,6 @@ def _bulk_where(cx: Cx, action: str, flt: values.BulkFilter) -> Where:
     return w
 
 
-def _matched(cx: Cx, action: str, flt: values.BulkFilter) -> Body[int]:
-    w = _bulk_where(cx, action, flt)
-    n = yield sql("val", f"SELECT COUNT(*) FROM deliveries d{w}", *w.params)
-    return int(n or 0)
-
-
 def _select(
     cx: Cx, action: str, flt: values.BulkFilter, limit: int, *, lock: bool = False
 ) -> Body[list[tuple[str, str, str, str, str]]]:
@@ -118,25 +112,25 @@ def _select(
     return [(r[0], r[1], r[2], r[3], r[4]) for r in found]
 
 
-def bulk_select(cx: Cx, action: str, flt: values.BulkFilter, limit: int) -> Body[values.BulkResult]:
-    """A bulk action's dry run: what it would change, on a reader."""
-    matched = yield from _matched(cx, action, flt)
-    chosen = yield from _select(cx, action, flt, limit)
-    return values.BulkResult(matched=matched, deliveries=[r[:4] for r in chosen], dry_run=True)
-
-
 def bulk_action(
     cx: Cx,
     action: str,
     flt: values.BulkFilter,
+    *,
     actor: Actor,
     now: datetime,
     reason: str,
     limit: int,
+    dry_run: bool = False,
 ) -> Body[values.BulkResult]:
-    """One chunk of a bulk retry or cancel, audited per delivery and once as a whole."""
-    matched = yield from _matched(cx, action, flt)
+    """One chunk of a bulk retry or cancel, audited per delivery and once as a whole;
+    ``dry_run``: what it would change, changing nothing (as ``retry_callbacks``' does)."""
+    w = _bulk_where(cx, action, flt)
+    matched = int((yield sql("val", f"SELECT COUNT(*) FROM deliveries d{w}", *w.params)))
     candidates = yield from _select(cx, action, flt, limit)
+    if dry_run:
+        would = [r[:4] for r in candidates]
+        return values.BulkResult(matched=matched, deliveries=would, dry_run=True)
     if not candidates:
         return values.BulkResult(matched=matched)
     yield lock_keys(r[4] for r in candidates)

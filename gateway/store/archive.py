@@ -178,3 +178,8 @@ def _audit(
 def live_seqs(cx: Cx, filing_ids: list[str]) -> Body[dict[str, int]]:
     """{id: seq} of those of ``filing_ids`` that are live."""
     return {str(r[0]): int(r[1]) for r in (yield q("all", "archive_live_ids", filing_ids))}
+
+
+def live_references(cx: Cx, normalized: str) -> Body[list[str]]:
+    """The live references' spellings that normalize to ``normalized`` (``extract``'s)."""
+    return [str(r[0]) for r in (yield q("all", "archive_live_references", normalized))]

@@ -2,13 +2,13 @@
 
 ``Store`` names every method once, here, with the transaction body it runs (each body
 written once, ``sansio``): ``write(body)`` runs it in a write transaction, ``read(body)`` on
-a reader, and the parameters after ``cx`` are the method's. The dispatch methods
-come with their module (``dispatch.DispatchStore``). A
-driver (``sqlite.SqliteStore``, ``postgres.PostgresStore``) adds only what truly differs:
-connections, how a body runs (``_tx``, ``_rx``, ``_rx_snapshot``), retries and error
-translation. Every method is one transaction. Completion methods are *fenced*: they take
-the lease token the claim handed out and change nothing (returning False) when the
-delivery was reclaimed by someone else in the meantime.
+a reader, and the parameters after ``cx`` are the method's. The dispatch methods come
+with their module (``dispatch.DispatchStore``). A driver (``sqlite.SqliteStore``,
+``postgres.PostgresStore``) adds only what truly differs: connections, how a body runs
+(``_tx``, ``_rx``, ``_rx_snapshot``), retries and error translation. Every method is one
+transaction. Completion methods are *fenced*: they take the lease token the claim handed
+out and change nothing (returning False) when the delivery was reclaimed by someone else
+in the meantime.
 """
 
 from __future__ import annotations
@@ -43,15 +43,13 @@ from gateway.store.schema import SCHEMA_VERSION as SCHEMA_VERSION
 from gateway.values import BULK_FROM as BULK_FROM
 from gateway.values import SYSTEM as SYSTEM
 from gateway.values import AcceptResult as AcceptResult
-from gateway.values import AckDecide as AckDecide
-from gateway.values import Action as Action
+from gateway.values import Action, GapQuery, X12GapReport
 from gateway.values import Actor as Actor
 from gateway.values import BulkFilter as BulkFilter
 from gateway.values import BulkResult as BulkResult
 from gateway.values import CallbackClaim as CallbackClaim
 from gateway.values import Claim as Claim
 from gateway.values import Controls as Controls
-from gateway.values import GapQuery, X12GapReport
 from gateway.values import ListFilter as ListFilter
 from gateway.values import NewFiling as NewFiling
 from gateway.values import PruneResult as PruneResult
@@ -136,20 +134,7 @@ class Store(dispatch.DispatchStore):
     ) -> Action:
         return await self._tx(actions.operator_action, "resend", filing_id, actor, now, reason)
 
-    async def bulk_action(
-        self,
-        action: str,
-        flt: BulkFilter,
-        *,
-        actor: Actor,
-        now: datetime,
-        reason: str,
-        limit: int,
-        dry_run: bool = False,
-    ) -> BulkResult:
-        if dry_run:
-            return await self._rx(actions.bulk_select, action, flt, limit)
-        return await self._tx(actions.bulk_action, action, flt, actor, now, reason, limit)
+    bulk_action = write(actions.bulk_action)
 
     record_ack = write(acks.record_ack)
     list_acks = read(acks.list_acks)
@@ -200,6 +185,7 @@ class Store(dispatch.DispatchStore):
     archive_purged = write(archive.purged)
     live_seqs = read(archive.live_seqs)
     sealed_sample = read(archive.sealed_sample)
+    live_references = read(archive.live_references)
 
     async def archive_batch(self, seqs: list[int]) -> list[dict[str, Any]]:
         return await self._rx_snapshot(archive.batch, seqs)

@@ -73,14 +73,7 @@ def finish_callback(
 ) -> Body[bool]:
     now_us = rows.us(now)
     row = yield q(
-        "one",
-        "callback_finish",
-        state,
-        rows.us(at) if at is not None else now_us,
-        error,
-        now_us,
-        claim.id,
-        claim.token,
+        "one", "callback_finish", state, rows.us(at or now), error, now_us, claim.id, claim.token
     )
     if row is None:
         return False
@@ -102,8 +95,7 @@ def release_callbacks(cx: Cx, *, owner: str, now: datetime) -> Body[int]:
 
 
 def next_callback_due(cx: Cx) -> Body[datetime | None]:
-    value = yield q("val", "callback_next_due")
-    return None if value is None else rows.dt(value)
+    return rows.dt_or_none((yield q("val", "callback_next_due")))
 
 
 def list_callbacks(

@@ -29,6 +29,17 @@ R = TypeVar("R")
 Outcome = tuple[bool, Any]
 
 
+def settle(fut: asyncio.Future[Any], outcome: Outcome) -> None:
+    """Hand a waiting caller its outcome (nothing when it gave up waiting)."""
+    if fut.done():
+        return
+    ok, value = outcome
+    if ok:
+        fut.set_result(value)
+    else:
+        fut.set_exception(value)
+
+
 class Coalescer(Generic[A, R]):
     """Runs ``run(args)`` for the calls queued meanwhile, up to ``max_batch`` at a time.
 
@@ -65,13 +76,8 @@ class Coalescer(Generic[A, R]):
                     outcomes = await self._run([arg for arg, _ in batch])
                 except Exception as exc:  # the whole batch failed: each caller hears why
                     outcomes = [(False, exc)] * len(batch)
-                for (_, fut), (ok, value) in zip(batch, outcomes, strict=True):
-                    if fut.done():  # its caller gave up waiting
-                        continue
-                    if ok:
-                        fut.set_result(value)
-                    else:
-                        fut.set_exception(value)
+                for (_, fut), outcome in zip(batch, outcomes, strict=True):
+                    settle(fut, outcome)
         finally:
             self._task = None
             for _, fut in self._queue:  # only when the drain itself was cancelled (close)

@@ -5,12 +5,9 @@ of all of them), whatever the number of filings: ``get_filings`` serves a batch 
 ``get_filing`` calls (PostgreSQL coalesces them: every accepted filing is read back for
 its 202, so these come in crowds), ``list_filings`` a page.
 
-``queue_stats``: counts by (adapter, state) walk the covering index ``deliveries_state``;
-the oldest waiting delivery reads only claimable rows (the partial index
-``deliveries_due``); at-risk reads only unsettled filings (``filings_status``); ack
-conflicts read the partial index ``deliveries_conflict``, whose predicate each dialect
-writes its own way (``ack_conflict = 1`` on SQLite's INTEGER, ``ack_conflict`` on
-PostgreSQL's BOOLEAN), so the query and the filter match it. The caller caches the result.
+``queue_stats`` is four index-only reads (each named query says which index it walks; the
+ack conflicts' partial index is written per dialect: SQLite's 0/1 INTEGER, PostgreSQL's
+BOOLEAN, and the ``list_filings`` filter matches it). The caller caches the result.
 """
 
 from __future__ import annotations
@@ -21,12 +18,6 @@ from gateway import models, values
 from gateway.store import rows
 from gateway.store.fragments import COMMON, FILING_COLS
 from gateway.store.sansio import Body, Cx, Where, q, sql
-
-
-def flag_set(cx: Cx, column: str) -> str:
-    """A flag column that is set: SQLite stores 0/1 INTEGERs, PostgreSQL BOOLEANs; each
-    spelling matches its dialect's partial index on the flag."""
-    return column if cx.dialect == "postgres" else f"{column} = 1"
 
 
 def deliveries_of(cx: Cx, filing_seqs: Sequence[int]) -> Body[dict[int, list[models.Delivery]]]:
@@ -85,10 +76,9 @@ def list_filings(
         risky = f"(f.at_risk_at IS NOT NULL AND f.status NOT IN {COMMON['settled']})"
         w.add(risky if flt.at_risk else f"NOT {risky}")
     if flt.ack_conflict is not None:
-        flagged = (
-            "EXISTS (SELECT 1 FROM deliveries c WHERE c.filing_seq = f.seq "
-            f"AND {flag_set(cx, 'c.ack_conflict')})"
-        )
+        # a set flag, spelled as the dialect's partial index deliveries_conflict spells it
+        is_set = "c.ack_conflict" if cx.dialect == "postgres" else "c.ack_conflict = 1"
+        flagged = f"EXISTS (SELECT 1 FROM deliveries c WHERE c.filing_seq = f.seq AND {is_set})"
         w.add(flagged if flt.ack_conflict else f"NOT {flagged}")
     if flt.state is not None or flt.adapter is not None or flt.ack_overdue is not None:
         sub = Where("d.filing_seq = f.seq")
@@ -108,17 +98,16 @@ def list_filings(
 
 
 def counts(cx: Cx) -> Body[dict[str, dict[str, int]]]:
+    """Deliveries by adapter and state."""
     out: dict[str, dict[str, int]] = {}
-    for adapter, state, n in (yield q("all", "delivery_counts")):
+    for state, adapter, n in (yield q("all", "stats_by_state")):
         out.setdefault(adapter, {})[state] = n
     return out
 
 
 def queue_stats(cx: Cx) -> Body[values.QueueStats]:
     """Four index-only reads (see the module's docstring)."""
-    by_adapter: dict[str, dict[str, int]] = {}
-    for state, adapter, n in (yield q("all", "stats_by_state")):
-        by_adapter.setdefault(adapter, {})[state] = n
+    by_adapter = yield from counts(cx)
     oldest = {a: rows.dt(first) for a, first in (yield q("all", "stats_oldest_waiting"))}
     at_risk = yield q("val", "stats_at_risk")
     conflicts = yield q("val", "deliveries_in_conflict")
@@ -133,11 +122,7 @@ def queue_stats(cx: Cx) -> Body[values.QueueStats]:
 def open_filings(cx: Cx) -> Body[dict[str, int]]:
     """Filings accepted and not yet settled, by filer code (the quotas' ``max_pending``):
     one pass over the unsettled rows of ``filings_status``, whatever the number of filers."""
-    text = (
-        f"SELECT filer_code, COUNT(*) FROM filings WHERE status IN {COMMON['unsettled']} "
-        "GROUP BY filer_code"
-    )
-    return {str(code): int(n) for code, n in (yield sql("all", text))}
+    return {str(code): int(n) for code, n in (yield q("all", "open_filings"))}
 
 
 def filing_by_key(cx: Cx, key: str) -> Body[str | None]:

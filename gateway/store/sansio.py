@@ -38,6 +38,7 @@ from importlib import resources
 from typing import Any, Concatenate, Generic, Literal, ParamSpec, TypeAlias, TypeVar, overload
 
 from gateway.audit import redact
+from gateway.encoding import jsonio
 from gateway.store import fragments
 
 T = TypeVar("T")
@@ -55,8 +56,9 @@ CHANNEL = "edigw_new_work"
 #: what a request returns: "all" rows, "one" row or None, "val" first column of the first
 #: row or None, "run" the number of rows changed, "rows" (one statement per row, or
 #: PostgreSQL's ``unnest`` over column arrays) the number of rows written, "each" (the
-#: same, for a statement with RETURNING) every row the statements return
-Kind = Literal["all", "one", "val", "run", "rows", "each"]
+#: same, for a statement with RETURNING) every row the statements return, "table" ("rows";
+#: PostgreSQL: one jsonb array of row arrays, far cheaper for asyncpg to send than arrays)
+Kind = Literal["all", "one", "val", "run", "rows", "each", "table"]
 
 
 @dataclass(slots=True)  # not frozen: its __init__ costs half as much, once per statement
@@ -212,12 +214,10 @@ def to_sqlite(text: str) -> str:
 def _sqlite_exec(conn: sqlite3.Connection, query: Query) -> Any:
     text = text_of("sqlite", query)
     kind = query.kind
-    if kind == "rows":
-        (rows,) = query.args
-        return conn.executemany(text, rows).rowcount
+    if kind == "rows" or kind == "table":
+        return conn.executemany(text, query.args[0]).rowcount
     if kind == "each":
-        (rows,) = query.args
-        return [r for row in rows for r in conn.execute(text, row).fetchall()]
+        return [r for row in query.args[0] for r in conn.execute(text, row).fetchall()]
     # a list parameter (``= ANY``'s array on PostgreSQL) is JSON for ``json_each``
     args = [json.dumps(a) if isinstance(a, list | tuple) else a for a in query.args]
     cur = conn.execute(text, args)
@@ -287,9 +287,10 @@ async def _pg_exec(conn: Any, request: Request, channel: str) -> Any:
         return await conn.fetchrow(text, *request.args)
     if request.kind == "val":
         return await conn.fetchval(text, *request.args)
+    if request.kind == "table":  # the query unpacks $1 (jsonb_array_elements)
+        return rowcount(await conn.execute(text, jsonio.dumps(request.args[0])))
     if request.kind in ("rows", "each"):
-        (rows,) = request.args
-        rows = list(rows)
+        rows = list(request.args[0])
         if not rows:
             return 0 if request.kind == "rows" else []
         columns = [list(col) for col in zip(*rows, strict=True)]

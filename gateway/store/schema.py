@@ -20,6 +20,9 @@ their semicolons).
 
 from __future__ import annotations
 
+import sqlite3
+from typing import get_args
+
 from gateway import errors
 from gateway.store.sansio import Body, Cx, Dialect, Lock, q, queries, sql
 
@@ -49,16 +52,14 @@ def load(dialect: Dialect) -> list[tuple[int, str]]:
 
 
 #: each dialect's migrations; ``migrate`` reads them from here (a test shortens a list)
-MIGRATIONS: dict[Dialect, list[tuple[int, str]]] = {
-    "sqlite": load("sqlite"),
-    "postgres": load("postgres"),
-}
+MIGRATIONS: dict[Dialect, list[tuple[int, str]]] = {d: load(d) for d in get_args(Dialect)}
 
 
 def split_sqlite(script: str) -> list[str]:
-    """A migration's statements: each ends with a line ending in ";", a trigger's at its
-    ``END;`` (its body's own semicolons stay). Comment lines between statements are
-    dropped; SQLite would keep a comment inside a CREATE in ``sqlite_master``."""
+    """A migration's statements, each ending on a line where SQLite's own tokenizer says it
+    is complete (a trigger at its ``END;``: its body's semicolons stay). Comment lines
+    between statements are dropped; SQLite would keep a comment inside a CREATE in
+    ``sqlite_master``."""
     out: list[str] = []
     buf: list[str] = []
     for line in script.splitlines():
@@ -66,9 +67,7 @@ def split_sqlite(script: str) -> list[str]:
             continue
         buf.append(line)
         joined = "\n".join(buf).strip()
-        if joined.endswith(";") and (
-            not joined.upper().startswith("CREATE TRIGGER") or joined.upper().endswith("END;")
-        ):
+        if sqlite3.complete_statement(joined):
             out.append(joined)
             buf = []
     if buf:

@@ -33,9 +33,6 @@ from gateway.store.base import Actor
 
 T = TypeVar("T")
 
-SYNCHRONOUS = sqlite_conn.SYNCHRONOUS
-GROUP_MAX = sqlite_conn.GROUP_MAX
-
 
 class SqliteStore(base.Store):
     """``Store`` on one SQLite file."""
@@ -47,17 +44,16 @@ class SqliteStore(base.Store):
         redactor: redact.Redactor | None = None,
         synchronous: str = "full",
     ) -> None:
-        super().__init__(group_max=GROUP_MAX)
+        super().__init__(group_max=sqlite_conn.GROUP_MAX)
         self.path = str(path)
         self.redactor = redactor or redact.Redactor()
-        if synchronous.upper() not in SYNCHRONOUS:
-            raise ValueError(
-                f"synchronous must be one of {', '.join(s.lower() for s in SYNCHRONOUS)}"
-            )
-        self.synchronous = synchronous.upper()
+        synchronous = synchronous.upper()
+        if synchronous not in sqlite_conn.SYNCHRONOUS:
+            known = ", ".join(s.lower() for s in sqlite_conn.SYNCHRONOUS)
+            raise ValueError(f"synchronous must be one of {known}")
         self.cx = sansio.Cx("sqlite", self.redactor)
-        self._writer = sqlite_conn.Conn(self.path, readonly=False, synchronous=self.synchronous)
-        self._reader = sqlite_conn.Conn(self.path, readonly=True, synchronous=self.synchronous)
+        self._writer = sqlite_conn.Conn(self.path, readonly=False, synchronous=synchronous)
+        self._reader = sqlite_conn.Conn(self.path, readonly=True, synchronous=synchronous)
         self._opened = False
         self._lock = threading.Lock()
         self._queue: list[sqlite_conn.Op] = []
@@ -88,16 +84,6 @@ class SqliteStore(base.Store):
 
     # --- plumbing ---------------------------------------------------------------------
 
-    async def _write(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(conn, *args)`` in a write transaction; returns after its COMMIT.
-
-        Group commit: operations queued while the writer thread is busy run together
-        in one transaction, each inside its own SAVEPOINT (an operation that raises
-        is rolled back alone), and every caller resumes only after the shared COMMIT.
-        Concurrent requests so share one fsync instead of paying one each.
-        """
-        return await self._guard(lambda: self._submit(fn, args))
-
     def _submit(self, fn: Callable[..., T], args: tuple[Any, ...]) -> asyncio.Future[T]:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[T] = loop.create_future()
@@ -111,17 +97,19 @@ class SqliteStore(base.Store):
 
     def _flush(self) -> None:
         """On the writer thread: commit queued operations, up to GROUP_MAX per transaction."""
+        most = sqlite_conn.GROUP_MAX
         while True:
             with self._lock:
-                batch, self._queue = self._queue[:GROUP_MAX], self._queue[GROUP_MAX:]
+                batch, self._queue = self._queue[:most], self._queue[most:]
                 if not batch:
                     self._flushing = False
                     return
             sqlite_conn.run_group(self._writer.conn, batch)
 
     async def _tx(self, fn: Callable[..., sansio.Body[T]], *args: Any) -> T:
-        """Run a transaction body (``sansio``) in a write transaction."""
-        return await self._write(self._run_body, fn, args)
+        """Run a transaction body (``sansio``) in a write transaction; returns after its
+        COMMIT, which it may share with the operations queued beside it (``run_group``)."""
+        return await self._guard(lambda: self._submit(self._run_body, (fn, args)))
 
     async def _rx(self, fn: Callable[..., sansio.Body[T]], *args: Any) -> T:
         """Run a transaction body on the reader connection."""
@@ -183,5 +171,3 @@ class SqliteStore(base.Store):
     ) -> list[base.AcceptResult]:
         [found] = results(await self._tx(accept_many, [AcceptCall(list(items), actor, now)]))
         return found
-
-    # --- monitoring (issue 7) ------------------------------------------------------------

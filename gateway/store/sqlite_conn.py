@@ -1,10 +1,5 @@
-"""The SQLite store's connections and group commit, below ``sqlite.SqliteStore``.
-
-One writer connection on one thread: operations queued while it is busy run together in
-one transaction (``run_group``), each inside its own SAVEPOINT, and every caller resumes
-only after the shared COMMIT. A reader connection on a second thread serves reads beside
-the writer (WAL).
-"""
+"""The SQLite store's connections, each on a thread of its own, and the writer's group
+commit (``run_group``), below ``sqlite.SqliteStore`` (whose docstring says why)."""
 
 from __future__ import annotations
 
@@ -13,6 +8,8 @@ import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
+
+from gateway.store import coalesce
 
 T = TypeVar("T")
 
@@ -34,18 +31,9 @@ GROUP_MAX = 512
 Op = tuple[Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any]", asyncio.AbstractEventLoop]
 
 
-def _settle(fut: asyncio.Future[Any], ok: bool, value: Any) -> None:
-    if fut.cancelled():
-        return
-    if ok:
-        fut.set_result(value)
-    else:
-        fut.set_exception(value)
-
-
-def _settle_all(settled: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
-    for fut, ok, value in settled:
-        _settle(fut, ok, value)
+def _settle_all(settled: list[tuple[asyncio.Future[Any], coalesce.Outcome]]) -> None:
+    for fut, outcome in settled:
+        coalesce.settle(fut, outcome)
 
 
 def run_group(conn: sqlite3.Connection | None, batch: list[Op]) -> None:
@@ -54,7 +42,7 @@ def run_group(conn: sqlite3.Connection | None, batch: list[Op]) -> None:
     Nobody hears of an outcome before COMMIT; when BEGIN or COMMIT fails every
     operation of the batch gets that error (the callers retry what is retryable).
     """
-    outcomes: list[tuple[bool, Any]] = []
+    outcomes: list[coalesce.Outcome] = []
     try:
         assert conn is not None, "store is not open"
         conn.execute("BEGIN IMMEDIATE")
@@ -79,9 +67,10 @@ def run_group(conn: sqlite3.Connection | None, batch: list[Op]) -> None:
         outcomes = [(False, exc)] * len(batch)
     # one wake-up per event loop for the whole batch, not one per operation (each
     # call_soon_threadsafe writes to the loop's self-pipe)
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
-    for (_, _, fut, loop), (ok, value) in zip(batch, outcomes, strict=True):
-        by_loop.setdefault(loop, []).append((fut, ok, value))
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], coalesce.Outcome]]]
+    by_loop = {}
+    for (_, _, fut, loop), outcome in zip(batch, outcomes, strict=True):
+        by_loop.setdefault(loop, []).append((fut, outcome))
     for loop, settled in by_loop.items():
         loop.call_soon_threadsafe(_settle_all, settled)
 

@@ -76,25 +76,8 @@ def enqueue_callback(
     deliveries = yield q("all", "callback_deliveries", filing_seq)
     timestamp = rows.iso(rows.dt(now_us))
     event, body = callbacks.callback_event(f, deliveries, previous, status, timestamp)
-    yield q(
-        "run",
-        "callback_enqueue",
-        ids.new_id("evt"),
-        f[0],
-        f[4],
-        event,
-        json.dumps(body, separators=(",", ":")),
-        now_us,
-    )
-
-
-#: what reblock moves, read off the lifecycle table (as ``fragments``' block_from is)
-_BLOCK_FROM = frozenset(s.value for s in lifecycle.sources(_E.PREDECESSOR_DEAD))
-_UNBLOCK_FROM = frozenset(s.value for s in lifecycle.sources(_E.PREDECESSOR_RELEASED))
-_RELEASED = lifecycle.step(_S.BLOCKED, _E.PREDECESSOR_RELEASED)
-if not isinstance(_RELEASED, _S):  # pragma: no cover - the table moves blocked to a state
-    raise TypeError(f"lifecycle: blocked on predecessor_released gives {_RELEASED!r}")
-_UNBLOCKED = _RELEASED.value
+    text = json.dumps(body, separators=(",", ":"))
+    yield q("run", "callback_enqueue", ids.new_id("evt"), f[0], f[4], event, text, now_us)
 
 
 def reblock(
@@ -109,15 +92,13 @@ def reblock(
         if state in ("dead", "rejected"):
             blocked_by_predecessor = True
             continue
-        new = None
-        if blocked_by_predecessor and state in _BLOCK_FROM:
-            new = _S.BLOCKED.value
-        elif not blocked_by_predecessor and state in _UNBLOCK_FROM:
-            new = _UNBLOCKED
-        if new is not None:
-            yield q("run", "reblock_set", new, now_us, seq)
+        # the lifecycle table says what a predecessor's death blocks and its release frees
+        event = _E.PREDECESSOR_DEAD if blocked_by_predecessor else _E.PREDECESSOR_RELEASED
+        new = lifecycle.step(_S(state), event)
+        if isinstance(new, _S):
+            yield q("run", "reblock_set", new.value, now_us, seq)
             trail.add(
-                f"delivery.{'blocked' if new == 'blocked' else 'unblocked'}",
+                f"delivery.{'blocked' if new is _S.BLOCKED else 'unblocked'}",
                 actor=actor,
                 filing_id=filing_id,
                 delivery_id=delivery_id,

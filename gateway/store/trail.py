@@ -42,10 +42,8 @@ class Trail(events.Rows):
         """
         if not self.items:
             return 0
-        if head is None:
-            head = yield from lock_head(notify)
-        out = self.chain(head)
-        yield q("rows", "audit_insert", out)
+        out = self.chain(head or (yield from lock_head(notify)))
+        yield q("table", "audit_insert", out)
         self.items = []
         return int(out[-1][0])
 

@@ -83,18 +83,8 @@ def allocate_controls(
     """Next interchange and group numbers of a sender/receiver/usage; None if the lease is gone."""
     if token is not None and (yield sansio.q("val", "x12_lease_fence", delivery_id, token)) is None:
         return None
-    interchange, group = yield sansio.q("one", "x12_allocate", sender, receiver, usage)
-    yield sansio.q(
-        "run",
-        "x12_record_allocation",
-        sender,
-        receiver,
-        usage,
-        interchange,
-        group,
-        delivery_id,
-        filing_id,
-        attempt,
-        rows.us(now),
-    )
+    counter = (sender, receiver, usage)
+    interchange, group = yield sansio.q("one", "x12_allocate", *counter)
+    taken_for = (delivery_id, filing_id, attempt, rows.us(now))
+    yield sansio.q("run", "x12_record_allocation", *counter, interchange, group, *taken_for)
     return values.Controls(interchange=interchange, group=group)

@@ -189,3 +189,25 @@ async def test_serve_and_the_cli_refuse_to_start_without_the_key_in_use(
     keys(f"k1:{KEY1}")
     code = await anyio.to_thread.run_sync(main, ["records", "search", "-c", str(cfg_path)])
     assert code == 0, capsys.readouterr().err
+
+
+async def test_a_text_payload_that_looks_sealed_is_kept_as_text_without_a_key(
+    store: base.Store, backend: str, keys: Any
+) -> None:
+    """A client's text payload may start ``edigw-sealed:1:<kid>:`` or ``edigw-plain:``: with
+    no key configured it reads back byte for byte, and the start check does not take it
+    for a value sealed under a key nobody configured (that would refuse every restart)."""
+    keys(None)
+    texts = ["edigw-sealed:1:k9:AAAA", "edigw-plain:x", "edigw-plain:edigw-plain:y"]
+    filings = []
+    for n, text in enumerate(texts):
+        item = new(f"TXT-{n}")
+        as_text = {"payload": text, "content_type": "application/edi-x12"}
+        filings.append(base.NewFiling(item.filing.model_copy(update=as_text), item.adapters))
+    claims = await deliver(store, *filings)
+    assert sorted(c.filing.payload for c in claims) == sorted(texts)  # what is sent
+    for item, text in zip(filings, texts, strict=True):
+        view = await store.get_filing(item.filing.id)
+        assert view is not None
+        assert (await live_record(store, item.filing.id))["filing"]["payload"] == text
+    assert await sealing.check_keys(store) == []

@@ -76,6 +76,12 @@ UPDATE record_segments SET purged_at = $2 WHERE name = $1 AND purged_at IS NULL;
 -- name: archive_live_ids
 SELECT id, seq FROM filings WHERE id {any_1};
 
+-- name: archive_live_references
+-- the spellings of live references that read as $1 to the index (upper case, no spaces or
+-- hyphens): a records search by reference then lists each by the reference index
+SELECT DISTINCT reference FROM filings
+WHERE upper(replace(replace(reference, ' ', ''), '-', '')) = $1 LIMIT 100;
+
 -- name: hold_insert
 INSERT INTO record_holds (id, kind, value, reason, placed_at, placed_by)
 VALUES ($1, $2, $3, $4, $5, $6);

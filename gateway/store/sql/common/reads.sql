@@ -12,9 +12,6 @@ SELECT {d_cols} FROM deliveries d WHERE d.filing_seq = $1 ORDER BY d.seq;
 -- name: deliveries_of_filings
 SELECT {d_cols} FROM deliveries d WHERE d.filing_seq {any_1} ORDER BY d.seq;
 
--- name: delivery_counts
-SELECT adapter, state, COUNT(*) FROM deliveries GROUP BY adapter, state;
-
 -- name: stats_by_state
 -- walks the covering index ``deliveries_state``
 SELECT state, adapter, COUNT(*) FROM deliveries GROUP BY state, adapter;
@@ -26,3 +23,7 @@ SELECT adapter, MIN(created_at) FROM deliveries WHERE state IN {claimable} GROUP
 -- name: stats_at_risk
 -- reads only unsettled filings (``filings_status``)
 SELECT COUNT(*) FROM filings WHERE status IN {unsettled} AND at_risk_at IS NOT NULL;
+
+-- name: open_filings
+-- filings accepted and not settled, by filer code: the unsettled rows of filings_status
+SELECT filer_code, COUNT(*) FROM filings WHERE status IN {unsettled} GROUP BY filer_code;
