@@ -36,6 +36,8 @@ BACKLOG = 50_000
 #: the adapter's rate_limit (``EDIGW_BENCH_FAIR_RATE``: lower it on a machine that cannot
 #: send 500/s, where the limit would not bind and the row measures the machine)
 RATE = float(os.environ.get("EDIGW_BENCH_FAIR_RATE", "500"))
+#: the adapter's burst (``EDIGW_BENCH_FAIR_BURST``; 10 as in the other paced rows)
+BURST = int(os.environ.get("EDIGW_BENCH_FAIR_BURST", "10"))
 B_RATE = 20.0
 #: vtime units of one weight-1 delivery (gateway.rules.fair.UNIT)
 UNIT = 1_000_000
@@ -84,7 +86,7 @@ async def _run(ctx: Ctx, name: str, *, backlog: int, b_posts: bool, window_s: fl
     before the window ends, the same span in every run), the gateway's CPU seconds and
     the number delivered."""
     d, url = await _store(ctx, name, backlog)
-    spec = procs.GatewaySpec(store=url, rate_limit=RATE, burst=max(10, int(RATE / 10)))
+    spec = procs.GatewaySpec(store=url, rate_limit=RATE, burst=BURST)
     p = procs.start_gateway(spec, d)
     with running(p):
         ready_us = int(time.time() * 1e6)
@@ -157,7 +159,7 @@ async def fairness(ctx: Ctx) -> list[dict[str, Any]]:
             ratio=drain / want if want > 0 else None,
             target="1.00 ± 0.10",
             met=drain_ok,
-            note=f"adapter rate_limit {RATE:.0f}/s, burst {max(10, int(RATE / 10))}; A alone "
+            note=f"adapter rate_limit {RATE:.0f}/s, burst {BURST}; A alone "
             f"drained {drain0:.0f}/s here (row 10 measures how near the limit a drain gets)",
         ),
     ]

@@ -62,7 +62,7 @@ def main() -> None:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(100):
+        for _ in range(600):  # a minute: a loaded machine starts it slowly
             try:
                 urllib.request.urlopen(url + "/readyz")
                 break

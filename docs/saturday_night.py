@@ -101,7 +101,7 @@ def main() -> None:
         time.sleep(60)  # a normal minute: everything goes out at once
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
-            page = browser.new_page(viewport={"width": 1400, "height": 1250})
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
             page.goto(url + "/ui/")
             page.locator("body[data-live=stream]").wait_for()
             # 22:00 Saturday: ACE production goes down for maintenance

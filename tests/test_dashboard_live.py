@@ -70,6 +70,6 @@ async def test_gateway_stops_promptly_with_dashboard_streams_open(tmp_path, star
     ):
         await next_frame(a), await next_frame(b)
         await gw.stop()  # fails after 15 s (Running.stop) if the streams hold it
-        assert (await asyncio.wait_for(a.content.read(), 10)).count(b"event: panels") <= 1
-        assert await asyncio.wait_for(b.content.read(), 10) is not None
-        assert a.content.at_eof() and b.content.at_eof()
+        for r in (a, b):  # whatever changed while stopping came, then the end
+            await asyncio.wait_for(r.content.read(), 10)
+            assert r.content.at_eof()

@@ -4,11 +4,13 @@ outage form, replay of a rejected event, the charts, the filer filter."""
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 from typing import Any
 
 import pytest
 
+from gateway import config
 from gateway.api import dashboard
 from tests.conftest import base_config, example
 from tests.inbound.conftest import TMS_SOURCE, booking
@@ -205,6 +207,7 @@ async def test_filer_filter_narrows_the_lists(tmp_path, start_gateway, receiver,
     await page.fill("#filer", "ABC")
     await page.click("#filter-form button[type=submit]")
     await page.locator("#filter-note").wait_for()
+    assert await page.locator("#by-filer tr[data-filer]").count() == 1
     await page.locator("body[data-live=stream]").wait_for()
     assert await page.locator("#dead tr[data-filing]").count() == 1
     assert "DEAD-ABC" in await page.locator("#dead").inner_text()
@@ -245,4 +248,35 @@ async def test_ack_conflict_close_and_resend_ask_a_reason_and_are_audited(
     audit = [r async for r in gw.gateway.store.audit_rows()]
     reasons = {(r.filing_id, r.details.get("reason")) for r in audit if "reason" in r.details}
     assert {(fids[0], "seen in ACE"), (fids[1], "CBP asked again")} <= reasons
+    assert outside == []
+
+
+async def test_reload_button_applies_the_file_and_a_bad_one_changes_nothing(
+    tmp_path, start_gateway, receiver, browser
+):
+    """Reload (a token with scope admin) applies a changed file and lists the keys that
+    changed; a bad file is refused whole with the key named on the page; only the good
+    reload is audited, under the token's name."""
+    auth = auth_section()
+    auth["tokens"]["ops"]["scopes"].append("admin")
+    data = ace_config(tmp_path, receiver, auth=auth)
+    holder = {"data": data}
+    gw = await start_gateway(data, reload_from=lambda: config.parse_config(holder["data"], {}))
+    page, outside = await signed_in(browser, gw)
+    await page.locator("body[data-live=stream]").wait_for()
+    bad = copy.deepcopy(data)
+    bad["adapters"]["ace"]["concurrency"] = 0
+    holder["data"] = bad
+    await page.click("#reload-go")
+    await page.locator("#flash .error").filter(has_text="adapters.ace.concurrency").wait_for()
+    assert gw.gateway.reloader.reloads == 0
+    good = copy.deepcopy(data)
+    good["routes"] = [{"filing_types": ["isf"], "adapters": ["ace"]}]
+    holder["data"] = good
+    await page.click("#reload-go")
+    await page.locator("#reload-result li").filter(has_text="routes").first.wait_for()
+    assert gw.gateway.reloader.reloads == 1
+    assert gw.gateway.cfg.routes[0].filing_types == ["isf"]
+    audit = [r async for r in gw.gateway.store.audit_rows() if r.event == "config.reloaded"]
+    assert [r.actor for r in audit] == ["ops"]
     assert outside == []

@@ -108,9 +108,10 @@ def svg(title: str, lines: list[Series], start: int, end: int, *, unit: str = ""
     ]
     for t in _ticks(start, end):
         label = datetime.fromtimestamp(t * 60, UTC).strftime("%H:%M")
+        anchor = "end" if x(t) > WIDTH - 30 else "middle"  # the last label stays inside
         parts.append(
             f'<line x1="{x(t):.1f}" y1="{PAD_T}" x2="{x(t):.1f}" y2="{y(0):.1f}" class="grid"/>'
-            f'<text x="{x(t):.1f}" y="{HEIGHT - 5}" class="lbl" text-anchor="middle">'
+            f'<text x="{x(t):.1f}" y="{HEIGHT - 5}" class="lbl" text-anchor="{anchor}">'
             f"{label}</text>"
         )
     for s in lines:
@@ -204,8 +205,9 @@ class Charts:
             "throughput": svg(
                 "Accepted and delivered per minute",
                 [
-                    Series("accepted", _filled(accepted, start, end)),
-                    Series("delivered", _filled(delivered, start, end)),
+                    # up to the last whole minute: the current one would look like a fall
+                    Series("accepted", _filled(accepted, start, end - 1)),
+                    Series("delivered", _filled(delivered, start, end - 1)),
                 ],
                 start,
                 end,

@@ -1,5 +1,6 @@
-"""The operations dashboard (issue 7): server-rendered with Jinja2, refreshed by a small
-script of our own, no CDN and no build step.
+"""The operations dashboard (issues 7, 21): server-rendered with Jinja2, kept live by a
+small script of our own over server-sent events (``gateway.api.live``), with SVG charts
+drawn here (``gateway.api.charts``); no CDN, no build step, no chart library.
 
 Pages (``/``, ``/ui/``, ``/ui/filings/{id}``) are public shells: a browser cannot send a
 bearer header on navigation. Their figures come from fragments (``/ui/panels``,
@@ -25,7 +26,7 @@ from gateway import errors, models
 from gateway.api import charts, handlers, inbound, inputs, live, openapi, ops
 from gateway.store.base import ListFilter
 
-#: how often the page refreshes its panels
+#: how often the page polls its panels while the event stream is down
 REFRESH_MS = 3000
 #: rows in each list (dead, blocked, at risk)
 LIST_LIMIT = 50
@@ -112,7 +113,7 @@ def filer_of(request: web.Request) -> str | None:
 async def render_panels(app: web.Application, filer: str | None) -> str:
     """The dashboard's figures; with ``filer``, its lists show that filer's filings only."""
     service = app[handlers.SERVICE]
-    ov = await app[ops.MONITOR].overview()
+    ov = await app[ops.MONITOR].overview(filer=filer)
     codes = None if filer is None else (filer,)
 
     async def items(**flt: Any) -> list[models.FilingView]:

@@ -220,9 +220,9 @@ class Dispatcher:
             if claimed and any(self._free().values()):
                 continue
             timeout = scan
-            if not claimed:
-                timeout = await self._until_next_due(scan)
             pace = self.guard.wait_s(self.clock.now())
+            if not claimed and pace is None:  # waiting on tokens: no store read per wake-up
+                timeout = await self._until_next_due(scan)
             if pace is not None:
                 timeout = min(timeout, max(pace, 0.005))
             with anyio.move_on_after(timeout):
@@ -309,10 +309,13 @@ class Dispatcher:
 
     async def dispatch_once(self, sends: anyio.abc.TaskGroup) -> int:
         """Gate, claim what is due and free to go; start a send task for each. Returns count."""
-        limits = {n: min(free, self.cfg.gateway.claim_batch) for n, free in self._free().items()}
-        if not any(v > 0 for v in limits.values()):
-            return 0
         now = self.clock.now()
+        limits = {
+            n: 0 if self.guard.starved(n, now) else min(free, self.cfg.gateway.claim_batch)
+            for n, free in self._free().items()
+        }
+        if not any(v > 0 for v in limits.values()):  # a send's wake-up, tokens not back yet
+            return 0
         try:
             admissions = await self.guard.admit(now)
             limits = guard.limits_for(limits, admissions)

@@ -100,7 +100,14 @@ class Guard:
     async def admit(self, now: datetime) -> dict[str, Admission]:
         """Decide every adapter's gate; defer what a closed gate holds; return the limits."""
         try:
+            seen = self.announced
             self.announced, pauses = await self.store.controls(now=now)
+            # an outage gone since the last cycle (removed, or over): a cycle that read it
+            # just before its removal committed may have deferred what the removal had
+            # released, until the outage's recheck time; release that again
+            current = {o.id for o in self.announced}
+            for gone in (o for o in seen if o.id not in current):
+                await self.store.release_outage(gone, now=now)
             if any(not p.active_at(now) for p in pauses):
                 for p in await self.store.expire_pauses(now=now):
                     log.warning("control.resumed", pause_id=p.id, target=p.target, expired=True)
@@ -190,6 +197,11 @@ class Guard:
         if mode is Mode.BREAKER_PROBE:
             return self.breakers[adapter].start_probe(now)
         return None
+
+    def starved(self, adapter: str, now: datetime) -> bool:
+        """A paced adapter whose bucket holds less than a batch: nothing to claim yet."""
+        bucket = self.buckets.get(adapter)
+        return bucket is not None and bucket.available(now) < bucket.batch(PACE_BATCH_S)
 
     def wait_s(self, now: datetime) -> float | None:
         """Seconds until a paced adapter may send a batch again (``PACE_BATCH_S`` of its

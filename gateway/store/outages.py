@@ -82,16 +82,22 @@ def remove_outage(cx: Cx, outage_id: str, *, actor: Actor, now: datetime) -> Bod
     now_us = rows.us(now)
     yield q("run", "outage_remove", now_us, actor.name, outage_id)
     o = rows.outage(row).model_copy(update={"removed_at": now})
-    # what it deferred may go at once; anything still held is deferred again by the gate
-    if o.adapter is not None:
-        released = yield q("run", "outage_release_adapter", now_us, o.adapter)
-    else:
-        assert o.environment is not None  # the CHECK constraint: one of the two
-        released = yield q("run", "outage_release_environment", now_us, o.environment.value)
+    released = yield from release_outage(cx, o, now=now)
     details = {**events.outage_details(o), "released_deliveries": released}
     notify = "outage_removed" if released else None
     yield from record(cx, now, actor, "outage.removed", details, notify=notify)
     return o
+
+
+def release_outage(cx: Cx, o: outages.Outage, *, now: datetime) -> Body[int]:
+    """What an outage deferred may go at once (it was removed, or a guard that read it
+    before its removal committed deferred again since): a gate still closed defers it
+    again on its next cycle."""
+    now_us = rows.us(now)
+    if o.adapter is not None:
+        return int((yield q("run", "outage_release_adapter", now_us, o.adapter)))
+    assert o.environment is not None  # the CHECK constraint: one of the two
+    return int((yield q("run", "outage_release_environment", now_us, o.environment.value)))
 
 
 def defer_held(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import structlog
 
@@ -247,3 +247,33 @@ async def test_http_503_without_retry_after_stays_transient_and_spends_an_attemp
     await live.advance(2)
     body = await live.wait_status(filing["id"], "delivered")
     assert body["deliveries"][0]["attempts"] == 2
+
+
+async def test_an_outage_removed_while_a_cycle_reads_it_does_not_hold_until_its_recheck(
+    tmp_path, live_gateway, monkeypatch
+):
+    """A dispatcher cycle that read the outage list just before a removal committed defers
+    again what the removal had released, until the outage's recheck (an hour on). The next
+    cycle sees the outage gone and releases it again: the filing goes out at once, not an
+    hour later. (The stale read is injected; under load it happens on its own.)"""
+    live = await live_gateway(outage_config(tmp_path))
+    _, outage = await live.call("POST", "/v1/outages", {"environment": "production"})
+    _, filing = await live.call("POST", "/v1/filings", event("BOL-1"))
+    await live.wait_status(filing["id"], "deferred")
+    store = live.gateway.store
+    stale = await store.controls(now=live.clock.now())
+    real = store.controls
+    hold = {"stale": True}
+
+    async def controls(*, now):
+        return stale if hold["stale"] else await real(now=now)
+
+    monkeypatch.setattr(store, "controls", controls)
+    status, _ = await live.call("DELETE", f"/v1/outages/{outage['id']}")
+    assert status == 200
+    await live.advance(0)  # whole cycles on the stale list: deferred again for the recheck
+    body = await live.wait_status(filing["id"], "deferred")
+    recheck = datetime.fromisoformat(body["deliveries"][0]["next_attempt_at"])
+    assert recheck - live.clock.now() > timedelta(minutes=30), body
+    hold["stale"] = False
+    await live.wait_status(filing["id"], "delivered", timeout=10)

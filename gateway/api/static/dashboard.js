@@ -262,6 +262,25 @@
     });
   }
 
+  // reload (issue 21): the config file the gateway started with, checked whole first
+  var reloadGo = document.getElementById("reload-go");
+  if (reloadGo) {
+    reloadGo.addEventListener("click", async function () {
+      var list = document.getElementById("reload-result");
+      list.replaceChildren();
+      try {
+        var r = await api("POST", "/v1/admin/reload");
+        flash("config reloaded: " + r.changes.length + " change(s)");
+        r.changes.forEach(function (c) {
+          var li = document.createElement("li");
+          li.textContent = c.key;
+          list.appendChild(li);
+        });
+      } catch (e) { flash(e.message, true); }
+      changed();
+    });
+  }
+
   // a reason for the audit trail, asked for before each action that needs one
   function reasonFor(what) {
     var r = window.prompt("Reason for " + what + " (goes into the audit trail)");
