@@ -77,7 +77,7 @@ async def test_removing_an_announced_outage_resumes_sending_at_once(tmp_path, li
     status, removed = await live.call("DELETE", f"/v1/outages/{outage['id']}")
     assert status == 200
     assert removed["removed_at"] is not None
-    await live.wait_status(filing["id"], "delivered", timeout=3)
+    await live.wait_status(filing["id"], "delivered", timeout=30)
     status, _ = await live.call("DELETE", f"/v1/outages/{outage['id']}")
     assert status == 409
     events = audit_events(tmp_path)
