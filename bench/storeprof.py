@@ -34,17 +34,17 @@ from bench import procs
 from bench.profile import BODY
 
 try:  # the one store (issue 17)
+    from gateway import values as shapes
     from gateway.rules import normalize
-    from gateway.store import base
     from gateway.store.open import open_store
 except ImportError:  # the old main
     from gateway import normalize  # type: ignore[attr-defined,no-redef]
-    from gateway.store import base
+    from gateway.store import base as shapes  # type: ignore[no-redef]
     from gateway.store.base import open_store  # type: ignore[attr-defined,no-redef]
 from gateway import ids, models
 
 
-def filings(n: int, tag: str) -> list[base.NewFiling]:
+def filings(n: int, tag: str) -> list[shapes.NewFiling]:
     out = []
     for i in range(n):
         text = BODY % (i, i, i)
@@ -52,7 +52,7 @@ def filings(n: int, tag: str) -> list[base.NewFiling]:
         f = normalize.normalize(
             event, filing_id=ids.new_id("fil"), received_at=datetime.now(UTC), source="api"
         )
-        out.append(base.NewFiling(filing=f, adapters=["noop"]))
+        out.append(shapes.NewFiling(filing=f, adapters=["noop"]))
     return out
 
 
@@ -62,7 +62,7 @@ async def one_round(url: str, n: int, callers: int, prof: cProfile.Profile | Non
     try:
         await store.migrate()
         items = filings(n, str(time.monotonic_ns()))
-        actor = base.Actor(name="bench")
+        actor = shapes.Actor(name="bench")
         db = procs.PgCpu(url.rsplit("/", 1)[1]) if url.startswith("postgresql") else None
         todo = iter(items)
 

@@ -33,8 +33,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from gateway import errors, models
-from gateway.store import base
+from gateway import errors, models, values
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -56,7 +55,7 @@ class QueueCollector(Collector):
         #: a filer code's label (``Metrics.filer_label``: bounded)
         self.label = label
         self._filers: Mapping[str, Mapping[str, int]] = {}
-        self._stats: base.QueueStats | None = None
+        self._stats: values.QueueStats | None = None
         self._status: Mapping[str, Mapping[str, Any]] = {}
         self._acks: Mapping[str, int] | None = None
         self._now: datetime | None = None
@@ -64,7 +63,7 @@ class QueueCollector(Collector):
 
     def update(
         self,
-        stats: base.QueueStats,
+        stats: values.QueueStats,
         *,
         taken_at: datetime,
         now: datetime,

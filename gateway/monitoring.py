@@ -18,7 +18,7 @@ from typing import Any
 import anyio
 import structlog
 
-from gateway import config, models, service
+from gateway import config, models, service, values
 from gateway.clock import Clock
 from gateway.store import base
 
@@ -35,7 +35,7 @@ CHECK_TIMEOUT_S = 2.0
 class Snapshot:
     """The shared figures at one moment, as read from the store."""
 
-    stats: base.QueueStats
+    stats: values.QueueStats
     taken_at: datetime
     health: dict[str, dict[str, Any]]
     acks: Mapping[str, int] | None = None

@@ -111,7 +111,7 @@ MODULES = {module_name(p) for p in sources()}
 
 
 def target(name: str) -> str | None:
-    """The project module an imported name lives in (``gateway.store.base.Claim`` →
+    """The project module an imported name lives in (``gateway.store.values.Claim`` →
     ``gateway.store.base``)."""
     while name and name not in MODULES:
         name = name.rpartition(".")[0]

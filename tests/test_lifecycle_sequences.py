@@ -9,9 +9,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from gateway import ids, models
+from gateway import ids, models, values
 from gateway.rules import normalize
-from gateway.store import base
 from tests.conftest import Receiver, base_config
 
 
@@ -174,7 +173,7 @@ async def _accept_raw(gw: Any, reference: str, content_type: str) -> str:
         received_at=gw.gateway.clock.now(),
     ).model_copy(update={"content_type": content_type})
     [result] = await gw.gateway.store.accept(
-        [base.NewFiling(filing, ["ace"])], actor=base.SYSTEM, now=gw.gateway.clock.now()
+        [values.NewFiling(filing, ["ace"])], actor=values.SYSTEM, now=gw.gateway.clock.now()
     )
     gw.gateway.dispatcher.wake()
     return result.filing_id

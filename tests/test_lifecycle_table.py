@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway import config, models
+from gateway import config, models, values
 from gateway.rules import acks as ackrules
 from gateway.rules import lifecycle
-from gateway.store import base, fragments
+from gateway.store import fragments
 from tests.conftest import base_config
 
 S = models.DeliveryState
@@ -59,8 +59,10 @@ def test_store_state_sets_are_the_tables() -> None:
     """The SQL state sets the stores filter on are read off the table (or agree with it)."""
     claimable = set(lifecycle.sources(E.CLAIMED))
     assert claimable == set(re.findall(r"'(\w+)'", fragments.COMMON["claimable"]))
-    assert set(base.BULK_FROM["cancel"]) == {s.value for s in lifecycle.sources(E.OPERATOR_CANCEL)}
-    assert "in_flight" not in base.BULK_FROM["cancel"]
+    assert set(values.BULK_FROM["cancel"]) == {
+        s.value for s in lifecycle.sources(E.OPERATOR_CANCEL)
+    }
+    assert "in_flight" not in values.BULK_FROM["cancel"]
     assert set(re.findall(r"'(\w+)'", fragments.COMMON["resend_from"])) == {
         "delivered",
         "acknowledged",
@@ -85,8 +87,8 @@ def rules(tmp_path: Path) -> ackrules.Rules:
     return ackrules.Rules(config.parse_config(data, {}))
 
 
-def target(state: S, attempts: int = 1, answers: int | None = None) -> base.AckTarget:
-    return base.AckTarget(
+def target(state: S, attempts: int = 1, answers: int | None = None) -> ackrules.AckTarget:
+    return ackrules.AckTarget(
         delivery_id="dlv_1",
         filing_id="fil_1",
         adapter="outbox",

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gateway import errors
 from gateway.api import handlers
-from gateway.store.base import Actor
+from gateway.values import Actor
 
 
 class ConfigChange(BaseModel):

@@ -24,7 +24,7 @@ from markupsafe import escape
 
 from gateway import errors, models
 from gateway.api import charts, handlers, inbound, inputs, live, openapi, ops
-from gateway.store.base import ListFilter
+from gateway.values import ListFilter
 
 #: how often the page polls its panels while the event stream is down
 REFRESH_MS = 3000

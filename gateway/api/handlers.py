@@ -24,7 +24,7 @@ from gateway.api.errors import DEFAULT_RETRY_AFTER_S, REQUEST_ID, validation_det
 from gateway.encoding import jsonio
 from gateway.rules import outages
 from gateway.service import Inbound, Service, Submitted
-from gateway.store.base import Actor, ListFilter
+from gateway.values import Actor, ListFilter
 
 SERVICE = web.AppKey("service", Service)
 AUTH = web.AppKey("authenticator", auth.Authenticator)

@@ -19,7 +19,7 @@ from pydantic import (
 
 from gateway import metrics, models, monitoring
 from gateway.api import handlers, inputs
-from gateway.store.base import BulkFilter
+from gateway.values import BulkFilter
 
 MONITOR = web.AppKey("monitor", monitoring.Monitor)
 METRICS = web.AppKey("metrics", metrics.Metrics)

@@ -13,7 +13,7 @@ from typing import Any, TextIO
 
 import anyio
 
-from gateway import config
+from gateway import config, values
 from gateway.audit import checkpoints
 from gateway.audit import export as audit_export
 from gateway.audit import verify as audit_verify
@@ -124,7 +124,7 @@ async def _filings_of(store: base.Store, reference: str) -> set[str]:
     cursor = None
     while True:
         page = await store.list_filings(
-            base.ListFilter(reference=reference), limit=500, cursor=cursor
+            values.ListFilter(reference=reference), limit=500, cursor=cursor
         )
         found |= {item.id for item in page.items}
         if not page.next_cursor:

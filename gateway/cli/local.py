@@ -74,15 +74,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_migrate(args: argparse.Namespace) -> int:
     cfg = load(args)
     from gateway.cli import progress as cli_progress
-    from gateway.store import base
     from gateway.store import open as store_open
+    from gateway.store import schema
 
     async def _run() -> tuple[int, int]:
         store = store_open.open_store(cfg.gateway.store)
         await store.open()
         try:
             before = await store.schema_version()
-            with cli_progress.Spinner(f"migrating v{before} → v{base.SCHEMA_VERSION}"):
+            with cli_progress.Spinner(f"migrating v{before} → v{schema.SCHEMA_VERSION}"):
                 return before, await store.migrate()
         finally:
             await store.close()
@@ -95,10 +95,10 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 async def require_migrated(store: Any) -> None:
     """Refuse a local command on a database whose schema is not this gateway's version."""
-    from gateway.store import base
+    from gateway.store import schema
 
     version = await store.schema_version()
-    if version != base.SCHEMA_VERSION:
+    if version != schema.SCHEMA_VERSION:
         raise errors.StoreError(
             f"the database schema is v{version}; run `edi-gateway migrate` first"
         )

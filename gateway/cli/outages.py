@@ -18,8 +18,8 @@ import anyio
 
 from gateway import config, errors, models, service
 from gateway.cli import client
-from gateway.store import base
 from gateway.store import open as store_open
+from gateway.store import schema
 
 EXIT_OK, EXIT_USAGE = 0, 2
 
@@ -153,7 +153,7 @@ def _announced(
         store = store_open.open_store(url)
         await store.open()
         try:
-            if await store.schema_version() < base.SCHEMA_VERSION:
+            if await store.schema_version() < schema.SCHEMA_VERSION:
                 return []
             return [o.model_dump(mode="json") for o in await store.list_outages(now=now)]
         finally:

@@ -13,7 +13,7 @@ from typing import Any
 
 import anyio
 
-from gateway import config
+from gateway import config, values
 from gateway.audit import chain as audit
 from gateway.audit import checkpoints
 from gateway.audit import export as audit_export
@@ -44,7 +44,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     assert key is not None
     directory = checkpoints.CheckpointDir(checkpoints.directory(cfg), key=key)
 
-    async def _run() -> tuple[audit.VerifyResult, base.PruneResult | None]:
+    async def _run() -> tuple[audit.VerifyResult, values.PruneResult | None]:
         store = store_open.open_store(cfg.gateway.store)
         await store.open()
         try:
@@ -56,7 +56,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
             checked, _ = await audit_verify.walk(store, ev.signed)
             if not checked.ok:
                 return checked, None
-            actor = base.Actor(name=f"cli:{getpass.getuser()}")
+            actor = values.Actor(name=f"cli:{getpass.getuser()}")
             pruned = await store.prune_audit(before=args.before, actor=actor, now=now)
             await _sign_after_prune(store, directory, ev.chain, cfg.gateway.store, now, pruned)
             return checked, pruned
@@ -99,7 +99,7 @@ async def _sign_after_prune(
     chain: str | None,
     store_url: str,
     now: datetime,
-    pruned: base.PruneResult,
+    pruned: values.PruneResult,
 ) -> None:
     """Record the prune (so the chain keeps its id without its row 1), then sign the head."""
     if chain is None:

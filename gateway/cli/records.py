@@ -20,7 +20,7 @@ from typing import Any
 
 import anyio
 
-from gateway import config, errors
+from gateway import config, errors, values
 from gateway.audit import redact
 from gateway.cli.audit import when
 from gateway.cli.client import EXIT_FAILED, EXIT_NOT_FOUND, EXIT_OK, EXIT_REFUSED
@@ -29,7 +29,6 @@ from gateway.clock import SystemClock
 from gateway.records import errors as rerrors
 from gateway.service import sealing
 from gateway.service.records import Records, Search
-from gateway.store import base
 from gateway.store import open as store_open
 
 #: ``records search`` flags → search fields
@@ -126,8 +125,8 @@ async def _on_records(
         await store.close()
 
 
-def _actor() -> base.Actor:
-    return base.Actor(name=f"cli:{getpass.getuser()}")
+def _actor() -> values.Actor:
+    return values.Actor(name=f"cli:{getpass.getuser()}")
 
 
 def _out(args: argparse.Namespace, data: Any, human: str) -> None:

@@ -32,7 +32,8 @@ from gateway import config, errors, models
 from gateway.clock import Clock
 from gateway.delivery import tracing
 from gateway.rules import acks as ackrules
-from gateway.store.base import Actor, Store
+from gateway.store.base import Store
+from gateway.values import Actor
 
 if TYPE_CHECKING:
     from gateway.delivery import spans

@@ -28,7 +28,8 @@ from gateway import config, errors
 from gateway.clock import Clock
 from gateway.delivery import ssrf, tracing
 from gateway.rules import retry
-from gateway.store.base import CallbackClaim, Store
+from gateway.store.base import Store
+from gateway.values import CallbackClaim
 
 if TYPE_CHECKING:
     from gateway.delivery import spans

@@ -48,7 +48,8 @@ from gateway.delivery import guard, tracing
 from gateway.encoding import codec, x12
 from gateway.rules import acks as ackrules
 from gateway.rules import retry
-from gateway.store.base import Claim, Store
+from gateway.store.base import Store
+from gateway.values import Claim
 
 if TYPE_CHECKING:
     from gateway.delivery import spans

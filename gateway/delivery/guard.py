@@ -25,9 +25,8 @@ from typing import Any
 
 import structlog
 
-from gateway import config, errors, models
+from gateway import config, errors, models, values
 from gateway.rules import breaker, outages, pacing
-from gateway.store import base
 from gateway.store.base import Store
 
 log = structlog.get_logger("gateway.rules.outages")
@@ -254,7 +253,7 @@ class Guard:
         log.warning("adapter.breaker", **details)
         try:
             await self.store.append_audit(
-                f"adapter.breaker_{t.new.value}", actor=base.SYSTEM, now=now, details=details
+                f"adapter.breaker_{t.new.value}", actor=values.SYSTEM, now=now, details=details
             )
         except errors.StoreError as exc:
             log.error("adapter.breaker_audit_failed", adapter=adapter, error=str(exc))
@@ -287,24 +286,26 @@ class Guard:
             }
         return out
 
-    def risk_windows(self, now: datetime, horizon: timedelta) -> list[base.RiskWindow]:
+    def risk_windows(self, now: datetime, horizon: timedelta) -> list[values.RiskWindow]:
         """Known outages ahead: hold windows, announced outages, open breakers, and
         paused adapters (a paused filing type is not one: the store's check has no type)."""
-        out: list[base.RiskWindow] = []
+        out: list[values.RiskWindow] = []
         for name, sched in self.schedules.items():
             for w in sched.windows(now, now + horizon):
                 if w.policy is outages.Policy.HOLD:
-                    out.append(base.RiskWindow(w.start, w.end, f"hold window ({w.calendar})", name))
+                    out.append(
+                        values.RiskWindow(w.start, w.end, f"hold window ({w.calendar})", name)
+                    )
             until = self.breakers[name].blocked_until(now)
             if until is not None:
-                out.append(base.RiskWindow(now, until, "circuit breaker open", name))
+                out.append(values.RiskWindow(now, until, "circuit breaker open", name))
         far = now + horizon
         for p in self.pauses:  # a paused adapter sends nothing until it is resumed
             if p.adapter is not None and p.filing_type is None and p.active_at(now):
-                out.append(base.RiskWindow(now, p.ends_at or far, f"paused ({p.id})", p.adapter))
+                out.append(values.RiskWindow(now, p.ends_at or far, f"paused ({p.id})", p.adapter))
         for o in self.announced:
             out.append(
-                base.RiskWindow(
+                values.RiskWindow(
                     o.starts_at,
                     o.ends_at or far,
                     f"announced outage {o.id}",

@@ -24,7 +24,7 @@ from gateway.encoding import jsonio
 from gateway.inbound import cloudevents
 from gateway.inbound.normalizers import EventContext, Source, Sources
 from gateway.service import Inbound, Service, Submitted
-from gateway.store.base import Actor
+from gateway.values import Actor
 
 log = structlog.get_logger("gateway.inbound")
 

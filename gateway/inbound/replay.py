@@ -24,7 +24,7 @@ from typing import Any
 from gateway import errors, models
 from gateway.inbound import intake as intake_mod
 from gateway.service import Submitted
-from gateway.store.base import Actor
+from gateway.values import Actor
 
 
 class ReplayOutcome(StrEnum):

@@ -25,7 +25,7 @@ from gateway.inbound import consumers
 from gateway.server import reload, trail
 from gateway.server.parts import Parts
 from gateway.server.workers import WORKER_PORT_ENV, Workers, worker_command
-from gateway.store import base
+from gateway.store import schema
 
 log = structlog.get_logger("gateway.server")
 
@@ -50,10 +50,10 @@ class Gateway(Parts):
             if migrate:
                 await self.store.migrate()
             version = await self.store.schema_version()
-            if version != base.SCHEMA_VERSION:
+            if version != schema.SCHEMA_VERSION:
                 raise errors.StoreError(
                     f"the database schema is v{version}; this gateway needs "
-                    f"v{base.SCHEMA_VERSION}: run `edi-gateway migrate`"
+                    f"v{schema.SCHEMA_VERSION}: run `edi-gateway migrate`"
                 )
             for name, adapter in self.adapters.items():
                 try:

@@ -28,13 +28,12 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import structlog
 
-from gateway import config, errors, registry
+from gateway import config, errors, registry, values
 from gateway.api import auth
 from gateway.audit import redact
 from gateway.delivery import callbacks
 from gateway.rules import acks as ackrules
 from gateway.server import trail
-from gateway.store import base
 
 if TYPE_CHECKING:
     from gateway.server.parts import Parts
@@ -71,9 +70,9 @@ def diff(old: config.Config, new: config.Config, redactor: redact.Redactor) -> l
             continue
         leaf = key.rpartition(".")[2]
         entry: dict[str, Any] = {"key": key}
-        for side, values in (("from", before), ("to", after)):
-            if key in values:
-                shown = redactor.value({leaf: values[key]})[leaf]
+        for side, found in (("from", before), ("to", after)):
+            if key in found:
+                shown = redactor.value({leaf: found[key]})[leaf]
                 entry[side] = redact.MASK if leaf in _HIDDEN_LEAVES else shown
         out.append(entry)
     return out
@@ -120,7 +119,7 @@ class Reloader:
         self._lock = anyio.Lock()
         self.reloads = 0
 
-    async def reload(self, *, actor: base.Actor = base.SYSTEM) -> dict[str, Any]:
+    async def reload(self, *, actor: values.Actor = values.SYSTEM) -> dict[str, Any]:
         """Read, check and apply the config; ``errors.ConfigError`` (with ``key``) if refused."""
         async with self._lock:
             try:
@@ -129,7 +128,7 @@ class Reloader:
                 log.error("config.reload_refused", key=exc.key, error=str(exc), actor=actor.name)
                 raise
 
-    async def _reload(self, actor: base.Actor) -> dict[str, Any]:
+    async def _reload(self, actor: values.Actor) -> dict[str, Any]:
         p = self.parts
         if self.source is None:
             raise errors.Refused(

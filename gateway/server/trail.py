@@ -11,11 +11,10 @@ from collections.abc import Iterable
 import anyio
 import structlog
 
-from gateway import config, errors
+from gateway import config, errors, values
 from gateway.audit import chain as audit
 from gateway.audit import checkpoints
 from gateway.clock import Clock
-from gateway.store import base
 from gateway.store.base import Store
 
 log = structlog.get_logger("gateway.server")
@@ -33,13 +32,13 @@ async def record_start(
     """The two rows a start writes: who started with which adapters, and which config."""
     await store.append_audit(
         "gateway.started",
-        actor=base.SYSTEM,
+        actor=values.SYSTEM,
         now=clock.now(),
         details={"owner": owner, "listen": cfg.gateway.listen, "adapters": sorted(adapters)},
     )
     await store.append_audit(
         "config.loaded",
-        actor=base.SYSTEM,
+        actor=values.SYSTEM,
         now=clock.now(),
         details={
             "config_sha256": config_hash(cfg),
@@ -54,7 +53,7 @@ async def record_stop(store: Store, clock: Clock, *, owner: str) -> None:
     """``gateway.stopped``; a store that is gone by now is logged, not raised."""
     try:
         await store.append_audit(
-            "gateway.stopped", actor=base.SYSTEM, now=clock.now(), details={"owner": owner}
+            "gateway.stopped", actor=values.SYSTEM, now=clock.now(), details={"owner": owner}
         )
     except errors.StoreError as exc:
         log.warning("gateway.stop_audit_failed", error=str(exc))

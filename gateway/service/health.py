@@ -8,7 +8,7 @@ from typing import Any
 
 from gateway import errors
 from gateway.service.core import ServiceCore
-from gateway.store import base
+from gateway.store import schema
 
 
 class Health(ServiceCore):
@@ -50,8 +50,8 @@ class Health(ServiceCore):
             version = await self.store.schema_version()
             checks["migrations"] = (
                 "ok"
-                if version >= base.SCHEMA_VERSION
-                else f"behind: database at v{version}, this gateway needs v{base.SCHEMA_VERSION}"
+                if version >= schema.SCHEMA_VERSION
+                else f"behind: database at v{version}, this gateway needs v{schema.SCHEMA_VERSION}"
             )
         except errors.StoreError as exc:
             checks["store"] = f"failing: {exc}"

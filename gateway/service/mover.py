@@ -36,7 +36,7 @@ from typing import Any
 import anyio
 import structlog
 
-from gateway import errors
+from gateway import errors, values
 from gateway.records import retention, segment
 from gateway.service.records import Records, facts
 from gateway.store import archive, base
@@ -46,7 +46,7 @@ log = structlog.get_logger("gateway.records")
 CRASH_ENV = "EDIGW_RECORDS_CRASH_AT"
 #: PostgreSQL session advisory lock of the mover ('edgw', 3)
 LOCK_MOVER = (0x6564_6777, 3)
-ACTOR = base.Actor(name="records-mover")
+ACTOR = values.Actor(name="records-mover")
 
 
 def _crash(point: str) -> None:

@@ -7,11 +7,10 @@ import builtins
 
 import structlog
 
-from gateway import errors, models
+from gateway import errors, models, values
 from gateway.audit import chain as audit
 from gateway.service.core import MAX_PAGE, ServiceCore
-from gateway.store import base
-from gateway.store.base import Actor
+from gateway.values import Actor
 
 log = structlog.get_logger("gateway.service")
 
@@ -26,7 +25,7 @@ class Operating(ServiceCore):
         return view
 
     async def list(
-        self, flt: base.ListFilter, *, limit: int = 50, cursor: str | None = None
+        self, flt: values.ListFilter, *, limit: int = 50, cursor: str | None = None
     ) -> models.Page:
         return await self.store.list_filings(flt, limit=max(1, min(limit, MAX_PAGE)), cursor=cursor)
 
@@ -55,16 +54,16 @@ class Operating(ServiceCore):
     async def bulk(
         self,
         action: str,
-        flt: base.BulkFilter,
+        flt: values.BulkFilter,
         *,
         actor: Actor,
         reason: str,
         dry_run: bool = False,
         limit: int = 100,
-    ) -> base.BulkResult:
+    ) -> values.BulkResult:
         """Retry or cancel up to ``limit`` matching deliveries (issue 7); audited with
         ``reason``. A dry run changes nothing and says how many match."""
-        if action not in base.BULK_FROM:
+        if action not in values.BULK_FROM:
             raise errors.InvalidInput(f"unknown bulk action {action!r}")
         if not dry_run and not reason.strip():
             raise errors.InvalidInput(

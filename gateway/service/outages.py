@@ -10,11 +10,10 @@ from typing import Any
 
 import structlog
 
-from gateway import config, errors, models
+from gateway import config, errors, models, values
 from gateway.rules import outages
 from gateway.service.core import ServiceCore
-from gateway.store import base
-from gateway.store.base import Actor
+from gateway.values import Actor
 
 log = structlog.get_logger("gateway.service")
 
@@ -102,7 +101,7 @@ def _pause_log(p: outages.Pause) -> dict[str, Any]:
 _RULES: dict[int, tuple[config.Config, outages.TypeRules]] = {}
 
 
-def refuse_in_window(cfg: config.Config, new: base.NewFiling, now: datetime) -> None:
+def refuse_in_window(cfg: config.Config, new: values.NewFiling, now: datetime) -> None:
     """409 when a calendar window in force refuses this filing type on a routed adapter."""
     cached = _RULES.get(id(cfg))
     if cached is None or cached[0] is not cfg:

@@ -21,7 +21,7 @@ from typing import Any
 
 import anyio
 
-from gateway import config, errors, models
+from gateway import config, errors, models, values
 from gateway.clock import Clock
 from gateway.records import crypto, extract, index, retention, segment, storage, verify
 from gateway.records import errors as rerrors
@@ -219,7 +219,7 @@ class Records:
     async def _live(self, s: Search, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
         """Matches among live filings, a listing page at a time; (items, listing cursor)."""
         try:
-            flt = base.ListFilter(
+            flt = values.ListFilter(
                 status=None if s.state is None else models.FilingStatus(s.state),
                 filing_type=None if s.filing_type is None else models.FilingType(s.filing_type),
                 environment=None if s.environment is None else models.Environment(s.environment),
@@ -289,7 +289,7 @@ class Records:
     # --- restore, holds, verify, purge ------------------------------------------------------
 
     async def restore(
-        self, filing_id: str, *, reason: str, actor: base.Actor, visible: Visible | None = None
+        self, filing_id: str, *, reason: str, actor: values.Actor, visible: Visible | None = None
     ) -> dict[str, Any]:
         if not reason.strip():
             raise rerrors.BadQuery("say why (it goes into the audit trail)", field="reason")
@@ -301,7 +301,7 @@ class Records:
         await self.store.archive_restore(rec, name, reason, actor, self.clock.now())
         return {"id": filing_id, "restored_from": name, "reason": reason}
 
-    async def place_hold(self, kind: str, value: str, reason: str, actor: base.Actor) -> str:
+    async def place_hold(self, kind: str, value: str, reason: str, actor: values.Actor) -> str:
         if kind not in set(retention.HoldKind):
             known = ", ".join(retention.HoldKind)
             raise rerrors.BadQuery(f"one of {known}", field="kind")
@@ -309,7 +309,7 @@ class Records:
             raise rerrors.BadQuery("required", field="value" if not value.strip() else "reason")
         return str(await self.store.place_hold(kind, value, reason, actor, self.clock.now()))
 
-    async def release_hold(self, hold_id: str, reason: str, actor: base.Actor) -> None:
+    async def release_hold(self, hold_id: str, reason: str, actor: values.Actor) -> None:
         await self.store.release_hold(hold_id, reason, actor, self.clock.now())
 
     async def holds(self) -> list[dict[str, Any]]:
@@ -348,7 +348,7 @@ class Records:
                 )
         return report
 
-    async def purge(self, *, dry_run: bool, actor: base.Actor) -> list[dict[str, Any]]:
+    async def purge(self, *, dry_run: bool, actor: values.Actor) -> list[dict[str, Any]]:
         """Segments whose every record is past retention and not held: listed (dry run),
         or marked purged (audited), deleted and taken out of the index."""
         store, idx = self.archive()

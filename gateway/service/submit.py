@@ -9,13 +9,12 @@ from collections.abc import Iterator, Sequence
 
 import structlog
 
-from gateway import errors, ids
+from gateway import errors, ids, values
 from gateway.delivery import tracing
 from gateway.rules import normalize, router
 from gateway.service import outages
 from gateway.service.core import Inbound, ServiceCore, Submitted
-from gateway.store import base
-from gateway.store.base import Actor
+from gateway.values import Actor
 
 log = structlog.get_logger("gateway.service")
 
@@ -23,7 +22,7 @@ log = structlog.get_logger("gateway.service")
 class Submitting(ServiceCore):
     """Filings in."""
 
-    def prepare(self, item: Inbound) -> base.NewFiling:
+    def prepare(self, item: Inbound) -> values.NewFiling:
         """Normalize and route one event (pure; raises InvalidInput / Unroutable)."""
         filing = normalize.normalize(
             item.event,
@@ -34,7 +33,7 @@ class Submitting(ServiceCore):
             source_event_id=item.source_event_id,
         )
         filing = tracing.stamp(filing)  # the accepting span's context, when tracing
-        new = base.NewFiling(filing=filing, adapters=router.route(filing, self.cfg.routes))
+        new = values.NewFiling(filing=filing, adapters=router.route(filing, self.cfg.routes))
         outages.refuse_in_window(self.cfg, new, filing.received_at)  # 409 in such a window
         return new
 
@@ -80,7 +79,7 @@ class Submitting(ServiceCore):
         self, items: Sequence[Inbound | errors.GatewayError], *, actor: Actor
     ) -> list[Submitted | errors.GatewayError]:
         out: list[Submitted | errors.GatewayError | None] = [None] * len(items)
-        prepared: list[tuple[int, base.NewFiling]] = []
+        prepared: list[tuple[int, values.NewFiling]] = []
         for i, item in enumerate(items):
             if isinstance(item, errors.GatewayError):
                 out[i] = item
@@ -105,7 +104,7 @@ class Submitting(ServiceCore):
         if item.event.callback_url is not None:
             await self.check_callback(item.event.callback_url)
 
-    async def _finish(self, result: base.AcceptResult, prepared: base.NewFiling) -> Submitted:
+    async def _finish(self, result: values.AcceptResult, prepared: values.NewFiling) -> Submitted:
         if result.error is not None:
             raise result.error
         view = result.view or await self.store.get_filing(result.filing_id)

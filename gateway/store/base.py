@@ -18,8 +18,6 @@ from datetime import datetime
 from typing import Any
 
 from gateway.audit import chain as audit
-from gateway.rules.acks import AckDecision as AckDecision
-from gateway.rules.acks import AckTarget as AckTarget
 from gateway.store import (
     acks,
     actions,
@@ -37,22 +35,7 @@ from gateway.store import (
 )
 from gateway.store.complete import Completion, complete_many
 from gateway.store.sansio import read, snapshot, write
-from gateway.store.schema import SCHEMA_VERSION as SCHEMA_VERSION
-from gateway.values import BULK_FROM as BULK_FROM
-from gateway.values import SYSTEM as SYSTEM
-from gateway.values import AcceptResult as AcceptResult
-from gateway.values import Action
-from gateway.values import Actor as Actor
-from gateway.values import BulkFilter as BulkFilter
-from gateway.values import BulkResult as BulkResult
-from gateway.values import CallbackClaim as CallbackClaim
-from gateway.values import Claim as Claim
-from gateway.values import Controls as Controls
-from gateway.values import ListFilter as ListFilter
-from gateway.values import NewFiling as NewFiling
-from gateway.values import PruneResult as PruneResult
-from gateway.values import QueueStats as QueueStats
-from gateway.values import RiskWindow as RiskWindow
+from gateway.values import AcceptResult, Action, Actor, Claim, NewFiling
 
 
 class Store(dispatch.DispatchStore):

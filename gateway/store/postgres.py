@@ -39,11 +39,11 @@ import asyncpg
 import structlog
 import tenacity
 
-from gateway import errors, models
+from gateway import errors, models, values
 from gateway.audit import redact
 from gateway.store import base, coalesce, reads, sansio
 from gateway.store.accept import AcceptCall, accept_many, results
-from gateway.store.base import Actor
+from gateway.values import Actor
 
 T = TypeVar("T")
 log = structlog.get_logger("gateway.store.postgres")
@@ -129,7 +129,7 @@ class PostgresStore(base.Store):
         }
         self.retry_s = retry_s
         self._pool: asyncpg.Pool | None = None
-        self._accepts: coalesce.Coalescer[AcceptCall, list[base.AcceptResult]]
+        self._accepts: coalesce.Coalescer[AcceptCall, list[values.AcceptResult]]
         self._accepts = coalesce.Coalescer(self._accept_batch, max_batch=GROUP_MAX)
         self._gets: coalesce.Coalescer[str, models.FilingView | None]
         self._gets = coalesce.Coalescer(self._get_batch, max_batch=GROUP_MAX)
@@ -221,8 +221,8 @@ class PostgresStore(base.Store):
     # --- accept, complete (the rest of dispatch: ``dispatch.DispatchStore``) --------------
 
     async def accept(
-        self, items: Sequence[base.NewFiling], *, actor: Actor, now: datetime
-    ) -> list[base.AcceptResult]:
+        self, items: Sequence[values.NewFiling], *, actor: Actor, now: datetime
+    ) -> list[values.AcceptResult]:
         return await self._accepts.submit(AcceptCall(list(items), actor, now))
 
     async def _accept_batch(self, calls: list[AcceptCall]) -> list[coalesce.Outcome]:

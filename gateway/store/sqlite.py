@@ -21,11 +21,11 @@ from typing import Any, TypeVar
 
 import tenacity
 
-from gateway import errors
+from gateway import errors, values
 from gateway.audit import redact
 from gateway.store import base, sansio, sqlite_conn
 from gateway.store.accept import AcceptCall, accept_many, results
-from gateway.store.base import Actor
+from gateway.values import Actor
 
 T = TypeVar("T")
 
@@ -163,7 +163,7 @@ class SqliteStore(base.Store):
     # --- accept, complete (the rest of dispatch: ``dispatch.DispatchStore``) --------------
 
     async def accept(
-        self, items: Sequence[base.NewFiling], *, actor: Actor, now: datetime
-    ) -> list[base.AcceptResult]:
+        self, items: Sequence[values.NewFiling], *, actor: Actor, now: datetime
+    ) -> list[values.AcceptResult]:
         [found] = results(await self._tx(accept_many, [AcceptCall(list(items), actor, now)]))
         return found

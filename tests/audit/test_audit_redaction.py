@@ -18,9 +18,8 @@ from audit_helpers import gateway_config
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway import errors, logs, models
+from gateway import errors, logs, models, values
 from gateway.audit import redact
-from gateway.store import base
 
 SSN = "123-45-6789"
 EIN = "12-3456789AB"
@@ -215,7 +214,10 @@ async def test_sensitive_values_never_reach_logs_or_audit_but_the_delivered_file
     # a log line and an audit row that carry a configured path, through the real pipeline
     structlog.get_logger("test").info("debug.filing", filing={"payload": event()["payload"]})
     await gw.store.append_audit(
-        "test.note", actor=base.SYSTEM, now=gw.clock.now(), details={"payload": event()["payload"]}
+        "test.note",
+        actor=values.SYSTEM,
+        now=gw.clock.now(),
+        details={"payload": event()["payload"]},
     )
     await stop()
 

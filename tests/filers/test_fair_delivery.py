@@ -11,12 +11,12 @@ from typing import Any
 
 import asyncpg
 
-from gateway import ids, models
+from gateway import ids, models, values
 from gateway.rules import fair, normalize
 from gateway.store import base, sansio
 
 T0 = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
-ACTOR = base.Actor("ci")
+ACTOR = values.Actor("ci")
 HOUR = 3600.0
 
 
@@ -26,7 +26,7 @@ def new(
     *,
     ordering_key: str | None = None,
     due_by: datetime | None = None,
-) -> base.NewFiling:
+) -> values.NewFiling:
     event = models.FilingEvent(
         filing_type=models.FilingType.ISF,
         environment=models.Environment.CERT,
@@ -37,7 +37,7 @@ def new(
         due_by=due_by,
     )
     filing = normalize.normalize(event, filing_id=ids.new_id("fil"), received_at=T0)
-    return base.NewFiling(filing=filing, adapters=["ace"])
+    return values.NewFiling(filing=filing, adapters=["ace"])
 
 
 async def backlog(store: base.Store, filer: str, n: int, *, batch: int = 200) -> list[str]:
@@ -50,7 +50,7 @@ async def backlog(store: base.Store, filer: str, n: int, *, batch: int = 200) ->
 
 async def take(
     store: base.Store, n: int, *, due_within_s: float | None = HOUR, complete: bool = True
-) -> list[base.Claim]:
+) -> list[values.Claim]:
     claims = await store.claim(
         owner="p1", now=T0, lease_s=60, limits={"ace": n}, due_within_s=due_within_s
     )
@@ -59,7 +59,7 @@ async def take(
     return claims
 
 
-def refs(claims: list[base.Claim]) -> list[str]:
+def refs(claims: list[values.Claim]) -> list[str]:
     return [c.filing.reference for c in claims]
 
 

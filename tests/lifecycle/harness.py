@@ -23,7 +23,7 @@ from typing import Any
 
 import asyncpg
 
-from gateway import config, errors, models
+from gateway import config, errors, models, values
 from gateway.encoding import x12
 from gateway.store import base, postgres, sqlite
 from tests.store.conftest import with_schema
@@ -215,9 +215,9 @@ class Sends:
         self.owner = owner
         self.tasks: set[asyncio.Task[None]] = set()
         self._new: list[Parked] = []
-        self._claims: dict[asyncio.Task[None], base.Claim] = {}
+        self._claims: dict[asyncio.Task[None], values.Claim] = {}
 
-    def claims(self) -> list[base.Claim]:
+    def claims(self) -> list[values.Claim]:
         """The claims whose sends are still running (what the dispatcher's heartbeat renews)."""
         return list(self._claims.values())
 
@@ -234,7 +234,7 @@ class Sends:
 
         task = asyncio.get_running_loop().create_task(run())
         self.tasks.add(task)
-        if args and isinstance(args[0], base.Claim):
+        if args and isinstance(args[0], values.Claim):
             self._claims[task] = args[0]
 
         def done(t: asyncio.Task[None]) -> None:

@@ -29,7 +29,7 @@ from hypothesis.stateful import (
     rule,
 )
 
-from gateway import errors, models, service
+from gateway import errors, models, service, values
 from gateway.audit import chain as audit
 from gateway.clock import ManualClock
 from gateway.delivery import acks
@@ -38,8 +38,8 @@ from gateway.store import base
 from tests.lifecycle import harness, invariants
 
 T0 = datetime(2026, 1, 7, 15, 0, tzinfo=UTC)  # a Wednesday: no calendar outage configured
-OPERATOR = base.Actor("model-operator")
-RECEIVER_ACKS = base.Actor("model-receiver")
+OPERATOR = values.Actor("model-operator")
+RECEIVER_ACKS = values.Actor("model-receiver")
 ADAPTERS = ("ace", "copy")
 COUNTS: collections.Counter[str] = collections.Counter()
 
@@ -260,7 +260,7 @@ class LifecycleMachine(RuleBasedStateMachine):
     @rule(
         i=st.integers(0, 50),
         action=st.sampled_from(["retry", "cancel", "resend", "close", "bulk"]),
-        bulk=st.sampled_from(sorted(base.BULK_FROM)),
+        bulk=st.sampled_from(sorted(values.BULK_FROM)),
         state=st.integers(0, 6),
         adapter=st.sampled_from([None, *ADAPTERS]),
     )
@@ -299,12 +299,12 @@ class LifecycleMachine(RuleBasedStateMachine):
         return bool(states & FITS[action])
 
     def bulk(self, action: str, state: int, adapter: str | None, limit: int) -> None:
-        allowed = base.BULK_FROM[action]
+        allowed = values.BULK_FROM[action]
         chosen = None if state >= len(allowed) else models.DeliveryState(allowed[state])
         result = self.run(
             self.service.bulk(
                 action,
-                base.BulkFilter(state=chosen, adapter=adapter),
+                values.BulkFilter(state=chosen, adapter=adapter),
                 actor=OPERATOR,
                 reason="model: bulk action",
                 limit=limit,
@@ -351,7 +351,7 @@ class LifecycleMachine(RuleBasedStateMachine):
     @invariant()
     def the_lifecycle_holds(self) -> None:
         async def read() -> tuple[list[models.FilingView], list[audit.AuditRow]]:
-            page = await self.store.list_filings(base.ListFilter(), limit=500, cursor=None)
+            page = await self.store.list_filings(values.ListFilter(), limit=500, cursor=None)
             rows = [r async for r in self.store.audit_rows(after_seq=self.trail.last_seq)]
             return page.items, rows
 

@@ -14,7 +14,7 @@ from gateway.clock import ManualClock
 from gateway.delivery.dispatcher import Dispatcher
 from gateway.service import Inbound, Service
 from gateway.store import sqlite
-from gateway.store.base import SYSTEM
+from gateway.values import SYSTEM
 
 from .conftest import WEDNESDAY_NOON, event, outage_config
 

@@ -15,7 +15,7 @@ from typing import Any
 import anyio
 import pytest
 
-from gateway import config
+from gateway import config, values
 from gateway.cli.main import main
 from gateway.clock import ManualClock
 from gateway.records import crypto
@@ -203,7 +203,7 @@ async def test_a_text_payload_that_looks_sealed_is_kept_as_text_without_a_key(
     for n, text in enumerate(texts):
         item = new(f"TXT-{n}")
         as_text = {"payload": text, "content_type": "application/edi-x12"}
-        filings.append(base.NewFiling(item.filing.model_copy(update=as_text), item.adapters))
+        filings.append(values.NewFiling(item.filing.model_copy(update=as_text), item.adapters))
     claims = await deliver(store, *filings)
     assert sorted(c.filing.payload for c in claims) == sorted(texts)  # what is sent
     for item, text in zip(filings, texts, strict=True):

@@ -17,7 +17,7 @@ from gateway.clock import ManualClock
 from gateway.delivery.dispatcher import Dispatcher
 from gateway.service import Inbound, Service
 from gateway.store import sqlite
-from gateway.store.base import SYSTEM
+from gateway.values import SYSTEM
 from tests.outages.conftest import WEDNESDAY_NOON, ace_receiver, event, outage_config
 from tests.reliability import relkit
 

@@ -32,7 +32,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from gateway import errors, ids, models
+from gateway import errors, ids, models, values
 from gateway.rules import normalize, outages
 from gateway.store import base, postgres, sqlite
 from tests.conftest import service_missing
@@ -42,7 +42,7 @@ from tests.store.conftest import DSN_ENV, with_schema
 
 T0 = datetime(2026, 1, 7, 17, 0, tzinfo=UTC)
 LEASE_S = 30.0
-ACTOR = base.Actor("model")
+ACTOR = values.Actor("model")
 STATES = {s.value for s in models.DeliveryState}
 SETTLED = {"delivered", "acknowledged", "cancelled"}
 STEPS: collections.Counter[str] = collections.Counter()
@@ -94,7 +94,9 @@ class StoreMachine(RuleBasedStateMachine):
         filing = normalize.normalize(event, filing_id=ids.new_id("fil"), received_at=self.now)
         [res] = self.run(
             self.store.accept(
-                [base.NewFiling(filing=filing, adapters=list(adapters))], actor=ACTOR, now=self.now
+                [values.NewFiling(filing=filing, adapters=list(adapters))],
+                actor=ACTOR,
+                now=self.now,
             )
         )
         assert res.created
@@ -121,7 +123,7 @@ class StoreMachine(RuleBasedStateMachine):
         STEPS["claim"] += 1
         return got[0] if got else None
 
-    def _fenced(self, c: base.Claim | None, op: str) -> None:
+    def _fenced(self, c: values.Claim | None, op: str) -> None:
         if c is None:
             return
         current = self.token.get(c.delivery_id) == c.token and (
@@ -148,23 +150,23 @@ class StoreMachine(RuleBasedStateMachine):
         STEPS[op + ("" if ok else " (fenced)")] += 1
 
     @rule(c=consumes(claims))
-    def complete(self, c: base.Claim | None) -> None:
+    def complete(self, c: values.Claim | None) -> None:
         self._fenced(c, "complete")
 
     @rule(c=consumes(claims))
-    def fail(self, c: base.Claim | None) -> None:
+    def fail(self, c: values.Claim | None) -> None:
         self._fenced(c, "fail")
 
     @rule(c=consumes(claims))
-    def die(self, c: base.Claim | None) -> None:
+    def die(self, c: values.Claim | None) -> None:
         self._fenced(c, "die")
 
     @rule(c=consumes(claims))
-    def defer(self, c: base.Claim | None) -> None:
+    def defer(self, c: values.Claim | None) -> None:
         self._fenced(c, "defer")
 
     @rule(c=claims)
-    def complete_again(self, c: base.Claim | None) -> None:
+    def complete_again(self, c: values.Claim | None) -> None:
         """A stale (already used, or reclaimed) claim: the fence must refuse it."""
         self._fenced(c, "complete")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from gateway import ids, models
+from gateway import ids, models, values
 from gateway.rules import normalize
 from gateway.store import base
 
@@ -26,7 +26,7 @@ async def test_the_accepted_view_is_the_filing_as_a_read_shows_it(store: base.St
         metadata={"desk": "ocean"},
     )
     filing = normalize.normalize(event, filing_id=ids.new_id("fil"), received_at=T0)
-    item = base.NewFiling(filing=filing, adapters=["ace", "other"])
-    [result] = await store.accept([item], actor=base.SYSTEM, now=T0)
+    item = values.NewFiling(filing=filing, adapters=["ace", "other"])
+    [result] = await store.accept([item], actor=values.SYSTEM, now=T0)
     assert result.created and result.view is not None
     assert result.view == await store.get_filing(result.filing_id)

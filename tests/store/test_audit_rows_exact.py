@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from gateway import values
 from gateway.audit import chain
 from gateway.store import base
 
@@ -33,7 +34,7 @@ async def test_awkward_audit_rows_are_stored_exactly_and_the_chain_verifies(
     for i, text in enumerate(AWKWARD):
         details = {"text": text, "n": i, "none": None, "deep": {"list": [text, 1.5, True]}}
         await store.append_audit(
-            f"test.{i}", actor=base.Actor(name=f"actor {text}"), now=now, details=details
+            f"test.{i}", actor=values.Actor(name=f"actor {text}"), now=now, details=details
         )
     rows = [r async for r in store.audit_rows()]
     assert [(r.event, r.actor, r.filing_id, r.delivery_id) for r in rows] == [

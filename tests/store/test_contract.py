@@ -10,14 +10,14 @@ import anyio
 import asyncpg
 import pytest
 
-from gateway import errors, ids, models
+from gateway import errors, ids, models, values
 from gateway.audit import chain as audit
 from gateway.audit import redact
 from gateway.rules import normalize, outages
 from gateway.store import base, postgres, rows, schema
 
 T0 = datetime(2025, 3, 4, 12, 0, tzinfo=UTC)
-ACTOR = base.Actor("ci", request_id="req-1")
+ACTOR = values.Actor("ci", request_id="req-1")
 LIMITS = {"ace": 10}
 
 
@@ -32,7 +32,7 @@ def new(
     environment: str = "cert",
     at: datetime = T0,
     due_by: datetime | None = None,
-) -> base.NewFiling:
+) -> values.NewFiling:
     event = models.FilingEvent(
         filing_type=models.FilingType(filing_type),
         environment=models.Environment(environment),
@@ -44,10 +44,10 @@ def new(
         due_by=due_by,
     )
     filing = normalize.normalize(event, filing_id=ids.new_id("fil"), received_at=at)
-    return base.NewFiling(filing=filing, adapters=list(adapters))
+    return values.NewFiling(filing=filing, adapters=list(adapters))
 
 
-async def accept(store: base.Store, *items: base.NewFiling, now: datetime = T0) -> list[str]:
+async def accept(store: base.Store, *items: values.NewFiling, now: datetime = T0) -> list[str]:
     results = await store.accept(list(items), actor=ACTOR, now=now)
     return [r.filing_id for r in results]
 
@@ -110,7 +110,7 @@ async def test_same_key_and_body_returns_the_first_filing(store: base.Store) -> 
     assert not again.created
     assert again.filing_id == first.filing_id
     assert again.error is None
-    page = await store.list_filings(base.ListFilter(), limit=10, cursor=None)
+    page = await store.list_filings(values.ListFilter(), limit=10, cursor=None)
     assert len(page.items) == 1
 
 
@@ -125,7 +125,7 @@ async def test_same_key_different_body_is_idempotency_key_reused(store: base.Sto
 async def test_twenty_concurrent_duplicates_become_one_filing(store_factory: Any) -> None:
     """20 concurrent accepts of one key+body, from two store instances, store ONE filing."""
     stores = [await store_factory(), await store_factory()]
-    results: list[base.AcceptResult] = []
+    results: list[values.AcceptResult] = []
 
     async def one(i: int) -> None:
         [r] = await stores[i % 2].accept([new(key="dup")], actor=ACTOR, now=T0)
@@ -137,7 +137,7 @@ async def test_twenty_concurrent_duplicates_become_one_filing(store_factory: Any
     assert len({r.filing_id for r in results}) == 1
     assert sum(r.created for r in results) == 1
     assert all(r.error is None for r in results)
-    page = await stores[0].list_filings(base.ListFilter(), limit=50, cursor=None)
+    page = await stores[0].list_filings(values.ListFilter(), limit=50, cursor=None)
     assert len(page.items) == 1
     assert len(page.items[0].deliveries) == 1
 
@@ -421,42 +421,44 @@ async def test_listing_filters_and_paginates_newest_first(store: base.Store) -> 
     seen: list[str] = []
     cursor = None
     while True:
-        page = await store.list_filings(base.ListFilter(), limit=3, cursor=cursor)
+        page = await store.list_filings(values.ListFilter(), limit=3, cursor=cursor)
         seen += [v.id for v in page.items]
         cursor = page.next_cursor
         if cursor is None:
             break
     assert seen == list(reversed(ids_))
     isf = await store.list_filings(
-        base.ListFilter(filing_type=models.FilingType.ISF), limit=50, cursor=None
+        values.ListFilter(filing_type=models.FilingType.ISF), limit=50, cursor=None
     )
     assert {v.reference for v in isf.items} == {"R1", "R3", "R5"}
     prod = await store.list_filings(
-        base.ListFilter(environment=models.Environment.PRODUCTION), limit=50, cursor=None
+        values.ListFilter(environment=models.Environment.PRODUCTION), limit=50, cursor=None
     )
     assert [v.id for v in prod.items] == [ids_[-1]]
-    ref = await store.list_filings(base.ListFilter(reference="R2"), limit=50, cursor=None)
+    ref = await store.list_filings(values.ListFilter(reference="R2"), limit=50, cursor=None)
     assert [v.id for v in ref.items] == [ids_[2]]
     since = await store.list_filings(
-        base.ListFilter(since=T0 + timedelta(minutes=30)), limit=50, cursor=None
+        values.ListFilter(since=T0 + timedelta(minutes=30)), limit=50, cursor=None
     )
     assert [v.id for v in since.items] == [ids_[-1]]
     until = await store.list_filings(
-        base.ListFilter(until=T0 + timedelta(minutes=30)), limit=50, cursor=None
+        values.ListFilter(until=T0 + timedelta(minutes=30)), limit=50, cursor=None
     )
     assert len(until.items) == 7
     [c, *_] = await claim(store)
     await store.complete(c, now=T0, receipt={})
     by_state = await store.list_filings(
-        base.ListFilter(state=models.DeliveryState.DELIVERED, adapter="ace"), limit=50, cursor=None
+        values.ListFilter(state=models.DeliveryState.DELIVERED, adapter="ace"),
+        limit=50,
+        cursor=None,
     )
     assert [v.id for v in by_state.items] == [c.filing.id]
     by_status = await store.list_filings(
-        base.ListFilter(status=models.FilingStatus.DELIVERED), limit=50, cursor=None
+        values.ListFilter(status=models.FilingStatus.DELIVERED), limit=50, cursor=None
     )
     assert [v.id for v in by_status.items] == [c.filing.id]
     with pytest.raises(errors.InvalidInput):
-        await store.list_filings(base.ListFilter(), limit=3, cursor="garbage!")
+        await store.list_filings(values.ListFilter(), limit=3, cursor="garbage!")
 
 
 async def test_counts_by_adapter_and_state(store: base.Store) -> None:
@@ -478,7 +480,7 @@ async def test_audit_chain_records_every_step_and_verifies(store: base.Store) ->
     [fid] = await accept(store, new())
     [c] = await claim(store)
     await store.complete(c, now=T0, receipt={"ok": True})
-    await store.append_audit("gateway.started", actor=base.SYSTEM, now=T0, details={"x": 1})
+    await store.append_audit("gateway.started", actor=values.SYSTEM, now=T0, details={"x": 1})
     rows_ = await all_audit(store)
     assert [r.event for r in rows_] == [
         "filing.accepted",
@@ -536,8 +538,8 @@ async def test_migrate_is_idempotent_and_refuses_a_newer_schema(
     store: base.Store, backend: str
 ) -> None:
     """migrate() twice stays at SCHEMA_VERSION; a newer schema in the database is refused."""
-    assert await store.migrate() == base.SCHEMA_VERSION
-    assert await store.schema_version() == base.SCHEMA_VERSION
+    assert await store.migrate() == schema.SCHEMA_VERSION
+    assert await store.schema_version() == schema.SCHEMA_VERSION
     await raw(store, backend, "UPDATE schema_version SET version = 99")
     assert await store.schema_version() == 99
     with pytest.raises(errors.StoreError, match="newer than this gateway knows"):
@@ -555,7 +557,7 @@ async def test_a_v1_database_migrates_forward(
         patched.setitem(schema.MIGRATIONS, backend, schema.MIGRATIONS[backend][:1])
         old = await store_factory()
         assert await old.schema_version() == 1
-    assert await old.migrate() == base.SCHEMA_VERSION
+    assert await old.migrate() == schema.SCHEMA_VERSION
     [fid] = await accept(old, new("NEW", due_by=T0 + timedelta(hours=1)))
     assert next(c.filing.id for c in await claim(old)) == fid  # due_by orders the claim
     assert await old.flag_at_risk(now=T0, due_before=T0 + timedelta(hours=2)) == [
@@ -614,7 +616,7 @@ async def test_prune_removes_older_rows_and_anchors_the_chain(store: base.Store)
 async def test_prune_removes_nothing_inside_the_cutoff(store: base.Store) -> None:
     """Nothing older than `before` (or only what a prune already removed): no rows, no anchor."""
     rows_ = await three_hours_of_audit(store)
-    nothing = base.PruneResult(removed=0, first_seq=None, last_seq=None, anchor_seq=None)
+    nothing = values.PruneResult(removed=0, first_seq=None, last_seq=None, anchor_seq=None)
     assert await store.prune_audit(before=T0, actor=ACTOR, now=T0) == nothing
     assert await all_audit(store) == rows_
     first = await store.prune_audit(before=T0 + timedelta(hours=1), actor=ACTOR, now=T0)
@@ -837,7 +839,7 @@ async def test_flag_at_risk_flags_each_filing_once(store: base.Store) -> None:
         new("U"),
         new("O", due_by=T0 + timedelta(hours=5), environment="production"),
     )
-    window = base.RiskWindow(
+    window = values.RiskWindow(
         start=T0 + timedelta(hours=4),
         end=T0 + timedelta(hours=6),
         reason="ACE cert maintenance",
@@ -900,7 +902,7 @@ async def test_at_risk_filter_lists_flagged_unsettled_filings(store: base.Store)
     await store.complete(done, now=T0, receipt={})
 
     async def listed(at_risk: bool) -> list[str]:
-        page = await store.list_filings(base.ListFilter(at_risk=at_risk), limit=10, cursor=None)
+        page = await store.list_filings(values.ListFilter(at_risk=at_risk), limit=10, cursor=None)
         return [v.id for v in page.items]
 
     assert await listed(True) == [risky]

@@ -10,9 +10,10 @@ from typing import Any
 import anyio
 import pytest
 
-from gateway import errors, ids, models
+from gateway import errors, ids, models, values
 from gateway.audit import chain as audit
 from gateway.encoding import x12
+from gateway.rules import acks as ackrules
 from gateway.store import base
 from tests.store.test_contract import ACTOR, T0, accept, all_audit, claim, new, raw, states
 
@@ -20,13 +21,13 @@ S = timedelta(seconds=1)
 URL = "https://example.test/hook"
 
 
-def decide(ack: models.Ack, target: base.AckTarget, now: datetime) -> base.AckDecision:
+def decide(ack: models.Ack, target: ackrules.AckTarget, now: datetime) -> ackrules.AckDecision:
     """A small stand-in for ``ackrules.Rules.decide``: accepted / rejected / warning=resend."""
     if ack.outcome is models.AckOutcome.ACCEPTED:
-        return base.AckDecision("acknowledged", models.DeliveryState.ACKNOWLEDGED)
+        return ackrules.AckDecision("acknowledged", models.DeliveryState.ACKNOWLEDGED)
     if ack.outcome is models.AckOutcome.REJECTED:
-        return base.AckDecision("rejected", models.DeliveryState.REJECTED, error="rejected")
-    return base.AckDecision(
+        return ackrules.AckDecision("rejected", models.DeliveryState.REJECTED, error="rejected")
+    return ackrules.AckDecision(
         "resend_scheduled", models.DeliveryState.WAITING_RETRY, at=now + 60 * S, error="warn"
     )
 
@@ -42,8 +43,8 @@ async def record(store: base.Store, ack: models.Ack, at: datetime = T0) -> model
 
 
 async def deliver(
-    store: base.Store, *items: base.NewFiling, hold: bool = False, due_s: float | None = 60
-) -> list[base.Claim]:
+    store: base.Store, *items: values.NewFiling, hold: bool = False, due_s: float | None = 60
+) -> list[values.Claim]:
     """Accept, claim and complete each filing (one adapter), expecting an ack."""
     await accept(store, *items)
     claims = await claim(store)
@@ -107,7 +108,7 @@ async def test_list_rejected_filters_by_source_and_pages_newest_first(store: bas
 async def test_accept_records_the_source_event_id_in_the_audit(store: base.Store) -> None:
     """The inbound event id is part of the filing.accepted audit details."""
     item = new()
-    item = base.NewFiling(
+    item = values.NewFiling(
         filing=item.filing.model_copy(update={"source": "q1", "source_event_id": "m-9"}),
         adapters=item.adapters,
     )
@@ -121,7 +122,7 @@ async def test_accept_stores_the_source_event_id_on_the_filing(
 ) -> None:
     """The filing read back carries its inbound event id."""
     item = new()
-    item = base.NewFiling(
+    item = values.NewFiling(
         filing=item.filing.model_copy(update={"source_event_id": "m-9"}), adapters=item.adapters
     )
     [fid] = await accept(store, item)
@@ -260,10 +261,10 @@ async def test_overdue_acks_are_flagged_once_and_listable(store: base.Store) -> 
     flagged = await store.flag_overdue(now=T0 + 30 * S)
     assert flagged == [(late.delivery_id, late.filing.id, "ace")]
     assert await store.flag_overdue(now=T0 + 99 * S) == []
-    page = await store.list_filings(base.ListFilter(ack_overdue=True), limit=10, cursor=None)
+    page = await store.list_filings(values.ListFilter(ack_overdue=True), limit=10, cursor=None)
     assert [f.id for f in page.items] == [late.filing.id]
     assert page.items[0].deliveries[0].ack_overdue
-    others = await store.list_filings(base.ListFilter(ack_overdue=False), limit=10, cursor=None)
+    others = await store.list_filings(values.ListFilter(ack_overdue=False), limit=10, cursor=None)
     assert late.filing.id not in [f.id for f in others.items]
     events = [r.event for r in await store.filing_history(late.filing.id)]
     assert events.count("delivery.ack_overdue") == 1
@@ -338,7 +339,7 @@ async def test_close_ack_stops_waiting_and_releases_the_hold(store: base.Store) 
 # --- X12 control numbers ----------------------------------------------------------------
 
 
-async def allocate(store: base.Store, claim_: base.Claim | None = None, **kw: Any) -> Any:
+async def allocate(store: base.Store, claim_: values.Claim | None = None, **kw: Any) -> Any:
     args: dict[str, Any] = {
         "sender": "ZZ:MAEU",
         "receiver": "ZZ:CBPACE",
@@ -354,10 +355,10 @@ async def allocate(store: base.Store, claim_: base.Claim | None = None, **kw: An
 
 async def test_control_numbers_count_per_pair_and_usage(store: base.Store) -> None:
     """Each sender/receiver/usage has its own counters, starting at 1."""
-    assert await allocate(store) == base.Controls(interchange=1, group=1)
-    assert await allocate(store) == base.Controls(interchange=2, group=2)
-    assert await allocate(store, usage="P") == base.Controls(interchange=1, group=1)
-    assert await allocate(store, receiver="ZZ:OTHER") == base.Controls(interchange=1, group=1)
+    assert await allocate(store) == values.Controls(interchange=1, group=1)
+    assert await allocate(store) == values.Controls(interchange=2, group=2)
+    assert await allocate(store, usage="P") == values.Controls(interchange=1, group=1)
+    assert await allocate(store, receiver="ZZ:OTHER") == values.Controls(interchange=1, group=1)
 
 
 async def test_control_numbers_wrap_after_999999999(store: base.Store, backend: str) -> None:
@@ -365,7 +366,7 @@ async def test_control_numbers_wrap_after_999999999(store: base.Store, backend: 
     await allocate(store)
     await raw(store, backend, f"UPDATE x12_counters SET last_interchange = {x12.MAX_CONTROL - 1}")
     assert (await allocate(store)).interchange == x12.MAX_CONTROL
-    assert (await allocate(store)) == base.Controls(interchange=1, group=3)
+    assert (await allocate(store)) == values.Controls(interchange=1, group=3)
 
 
 async def test_allocation_is_fenced_by_the_lease_token(store: base.Store) -> None:
@@ -375,7 +376,7 @@ async def test_allocation_is_fenced_by_the_lease_token(store: base.Store) -> Non
     [fresh] = await claim(store, at=T0 + 2 * S, owner="p2")
     assert await allocate(store, c) is None
     controls = await allocate(store, fresh)
-    assert controls == base.Controls(interchange=1, group=1)
+    assert controls == values.Controls(interchange=1, group=1)
     assert await store.complete(fresh, now=T0 + 3 * S, receipt={}, ack_due_at=T0 + 60 * S)
     rec = await record(store, ack_for(None, group_control=1, usage="T", x12_sender="ZZ:MAEU"))
     assert rec.delivery_id == fresh.delivery_id
@@ -395,15 +396,15 @@ async def test_concurrent_allocations_are_distinct_and_increasing(store_factory:
         for i in range(200):
             tg.start_soon(one, i)
     assert sorted(got) == list(range(1, 201))
-    assert await allocate(stores[0]) == base.Controls(interchange=201, group=201)
+    assert await allocate(stores[0]) == values.Controls(interchange=201, group=201)
 
 
 # --- callbacks --------------------------------------------------------------------------
 
 
-def with_callback(reference: str, **kw: Any) -> base.NewFiling:
+def with_callback(reference: str, **kw: Any) -> values.NewFiling:
     item = new(reference, **kw)
-    return base.NewFiling(
+    return values.NewFiling(
         filing=item.filing.model_copy(update={"callback_url": URL}), adapters=item.adapters
     )
 
@@ -474,7 +475,7 @@ async def test_concurrent_callback_claimers_never_hold_two_of_one_filing(
     )
     for c in claims:
         await record(stores[0], ack_for(c.delivery_id), at=T0 + 2 * S)
-    got: list[base.CallbackClaim] = []
+    got: list[values.CallbackClaim] = []
 
     async def claimer(i: int) -> None:
         got.extend(
@@ -501,7 +502,7 @@ async def test_queue_stats_counts_and_oldest_waiting(store: base.Store) -> None:
     assert stats.at_risk == 0
 
 
-async def dead(store: base.Store, *items: base.NewFiling) -> list[base.Claim]:
+async def dead(store: base.Store, *items: values.NewFiling) -> list[values.Claim]:
     await accept(store, *items)
     claims = await claim(store)
     for c in claims:
@@ -513,7 +514,7 @@ async def test_bulk_dry_run_changes_nothing(store: base.Store) -> None:
     """A dry run reports what a chunk would touch and leaves every row as it was."""
     [c] = await dead(store, new("A"))
     result = await store.bulk_action(
-        "retry", base.BulkFilter(), actor=ACTOR, now=T0, reason="r", limit=10, dry_run=True
+        "retry", values.BulkFilter(), actor=ACTOR, now=T0, reason="r", limit=10, dry_run=True
     )
     assert result.dry_run
     assert result.matched == 1
@@ -528,7 +529,7 @@ async def test_bulk_retry_revives_dead_and_unblocks_successors(store: base.Store
     assert await states(store, later) == ["blocked"]
     result = await store.bulk_action(
         "retry",
-        base.BulkFilter(state=models.DeliveryState.DEAD),
+        values.BulkFilter(state=models.DeliveryState.DEAD),
         actor=ACTOR,
         now=T0,
         reason="fixed",
@@ -559,7 +560,7 @@ async def test_bulk_cancel_in_chunks_and_leaves_in_flight_to_its_send(
     delivery: its send decides, and is recorded."""
     await accept(store, *(new(f"R{i}", ordering_key=f"k{i}") for i in range(4)))
     [inflight] = await store.claim(owner="p1", now=T0, lease_s=30, limits={"ace": 1})
-    flt = base.BulkFilter(adapter="ace", environment=models.Environment.CERT)
+    flt = values.BulkFilter(adapter="ace", environment=models.Environment.CERT)
     first = await store.bulk_action("cancel", flt, actor=ACTOR, now=T0, reason="x", limit=2)
     assert first.matched == 3
     assert len(first.deliveries) == 2
@@ -567,20 +568,20 @@ async def test_bulk_cancel_in_chunks_and_leaves_in_flight_to_its_send(
     assert (second.matched, len(second.deliveries)) == (1, 1)
     assert inflight.delivery_id not in {d[0] for d in first.deliveries + second.deliveries}
     assert await store.complete(inflight, now=T0, receipt={"ok": True})
-    page = await store.list_filings(base.ListFilter(), limit=10, cursor=None)
+    page = await store.list_filings(values.ListFilter(), limit=10, cursor=None)
     assert sorted(f.status for f in page.items) == sorted(
         [models.FilingStatus.CANCELLED] * 3 + [models.FilingStatus.DELIVERED]
     )
     with pytest.raises(errors.InvalidInput):
         await store.bulk_action(
             "cancel",
-            base.BulkFilter(state=models.DeliveryState.IN_FLIGHT),
+            values.BulkFilter(state=models.DeliveryState.IN_FLIGHT),
             actor=ACTOR,
             now=T0,
             reason="x",
             limit=2,
         )
-    none = base.BulkFilter(
+    none = values.BulkFilter(
         filing_type=models.FilingType("isf"), environment=models.Environment.PRODUCTION
     )
     assert (
@@ -593,7 +594,7 @@ async def test_bulk_refuses_a_state_the_action_cannot_start_from(store: base.Sto
     with pytest.raises(errors.InvalidInput):
         await store.bulk_action(
             "retry",
-            base.BulkFilter(state=models.DeliveryState.PENDING),
+            values.BulkFilter(state=models.DeliveryState.PENDING),
             actor=ACTOR,
             now=T0,
             reason="x",

@@ -12,7 +12,7 @@ from typing import Any
 
 import anyio
 
-from gateway import errors, models
+from gateway import errors, models, values
 from gateway.audit import chain as audit
 from gateway.store import base
 from tests.store.test_contract import ACTOR, T0, accept, claim, new
@@ -37,7 +37,7 @@ async def test_concurrent_completes_keep_fencing_and_audit_order(store: base.Sto
     calls = stale + [c for c in first if c.delivery_id not in retaken] + second
     heard: dict[int, bool] = {}
 
-    async def complete(i: int, c: base.Claim) -> None:
+    async def complete(i: int, c: values.Claim) -> None:
         heard[i] = await store.complete(c, now=later, receipt={"n": i})
 
     async with anyio.create_task_group() as tg:
@@ -65,9 +65,9 @@ async def test_concurrent_accepts_number_a_key_in_call_order(store: base.Store) 
     key's filings are claimed in the order of the calls."""
     items = [new(f"A{i}", ordering_key="K") for i in range(5)]
     dup = [new("D", key="same"), new("D", key="same")]
-    results: dict[int, list[base.AcceptResult]] = {}
+    results: dict[int, list[values.AcceptResult]] = {}
 
-    async def submit(i: int, item: base.NewFiling) -> None:
+    async def submit(i: int, item: values.NewFiling) -> None:
         results[i] = await store.accept([item], actor=ACTOR, now=T0)
 
     async with anyio.create_task_group() as tg:
@@ -95,10 +95,10 @@ async def test_a_failing_accept_fails_alone(store_factory: Any, backend: str) ->
     good = [new(f"G{i}") for i in range(4)]
     bad = new("B")
     broken = {"reference": "B\x00"} if backend == "postgres" else {"id": taken.filing_id}
-    bad = base.NewFiling(filing=bad.filing.model_copy(update=broken), adapters=bad.adapters)
+    bad = values.NewFiling(filing=bad.filing.model_copy(update=broken), adapters=bad.adapters)
     outcome: dict[int, Any] = {}
 
-    async def submit(i: int, item: base.NewFiling) -> None:
+    async def submit(i: int, item: values.NewFiling) -> None:
         try:
             outcome[i] = await store.accept([item], actor=ACTOR, now=T0)
         except errors.StoreError as exc:

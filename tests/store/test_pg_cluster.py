@@ -16,7 +16,7 @@ import clusterkit as cluster  # pytest puts tests/store on sys.path
 import pytest
 
 from gateway.audit import chain as audit
-from gateway.store import base, postgres
+from gateway.store import postgres, schema
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.services]
 
@@ -226,6 +226,6 @@ async def test_serve_refuses_a_newer_postgres_schema_with_a_clear_message(
         [sys.executable, "-m", "gateway.cli.main", "serve", "--config", str(config)], check=False
     )
     assert proc.returncode == 5
-    expected = f"schema is v99, newer than this gateway knows (v{base.SCHEMA_VERSION})"
+    expected = f"schema is v99, newer than this gateway knows (v{schema.SCHEMA_VERSION})"
     assert expected.encode() in proc.stderr
     assert b"upgrade edi-gateway" in proc.stderr

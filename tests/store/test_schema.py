@@ -17,7 +17,7 @@ def test_each_dialect_has_every_migration_up_to_the_schema_version() -> None:
     """Both files hold migrations 1..SCHEMA_VERSION, in order, none empty."""
     for dialect in ("sqlite", "postgres"):
         migrations = schema.MIGRATIONS[dialect]
-        assert [v for v, _ in migrations] == list(range(1, base.SCHEMA_VERSION + 1))
+        assert [v for v, _ in migrations] == list(range(1, schema.SCHEMA_VERSION + 1))
         assert all(script.strip() for _, script in migrations)
 
 
@@ -64,8 +64,8 @@ async def test_an_empty_database_is_at_version_zero_until_migrated(
     """schema_version() reads 0 where no version table exists yet; migrate() creates it."""
     async with opened(backend, tmp_path, 1) as [store]:
         assert await store.schema_version() == 0
-        assert await store.migrate() == base.SCHEMA_VERSION
-        assert await store.schema_version() == base.SCHEMA_VERSION
+        assert await store.migrate() == schema.SCHEMA_VERSION
+        assert await store.schema_version() == schema.SCHEMA_VERSION
 
 
 async def test_processes_migrating_at_once_apply_each_migration_once(
@@ -82,8 +82,8 @@ async def test_processes_migrating_at_once_apply_each_migration_once(
         async with anyio.create_task_group() as tg:
             for store in stores:
                 tg.start_soon(run, store)
-        assert results == [base.SCHEMA_VERSION] * 3
-        assert await stores[0].schema_version() == base.SCHEMA_VERSION
+        assert results == [schema.SCHEMA_VERSION] * 3
+        assert await stores[0].schema_version() == schema.SCHEMA_VERSION
 
 
 @pytest.mark.parametrize("dialect", ["sqlite", "postgres"])
