@@ -118,6 +118,8 @@ async def test_search_fragment_finds_live_and_archived_pages_and_filters(
     today = clock.now().date()
     _, _, text = await html(gw, f"/ui/records/panel?received_from={today}")
     assert found(text) == [ids["PAGE-A-3"]]  # a date is that day from 00:00 UTC
+    _, _, text = await html(gw, f"/ui/records/panel?received_to={today}")
+    assert sorted(found(text)) == sorted(ids.values())  # ... and "to" counts that whole day
     _, _, text = await html(gw, f"/ui/records/panel?received_to={today - timedelta(days=1)}")
     assert sorted(found(text)) == sorted(ids[r] for r in ("PAGE-A-1", "PAGE-A-2", "PAGE-B-1"))
     _, _, text = await html(gw, "/ui/records/panel?reference=NOPE")
