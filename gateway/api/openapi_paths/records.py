@@ -120,13 +120,19 @@ def record_paths() -> dict[str, Any]:
                 "Records found (HTML fragment; the search's parameters, a date as YYYY-MM-DD)",
                 {200: html_answer("Results")},
                 fails=(409, 422),
-                params=params,
+                params=[
+                    query(p["name"], STR, "A date (YYYY-MM-DD) or an ISO 8601 time with offset.")
+                    if p["name"].startswith("received_")
+                    else p
+                    for p in params
+                ],
             )
         },
         "/ui/records/{id}": {
             "get": op(
                 "A record's page",
                 {200: html_answer("Page")},
+                fails=(404,),
                 auth=False,
                 params=[path_param("id")],
             )
