@@ -16,6 +16,7 @@ from gateway.api import (
     callback_ops,
     controls,
     dashboard,
+    dashboard_records,
     edge,
     handlers,
     inputs,
@@ -89,6 +90,11 @@ UI_ROUTES: list[tuple[str, str, Handler, str | None]] = [
     ("GET", "/ui/filings/{id}", dashboard.filing_page, None),
     ("GET", "/ui/filings/{id}/panel", dashboard.filing_panel, "read"),
     ("GET", "/ui/static/{name}", dashboard.static, None),
+    # records pages (issue 20); the fragment routes before the page of a record {id}
+    ("GET", "/ui/records", dashboard_records.search_page, None),
+    ("GET", "/ui/records/panel", dashboard_records.search_panel, "read"),
+    ("GET", "/ui/records/{id}", dashboard_records.record_page, None),
+    ("GET", "/ui/records/{id}/panel", dashboard_records.record_panel, "read"),
 ]
 
 SCOPE = web.RequestKey("scope", str)

@@ -128,6 +128,12 @@ FILER_SCOPE: dict[tuple[str, str], FilerScope] = {
     ("GET", "/ui/panels"): FilerScope.UNSCOPED,
     ("GET", "/ui/events"): FilerScope.UNSCOPED,
     ("GET", "/ui/filings/{id}/panel"): FilerScope.FILING,
+    # the records pages: shells public, fragments narrowed as /v1/records (a record may be
+    # archived, so the handler checks: another filer's id is a missing one's 404)
+    ("GET", "/ui/records"): FilerScope.PUBLIC,
+    ("GET", "/ui/records/{id}"): FilerScope.PUBLIC,
+    ("GET", "/ui/records/panel"): FilerScope.NARROWED,
+    ("GET", "/ui/records/{id}/panel"): FilerScope.NARROWED,
 }
 
 

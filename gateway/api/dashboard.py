@@ -31,6 +31,7 @@ REFRESH_MS = 3000
 #: rows in each list (dead, blocked, at risk)
 LIST_LIMIT = 50
 STATIC = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}
+STATIC["records.js"] = "text/javascript"  # the records pages' script (dashboard_records)
 HTML = "text/html"
 FILER = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,34}")
 

@@ -160,6 +160,8 @@ async def _narrowed(gw: Any, ids: dict[str, list[str]], method: str, path: str) 
         assert body["matched"] == len(touched), body
     elif path.startswith("/v1/records"):
         await _records_route(gw, ids, method, path)
+    elif path.startswith("/ui/records"):
+        await _records_pages(gw, ids, path)
     else:
         raise AssertionError(f"{method} {path} narrows its answer but has no check here")
 
@@ -192,6 +194,26 @@ async def _records_route(gw: Any, ids: dict[str, list[str]], method: str, path: 
     status, _, _ = await _call(gw, method, _concrete(path, a), body)
     # its own: served (a live filing is not restored: 409, not hidden)
     assert status == (409 if method == "POST" else 200), (method, path, status)
+
+
+async def _records_pages(gw: Any, ids: dict[str, list[str]], path: str) -> None:
+    """The dashboard's records fragments: results hold A's ids only; B's record page is a
+    missing one's 404, word for word; A's own is served."""
+    if path == "/ui/records/panel":
+        for query in ("", f"?filer_code={FILER_B}", f"?reference=REF-{FILER_B}-0"):
+            status, _, text = await _call(gw, "GET", path + query)
+            assert status == 200 and not any(b in text for b in ids[FILER_B]), text[:300]
+            assert f"REF-{FILER_B}" not in text, text[:300]
+            if not query:
+                assert all(a in text for a in ids[FILER_A]), text[:300]
+        return
+    b, a = ids[FILER_B][0], ids[FILER_A][0]
+    status, got, _ = await _call(gw, "GET", _concrete(path, b))
+    m_status, missing, _ = await _call(gw, "GET", _concrete(path, MISSING))
+    assert (status, m_status) == (404, 404), (path, got)
+    assert _same_shape(got, b) == _same_shape(missing, MISSING), (got, missing)
+    status, _, text = await _call(gw, "GET", _concrete(path, a))
+    assert status == 200 and f"REF-{FILER_A}-0" in text, (path, status)
 
 
 async def test_no_token_reads_or_changes_another_filers_filings_through_any_route(

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.api.openapi_paths.parts import CURSOR, LIMIT, STR, op, path_param, query
+from gateway.api.openapi_paths.parts import (
+    CURSOR,
+    LIMIT,
+    STR,
+    html_answer,
+    op,
+    path_param,
+    query,
+)
 
 _ITEM = {
     "type": "object",
@@ -101,6 +109,40 @@ def record_paths() -> dict[str, Any]:
                 fails=(400, 404, 409, 413, 422),
                 params=[path_param("id")],
                 body=reason,
+            )
+        },
+        # the dashboard's records pages (shells public; fragments need read, narrowed)
+        "/ui/records": {
+            "get": op("The records search page", {200: html_answer("Page")}, auth=False)
+        },
+        "/ui/records/panel": {
+            "get": op(
+                "Records found (HTML fragment; the search's parameters, a date as YYYY-MM-DD)",
+                {200: html_answer("Results")},
+                fails=(409, 422),
+                params=[
+                    query(p["name"], STR, "A date (YYYY-MM-DD) or an ISO 8601 time with offset.")
+                    if p["name"].startswith("received_")
+                    else p
+                    for p in params
+                ],
+            )
+        },
+        "/ui/records/{id}": {
+            "get": op(
+                "A record's page",
+                {200: html_answer("Page")},
+                fails=(404,),
+                auth=False,
+                params=[path_param("id")],
+            )
+        },
+        "/ui/records/{id}/panel": {
+            "get": op(
+                "A record's history and payload (HTML fragment)",
+                {200: html_answer("Panel")},
+                fails=(404, 409),
+                params=[path_param("id")],
             )
         },
     }
