@@ -206,24 +206,28 @@ class Intake:
         """Decode (CloudEvent or plain JSON) and normalize a queued or dropped event."""
         return prepare_raw(self.sources, source, raw)
 
+    async def submit(self, source: Source, raw: RawEvent, actor: Actor) -> list[Submitted]:
+        """The filings of one event, all or none: each must be routable before any is
+        submitted, and the first refused raises (``GatewayError``)."""
+        items = self.prepare_raw(source, raw).inbound()
+        for item in items:
+            self.service.prepare(item)  # routable? (pure) — all or nothing
+        results = await self.service.submit_batch(items, actor=actor)
+        for r in results:
+            if isinstance(r, errors.GatewayError):
+                raise r
+        return [r for r in results if isinstance(r, Submitted)]
+
     async def take(self, source: Source, raw: RawEvent) -> Taken:
         """Commit the filings of one event, or store it as rejected. ``StoreError`` rises."""
-        actor = Actor(name=f"source:{source.name}")
         try:
-            prepared = self.prepare_raw(source, raw)
-            items = prepared.inbound()
-            for item in items:
-                self.service.prepare(item)  # routable? (pure) — all or nothing
-            results = await self.service.submit_batch(items, actor=actor)
-            for r in results:
-                if isinstance(r, errors.GatewayError):
-                    raise r
+            results = await self.submit(source, raw, Actor(name=f"source:{source.name}"))
         except errors.Unavailable:
             raise
         except errors.GatewayError as exc:
             await self.reject(source, raw, exc)
             return Taken(Outcome.REJECTED, exc.message)
-        created = any(isinstance(r, Submitted) and r.created for r in results)
+        created = any(r.created for r in results)
         return Taken(Outcome.ACCEPTED if created else Outcome.DUPLICATE)
 
     async def reject(self, source: Source, raw: RawEvent, exc: errors.GatewayError) -> None:

@@ -23,7 +23,6 @@ from typing import Any
 
 from gateway import errors, models
 from gateway.inbound import intake as intake_mod
-from gateway.service import Submitted
 from gateway.values import Actor
 
 
@@ -107,13 +106,7 @@ async def replay(
             details={"rejected_id": rejected_id, "source": event.source},
         ) from exc
     try:
-        items = intake.prepare_raw(source, raw).inbound()
-        for item in items:
-            intake.service.prepare(item)  # routable? (pure) — all or nothing
-        results = await intake.service.submit_batch(items, actor=actor)
-        for r in results:
-            if isinstance(r, errors.GatewayError):
-                raise r
+        done = await intake.submit(source, raw, actor)
     except errors.Unavailable:
         raise
     except errors.GatewayError as exc:
@@ -127,7 +120,6 @@ async def replay(
         )
         error = {"code": exc.code, "message": exc.message, "details": exc.details}
         return Replayed(rejected_id, ReplayOutcome.REJECTED, error=error)
-    done = [r for r in results if isinstance(r, Submitted)]
     created = any(r.created for r in done)
     filing_ids = [r.filing.id for r in done]
     await store.replayed(
