@@ -94,19 +94,24 @@ class Guard:
         #: per adapter: filing type → why it is held now (a pause, a window)
         self.held: dict[str, dict[str, str]] = {}
 
+    async def _release_opened(
+        self, name: str, previous: outages.Gate, gate: outages.Gate, now: datetime
+    ) -> None:
+        """A gate open again before the time it deferred to (a breaker closed by a send
+        that was in flight, an outage removed while this cycle read it) releases what it
+        held, which would otherwise wait out that time (up to an outage's recheck)."""
+        closed = previous.state is outages.GateState.CLOSED
+        if closed and gate.state is not outages.GateState.CLOSED:
+            await self.store.release_deferred(adapter=name, now=now)
+        for env in {e for e, _, _ in previous.environments} - {e for e, _, _ in gate.environments}:
+            await self.store.release_deferred(environment=env, now=now)
+
     # --- before claiming ----------------------------------------------------------------
 
     async def admit(self, now: datetime) -> dict[str, Admission]:
         """Decide every adapter's gate; defer what a closed gate holds; return the limits."""
         try:
-            seen = self.announced
             self.announced, pauses = await self.store.controls(now=now)
-            # an outage gone since the last cycle (removed, or over): a cycle that read it
-            # just before its removal committed may have deferred what the removal had
-            # released, until the outage's recheck time; release that again
-            current = {o.id for o in self.announced}
-            for gone in (o for o in seen if o.id not in current):
-                await self.store.release_outage(gone, now=now)
             if any(not p.active_at(now) for p in pauses):
                 for p in await self.store.expire_pauses(now=now):
                     log.warning("control.resumed", pause_id=p.id, target=p.target, expired=True)
@@ -128,6 +133,8 @@ class Guard:
             if previous is None or previous.state != gate.state:
                 log.info("adapter.gate", adapter=name, gate=gate.state.value, reason=gate.reason)
             self.gates[name] = gate
+            if previous is not None:
+                await self._release_opened(name, previous, gate, now)
             for env, until, reason in gate.environments:
                 await self.store.defer_held(
                     adapter=name, environment=env, until=until, reason=reason, now=now

@@ -145,7 +145,7 @@ class Store(dispatch.DispatchStore):
     add_outage = write(outages.add_outage)
     list_outages = read(outages.list_outages)
     remove_outage = write(outages.remove_outage)
-    release_outage = write(outages.release_outage)
+    release_deferred = write(outages.release_deferred)
     defer_held = write(outages.defer_held)
     flag_at_risk = write(outages.flag_at_risk)
 

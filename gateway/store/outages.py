@@ -82,22 +82,22 @@ def remove_outage(cx: Cx, outage_id: str, *, actor: Actor, now: datetime) -> Bod
     now_us = rows.us(now)
     yield q("run", "outage_remove", now_us, actor.name, outage_id)
     o = rows.outage(row).model_copy(update={"removed_at": now})
-    released = yield from release_outage(cx, o, now=now)
+    env = o.environment and o.environment.value
+    released = yield from release_deferred(cx, now=now, adapter=o.adapter, environment=env)
     details = {**events.outage_details(o), "released_deliveries": released}
     notify = "outage_removed" if released else None
     yield from record(cx, now, actor, "outage.removed", details, notify=notify)
     return o
 
 
-def release_outage(cx: Cx, o: outages.Outage, *, now: datetime) -> Body[int]:
-    """What an outage deferred may go at once (it was removed, or a guard that read it
-    before its removal committed deferred again since): a gate still closed defers it
-    again on its next cycle."""
-    now_us = rows.us(now)
-    if o.adapter is not None:
-        return int((yield q("run", "outage_release_adapter", now_us, o.adapter)))
-    assert o.environment is not None  # the CHECK constraint: one of the two
-    return int((yield q("run", "outage_release_environment", now_us, o.environment.value)))
+def release_deferred(
+    cx: Cx, *, now: datetime, adapter: str | None = None, environment: str | None = None
+) -> Body[int]:
+    """What a gate held may go at once: an outage removed, or a gate open again before the
+    time it deferred to (a breaker closed early); one still closed defers it again."""
+    if adapter is not None:
+        return int((yield q("run", "outage_release_adapter", rows.us(now), adapter)))
+    return int((yield q("run", "outage_release_environment", rows.us(now), environment)))
 
 
 def defer_held(
