@@ -148,7 +148,7 @@ async def _filing_html(request: web.Request, filing_id: str) -> str:
     )
 
 
-def _html(text: str) -> web.Response:
+def html(text: str) -> web.Response:
     return web.Response(text=text, content_type=HTML, headers={"Cache-Control": "no-store"})
 
 
@@ -156,12 +156,12 @@ async def index(request: web.Request) -> web.Response:
     """The dashboard page (public shell; its figures need scope read)."""
     page = _page(request)
     page["inline"] = "" if page["auth_enabled"] else await render_panels(request.app, None)
-    return _html(aiohttp_jinja2.render_string("index.html", request, page))
+    return html(aiohttp_jinja2.render_string("index.html", request, page))
 
 
 async def panels(request: web.Request) -> web.Response:
     """The dashboard's figures as an HTML fragment (``?filer=CODE``: that filer's lists)."""
-    return _html(await render_panels(request.app, filer_of(request)))
+    return html(await render_panels(request.app, filer_of(request)))
 
 
 async def events(request: web.Request) -> web.StreamResponse:
@@ -180,12 +180,12 @@ async def filing_page(request: web.Request) -> web.Response:
             page["inline"] = await _filing_html(request, filing_id)
         except errors.NotFound as exc:
             page["inline"] = f'<p class="bad">{escape(exc.message)}</p>'
-    return _html(aiohttp_jinja2.render_string("filing.html", request, page))
+    return html(aiohttp_jinja2.render_string("filing.html", request, page))
 
 
 async def filing_panel(request: web.Request) -> web.Response:
     """A filing's deliveries and audit history as an HTML fragment."""
-    return _html(await _filing_html(request, request.match_info["id"]))
+    return html(await _filing_html(request, request.match_info["id"]))
 
 
 async def static(request: web.Request) -> web.Response:
@@ -201,4 +201,4 @@ async def static(request: web.Request) -> web.Response:
 
 async def docs(request: web.Request) -> web.Response:
     """The API reference, rendered from ``/openapi.json`` on the server."""
-    return _html(aiohttp_jinja2.render_string("docs.html", request, {"spec": openapi.spec()}))
+    return html(aiohttp_jinja2.render_string("docs.html", request, {"spec": openapi.spec()}))

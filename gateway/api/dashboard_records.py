@@ -25,13 +25,13 @@ from markupsafe import escape
 
 from gateway import errors, models
 from gateway.api import handlers, inputs
+from gateway.api.dashboard import html
 from gateway.api.handlers import PRINCIPAL
 from gateway.api.records import RECORDS
 from gateway.records import errors as rerrors
 from gateway.records.query import from_micros
 from gateway.service.records import FIELDS, Search
 
-HTML = "text/html"
 #: rows of a results page (``limit`` changes it, 1-500 as in the API)
 PAGE = 50
 #: the filters besides the identifier fields, and the rest a panel takes
@@ -45,10 +45,6 @@ BOXES = (
     ("ISF number", "isf_transaction_number"),
     ("Ack code", "ack_code"),
 )
-
-
-def _html(text: str) -> web.Response:
-    return web.Response(text=text, content_type=HTML, headers={"Cache-Control": "no-store"})
 
 
 def _given(request: web.Request) -> dict[str, str]:
@@ -94,7 +90,7 @@ def _search(request: web.Request) -> tuple[Search, dict[str, str]]:
     return search, q
 
 
-async def _results_html(request: web.Request) -> str:
+async def _resultshtml(request: web.Request) -> str:
     search, q = _search(request)
     items, cursor = await request.app[RECORDS].search(search)
     more = None
@@ -123,7 +119,7 @@ def _text(value: Any) -> str:
     return json.dumps(value, sort_keys=True)
 
 
-async def _record_html(request: web.Request, record_id: str) -> str:
+async def _recordhtml(request: web.Request, record_id: str) -> str:
     data = await request.app[RECORDS].show(record_id, request[PRINCIPAL].sees)
     rec = data["record"]
     context = {
@@ -157,15 +153,15 @@ async def search_page(request: web.Request) -> web.Response:
     }
     if not page["auth_enabled"]:
         try:
-            page["inline"] = await _results_html(request)
+            page["inline"] = await _resultshtml(request)
         except errors.InvalidInput as exc:
             page["inline"] = f'<p class="bad">{escape(exc.message)}</p>'
-    return _html(aiohttp_jinja2.render_string("records.html", request, page))
+    return html(aiohttp_jinja2.render_string("records.html", request, page))
 
 
 async def search_panel(request: web.Request) -> web.Response:
     """One page of records found (HTML fragment): live first, then archived."""
-    return _html(await _results_html(request))
+    return html(await _resultshtml(request))
 
 
 async def record_page(request: web.Request) -> web.Response:
@@ -176,13 +172,13 @@ async def record_page(request: web.Request) -> web.Response:
         try:
             if inputs.problem(record_id) is not None:  # no record has such an id
                 raise errors.NotFound(f"no record {record_id}")
-            page["inline"] = await _record_html(request, record_id)
+            page["inline"] = await _recordhtml(request, record_id)
         except errors.NotFound as exc:
             page["inline"] = f'<p class="bad">{escape(exc.message)}</p>'
-    return _html(aiohttp_jinja2.render_string("records_record.html", request, page))
+    return html(aiohttp_jinja2.render_string("records_record.html", request, page))
 
 
 async def record_panel(request: web.Request) -> web.Response:
     """A record's whole history and payload (HTML fragment); outside the token's filers or
     missing: 404."""
-    return _html(await _record_html(request, request.match_info["id"]))
+    return html(await _recordhtml(request, request.match_info["id"]))
