@@ -5,6 +5,7 @@ written as JSON Lines with the signed checkpoint in the header and a sealing tra
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from contextlib import ExitStack
@@ -17,6 +18,7 @@ from gateway import config, values
 from gateway.audit import checkpoints
 from gateway.audit import export as audit_export
 from gateway.audit import verify as audit_verify
+from gateway.cli import verify as cli_verify
 from gateway.cli.client import EXIT_OK
 from gateway.store import base
 from gateway.store import open as store_open
@@ -96,13 +98,14 @@ def cmd_export(args: argparse.Namespace) -> int:
             )
             progress = _Progress(head_seq, sys.stderr)
             scanned = 0
-            async for row in store.audit_rows():
-                if row.seq > head_seq:
-                    break
-                scanned += 1
-                if flt.matches(row):
-                    writer.row(row)
-                progress.update(scanned, writer.rows)
+            async with cli_verify.chain_of(store, cfg, os.environ) as chain:  # + archived rows
+                async for row in chain.audit_rows():
+                    if row.seq > head_seq:
+                        break
+                    scanned += 1
+                    if flt.matches(row):
+                        writer.row(row)
+                    progress.update(scanned, writer.rows)
             progress.update(scanned, writer.rows, final=True)
             writer.trailer()
             return writer.rows

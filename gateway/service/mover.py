@@ -7,7 +7,8 @@ it rests so that it works at most ``max_share`` of the time.
 A round: read a batch of candidates (``Policy.decide`` says archive), grouped by retention
 rule and month of receipt so a segment expires whole; per group read every row in one
 snapshot, build and put the segment in a worker thread, then one store transaction checks
-nothing moved, deletes the live rows and enters the segment's hash in the audit chain
+nothing moved, deletes the live rows (their audit rows too: the segment holds them, and
+``audit verify`` reads them there) and enters the segment's hash in the audit chain
 (``store.archive_enter``); last the index learns it (derived data).
 
 Crash safety, by where a kill lands: before the put ends, nothing is visible (the storage
@@ -208,6 +209,8 @@ class Mover:
             "sha256": written.sha256,
             "first_id": records[0]["filing"]["id"],
             "last_id": records[-1]["filing"]["id"],
+            # the audit rows the segment holds leave the live chain in the same transaction
+            "audit_seqs": [a["seq"] for r in records for a in r["audit"]],
         }
         try:
             entered = await self.store.archive_enter(info, stamps, ACTOR, now)

@@ -1,14 +1,12 @@
 """Records (issue 20): search, show, restore, verify, holds and purge over the live store
 and the archive, for the API and the CLI. The mover that fills the archive is ``mover``.
-
 One search answers over both: the live filings first (newest first, by the store's
 listing), then the archive's index (newest first). Its cursor is one opaque token that
 says which of the two it is in and where (``L`` + the live listing's cursor, ``A`` + the
 index's). A page may hold fewer items than ``limit`` (a live page is filtered after it is
 read, when it names payload identifiers; by reference alone, the reference index answers at
-once); follow ``next_cursor`` until it is null.
-A filing restored from the archive is live again and is shown once, as live.
-"""
+once); follow ``next_cursor`` until it is null. A filing restored from the archive is live
+again and is shown once, as live (with its history from the segments: ``records_chain``)."""
 
 from __future__ import annotations
 
@@ -26,6 +24,7 @@ from gateway.clock import Clock
 from gateway.records import crypto, extract, index, retention, segment, storage, verify
 from gateway.records import errors as rerrors
 from gateway.records.query import from_micros
+from gateway.service import records_chain
 from gateway.store import base
 
 #: the identifier fields a search names (any configured ``[records.fields]`` field too)
@@ -259,16 +258,17 @@ class Records:
         """A filing's whole record (every row, the exact payload sent), live or archived;
         one ``visible`` refuses is answered as a missing one (404, the same words)."""
         seqs = await self.store.live_seqs([filing_id])
+        name: str | None = None
         if filing_id in seqs:
             (rec,) = await self.store.archive_batch([seqs[filing_id]])
-            out = {"id": filing_id, "where": "live", "segment": None, "record": rec}
         else:
             name, rec = await self._archived(filing_id)
-            out = {"id": filing_id, "where": "archive", "segment": name, "record": rec}
         f = rec["filing"]
         if visible is not None and not visible(str(f["filer_code"]), str(f["environment"])):
             raise _missing(filing_id)
-        return out
+        rec = {**rec, "audit": await records_chain.history(self, filing_id, rec["audit"], name)}
+        where = "live" if name is None else "archive"
+        return {"id": filing_id, "where": where, "segment": name, "record": rec}
 
     async def _archived(self, filing_id: str) -> tuple[str, dict[str, Any]]:
         self.open()
