@@ -204,8 +204,11 @@ def _serve(d: Path, url: str, root: Path, *, mover: bool, name: str) -> procs.Pr
     return proc
 
 
-def _steady(d: Path, url: str, root: Path, rate: float) -> list[tuple[float, int, int, int]]:
-    """(seconds, live filings, live used bytes, archived) every SAMPLE_S under a fixed rate."""
+def _steady(
+    d: Path, url: str, root: Path, rate: float
+) -> tuple[list[tuple[float, int, int, int]], Any]:
+    """(seconds, live filings, live used bytes, archived) every SAMPLE_S under a fixed rate,
+    and wrk's result (the rate accepted)."""
     import threading
 
     db = Path(url.removeprefix("sqlite:///"))
@@ -222,11 +225,11 @@ def _steady(d: Path, url: str, root: Path, rate: float) -> list[tuple[float, int
         t = threading.Thread(target=sample)
         t.start()
         try:
-            wrk.run(p.url, duration_s=STEADY_S, connections=16, rate=rate)
+            res = wrk.run(p.url, duration_s=STEADY_S, connections=16, rate=rate)
         finally:
             done.set()
             t.join()
-    return samples
+    return samples, res
 
 
 def _seal_cost(n: int = 20_000) -> tuple[float, float]:
@@ -270,7 +273,7 @@ async def records_million(ctx: Ctx) -> list[dict[str, Any]]:
     index_bytes = sum(p.stat().st_size for p in root.glob("index.sqlite*"))
     print(f"  built in {build_s:.0f} s; searching", file=sys.stderr, flush=True)
     found = await _search(url, root)
-    samples = _steady(d, url, root, ctx.rate)  # first: from an empty live store
+    samples, offered = _steady(d, url, root, ctx.rate)  # first: from an empty live store
     if len(samples) < 3:
         raise RuntimeError(f"{len(samples)} samples of the live store: STEADY_S too short")
     window = [s for s in samples if s[0] >= WARM_S]
@@ -282,6 +285,8 @@ async def records_million(ctx: Ctx) -> list[dict[str, Any]]:
     start_b, end_b = window[0][2], window[-1][2]
     flat_b = end_b <= FLAT * start_b
     flat = flat_b and middle > 0 and abs(last - middle) / middle <= 0.25
+    span = window[-1][0] - window[0][0]
+    moved_rate = (window[-1][3] - window[0][3]) / span if span else 0.0
     after = await _search(url, root)
     runs = []
     for mover in (False, True, True, False):
@@ -333,9 +338,9 @@ async def records_million(ctx: Ctx) -> list[dict[str, Any]]:
             ratio=end_b / start_b if start_b else None,
             target=f"flat (end ≤ {FLAT} x start; filings of the window's halves within 25%)",
             met=flat,
-            note=f"live filings: first half of the window {middle:.0f}, second {last:.0f}; "
-            f"archived during the load {samples[-1][3] - samples[0][3]:,}; samples (s, live "
-            "filings, used MB, archived): "
+            note=f"accepted {offered.ok_rps:.0f}/s of {ctx.rate:.0f}/s offered; archived "
+            f"{moved_rate:.0f}/s over the window; live filings: first half of the window "
+            f"{middle:.0f}, second {last:.0f}; samples (s, live filings, used MB, archived): "
             + ", ".join(f"({s}, {n}, {b / 1e6:.1f}, {a:,})" for s, n, b, a in samples),
         ),
         row(
