@@ -317,7 +317,8 @@ class Index:
         rows = rows[: query.limit]
         hits = [q.hit(row[:-1]) for row in rows]
         cursor = q.encode_cursor(rows[-1][8], rows[-1][-1]) if more else None
-        return Page(hits=hits, next_cursor=cursor)
+        after = [q.encode_cursor(row[8], row[-1]) for row in rows]
+        return Page(hits=hits, next_cursor=cursor, after=after)
 
     def plan(self, query: Query) -> list[str]:
         """SQLite's plan for ``query``, one line a step (``records search --explain``)."""
