@@ -15,11 +15,12 @@ from typing import Any, TextIO
 import anyio
 
 from gateway import config, values
+from gateway.audit import chain as audit_chain
 from gateway.audit import checkpoints
 from gateway.audit import export as audit_export
 from gateway.audit import verify as audit_verify
 from gateway.cli import verify as cli_verify
-from gateway.cli.client import EXIT_OK
+from gateway.cli.client import EXIT_FAILED, EXIT_OK
 from gateway.store import base
 from gateway.store import open as store_open
 
@@ -116,7 +117,11 @@ def cmd_export(args: argparse.Namespace) -> int:
         out: TextIO = sys.stdout
         if args.output != "-":
             out = stack.enter_context(open(args.output, "w", encoding="utf-8"))
-        written = anyio.run(_run, out)
+        try:
+            written = anyio.run(_run, out)
+        except audit_chain.RowsUnreadable as exc:  # an archive segment missing or altered
+            print(f"export stopped at row {exc.seq}: {exc.reason}", file=sys.stderr)
+            return EXIT_FAILED
     if args.output != "-":
         print(f"exported {written} rows to {args.output}", file=sys.stderr)
     return EXIT_OK

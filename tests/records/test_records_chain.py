@@ -186,3 +186,4 @@ async def test_cli_verify_and_export_cover_the_archive(
     assert await anyio.to_thread.run_sync(main, check) == 0
     segment_path(tmp_path, mover).unlink()
     assert await anyio.to_thread.run_sync(main, ["audit", "verify", "--config", str(config)]) == 1
+    assert await anyio.to_thread.run_sync(main, export) == 1  # a clear error, no traceback
