@@ -7,10 +7,12 @@ changed, removed, reordered or inserted row breaks every hash after it.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
+import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -155,6 +157,32 @@ class VerifyResult:
 PRUNED = "audit.pruned"
 
 
+class RowsUnreadable(Exception):
+    """A source of chain rows could not hand over rows it must have (an archive segment
+    missing or altered): the verify fails at ``seq`` for ``reason``."""
+
+    def __init__(self, seq: int, reason: str) -> None:
+        super().__init__(reason)
+        self.seq, self.reason = seq, reason
+
+
+def covered(gap: tuple[int, int], spans: Sequence[tuple[int, int]]) -> bool:
+    """Is every seq of ``gap`` (first, last) inside ``spans`` (sorted, disjoint)?"""
+    i = bisect.bisect_right(spans, (gap[0], math.inf)) - 1
+    return i >= 0 and spans[i][0] <= gap[0] and gap[1] <= spans[i][1]
+
+
+def merge_spans(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sorted, disjoint, touching ones joined."""
+    out: list[tuple[int, int]] = []
+    for first, last in sorted(spans):
+        if out and first <= out[-1][1] + 1:
+            out[-1] = (out[-1][0], max(out[-1][1], last))
+        else:
+            out.append((first, last))
+    return out
+
+
 class ChainVerifier:
     """Checks rows one at a time, in sequence order, holding O(1) state.
 
@@ -165,8 +193,17 @@ class ChainVerifier:
     and with checkpoints that row must be signed off (a checkpoint at or after it).
     """
 
-    def __init__(self, *, checkpoints: Mapping[int, str] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        checkpoints: Mapping[int, str] | None = None,
+        purged: Iterable[tuple[int, int]] = (),
+    ) -> None:
         self.checkpoints = dict(checkpoints or {})
+        #: seq spans of archive segments purged (``records purge``): their rows are gone
+        #: with the segment; a gap inside them is accepted, unlinked, and counted
+        self.purged = merge_spans(purged)
+        self.purged_rows = 0
         self.count = 0
         self.prev = GENESIS
         self.prev_seq: int | None = None
@@ -189,11 +226,18 @@ class ChainVerifier:
             return False
         if self.prev_seq is None:
             self.first = (row.seq, row.prev_hash)
-            if row.seq == 1 and row.prev_hash != GENESIS:
+            if row.seq > 1 and covered((1, row.seq - 1), self.purged):  # all went with segments
+                self.first, self.purged_rows = (1, GENESIS), row.seq - 1
+            elif row.seq == 1 and row.prev_hash != GENESIS:
                 return self._fail(1, "the first row does not start from the genesis hash")
             self.prev = row.prev_hash
         elif row.seq <= self.prev_seq:
             return self._fail(row.seq, f"row {row.seq} is out of order after {self.prev_seq}")
+        elif row.seq != self.prev_seq + 1 and covered(
+            (self.prev_seq + 1, row.seq - 1), self.purged
+        ):
+            self.purged_rows += row.seq - 1 - self.prev_seq
+            self.prev = row.prev_hash  # the row before went with its segment: no link to check
         elif row.seq != self.prev_seq + 1:
             missing = self.prev_seq + 1
             return self._fail(
@@ -265,6 +309,11 @@ class ChainVerifier:
                 )
         if top is None:
             warnings.append("no authenticated checkpoint: a cut-off tail cannot be detected")
+        if self.purged_rows:
+            warnings.append(
+                f"{self.purged_rows} rows went with archive segments purged after their "
+                "retention (records purge): the links across them are not checked"
+            )
         return VerifyResult(
             True,
             self.count,
@@ -274,6 +323,11 @@ class ChainVerifier:
             checkpoint_seq=top,
             warnings=tuple(warnings),
         )
+
+    def unreadable(self, exc: RowsUnreadable) -> None:
+        """The rows' source broke at ``exc.seq``: the first failure, if none came first."""
+        if self.failure is None:
+            self._fail(exc.seq, exc.reason)
 
     def _finish_fail(self, seq: int, reason: str) -> VerifyResult:
         self._fail(seq, reason)

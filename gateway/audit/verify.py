@@ -96,18 +96,29 @@ async def walk(
     store: checkpoints.TrailHead,
     signed: list[checkpoints.Checkpoint],
     unbound: Sequence[checkpoints.Checkpoint] = (),
+    *,
+    purged: Sequence[tuple[int, int]] = (),
 ) -> tuple[audit.VerifyResult, Unbound]:
-    """Stream the chain through the verifier, against ``signed`` only."""
-    verifier = audit.ChainVerifier(checkpoints={c.seq: c.head for c in signed})
+    """Stream the chain through the verifier, against ``signed`` only. ``store`` may be
+    the live store and its archive together (``gateway.service.records_chain``): a row
+    it cannot hand over (a segment missing or altered) fails the walk there; ``purged``:
+    the seq spans of purged segments."""
+    verifier = audit.ChainVerifier(checkpoints={c.seq: c.head for c in signed}, purged=purged)
     by_seq: dict[int, list[checkpoints.Checkpoint]] = defaultdict(list)
     for cp in unbound:
         by_seq[cp.seq].append(cp)
     old = Unbound(dict(by_seq))
-    async for row in store.audit_rows():
-        if not verifier.feed(row):
-            break
-        if old.by_seq:
-            old.see(row)
+    rows = store.audit_rows()
+    try:
+        async for row in rows:
+            if not verifier.feed(row):
+                break
+            if old.by_seq:
+                old.see(row)
+    except audit.RowsUnreadable as exc:
+        verifier.unreadable(exc)
+    finally:
+        await rows.aclose()  # type: ignore[attr-defined]
     result = verifier.finish()
     if result.ok:
         old.finish()

@@ -5,6 +5,7 @@ written as JSON Lines with the signed checkpoint in the header and a sealing tra
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from contextlib import ExitStack
@@ -14,10 +15,12 @@ from typing import Any, TextIO
 import anyio
 
 from gateway import config, values
+from gateway.audit import chain as audit_chain
 from gateway.audit import checkpoints
 from gateway.audit import export as audit_export
 from gateway.audit import verify as audit_verify
-from gateway.cli.client import EXIT_OK
+from gateway.cli import verify as cli_verify
+from gateway.cli.client import EXIT_FAILED, EXIT_OK
 from gateway.store import base
 from gateway.store import open as store_open
 
@@ -96,13 +99,14 @@ def cmd_export(args: argparse.Namespace) -> int:
             )
             progress = _Progress(head_seq, sys.stderr)
             scanned = 0
-            async for row in store.audit_rows():
-                if row.seq > head_seq:
-                    break
-                scanned += 1
-                if flt.matches(row):
-                    writer.row(row)
-                progress.update(scanned, writer.rows)
+            async with cli_verify.chain_of(store, cfg, os.environ) as chain:  # + archived rows
+                async for row in chain.audit_rows():
+                    if row.seq > head_seq:
+                        break
+                    scanned += 1
+                    if flt.matches(row):
+                        writer.row(row)
+                    progress.update(scanned, writer.rows)
             progress.update(scanned, writer.rows, final=True)
             writer.trailer()
             return writer.rows
@@ -113,7 +117,11 @@ def cmd_export(args: argparse.Namespace) -> int:
         out: TextIO = sys.stdout
         if args.output != "-":
             out = stack.enter_context(open(args.output, "w", encoding="utf-8"))
-        written = anyio.run(_run, out)
+        try:
+            written = anyio.run(_run, out)
+        except audit_chain.RowsUnreadable as exc:  # an archive segment missing or altered
+            print(f"export stopped at row {exc.seq}: {exc.reason}", file=sys.stderr)
+            return EXIT_FAILED
     if args.output != "-":
         print(f"exported {written} rows to {args.output}", file=sys.stderr)
     return EXIT_OK

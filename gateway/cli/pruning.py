@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import os
 import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,6 +19,7 @@ from gateway.audit import chain as audit
 from gateway.audit import checkpoints
 from gateway.audit import export as audit_export
 from gateway.audit import verify as audit_verify
+from gateway.cli import verify as cli_verify
 from gateway.cli.client import EXIT_FAILED, EXIT_OK, EXIT_REFUSED
 from gateway.cli.local import require_migrated
 from gateway.store import base
@@ -49,11 +51,15 @@ def cmd_prune(args: argparse.Namespace) -> int:
         await store.open()
         try:
             await require_migrated(store)
-            ev = await audit_verify.gather(store, directory)
-            if ev.bad:
-                reason = f"a checkpoint does not authenticate: {ev.bad[0]}"
-                return audit.VerifyResult(False, 0, "", 0, reason), None
-            checked, _ = await audit_verify.walk(store, ev.signed)
+            async with cli_verify.chain_of(store, cfg, os.environ) as chain:
+                try:
+                    ev = await audit_verify.gather(chain, directory)
+                except audit.RowsUnreadable:  # the walk names it
+                    ev = await audit_verify.gather(store, directory)
+                if ev.bad:
+                    reason = f"a checkpoint does not authenticate: {ev.bad[0]}"
+                    return audit.VerifyResult(False, 0, "", 0, reason), None
+                checked, _ = await audit_verify.walk(chain, ev.signed, purged=chain.purged)
             if not checked.ok:
                 return checked, None
             actor = values.Actor(name=f"cli:{getpass.getuser()}")

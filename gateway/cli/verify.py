@@ -4,10 +4,12 @@ and walk; opens the store, prints a human summary or ``--json``, sets the exit c
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 import time
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import anyio
@@ -18,7 +20,24 @@ from gateway.audit import checkpoints, export_check
 from gateway.audit import verify as audit_verify
 from gateway.audit.verify import Evidence, Unbound, gather, key_or_warn, walk
 from gateway.cli.client import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from gateway.clock import SystemClock
+from gateway.service import records_chain
+from gateway.service.records import Records
+from gateway.store import base
 from gateway.store import open as store_open
+
+
+@contextlib.asynccontextmanager
+async def chain_of(
+    store: base.Store, cfg: config.Config, environ: Mapping[str, str]
+) -> AsyncIterator[records_chain.Chain]:
+    """The whole chain of an open ``store``: its live rows and the rows archived in the
+    segments of the archive ``cfg`` names (audit verify, export and prune read this)."""
+    records = Records(store=store, cfg=cfg, clock=SystemClock(), environ=environ)
+    try:
+        yield await records_chain.Chain(store, records).load()
+    finally:
+        records.close()
 
 
 def _emit(args: argparse.Namespace, data: dict[str, Any], human: str) -> None:
@@ -44,11 +63,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
         store = store_open.open_store(cfg.gateway.store)
         await store.open()
         try:
-            ev = await gather(store, directory)
-            if ev.bad:
-                return ev, None, None
-            result, old = await walk(store, ev.signed, ev.unbound)
-            return ev, result, old
+            async with chain_of(store, cfg, os.environ) as chain:
+                try:  # live rows and the archive's, one chain
+                    ev = await gather(chain, directory)
+                except audit.RowsUnreadable:  # the walk names it
+                    ev = await gather(store, directory)
+                if ev.bad:
+                    return ev, None, None
+                result, old = await walk(chain, ev.signed, ev.unbound, purged=chain.purged)
+                return ev, result, old
         finally:
             await store.close()
 

@@ -38,6 +38,14 @@ class RecordsSection(BaseModel):
         description="while a backlog drains, the share of time the mover may work (it rests "
         "the rest, so intake keeps the process and the database writer)",
     )
+    behind_share: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="while the mover falls behind (the oldest filing due to move waits longer "
+        "round after round), its share rises by half a round up to this, and falls back to "
+        "max_share as it catches up",
+    )
     retention: list[dict[str, Any]] = Field(
         default_factory=list,
         description="[[records.retention]] tables: filing_type, environment, live, total "

@@ -171,9 +171,7 @@ def extract(
     filing_type = str(filing.get("filing_type", ""))
     view = {**filing, "payload": payload_of(filing)}
     found: dict[str, list[str]] = {}
-    for r in (REFERENCE_RULE, *rules):
-        if not r.applies(filing_type):
-            continue
+    for r in _applicable(rules, filing_type):
         values = found.setdefault(r.field, [])
         for path in r.paths:
             for value in _walk(view, path):
@@ -188,3 +186,19 @@ def extract(
 
 
 REFERENCE_RULE = rule(REFERENCE, "*", "reference")
+#: (id of a rules tuple, filing type) -> (that tuple, the rules that apply): the globs are
+#: matched once a filing type, not for every filing (the mover's index add calls this per
+#: filing); the tuple is kept so a reused id never answers for another
+_APPLICABLE: dict[tuple[int, str], tuple[object, tuple[FieldRule, ...]]] = {}
+
+
+def _applicable(rules: Iterable[FieldRule], filing_type: str) -> tuple[FieldRule, ...]:
+    if not isinstance(rules, tuple):
+        return tuple(r for r in (REFERENCE_RULE, *rules) if r.applies(filing_type))
+    hit = _APPLICABLE.get((id(rules), filing_type))
+    if hit is None or hit[0] is not rules:
+        if len(_APPLICABLE) > 4096:
+            _APPLICABLE.clear()
+        hit = (rules, tuple(r for r in (REFERENCE_RULE, *rules) if r.applies(filing_type)))
+        _APPLICABLE[(id(rules), filing_type)] = hit
+    return hit[1]

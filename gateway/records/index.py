@@ -75,7 +75,23 @@ CREATE TABLE IF NOT EXISTS terms (
     PRIMARY KEY (field_id, value, received_at, rid)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS terms_record ON terms (rid);
+-- the audit rows each segment holds (first and last seq, how many): ``audit verify`` reads
+-- the chain's archived rows by it; a purged segment's range stays, marked (added in place:
+-- an older index learns the ranges of the segments it had from ``catch_up``/``audit_range``)
+CREATE TABLE IF NOT EXISTS audit_ranges (
+    name       TEXT PRIMARY KEY,
+    first_seq  INTEGER NOT NULL,
+    last_seq   INTEGER NOT NULL,
+    rows       INTEGER NOT NULL,
+    purged     INTEGER NOT NULL DEFAULT 0
+);
 """
+
+
+def audit_range(records: Iterable[Mapping[str, Any]]) -> tuple[int, int, int] | None:
+    """(first seq, last seq, rows) of the audit rows ``records`` hold; None: none."""
+    seqs = [int(a["seq"]) for r in records for a in r.get("audit") or ()]
+    return (min(seqs), max(seqs), len(seqs)) if seqs else None
 
 
 def ack_codes(record: Mapping[str, Any]) -> list[str]:
@@ -213,6 +229,7 @@ class Index:
                         terms.extend((fid, v, received, rid) for v in values)
                 db.executemany("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
                 db.executemany("INSERT OR IGNORE INTO terms VALUES (?, ?, ?, ?)", terms)
+                self._note_range(written.name, audit_range(records))
             except BaseException:
                 db.execute("ROLLBACK")
                 self._fields = dict(db.execute("SELECT name, id FROM fields").fetchall())
@@ -236,11 +253,32 @@ class Index:
                 )
                 count = db.execute("DELETE FROM records WHERE segment_id = ?", row).rowcount
                 db.execute("DELETE FROM segments WHERE id = ?", row)
+                db.execute("UPDATE audit_ranges SET purged = 1 WHERE name = ?", (name,))
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
             db.execute("COMMIT")
             return int(count)
+
+    def _note_range(self, name: str, found: tuple[int, int, int] | None) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO audit_ranges VALUES (?, ?, ?, ?, 0)",
+            (name, *(found or (0, -1, 0))),
+        )
+
+    def note_range(self, name: str, found: tuple[int, int, int] | None) -> None:
+        """Remember the audit range of segment ``name`` (read from it: an older index)."""
+        with self._lock:
+            self._note_range(name, found)
+
+    def audit_ranges(self) -> dict[str, tuple[int, int, int, bool]]:
+        """{segment: (first seq, last seq, rows, purged)} of the segments whose audit
+        rows the index knows (rows 0: the segment holds none)."""
+        with self._lock:
+            found = self._db.execute(
+                "SELECT name, first_seq, last_seq, rows, purged FROM audit_ranges"
+            ).fetchall()
+        return {r[0]: (int(r[1]), int(r[2]), int(r[3]), bool(r[4])) for r in found}
 
     def segments(self) -> dict[str, str]:
         """{segment name: sha256} of every indexed segment."""
@@ -252,13 +290,19 @@ class Index:
     def locate(self, filing_id: str) -> Hit | None:
         """Where the record of ``filing_id`` lies, if it is archived (a filing restored and
         archived again is in two segments: the newest)."""
+        found = self.locate_all(filing_id)
+        return found[-1] if found else None
+
+    def locate_all(self, filing_id: str) -> list[Hit]:
+        """Every archived copy of ``filing_id``'s record, oldest first (each holds the
+        audit rows of its own time live)."""
         with self._lock:
-            row = self._db.execute(
+            found = self._db.execute(
                 f"SELECT {q.HIT_COLUMNS} FROM records r JOIN segments s ON s.id = r.segment_id "
-                "WHERE r.filing_id = ? ORDER BY r.rid DESC LIMIT 1",
+                "WHERE r.filing_id = ? ORDER BY r.rid",
                 (filing_id,),
-            ).fetchone()
-        return None if row is None else q.hit(row)
+            ).fetchall()
+        return [q.hit(row) for row in found]
 
     def search(self, query: Query) -> Page:
         """One page of the filings matching ``query``, newest first."""
@@ -273,7 +317,8 @@ class Index:
         rows = rows[: query.limit]
         hits = [q.hit(row[:-1]) for row in rows]
         cursor = q.encode_cursor(rows[-1][8], rows[-1][-1]) if more else None
-        return Page(hits=hits, next_cursor=cursor)
+        after = [q.encode_cursor(row[8], row[-1]) for row in rows]
+        return Page(hits=hits, next_cursor=cursor, after=after)
 
     def plan(self, query: Query) -> list[str]:
         """SQLite's plan for ``query``, one line a step (``records search --explain``)."""

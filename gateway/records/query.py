@@ -43,6 +43,8 @@ class Page:
     hits: list[Hit]
     #: pass back as ``Query.cursor`` for the next page; None on the last page
     next_cursor: str | None
+    #: for each hit, the cursor of the page that starts just after it
+    after: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, kw_only=True)

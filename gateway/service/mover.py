@@ -2,12 +2,14 @@
 filings past their live period from the store into archive segments.
 
 Between rounds it waits ``interval``; while a backlog drains (a round moved a full batch)
-it rests so that it works at most ``max_share`` of the time.
+it rests so that it works at most ``max_share`` of the time, a share that rises towards
+``behind_share`` while it falls behind a steady intake (``next_share``).
 
 A round: read a batch of candidates (``Policy.decide`` says archive), grouped by retention
 rule and month of receipt so a segment expires whole; per group read every row in one
 snapshot, build and put the segment in a worker thread, then one store transaction checks
-nothing moved, deletes the live rows and enters the segment's hash in the audit chain
+nothing moved, deletes the live rows (their audit rows too: the segment holds them, and
+``audit verify`` reads them there) and enters the segment's hash in the audit chain
 (``store.archive_enter``); last the index learns it (derived data).
 
 Crash safety, by where a kill lands: before the put ends, nothing is visible (the storage
@@ -38,6 +40,7 @@ import structlog
 
 from gateway import errors, values
 from gateway.records import retention, segment
+from gateway.records.query import from_micros
 from gateway.service.records import Records, facts
 from gateway.store import archive, base
 
@@ -66,6 +69,19 @@ def build(
     return Mover(records, store_url=cfg.gateway.store)
 
 
+def next_share(share: float, before: float | None, lag: float | None, section: Any) -> float:
+    """The mover's share of the time after a full round: ``max_share`` while it keeps up;
+    up by half (to ``behind_share``) while it falls behind — ``lag``, how long the oldest
+    filing due to move has waited past its live period, grew since the round ``before`` —
+    and down by a third (to ``max_share``) while it catches up. So a steady intake the
+    default share cannot follow is met, and a backlog that only drains (a gateway started
+    on an old store) is taken at ``max_share``, sparing intake."""
+    low, high = float(section.max_share), max(section.max_share, float(section.behind_share))
+    if before is None or lag is None or lag == before:
+        return share
+    return min(high, share * 1.5) if lag > before else max(low, share / 1.5)
+
+
 class Mover:
     """Moves finished filings into the archive, a round every ``[records] interval``."""
 
@@ -74,6 +90,8 @@ class Mover:
         self.store = records.store
         self.store_url = store_url
         self.section = records.section
+        #: seconds the oldest filing due to move (by the last round) waited past its period
+        self.lag: float | None = None
 
     async def run(self) -> None:
         """Hold the mover's lock, recover, then move round after round (until cancelled)."""
@@ -81,6 +99,7 @@ class Mover:
             stack.callback(self.records.close)
             await stack.enter_async_context(self._lock())
             await self.recover()
+            share, lag = self.section.max_share, None
             while True:
                 started = anyio.current_time()
                 try:
@@ -89,10 +108,13 @@ class Mover:
                     log.warning("records.round_failed", error=str(exc))
                     moved = 0
                 if moved < self.section.batch_filings:
+                    share, lag = self.section.max_share, None
                     await anyio.sleep(self.section.interval)
-                else:  # a backlog: go on, but work at most max_share of the time
+                else:  # a backlog: go on, but work at most ``share`` of the time
+                    share = next_share(share, lag, self.lag, self.section)
+                    lag = self.lag
                     busy = anyio.current_time() - started
-                    await anyio.sleep(busy * (1 / self.section.max_share - 1))
+                    await anyio.sleep(busy * (1 / share - 1))
 
     @contextlib.asynccontextmanager
     async def _lock(self) -> AsyncIterator[None]:
@@ -169,11 +191,13 @@ class Mover:
         policy = await self.records.policy()
         cutoff = now - min(r.live for r in policy.rules)
         groups: dict[tuple[str, str], list[int]] = defaultdict(list)
-        chosen, after = 0, 0
+        chosen, after, self.lag = 0, 0, None
         while chosen < self.section.batch_filings:
             found = await self.store.archive_candidates(cutoff, after, self.section.batch_filings)
             if not found:
                 break
+            if self.lag is None:
+                self.lag = (cutoff - from_micros(int(found[0][7]))).total_seconds()
             for seq, fid, ftype, env, ref, filer, received, updated, _ in found:
                 row = {"id": fid, "filing_type": ftype, "environment": env, "reference": ref}
                 row |= {"filer_code": filer, "received_at": received, "updated_at": updated}
@@ -208,6 +232,8 @@ class Mover:
             "sha256": written.sha256,
             "first_id": records[0]["filing"]["id"],
             "last_id": records[-1]["filing"]["id"],
+            # the audit rows the segment holds leave the live chain in the same transaction
+            "audit_seqs": [a["seq"] for r in records for a in r["audit"]],
         }
         try:
             entered = await self.store.archive_enter(info, stamps, ACTOR, now)

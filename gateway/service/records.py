@@ -1,57 +1,26 @@
 """Records (issue 20): search, show, restore, verify, holds and purge over the live store
 and the archive, for the API and the CLI. The mover that fills the archive is ``mover``.
-
-One search answers over both: the live filings first (newest first, by the store's
-listing), then the archive's index (newest first). Its cursor is one opaque token that
-says which of the two it is in and where (``L`` + the live listing's cursor, ``A`` + the
-index's). A page may hold fewer items than ``limit`` (a live page is filtered after it is
-read, when it names payload identifiers; by reference alone, the reference index answers at
-once); follow ``next_cursor`` until it is null.
-A filing restored from the archive is live again and is shown once, as live.
-"""
+One search answers over both, merged newest first by time of receipt, with one cursor
+(``records_search``). A filing restored from the archive is live again and is shown once,
+as live (with its history from the segments: ``records_chain``)."""
 
 from __future__ import annotations
 
-import base64
 import functools
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
-from datetime import datetime
 from typing import Any
 
 import anyio
 
-from gateway import config, errors, models, values
+from gateway import config, errors, values
 from gateway.clock import Clock
-from gateway.records import crypto, extract, index, retention, segment, storage, verify
+from gateway.records import crypto, index, retention, segment, storage, verify
 from gateway.records import errors as rerrors
 from gateway.records.query import from_micros
+from gateway.service import records_chain, records_search
+from gateway.service.records_search import FIELDS as FIELDS
+from gateway.service.records_search import Search as Search
 from gateway.store import base
-
-#: the identifier fields a search names (any configured ``[records.fields]`` field too)
-FIELDS = ("reference", "entry_number", "bill_of_lading", "isf_transaction_number", "ack_code")
-#: live pages read at most per search call before it answers (with a cursor) anyway
-LIVE_PAGES = 20
-
-
-@dataclass(frozen=True, kw_only=True)
-class Search:
-    """A records search; every filter given must hold."""
-
-    terms: Mapping[str, str] = field(default_factory=dict)
-    filer_code: str | None = None
-    filing_type: str | None = None
-    environment: str | None = None
-    #: the filing's status (delivered, acknowledged, rejected, dead, cancelled, …)
-    state: str | None = None
-    received_from: datetime | None = None
-    received_to: datetime | None = None
-    limit: int = 50
-    cursor: str | None = None
-    #: a token's scope: only these filer codes / environments (None: all)
-    filer_codes: tuple[str, ...] | None = None
-    environments: tuple[str, ...] | None = None
-
 
 #: may a caller see a record of (filer code, environment)? (a token's scope)
 Visible = Callable[[str, str], bool]
@@ -68,38 +37,6 @@ def facts(filing: Mapping[str, Any]) -> retention.Facts:
         received_at=from_micros(int(filing["received_at"])),
         finished_at=from_micros(int(filing["updated_at"])),
     )
-
-
-def summary(filing: Mapping[str, Any], where: str, seg: str | None = None) -> dict[str, Any]:
-    return {
-        "id": filing["id"],
-        "filing_type": filing["filing_type"],
-        "environment": filing["environment"],
-        "reference": filing["reference"],
-        "filer_code": filing["filer_code"],
-        "state": filing["status"],
-        "received_at": from_micros(int(filing["received_at"])).isoformat(),
-        "where": where,
-        "segment": seg,
-    }
-
-
-def _cursor(phase: str, inner: str | None) -> str:
-    return base64.urlsafe_b64encode(f"{phase}:{inner or ''}".encode()).decode().rstrip("=")
-
-
-def _uncursor(cursor: str | None) -> tuple[str, str | None]:
-    if cursor is None:
-        return "L", None
-    try:
-        phase, _, inner = (
-            base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().partition(":")
-        )
-    except ValueError:
-        phase, inner = "", ""
-    if phase not in ("L", "A"):
-        raise rerrors.BadQuery("not a cursor this gateway handed out", field="cursor")
-    return phase, inner or None
 
 
 class Records:
@@ -165,110 +102,24 @@ class Records:
     # --- search and show --------------------------------------------------------------------
 
     async def search(self, s: Search) -> tuple[list[dict[str, Any]], str | None]:
-        """One page over live and archive; (items, next cursor or None)."""
-        if not 1 <= s.limit <= 500:
-            raise rerrors.BadQuery("between 1 and 500", field="limit")
-        for name, value in s.terms.items():
-            if not extract.FIELD_NAME.fullmatch(name):
-                raise rerrors.BadQuery("not a search field", field=name)
-            if not extract.normalize(value):
-                raise rerrors.BadQuery("empty", field=name)
-        phase, inner = _uncursor(s.cursor)
-        items: list[dict[str, Any]] = []
-        if phase == "L":
-            items, inner = await self._live(s, inner)
-            if inner is not None:
-                return items, _cursor("L", inner)
-        self.open()
-        if self.index is None:
-            return items, None
-        if len(items) >= s.limit:
-            return items, _cursor("A", None)
-        query = index.Query(
-            terms=dict(s.terms),
-            filing_type=s.filing_type,
-            environment=s.environment,
-            filer_code=s.filer_code,
-            state=s.state,
-            filer_codes=s.filer_codes,
-            environments=s.environments,
-            received_from=s.received_from,
-            received_to=s.received_to,
-            limit=s.limit - len(items),
-            cursor=inner if phase == "A" else None,
-        )
-        page = await anyio.to_thread.run_sync(self.index.search, query)
-        live = await self.store.live_seqs([h.filing_id for h in page.hits])
-        for h in page.hits:
-            if h.filing_id not in live:
-                items.append(
-                    {
-                        "id": h.filing_id,
-                        "filing_type": h.filing_type,
-                        "environment": h.environment,
-                        "reference": h.reference,
-                        "filer_code": h.filer_code,
-                        "state": h.state,
-                        "received_at": h.received_at.isoformat(),
-                        "where": "archive",
-                        "segment": h.segment,
-                    }
-                )
-        return items, None if page.next_cursor is None else _cursor("A", page.next_cursor)
-
-    async def _live(self, s: Search, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
-        """Matches among live filings, a listing page at a time; (items, listing cursor)."""
-        try:
-            flt = values.ListFilter(
-                status=None if s.state is None else models.FilingStatus(s.state),
-                filing_type=None if s.filing_type is None else models.FilingType(s.filing_type),
-                environment=None if s.environment is None else models.Environment(s.environment),
-                since=s.received_from,
-                until=s.received_to,
-                filer_codes=s.filer_codes,
-                environments=s.environments,
-            )
-        except ValueError:
-            return [], None  # a value no live filing can have: the archive may still
-        out: list[dict[str, Any]] = []
-        if set(s.terms) == {"reference"}:  # by the reference column's index, no scan
-            for ref in await self.store.live_references(extract.normalize(s.terms["reference"])):
-                flt, cursor = replace(flt, reference=ref), None
-                page = await self.store.list_filings(flt, limit=s.limit, cursor=cursor)
-                out += [
-                    _view_summary(v) for v in page.items if s.filer_code in (None, v.filer_code)
-                ]
-            return out[: s.limit], None
-        rules = self.section.field_rules()
-        for _ in range(LIVE_PAGES):
-            page = await self.store.list_filings(flt, limit=s.limit, cursor=cursor)
-            cursor = page.next_cursor
-            views = [v for v in page.items if s.filer_code in (None, v.filer_code)]
-            if s.terms and views:
-                seqs = await self.store.live_seqs([v.id for v in views])
-                recs = await self.store.archive_batch(sorted(seqs.values()))
-                found = {r["filing"]["id"]: r for r in recs if _matches(r, s.terms, rules)}
-                out += [summary(found[v.id]["filing"], "live") for v in views if v.id in found]
-            else:
-                out += [_view_summary(v) for v in views]
-            if out or cursor is None:
-                break
-        return out, cursor
+        """One page over live and archive, newest first; (items, next cursor or None)."""
+        return await records_search.search(self, s)
 
     async def show(self, filing_id: str, visible: Visible | None = None) -> dict[str, Any]:
         """A filing's whole record (every row, the exact payload sent), live or archived;
         one ``visible`` refuses is answered as a missing one (404, the same words)."""
         seqs = await self.store.live_seqs([filing_id])
+        name: str | None = None
         if filing_id in seqs:
             (rec,) = await self.store.archive_batch([seqs[filing_id]])
-            out = {"id": filing_id, "where": "live", "segment": None, "record": rec}
         else:
             name, rec = await self._archived(filing_id)
-            out = {"id": filing_id, "where": "archive", "segment": name, "record": rec}
         f = rec["filing"]
         if visible is not None and not visible(str(f["filer_code"]), str(f["environment"])):
             raise _missing(filing_id)
-        return out
+        rec = {**rec, "audit": await records_chain.history(self, filing_id, rec["audit"], name)}
+        where = "live" if name is None else "archive"
+        return {"id": filing_id, "where": where, "segment": name, "record": rec}
 
     async def _archived(self, filing_id: str) -> tuple[str, dict[str, Any]]:
         self.open()
@@ -374,27 +225,6 @@ class Records:
 
 def _missing(filing_id: str) -> errors.NotFound:
     return errors.NotFound(f"no record {filing_id}", details={"id": filing_id})
-
-
-def _matches(rec: Mapping[str, Any], terms: Mapping[str, str], rules: Any) -> bool:
-    found = extract.extract(rec["filing"], rules)
-    if codes := index.ack_codes(rec):
-        found[index.ACK_CODE] = codes
-    return all(extract.normalize(v) in found.get(k, ()) for k, v in terms.items())
-
-
-def _view_summary(v: models.FilingView) -> dict[str, Any]:
-    return {
-        "id": v.id,
-        "filing_type": str(v.filing_type),
-        "environment": str(v.environment),
-        "reference": v.reference,
-        "filer_code": v.filer_code,
-        "state": str(v.status),
-        "received_at": v.received_at.isoformat(),
-        "where": "live",
-        "segment": None,
-    }
 
 
 __all__ = ["FIELDS", "Records", "Search"]

@@ -1,13 +1,9 @@
-"""The store's side of the records archive (issue 20), written once for both backends.
-
-The mover reads a batch of finished filings with all their rows (``archive_batch``, one
-snapshot), writes the segment, then ``archive_enter`` re-reads each filing's stamp (its
-``updated_at`` and its deliveries' newest) under row locks: if any moved, nothing changes
-(False); else the rows go, the segment is listed in ``record_segments`` and the audit row
-``records.archived`` enters its hash in the chain, all in one transaction. Audit rows stay
-in the chain (the segment holds a copy). ``restore`` puts a record's rows back; holds and
-purges are rows of their own, each change audited.
-"""
+"""The store's side of the records archive (issue 20), for both backends. The mover reads
+finished filings with all their rows (``archive_batch``, one snapshot), writes the segment,
+then ``archive_enter`` re-reads each filing's stamp under row locks: if any moved, nothing
+changes (False); else in one transaction the rows go, audit rows too (the segment holds
+them; ``audit verify`` reads them there), ``record_segments`` lists the segment and
+``records.archived`` enters its hash. ``restore`` puts the rows back but the audit's."""
 
 from __future__ import annotations
 
@@ -53,15 +49,15 @@ def batch(cx: Cx, seqs: list[int]) -> Body[list[dict[str, Any]]]:
     recs: dict[int, dict[str, Any]] = {}
     for r in (yield q("all", "archive_rows_filings", seqs)):
         recs[r[0]] = {"filing": _row(cx, "filings", r), **{t: [] for t in TABLES[1:]}}
-    by_id = {rec["filing"]["id"]: rec for rec in recs.values()}
+    own = {rec["filing"]["id"]: rec for rec in recs.values()}  # filing id: its record
     for r in (yield q("all", "archive_rows_deliveries", list(recs))) if recs else ():
         recs[r[2]]["deliveries"].append(_row(cx, "deliveries", r))
     dlv = {d["id"]: d for rec in recs.values() for d in rec["deliveries"]}
-    for table, keys in (("acks", by_id), ("callbacks", by_id), ("audit", by_id), ("x12", dlv)):
+    for table, keys in (("acks", own), ("callbacks", own), ("audit", own), ("x12", dlv)):
         table = "x12_allocations" if table == "x12" else table
         for r in (yield q("all", f"archive_rows_{table}", list(keys))) if keys else ():
             row = _row(cx, table, r)
-            by_id[row["matched_filing_id" if table == "acks" else "filing_id"]][table].append(row)
+            own[row["matched_filing_id" if table == "acks" else "filing_id"]][table].append(row)
     return [recs[s] for s in sorted(recs)]
 
 
@@ -84,19 +80,14 @@ def sealed_sample(cx: Cx, table: str, kids: list[str]) -> Body[tuple[str, str] |
 def enter(
     cx: Cx, segment: Mapping[str, Any], stamps: Mapping[int, Stamp], actor: Actor, now: datetime
 ) -> Body[bool]:
-    """Delete the archived filings' rows and enter the segment; False (nothing changed)
-    when a filing changed since it was read. ``segment``: name, sha256, first_id, last_id."""
+    """Delete the filings' rows, enter ``segment``; False (no change) if a filing changed."""
     seqs = sorted(stamps)
-    got: dict[int, list[Any]] = {}
-    filing_ids, delivery_ids = [], []
-    for seq, filing_id, updated in (yield q("all", "archive_lock_filings", seqs)):
-        got[seq] = [updated, None]
-        filing_ids.append(filing_id)
-    for seq, delivery_id, updated in (yield q("all", "archive_lock_deliveries", seqs)):
-        delivery_ids.append(delivery_id)
-        got[seq][1] = updated if got[seq][1] is None else max(got[seq][1], updated)
-    if {s: tuple(v) for s, v in got.items()} != {s: tuple(v) for s, v in stamps.items()}:
+    locked = {s: (f, u) for s, f, u in (yield q("all", "archive_lock_filings", seqs))}
+    dlv = list((yield q("all", "archive_lock_deliveries", seqs)))
+    newest = {s: u for s, _, u in sorted(dlv, key=lambda d: d[2])}  # each filing's last wins
+    if {s: (v[1], newest.get(s)) for s, v in locked.items()} != dict(stamps):
         return False
+    filing_ids, delivery_ids = [v[0] for v in locked.values()], [d[1] for d in dlv]
     yield q("run", "archive_delete_x12_allocations", delivery_ids)
     for table in ("acks", "callbacks"):
         yield q("run", f"archive_delete_{table}", filing_ids)
@@ -104,16 +95,19 @@ def enter(
     yield q("run", "archive_delete_filings", seqs)
     info = (segment["name"], segment["sha256"], len(seqs), segment["first_id"], segment["last_id"])
     yield q("run", "archive_segment_insert", *info, rows.us(now))
-    keys = ("segment", "sha256", "records", "first_id", "last_id")
-    details = dict(zip(keys, info, strict=True))
-    yield from trail.record(cx, now, actor, "records.archived", details)
+    details = dict(zip(("segment", "sha256", "records", "first_id", "last_id"), info, strict=True))
+    details["audit_rows"] = len(moved := list(segment.get("audit_seqs", [])))  # it holds these
+    yield from trail.record(cx, now, actor, "records.archived", details)  # the chain lock, then
+    yield sql("run", "INSERT INTO audit_prune_guard (id) VALUES (1)")  # the guard, as ``prune``
+    yield q("run", "archive_delete_audit", moved)
+    yield sql("run", "DELETE FROM audit_prune_guard")
     return True
 
 
 def restore(
     cx: Cx, record: Mapping[str, Any], segment: str, reason: str, actor: Actor, now: datetime
 ) -> Body[None]:
-    """Put an archived record's rows back (the audit rows never left): one transaction."""
+    """Put an archived record's rows back, one transaction (its audit rows stay archived)."""
     filing_id = str(record["filing"]["id"])
     if (yield q("all", "archive_live_ids", [filing_id])):
         raise errors.Conflict(f"filing {filing_id} is live already", details={"id": filing_id})
@@ -165,6 +159,11 @@ def purged(cx: Cx, name: str, sha256: str, records: int, actor: Actor, now: date
     details = {"segment": name, "sha256": sha256, "records": records}
     yield from trail.record(cx, now, actor, "records.purged", details)
     return True
+
+
+def last_prune(cx: Cx) -> Body[str | None]:
+    """The details (JSON) of the newest ``audit.pruned`` row: where archived rows end too."""
+    return (yield q("val", "archive_pruned_to"))  # type: ignore[no-any-return]
 
 
 def live_seqs(cx: Cx, filing_ids: list[str]) -> Body[dict[str, int]]:

@@ -162,6 +162,7 @@ class Store(dispatch.DispatchStore):
     place_hold = write(archive.place_hold)
     release_hold = write(archive.release_hold)
     archive_segments = read(archive.segments)
+    audit_last_prune = read(archive.last_prune)
     archive_purged = write(archive.purged)
     live_seqs = read(archive.live_seqs)
     sealed_sample = read(archive.sealed_sample)

@@ -116,7 +116,7 @@ def prune(cx: Cx, *, before: datetime, actor: Actor, now: datetime) -> Body[valu
     cutoff = head[0] if stop is None else stop - 1
     if first is None or cutoff < first:
         return values.PruneResult(removed=0, first_seq=None, last_seq=None, anchor_seq=None)
-    continues_from = yield sql("val", "SELECT hash FROM audit WHERE seq = $1", cutoff)
+    continues_from = yield q("val", "archive_continues_from", cutoff)  # cutoff: maybe archived
     yield sql("run", "INSERT INTO audit_prune_guard (id) VALUES (1)")
     removed = yield sql("run", "DELETE FROM audit WHERE seq <= $1", cutoff)
     yield sql("run", "DELETE FROM audit_prune_guard")

@@ -19,6 +19,7 @@ from gateway.clock import ManualClock
 from gateway.records import errors as rerrors
 from gateway.records import segment
 from gateway.service import mover as mover_mod
+from gateway.service import records_chain
 from gateway.service.records import Records, Search
 from gateway.store import archive, base
 from tests.store.test_contract import ACTOR, T0, all_audit, new, raw
@@ -64,9 +65,12 @@ async def test_a_round_moves_finished_filings_into_an_entered_segment(
     assert await mover.round() == 2
     assert [await store.get_filing(i) for i in ids] == [None, None]
     (name,) = mover.records.storage.list()  # type: ignore[union-attr]
-    rows = await all_audit(store)
+    live = await all_audit(store)
+    assert not [r for r in live if r.filing_id in ids]  # their audit rows moved too
+    rows = [r async for r in records_chain.Chain(store, mover.records).audit_rows()]
     moved = [r for r in rows if r.event == "records.archived"]
     assert moved[0].details["segment"] == name and moved[0].details["records"] == 2
+    assert moved[0].details["audit_rows"] == len([r for r in rows if r.filing_id in ids]) > 0
     assert audit.verify_rows(rows).ok
     assert (await mover.records.verify(deep=True)).passed
     shown = await mover.records.show(ids[0])

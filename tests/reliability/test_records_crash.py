@@ -2,8 +2,10 @@
 round — after reading its batch, after putting the segment (before the transaction), after
 the transaction (before the index learnt it) — and then runs to the end. After every kill
 and at the end: each filing is either live or in exactly one entered segment (nothing lost,
-nothing duplicated), its archived record equals its rows before the move, and
-``records verify --deep`` and ``audit verify`` pass.
+nothing duplicated), its archived record equals its rows before the move, its audit rows
+are live iff it is (the transaction that enters a segment also moves them out), ``audit
+verify`` passes over live rows and entered segments, and at the end ``records verify
+--deep`` passes too.
 
 The kills come from the mover itself (``EDIGW_RECORDS_CRASH_AT``): an event in its round,
 not a timer, so they land in the same place on any machine.
@@ -100,11 +102,16 @@ def nothing_lost_nothing_twice(tmp_path: Path, before: dict[str, dict[str, Any]]
     assert live | set(holding) == set(before), "a filing is lost"
     assert all(len(v) == 1 for v in holding.values()), f"archived twice: {holding}"
     files = storage.DirectoryStorage(tmp_path / "records" / "segments")
+    with sqlite3.connect(tmp_path / "gw.db") as db:
+        audited = {r[0] for r in db.execute("SELECT DISTINCT filing_id FROM audit")}
+    assert audited >= live, "a live filing lost its audit rows"
+    assert audited.isdisjoint(holding), "an archived filing's audit rows are still live"
     for fid, (name,) in holding.items():
         rec = segment.open_segment(files, name).record(fid)
         assert {k: v for k, v in rec.items() if k != "audit"} == {
             k: v for k, v in before[fid].items() if k != "audit"
         }
+        assert [a["seq"] for a in rec["audit"]] == [a["seq"] for a in before[fid]["audit"]]
     return len(holding)
 
 
@@ -135,6 +142,8 @@ async def test_a_killed_mover_loses_nothing_and_duplicates_nothing(
         archived.append(nothing_lost_nothing_twice(tmp_path, before))
         _, _, extra = where_is_everything(tmp_path)
         assert len(extra) == (point == "after_put")  # put, never entered: recovery's to delete
+        audited = cli(cfg, "audit", "verify")  # live rows + entered segments' rows: one chain
+        assert audited.returncode == 0, f"after {point}: {audited.stdout + audited.stderr}"
     # one clean run: recovery settles what the kills left, the rounds move the rest
     serve = relkit.Serve(cfg, free_port(), log, env={mover.CRASH_ENV: ""})
     serve.start()

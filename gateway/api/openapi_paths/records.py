@@ -87,7 +87,7 @@ def record_paths() -> dict[str, Any]:
     return {
         "/v1/records": {
             "get": op(
-                "Search records, live then archived, newest first (one cursor for both; a token "
+                "Search records, live and archived merged newest first (one cursor; a token "
                 "limited to filers finds its own only)",
                 {200: (_PAGE, "A page; a page may be short: follow next_cursor until null")},
                 fails=(409, 422),

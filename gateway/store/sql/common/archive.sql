@@ -59,6 +59,21 @@ DELETE FROM callbacks WHERE filing_id {any_1};
 -- name: archive_delete_deliveries
 DELETE FROM deliveries WHERE filing_seq {any_1};
 
+-- name: archive_delete_audit
+-- the archived filings' audit rows (by seq: only those the segment holds), while
+-- audit_prune_guard lets a DELETE through the append-only trigger
+DELETE FROM audit WHERE seq {any_1};
+
+-- name: archive_continues_from
+-- audit prune's anchor: row $1's hash, read in the row after it when $1 was archived (the
+-- cut is always just before a live row, or at the head)
+SELECT COALESCE((SELECT hash FROM audit WHERE seq = $1),
+    (SELECT prev_hash FROM audit WHERE seq > $1 ORDER BY seq LIMIT 1));
+
+-- name: archive_pruned_to
+-- the newest audit.pruned anchor's details (removed_to_seq): archived rows below are gone
+SELECT details FROM audit WHERE event = 'audit.pruned' ORDER BY seq DESC LIMIT 1;
+
 -- name: archive_delete_filings
 DELETE FROM filings WHERE seq {any_1};
 
