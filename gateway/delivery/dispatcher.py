@@ -47,7 +47,7 @@ from gateway.clock import Clock
 from gateway.delivery import guard, tracing
 from gateway.encoding import codec, x12
 from gateway.rules import acks as ackrules
-from gateway.rules import retry
+from gateway.rules import pacing, retry
 from gateway.store.base import Store
 from gateway.values import Claim
 
@@ -114,6 +114,13 @@ class Dispatcher:
             for name in self.adapters
         }
         self.guard = guard.Guard(store=store, cfg=cfg, adapters=self.adapters, now=clock.now())
+        #: ``[quotas] delivery_rate``: buckets per (adapter, filer code); None: no rate set
+        #: (``[quotas]`` is not reloaded, so they live as long as the dispatcher)
+        self.rates = (
+            pacing.FilerRates(lambda code: self.cfg.quotas.for_filer(code).delivery)
+            if cfg.quotas.delivering
+            else None
+        )
         self._modes: dict[str, guard.Mode] = {}
         self._next_deadline_scan = clock.now()
         self._in_flight: dict[str, Claim] = {}
@@ -226,6 +233,9 @@ class Dispatcher:
                 timeout = await self._until_next_due(scan)
             if pace is not None:
                 timeout = min(timeout, max(pace, 0.005))
+            refill = None if self.rates is None else self.rates.wait_s(self.clock.now())
+            if refill is not None:  # a filer out of delivery tokens: look again at its refill
+                timeout = min(timeout, max(refill, 0.005))
             with anyio.move_on_after(timeout):
                 await self._wake.wait()
 
@@ -322,6 +332,7 @@ class Dispatcher:
             limits = guard.limits_for(limits, admissions)
             if not any(v > 0 for v in limits.values()):
                 return 0
+            rates = self.rates
             claims = await self.store.claim(
                 owner=self.owner,
                 now=now,
@@ -332,6 +343,8 @@ class Dispatcher:
                 ),
                 held={n: a.held for n, a in admissions.items() if a.held},
                 due_within_s=self.cfg.deadlines.at_risk_margin,
+                filers=None if rates is None else {n: rates.empty(n, now) for n in limits},
+                ration=None if rates is None else lambda a, f: rates.allowance(a, f, now),
             )
         except errors.StoreError as exc:
             log.error("dispatcher.claim_failed", error=str(exc))
@@ -348,6 +361,9 @@ class Dispatcher:
                 continue
             mode = admissions[claim.adapter].mode
             probe = self.guard.claimed(claim.adapter, mode, now)
+            if rates is not None and rates.take(claim.adapter, claim.filing.filer_code, now):
+                if self.metrics is not None:  # it reached its rate: the next claims leave it
+                    self.metrics.filer_rate_limited(claim.filing.filer_code)
             if probe is not None:  # only a breaker probe has a transition to record
                 await self.guard.report(claim.adapter, probe, now)
             self._modes[claim.delivery_id] = mode

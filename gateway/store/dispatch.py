@@ -18,7 +18,7 @@ How they stay right with several PostgreSQL processes:
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -51,44 +51,48 @@ def claim(
     probing: frozenset[str] = frozenset(),
     held: Mapping[str, Collection[str]] | None = None,
     due_within_s: float | None = None,
+    filers: Mapping[str, Collection[str]] | None = None,
+    ration: Callable[[str, str], int | None] | None = None,
 ) -> Body[list[Claim]]:
     """Take the heads of their ordering keys: those due within ``due_within_s`` (None: any
     due_by) earliest due first, then fairly across filer codes (``rules.fair``); a breaker
     probe (``probing``) takes a delivery that never failed a probe first; ``held`` names
-    the filing types each adapter must not take now (paused, or held by a window)."""
+    the filing types, ``filers`` the filer codes (out of delivery tokens), each adapter
+    must not take now; ``ration(adapter, filer code)``: how many of its heads one claim may
+    take (``rules.pacing.FilerRates``; the rest stay as they were)."""
     now_us = rows.us(now)
     lease_until = rows.us(now + timedelta(seconds=lease_s))
     due_until = _DATED if due_within_s is None else rows.us(now + timedelta(seconds=due_within_s))
     taken: list[Any] = []
+    over: list[Any] = []
     for adapter, limit in limits.items():
         if limit <= 0:
             continue
-        types = sorted((held or {}).get(adapter, ())) or None
+        out = [sorted(x.get(adapter, ())) or None for x in (held or {}, filers or {})]
         if cx.dialect == "postgres":  # selects, locks and takes them in one statement
-            args: tuple[Any, ...] = (adapter, now_us, limit, owner, lease_until, types)
+            args: tuple[Any, ...] = (adapter, now_us, limit, owner, lease_until, *out)
         else:  # selects them only (see sql/sqlite/dispatch.sql)
-            args = (adapter, now_us, limit, types and json.dumps(types))
+            args = (adapter, now_us, limit, *(v and json.dumps(v) for v in out))
         if adapter in probing:
-            taken += yield q("all", "claim_probe", *args)
-            continue
-        got = yield q("all", "claim_due", *args, due_until)
-        if len(got) < limit:  # PostgreSQL took those already; SQLite's walk sees them again
+            got = yield q("all", "claim_probe", *args)
+        else:
+            got = yield q("all", "claim_due", *args, due_until)
+        if len(got) < limit and adapter not in probing:  # SQLite's walk sees them again
             n = limit - len(got) if cx.dialect == "postgres" else limit
             seen = {r[7] for r in got}
             more = yield q("all", "claim", *args[:2], n, *args[3:])
             got += [r for r in more if r[7] not in seen][: limit - len(got)]
-        taken += got
+        left: dict[str, int | None] = {}
+        for r in got:  # r[15]: the filer code (the filing's columns start at r[10])
+            k = left[r[15]] if r[15] in left else ration and ration(adapter, r[15])
+            (taken if k is None or k > 0 else over).append(r)
+            left[r[15]] = None if k is None else k - 1
+    if over and cx.dialect == "postgres":  # beyond a filer's rate: back as they were
+        yield q("run", "claim_untake", now_us, [r[7] for r in over], [r[6] for r in over])
     if not taken:
         return []
     if cx.dialect == "sqlite":
-        yield q(
-            "run",
-            "claim_take",
-            owner,
-            lease_until,
-            now_us,
-            [r[7] for r in taken],
-        )
+        yield q("run", "claim_take", owner, lease_until, now_us, [r[7] for r in taken])
     trail = Trail(now, cx.redactor)
     claims = []
     for delivery_id, adapter, token, attempts, _, filing_id, was, *rest in taken:
@@ -227,18 +231,11 @@ class DispatchStore(Driven):
     #: claim transactions and the deliveries they took (logged at close)
     claim_stats: list[int]
 
-    async def claim(
-        self,
-        *,
-        owner: str,
-        now: datetime,
-        lease_s: float,
-        limits: dict[str, int],
-        probing: frozenset[str] = frozenset(),
-        held: Mapping[str, Collection[str]] | None = None,
-        due_within_s: float | None = None,
-    ) -> list[Claim]:
-        claims = await self._tx(claim, owner, now, lease_s, limits, probing, held, due_within_s)
+    _claim = write(claim)
+
+    async def claim(self, **kw: Any) -> list[Claim]:
+        """``claim`` above (keyword arguments as there), counted."""
+        claims = await self._claim(**kw)
         self.claim_stats[0] += 1
         self.claim_stats[1] += len(claims)
         return claims
