@@ -52,7 +52,10 @@ class FilerQuota(RateLimit):
         default=None, gt=0, le=1e6, description="deliveries claimed per second per adapter"
     )
     delivery_burst: int | None = Field(
-        default=None, ge=1, le=1_000_000, description="delivery bucket depth (default: one second's)"
+        default=None,
+        ge=1,
+        le=1_000_000,
+        description="delivery bucket depth (default: one second's)",
     )
 
     @model_validator(mode="after")

@@ -361,9 +361,9 @@ class Dispatcher:
                 continue
             mode = admissions[claim.adapter].mode
             probe = self.guard.claimed(claim.adapter, mode, now)
-            if rates is not None and rates.take(claim.adapter, claim.filing.filer_code, now):
-                if self.metrics is not None:  # it reached its rate: the next claims leave it
-                    self.metrics.filer_rate_limited(claim.filing.filer_code)
+            emptied = rates is not None and rates.take(claim.adapter, claim.filing.filer_code, now)
+            if emptied and self.metrics is not None:  # reached its rate: left out for now
+                self.metrics.filer_rate_limited(claim.filing.filer_code)
             if probe is not None:  # only a breaker probe has a transition to record
                 await self.guard.report(claim.adapter, probe, now)
             self._modes[claim.delivery_id] = mode

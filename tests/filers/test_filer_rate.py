@@ -60,16 +60,16 @@ async def test_a_filer_out_of_tokens_is_left_out_and_the_others_fill_the_claim(
 async def test_a_claim_takes_at_most_a_filers_tokens_and_loses_nothing(
     store: base.Store,
 ) -> None:
-    """A has 2 tokens: a claim of 10 (fair order: 5 of A's, 5 of B's) takes 2 of A's and
-    B's 5 (the dispatcher's next claim, A left out, fills the rest); the A heads it did not
-    take stay pending and are claimed later, each once, in their key's order."""
+    """A has 2 tokens: a claim of 10 (fair order: 5 of A's first, 5 of B's) takes 2 of
+    A's and fills the rest with B's (walking again without A); the A heads it did not take
+    stay pending and are claimed later, each once, in their key's order."""
     await backlog(store, "AAA", 12)
     await store.accept(
         [new("AAA", f"AK-{i}", ordering_key="K") for i in range(3)], actor=ACTOR, now=T0
     )
     await backlog(store, "BBB", 20)
     first = await claim(store, 10, tokens={"AAA": 2})
-    assert filers(first) == {"AAA": 2, "BBB": 5}
+    assert filers(first) == {"AAA": 2, "BBB": 8}
     seen = [c.filing.reference for c in first]
     while more := await claim(store, 4, tokens={"AAA": 1}):
         assert filers(more)["AAA"] <= 1
