@@ -198,7 +198,8 @@ async def test_the_fair_claim_and_the_head_probe_walk_the_fair_index(
 ) -> None:
     """EXPLAIN: the fair claim, its deadline walk and accept's head probe read indexes
     (``deliveries_fair``, ``deliveries_claim``) in order and stop at LIMIT (no sort of the
-    backlog), and the pending count per filer reads ``filings_filer``."""
+    backlog), also with a filer code left out (out of delivery tokens), and the pending
+    count per filer reads ``filings_filer``."""
     await backlog(store, "AAA", 3000, batch=500)
     await backlog(store, "BBB", 200)
     now = int(T0.timestamp() * 1_000_000)
@@ -220,6 +221,8 @@ async def test_the_fair_claim_and_the_head_probe_walk_the_fair_index(
     for claim, due in rated:
         assert "deliveries_fair" in claim, claim
         assert "deliveries_claim" in due, due
+        # the filer left out is looked up per candidate, not by reading every filing
+        assert "Seq Scan on filings" not in claim + due and "SCAN f" not in claim + due
     assert "deliveries_fair" in head, head
     # most filings settled, as in a live table (the rows are the test's setup, not a path)
     await _plan(store, backend, "settle_for_test")

@@ -77,11 +77,14 @@ WITH heads AS (
     SELECT d.seq, d.state AS was, d.filing_seq FROM deliveries d
     WHERE d.adapter = $1 AND d.state IN ('pending','waiting_retry','deferred','in_flight')
       AND d.available_at <= $2
-      -- $6: filing types paused or held on this adapter (issue 21), $7: filer codes out
-      -- of delivery tokens (issue 22, rules/pacing.py); NULL for none
-      AND (($6::text[] IS NULL AND $7::text[] IS NULL) OR NOT EXISTS (SELECT 1 FROM filings p
-        WHERE p.seq = d.filing_seq
-          AND (p.filing_type = ANY ($6::text[]) OR p.filer_code = ANY ($7::text[]))))
+      -- $6: filing types paused or held on this adapter (issue 21), NULL for none
+      AND ($6::text[] IS NULL OR NOT EXISTS (SELECT 1 FROM filings p
+        WHERE p.seq = d.filing_seq AND p.filing_type = ANY ($6::text[])))
+      -- $7: filer codes out of delivery tokens (issue 22, rules/pacing.py), NULL for none.
+      -- A scalar subquery: one probe of the filing's key per candidate walked (as NOT
+      -- EXISTS it was planned as a hashed scan of every filing, per claim)
+      AND ($7::text[] IS NULL
+        OR (SELECT p.filer_code FROM filings p WHERE p.seq = d.filing_seq) <> ALL ($7::text[]))
       -- v5: a delivered predecessor held until its ack still holds the key
       AND NOT EXISTS (
         SELECT 1 FROM deliveries h
@@ -119,11 +122,14 @@ WITH heads AS (
     WHERE d.adapter = $1 AND d.state IN ('pending','waiting_retry','deferred','in_flight')
       AND d.available_at <= $2
       AND coalesce(d.due_by, 9223372036854775807) <= $8
-      -- $6: filing types paused or held on this adapter (issue 21), $7: filer codes out
-      -- of delivery tokens (issue 22, rules/pacing.py); NULL for none
-      AND (($6::text[] IS NULL AND $7::text[] IS NULL) OR NOT EXISTS (SELECT 1 FROM filings p
-        WHERE p.seq = d.filing_seq
-          AND (p.filing_type = ANY ($6::text[]) OR p.filer_code = ANY ($7::text[]))))
+      -- $6: filing types paused or held on this adapter (issue 21), NULL for none
+      AND ($6::text[] IS NULL OR NOT EXISTS (SELECT 1 FROM filings p
+        WHERE p.seq = d.filing_seq AND p.filing_type = ANY ($6::text[])))
+      -- $7: filer codes out of delivery tokens (issue 22, rules/pacing.py), NULL for none.
+      -- A scalar subquery: one probe of the filing's key per candidate walked (as NOT
+      -- EXISTS it was planned as a hashed scan of every filing, per claim)
+      AND ($7::text[] IS NULL
+        OR (SELECT p.filer_code FROM filings p WHERE p.seq = d.filing_seq) <> ALL ($7::text[]))
       -- v5: a delivered predecessor held until its ack still holds the key
       AND NOT EXISTS (
         SELECT 1 FROM deliveries h
@@ -159,11 +165,14 @@ WITH heads AS (
     SELECT d.seq, d.state AS was, d.filing_seq FROM deliveries d
     WHERE d.adapter = $1 AND d.state IN ('pending','waiting_retry','deferred','in_flight')
       AND d.available_at <= $2
-      -- $6: filing types paused or held on this adapter (issue 21), $7: filer codes out
-      -- of delivery tokens (issue 22, rules/pacing.py); NULL for none
-      AND (($6::text[] IS NULL AND $7::text[] IS NULL) OR NOT EXISTS (SELECT 1 FROM filings p
-        WHERE p.seq = d.filing_seq
-          AND (p.filing_type = ANY ($6::text[]) OR p.filer_code = ANY ($7::text[]))))
+      -- $6: filing types paused or held on this adapter (issue 21), NULL for none
+      AND ($6::text[] IS NULL OR NOT EXISTS (SELECT 1 FROM filings p
+        WHERE p.seq = d.filing_seq AND p.filing_type = ANY ($6::text[])))
+      -- $7: filer codes out of delivery tokens (issue 22, rules/pacing.py), NULL for none.
+      -- A scalar subquery: one probe of the filing's key per candidate walked (as NOT
+      -- EXISTS it was planned as a hashed scan of every filing, per claim)
+      AND ($7::text[] IS NULL
+        OR (SELECT p.filer_code FROM filings p WHERE p.seq = d.filing_seq) <> ALL ($7::text[]))
       AND NOT EXISTS (
         SELECT 1 FROM deliveries h
         WHERE h.adapter = d.adapter AND h.ordering_key = d.ordering_key AND h.seq < d.seq
