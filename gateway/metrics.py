@@ -289,6 +289,7 @@ class Metrics:
         for code in [*codes, OTHER]:
             self.filer_accepted.labels(code)
             self.filer_latency.labels(code)
+            self.rate_limited.labels(code)
             for outcome in ("delivered", "retry", "deferred", "dead"):
                 self.filer_outcomes.labels(code, outcome)
 

@@ -20,7 +20,9 @@ Cancellation is never swallowed: a cancelled send leaves its lease to ``release`
 
 Outages (``gateway.delivery.guard``): before claiming, each adapter's gate is decided; a closed
 gate claims nothing and defers its due deliveries; claims are capped by the adapter's
-token bucket (paced drain). A failure inside a ``probe`` window, or of the one probe a
+token bucket (paced drain), and a filer code out of its delivery tokens (``[quotas]
+delivery_rate``, ``rules.pacing.FilerRates``) is left out of the claim until its refill,
+which the loop waits for as a deadline. A failure inside a ``probe`` window, or of the one probe a
 half-open breaker lets out, is a deferral that spends no attempt — once: the probe picks
 deliveries that never failed a probe first, and a delivery that fails a second probe
 spends an attempt like any other, so no message can hold an adapter closed. A filing is never
