@@ -223,6 +223,9 @@ async def test_the_fair_claim_and_the_head_probe_walk_the_fair_index(
         assert "deliveries_claim" in due, due
         # the filer left out is looked up per candidate, not by reading every filing
         assert "Seq Scan on filings" not in claim + due and "SCAN f" not in claim + due
+    # with a filer left out, the fair walk stops at the others' largest finish (not at the
+    # end of the left-out filer's backlog)
+    assert "vtime<?" in rated[1][0] or "(vtime < " in rated[1][0], rated[1][0]
     assert "deliveries_fair" in head, head
     # most filings settled, as in a live table (the rows are the test's setup, not a path)
     await _plan(store, backend, "settle_for_test")

@@ -50,11 +50,20 @@ async def test_a_filer_out_of_tokens_is_left_out_and_the_others_fill_the_claim(
     store: base.Store,
 ) -> None:
     """A (backlog first, so at the front of the fair order) out of tokens: a claim of 10 is
-    all B's; with A back, A is claimed again."""
+    all B's; with A back, A is claimed again. Then C, a new backlog of A's, and D (weight
+    1000: its finish only just past its tag): a claim of 10 with A out takes C's and D's
+    (the walk's bound, the others' largest finish, hides none of theirs)."""
     await backlog(store, "AAA", 30)
     await backlog(store, "BBB", 30)
     assert filers(await claim(store, 10, out=["AAA"])) == {"BBB": 10}
     assert filers(await claim(store, 10))["AAA"] >= 5
+    while await claim(store, 10, out=["AAA"]):  # B's rest
+        pass
+    await backlog(store, "CCC", 2)
+    await store.set_fair_weights({"DDD": 1000})
+    await backlog(store, "AAA", 500, batch=500)
+    await backlog(store, "DDD", 1)
+    assert filers(await claim(store, 10, out=["AAA"])) == {"CCC": 2, "DDD": 1}
 
 
 async def test_a_claim_takes_at_most_a_filers_tokens_and_loses_nothing(

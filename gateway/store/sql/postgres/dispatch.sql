@@ -100,6 +100,12 @@ WITH heads AS (
         SELECT 1 FROM deliveries l
         WHERE l.adapter = d.adapter AND l.ordering_key = d.ordering_key AND l.seq > d.seq
           AND l.state = 'in_flight')
+      -- with filers left out ($7), the walk stops at the largest finish of the others
+      -- (rules/fair.py: each delivery's tag is below its filer's finish), not at the end
+      -- of the left-out filers' backlog when fewer than $3 others wait
+      AND d.vtime < (CASE WHEN $7::text[] IS NULL THEN 9223372036854775807 ELSE (
+        SELECT coalesce(max(c.finish), 9223372036854775807) FROM fair_finish c
+        WHERE c.adapter = $1 AND c.filer_code <> ALL ($7::text[])) END)
     ORDER BY d.vtime, d.seq LIMIT $3
     FOR UPDATE OF d SKIP LOCKED
 )
