@@ -25,8 +25,9 @@ async def test_a_limited_filer_is_sent_at_its_rate_and_the_other_is_not_slowed(
     delivery times: no half second holds more than its bucket allows (1 + 10, plus one
     for the time between claim and record), and the whole drains at no less than 0.4 x
     the rate (a refill is waited for as a deadline, not the 200 ms scan). BBB is delivered
-    within half AAA's drain time of acceptance and finishes before AAA's backlog. Each filing reaches
-    the receiver once, in its key's order; the limit is counted in the metrics."""
+    within half AAA's drain time of acceptance and finishes before AAA's backlog. Each
+    filing reaches the receiver once, in its key's order; the limit is counted in the
+    metrics."""
     cfg = base_config(
         tmp_path,
         gateway={"store": store_url},
