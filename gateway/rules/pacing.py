@@ -45,11 +45,17 @@ class TokenBucket:
         return max(1, min(self.burst, math.ceil(self.rate * period_s)))
 
 
+#: a filer out of delivery tokens is claimed again once this much of its rate has accrued
+#: (or its depth): one claim per token cost ~4.5 ms of CPU per delivery at 50/s (bench F3)
+FILER_BATCH_S = 0.1
+
+
 class FilerRates:
     """``[quotas] delivery_rate``: a bucket per (adapter, filer code), each claimed
-    delivery takes one token. A filer whose bucket holds less than one token is left out of
-    the claim (``empty``) until it refills, while the others keep the adapter busy; a claim
-    takes at most ``allowance`` of a filer's deliveries. A full bucket is forgotten (a new
+    delivery takes one token. A filer whose bucket holds less than a batch
+    (``FILER_BATCH_S`` of its rate, 1 to its depth) is left out of the claim (``empty``)
+    until it refills, while the others keep the adapter busy; a claim takes at most
+    ``allowance`` of a filer's deliveries. A full bucket is forgotten (a new
     one starts full): only the filers that sent lately are kept, whatever the number of
     codes. Per process: N processes on one database deliver up to N x the rate."""
 
@@ -66,11 +72,11 @@ class FilerRates:
         return bucket
 
     def empty(self, adapter: str, now: datetime) -> list[str]:
-        """The filer codes without a whole token on ``adapter``: not to be claimed now."""
+        """The filer codes short of a batch of tokens on ``adapter``: not to be claimed now."""
         kept = self.buckets.get(adapter, {})
         for filer in [f for f, b in kept.items() if b.available(now) >= b.burst]:
             del kept[filer]
-        return sorted(f for f, b in kept.items() if b.available(now) < 1)
+        return sorted(f for f, b in kept.items() if b.available(now) < b.batch(FILER_BATCH_S))
 
     def allowance(self, adapter: str, filer: str, now: datetime) -> int | None:
         """How many of ``filer``'s deliveries a claim on ``adapter`` may take (None: any)."""
@@ -87,6 +93,10 @@ class FilerRates:
         return bucket.available(now) < 1
 
     def wait_s(self, now: datetime) -> float | None:
-        """Seconds until the first empty bucket holds a token again (None: none empty)."""
-        waits = [b.wait_s(now) for kept in self.buckets.values() for b in kept.values()]
+        """Seconds until the first bucket short of a batch holds one (None: none short)."""
+        waits = [
+            b.wait_s(now, b.batch(FILER_BATCH_S))
+            for kept in self.buckets.values()
+            for b in kept.values()
+        ]
         return min((w for w in waits if w > 0), default=None)

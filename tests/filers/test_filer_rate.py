@@ -110,7 +110,7 @@ async def test_a_deadline_near_delivery_of_a_limited_filer_waits_for_its_tokens(
 def test_the_buckets_leave_a_filer_out_until_it_refills_and_forget_full_ones() -> None:
     """10/s, depth 2, per adapter: two claims empty A's bucket on ``ace`` (the second
     reports it), A is out for 100 ms, then in with one token; B (no rate) is never out;
-    a full bucket is dropped."""
+    a full bucket is dropped. A fast filer waits for a batch (100 ms of its rate)."""
     rates = pacing.FilerRates(lambda code: (10.0, 2) if code == "AAA" else None)
     assert rates.allowance("ace", "AAA", T0) == 2 and rates.allowance("ace", "BBB", T0) is None
     assert rates.take("ace", "AAA", T0) is False
@@ -122,6 +122,13 @@ def test_the_buckets_leave_a_filer_out_until_it_refills_and_forget_full_ones() -
     assert rates.wait_s(later) is None
     rates.empty("ace", T0 + timedelta(seconds=1))
     assert rates.buckets["ace"] == {}
+    # 50/s, depth 50: emptied, out until a batch (100 ms: 5) has accrued, not one token
+    busy = pacing.FilerRates(lambda code: (50.0, 50))
+    for _ in range(50):
+        busy.take("ace", "AAA", T0)
+    assert busy.wait_s(T0) == pytest.approx(0.1)
+    assert busy.empty("ace", T0 + timedelta(milliseconds=60)) == ["AAA"]
+    assert busy.empty("ace", T0 + timedelta(milliseconds=100)) == []
 
 
 # --- config ------------------------------------------------------------------------------
