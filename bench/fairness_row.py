@@ -16,6 +16,11 @@ Accept→deliver is the store's ``received_at`` → ``delivered_at`` of B's fili
 come first served would have sent B's first filing after A's whole backlog
 (``BACKLOG / RATE`` seconds); the note says so.
 
+Row F3: a fourth run, A's backlog limited to a delivery rate (``[quotas.filers.AAA]
+delivery_rate = A_RATE``, depth one second's) while B posts as in F1: A's achieved
+delivery rate over the window against its limit (target: within 10 %), and B's p99
+against F1's idle baseline (target: ≤ 2x).
+
 Run by ``bench/run.py`` after ``scenarios.ALL``; alone with
 ``make bench BENCH_ARGS="--only fairness"``.
 """
@@ -39,6 +44,10 @@ RATE = float(os.environ.get("EDIGW_BENCH_FAIR_RATE", "500"))
 #: the adapter's burst (``EDIGW_BENCH_FAIR_BURST``; 10 as in the other paced rows)
 BURST = int(os.environ.get("EDIGW_BENCH_FAIR_BURST", "10"))
 B_RATE = 20.0
+#: filer A's delivery rate in row F3 (``EDIGW_BENCH_FAIR_A_RATE``): under the adapter's
+#: limit minus B's share, and above B's rate (see README, Fair delivery: a limited filer's
+#: backlog is stepped over by each claim while the others' tags run ahead of it)
+A_RATE = float(os.environ.get("EDIGW_BENCH_FAIR_A_RATE", "50"))
 #: vtime units of one weight-1 delivery (gateway.rules.fair.UNIT)
 UNIT = 1_000_000
 
@@ -80,14 +89,22 @@ def _times(db: Path, filer: str) -> list[tuple[int, int]]:
         conn.close()
 
 
-async def _run(ctx: Ctx, name: str, *, backlog: int, b_posts: bool, window_s: float) -> Any:
+async def _run(
+    ctx: Ctx, name: str, *, backlog: int, b_posts: bool, window_s: float, a_rate: float = 0
+) -> Any:
     """One gateway run: B posts for ``window_s`` (or the same wait without B). Returns B's
     latencies (ms), A's drain rate over the window (msg/s, from 1 s after ready to 1 s
     before the window ends, the same span in every run), the gateway's CPU seconds and
-    the number delivered."""
+    the number delivered. ``a_rate``: A's delivery rate (0: none)."""
     d, url = await _store(ctx, name, backlog)
     spec = procs.GatewaySpec(store=url, rate_limit=RATE, burst=BURST)
-    p = procs.start_gateway(spec, d)
+    quota = f'{{"filers": {{"AAA": {{"delivery_rate": {a_rate}}}}}}}'
+    if a_rate:  # the gateway's environment (procs.start_gateway passes os.environ on)
+        os.environ["EDIGW_QUOTAS"] = quota
+    try:
+        p = procs.start_gateway(spec, d)
+    finally:
+        os.environ.pop("EDIGW_QUOTAS", None)
     with running(p):
         ready_us = int(time.time() * 1e6)
         if b_posts:
@@ -126,7 +143,11 @@ async def fairness(ctx: Ctx) -> list[dict[str, Any]]:
     lat, drain, cpu, delivered = await _run(
         ctx, "fair-a-and-b", backlog=BACKLOG, b_posts=True, window_s=window
     )
+    lat3, drain3, cpu3, delivered3 = await _run(
+        ctx, "fair-a-limited", backlog=BACKLOG, b_posts=True, window_s=window, a_rate=A_RATE
+    )
     p99_0, p99 = pct(lat0, 99), pct(lat, 99)
+    ratio3 = pct(lat3, 99) / p99_0 if p99_0 else None
     b_share = len(lat) / window if lat else 0.0
     want = drain0 - b_share
     ratio = p99 / p99_0 if p99_0 else None
@@ -161,5 +182,22 @@ async def fairness(ctx: Ctx) -> list[dict[str, Any]]:
             met=drain_ok,
             note=f"adapter rate_limit {RATE:.0f}/s, burst {BURST}; A alone "
             f"drained {drain0:.0f}/s here (row 10 measures how near the limit a drain gets)",
+        ),
+        row(
+            "F3",
+            f"filer A limited to {A_RATE:.0f}/s (delivery_rate) while B posts: A's achieved "
+            "delivery rate",
+            drain3,
+            "msg/s",
+            baseline=A_RATE,
+            baseline_what="A's delivery_rate",
+            ratio=drain3 / A_RATE,
+            target="1.00 ± 0.10",
+            met=abs(drain3 / A_RATE - 1) <= 0.10,
+            cpu_ms=per_ms(cpu3, delivered3),
+            note=f"B's p99 {pct(lat3, 99):.1f} ms vs {p99_0:.1f} ms idle (F1's baseline): "
+            f"{ratio3 or 0:.2f}x (≤ 2x: {'yes' if ratio3 is not None and ratio3 <= 2 else 'NO'}"
+            f"), p50 {pct(lat3, 50):.1f} ms, {len(lat3)} delivered; A alone drained "
+            f"{drain0:.0f}/s (F2's baseline); adapter {RATE:.0f}/s, burst {BURST}",
         ),
     ]

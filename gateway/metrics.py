@@ -240,6 +240,13 @@ class Metrics:
             ["filer", "limit"],
             registry=r,
         )
+        self.rate_limited = Counter(
+            "edigw_filer_delivery_rate_limited",
+            "Times a filer code's delivery rate held it back on an adapter (its bucket "
+            "emptied; its deliveries wait for the refill), by filer code (as labelled)",
+            ["filer"],
+            registry=r,
+        )
         self.filer_outcomes = Counter(
             "edigw_filer_delivery_attempts",
             "Send attempts by filer code (as labelled) and outcome (delivered, retry, "
@@ -282,6 +289,7 @@ class Metrics:
         for code in [*codes, OTHER]:
             self.filer_accepted.labels(code)
             self.filer_latency.labels(code)
+            self.rate_limited.labels(code)
             for outcome in ("delivered", "retry", "deferred", "dead"):
                 self.filer_outcomes.labels(code, outcome)
 
@@ -295,6 +303,9 @@ class Metrics:
 
     def quota_refused(self, limit: str, filer_code: str) -> None:
         self._child(self.quota_refusals, self.filer_label(filer_code), limit).inc()
+
+    def filer_rate_limited(self, filer_code: str) -> None:
+        self._child(self.rate_limited, self.filer_label(filer_code)).inc()
 
     def sent(self, adapter: str, seconds: float) -> None:
         self._child(self.send_seconds, adapter).observe(seconds)

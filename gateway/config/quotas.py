@@ -41,12 +41,35 @@ class RateLimit(BaseModel):
 
 
 class FilerQuota(RateLimit):
-    """`[quotas.filers.CODE]`, `[quotas.default]`: a filer code's intake rate and the
-    number of its filings accepted and not yet settled (`max_pending`)."""
+    """`[quotas.filers.CODE]`, `[quotas.default]`: a filer code's intake rate, the
+    number of its filings accepted and not yet settled (`max_pending`), and its delivery
+    rate on each adapter (`delivery_rate`, `delivery_burst`; see ``rules.pacing``)."""
 
     max_pending: int | None = Field(
         default=None, ge=1, le=1_000_000_000, description="accepted, not yet settled"
     )
+    delivery_rate: float | None = Field(
+        default=None, gt=0, le=1e6, description="deliveries claimed per second per adapter"
+    )
+    delivery_burst: int | None = Field(
+        default=None,
+        ge=1,
+        le=1_000_000,
+        description="delivery bucket depth (default: one second's)",
+    )
+
+    @model_validator(mode="after")
+    def _delivery_burst_needs_rate(self) -> FilerQuota:
+        if self.delivery_burst is not None and self.delivery_rate is None:
+            raise ValueError("delivery_burst needs delivery_rate")
+        return self
+
+    @property
+    def delivery(self) -> tuple[float, int] | None:
+        """The delivery bucket (rate per second, depth), or None: not limited."""
+        if self.delivery_rate is None:
+            return None
+        return self.delivery_rate, self.delivery_burst or max(1, math.ceil(self.delivery_rate))
 
 
 class QuotasSection(BaseModel):
@@ -75,6 +98,11 @@ class QuotasSection(BaseModel):
 
     def for_filer(self, filer_code: str) -> FilerQuota:
         return self.filers.get(filer_code, self.default)
+
+    @property
+    def delivering(self) -> bool:
+        """Any delivery rate configured (else the claim pays nothing for them)."""
+        return any(q.delivery_rate for q in (self.default, *self.filers.values()))
 
 
 class MetricsSection(BaseModel):

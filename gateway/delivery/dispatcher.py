@@ -20,7 +20,9 @@ Cancellation is never swallowed: a cancelled send leaves its lease to ``release`
 
 Outages (``gateway.delivery.guard``): before claiming, each adapter's gate is decided; a closed
 gate claims nothing and defers its due deliveries; claims are capped by the adapter's
-token bucket (paced drain). A failure inside a ``probe`` window, or of the one probe a
+token bucket (paced drain), and a filer code out of its delivery tokens (``[quotas]
+delivery_rate``, ``rules.pacing.FilerRates``) is left out of the claim until its refill,
+which the loop waits for as a deadline. A failure inside a ``probe`` window, or of the one probe a
 half-open breaker lets out, is a deferral that spends no attempt — once: the probe picks
 deliveries that never failed a probe first, and a delivery that fails a second probe
 spends an attempt like any other, so no message can hold an adapter closed. A filing is never
@@ -47,7 +49,7 @@ from gateway.clock import Clock
 from gateway.delivery import guard, tracing
 from gateway.encoding import codec, x12
 from gateway.rules import acks as ackrules
-from gateway.rules import retry
+from gateway.rules import pacing, retry
 from gateway.store.base import Store
 from gateway.values import Claim
 
@@ -114,6 +116,13 @@ class Dispatcher:
             for name in self.adapters
         }
         self.guard = guard.Guard(store=store, cfg=cfg, adapters=self.adapters, now=clock.now())
+        #: ``[quotas] delivery_rate``: buckets per (adapter, filer code); None: no rate set
+        #: (``[quotas]`` is not reloaded, so they live as long as the dispatcher)
+        self.rates = (
+            pacing.FilerRates(lambda code: self.cfg.quotas.for_filer(code).delivery)
+            if cfg.quotas.delivering
+            else None
+        )
         self._modes: dict[str, guard.Mode] = {}
         self._next_deadline_scan = clock.now()
         self._in_flight: dict[str, Claim] = {}
@@ -226,6 +235,9 @@ class Dispatcher:
                 timeout = await self._until_next_due(scan)
             if pace is not None:
                 timeout = min(timeout, max(pace, 0.005))
+            refill = None if self.rates is None else self.rates.wait_s(self.clock.now())
+            if refill is not None:  # a filer out of delivery tokens: look again at its refill
+                timeout = min(timeout, max(refill, 0.005))
             with anyio.move_on_after(timeout):
                 await self._wake.wait()
 
@@ -322,6 +334,7 @@ class Dispatcher:
             limits = guard.limits_for(limits, admissions)
             if not any(v > 0 for v in limits.values()):
                 return 0
+            rates = self.rates
             claims = await self.store.claim(
                 owner=self.owner,
                 now=now,
@@ -332,6 +345,8 @@ class Dispatcher:
                 ),
                 held={n: a.held for n, a in admissions.items() if a.held},
                 due_within_s=self.cfg.deadlines.at_risk_margin,
+                filers=None if rates is None else {n: rates.empty(n, now) for n in limits},
+                ration=None if rates is None else lambda a, f: rates.allowance(a, f, now),
             )
         except errors.StoreError as exc:
             log.error("dispatcher.claim_failed", error=str(exc))
@@ -348,6 +363,9 @@ class Dispatcher:
                 continue
             mode = admissions[claim.adapter].mode
             probe = self.guard.claimed(claim.adapter, mode, now)
+            emptied = rates is not None and rates.take(claim.adapter, claim.filing.filer_code, now)
+            if emptied and self.metrics is not None:  # reached its rate: left out for now
+                self.metrics.filer_rate_limited(claim.filing.filer_code)
             if probe is not None:  # only a breaker probe has a transition to record
                 await self.guard.report(claim.adapter, probe, now)
             self._modes[claim.delivery_id] = mode

@@ -31,6 +31,11 @@ Known limit: a delivery waiting long for a retry (or deferred) with an old tag h
 back; a filer that starts posting meanwhile gets tags from that ``V``, ahead of a running
 backlog by up to the gap: it is served first for that while, then interleaved again.
 
+A filer with a delivery rate (``[quotas] delivery_rate``, ``rules.pacing.FilerRates``) is
+left out of the claim while its bucket is empty; the walk steps over its heads. When the
+others are served faster than its rate while it has a backlog, their tags run ahead of
+its waiting ones, so the heads stepped over grow up to its backlog (about 4 µs each).
+
 The weights (``[fairness] weights``, default 1; read at start-up) are written to
 ``fair_weights`` by the dispatcher when it starts, so every process tags by the same
 weights (the last process started wins if their files differ).

@@ -18,7 +18,7 @@ How they stay right with several PostgreSQL processes:
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -51,70 +51,84 @@ def claim(
     probing: frozenset[str] = frozenset(),
     held: Mapping[str, Collection[str]] | None = None,
     due_within_s: float | None = None,
+    filers: Mapping[str, Collection[str]] | None = None,
+    ration: Callable[[str, str], int | None] | None = None,
 ) -> Body[list[Claim]]:
     """Take the heads of their ordering keys: those due within ``due_within_s`` (None: any
     due_by) earliest due first, then fairly across filer codes (``rules.fair``); a breaker
     probe (``probing``) takes a delivery that never failed a probe first; ``held`` names
-    the filing types each adapter must not take now (paused, or held by a window)."""
+    the filing types, ``filers`` the filer codes (out of delivery tokens), each adapter
+    must not take now; ``ration(adapter, filer code)``: how many of its heads one claim may
+    take (``rules.pacing.FilerRates``; the rest stay as they were)."""
     now_us = rows.us(now)
     lease_until = rows.us(now + timedelta(seconds=lease_s))
     due_until = _DATED if due_within_s is None else rows.us(now + timedelta(seconds=due_within_s))
     taken: list[Any] = []
+    over: list[Any] = []
     for adapter, limit in limits.items():
-        if limit <= 0:
-            continue
         types = sorted((held or {}).get(adapter, ())) or None
-        if cx.dialect == "postgres":  # selects, locks and takes them in one statement
-            args: tuple[Any, ...] = (adapter, now_us, limit, owner, lease_until, types)
-        else:  # selects them only (see sql/sqlite/dispatch.sql)
-            args = (adapter, now_us, limit, types and json.dumps(types))
-        if adapter in probing:
-            taken += yield q("all", "claim_probe", *args)
-            continue
-        got = yield q("all", "claim_due", *args, due_until)
-        if len(got) < limit:  # PostgreSQL took those already; SQLite's walk sees them again
-            n = limit - len(got) if cx.dialect == "postgres" else limit
-            seen = {r[7] for r in got}
-            more = yield q("all", "claim", *args[:2], n, *args[3:])
-            got += [r for r in more if r[7] not in seen][: limit - len(got)]
-        taken += got
+        out = set((filers or {}).get(adapter, ()))
+        kept: dict[int, Any] = {}
+        left: dict[str, int | None] = {}
+        while len(kept) < limit:  # again without the filers that ran out of tokens in it
+            codes = sorted(out) or None
+            if cx.dialect == "postgres":  # selects, locks and takes them in one statement
+                args: tuple[Any, ...] = (adapter, now_us, owner, lease_until, types, codes)
+            else:  # selects them only (see sql/sqlite/dispatch.sql)
+                args = (adapter, now_us, *(v and json.dumps(v) for v in (types, codes)))
+            n = limit - len(kept)
+            got = yield from _heads(cx, args, n, due_until, adapter in probing, set(kept))
+            for r in got:  # r[15]: the filer code (the filing's columns start at r[10])
+                k = left[r[15]] if r[15] in left else ration and ration(adapter, r[15])
+                if k is not None and k <= 0:
+                    over.append(r)
+                    out.add(r[15])
+                else:
+                    kept[r[7]] = r
+                left[r[15]] = None if k is None else k - 1
+            if len(out) == len(codes or ()):
+                break
+        taken += kept.values()
+    if over and cx.dialect == "postgres":  # beyond a filer's rate: back as they were
+        yield q("run", "claim_untake", now_us, [r[7] for r in over], [r[6] for r in over])
     if not taken:
         return []
     if cx.dialect == "sqlite":
-        yield q(
-            "run",
-            "claim_take",
-            owner,
-            lease_until,
-            now_us,
-            [r[7] for r in taken],
-        )
+        yield q("run", "claim_take", owner, lease_until, now_us, [r[7] for r in taken])
     trail = Trail(now, cx.redactor)
     claims = []
     for delivery_id, adapter, token, attempts, _, filing_id, was, *rest in taken:
         details: dict[str, Any] = {"adapter": adapter, "attempt": attempts + 1, "owner": owner}
         if was == "in_flight":
             details["reclaimed_expired_lease"] = True
-        trail.add(
-            "delivery.in_flight",
-            actor=values.SYSTEM,
-            filing_id=filing_id,
-            delivery_id=delivery_id,
-            details=details,
-        )
-        claims.append(
-            Claim(
-                delivery_id=delivery_id,
-                adapter=adapter,
-                token=token,
-                attempts=attempts,
-                filing=rows.filing(rest[3:]),  # the filing's columns follow
-                probe_failures=rest[2],
-            )
-        )
+        _system(trail, "delivery.in_flight", filing_id, delivery_id, details)
+        filing = rows.filing(rest[3:])  # the filing's columns follow, after probe_failures
+        claims.append(Claim(delivery_id, adapter, token, attempts, filing, rest[2]))
     yield from refresh_status(cx, {r[4] for r in taken}, now_us)
     yield from trail.flush()
     return claims
+
+
+def _heads(
+    cx: Cx, args: tuple[Any, ...], n: int, due_until: int, probe: bool, seen: set[int]
+) -> Body[list[Any]]:
+    """Up to ``n`` heads of one adapter, none of ``seen`` (selected before: SQLite's walks
+    see them again), deadline-near first; PostgreSQL's walks take them as they go."""
+    k = n if cx.dialect == "postgres" else n + len(seen)
+    name, due = ("claim_probe", ()) if probe else ("claim_due", (due_until,))
+    got = [r for r in (yield q("all", name, *args[:2], k, *args[2:], *due)) if r[7] not in seen]
+    if len(got) < n and not probe:
+        k = n - len(got) if cx.dialect == "postgres" else k
+        seen = seen | {r[7] for r in got}
+        got += [r for r in (yield q("all", "claim", *args[:2], k, *args[2:])) if r[7] not in seen]
+    return got[:n]
+
+
+def _system(trail: Trail, event: str, filing_id: str, delivery_id: str, details: Any) -> None:
+    """One audit row of the gateway's own about one delivery."""
+    trail.add(
+        event, actor=values.SYSTEM, filing_id=filing_id, delivery_id=delivery_id, details=details
+    )
 
 
 def renew(cx: Cx, *, owner: str, tokens: dict[str, int], until: datetime) -> Body[int]:
@@ -162,13 +176,8 @@ def finish(
         return False
     seq, filing_seq, adapter, ordering_key, attempts = row
     trail = Trail(now, cx.redactor)
-    trail.add(
-        event,
-        actor=values.SYSTEM,
-        filing_id=claim.filing.id,
-        delivery_id=claim.delivery_id,
-        details={"adapter": adapter, "attempts": attempts, **details},
-    )
+    details = {"adapter": adapter, "attempts": attempts, **details}
+    _system(trail, event, claim.filing.id, claim.delivery_id, details)
     touched = {filing_seq}
     if state is _S.DEAD:
         touched |= yield from block_successors(cx, trail, adapter, ordering_key, seq, now_us)
@@ -189,12 +198,8 @@ def release(cx: Cx, *, owner: str, now: datetime) -> Body[int]:
         return 0
     trail = Trail(now, cx.redactor)
     for delivery_id, filing_id, _, adapter, state in changed:
-        trail.add(
-            "delivery.released",
-            actor=values.SYSTEM,
-            filing_id=filing_id,
-            delivery_id=delivery_id,
-            details={"adapter": adapter, "state": state},
+        _system(
+            trail, "delivery.released", filing_id, delivery_id, {"adapter": adapter, "state": state}
         )
     yield from refresh_status(cx, {r[2] for r in changed}, now_us)
     yield from trail.flush(notify="release")
@@ -227,18 +232,11 @@ class DispatchStore(Driven):
     #: claim transactions and the deliveries they took (logged at close)
     claim_stats: list[int]
 
-    async def claim(
-        self,
-        *,
-        owner: str,
-        now: datetime,
-        lease_s: float,
-        limits: dict[str, int],
-        probing: frozenset[str] = frozenset(),
-        held: Mapping[str, Collection[str]] | None = None,
-        due_within_s: float | None = None,
-    ) -> list[Claim]:
-        claims = await self._tx(claim, owner, now, lease_s, limits, probing, held, due_within_s)
+    _claim = write(claim)
+
+    async def claim(self, **kw: Any) -> list[Claim]:
+        """``claim`` above (keyword arguments as there), counted."""
+        claims = await self._claim(**kw)
         self.claim_stats[0] += 1
         self.claim_stats[1] += len(claims)
         return claims

@@ -4,6 +4,7 @@ backends, real stores."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -197,28 +198,41 @@ async def test_the_fair_claim_and_the_head_probe_walk_the_fair_index(
 ) -> None:
     """EXPLAIN: the fair claim, its deadline walk and accept's head probe read indexes
     (``deliveries_fair``, ``deliveries_claim``) in order and stop at LIMIT (no sort of the
-    backlog), and the pending count per filer reads ``filings_filer``."""
+    backlog), also with a filer code left out (out of delivery tokens), and the pending
+    count per filer reads ``filings_filer``."""
     await backlog(store, "AAA", 3000, batch=500)
     await backlog(store, "BBB", 200)
     now = int(T0.timestamp() * 1_000_000)
-    if backend == "sqlite":
-        claim = await _plan(store, backend, "claim", "ace", now, 10, None)
-        due = await _plan(store, backend, "claim_due", "ace", now, 10, None, now)
-        head = await _plan(store, backend, "fair_state", "ace", "AAA")
-    else:
-        lease = now + 60_000_000
-        claim = await _plan(store, backend, "claim", "ace", now, 10, "o", lease, None)
-        due = await _plan(store, backend, "claim_due", "ace", now, 10, "o", lease, None, now)
-        head = await _plan(store, backend, "fair_state", ["ace"], ["AAA"])
-    assert "deliveries_fair" in claim, claim
-    assert "deliveries_claim" in due, due
+    # a filer out of delivery tokens (``[quotas] delivery_rate``) left out, or none
+    rated: list[tuple[str, str]] = []
+    for out in (None, ["AAA"]):
+        if backend == "sqlite":
+            ex = out and json.dumps(out)
+            claim = await _plan(store, backend, "claim", "ace", now, 10, None, ex)
+            due = await _plan(store, backend, "claim_due", "ace", now, 10, None, ex, now)
+            head = await _plan(store, backend, "fair_state", "ace", "AAA")
+        else:
+            lease = now + 60_000_000
+            args = ("ace", now, 10, "o", lease, None, out)
+            claim = await _plan(store, backend, "claim", *args)
+            due = await _plan(store, backend, "claim_due", *args, now)
+            head = await _plan(store, backend, "fair_state", ["ace"], ["AAA"])
+        rated.append((claim, due))
+    for claim, due in rated:
+        assert "deliveries_fair" in claim, claim
+        assert "deliveries_claim" in due, due
+        # the filer left out is looked up per candidate, not by reading every filing
+        assert "Seq Scan on filings" not in claim + due and "SCAN f" not in claim + due
+    # with a filer left out, the fair walk stops at the others' largest finish (not at the
+    # end of the left-out filer's backlog)
+    assert "vtime<?" in rated[1][0] or "(vtime < " in rated[1][0], rated[1][0]
     assert "deliveries_fair" in head, head
     # most filings settled, as in a live table (the rows are the test's setup, not a path)
     await _plan(store, backend, "settle_for_test")
     queue = await _plan(store, backend, "filer_queue")
     assert "filings_filer" in queue, queue
     assert await store.filer_queue() == {"AAA": {"pending": 100}, "BBB": {"pending": 200}}
-    for plan in (claim, due, head):
+    for plan in (*rated[0], *rated[1], head):
         assert "TEMP B-TREE FOR ORDER BY" not in plan and "Sort Key: d.vtime" not in plan, plan
 
 

@@ -80,6 +80,11 @@ WITH heads AS (
       -- $6: filing types paused or held on this adapter (issue 21), NULL for none
       AND ($6::text[] IS NULL OR NOT EXISTS (SELECT 1 FROM filings p
         WHERE p.seq = d.filing_seq AND p.filing_type = ANY ($6::text[])))
+      -- $7: filer codes out of delivery tokens (issue 22, rules/pacing.py), NULL for none.
+      -- A scalar subquery: one probe of the filing's key per candidate walked (as NOT
+      -- EXISTS it was planned as a hashed scan of every filing, per claim)
+      AND ($7::text[] IS NULL
+        OR (SELECT p.filer_code FROM filings p WHERE p.seq = d.filing_seq) <> ALL ($7::text[]))
       -- v5: a delivered predecessor held until its ack still holds the key
       AND NOT EXISTS (
         SELECT 1 FROM deliveries h
@@ -95,6 +100,12 @@ WITH heads AS (
         SELECT 1 FROM deliveries l
         WHERE l.adapter = d.adapter AND l.ordering_key = d.ordering_key AND l.seq > d.seq
           AND l.state = 'in_flight')
+      -- with filers left out ($7), the walk stops at the largest finish of the others
+      -- (rules/fair.py: each delivery's tag is below its filer's finish), not at the end
+      -- of the left-out filers' backlog when fewer than $3 others wait
+      AND d.vtime < (CASE WHEN $7::text[] IS NULL THEN 9223372036854775807 ELSE (
+        SELECT coalesce(max(c.finish), 9223372036854775807) FROM fair_finish c
+        WHERE c.adapter = $1 AND c.filer_code <> ALL ($7::text[])) END)
     ORDER BY d.vtime, d.seq LIMIT $3
     FOR UPDATE OF d SKIP LOCKED
 )
@@ -109,17 +120,22 @@ RETURNING u.id, u.adapter, u.lease_token, u.attempts, u.filing_seq, u.filing_id,
     {f_cols}
 
 -- name: claim_due
--- ``claim``'s deadline walk, run before it: heads due by $7 (now + the horizon), earliest
+-- ``claim``'s deadline walk, run before it: heads due by $8 (now + the horizon), earliest
 -- due_by first, then acceptance (``deliveries_claim``'s columns: the planner walks its
 -- range and stops at LIMIT); the rest as ``claim``.
 WITH heads AS (
     SELECT d.seq, d.state AS was, d.filing_seq FROM deliveries d
     WHERE d.adapter = $1 AND d.state IN ('pending','waiting_retry','deferred','in_flight')
       AND d.available_at <= $2
-      AND coalesce(d.due_by, 9223372036854775807) <= $7
+      AND coalesce(d.due_by, 9223372036854775807) <= $8
       -- $6: filing types paused or held on this adapter (issue 21), NULL for none
       AND ($6::text[] IS NULL OR NOT EXISTS (SELECT 1 FROM filings p
         WHERE p.seq = d.filing_seq AND p.filing_type = ANY ($6::text[])))
+      -- $7: filer codes out of delivery tokens (issue 22, rules/pacing.py), NULL for none.
+      -- A scalar subquery: one probe of the filing's key per candidate walked (as NOT
+      -- EXISTS it was planned as a hashed scan of every filing, per claim)
+      AND ($7::text[] IS NULL
+        OR (SELECT p.filer_code FROM filings p WHERE p.seq = d.filing_seq) <> ALL ($7::text[]))
       -- v5: a delivered predecessor held until its ack still holds the key
       AND NOT EXISTS (
         SELECT 1 FROM deliveries h
@@ -158,6 +174,11 @@ WITH heads AS (
       -- $6: filing types paused or held on this adapter (issue 21), NULL for none
       AND ($6::text[] IS NULL OR NOT EXISTS (SELECT 1 FROM filings p
         WHERE p.seq = d.filing_seq AND p.filing_type = ANY ($6::text[])))
+      -- $7: filer codes out of delivery tokens (issue 22, rules/pacing.py), NULL for none.
+      -- A scalar subquery: one probe of the filing's key per candidate walked (as NOT
+      -- EXISTS it was planned as a hashed scan of every filing, per claim)
+      AND ($7::text[] IS NULL
+        OR (SELECT p.filer_code FROM filings p WHERE p.seq = d.filing_seq) <> ALL ($7::text[]))
       AND NOT EXISTS (
         SELECT 1 FROM deliveries h
         WHERE h.adapter = d.adapter AND h.ordering_key = d.ordering_key AND h.seq < d.seq
@@ -180,6 +201,12 @@ WHERE u.seq = heads.seq AND u.seq = ANY (ARRAY(SELECT seq FROM heads))
 RETURNING u.id, u.adapter, u.lease_token, u.attempts, u.filing_seq, u.filing_id, heads.was,
     u.seq, coalesce(u.due_by, 9223372036854775807) AS due_key, u.probe_failures,
     {f_cols}
+
+-- name: claim_untake
+-- $2 seqs, $3 the states they were in: heads a claim took beyond a filer's delivery rate
+-- (dispatch.claim), back as they were in the same transaction, claimable at $1
+UPDATE deliveries d SET state = v.was, lease_owner = NULL, available_at = $1
+FROM unnest($2::bigint[], $3::text[]) AS v(seq, was) WHERE d.seq = v.seq
 
 -- name: renew
 -- rows of (lease end, delivery id, owner, token): leases still held get the new end

@@ -61,8 +61,10 @@ SELECT d.id, d.adapter, d.lease_token + 1, d.attempts, d.filing_seq, d.filing_id
 FROM deliveries d JOIN filings f ON f.seq = d.filing_seq
 WHERE d.adapter = ?1 AND d.state IN ('pending','waiting_retry','deferred','in_flight')
   AND d.available_at <= ?2
-  -- ?4: filing types paused or held on this adapter (issue 21, a JSON list), NULL for none
+  -- ?4: filing types paused or held on this adapter (issue 21, a JSON list), ?5: filer
+  -- codes out of delivery tokens (issue 22, rules/pacing.py, a JSON list); NULL for none
   AND (?4 IS NULL OR f.filing_type NOT IN (SELECT value FROM json_each(?4)))
+  AND (?5 IS NULL OR f.filer_code NOT IN (SELECT value FROM json_each(?5)))
   AND NOT EXISTS (
     SELECT 1 FROM deliveries e
     WHERE e.adapter = d.adapter AND e.ordering_key = d.ordering_key AND e.seq < d.seq
@@ -75,10 +77,16 @@ WHERE d.adapter = ?1 AND d.state IN ('pending','waiting_retry','deferred','in_fl
     SELECT 1 FROM deliveries l
     WHERE l.adapter = d.adapter AND l.ordering_key = d.ordering_key AND l.seq > d.seq
       AND l.state NOT IN ('delivered','acknowledged','cancelled') AND l.state = 'in_flight')
+  -- with filers left out (?5), the walk stops at the largest finish of the others
+  -- (rules/fair.py: each delivery's tag is below its filer's finish), not at the end of
+  -- the left-out filers' backlog when fewer than ?3 others wait
+  AND d.vtime < (CASE WHEN ?5 IS NULL THEN 9223372036854775807 ELSE (
+    SELECT coalesce(max(c.finish), 9223372036854775807) FROM fair_finish c
+    WHERE c.adapter = ?1 AND c.filer_code NOT IN (SELECT value FROM json_each(?5))) END)
 ORDER BY d.vtime, d.seq LIMIT ?3
 
 -- name: claim_due
--- ``claim``'s deadline walk, run before it: heads due by ?5 (now + the horizon), earliest
+-- ``claim``'s deadline walk, run before it: heads due by ?6 (now + the horizon), earliest
 -- due_by first, then acceptance (``deliveries_claim`` is on exactly this expression, so
 -- SQLite walks its range and stops at LIMIT); the rest as ``claim``.
 SELECT d.id, d.adapter, d.lease_token + 1, d.attempts, d.filing_seq, d.filing_id, d.state,
@@ -87,9 +95,11 @@ SELECT d.id, d.adapter, d.lease_token + 1, d.attempts, d.filing_seq, d.filing_id
 FROM deliveries d JOIN filings f ON f.seq = d.filing_seq
 WHERE d.adapter = ?1 AND d.state IN ('pending','waiting_retry','deferred','in_flight')
   AND d.available_at <= ?2
-  AND coalesce(d.due_by, 9223372036854775807) <= ?5
-  -- ?4: filing types paused or held on this adapter (issue 21, a JSON list), NULL for none
+  AND coalesce(d.due_by, 9223372036854775807) <= ?6
+  -- ?4: filing types paused or held on this adapter (issue 21, a JSON list), ?5: filer
+  -- codes out of delivery tokens (issue 22, rules/pacing.py, a JSON list); NULL for none
   AND (?4 IS NULL OR f.filing_type NOT IN (SELECT value FROM json_each(?4)))
+  AND (?5 IS NULL OR f.filer_code NOT IN (SELECT value FROM json_each(?5)))
   AND NOT EXISTS (
     SELECT 1 FROM deliveries e
     WHERE e.adapter = d.adapter AND e.ordering_key = d.ordering_key AND e.seq < d.seq
@@ -113,8 +123,10 @@ SELECT d.id, d.adapter, d.lease_token + 1, d.attempts, d.filing_seq, d.filing_id
 FROM deliveries d JOIN filings f ON f.seq = d.filing_seq
 WHERE d.adapter = ?1 AND d.state IN ('pending','waiting_retry','deferred','in_flight')
   AND d.available_at <= ?2
-  -- ?4: filing types paused or held on this adapter (issue 21, a JSON list), NULL for none
+  -- ?4: filing types paused or held on this adapter (issue 21, a JSON list), ?5: filer
+  -- codes out of delivery tokens (issue 22, rules/pacing.py, a JSON list); NULL for none
   AND (?4 IS NULL OR f.filing_type NOT IN (SELECT value FROM json_each(?4)))
+  AND (?5 IS NULL OR f.filer_code NOT IN (SELECT value FROM json_each(?5)))
   AND NOT EXISTS (
     SELECT 1 FROM deliveries e
     WHERE e.adapter = d.adapter AND e.ordering_key = d.ordering_key AND e.seq < d.seq
