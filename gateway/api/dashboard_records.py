@@ -160,7 +160,7 @@ async def search_page(request: web.Request) -> web.Response:
 
 
 async def search_panel(request: web.Request) -> web.Response:
-    """One page of records found (HTML fragment): live first, then archived."""
+    """One page of records found (HTML fragment): live and archived, newest first."""
     return html(await _resultshtml(request))
 
 

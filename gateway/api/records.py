@@ -53,7 +53,7 @@ def _time(request: web.Request, name: str) -> datetime | None:
 
 
 async def search(request: web.Request) -> web.Response:
-    """One page of records, live first then archived, newest first (a token limited to
+    """One page of records, live and archived merged newest first (a token limited to
     filers finds theirs only)."""
     records = request.app[RECORDS]
     q = request.query
