@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import os
 import re
+import sqlite3
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 import structlog
 
 from gateway import logs
 from gateway.api import errors as api_errors
+from gateway.store import sansio, sqlite
 
 
 def test_request_ids_are_32_hex_digits_and_never_repeat_in_a_process() -> None:
@@ -72,3 +75,42 @@ def test_a_line_with_an_exception_still_carries_its_traceback() -> None:
     first, second = (json.loads(line) for line in stream.getvalue().splitlines())
     assert "ValueError: boom" in first["exception"] and "exc_info" not in first
     assert "exception" not in second and second["event"] == "it.ok"
+
+
+async def test_a_delivery_with_no_ack_due_stays_out_of_the_ack_due_index(tmp_path: Path) -> None:
+    """Migration 11: only deliveries with an ack deadline enter ``deliveries_ack_due``, and
+    the two queries that read it (flag overdue acks, extend deadlines) walk it on a
+    database without ANALYZE statistics (a gateway's), not every delivered delivery."""
+    path = tmp_path / "gw.db"
+    store = sqlite.SqliteStore(path)
+    await store.open()
+    try:
+        assert await store.migrate() >= 11
+    finally:
+        await store.close()
+    conn = sqlite3.connect(path)
+    conn.execute(
+        "INSERT INTO filings (id, filing_type, environment, reference, filer_code, body_hash, "
+        "ordering_key, content_type, payload, payload_is_json, metadata, source, received_at, "
+        "status, updated_at) VALUES ('fil_1', 'isf', 'cert', 'R1', 'XYZ', 'h', 'R1', "
+        "'application/json', '{}', 1, '{}', 'api:t', 1, 'delivered', 1)"
+    )
+    for i, ack_due in enumerate([None, None, 5_000, None]):
+        conn.execute(
+            "INSERT INTO deliveries (id, filing_seq, filing_id, adapter, ordering_key, state, "
+            "available_at, created_at, updated_at, ack_due_at) "
+            "VALUES (?, 1, 'fil_1', 'noop', 'R1', 'delivered', 1, 1, 1, ?)",
+            (f"dlv_{i}", ack_due),
+        )
+    conn.commit()
+    [(entries,)] = conn.execute(
+        "SELECT sum(ncell) FROM dbstat WHERE name = 'deliveries_ack_due' AND pagetype = 'leaf'"
+    ).fetchall()
+    assert entries == 1  # the one with an ack due; three without stay out
+    named = sansio.queries("sqlite")
+    for name, args in (("flag_overdue", (1,)), ("extend_ack_deadlines", (1, "noop"))):
+        plan = conn.execute(f"EXPLAIN QUERY PLAN {named[name]}", args).fetchall()
+        assert any("deliveries_ack_due" in row[3] for row in plan), (name, plan)
+    flagged = conn.execute(named["flag_overdue"], (6_000,)).fetchall()
+    assert [row[0] for row in flagged] == ["dlv_2"]
+    conn.close()
