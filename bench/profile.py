@@ -229,6 +229,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--cprofile", action="store_true", help="run serve under cProfile")
     ap.add_argument("--top", type=int, default=40, help="functions listed per ordering")
+    ap.add_argument("--save", type=Path, help="--cprofile: keep the stats file here (pstats)")
     args = ap.parse_args(argv)
     n = args.n or (3000 if args.mode == "ingest" else 10_000)
     with tempfile.TemporaryDirectory(prefix="edigw-profile-") as tmp:
@@ -283,6 +284,8 @@ def main(argv: list[str]) -> int:
                 print(f"  thread {tid} {what}: {cpu * 1000 / n:.3f} ms/filing")
         if args.cprofile:
             stats = pstats.Stats(str(prof))
+            if args.save:
+                stats.dump_stats(str(args.save))
             for order in ("cumulative", "tottime"):
                 print(f"\n--- by {order} (event loop thread, under cProfile) ---")
                 stats.sort_stats(order).print_stats(args.top)

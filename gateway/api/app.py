@@ -29,7 +29,7 @@ from gateway.api import (
 )
 from gateway.api import filers as filer_scope
 from gateway.api import inbound as inbound_api
-from gateway.api.errors import error_middleware
+from gateway.api.errors import front
 from gateway.inbound.intake import Intake
 from gateway.inbound.normalizers import Sources
 from gateway.service import Service
@@ -129,15 +129,18 @@ def create_app(
 ) -> web.Application:
     """The HTTP API for a service (with the dashboard unless the config turns it off)."""
     limit = max(cfg.gateway.max_body_bytes, cfg.gateway.max_batch_bytes)
-    # the server span (tracing on only) is outermost: it sees the error middleware's answer
-    middlewares: list[Middleware] = [error_middleware, edge.middleware, inputs.middleware]
+    # the server span (tracing on only) is outermost: it sees the error middleware's answer;
+    # that one refuses foreign hosts and origins, undeclared write bodies (``edge``) and
+    # unreadable input (``inputs``) before any handler
+    edge_ = edge.Edge(cfg.gateway)
+    middlewares: list[Middleware] = [front([edge_.check, inputs.check_request])]
     if tracer is not None:
         middlewares.insert(0, edge.traced(tracer))
     app = web.Application(
         middlewares=middlewares,
         client_max_size=limit + 1,
     )
-    app[edge.EDGE] = edge.Edge(cfg.gateway)
+    app[edge.EDGE] = edge_
     app[handlers.SERVICE] = service
     app[handlers.AUTH] = authenticator
     app[inbound_api.INTAKE] = intake or Intake(

@@ -104,7 +104,7 @@ class Edge:
                 self.exact.add((name, port))
         self.origins = frozenset(section.allowed_origins)
 
-    def host_allowed(self, host: str, local: tuple[str, int] | None) -> bool:
+    def host_allowed(self, host: str, request: web.Request) -> bool:
         parsed = split_host(host)
         if parsed is None:
             return False
@@ -113,9 +113,10 @@ class Edge:
             return True
         # any port: a published or proxied port differs from ours, and a rebinding
         # attack is told apart by its name, never by its port
-        local_ip = local[0] if local else ""
         if name in self.own_names:
             return True
+        local = _local_address(request)  # only for a name not ours (an IP literal)
+        local_ip = local[0] if local else ""
         # the address the connection arrived on, as a literal (a probe, a client by IP);
         # a rebound name is never an IP literal
         try:
@@ -135,7 +136,7 @@ class Edge:
     def check(self, request: web.Request) -> None:
         host = request.headers.get("Host")
         # no Host at all: an HTTP/1.0 probe, never a browser (browsers always send one)
-        if host is not None and not self.host_allowed(host, _local_address(request)):
+        if host is not None and not self.host_allowed(host, request):
             raise _refuse(
                 "Host",
                 f"Host {host[:100]!r} is not served here; add it to [gateway] allowed_hosts",
@@ -182,15 +183,6 @@ def _local_address(request: web.Request) -> tuple[str, int] | None:
 
 
 EDGE = web.AppKey("edge", Edge)
-
-
-@web.middleware
-async def middleware(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """Refuse foreign hosts and origins and undeclared write bodies before any handler."""
-    request.app[EDGE].check(request)
-    return await handler(request)
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

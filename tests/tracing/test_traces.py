@@ -126,7 +126,7 @@ async def test_without_an_endpoint_nothing_is_traced_stored_or_sent(
     )
     gw = await start_gateway(data, environ={})
     assert gw.gateway.tracer is None
-    assert len(gw.gateway.app.middlewares) == 3  # errors, edge, inputs: no server span
+    assert len(gw.gateway.app.middlewares) == 1  # errors (edge, inputs inside): no server span
     trace_id = secrets.token_hex(16)
     status, body = await gw.post(
         "/v1/filings",

@@ -287,3 +287,14 @@ CREATE TABLE fair_weights (
     weight     INTEGER NOT NULL
 );
 CREATE INDEX filings_filer ON filings (status, filer_code);
+
+-- name: migration_11
+-- issue 18: a delivery delivered with no ack due (most: an adapter that expects none) no
+-- longer enters deliveries_ack_due. Its leading ack_overdue is 0 all through (the WHERE):
+-- it gives SQLite's planner, which has no ANALYZE statistics in a gateway's database, an
+-- equality to count, so flag_overdue and extend_ack_deadlines (sql/sqlite/acks.sql) walk
+-- this index; on (ack_due_at) alone both walked deliveries_state, every delivered delivery
+-- ever, on each ack sweep (every [events] overdue_scan, 5 s)
+DROP INDEX deliveries_ack_due;
+CREATE INDEX deliveries_ack_due ON deliveries (ack_overdue, ack_due_at)
+    WHERE state = 'delivered' AND ack_overdue = 0 AND ack_due_at IS NOT NULL;
