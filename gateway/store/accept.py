@@ -78,7 +78,7 @@ def accept_many(cx: Cx, calls: list[AcceptCall]) -> Body[list[list[values.Accept
     if cx.dialect == "postgres":  # SQLite's one writer serializes them already
         yield lock_keys(item.filing.ordering_key for _, item in entries)
     try:
-        found = yield q("each", "accept_filings", [_filing_row(c, i.filing) for c, i in entries])
+        found = yield q("table_each", "accept_filings", [_filing_row(c, i.filing) for c, i in entries])
     except UniqueViolation as exc:  # e.g. a filing id taken: this batch's own failure
         raise errors.StoreError(f"store integrity error: {exc}") from exc
     inserted: dict[str, int] = {r[0]: r[1] for r in found}
@@ -100,7 +100,7 @@ def accept_many(cx: Cx, calls: list[AcceptCall]) -> Body[list[list[values.Accept
         for call, item, fs in fresh
         for a in item.adapters
     ]
-    made = {r[0]: r[1] for r in (yield q("each", "accept_deliveries", wanted))}
+    made = {r[0]: r[1] for r in (yield q("table_each", "accept_deliveries", wanted))}
     states = iter((w[0], made[w[0]]) for w in wanted)
     trail = Trail(calls[0].now, cx.redactor)
     made_now: dict[str, Made] = {}

@@ -51,7 +51,7 @@ def complete_many(cx: Cx, batch: list[Completion]) -> Body[list[bool]]:
         first.setdefault((c.claim.delivery_id, c.claim.token), i)
     unique = [batch[i] for i in sorted(first.values())]
     found = yield q(
-        "each",
+        "table_each",
         "complete_sent",
         [
             (

@@ -1,6 +1,6 @@
 -- Filing statuses (gateway/store/status.py). Compare with ../sqlite/status.sql.
 
 -- name: set_statuses
--- every filing in one statement: one array per column
-UPDATE filings f SET status = v.status, updated_at = v.at
-FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS v(status, at, seq) WHERE f.seq = v.seq
+-- every filing in one statement: $1 a jsonb array of (status, at, seq) ("table")
+UPDATE filings f SET status = r->>0, updated_at = (r->>1)::bigint
+FROM jsonb_array_elements($1::jsonb) AS r WHERE f.seq = (r->>2)::bigint
