@@ -31,13 +31,16 @@ RETURNING id, seq
 -- name: accept_deliveries
 -- every new delivery, in order; ``blocked`` when its key already has a dead, rejected or
 -- blocked delivery for its adapter. Rows inserted by this same statement are not seen by
--- that check, and need not be: they are pending or blocked by an older row.
+-- that check, and need not be: they are pending or blocked by an older row. The check is
+-- a scalar subquery, looked up per row on the key's index: an EXISTS over jsonb rows (100
+-- expected) is planned as one hash of every dead, rejected and blocked delivery
 INSERT INTO deliveries (id, filing_seq, filing_id, adapter, ordering_key, state,
     available_at, due_by, created_at, updated_at, vtime)
 SELECT v.id, v.filing_seq, v.filing_id, v.adapter, v.ordering_key,
-    CASE WHEN EXISTS (
+    CASE WHEN (
         SELECT 1 FROM deliveries b WHERE b.adapter = v.adapter
-        AND b.ordering_key = v.ordering_key AND b.state IN ('dead','rejected','blocked'))
+        AND b.ordering_key = v.ordering_key AND b.state IN ('dead','rejected','blocked')
+        LIMIT 1) IS NOT NULL
     THEN 'blocked' ELSE 'pending' END,
     v.at, v.due_by, v.at, v.at, v.vtime
 FROM (SELECT r->>0 AS id, (r->>1)::bigint AS filing_seq, r->>2 AS filing_id, r->>3 AS adapter,
@@ -206,6 +209,9 @@ FROM (SELECT r->>0 AS id, (r->>1)::bigint AS token, (r->>2)::bigint AS at, r->>3
     (r->>4)::bigint AS ack_due_at, (r->>5)::boolean AS hold
     FROM jsonb_array_elements($1::jsonb) AS r) AS v
 WHERE d.id = v.id AND d.lease_token = v.token AND d.state = 'in_flight'
+    -- the ids again, as an array: the planner expects 100 rows of jsonb_array_elements and
+    -- would hash every in-flight delivery; this keeps it on the id index
+    AND d.id = ANY (ARRAY(SELECT r->>0 FROM jsonb_array_elements($1::jsonb) AS r))
 RETURNING d.id, v.token, d.filing_seq, d.adapter, d.attempts
 
 -- name: fair_weights_set
