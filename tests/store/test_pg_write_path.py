@@ -16,6 +16,7 @@ import pytest
 
 from gateway import ids, models, values
 from gateway.audit import chain
+from gateway.encoding import jsonio
 from gateway.store import base, postgres, sansio
 from tests.store.test_audit_rows_exact import AWKWARD
 
@@ -141,4 +142,39 @@ async def test_an_accept_waits_for_its_ordering_keys_lock(pg_schema_dsn: str) ->
         assert view is not None and view.deliveries[0].state is models.DeliveryState.PENDING
     finally:
         await holder.close()
+        await store.close()
+
+
+@pytest.mark.postgres
+async def test_the_jsonb_statements_stay_on_their_indexes(pg_schema_dsn: str) -> None:
+    """The planner expects 100 rows of ``jsonb_array_elements``: without the LIMIT that
+    says how many, the completion hashed every in-flight delivery, and without the scalar
+    subquery an accept hashed every dead, rejected or blocked one; two rows must use the
+    id and key indexes."""
+    store = postgres.PostgresStore(pg_schema_dsn, retry_s=3.0)
+    await store.open()
+    conn = await asyncpg.connect(pg_schema_dsn)
+    try:
+        await store.migrate()
+        made = [awkward_filing(i, "x", payload={"i": i}) for i in range(600)]
+        items = [values.NewFiling(filing=f, adapters=["ace"]) for f in made]
+        await store.accept(items, actor=ACTOR, now=T0)
+        claims = await store.claim(owner="p1", now=T0, lease_s=30, limits={"ace": 300})
+        assert len(claims) == 300  # 300 in flight, 300 blocked below
+        await conn.execute("UPDATE deliveries SET state = 'blocked' WHERE state = 'pending'")
+        await conn.execute("ANALYZE deliveries")
+        texts = sansio.queries("postgres")
+
+        async def plan(name: str, rows: list[tuple[object, ...]]) -> str:
+            found = await conn.fetch(f"EXPLAIN {texts[name]}", jsonio.dumps(rows))
+            return "\n".join(r[0] for r in found)
+
+        sent = [(c.delivery_id, c.token, 1, "r", None, False) for c in claims[:2]]
+        assert "deliveries_id_key" in await plan("complete_sent", sent)
+        new = [(f"dlv_n{i}", 1, "f", "ace", made[i].ordering_key, 1, None, 1) for i in (0, 1)]
+        accept_plan = await plan("accept_deliveries", new)
+        assert "deliveries_order" in accept_plan or "deliveries_held" in accept_plan
+        assert "Seq Scan on deliveries" not in accept_plan
+    finally:
+        await conn.close()
         await store.close()

@@ -207,11 +207,10 @@ UPDATE deliveries d SET state = 'delivered', attempts = d.attempts + 1, availabl
     hold_until_ack = v.hold, ack = NULL
 FROM (SELECT r->>0 AS id, (r->>1)::bigint AS token, (r->>2)::bigint AS at, r->>3 AS receipt,
     (r->>4)::bigint AS ack_due_at, (r->>5)::boolean AS hold
-    FROM jsonb_array_elements($1::jsonb) AS r) AS v
+    -- a LIMIT of every row tells the planner how many (it expects 100 of
+    -- jsonb_array_elements, and then hashed every in-flight delivery for a few rows)
+    FROM jsonb_array_elements($1::jsonb) AS r LIMIT jsonb_array_length($1::jsonb)) AS v
 WHERE d.id = v.id AND d.lease_token = v.token AND d.state = 'in_flight'
-    -- the ids again, as an array: the planner expects 100 rows of jsonb_array_elements and
-    -- would hash every in-flight delivery; this keeps it on the id index
-    AND d.id = ANY (ARRAY(SELECT r->>0 FROM jsonb_array_elements($1::jsonb) AS r))
 RETURNING d.id, v.token, d.filing_seq, d.adapter, d.attempts
 
 -- name: fair_weights_set

@@ -2,8 +2,8 @@
 
 -- name: set_statuses
 -- every filing in one statement: $1 a jsonb array of (status, at, seq) ("table")
-UPDATE filings f SET status = r->>0, updated_at = (r->>1)::bigint
-FROM jsonb_array_elements($1::jsonb) AS r WHERE f.seq = (r->>2)::bigint
-    -- the seqs again, as an array: keeps the planner on the primary key whatever it expects
-    -- of jsonb_array_elements (100 rows)
-    AND f.seq = ANY (ARRAY(SELECT (x->>2)::bigint FROM jsonb_array_elements($1::jsonb) AS x))
+-- (the LIMIT of every row tells the planner how many: it expects 100 of jsonb_array_elements)
+UPDATE filings f SET status = v.status, updated_at = v.at
+FROM (SELECT r->>0 AS status, (r->>1)::bigint AS at, (r->>2)::bigint AS seq
+    FROM jsonb_array_elements($1::jsonb) AS r LIMIT jsonb_array_length($1::jsonb)) AS v
+WHERE f.seq = v.seq
