@@ -5,13 +5,13 @@ sharing one transaction among whatever is queued).
 
 How it stays right with several PostgreSQL processes:
 
-* the ordering-key locks are taken first, for the whole batch: a key's deliveries then
-  get their ``seq`` in commit order, so no claimer can see a later filing of a key
-  committed while an earlier one is still invisible to it;
+* the ordering-key locks are taken first, for the whole batch (by ``accept_filings``,
+  before its first row): a key's deliveries then get their ``seq`` in commit order, so
+  no claimer can see a later filing of a key committed while an earlier one is not yet;
 * filings go in with ``ON CONFLICT (idempotency_key) DO NOTHING`` and the taken keys are
   read back after, so concurrent duplicates become one filing;
 * set-based: one INSERT of all the filings, one of all their deliveries (PostgreSQL:
-  one statement over column arrays; SQLite: one statement per row, back to back).
+  one statement over a jsonb array of rows; SQLite: one statement per row, back to back).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from gateway.audit import events
 from gateway.rules import fair
 from gateway.store import rows
 from gateway.store.sansio import Body, Cx, UniqueViolation, q
-from gateway.store.status import lock_keys, refresh_statuses
+from gateway.store.status import refresh_statuses
 from gateway.store.trail import Trail
 from gateway.values import Actor
 
@@ -75,10 +75,9 @@ def accept_many(cx: Cx, calls: list[AcceptCall]) -> Body[list[list[values.Accept
     behind a dead delivery) needs the status refresh, and the callback it queues.
     """
     entries = [(call, item) for call in calls for item in call.items]
-    if cx.dialect == "postgres":  # SQLite's one writer serializes them already
-        yield lock_keys(item.filing.ordering_key for _, item in entries)
-    try:
-        found = yield q("each", "accept_filings", [_filing_row(c, i.filing) for c, i in entries])
+    filings = [_filing_row(c, i.filing) for c, i in entries]
+    try:  # PostgreSQL: the statement takes the ordering-key locks first (SQLite: one writer)
+        found = yield q("table_each", "accept_filings", filings)
     except UniqueViolation as exc:  # e.g. a filing id taken: this batch's own failure
         raise errors.StoreError(f"store integrity error: {exc}") from exc
     inserted: dict[str, int] = {r[0]: r[1] for r in found}
@@ -100,7 +99,7 @@ def accept_many(cx: Cx, calls: list[AcceptCall]) -> Body[list[list[values.Accept
         for call, item, fs in fresh
         for a in item.adapters
     ]
-    made = {r[0]: r[1] for r in (yield q("each", "accept_deliveries", wanted))}
+    made = {r[0]: r[1] for r in (yield q("table_each", "accept_deliveries", wanted))}
     states = iter((w[0], made[w[0]]) for w in wanted)
     trail = Trail(calls[0].now, cx.redactor)
     made_now: dict[str, Made] = {}

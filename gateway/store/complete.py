@@ -1,6 +1,6 @@
 """A send recorded, written once for both backends: ``complete`` of concurrent callers
-shares one transaction (``coalesce``) and one statement (PostgreSQL one UPDATE over column
-arrays, SQLite one per row), one status refresh and one audit flush for the lot; a send
+shares one transaction (``coalesce``) and one statement (PostgreSQL one UPDATE over a jsonb
+array of rows, SQLite one per row), one status refresh and one audit flush for the lot; a send
 whose lease was lost meanwhile is still recorded (``late_sent``).
 
 With several PostgreSQL processes, a **late send** locks its key, then its row, and decides
@@ -50,21 +50,18 @@ def complete_many(cx: Cx, batch: list[Completion]) -> Body[list[bool]]:
     for i, c in enumerate(batch):
         first.setdefault((c.claim.delivery_id, c.claim.token), i)
     unique = [batch[i] for i in sorted(first.values())]
-    found = yield q(
-        "each",
-        "complete_sent",
-        [
-            (
-                c.claim.delivery_id,
-                c.claim.token,
-                rows.us(c.now),
-                rows.dump_receipt(c.receipt, c.claim.filing.id, c.claim.delivery_id),
-                rows.us_or_none(c.ack_due_at),
-                c.hold_until_ack,
-            )
-            for c in unique
-        ],
-    )
+    sent = [
+        (
+            c.claim.delivery_id,
+            c.claim.token,
+            rows.us(c.now),
+            rows.dump_receipt(c.receipt, c.claim.filing.id, c.claim.delivery_id),
+            rows.us_or_none(c.ack_due_at),
+            c.hold_until_ack,
+        )
+        for c in unique
+    ]
+    found = yield q("table_each", "complete_sent", sent)
     done = {(r[0], r[1]): r[2:] for r in found}
     trail = Trail(batch[0].now, cx.redactor)
     stamps: dict[int, int] = {}

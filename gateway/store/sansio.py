@@ -58,7 +58,8 @@ CHANNEL = "edigw_new_work"
 #: PostgreSQL's ``unnest`` over column arrays) the number of rows written, "each" (the
 #: same, for a statement with RETURNING) every row the statements return, "table" ("rows";
 #: PostgreSQL: one jsonb array of row arrays, far cheaper for asyncpg to send than arrays)
-Kind = Literal["all", "one", "val", "run", "rows", "each", "table"]
+#: and "table_each" (the same with RETURNING: "each")
+Kind = Literal["all", "one", "val", "run", "rows", "each", "table", "table_each"]
 
 
 @dataclass(slots=True)  # not frozen: its __init__ costs half as much, once per statement
@@ -209,7 +210,7 @@ def _sqlite_exec(conn: sqlite3.Connection, query: Query) -> Any:
     kind = query.kind
     if kind == "rows" or kind == "table":
         return conn.executemany(text, query.args[0]).rowcount
-    if kind == "each":
+    if kind == "each" or kind == "table_each":
         return [r for row in query.args[0] for r in conn.execute(text, row).fetchall()]
     # a list parameter (``= ANY``'s array on PostgreSQL) is JSON for ``json_each``
     args = [json.dumps(a) if isinstance(a, list | tuple) else a for a in query.args]
@@ -274,6 +275,8 @@ async def _pg_exec(conn: Any, request: Request) -> Any:
         return await conn.fetchval(text, *request.args)
     if request.kind == "table":  # the query unpacks $1 (jsonb_array_elements)
         return rowcount(await conn.execute(text, jsonio.dumps(request.args[0])))
+    if request.kind == "table_each":
+        return await conn.fetch(text, jsonio.dumps(request.args[0])) if request.args[0] else []
     if request.kind in ("rows", "each"):
         rows = list(request.args[0])
         if not rows:

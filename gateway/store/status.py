@@ -59,7 +59,7 @@ def refresh_statuses(cx: Cx, stamps: Mapping[int, int]) -> Body[None]:
     ]
     if not changes:
         return
-    yield q("rows", "set_statuses", changes)
+    yield q("table", "set_statuses", changes)
     for status, at_us, fs in changes:
         previous, callback_url = before[fs]
         if callback_url and previous != status:

@@ -1,9 +1,14 @@
 -- The dispatch life cycle (gateway/store/accept.py, gateway/store/dispatch.py).
--- Compare with ../sqlite/dispatch.sql. Arrays: one per column, one statement for a batch.
+-- Compare with ../sqlite/dispatch.sql. Arrays: one per column, one statement for a batch
+-- (the largest: one jsonb array of row arrays, ``sansio``'s "table" requests).
 
 -- name: accept_filings
 -- every filing of a (coalesced) accept, in order: identity values follow ORDER BY ord, and
--- a repeated idempotency key is skipped after its first row, as one INSERT each would be
+-- a repeated idempotency key is skipped after its first row, as one INSERT each would be.
+-- First (the one-time filter) the ordering keys' locks, as ``LockKeys`` takes them
+-- (namespace ``sansio.LOCK_ORDER_NS``, in hashtext order): one round trip fewer
+WITH locks AS (SELECT pg_advisory_xact_lock(1701078904, k) FROM (SELECT DISTINCT
+    hashtext(r->>7) AS k FROM jsonb_array_elements($1::jsonb) AS r ORDER BY 1) AS keys)
 INSERT INTO filings (id, filing_type, environment, reference, filer_code, idempotency_key,
     body_hash, ordering_key, due_by, content_type, payload, payload_is_json, callback_url,
     metadata, source, received_at, status, updated_at, source_event_id)
@@ -11,13 +16,14 @@ SELECT v.id, v.filing_type, v.environment, v.reference, v.filer_code, v.idempote
     v.body_hash, v.ordering_key, v.due_by, v.content_type, v.payload, v.payload_is_json,
     v.callback_url, v.metadata, v.source, v.received_at, 'pending', v.updated_at,
     v.source_event_id
-FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-    $7::text[], $8::text[], $9::bigint[], $10::text[], $11::text[], $12::smallint[],
-    $13::text[], $14::text[], $15::text[], $16::bigint[], $17::bigint[], $18::text[])
-    WITH ORDINALITY AS v(id, filing_type, environment, reference, filer_code,
-        idempotency_key, body_hash, ordering_key, due_by, content_type, payload,
-        payload_is_json, callback_url, metadata, source, received_at, updated_at,
-        source_event_id, ord)
+FROM (SELECT r->>0 AS id, r->>1 AS filing_type, r->>2 AS environment, r->>3 AS reference,
+    r->>4 AS filer_code, r->>5 AS idempotency_key, r->>6 AS body_hash, r->>7 AS ordering_key,
+    (r->>8)::bigint AS due_by, r->>9 AS content_type, r->>10 AS payload,
+    (r->>11)::smallint AS payload_is_json, r->>12 AS callback_url, r->>13 AS metadata,
+    r->>14 AS source, (r->>15)::bigint AS received_at, (r->>16)::bigint AS updated_at,
+    r->>17 AS source_event_id, ord
+    FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS e(r, ord)) AS v
+WHERE (SELECT count(*) FROM locks) > 0
 ORDER BY v.ord
 ON CONFLICT (idempotency_key) DO NOTHING
 RETURNING id, seq
@@ -25,18 +31,22 @@ RETURNING id, seq
 -- name: accept_deliveries
 -- every new delivery, in order; ``blocked`` when its key already has a dead, rejected or
 -- blocked delivery for its adapter. Rows inserted by this same statement are not seen by
--- that check, and need not be: they are pending or blocked by an older row.
+-- that check, and need not be: they are pending or blocked by an older row. The check is
+-- a scalar subquery, looked up per row on the key's index: an EXISTS over jsonb rows (100
+-- expected) is planned as one hash of every dead, rejected and blocked delivery
 INSERT INTO deliveries (id, filing_seq, filing_id, adapter, ordering_key, state,
     available_at, due_by, created_at, updated_at, vtime)
 SELECT v.id, v.filing_seq, v.filing_id, v.adapter, v.ordering_key,
-    CASE WHEN EXISTS (
+    CASE WHEN (
         SELECT 1 FROM deliveries b WHERE b.adapter = v.adapter
-        AND b.ordering_key = v.ordering_key AND b.state IN ('dead','rejected','blocked'))
+        AND b.ordering_key = v.ordering_key AND b.state IN ('dead','rejected','blocked')
+        LIMIT 1) IS NOT NULL
     THEN 'blocked' ELSE 'pending' END,
     v.at, v.due_by, v.at, v.at, v.vtime
-FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[],
-    $7::bigint[], $8::bigint[]) WITH ORDINALITY AS v(id, filing_seq, filing_id, adapter,
-    ordering_key, at, due_by, vtime, ord)
+FROM (SELECT r->>0 AS id, (r->>1)::bigint AS filing_seq, r->>2 AS filing_id, r->>3 AS adapter,
+    r->>4 AS ordering_key, (r->>5)::bigint AS at, (r->>6)::bigint AS due_by,
+    (r->>7)::bigint AS vtime, ord
+    FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS e(r, ord)) AS v
 ORDER BY v.ord
 RETURNING id, state
 
@@ -222,8 +232,11 @@ UPDATE deliveries d SET state = 'delivered', attempts = d.attempts + 1, availabl
     last_error = NULL, receipt = v.receipt, delivered_at = v.at, lease_owner = NULL,
     updated_at = v.at, ack_due_at = v.ack_due_at, ack_overdue = FALSE,
     hold_until_ack = v.hold, ack = NULL
-FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::bigint[], $6::boolean[])
-    AS v(id, token, at, receipt, ack_due_at, hold)
+FROM (SELECT r->>0 AS id, (r->>1)::bigint AS token, (r->>2)::bigint AS at, r->>3 AS receipt,
+    (r->>4)::bigint AS ack_due_at, (r->>5)::boolean AS hold
+    -- a LIMIT of every row tells the planner how many (it expects 100 of
+    -- jsonb_array_elements, and then hashed every in-flight delivery for a few rows)
+    FROM jsonb_array_elements($1::jsonb) AS r LIMIT jsonb_array_length($1::jsonb)) AS v
 WHERE d.id = v.id AND d.lease_token = v.token AND d.state = 'in_flight'
 RETURNING d.id, v.token, d.filing_seq, d.adapter, d.attempts
 
