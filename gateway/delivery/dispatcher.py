@@ -129,6 +129,8 @@ class Dispatcher:
         self._controls: dict[str, dict[str, Any]] = {}
         self._busy = dict.fromkeys(self.adapters, 0)
         self._wake = anyio.Event()
+        #: ``wake`` was called (new work) since the last claim: see ``Guard.admit``
+        self._eager = False
         self._idle = anyio.Event()
         self._stopping = False
         self._send_scope: anyio.CancelScope | None = None
@@ -147,7 +149,9 @@ class Dispatcher:
     # --- control ----------------------------------------------------------------------
 
     def wake(self) -> None:
-        """New work may be due: look now rather than at the next scan."""
+        """New work may be due: look now rather than at the next scan (and claim on a
+        paced adapter with any token: ``Guard.admit``'s ``eager``)."""
+        self._eager = True
         self._wake.set()
 
     async def stop(self, grace_s: float) -> None:
@@ -323,14 +327,17 @@ class Dispatcher:
     async def dispatch_once(self, sends: anyio.abc.TaskGroup) -> int:
         """Gate, claim what is due and free to go; start a send task for each. Returns count."""
         now = self.clock.now()
+        eager, self._eager = self._eager, False
         limits = {
-            n: 0 if self.guard.starved(n, now) else min(free, self.cfg.gateway.claim_batch)
+            n: 0
+            if self.guard.starved(n, now, eager=eager)
+            else min(free, self.cfg.gateway.claim_batch)
             for n, free in self._free().items()
         }
         if not any(v > 0 for v in limits.values()):  # a send's wake-up, tokens not back yet
             return 0
         try:
-            admissions = await self.guard.admit(now)
+            admissions = await self.guard.admit(now, eager=eager)
             limits = guard.limits_for(limits, admissions)
             if not any(v > 0 for v in limits.values()):
                 return 0

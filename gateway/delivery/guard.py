@@ -108,8 +108,11 @@ class Guard:
 
     # --- before claiming ----------------------------------------------------------------
 
-    async def admit(self, now: datetime) -> dict[str, Admission]:
-        """Decide every adapter's gate; defer what a closed gate holds; return the limits."""
+    async def admit(self, now: datetime, *, eager: bool = False) -> dict[str, Admission]:
+        """Decide every adapter's gate; defer what a closed gate holds; return the limits.
+        ``eager`` (new work woke the dispatcher): a paced adapter with any token is
+        admitted, not only with a batch, so a filing that arrives during a drain (its tag at
+        the front of the fair order) waits for one token, not for a batch."""
         try:
             self.announced, pauses = await self.store.controls(now=now)
             if any(not p.active_at(now) for p in pauses):
@@ -155,7 +158,7 @@ class Guard:
             bucket = self.buckets[name]
             if bucket is not None:  # a batch's worth at a time (``PACE_BATCH_S``)
                 limit = bucket.available(now)
-                limit = limit if limit >= bucket.batch(PACE_BATCH_S) else 0
+                limit = limit if limit >= (1 if eager else bucket.batch(PACE_BATCH_S)) else 0
             if gate.state is outages.GateState.PROBE:
                 limit = _min(limit, self.probes[name].available(now))
                 mode = Mode.PROBE_WINDOW
@@ -204,10 +207,13 @@ class Guard:
             return self.breakers[adapter].start_probe(now)
         return None
 
-    def starved(self, adapter: str, now: datetime) -> bool:
-        """A paced adapter whose bucket holds less than a batch: nothing to claim yet."""
+    def starved(self, adapter: str, now: datetime, *, eager: bool = False) -> bool:
+        """A paced adapter whose bucket holds less than a batch (``eager``: than one
+        token): nothing to claim yet."""
         bucket = self.buckets.get(adapter)
-        return bucket is not None and bucket.available(now) < bucket.batch(PACE_BATCH_S)
+        if bucket is None:
+            return False
+        return bucket.available(now) < (1 if eager else bucket.batch(PACE_BATCH_S))
 
     def wait_s(self, now: datetime) -> float | None:
         """Seconds until a paced adapter may send a batch again (``PACE_BATCH_S`` of its

@@ -55,7 +55,8 @@ async def test_the_guard_admits_a_paced_adapter_a_batch_at_a_time(
     store: Any, tmp_path: Any
 ) -> None:
     """500/s, burst 10: all 10 at first; emptied, nothing 2 ms later (one token is not a
-    batch), 5 (a batch) at 10 ms, 10 once 20 ms have passed. The store is real (the guard reads pauses)."""
+    batch, unless new work woke the dispatcher: then the one token), 5 (a batch) at 12 ms,
+    10 once 22 ms have passed. The store is real (the guard reads pauses)."""
     from gateway import config
     from tests.conftest import base_config
 
@@ -79,5 +80,10 @@ async def test_the_guard_admits_a_paced_adapter_a_batch_at_a_time(
     for _ in range(10):
         g.claimed("ace", guard.Mode.NORMAL, T0)
     assert (await g.admit(T0 + timedelta(milliseconds=2)))["ace"].limit == 0
-    assert (await g.admit(T0 + timedelta(milliseconds=10)))["ace"].limit == 5
-    assert (await g.admit(T0 + timedelta(milliseconds=20)))["ace"].limit == 10
+    assert g.starved("ace", T0 + timedelta(milliseconds=2))
+    # new work woke the dispatcher: one token is enough (a filing arriving mid-drain)
+    assert not g.starved("ace", T0 + timedelta(milliseconds=2), eager=True)
+    assert (await g.admit(T0 + timedelta(milliseconds=2), eager=True))["ace"].limit == 1
+    g.claimed("ace", guard.Mode.NORMAL, T0 + timedelta(milliseconds=2))
+    assert (await g.admit(T0 + timedelta(milliseconds=12)))["ace"].limit == 5
+    assert (await g.admit(T0 + timedelta(milliseconds=22)))["ace"].limit == 10
