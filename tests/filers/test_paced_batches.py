@@ -87,3 +87,72 @@ async def test_the_guard_admits_a_paced_adapter_a_batch_at_a_time(
     g.claimed("ace", guard.Mode.NORMAL, T0 + timedelta(milliseconds=2))
     assert (await g.admit(T0 + timedelta(milliseconds=12)))["ace"].limit == 5
     assert (await g.admit(T0 + timedelta(milliseconds=22)))["ace"].limit == 10
+
+
+async def test_new_work_is_claimed_at_one_token_mid_drain(tmp_path: Any) -> None:
+    """A paced adapter (500/s, burst 10) emptied by a drain: 2 ms later one token is back.
+    The drain's own cycle waits for a batch (5); a ``wake`` (new work, e.g. another filer's
+    filing at the front of the fair order) claims at the one token. Real SQLite store,
+    real filedrop adapter, a manual clock."""
+    import anyio
+
+    from gateway import config, models, registry
+    from gateway.clock import ManualClock
+    from gateway.delivery.dispatcher import Dispatcher
+    from gateway.service import Inbound, Service
+    from gateway.store import sqlite
+    from gateway.values import SYSTEM
+    from tests.conftest import base_config
+
+    cfg = config.parse_config(
+        base_config(
+            tmp_path,
+            adapters={
+                "ace": {
+                    "type": "filedrop",
+                    "directory": str(tmp_path / "o"),
+                    "rate_limit": 500,
+                    "burst": 10,
+                    "concurrency": 16,
+                }
+            },
+            routes=[{"filing_types": ["*"], "adapters": ["ace"]}],
+        ),
+        {},
+    )
+    clock = ManualClock(T0)
+    store = sqlite.SqliteStore(tmp_path / "gateway.db")
+    await store.open()
+    await store.migrate()
+    adapters = registry.build_all(cfg)
+    try:
+        service = Service(store=store, cfg=cfg, clock=clock)
+        dispatcher = Dispatcher(store=store, adapters=adapters, cfg=cfg, clock=clock)
+        events = [
+            {
+                "filing_type": "isf",
+                "environment": "production",
+                "reference": f"PACE-{i}",
+                "filer_code": "ABC1",
+                "payload": {"importer": "ACME", "bill_of_lading": f"PACE-{i}"},
+            }
+            for i in range(30)
+        ]
+        items = [Inbound(event=models.FilingEvent.model_validate(e)) for e in events]
+        await service.submit_batch(items, actor=SYSTEM)
+
+        async def once() -> int:
+            async with anyio.create_task_group() as sends:
+                return await dispatcher.dispatch_once(sends)
+
+        assert await once() == 10  # the full burst
+        clock.advance(0.002)  # one token back: not a batch
+        assert await once() == 0
+        dispatcher.wake()
+        assert await once() == 1
+        clock.advance(0.010)  # five more: the drain's batch
+        assert await once() == 5
+    finally:
+        for a in adapters.values():
+            await a.close()
+        await store.close()
