@@ -57,24 +57,7 @@ async def test_the_guard_admits_a_paced_adapter_a_batch_at_a_time(
     """500/s, burst 10: all 10 at first; emptied, nothing 2 ms later (one token is not a
     batch, unless new work woke the dispatcher: then the one token), 5 (a batch) at 12 ms,
     10 once 22 ms have passed. The store is real (the guard reads pauses)."""
-    from gateway import config
-    from tests.conftest import base_config
-
-    cfg = config.parse_config(
-        base_config(
-            tmp_path,
-            adapters={
-                "ace": {
-                    "type": "filedrop",
-                    "directory": str(tmp_path / "o"),
-                    "rate_limit": 500,
-                    "burst": 10,
-                }
-            },
-            routes=[{"filing_types": ["*"], "adapters": ["ace"]}],
-        ),
-        {},
-    )
+    cfg = _paced_config(tmp_path)
     g = guard.Guard(store=store, cfg=cfg, adapters=["ace"], now=T0)
     assert (await g.admit(T0))["ace"].limit == 10
     for _ in range(10):
@@ -96,30 +79,14 @@ async def test_new_work_is_claimed_at_one_token_mid_drain(tmp_path: Any) -> None
     real filedrop adapter, a manual clock."""
     import anyio
 
-    from gateway import config, models, registry
+    from gateway import models, registry
     from gateway.clock import ManualClock
     from gateway.delivery.dispatcher import Dispatcher
     from gateway.service import Inbound, Service
     from gateway.store import sqlite
     from gateway.values import SYSTEM
-    from tests.conftest import base_config
 
-    cfg = config.parse_config(
-        base_config(
-            tmp_path,
-            adapters={
-                "ace": {
-                    "type": "filedrop",
-                    "directory": str(tmp_path / "o"),
-                    "rate_limit": 500,
-                    "burst": 10,
-                    "concurrency": 16,
-                }
-            },
-            routes=[{"filing_types": ["*"], "adapters": ["ace"]}],
-        ),
-        {},
-    )
+    cfg = _paced_config(tmp_path, concurrency=16)
     clock = ManualClock(T0)
     store = sqlite.SqliteStore(tmp_path / "gateway.db")
     await store.open()
@@ -156,3 +123,19 @@ async def test_new_work_is_claimed_at_one_token_mid_drain(tmp_path: Any) -> None
         for a in adapters.values():
             await a.close()
         await store.close()
+
+
+def _paced_config(tmp_path: Any, **extra: Any) -> Any:
+    """One filedrop adapter ``ace`` paced at 500/s, burst 10, taking every filing."""
+    from gateway import config
+    from tests.conftest import base_config
+
+    ace = {"type": "filedrop", "directory": str(tmp_path / "o"), "rate_limit": 500, "burst": 10}
+    return config.parse_config(
+        base_config(
+            tmp_path,
+            adapters={"ace": {**ace, **extra}},
+            routes=[{"filing_types": ["*"], "adapters": ["ace"]}],
+        ),
+        {},
+    )
