@@ -13,6 +13,7 @@ panels inline, so the page works without the script too. Buttons call the JSON A
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from importlib import resources
 from typing import Any
@@ -169,18 +170,32 @@ async def events(request: web.Request) -> web.StreamResponse:
     return await live.events(request, filer_of(request))
 
 
+async def item_page(
+    request: web.Request,
+    page: dict[str, Any],
+    template: str,
+    item_id: str,
+    render: Callable[[web.Request, str], Awaitable[str]],
+    missing: str,
+) -> web.Response:
+    """One item's page (a filing's, a record's; public shell): with auth off its panel
+    (``render``) is inline, and a malformed or unknown id is the panel's 404 in words."""
+    if not page["auth_enabled"]:
+        try:
+            if inputs.problem(item_id) is not None:  # no item has such an id
+                raise errors.NotFound(missing)
+            page["inline"] = await render(request, item_id)
+        except errors.NotFound as exc:
+            page["inline"] = f'<p class="bad">{escape(exc.message)}</p>'
+    return html(aiohttp_jinja2.render_string(template, request, page))
+
+
 async def filing_page(request: web.Request) -> web.Response:
     """A filing's page (public shell)."""
     filing_id = request.match_info["id"]
     page = {**_page(request), "filing_id": filing_id, "inline": ""}
-    if not page["auth_enabled"]:
-        try:
-            if inputs.problem(filing_id) is not None:  # no filing has such an id
-                raise errors.NotFound(f"no filing {filing_id!r}")
-            page["inline"] = await _filing_html(request, filing_id)
-        except errors.NotFound as exc:
-            page["inline"] = f'<p class="bad">{escape(exc.message)}</p>'
-    return html(aiohttp_jinja2.render_string("filing.html", request, page))
+    missing = f"no filing {filing_id!r}"
+    return await item_page(request, page, "filing.html", filing_id, _filing_html, missing)
 
 
 async def filing_panel(request: web.Request) -> web.Response:

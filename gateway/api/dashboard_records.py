@@ -25,7 +25,7 @@ from markupsafe import escape
 
 from gateway import errors, models
 from gateway.api import handlers, inputs
-from gateway.api.dashboard import html
+from gateway.api.dashboard import html, item_page
 from gateway.api.handlers import PRINCIPAL
 from gateway.api.records import RECORDS
 from gateway.records import errors as rerrors
@@ -168,14 +168,8 @@ async def record_page(request: web.Request) -> web.Response:
     """A record's page (public shell)."""
     record_id = request.match_info["id"]
     page = {**_page(request), "record_id": record_id}
-    if not page["auth_enabled"]:
-        try:
-            if inputs.problem(record_id) is not None:  # no record has such an id
-                raise errors.NotFound(f"no record {record_id}")
-            page["inline"] = await _recordhtml(request, record_id)
-        except errors.NotFound as exc:
-            page["inline"] = f'<p class="bad">{escape(exc.message)}</p>'
-    return html(aiohttp_jinja2.render_string("records_record.html", request, page))
+    missing = f"no record {record_id}"
+    return await item_page(request, page, "records_record.html", record_id, _recordhtml, missing)
 
 
 async def record_panel(request: web.Request) -> web.Response:
