@@ -24,6 +24,9 @@
     setTimeout(function () { div.remove(); }, isError ? 8000 : 4000);
   }
 
+  // the records pages' script (records.js, loaded after this one) uses the same token
+  window.edigw = { KEY: KEY, headers: headers, flash: flash };
+
   async function api(method, path, payload) {
     var init = { method: method, headers: headers({ "Content-Type": "application/json" }) };
     if (payload !== undefined) { init.body = JSON.stringify(payload); }

@@ -1,26 +1,12 @@
 // edi-gateway records pages (issue 20): loads the search results or a record's panel with the
-// token dashboard.js keeps in sessionStorage, and posts a restore with its reason.
+// token dashboard.js keeps in sessionStorage (its helpers, window.edigw), and posts a
+// restore with its reason. Loaded after dashboard.js (base.html's scripts block).
 (function () {
   "use strict";
-  var KEY = "edigw.token";
+  var KEY = window.edigw.KEY, headers = window.edigw.headers, flash = window.edigw.flash;
   var authOn = document.body.dataset.auth === "token";
   var box = document.getElementById("records-results") || document.getElementById("record");
   if (!box) { return; }
-
-  function headers(extra) {
-    var h = Object.assign({}, extra || {});
-    var t = sessionStorage.getItem(KEY);
-    if (t) { h["Authorization"] = "Bearer " + t; }
-    return h;
-  }
-
-  function flash(text, isError) {
-    var div = document.createElement("div");
-    div.textContent = text;
-    if (isError) { div.className = "error"; }
-    document.getElementById("flash").appendChild(div);
-    setTimeout(function () { div.remove(); }, isError ? 8000 : 4000);
-  }
 
   function say(text) {
     box.innerHTML = "";
