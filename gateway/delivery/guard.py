@@ -158,7 +158,7 @@ class Guard:
             bucket = self.buckets[name]
             if bucket is not None:  # a batch's worth at a time (``PACE_BATCH_S``)
                 limit = bucket.available(now)
-                limit = limit if limit >= (1 if eager else bucket.batch(PACE_BATCH_S)) else 0
+                limit = limit if limit >= _batch(bucket, eager) else 0
             if gate.state is outages.GateState.PROBE:
                 limit = _min(limit, self.probes[name].available(now))
                 mode = Mode.PROBE_WINDOW
@@ -211,9 +211,7 @@ class Guard:
         """A paced adapter whose bucket holds less than a batch (``eager``: than one
         token): nothing to claim yet."""
         bucket = self.buckets.get(adapter)
-        if bucket is None:
-            return False
-        return bucket.available(now) < (1 if eager else bucket.batch(PACE_BATCH_S))
+        return bucket is not None and bucket.available(now) < _batch(bucket, eager)
 
     def wait_s(self, now: datetime) -> float | None:
         """Seconds until a paced adapter may send a batch again (``PACE_BATCH_S`` of its
@@ -347,3 +345,8 @@ def limits_for(free: Mapping[str, int], admissions: Mapping[str, Admission]) -> 
         adm = admissions.get(name)
         out[name] = n if adm is None or adm.limit is None else max(0, min(n, adm.limit))
     return out
+
+
+def _batch(bucket: pacing.TokenBucket, eager: bool) -> int:
+    """The tokens a paced adapter waits for: a batch, or one when new work woke it."""
+    return 1 if eager else bucket.batch(PACE_BATCH_S)
