@@ -33,7 +33,7 @@ WHERE lease_owner = $2 AND state = 'in_flight'
 RETURNING id, filing_id, filing_seq, adapter, state;
 
 -- name: next_due
-SELECT MIN(available_at) FROM deliveries WHERE state IN {claimable};
+SELECT MIN(available_at) FROM deliveries WHERE {state_claimable};
 
 -- name: accept_taken_keys
 -- the filings holding idempotency keys an accept found taken

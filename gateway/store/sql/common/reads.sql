@@ -18,7 +18,7 @@ SELECT state, adapter, COUNT(*) FROM deliveries GROUP BY state, adapter;
 
 -- name: stats_oldest_waiting
 -- reads only claimable rows (the partial index ``deliveries_due``)
-SELECT adapter, MIN(created_at) FROM deliveries WHERE state IN {claimable} GROUP BY adapter;
+SELECT adapter, MIN(created_at) FROM deliveries WHERE {state_claimable} GROUP BY adapter;
 
 -- name: stats_at_risk
 -- reads only unsettled filings (``filings_status``)
