@@ -60,36 +60,16 @@ COMMON = {
     "d_cols": DELIVERY_COLS,
 }
 
-#: what a claim takes from, and the done states (a delivery in one no longer holds its
-#: key's successors back): the partial indexes' sets (sql/*/migrations.sql)
-CLAIMABLE = ("pending", "waiting_retry", "deferred", "in_flight")
-DONE = ("delivered", "acknowledged", "cancelled")
-
-
-def _any_of(states: tuple[str, ...]) -> str:
-    """``(state = 'a' OR state = 'b')``: SQLite's partial indexes say their sets so (an IN
-    list costs a throwaway b-tree on every row written, migration 12), and its planner
-    uses one only for a WHERE that says the same."""
-    return "(" + " OR ".join(f"state = '{s}'" for s in states) + ")"
-
-
-def _none_of(states: tuple[str, ...]) -> str:
-    return " AND ".join(f"state <> '{s}'" for s in states)
-
-
-def _in(states: tuple[str, ...]) -> str:
-    return "(" + ",".join(f"'{s}'" for s in states) + ")"
-
-
 #: membership of a column in a list parameter (a Python list); ``{any_N}``: of parameter $N
 MEMBER = {"sqlite": "IN (SELECT value FROM json_each({}))", "postgres": "= ANY({})"}
 BY_DIALECT = {
     "sqlite": {
-        # a delivery claimable / holding its key's successors back, as the indexes say it
-        "state_claimable": _any_of(CLAIMABLE),
-        "state_holds_key": _none_of(DONE),
-        # next_due's index: without ANALYZE statistics the planner walks every claimable
-        # row through deliveries_state instead (the IN it makes of the ORs)
+        # claimable, and holding its key's successors back (not done), as SQLite's partial
+        # indexes say them (migration 12); next_due's index (sql/common/dispatch.sql)
+        "state_claimable": "(state = 'pending' OR state = 'waiting_retry' OR "
+        "state = 'deferred' OR state = 'in_flight')",
+        "state_holds_key": "state <> 'delivered' AND state <> 'acknowledged' AND "
+        "state <> 'cancelled'",
         "due_index": " INDEXED BY deliveries_due",
         "skip_locked": "",
         "for_update": "",
@@ -102,8 +82,8 @@ BY_DIALECT = {
         "x12_row_error": "json_extract(u.details, '$.error')",
     },
     "postgres": {
-        "state_claimable": f"state IN {_in(CLAIMABLE)}",
-        "state_holds_key": f"state NOT IN {_in(DONE)}",
+        "state_claimable": "state IN ('pending','waiting_retry','deferred','in_flight')",
+        "state_holds_key": "state NOT IN ('delivered','acknowledged','cancelled')",
         "due_index": "",
         "skip_locked": " FOR UPDATE SKIP LOCKED",
         "for_update": " FOR UPDATE",
