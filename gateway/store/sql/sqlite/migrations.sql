@@ -307,7 +307,7 @@ CREATE INDEX deliveries_ack_due ON deliveries (ack_overdue, ack_due_at)
 -- filing accepted and delivered. The same sets as ORs and ANDs are plain comparisons.
 -- SQLite uses a partial index only for a query whose WHERE holds the index's WHERE
 -- (or one of its ORs) as written, so the queries say the same (sql/sqlite/dispatch.sql;
--- fragments.py: state_claimable, state_holds_key); tests/store/test_sqlite_index_plans.py
+-- fragments.py: state_claimable, holds_key); tests/store/test_sqlite_index_plans.py
 -- checks each still walks its index. The claimable states are an OR of four, the states
 -- that hold a key's successors back (all but the done ones) an AND of three.
 DROP INDEX deliveries_claim;
