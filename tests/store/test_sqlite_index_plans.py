@@ -3,6 +3,7 @@
 walks it. SQLite uses a partial index only when the query's WHERE says the index's WHERE
 as written, so a query rewritten apart from its index silently loses it: these plans say so.
 A gateway's database has no ANALYZE statistics, so the plans are read on one without them.
+The callback claim's plan is here too: it scanned every callback ever queued on each poll.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ WALKS = {
     "accept_deliveries": [("b", "deliveries_order")],
     "reblock_key": [("deliveries", "deliveries_order")],
     "next_due": [("deliveries", "deliveries_due")],
+    # told which index (INDEXED BY): the planner would rather scan every event in seq order
+    "callback_claim": [("c", "callbacks_due"), ("p", "callbacks_filing")],
 }
 
 
