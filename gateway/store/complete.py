@@ -20,8 +20,6 @@ from gateway.store.status import LATE_SENT_MOVES, lock_keys, reblock, refresh_st
 from gateway.store.trail import Trail
 from gateway.values import Claim
 
-_S = models.DeliveryState
-
 
 @dataclass(frozen=True, slots=True)
 class Completion:
@@ -123,7 +121,7 @@ def late_sent(cx: Cx, trail: Trail, c: Completion) -> Body[set[int]]:
         "state_before": state,
         "attempt": c.claim.attempts + 1,
     }
-    if _S(state) not in LATE_SENT_MOVES and state != "in_flight":
+    if models.DeliveryState(state) not in LATE_SENT_MOVES and state != "in_flight":
         _sent(trail, c, "delivery.sent_again", details)
         return set()
     now_us = rows.us(c.now)

@@ -49,13 +49,11 @@ COMMON = {
         for s in _S
         if lifecycle.step(s, _E.OPERATOR_CLOSE) is lifecycle.KEEP and s is not _S.DELIVERED
     ),
-    # what a claim takes from, as the partial indexes name it
+    # what a claim takes from, as PostgreSQL's partial indexes name it (SQLite's: with ORs)
     "claimable": "('pending','waiting_retry','deferred','in_flight')",
     "settled": "(" + ",".join(f"'{s}'" for s in SETTLED) + ")",
     # filing statuses still under way (at risk counts only these)
     "unsettled": "(" + ",".join(f"'{s}'" for s in models.FilingStatus if s not in SETTLED) + ")",
-    # a delivery that no longer holds its key's successors back
-    "done": "('delivered','acknowledged','cancelled')",
     # callback states that still go out
     "callback_open": "('pending','waiting_retry','in_flight')",
     "released_to": f"'{RELEASED_TO}'",
@@ -68,6 +66,11 @@ COMMON = {
 MEMBER = {"sqlite": "IN (SELECT value FROM json_each({}))", "postgres": "= ANY({})"}
 BY_DIALECT = {
     "sqlite": {
+        # claimable, and not done, as SQLite's partial indexes say them (migration 12)
+        "state_claimable": "(state = 'pending' OR state = 'waiting_retry' OR "
+        "state = 'deferred' OR state = 'in_flight')",
+        "holds_key": "state <> 'delivered' AND state <> 'acknowledged' AND state <> 'cancelled'",
+        "due_index": " INDEXED BY deliveries_due",
         "skip_locked": "",
         "for_update": "",
         **{f"any_{n}": MEMBER["sqlite"].format(f"${n}") for n in range(1, 5)},
@@ -79,6 +82,9 @@ BY_DIALECT = {
         "x12_row_error": "json_extract(u.details, '$.error')",
     },
     "postgres": {
+        "state_claimable": f"state IN {COMMON['claimable']}",
+        "holds_key": "state NOT IN ('delivered','acknowledged','cancelled')",
+        "due_index": "",
         "skip_locked": " FOR UPDATE SKIP LOCKED",
         "for_update": " FOR UPDATE",
         **{f"any_{n}": MEMBER["postgres"].format(f"${n}") for n in range(1, 5)},

@@ -27,7 +27,7 @@ from gateway import errors
 from gateway.store.sansio import Body, Cx, Dialect, Lock, q, queries, sql
 
 #: the highest migration version
-SCHEMA_VERSION = 11
+SCHEMA_VERSION = 12
 
 #: serializes migrating processes (PostgreSQL advisory lock; 'edgw', 2)
 LOCK_MIGRATE = (0x6564_6777, 2)

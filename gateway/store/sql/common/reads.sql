@@ -17,8 +17,9 @@ SELECT {d_cols} FROM deliveries d WHERE d.filing_seq {any_1} ORDER BY d.seq;
 SELECT state, adapter, COUNT(*) FROM deliveries GROUP BY state, adapter;
 
 -- name: stats_oldest_waiting
--- reads only claimable rows (the partial index ``deliveries_due``)
-SELECT adapter, MIN(created_at) FROM deliveries WHERE state IN {claimable} GROUP BY adapter;
+-- reads only claimable rows (PostgreSQL: the partial index ``deliveries_due``; SQLite:
+-- ``deliveries_state``, state by state)
+SELECT adapter, MIN(created_at) FROM deliveries WHERE {state_claimable} GROUP BY adapter;
 
 -- name: stats_at_risk
 -- reads only unsettled filings (``filings_status``)

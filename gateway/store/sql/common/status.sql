@@ -19,7 +19,7 @@ INSERT INTO callbacks (id, filing_id, url, event, body, state, available_at, cre
 -- name: reblock_key
 -- a key's deliveries that may still hold their successors back, in order
 SELECT seq, id, filing_id, filing_seq, state FROM deliveries
-WHERE adapter = $1 AND ordering_key = $2 AND state NOT IN {done} ORDER BY seq;
+WHERE adapter = $1 AND ordering_key = $2 AND {holds_key} ORDER BY seq;
 
 -- name: reblock_set
 UPDATE deliveries SET state = $1, available_at = $2, updated_at = $2 WHERE seq = $3;

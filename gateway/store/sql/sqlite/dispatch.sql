@@ -14,14 +14,14 @@ RETURNING id, seq
 
 -- name: accept_deliveries
 -- one delivery, ``blocked`` when its key already has a dead, rejected or blocked delivery
--- for its adapter (the NOT IN matches the ``deliveries_order`` index's WHERE)
+-- for its adapter (the three <> are the ``deliveries_order`` index's WHERE)
 INSERT INTO deliveries (id, filing_seq, filing_id, adapter, ordering_key, state,
     available_at, due_by, created_at, updated_at, vtime)
 VALUES (?1, ?2, ?3, ?4, ?5,
     CASE WHEN EXISTS (
         SELECT 1 FROM deliveries b WHERE b.adapter = ?4 AND b.ordering_key = ?5
-        AND b.state NOT IN ('delivered','acknowledged','cancelled')
-        AND b.state IN ('dead','rejected','blocked'))
+        AND b.state <> 'delivered' AND b.state <> 'acknowledged' AND b.state <> 'cancelled'
+        AND (b.state = 'dead' OR b.state = 'rejected' OR b.state = 'blocked'))
     THEN 'blocked' ELSE 'pending' END,
     ?6, ?7, ?6, ?6, ?8)
 RETURNING id, state
@@ -32,7 +32,8 @@ RETURNING id, state
 -- it: coalesce stops at the first value), the filer's finish and weight
 SELECT ?1, ?2,
     coalesce((SELECT d.vtime FROM deliveries d WHERE d.adapter = ?1
-        AND d.state IN ('pending','waiting_retry','deferred','in_flight')
+        AND (d.state = 'pending' OR d.state = 'waiting_retry' OR d.state = 'deferred'
+            OR d.state = 'in_flight')
         ORDER BY d.vtime, d.seq LIMIT 1),
         (SELECT max(c.finish) FROM fair_finish c WHERE c.adapter = ?1)),
     (SELECT c.finish FROM fair_finish c WHERE c.adapter = ?1 AND c.filer_code = ?2),
@@ -59,7 +60,9 @@ SELECT d.id, d.adapter, d.lease_token + 1, d.attempts, d.filing_seq, d.filing_id
     d.seq, coalesce(d.due_by, 9223372036854775807) AS due_key, d.probe_failures,
     {f_cols}
 FROM deliveries d JOIN filings f ON f.seq = d.filing_seq
-WHERE d.adapter = ?1 AND d.state IN ('pending','waiting_retry','deferred','in_flight')
+WHERE d.adapter = ?1
+  AND (d.state = 'pending' OR d.state = 'waiting_retry' OR d.state = 'deferred'
+    OR d.state = 'in_flight')
   AND d.available_at <= ?2
   -- ?4: filing types paused or held on this adapter (issue 21, a JSON list), ?5: filer
   -- codes out of delivery tokens (issue 22, rules/pacing.py, a JSON list); NULL for none
@@ -68,7 +71,8 @@ WHERE d.adapter = ?1 AND d.state IN ('pending','waiting_retry','deferred','in_fl
   AND NOT EXISTS (
     SELECT 1 FROM deliveries e
     WHERE e.adapter = d.adapter AND e.ordering_key = d.ordering_key AND e.seq < d.seq
-      AND e.state NOT IN ('delivered','acknowledged','cancelled'))
+      AND e.state <> 'delivered' AND e.state <> 'acknowledged'
+      AND e.state <> 'cancelled')
   AND NOT EXISTS (
     SELECT 1 FROM deliveries h
     WHERE h.adapter = d.adapter AND h.ordering_key = d.ordering_key AND h.seq < d.seq
@@ -76,7 +80,8 @@ WHERE d.adapter = ?1 AND d.state IN ('pending','waiting_retry','deferred','in_fl
   AND NOT EXISTS (
     SELECT 1 FROM deliveries l
     WHERE l.adapter = d.adapter AND l.ordering_key = d.ordering_key AND l.seq > d.seq
-      AND l.state NOT IN ('delivered','acknowledged','cancelled') AND l.state = 'in_flight')
+      AND l.state <> 'delivered' AND l.state <> 'acknowledged'
+      AND l.state <> 'cancelled' AND l.state = 'in_flight')
   -- with filers left out (?5), the walk stops at the largest finish of the others
   -- (rules/fair.py: each delivery's tag is below its filer's finish), not at the end of
   -- the left-out filers' backlog when fewer than ?3 others wait
@@ -93,7 +98,9 @@ SELECT d.id, d.adapter, d.lease_token + 1, d.attempts, d.filing_seq, d.filing_id
     d.seq, coalesce(d.due_by, 9223372036854775807) AS due_key, d.probe_failures,
     {f_cols}
 FROM deliveries d JOIN filings f ON f.seq = d.filing_seq
-WHERE d.adapter = ?1 AND d.state IN ('pending','waiting_retry','deferred','in_flight')
+WHERE d.adapter = ?1
+  AND (d.state = 'pending' OR d.state = 'waiting_retry' OR d.state = 'deferred'
+    OR d.state = 'in_flight')
   AND d.available_at <= ?2
   AND coalesce(d.due_by, 9223372036854775807) <= ?6
   -- ?4: filing types paused or held on this adapter (issue 21, a JSON list), ?5: filer
@@ -103,7 +110,8 @@ WHERE d.adapter = ?1 AND d.state IN ('pending','waiting_retry','deferred','in_fl
   AND NOT EXISTS (
     SELECT 1 FROM deliveries e
     WHERE e.adapter = d.adapter AND e.ordering_key = d.ordering_key AND e.seq < d.seq
-      AND e.state NOT IN ('delivered','acknowledged','cancelled'))
+      AND e.state <> 'delivered' AND e.state <> 'acknowledged'
+      AND e.state <> 'cancelled')
   AND NOT EXISTS (
     SELECT 1 FROM deliveries h
     WHERE h.adapter = d.adapter AND h.ordering_key = d.ordering_key AND h.seq < d.seq
@@ -111,7 +119,8 @@ WHERE d.adapter = ?1 AND d.state IN ('pending','waiting_retry','deferred','in_fl
   AND NOT EXISTS (
     SELECT 1 FROM deliveries l
     WHERE l.adapter = d.adapter AND l.ordering_key = d.ordering_key AND l.seq > d.seq
-      AND l.state NOT IN ('delivered','acknowledged','cancelled') AND l.state = 'in_flight')
+      AND l.state <> 'delivered' AND l.state <> 'acknowledged'
+      AND l.state <> 'cancelled' AND l.state = 'in_flight')
 ORDER BY coalesce(d.due_by, 9223372036854775807), d.seq LIMIT ?3
 
 -- name: claim_probe
@@ -121,7 +130,9 @@ SELECT d.id, d.adapter, d.lease_token + 1, d.attempts, d.filing_seq, d.filing_id
     d.seq, coalesce(d.due_by, 9223372036854775807) AS due_key, d.probe_failures,
     {f_cols}
 FROM deliveries d JOIN filings f ON f.seq = d.filing_seq
-WHERE d.adapter = ?1 AND d.state IN ('pending','waiting_retry','deferred','in_flight')
+WHERE d.adapter = ?1
+  AND (d.state = 'pending' OR d.state = 'waiting_retry' OR d.state = 'deferred'
+    OR d.state = 'in_flight')
   AND d.available_at <= ?2
   -- ?4: filing types paused or held on this adapter (issue 21, a JSON list), ?5: filer
   -- codes out of delivery tokens (issue 22, rules/pacing.py, a JSON list); NULL for none
@@ -130,7 +141,8 @@ WHERE d.adapter = ?1 AND d.state IN ('pending','waiting_retry','deferred','in_fl
   AND NOT EXISTS (
     SELECT 1 FROM deliveries e
     WHERE e.adapter = d.adapter AND e.ordering_key = d.ordering_key AND e.seq < d.seq
-      AND e.state NOT IN ('delivered','acknowledged','cancelled'))
+      AND e.state <> 'delivered' AND e.state <> 'acknowledged'
+      AND e.state <> 'cancelled')
   AND NOT EXISTS (
     SELECT 1 FROM deliveries h
     WHERE h.adapter = d.adapter AND h.ordering_key = d.ordering_key AND h.seq < d.seq
@@ -138,7 +150,8 @@ WHERE d.adapter = ?1 AND d.state IN ('pending','waiting_retry','deferred','in_fl
   AND NOT EXISTS (
     SELECT 1 FROM deliveries l
     WHERE l.adapter = d.adapter AND l.ordering_key = d.ordering_key AND l.seq > d.seq
-      AND l.state NOT IN ('delivered','acknowledged','cancelled') AND l.state = 'in_flight')
+      AND l.state <> 'delivered' AND l.state <> 'acknowledged'
+      AND l.state <> 'cancelled' AND l.state = 'in_flight')
 ORDER BY d.probe_failures, coalesce(d.due_by, 9223372036854775807), d.seq LIMIT ?3
 
 -- name: renew

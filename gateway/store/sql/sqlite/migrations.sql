@@ -298,3 +298,27 @@ CREATE INDEX filings_filer ON filings (status, filer_code);
 DROP INDEX deliveries_ack_due;
 CREATE INDEX deliveries_ack_due ON deliveries (ack_overdue, ack_due_at)
     WHERE state = 'delivered' AND ack_overdue = 0 AND ack_due_at IS NOT NULL;
+
+-- name: migration_12
+-- issue 18: the deliveries' partial indexes name their states with = and <>, not IN.
+-- SQLite checks a partial index's WHERE on every row it writes (an UPDATE: on the row
+-- before and after) and builds a throwaway b-tree for each IN list of three or more
+-- values it meets, twice per index on an UPDATE that changes state: about fourteen per
+-- filing accepted and delivered. The same sets as ORs and ANDs are plain comparisons.
+-- SQLite uses a partial index only for a query whose WHERE holds the index's WHERE
+-- (or one of its ORs) as written, so the queries say the same (sql/sqlite/dispatch.sql;
+-- fragments.py: state_claimable, holds_key); tests/store/test_sqlite_index_plans.py
+-- checks each still walks its index. The claimable states are an OR of four, the states
+-- that hold a key's successors back (all but the done ones) an AND of three.
+DROP INDEX deliveries_claim;
+CREATE INDEX deliveries_claim ON deliveries (adapter, coalesce(due_by, 9223372036854775807), seq)
+    WHERE state = 'pending' OR state = 'waiting_retry' OR state = 'deferred' OR state = 'in_flight';
+DROP INDEX deliveries_due;
+CREATE INDEX deliveries_due ON deliveries (available_at)
+    WHERE state = 'pending' OR state = 'waiting_retry' OR state = 'deferred' OR state = 'in_flight';
+DROP INDEX deliveries_fair;
+CREATE INDEX deliveries_fair ON deliveries (adapter, vtime, seq)
+    WHERE state = 'pending' OR state = 'waiting_retry' OR state = 'deferred' OR state = 'in_flight';
+DROP INDEX deliveries_order;
+CREATE INDEX deliveries_order ON deliveries (adapter, ordering_key, seq)
+    WHERE state <> 'delivered' AND state <> 'acknowledged' AND state <> 'cancelled';
