@@ -5,17 +5,18 @@ temporary name, fsynced, then renamed to ``<delivery id>.<ext>`` and the directo
 fsynced, so the pickup side never sees a partial file, and a redelivery replaces the
 same file instead of adding a second one.
 
-A backlog goes out as concurrent ``send`` calls (the adapter's ``concurrency``), and the
-files are group-committed: each send queues its file and waits, and at most
-``_WRITERS`` worker threads at a time each take everything queued and, for that batch,
-write every file under its temporary name, fsync it and rename it into place, then fsync
-the directory once, before the batch's sends return. A directory fsync makes durable every
-rename done before it, so each ``Receipt`` still follows its own file's fsync, rename and
-directory fsync; the batch shares the directory fsync and one thread hand-off, and a few
-writers, not one thread per send, keep the disk busy (many threads fsyncing in parallel
-cost far more CPU per file than a few writing in turn, for no more files per second).
-A send that becomes a writer writes one batch, its own file in it, and then hands its
-writer slot to a send still waiting in the queue, so no file waits for a writer to come.
+A backlog goes out as concurrent ``send`` calls (the adapter's ``concurrency``), and its
+files are group-committed: each send queues its file and waits. A *writer* takes
+everything queued as one batch; the batch's files are written under their temporary
+names, fsynced and renamed into place by ``_LANES`` threads side by side (the file system
+commits fsyncs that overlap together), and then the directory is fsynced once, before
+the batch's sends return. A directory fsync makes durable every rename done before it, so
+each ``Receipt`` still follows its own file's fsync, its rename and a directory fsync.
+At most ``_WRITERS`` batches are written at once. A send that finds a writer slot free
+writes one batch, its own file in it, and then hands the slot to a send still waiting in
+the queue (or frees it), so no queued file waits for a writer to come. A few threads per
+batch, not one thread and one hand-off per send, are what make a backlog cheap: the
+event loop hands a batch over, not each file, and the threads do not contend.
 
 With an ``inbox`` directory it also *receives*: acknowledgement files dropped there (a JSON
 ack, or a TA1/997/999 interchange) are handed to the gateway one by one, oldest first, and
@@ -69,8 +70,10 @@ _ACK_TYPES = {
 }
 
 
-#: worker threads writing batches at once, per directory (see the module's docstring)
+#: batches being written at once, per directory (see the module's docstring)
 _WRITERS = 2
+#: threads writing and fsyncing one batch's files side by side
+_LANES = 8
 
 
 @dataclass(eq=False)
@@ -132,7 +135,7 @@ class _Batcher:
         batch, self.queue = self.queue, []
         try:
             if batch:
-                await anyio.to_thread.run_sync(self._write_batch, batch)
+                await self._write_batch(batch)
         except Exception as exc:  # not a file's OSError: each send of the batch raises it
             for item in batch:
                 item.error = item.error or exc
@@ -151,27 +154,34 @@ class _Batcher:
             waiting.writer = True
             waiting.changed.set()
 
-    def _write_batch(self, batch: list[_File]) -> None:
-        """On a worker thread: each file written, fsynced and renamed, then one directory
-        fsync for the renames; a file that failed carries its error, and a failed
-        directory fsync fails every file of the batch."""
+    async def _write_batch(self, batch: list[_File]) -> None:
+        """Each file written, fsynced and renamed, in ``_LANES`` threads side by side (the
+        file system commits their fsyncs together), then one directory fsync for the
+        renames; a file that failed carries its error, and a failed directory fsync fails
+        every file of the batch."""
+        async with anyio.create_task_group() as tg:
+            for lane in range(min(_LANES, len(batch))):
+                tg.start_soon(anyio.to_thread.run_sync, self._write_files, batch[lane::_LANES])
+        if self.fsync and any(item.error is None for item in batch):
+            try:
+                await anyio.to_thread.run_sync(_fsync_dir, self.directory)
+            except OSError as exc:
+                for item in batch:
+                    item.error = item.error or exc
+
+    def _write_files(self, files: list[_File]) -> None:
+        """On a worker thread: write ``files`` one after another, each error kept with its file."""
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            for item in batch:
+            for item in files:
                 item.error = exc
             return
-        for item in batch:
+        for item in files:
             try:
                 _write_file(item.target, item.body, self.fsync)
             except OSError as exc:
                 item.error = exc
-        if self.fsync and any(item.error is None for item in batch):
-            try:
-                _fsync_dir(self.directory)
-            except OSError as exc:
-                for item in batch:
-                    item.error = item.error or exc
 
 
 def _write_file(target: Path, body: bytes, fsync: bool) -> None:
