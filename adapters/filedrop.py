@@ -27,6 +27,7 @@ inbox); names starting with ``.`` are ignored.
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from collections.abc import AsyncGenerator, Callable
@@ -160,8 +161,8 @@ class _Batcher:
         renames; a file that failed carries its error, and a failed directory fsync fails
         every file of the batch."""
         async with anyio.create_task_group() as tg:
-            for lane in range(min(_LANES, len(batch))):
-                tg.start_soon(anyio.to_thread.run_sync, self._write_files, batch[lane::_LANES])
+            for files in _lanes(batch):
+                tg.start_soon(anyio.to_thread.run_sync, self._write_files, files)
         if self.fsync and any(item.error is None for item in batch):
             try:
                 await anyio.to_thread.run_sync(_fsync_dir, self.directory)
@@ -184,9 +185,24 @@ class _Batcher:
                 item.error = exc
 
 
+def _lanes(batch: list[_File]) -> list[list[_File]]:
+    """The batch dealt round the lanes, except that files for one name (a delivery sent
+    again while its first send still waits) share a lane, in queue order, so the last one
+    sent is the one left in place."""
+    lanes: list[list[_File]] = [[] for _ in range(min(_LANES, len(batch)))]
+    lane_of: dict[Path, int] = {}
+    for k, item in enumerate(batch):
+        lanes[lane_of.setdefault(item.target, k % len(lanes))].append(item)
+    return lanes
+
+
+#: numbers the temporary files, so two writes never share one (even of the same delivery)
+_TEMPORARY = itertools.count()
+
+
 def _write_file(target: Path, body: bytes, fsync: bool) -> None:
     """``body`` under a temporary name, fsynced (with ``fsync``), then renamed to ``target``."""
-    tmp = target.parent / f".{target.name}.{os.getpid()}.tmp"
+    tmp = target.parent / f".{target.name}.{os.getpid()}.{next(_TEMPORARY)}.tmp"
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
         try:

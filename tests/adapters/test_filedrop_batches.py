@@ -79,6 +79,32 @@ async def test_a_backlog_is_written_by_a_few_threads(
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
 
 
+async def test_one_delivery_sent_twice_in_a_batch_is_written_in_turn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same delivery queued several times (a resend while the first send still waits)
+    is written by one thread in queue order, never by two at once through the one
+    temporary name: the file left is whole and is the last one sent."""
+    real_write = filedrop._write_file
+    writers: dict[str, set[int]] = {}
+
+    def write(target: Path, body: bytes, fsync: bool) -> None:
+        writers.setdefault(target.name, set()).add(threading.get_ident())
+        real_write(target, body, fsync)
+
+    monkeypatch.setattr(filedrop, "_write_file", write)
+    out = tmp_path / "out"
+    adapter = await _adapter(out)
+    sends = [_message(i % 4).model_copy(update={"body": b"%d" % i}) for i in range(32)]
+    async with anyio.create_task_group() as tg:
+        for message in sends:
+            tg.start_soon(adapter.send, message)
+    assert all(len(threads) == 1 for threads in writers.values()), writers
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == {
+        f"dlv_{i:04d}.json": b"%d" % (28 + i) for i in range(4)
+    }
+
+
 async def test_a_file_that_fails_fails_only_its_own_send(tmp_path: Path) -> None:
     """In a batch, a file that cannot be renamed into place (a directory holds its name)
     fails its send, retryably, and leaves no temporary file; the others are delivered."""
