@@ -16,7 +16,8 @@ At most ``_WRITERS`` batches are written at once. A send that finds a writer slo
 writes one batch, its own file in it, and then hands the slot to a send still waiting in
 the queue (or frees it), so no queued file waits for a writer to come. A few threads per
 batch, not one thread and one hand-off per send, are what make a backlog cheap: the
-event loop hands a batch over, not each file, and the threads do not contend.
+event loop hands over a batch, not each file, and a few threads wake and contend for
+the interpreter far less than one per send.
 
 With an ``inbox`` directory it also *receives*: acknowledgement files dropped there (a JSON
 ack, or a TA1/997/999 interchange) are handed to the gateway one by one, oldest first, and
