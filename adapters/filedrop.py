@@ -5,14 +5,19 @@ temporary name, fsynced, then renamed to ``<delivery id>.<ext>`` and the directo
 fsynced, so the pickup side never sees a partial file, and a redelivery replaces the
 same file instead of adding a second one.
 
-A backlog goes out as concurrent ``send`` calls (the adapter's ``concurrency``): each
-writes and fsyncs its own file on a worker thread, so several files are written and
-fsynced at once, and the directory fsyncs are shared. A directory fsync makes durable
-every rename that completed before it started; so a send whose rename is done waits for
-the running directory fsync (which may have started before its rename, and then does not
-cover it) and then, unless a later one already covered it, runs one itself on behalf of
-every rename done by then. Concurrent sends thus share one directory fsync per batch, and
-each still returns its ``Receipt`` only after its own file and its own rename are durable.
+A backlog goes out as concurrent ``send`` calls (the adapter's ``concurrency``), and its
+files are group-committed: each send queues its file and waits. A *writer* takes
+everything queued as one batch; the batch's files are written under their temporary
+names, fsynced and renamed into place by ``_LANES`` threads side by side (the file system
+commits fsyncs that overlap together), and then the directory is fsynced once, before
+the batch's sends return. A directory fsync makes durable every rename done before it, so
+each ``Receipt`` still follows its own file's fsync, its rename and a directory fsync.
+At most ``_WRITERS`` batches are written at once. A send that finds a writer slot free
+writes one batch, its own file in it, and then hands the slot to a send still waiting in
+the queue (or frees it), so no queued file waits for a writer to come. A few threads per
+batch, not one thread and one hand-off per send, are what make a backlog cheap: the
+event loop hands over a batch, not each file, and a few threads wake and contend for
+the interpreter far less than one per send.
 
 With an ``inbox`` directory it also *receives*: acknowledgement files dropped there (a JSON
 ack, or a TA1/997/999 interchange) are handed to the gateway one by one, oldest first, and
@@ -23,9 +28,10 @@ inbox); names starting with ``.`` are ignored.
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,26 +72,152 @@ _ACK_TYPES = {
 }
 
 
+#: batches being written at once, per directory (see the module's docstring)
+_WRITERS = 2
+#: threads writing and fsyncing one batch's files side by side
+_LANES = 8
+
+
+@dataclass(eq=False)
+class _File:
+    """One send's file in the queue: what to write, and how it went."""
+
+    target: Path
+    body: bytes
+    #: its send holds a writer slot (taken on arrival, or handed over by a writer)
+    writer: bool = False
+    #: written and durable, or failed with ``error``
+    done: bool = False
+    error: Exception | None = None
+    #: set when ``writer`` or ``done`` changes; a fresh one for each wait
+    changed: anyio.Event = field(default_factory=anyio.Event)
+
+    async def until(self, ready: Callable[[], bool]) -> None:
+        while not ready():
+            self.changed = anyio.Event()
+            await self.changed.wait()
+
+
 @dataclass
-class _DirSync:
-    """Group commit of one directory's fsync (see the module's docstring).
+class _Batcher:
+    """The group commit of one directory's files (see the module's docstring)."""
 
-    ``renamed`` counts the renames completed into the directory (in event-loop order),
-    ``synced`` how many of them a finished directory fsync covers.
-    """
+    directory: Path
+    fsync: bool
+    queue: list[_File] = field(default_factory=list)
+    writers: int = 0
 
-    lock: anyio.Lock = field(default_factory=anyio.Lock)
-    renamed: int = 0
-    synced: int = 0
+    async def put(self, target: Path, body: bytes) -> None:
+        """Return once ``body`` is durable at ``target``; raise what failed it if not.
 
-    async def durable(self, directory: Path, ticket: int) -> None:
-        """Return once a directory fsync that started after rename number ``ticket`` is done."""
-        async with self.lock:
-            if self.synced >= ticket:
-                return  # a sync that started after our rename finished while we waited
-            covered = self.renamed
-            await anyio.to_thread.run_sync(_fsync_dir, directory)
-            self.synced = max(self.synced, covered)
+        A send cancelled before it starts queues nothing; once queued it is shielded from
+        cancellation, as a thread's write is: a queued file is written whatever happens to
+        its send, and a writer slot handed to a send must be passed on.
+        """
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        item = _File(target, body)
+        self.queue.append(item)
+        with anyio.CancelScope(shield=True):
+            if self.writers < _WRITERS:
+                self.writers += 1
+                item.writer = True
+            await item.until(lambda: item.writer or item.done)
+            if item.writer:
+                await self._write_one_batch()
+            await item.until(lambda: item.done)
+        if item.error is not None:
+            raise item.error
+
+    async def _write_one_batch(self) -> None:
+        """As a writer: write everything queued, then hand the slot on or give it back.
+
+        The queue may be empty by now (another writer took this send's file with its
+        batch); the slot is handed on all the same."""
+        await anyio.lowlevel.checkpoint()  # sends started in the same tick join the batch
+        batch, self.queue = self.queue, []
+        try:
+            if batch:
+                await self._write_batch(batch)
+        except Exception as exc:  # not a file's OSError: each send of the batch raises it
+            for item in batch:
+                item.error = item.error or exc
+        finally:
+            for item in batch:
+                item.done = True
+                item.changed.set()
+            self._hand_on()
+
+    def _hand_on(self) -> None:
+        """Give this writer slot to a queued send that holds none, or free it."""
+        waiting = next((item for item in self.queue if not item.writer), None)
+        if waiting is None:
+            self.writers -= 1
+        else:
+            waiting.writer = True
+            waiting.changed.set()
+
+    async def _write_batch(self, batch: list[_File]) -> None:
+        """Each file written, fsynced and renamed, in ``_LANES`` threads side by side (the
+        file system commits their fsyncs together), then one directory fsync for the
+        renames; a file that failed carries its error, and a failed directory fsync fails
+        every file of the batch."""
+        async with anyio.create_task_group() as tg:
+            for files in _lanes(batch):
+                tg.start_soon(anyio.to_thread.run_sync, self._write_files, files)
+        if self.fsync and any(item.error is None for item in batch):
+            try:
+                await anyio.to_thread.run_sync(_fsync_dir, self.directory)
+            except OSError as exc:
+                for item in batch:
+                    item.error = item.error or exc
+
+    def _write_files(self, files: list[_File]) -> None:
+        """On a worker thread: write ``files`` one after another, each error kept with its file."""
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            for item in files:
+                item.error = exc
+            return
+        for item in files:
+            try:
+                _write_file(item.target, item.body, self.fsync)
+            except OSError as exc:
+                item.error = exc
+
+
+def _lanes(batch: list[_File]) -> list[list[_File]]:
+    """The batch dealt round the lanes, except that files for one name (a delivery sent
+    again while its first send still waits) share a lane, in queue order, so the last one
+    sent is the one left in place."""
+    lanes: list[list[_File]] = [[] for _ in range(min(_LANES, len(batch)))]
+    lane_of: dict[Path, int] = {}
+    for k, item in enumerate(batch):
+        lanes[lane_of.setdefault(item.target, k % len(lanes))].append(item)
+    return lanes
+
+
+#: numbers the temporary files, so two writes never share one (even of the same delivery)
+_TEMPORARY = itertools.count()
+
+
+def _write_file(target: Path, body: bytes, fsync: bool) -> None:
+    """``body`` under a temporary name, fsynced (with ``fsync``), then renamed to ``target``."""
+    tmp = target.parent / f".{target.name}.{os.getpid()}.{next(_TEMPORARY)}.tmp"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+        try:
+            view = memoryview(body)
+            while view:
+                view = view[os.write(fd, view) :]
+            if fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, target)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -104,7 +236,7 @@ class FiledropAdapter(base.BaseAdapter):
     def __init__(self, *, name: str, options: FiledropOptions) -> None:
         super().__init__(name=name, options=options)
         self.options: FiledropOptions = options
-        self._dirs: dict[Path, _DirSync] = {}
+        self._batchers: dict[Path, _Batcher] = {}
 
     async def open(self) -> None:
         try:
@@ -123,12 +255,11 @@ class FiledropAdapter(base.BaseAdapter):
 
     async def send(self, message: models.OutboundMessage) -> models.Receipt:
         target = self.path_for(message)
+        batcher = self._batchers.get(target.parent)
+        if batcher is None:
+            batcher = self._batchers[target.parent] = _Batcher(target.parent, self.options.fsync)
         try:
-            await anyio.to_thread.run_sync(self._write, target, message.body)
-            if self.options.fsync:
-                sync = self._dirs.setdefault(target.parent, _DirSync())
-                sync.renamed += 1
-                await sync.durable(target.parent, sync.renamed)
+            await batcher.put(target, message.body)
         except OSError as exc:
             raise errors.TransientError(f"writing {target} failed: {exc}") from exc
         return models.Receipt(
@@ -136,20 +267,6 @@ class FiledropAdapter(base.BaseAdapter):
             status="written",
             detail={"path": str(target), "bytes": len(message.body)},
         )
-
-    def _write(self, target: Path, body: bytes) -> None:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.parent / f".{target.name}.{os.getpid()}.tmp"
-        try:
-            with open(tmp, "wb") as fh:
-                fh.write(body)
-                if self.options.fsync:
-                    fh.flush()
-                    os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        except OSError:
-            tmp.unlink(missing_ok=True)
-            raise
 
     async def receive(self) -> AsyncGenerator[models.InboundDocument, bool | None]:
         """Ack files from ``inbox``; the gateway sends back True (stored) or False (unreadable)."""
