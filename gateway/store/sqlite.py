@@ -5,8 +5,9 @@ All writes go through one connection on one thread (``sqlite_conn``): operations
 queued meanwhile share one ``BEGIN IMMEDIATE`` transaction, each in its own SAVEPOINT,
 so writes are serialized, an operation's audit rows commit with the change they record,
 and concurrent requests share one fsync. Reads use a second connection, which WAL lets
-run beside the writer. A database that is busy (another process holds the
-write lock) is retried briefly with tenacity before the caller sees ``StoreError``.
+run beside the writer. Writers of several processes queue for a lock file and WAL
+checkpoints run beside the commits, not in them (``gateway.sqlite_wal``); a database that
+stays busy is retried briefly with tenacity before the caller sees ``StoreError``.
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ class SqliteStore(base.Store):
                 if not batch:
                     self._flushing = False
                     return
-            sqlite_conn.run_group(self._writer.conn, batch)
+            sqlite_conn.run_group(self._writer.conn, batch, self._writer.wal)
 
     async def _tx(self, fn: Callable[..., sansio.Body[T]], *args: Any) -> T:
         """Run a transaction body (``sansio``) in a write transaction; returns after its
