@@ -64,11 +64,14 @@ class WriterLock:
         self._waiting = False  # a thread is in flock for this lock
         self._wanted = False  # and a writer waits for it
 
+    @property
+    def waiting(self) -> bool:
+        """Whether a thread waits in ``flock`` for this lock (another writer holds it)."""
+        return self._waiting
+
     def open(self) -> None:
-        try:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        except OSError as exc:  # say so once; SQLite's busy handler serialises the writers
-            log.warning("store.writer_lock_unavailable", path=self.path, error=str(exc))
+        """Open (or make) the lock file; until then ``acquire`` has nothing to take."""
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
 
     def acquire(self) -> bool:
         """Take the lock; False when it cannot be had (no lock file, or not in time)."""
@@ -143,7 +146,6 @@ class Checkpointer:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.execute(f"PRAGMA synchronous = {self.synchronous}")  # how the copy is synced
         self._conn = conn
-        self.lock.open()
         self._thread = threading.Thread(target=self._run, name="edigw-sqlite-checkpoint")
         self._thread.start()
 
@@ -200,8 +202,13 @@ class WriteSide:
     def open(self, conn: sqlite3.Connection, synchronous: str) -> None:
         """``conn`` is the writer's, in WAL mode: its commits stop checkpointing."""
         conn.execute("PRAGMA wal_autocheckpoint = 0")
-        self.lock.open()
         self.checkpointer = Checkpointer(self.path, synchronous=synchronous, wait_s=BUSY_S)
+        for lock in (self.lock, self.checkpointer.lock):
+            try:
+                lock.open()
+            except OSError as exc:  # said once; SQLite's busy handler serialises the writers
+                log.warning("store.writer_lock_unavailable", path=lock.path, error=str(exc))
+                break
         self.checkpointer.start()
 
     def begin(self) -> None:
