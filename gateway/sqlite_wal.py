@@ -1,5 +1,6 @@
-"""The SQLite store's write side across processes: a writer lock that wakes, and WAL
-checkpoints off the commit path (``sqlite_conn`` uses both; ``:memory:`` neither).
+"""The SQLite store's connections, each on a thread of its own (``Conn``), and the
+writer's side across processes: a writer lock that wakes, and WAL checkpoints off the
+commit path (``WriteSide``; not for ``:memory:``).
 
 **The writer lock.** Several ``serve`` processes (``[gateway] workers``) write one
 database file. SQLite serialises them itself, but a writer that finds the database locked
@@ -27,14 +28,20 @@ at once, so N processes make no storm, and a pass with nothing to copy costs no 
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import os
 import sqlite3
 import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import structlog
 
 log = structlog.get_logger("gateway.store.sqlite")
+
+T = TypeVar("T")
 
 #: how long a writer waits for the database: SQLite's busy timeout, the writer lock's wait
 BUSY_S = 5.0
@@ -226,3 +233,51 @@ class WriteSide:
             self.checkpointer.stop()
             self.checkpointer = None
         self.lock.close()
+
+
+class Conn:
+    """A sqlite3 connection owned by one thread; calls are queued to that thread. The
+    writer's (on a file) comes with its ``WriteSide`` (``wal``)."""
+
+    def __init__(self, path: str, *, readonly: bool, synchronous: str = "FULL") -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edigw-sqlite")
+        self._path = path
+        self._readonly = readonly
+        self._synchronous = synchronous
+        self.conn: sqlite3.Connection | None = None
+        self.wal = None if readonly or path == ":memory:" else WriteSide(path)
+
+    def _connect(self) -> None:
+        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_S * 1000:.0f}")
+        if not self._readonly:
+            conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        self.conn = conn
+        if self.wal is not None:
+            self.wal.open(conn, self._synchronous)
+
+    async def start(self) -> None:
+        await self.call(self._connect)
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, fn, *args)
+
+    def submit(self, fn: Callable[[], None]) -> None:
+        """Queue ``fn`` on this connection's thread without waiting for it."""
+        self._executor.submit(fn)
+
+    async def stop(self) -> None:
+        def _close() -> None:
+            if self.wal is not None:  # first: the writer's close is the last one (it
+                self.wal.close()  # checkpoints and removes the WAL)
+            if self.conn is not None:
+                self.conn.close()
+                self.conn = None
+
+        try:
+            await self.call(_close)
+        finally:
+            self._executor.shutdown(wait=True)

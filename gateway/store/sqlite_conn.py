@@ -1,19 +1,15 @@
-"""The SQLite store's connections, each on a thread of its own, and the writer's group
-commit (``run_group``), below ``sqlite.SqliteStore`` (whose docstring says why)."""
+"""The SQLite writer's group commit (``run_group``), below ``sqlite.SqliteStore`` (whose
+docstring says why); its connections, each on a thread of its own: ``gateway.sqlite_wal``."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any
 
 from gateway import sqlite_wal
 from gateway.store import coalesce
-
-T = TypeVar("T")
-
 
 #: ``?synchronous=`` values of a store URL; FULL (the default) fsyncs the WAL on every commit
 SYNCHRONOUS = ("FULL", "NORMAL", "EXTRA")
@@ -86,51 +82,3 @@ def run_group(
         by_loop.setdefault(loop, []).append((fut, outcome))
     for loop, settled in by_loop.items():
         loop.call_soon_threadsafe(_settle_all, settled)
-
-
-class Conn:
-    """A sqlite3 connection owned by one thread; calls are queued to that thread. The
-    writer's (on a file) comes with its lock and checkpoints (``wal``)."""
-
-    def __init__(self, path: str, *, readonly: bool, synchronous: str = "FULL") -> None:
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edigw-sqlite")
-        self._path = path
-        self._readonly = readonly
-        self._synchronous = synchronous
-        self.conn: sqlite3.Connection | None = None
-        self.wal = None if readonly or path == ":memory:" else sqlite_wal.WriteSide(path)
-
-    def _connect(self) -> None:
-        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-        conn.execute(f"PRAGMA busy_timeout = {sqlite_wal.BUSY_S * 1000:.0f}")
-        if not self._readonly:
-            conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute(f"PRAGMA synchronous = {self._synchronous}")
-        conn.execute("PRAGMA foreign_keys = ON")
-        self.conn = conn
-        if self.wal is not None:
-            self.wal.open(conn, self._synchronous)
-
-    async def start(self) -> None:
-        await self.call(self._connect)
-
-    async def call(self, fn: Callable[..., T], *args: Any) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, fn, *args)
-
-    def submit(self, fn: Callable[[], None]) -> None:
-        """Queue ``fn`` on this connection's thread without waiting for it."""
-        self._executor.submit(fn)
-
-    async def stop(self) -> None:
-        def _close() -> None:
-            if self.wal is not None:  # first: the writer's close is the last one (it
-                self.wal.close()  # checkpoints and removes the WAL)
-            if self.conn is not None:
-                self.conn.close()
-                self.conn = None
-
-        try:
-            await self.call(_close)
-        finally:
-            self._executor.shutdown(wait=True)
