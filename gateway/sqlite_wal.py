@@ -153,7 +153,11 @@ class Checkpointer:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.execute(f"PRAGMA synchronous = {self.synchronous}")  # how the copy is synced
         self._conn = conn
-        self._thread = threading.Thread(target=self._run, name="edigw-sqlite-checkpoint")
+        # a daemon: a store never closed must not keep the process from exiting (a
+        # checkpoint cut short is as safe as one a crash cuts short)
+        self._thread = threading.Thread(
+            target=self._run, name="edigw-sqlite-checkpoint", daemon=True
+        )
         self._thread.start()
 
     def committed(self) -> None:
