@@ -8,10 +8,11 @@ dispatcher, its own store connection and group commit), all listening on the sam
 with ``SO_REUSEPORT``, so the kernel spreads connections over them. They share the work
 through the store as separate gateway processes always could: leases and fencing tokens
 keep a delivery with one process, the per-key order holds across processes, and on
-SQLite the database's writer lock serialises their commits. The first process forwards
-SIGTERM/SIGINT to the others and waits for their graceful stop before its own ends; one
-that dies is started again (at most every few seconds); and one whose first process is
-gone (``kill -9``) stops itself gracefully. ``make run`` stays one command.
+SQLite their commits queue for the writer lock file, each woken as the one before lets
+go, while one of them at a time checkpoints the WAL (``gateway.sqlite_wal``). The first
+process forwards SIGTERM/SIGINT to the others and waits for their graceful stop before its
+own ends; one that dies is started again (at most every few seconds); and one whose first
+process is gone (``kill -9``) stops itself gracefully. ``make run`` stays one command.
 """
 
 from __future__ import annotations

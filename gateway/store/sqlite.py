@@ -1,12 +1,13 @@
 """The embedded store: one SQLite file in WAL mode with ``synchronous=FULL`` (default;
 ``sqlite:///path?synchronous=normal`` trades the last commits on power loss for speed).
 
-All writes go through one connection on one thread (``sqlite_conn``): operations
+All writes go through one connection on one thread (``sqlite_wal.Conn``): operations
 queued meanwhile share one ``BEGIN IMMEDIATE`` transaction, each in its own SAVEPOINT,
 so writes are serialized, an operation's audit rows commit with the change they record,
 and concurrent requests share one fsync. Reads use a second connection, which WAL lets
-run beside the writer. A database that is busy (another process holds the
-write lock) is retried briefly with tenacity before the caller sees ``StoreError``.
+run beside the writer. Writers of several processes queue for a lock file and WAL
+checkpoints run beside the commits, not in them (``gateway.sqlite_wal``); a database that
+stays busy is retried briefly with tenacity before the caller sees ``StoreError``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any, TypeVar
 
 import tenacity
 
-from gateway import errors, values
+from gateway import errors, sqlite_wal, values
 from gateway.audit import redact
 from gateway.store import base, sansio, sqlite_conn
 from gateway.store.accept import AcceptCall, accept_many, results
@@ -48,8 +49,8 @@ class SqliteStore(base.Store):
             known = ", ".join(s.lower() for s in sqlite_conn.SYNCHRONOUS)
             raise ValueError(f"synchronous must be one of {known}")
         self.cx = sansio.Cx("sqlite", self.redactor)
-        self._writer = sqlite_conn.Conn(self.path, readonly=False, synchronous=synchronous)
-        self._reader = sqlite_conn.Conn(self.path, readonly=True, synchronous=synchronous)
+        self._writer = sqlite_wal.Conn(self.path, readonly=False, synchronous=synchronous)
+        self._reader = sqlite_wal.Conn(self.path, readonly=True, synchronous=synchronous)
         self._opened = False
         self._lock = threading.Lock()
         self._queue: list[sqlite_conn.Op] = []
@@ -100,7 +101,7 @@ class SqliteStore(base.Store):
                 if not batch:
                     self._flushing = False
                     return
-            sqlite_conn.run_group(self._writer.conn, batch)
+            sqlite_conn.run_group(self._writer.conn, batch, self._writer.wal)
 
     async def _tx(self, fn: Callable[..., sansio.Body[T]], *args: Any) -> T:
         """Run a transaction body (``sansio``) in a write transaction; returns after its
