@@ -1,7 +1,7 @@
 """Accept: new filings and their deliveries, with their audit rows, in one transaction,
-written once for both backends (the drivers run ``accept_many``: PostgreSQL for a batch
-of concurrent callers, ``coalesce``; SQLite for one caller, its writer thread already
-sharing one transaction among whatever is queued).
+written once for both backends (both drivers run ``accept_many`` for a batch of
+concurrent callers, ``coalesce``; on SQLite the batch is one operation of the writer's
+group commit).
 
 How it stays right with several PostgreSQL processes:
 

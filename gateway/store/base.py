@@ -33,6 +33,7 @@ from gateway.store import (
     trail,
     x12gaps,
 )
+from gateway.store.accept import AcceptCall, accept_many, results
 from gateway.store.complete import Completion, complete_many
 from gateway.store.sansio import read, snapshot, write
 from gateway.values import AcceptResult, Action, Actor, Claim, NewFiling
@@ -76,6 +77,14 @@ class Store(dispatch.DispatchStore):
 
     async def _complete_batch(self, batch: list[Completion]) -> list[coalesce.Outcome]:
         return [(True, done) for done in await self._tx(complete_many, batch)]
+
+    async def _accept_alone(self, call: AcceptCall) -> coalesce.Outcome:
+        """One caller's accept in a transaction of its own (a coalesced batch failed)."""
+        try:
+            [found] = results(await self._tx(accept_many, [call]))
+        except Exception as exc:
+            return (False, exc)
+        return (True, found)
 
     # --- one body each -----------------------------------------------------------------
 

@@ -6,8 +6,9 @@ transaction, one audit-lock hold and one WAL flush instead of N. Each caller res
 only when its batch's transaction has committed (or failed): ``run`` is a whole
 ``_write`` of the store, so nobody hears "done" before COMMIT. PostgreSQL batches
 accepts, completions and reads this way; SQLite (whose writer thread already shares one
-transaction among whatever is queued) batches completions, so a batch of them costs one
-audit head read and one status refresh.
+transaction among whatever is queued) batches accepts and completions, so a batch of them
+is one operation of that transaction: one fair-state read, one audit head read, one audit
+insert and one status refresh for all.
 
 The batch runs in a task of its own, not in any caller's: a caller that is cancelled
 while waiting (a client that hung up) cancels neither the others' work nor its own,

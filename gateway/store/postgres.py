@@ -235,13 +235,6 @@ class PostgresStore(base.Store):
             return [await self._accept_alone(call) for call in calls]
         return [(True, r) for r in found]
 
-    async def _accept_alone(self, call: AcceptCall) -> coalesce.Outcome:
-        try:
-            [found] = results(await self._tx(accept_many, [call]))
-        except Exception as exc:
-            return (False, exc)
-        return (True, found)
-
     # --- reads ------------------------------------------------------------------------
 
     async def get_filing(self, filing_id: str) -> models.FilingView | None:

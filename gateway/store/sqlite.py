@@ -24,7 +24,7 @@ import tenacity
 
 from gateway import errors, sqlite_wal, values
 from gateway.audit import redact
-from gateway.store import base, sansio, sqlite_conn
+from gateway.store import base, coalesce, sansio, sqlite_conn
 from gateway.store.accept import AcceptCall, accept_many, results
 from gateway.values import Actor
 
@@ -55,6 +55,8 @@ class SqliteStore(base.Store):
         self._lock = threading.Lock()
         self._queue: list[sqlite_conn.Op] = []
         self._flushing = False
+        self._accepts: coalesce.Coalescer[AcceptCall, list[values.AcceptResult]]
+        self._accepts = coalesce.Coalescer(self._accept_batch, max_batch=sqlite_conn.GROUP_MAX)
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -71,6 +73,7 @@ class SqliteStore(base.Store):
     async def close(self) -> None:
         if not self._opened:
             return
+        await self._accepts.wait_idle()
         await self._completes.wait_idle()
         self._opened = False
         await self._reader.stop()
@@ -166,5 +169,16 @@ class SqliteStore(base.Store):
     async def accept(
         self, items: Sequence[values.NewFiling], *, actor: Actor, now: datetime
     ) -> list[values.AcceptResult]:
-        [found] = results(await self._tx(accept_many, [AcceptCall(list(items), actor, now)]))
-        return found
+        return await self._accepts.submit(AcceptCall(list(items), actor, now))
+
+    async def _accept_batch(self, calls: list[AcceptCall]) -> list[coalesce.Outcome]:
+        """Concurrent accepts as one operation of the writer's group: one fair-state read,
+        one audit head and one insert of the audit rows for all of them; when it fails,
+        each alone, so one call's failure fails no other."""
+        try:
+            found = results(await self._tx(accept_many, calls))
+        except Exception:
+            if len(calls) == 1:
+                raise
+            return [await self._accept_alone(call) for call in calls]
+        return [(True, r) for r in found]

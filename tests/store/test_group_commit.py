@@ -86,6 +86,24 @@ async def test_concurrent_accepts_number_a_key_in_call_order(store: base.Store) 
     assert audit.verify_rows(await all_audit(store)).ok
 
 
+async def test_concurrent_accepts_share_one_operation(store: base.Store) -> None:
+    """Accepts made at once go to the store as one ``accept_many`` (one fair-state read,
+    one audit head, one audit insert for all), on SQLite as on PostgreSQL: eight calls in
+    at most two batches (the first may start alone), each with its own filing."""
+    results: list[list[values.AcceptResult]] = []
+
+    async def submit(i: int) -> None:
+        results.append(await store.accept([new(f"S{i}")], actor=ACTOR, now=T0))
+
+    async with anyio.create_task_group() as tg:
+        for i in range(8):
+            tg.start_soon(submit, i)
+    accepts = store._accepts  # type: ignore[attr-defined]
+    assert accepts.calls == 8 and accepts.batches <= 2, (accepts.calls, accepts.batches)
+    assert len({r[0].filing_id for r in results}) == 8 and all(r[0].created for r in results)
+    assert audit.verify_rows(await all_audit(store)).ok
+
+
 async def test_a_failing_accept_fails_alone(store_factory: Any, backend: str) -> None:
     """One call whose statement fails alone fails alone; the calls that shared its
     transaction are committed. The failure: a NUL byte, which PostgreSQL refuses (SQLite
