@@ -13,22 +13,7 @@ import pytest
 
 from adapters import filedrop
 from gateway import errors, models
-
-
-def _message(i: int) -> models.OutboundMessage:
-    return models.OutboundMessage(
-        delivery_id=f"dlv_{i:04d}",
-        filing_id=f"fil_{i:04d}",
-        adapter="drop",
-        filing_type=models.FilingType.ISF,
-        environment=models.Environment.CERT,
-        reference=f"R{i}",
-        filer_code="XYZ",
-        attempt=1,
-        content_type="application/json",
-        body=json.dumps({"n": i}).encode(),
-        metadata={},
-    )
+from tests.test_workers import _message  # the same message, numbered
 
 
 async def _adapter(directory: Path) -> filedrop.FiledropAdapter:
