@@ -33,7 +33,7 @@ _VALUES = st.sampled_from(
 def _expected(key: str, value: str) -> str:
     norm = key.lower().replace("-", "_")
     if norm in redact.SECRET_KEYS:
-        return redact._secret(value, norm)
+        return str(redact._secret(value, norm))
     return redact.Redactor().text(value)
 
 

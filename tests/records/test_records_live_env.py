@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import os
+from pathlib import Path
 
 import pytest
 
@@ -35,7 +36,7 @@ def test_live_follows_the_environment_as_it_changes(monkeypatch: pytest.MonkeyPa
 
 
 def test_live_reads_a_key_file_named_in_the_environment(
-    monkeypatch: pytest.MonkeyPatch, tmp_path
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """``EDIGW_RECORDS_KEYS_FILE`` names the file the keys are read from."""
     monkeypatch.delenv(crypto.ENV_KEYS, raising=False)
