@@ -13,6 +13,11 @@ import time
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _lock = threading.Lock()
 _last = (0, 0)
+#: random bytes read ahead from the OS, 10 taken per millisecond: one ``os.urandom`` call
+#: (a system call that lets another thread take the GIL) per 400 ids, not per id
+_POOL_BYTES = 4000
+_pool = b""
+_taken = 0
 
 
 #: every two-digit string, indexed by its 10-bit value
@@ -45,9 +50,28 @@ def ulid() -> str:
         if ms <= last_ms:
             ms, rand = last_ms, last_rand + 1
         else:
-            rand = int.from_bytes(os.urandom(10), "big") >> 1  # room to increment
+            rand = int.from_bytes(_random10(), "big") >> 1  # room to increment
         _last = (ms, rand)
     return _encode(ms, 10) + _encode(rand, 16)
+
+
+def _random10() -> bytes:
+    """Ten fresh random bytes from the pool (under ``_lock``), refilled when spent."""
+    global _pool, _taken
+    if _taken + 10 > len(_pool):
+        _pool, _taken = os.urandom(_POOL_BYTES), 0
+    _taken += 10
+    return _pool[_taken - 10 : _taken]
+
+
+def _forget_pool() -> None:
+    """A forked child must not hand out its parent's unread bytes: two processes would
+    make the same ids in the same millisecond."""
+    global _pool, _taken, _lock
+    _pool, _taken, _lock = b"", 0, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool)
 
 
 def new_id(prefix: str) -> str:

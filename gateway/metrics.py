@@ -263,6 +263,9 @@ class Metrics:
         )
         self._filers: frozenset[str] = frozenset()
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+        #: the children one ``accepted`` or ``outcome`` call updates, by its labels (bounded:
+        #: a filer code is keyed by its label): one look-up per call, not one per child
+        self._bundles: dict[tuple[Any, ...], Any] = {}
         self.queue = QueueCollector(adapters, self.filer_label)
         r.register(self.queue)
         for adapter in adapters:  # series exist from the start, at 0
@@ -298,8 +301,15 @@ class Metrics:
         return filer_code if filer_code in self._filers else OTHER
 
     def accepted(self, view: models.FilingView) -> None:
-        self._child(self.filings_accepted, view.filing_type.value, view.environment.value).inc()
-        self._child(self.filer_accepted, self.filer_label(view.filer_code)).inc()
+        key = (view.filing_type, view.environment, self.filer_label(view.filer_code))
+        counters = self._bundles.get(key)
+        if counters is None:
+            counters = self._bundles[key] = (
+                self._child(self.filings_accepted, key[0].value, key[1].value),
+                self._child(self.filer_accepted, key[2]),
+            )
+        for counter in counters:
+            counter.inc()
 
     def quota_refused(self, limit: str, filer_code: str) -> None:
         self._child(self.quota_refusals, self.filer_label(filer_code), limit).inc()
@@ -318,14 +328,30 @@ class Metrics:
         latency_s: float | None = None,
         filer_code: str | None = None,
     ) -> None:
-        self._child(self.attempts, adapter, outcome).inc()
         filer = None if filer_code is None else self.filer_label(filer_code)
-        if filer is not None:
-            self._child(self.filer_outcomes, filer, outcome).inc()
+        key = (adapter, outcome, filer, latency_s is not None)
+        bundle = self._bundles.get(key)
+        if bundle is None:
+            bundle = self._bundles[key] = self._outcome_children(*key)
+        counters, histograms = bundle
+        for counter in counters:
+            counter.inc()
         if latency_s is not None:
-            self._child(self.delivery_latency, adapter).observe(max(0.0, latency_s))
-            if filer is not None:
-                self._child(self.filer_latency, filer).observe(max(0.0, latency_s))
+            seconds = max(0.0, latency_s)
+            for histogram in histograms:
+                histogram.observe(seconds)
+
+    def _outcome_children(
+        self, adapter: str, outcome: str, filer: str | None, timed: bool
+    ) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+        """The counters and the histograms one ``outcome`` call updates."""
+        counters = [self._child(self.attempts, adapter, outcome)]
+        histograms = [self._child(self.delivery_latency, adapter)] if timed else []
+        if filer is not None:
+            counters.append(self._child(self.filer_outcomes, filer, outcome))
+            if timed:
+                histograms.append(self._child(self.filer_latency, filer))
+        return tuple(counters), tuple(histograms)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -17,6 +17,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
+import orjson
 from pydantic import (
     AwareDatetime,
     BaseModel,
@@ -29,6 +30,52 @@ from pydantic import (
 
 #: the canonical JSON of ``gateway.audit.chain.canonical`` (sorted keys, no spaces, UTF-8)
 _CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+#: ``json.dumps(v, separators=(",", ":"), ensure_ascii=False)``, built once
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+#: what orjson spells as the json module does, byte for byte (every str, every int, and
+#: sorted keys, checked over all of Unicode); a float is not (``1e+16`` is ``1e16``, NaN
+#: ``null``), nor is any other type sure to be
+_SAME_SPELLING = frozenset({str, int, bool, type(None)})
+_CONTAINERS = frozenset({dict, list, tuple})
+
+
+def json_bytes(value: Any, *, sort_keys: bool = False) -> bytes:
+    """``value`` as the json module writes it compactly (``ensure_ascii=False``, UTF-8),
+    bytes that are hashed and sent, so their spelling must never change.
+
+    orjson writes it several times faster, and alike, when ``value`` holds only JSON objects and
+    arrays of strings, integers, booleans and null (a stored filing's fields and payload,
+    most of the time); anything else goes through the json module.
+    """
+    if _plain_json(value):
+        try:
+            return orjson.dumps(value, option=orjson.OPT_SORT_KEYS if sort_keys else 0)
+        except TypeError:  # an int past 64 bits, a key not a str, a lone surrogate
+            pass
+    encoder = _CANONICAL_JSON if sort_keys else _COMPACT_JSON
+    return encoder.encode(value).encode()
+
+
+def _plain_json(value: Any) -> bool:
+    """True when ``value`` nests only dicts, lists and tuples of the types orjson spells
+    as the json module does."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is dict:  # a key that is not a str: orjson refuses it (TypeError)
+            children = item.values()
+        elif kind is list or kind is tuple:
+            children = item
+        else:
+            return kind in _SAME_SPELLING
+        for child in children:
+            kind = type(child)
+            if kind in _CONTAINERS:
+                stack.append(child)
+            elif kind not in _SAME_SPELLING:
+                return False
+    return True
 
 
 class FilingType(StrEnum):
@@ -305,7 +352,7 @@ class FilingEvent(BaseModel):
     def body_hash(self) -> str:
         """SHA-256 over the canonical JSON of the event, idempotency key left out."""
         data = self.model_dump(mode="json", exclude={"idempotency_key"})
-        return hashlib.sha256(_CANONICAL_JSON.encode(data).encode()).hexdigest()
+        return hashlib.sha256(json_bytes(data, sort_keys=True)).hexdigest()
 
 
 class Filing(BaseModel):

@@ -19,7 +19,6 @@ values in, redacted copies out; the input is never changed.
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -105,9 +104,20 @@ def _secret(value: Any, key: str) -> Any:
 _SCALARS = frozenset({int, float, bool, type(None)})
 
 
-@functools.lru_cache(maxsize=4096)
-def _norm(key: str) -> str:
-    return key.lower().replace("-", "_")
+#: every key name seen: its normalized form (lower case, '-' as '_') when it names a
+#: secret, else "" — one dict look-up per key of every log line and audit row (an
+#: ``lru_cache`` call and a set test cost three times that); emptied past 4096 names
+_secret_names: dict[str, str] = {}
+
+
+def _learn(name: str) -> str:
+    """``name``'s entry in ``_secret_names``, worked out and kept."""
+    norm = name.lower().replace("-", "_")
+    found = norm if norm in SECRET_KEYS else ""
+    if len(_secret_names) >= 4096:
+        _secret_names.clear()
+    _secret_names[name] = found
+    return found
 
 
 class Redactor:
@@ -155,8 +165,10 @@ class Redactor:
             moved: tuple[tuple[int, int], ...] = ()
             for key, item in value.items():
                 name = key if type(key) is str else str(key)
-                norm = _norm(name)
-                if norm in SECRET_KEYS:
+                norm = _secret_names.get(name)
+                if norm is None:
+                    norm = _learn(name)
+                if norm:
                     out[key] = _secret(item, norm)
                     continue
                 if self.paths:

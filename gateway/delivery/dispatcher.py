@@ -36,6 +36,7 @@ import dataclasses
 import math
 import os
 import socket
+import time
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -463,7 +464,9 @@ class Dispatcher:
         )
         try:
             outcome: BaseException | models.Receipt
-            started = anyio.current_time()
+            # the send's duration, by the clock the asyncio loop keeps (what
+            # ``anyio.current_time`` reads, after finding the backend: 0.6 µs a call)
+            started = time.monotonic()
             try:
                 claim, carrier = _detached(claim)
                 message = await self._message(claim)
@@ -475,7 +478,7 @@ class Dispatcher:
                     )
             except Exception as exc:  # every failure becomes an outcome in _decide
                 outcome = exc
-            took_s = anyio.current_time() - started
+            took_s = time.monotonic() - started
             bound.ctx["duration_ms"] = round(took_s * 1000, 3)
             if self.metrics is not None:
                 self.metrics.sent(claim.adapter, took_s)

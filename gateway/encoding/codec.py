@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -42,19 +41,18 @@ def document(filing: models.Filing) -> dict[str, Any]:
     }
 
 
-#: ``json.dumps(v, separators=(",", ":"), ensure_ascii=False)``, built once (bodies keep
-#: the json module's spelling byte for byte: a resend must carry what the first try did)
-_BODY_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+# bodies keep the json module's spelling byte for byte (``models.json_bytes``): a resend
+# must carry what the first try did
 
 
 def json_codec(filing: models.Filing) -> tuple[str, bytes]:
-    return models.JSON_CONTENT_TYPE, _BODY_JSON.encode(document(filing)).encode()
+    return models.JSON_CONTENT_TYPE, models.json_bytes(document(filing))
 
 
 def passthrough(filing: models.Filing) -> tuple[str, bytes]:
     if isinstance(filing.payload, str):
         return filing.content_type, filing.payload.encode()
-    return models.JSON_CONTENT_TYPE, _BODY_JSON.encode(filing.payload).encode()
+    return models.JSON_CONTENT_TYPE, models.json_bytes(filing.payload)
 
 
 def auto(filing: models.Filing) -> tuple[str, bytes]:

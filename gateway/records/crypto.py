@@ -182,18 +182,34 @@ def code_row(table: str, row: dict[str, Any], *, seal: bool = False) -> dict[str
     return row
 
 
+#: the three settings' names as the environment's own table keys them on POSIX
+_RAW_NAMES = tuple(os.fsencode(name) for name in (ENV_KEYS, ENV_KEYS_FILE, ENV_KEY_ID))
+
+
 def live() -> Keyring | None:
     """The keyring this process's environment configures (None: no key), read once per
     setting: what the live store seals new payloads and receipts with. A bad setting is a
-    ``KeyringError``; ``serve`` and the CLI check it (and the store's keys) at start."""
+    ``KeyringError``; ``serve`` and the CLI check it (and the store's keys) at start.
+
+    Called twice per filing (in the store's writer thread), so on POSIX the settings are
+    read from the environment's own table (``os.environ``'s, bytes to bytes) with a dict
+    look-up each: ``os.environ.get`` encodes the name and, for a setting not set (no key:
+    the common case), raises and catches a KeyError, 2 µs per call for the three.
+    """
+    table = getattr(os.environ, "_data", None) if os.name == "posix" else None
+    if isinstance(table, dict):
+        inline, file, current = _RAW_NAMES
+        return _live(table.get(inline), table.get(file), table.get(current))
     env = os.environ
     return _live(env.get(ENV_KEYS), env.get(ENV_KEYS_FILE), env.get(ENV_KEY_ID))
 
 
 @functools.lru_cache(maxsize=4)
-def _live(inline: str | None, file: str | None, current: str | None) -> Keyring | None:
+def _live(
+    inline: str | bytes | None, file: str | bytes | None, current: str | bytes | None
+) -> Keyring | None:
     named = ((ENV_KEYS, inline), (ENV_KEYS_FILE, file), (ENV_KEY_ID, current))
-    return load_keyring({name: value for name, value in named if value})
+    return load_keyring({name: os.fsdecode(value) for name, value in named if value})
 
 
 def seal_column(text: str, *, aad: str) -> str:
