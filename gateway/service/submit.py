@@ -4,8 +4,7 @@ count what was created."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import structlog
 
@@ -39,15 +38,18 @@ class Submitting(ServiceCore):
 
     async def submit(self, item: Inbound, *, actor: Actor) -> Submitted:
         """Accept one filing durably; returns only after the commit."""
-        with self._intake_slot(1):
+        self._hold_intake(1)
+        try:
             await self._check_callback(item)
             prepared = self.prepare(item)
             [result] = await self.store.accept([prepared], actor=actor, now=self.clock.now())
             return await self._finish(result, prepared)
+        finally:  # a try, not a context manager: that cost a generator per filing
+            self.pending_intake -= 1
 
-    @contextlib.contextmanager
-    def _intake_slot(self, n: int) -> Iterator[None]:
-        """Hold ``n`` places of the bounded intake buffer; 503 + Retry-After when it is full.
+    def _hold_intake(self, n: int) -> None:
+        """Hold ``n`` places of the bounded intake buffer (the caller gives them back when
+        done); 503 + Retry-After when it is full.
 
         Only what is refused here is refused: a filing that got a place is committed
         (or fails on its own) before its place is given back, so nothing accepted is lost.
@@ -63,17 +65,17 @@ class Submitting(ServiceCore):
                 retry_after=1,
             )
         self.pending_intake += n
-        try:
-            yield
-        finally:
-            self.pending_intake -= n
 
     async def submit_batch(
         self, items: Sequence[Inbound | errors.GatewayError], *, actor: Actor
     ) -> list[Submitted | errors.GatewayError]:
         """Accept many filings in one transaction; per-item results in the same order."""
-        with self._intake_slot(sum(1 for i in items if not isinstance(i, errors.GatewayError))):
+        n = sum(1 for i in items if not isinstance(i, errors.GatewayError))
+        self._hold_intake(n)
+        try:
             return await self._submit_batch(items, actor=actor)
+        finally:
+            self.pending_intake -= n
 
     async def _submit_batch(
         self, items: Sequence[Inbound | errors.GatewayError], *, actor: Actor
