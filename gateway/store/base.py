@@ -46,6 +46,9 @@ class Store(dispatch.DispatchStore):
         #: concurrent completions share one transaction (see ``coalesce``)
         self._completes: coalesce.Coalescer[Completion, bool]
         self._completes = coalesce.Coalescer(self._complete_batch, max_batch=group_max)
+        #: and concurrent accepts one ``accept_many`` (SQLite: one operation of its group)
+        self._accepts: coalesce.Coalescer[AcceptCall, list[AcceptResult]]
+        self._accepts = coalesce.Coalescer(self._accept_batch, max_batch=group_max)
         self.claim_stats = [0, 0]
 
     async def open(self) -> None:
@@ -60,7 +63,24 @@ class Store(dispatch.DispatchStore):
     async def accept(
         self, items: Sequence[NewFiling], *, actor: Actor, now: datetime
     ) -> list[AcceptResult]:
-        raise NotImplementedError  # pragma: no cover - a driver provides it
+        return await self._accepts.submit(AcceptCall(list(items), actor, now))
+
+    async def _accept_batch(self, calls: list[AcceptCall]) -> list[coalesce.Outcome]:
+        """Concurrent accepts in one transaction: one fair-state read, one audit head and
+        one audit insert for all; when it fails (not as a whole), each alone, so one call's
+        failure fails no other."""
+        try:
+            found = results(await self._tx(accept_many, calls))
+        except Exception as exc:
+            if len(calls) == 1 or self._whole_batch_failed(exc):
+                raise
+            return [await self._accept_alone(call) for call in calls]
+        return [(True, r) for r in found]
+
+    def _whole_batch_failed(self, exc: BaseException) -> bool:
+        """Whether ``exc`` failed the batch as a whole (the connection, the commit), so
+        running each call alone would only fail again."""
+        return False
 
     async def complete(
         self,

@@ -30,8 +30,7 @@ lease run out, which is the at-least-once path). New work is announced with NOTI
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import anyio
@@ -39,11 +38,9 @@ import asyncpg
 import structlog
 import tenacity
 
-from gateway import errors, models, values
+from gateway import errors, models
 from gateway.audit import redact
 from gateway.store import base, coalesce, reads, sansio
-from gateway.store.accept import AcceptCall, accept_many, results
-from gateway.values import Actor
 
 T = TypeVar("T")
 log = structlog.get_logger("gateway.store.postgres")
@@ -129,8 +126,6 @@ class PostgresStore(base.Store):
         }
         self.retry_s = retry_s
         self._pool: asyncpg.Pool | None = None
-        self._accepts: coalesce.Coalescer[AcceptCall, list[values.AcceptResult]]
-        self._accepts = coalesce.Coalescer(self._accept_batch, max_batch=GROUP_MAX)
         self._gets: coalesce.Coalescer[str, models.FilingView | None]
         self._gets = coalesce.Coalescer(self._get_batch, max_batch=GROUP_MAX)
 
@@ -220,20 +215,8 @@ class PostgresStore(base.Store):
 
     # --- accept, complete (the rest of dispatch: ``dispatch.DispatchStore``) --------------
 
-    async def accept(
-        self, items: Sequence[values.NewFiling], *, actor: Actor, now: datetime
-    ) -> list[values.AcceptResult]:
-        return await self._accepts.submit(AcceptCall(list(items), actor, now))
-
-    async def _accept_batch(self, calls: list[AcceptCall]) -> list[coalesce.Outcome]:
-        try:
-            found = results(await self._tx(accept_many, calls))
-        except Exception as exc:
-            if len(calls) == 1 or _whole_batch_failed(exc):
-                raise
-            # maybe one call's own failure: each alone, so it fails no other
-            return [await self._accept_alone(call) for call in calls]
-        return [(True, r) for r in found]
+    def _whole_batch_failed(self, exc: BaseException) -> bool:
+        return _whole_batch_failed(exc)
 
     # --- reads ------------------------------------------------------------------------
 

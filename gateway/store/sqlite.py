@@ -15,18 +15,15 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import tenacity
 
-from gateway import errors, sqlite_wal, values
+from gateway import errors, sqlite_wal
 from gateway.audit import redact
-from gateway.store import base, coalesce, sansio, sqlite_conn
-from gateway.store.accept import AcceptCall, accept_many, results
-from gateway.values import Actor
+from gateway.store import base, sansio, sqlite_conn
 
 T = TypeVar("T")
 
@@ -55,8 +52,6 @@ class SqliteStore(base.Store):
         self._lock = threading.Lock()
         self._queue: list[sqlite_conn.Op] = []
         self._flushing = False
-        self._accepts: coalesce.Coalescer[AcceptCall, list[values.AcceptResult]]
-        self._accepts = coalesce.Coalescer(self._accept_batch, max_batch=sqlite_conn.GROUP_MAX)
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -165,20 +160,3 @@ class SqliteStore(base.Store):
         raise AssertionError("unreachable")  # pragma: no cover
 
     # --- accept, complete (the rest of dispatch: ``dispatch.DispatchStore``) --------------
-
-    async def accept(
-        self, items: Sequence[values.NewFiling], *, actor: Actor, now: datetime
-    ) -> list[values.AcceptResult]:
-        return await self._accepts.submit(AcceptCall(list(items), actor, now))
-
-    async def _accept_batch(self, calls: list[AcceptCall]) -> list[coalesce.Outcome]:
-        """Concurrent accepts as one operation of the writer's group: one fair-state read,
-        one audit head and one insert of the audit rows for all of them; when it fails,
-        each alone, so one call's failure fails no other."""
-        try:
-            found = results(await self._tx(accept_many, calls))
-        except Exception:
-            if len(calls) == 1:
-                raise
-            return [await self._accept_alone(call) for call in calls]
-        return [(True, r) for r in found]
