@@ -13,6 +13,11 @@ Two rules matter most to a filer, and the table encodes both:
   a not-yet-sent delivery to ``delivered`` and keeps its receipt; on a delivery already
   sent it is history (a duplicate on the wire, shown, never hidden). A cancel of an
   ``in_flight`` delivery is refused (409 ``delivery_in_flight``): the send decides.
+  **A send in progress is more than the state ``in_flight``**: when an older send is
+  recorded late while a newer claim is sending, the delivery moves on (to ``delivered``)
+  but the newer claim's lease stays on it; until that send reports or its lease runs
+  out unrenewed, operators' actions are refused as for ``in_flight``
+  (``store.status.sending``).
 * **A positive acknowledgement is never undone by the gateway on its own.** After
   ``acknowledged`` every negative or resubmit ack is a *conflict*: stored, flagged on
   the delivery (``ack_conflict``) for a person, and nothing else changes. Only an

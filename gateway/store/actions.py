@@ -48,8 +48,8 @@ def operator_action(
     event, audit_event, nothing = _KINDS[kind]
     filing_seq, ordering_key = yield from find_filing(cx, filing_id)
     yield lock_keys([ordering_key])
-    yield from refuse_in_flight(cx, filing_seq, filing_id, event)
     now_us = rows.us(now)
+    yield from refuse_in_flight(cx, filing_seq, filing_id, event, now_us)
     changed = list((yield q("all", f"operator_{kind}", now_us, filing_seq)))
     if not changed:
         raise errors.Refused(
@@ -72,8 +72,9 @@ def operator_action(
 # --- bulk retry / cancel (issue 7) -------------------------------------------------------
 
 
-def _bulk_where(cx: Cx, action: str, flt: values.BulkFilter) -> Where:
-    """The filter as SQL over ``deliveries d``, with its parameters."""
+def _bulk_where(cx: Cx, action: str, flt: values.BulkFilter, now_us: int) -> Where:
+    """The filter as SQL over ``deliveries d``, with its parameters. A cancel leaves out a
+    delivery whose send is in progress (a lease kept past a late record: ``sending``)."""
     allowed = values.BULK_FROM[action]
     if flt.state is not None and flt.state.value not in allowed:
         raise errors.InvalidInput(
@@ -84,6 +85,8 @@ def _bulk_where(cx: Cx, action: str, flt: values.BulkFilter) -> Where:
     states = list(allowed) if flt.state is None else [flt.state.value]
     w.add(f"d.state {cx.any(w.arg(states))}")
     w.eq("d.adapter", flt.adapter)
+    if action == "cancel":
+        w.add(f"(d.lease_owner IS NULL OR d.available_at <= {w.arg(now_us)})")
     if flt.not_after is not None:
         w.add(f"d.updated_at <= {w.arg(rows.us(flt.not_after))}")
     sub = Where()
@@ -99,11 +102,11 @@ def _bulk_where(cx: Cx, action: str, flt: values.BulkFilter) -> Where:
 
 
 def _select(
-    cx: Cx, action: str, flt: values.BulkFilter, limit: int, *, lock: bool = False
+    cx: Cx, action: str, flt: values.BulkFilter, now_us: int, limit: int, *, lock: bool = False
 ) -> Body[list[tuple[str, str, str, str, str]]]:
     """(id, filing id, adapter, state, ordering key) of the first ``limit`` matches;
     ``lock``: locked ``FOR UPDATE`` (PostgreSQL), the filter read on the latest versions."""
-    w = _bulk_where(cx, action, flt)
+    w = _bulk_where(cx, action, flt, now_us)
     text = "SELECT d.id, d.filing_id, d.adapter, d.state, d.ordering_key FROM deliveries d"
     text += f"{w} ORDER BY d.seq LIMIT {w.arg(limit)}"
     found = yield sql(
@@ -125,19 +128,19 @@ def bulk_action(
 ) -> Body[values.BulkResult]:
     """One chunk of a bulk retry or cancel, audited per delivery and once as a whole;
     ``dry_run``: what it would change, changing nothing (as ``retry_callbacks``' does)."""
-    w = _bulk_where(cx, action, flt)
+    now_us = rows.us(now)
+    w = _bulk_where(cx, action, flt, now_us)
     matched = int((yield sql("val", f"SELECT COUNT(*) FROM deliveries d{w}", *w.params)))
-    candidates = yield from _select(cx, action, flt, limit)
+    candidates = yield from _select(cx, action, flt, now_us, limit)
     if dry_run:
         would = [r[:4] for r in candidates]
         return values.BulkResult(matched=matched, deliveries=would, dry_run=True)
     if not candidates:
         return values.BulkResult(matched=matched)
     yield lock_keys(r[4] for r in candidates)
-    chosen = yield from _select(cx, action, flt, limit, lock=True)
+    chosen = yield from _select(cx, action, flt, now_us, limit, lock=True)
     if not chosen:
         return values.BulkResult(matched=matched)
-    now_us = rows.us(now)
     # the state guard again: a delivery chosen in this transaction may have been claimed since
     ids = [r[0] for r in chosen]
     changed = list((yield q("all", f"bulk_{action}", now_us, ids)))
@@ -161,4 +164,5 @@ def bulk_action(
         details={"reason": reason, "changed": len(changed), "filter": events.bulk_filter(flt)},
     )
     yield from trail.flush(notify="bulk_retry" if action == "retry" else None)
-    return values.BulkResult(matched=matched, deliveries=[r[:4] for r in chosen])
+    done = {r[0] for r in changed}  # what the state guard let through
+    return values.BulkResult(matched=matched, deliveries=[r[:4] for r in chosen if r[0] in done])

@@ -103,9 +103,16 @@ def _sent(trail: Trail, c: Completion, event: str, details: dict[str, Any]) -> N
 def late_sent(cx: Cx, trail: Trail, c: Completion) -> Body[set[int]]:
     """Record a send whose lease was lost before it could be recorded (a stalled process,
     a reclaim): the receiver has the message, so a not-yet-sent delivery becomes
-    ``delivered`` with its receipt (``lifecycle``: ``sent`` is legal from every state),
-    whoever holds the lease now is fenced off; an already sent one gets a history row
-    ``delivery.sent_again``. The filing seqs touched.
+    ``delivered`` with its receipt (``lifecycle``: ``sent`` is legal from every state);
+    an already sent one gets a history row ``delivery.sent_again``. The filing seqs
+    touched.
+
+    **Another claim's send may still be in progress** (its lease is live: a reclaim took
+    the delivery and is sending it now). Its lease is kept on the row, token, owner and
+    end, whatever the state (``status.sending``): operators' actions are refused as for
+    ``in_flight`` until that send reports (``send_over``, or its own late record) or its
+    lease runs out unrenewed, and a resend the ack asks for waits for it. A lease that
+    ran out is fenced off. The send of the lease kept, reported late itself, ends it.
 
     The caller holds the delivery's ordering-key lock (its successors may be unblocked);
     the row is then locked too, so the state decided on is the one changed.
@@ -113,7 +120,9 @@ def late_sent(cx: Cx, trail: Trail, c: Completion) -> Body[set[int]]:
     row = yield q("one", "late_sent_row", c.claim.delivery_id)
     if row is None:
         return set()
-    seq, filing_seq, adapter, ordering_key, state, attempts = row
+    seq, filing_seq, adapter, ordering_key, state, attempts, owner, token, until = row
+    now_us = rows.us(c.now)
+    mine = token == c.claim.token
     details: dict[str, Any] = {
         "adapter": adapter,
         "receipt": c.receipt,
@@ -123,8 +132,10 @@ def late_sent(cx: Cx, trail: Trail, c: Completion) -> Body[set[int]]:
     }
     if models.DeliveryState(state) not in LATE_SENT_MOVES and state != "in_flight":
         _sent(trail, c, "delivery.sent_again", details)
+        if owner is not None and mine:  # the lease kept past a late record: its send ended
+            yield q("run", "send_over", c.claim.delivery_id, token)
         return set()
-    now_us = rows.us(c.now)
+    other_sending = owner is not None and not mine and until > now_us
     yield q(
         "run",
         "late_sent",
@@ -133,6 +144,7 @@ def late_sent(cx: Cx, trail: Trail, c: Completion) -> Body[set[int]]:
         rows.us_or_none(c.ack_due_at),
         c.hold_until_ack,
         seq,
+        other_sending,
     )
     _sent(trail, c, "delivery.sent", {**details, "attempts": attempts + 1})
     touched = {filing_seq}

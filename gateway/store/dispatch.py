@@ -172,7 +172,8 @@ def finish(
         claim.delivery_id,
         claim.token,
     )
-    if row is None:
+    if row is None:  # fenced; a lease kept past a late record (``complete.late_sent``) ends
+        yield q("run", "send_over", claim.delivery_id, claim.token)
         return False
     seq, filing_seq, adapter, ordering_key, attempts = row
     trail = Trail(now, cx.redactor)

@@ -57,6 +57,9 @@ COMMON = {
     # callback states that still go out
     "callback_open": "('pending','waiting_retry','in_flight')",
     "released_to": f"'{RELEASED_TO}'",
+    # $1 (now), or later while a lease kept past a late record lasts (status.sending)
+    "not_before_lease_end": "CASE WHEN lease_owner IS NOT NULL AND available_at > $1 "
+    "THEN available_at ELSE $1 END",
     "top_control": str(x12.MAX_CONTROL),
     "f_cols": FILING_COLS,
     "d_cols": DELIVERY_COLS,

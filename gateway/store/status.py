@@ -133,16 +133,25 @@ def find_filing(cx: Cx, filing_id: str) -> Body[tuple[int, str]]:
     return int(row[0]), str(row[1])
 
 
-def refuse_in_flight(cx: Cx, seq: int, filing_id: str, event: lifecycle.Event) -> Body[None]:
-    """A send in progress stops an operator action on its filing whole: 409
+def sending(state: str, owner: str | None, until: int, now_us: int) -> bool:
+    """Whether a send of the delivery is in progress: it is ``in_flight``, or a claim's
+    lease was kept past a late record of an older send (``complete.late_sent``) and has
+    not run out. Either way ``available_at`` is the lease's end (at least)."""
+    return state == _S.IN_FLIGHT.value or (owner is not None and until > now_us)
+
+
+def refuse_in_flight(
+    cx: Cx, seq: int, filing_id: str, event: lifecycle.Event, now_us: int
+) -> Body[None]:
+    """A send in progress (``sending``) stops an operator action on its filing whole: 409
     ``delivery_in_flight``, with the lifecycle table's reason.
 
-    An in-flight delivery's ``available_at`` is its lease's end, the moment the send's
-    outcome is known at the latest (a stalled sender's lease runs out and the delivery is
-    claimed again): the answer says to try again after it.
+    The lease's end is the moment the send's outcome is known at the latest (a stalled
+    sender's lease runs out and the delivery is claimed again): the answer says to try
+    again after it.
     """
     found: Any = yield q("all", "filing_delivery_states", seq)
-    busy = [(d, rows.dt(at)) for d, state, at in found if state == _S.IN_FLIGHT.value]
+    busy = [(d, rows.dt(at)) for d, state, at, owner in found if sending(state, owner, at, now_us)]
     refusal = lifecycle.refusal([_S.IN_FLIGHT] if busy else [], event)
     if refusal is None:
         return

@@ -18,6 +18,7 @@ import contextvars
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +113,11 @@ class Gate:
     outcome: str | None = None
     #: the dispatcher's task running this send
     task: asyncio.Task[Any] | None = None
+    #: the end of its claim's lease as the machine knows it (set by the machine when the
+    #: send starts, moved by its dispatcher's heartbeats)
+    lease_until: datetime | None = None
+    #: its lease ran out with no heartbeat: the gateway may presume the sender dead
+    expired: bool = False
 
     def open(self, outcome: str) -> None:
         self.outcome = outcome

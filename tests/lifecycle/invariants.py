@@ -104,9 +104,11 @@ class Trail:
         return h.epoch, h.positive and h.resends_since_positive == 0, h.claims
 
     def abandoned(self, gate: harness.Gate) -> bool:
-        """Whether a send in progress lost its lease to a reclaim (a later claim of its
-        delivery): the gateway presumes such a sender dead and cannot know it is not."""
-        return self.of[gate.message.delivery_id].claims > gate.claims_before + 1
+        """Whether a send in progress lost its lease, to a reclaim (a later claim of its
+        delivery) or by letting it run out with no heartbeat: the gateway presumes such a
+        sender dead and cannot know it is not. A send whose lease is kept alive is never
+        abandoned, whatever was recorded of other sends of its delivery meanwhile."""
+        return gate.expired or self.of[gate.message.delivery_id].claims > gate.claims_before + 1
 
     def feed(self, rows: Iterable[audit.AuditRow]) -> None:
         for row in rows:

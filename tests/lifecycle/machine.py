@@ -179,20 +179,28 @@ class LifecycleMachine(RuleBasedStateMachine):
             await self.sends[which].parked()
             return started
 
+        before = len(self.receiver.started)
         started = self.run(go())
+        lease = timedelta(seconds=self.cfg.gateway.lease)
+        for gate in self.receiver.started[before:]:  # claimed and started at this time
+            gate.lease_until = self.clock.now() + lease
         COUNTS["dispatch: claimed" if started else "dispatch: nothing claimed"] += 1
 
     def heartbeat(self, which: int) -> None:
         """One beat of a dispatcher's lease heartbeat (``run`` beats every lease / 3); time
         advanced with no beat between is a stalled process, whose leases expire."""
         d, sends = self.dispatchers[which], self.sends[which]
+        until = self.clock.now() + timedelta(seconds=self.cfg.gateway.lease)
         renewed = self.run(
             self.store.renew(
                 owner=d.owner,
                 tokens={c.delivery_id: c.token for c in sends.claims()},
-                until=self.clock.now() + timedelta(seconds=self.cfg.gateway.lease),
+                until=until,
             )
         )
+        for gate in self.receiver.waiting:  # a lease that ran out stays presumed dead
+            if gate.owner == d.owner and not gate.expired:
+                gate.lease_until = until
         COUNTS["heartbeat: leases renewed" if renewed else "heartbeat: nothing to renew"] += 1
 
     @precondition(lambda self: bool(self.receiver.waiting))
@@ -331,6 +339,9 @@ class LifecycleMachine(RuleBasedStateMachine):
 
     def advance(self, seconds: float) -> None:
         self.clock.advance(seconds)  # past the 30 s lease: in-flight leases expire
+        for gate in self.receiver.waiting:
+            if gate.lease_until is not None and self.clock.now() >= gate.lease_until:
+                gate.expired = True
         COUNTS[f"clock +{seconds:.0f}s"] += 1
 
     @precondition(lambda self: self.steps_since_boot >= STEPS_BETWEEN_RESTARTS)

@@ -1,14 +1,14 @@
 """A history the lifecycle model found (2026-12-03), replayed step by step on SQLite: a
 send whose lease was lost is recorded while a newer claim's send of the same delivery is
-still on the wire; the late record moves the delivery to ``delivered`` and fences the newer
-holder off, so the store no longer knows a send is in progress. An ack asking for a resend
-and an operator's cancel then leave the delivery ``cancelled``, and its key's next filing
-is sent while the cancelled one's send may still arrive after it (invariant 4).
+still on the wire (its lease live). The late record used to move the delivery to
+``delivered`` and fence the newer holder off, so the store no longer knew a send was in
+progress; an ack asking for a resend and an operator's cancel then left the delivery
+``cancelled``, and its key's next filing was sent while the cancelled one's send could
+still arrive after it (invariant 4).
 
-Not fixed yet (``xfail``, strict: the day it passes, the marker must go). The fix belongs
-to the lifecycle (``store/complete.late_sent``): a late send on an ``in_flight`` delivery
-whose lease is live must leave the store knowing that a send is in progress (refuse the
-cancel, hold the key) until the holder reports or its lease expires.
+Now the newer claim's lease stays on the row (``store/complete.late_sent``) and the cancel
+is refused until that send reports or its lease runs out unrenewed
+(``tests/store/test_send_in_progress.py`` tests each part on both backends).
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 
 from tests.lifecycle import harness
-from tests.lifecycle.invariants import Violation
 from tests.lifecycle.machine import LifecycleMachine
 
 #: (rule, arguments) as hypothesis printed the shrunk history
@@ -47,12 +46,6 @@ STEPS: list[tuple[str, dict[str, object]]] = [
 ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=Violation,
-    reason="a product bug, not the machine: a late send fences a live send, then a cancel "
-    "frees its key (see the docstring); xpasses, and so fails, once fixed",
-)
 @pytest.mark.timeout(120)
 def test_a_cancelled_delivery_with_a_send_on_the_wire_holds_its_key(tmp_path: Path) -> None:
     machine_type = type(

@@ -38,7 +38,9 @@ UPDATE deliveries SET ack_conflict = TRUE, updated_at = $1 WHERE id = $2;
 -- name: ack_apply
 UPDATE deliveries SET state = $1, ack = $2, ack_overdue = FALSE, hold_until_ack = FALSE,
     ack_due_at = CASE WHEN $3 THEN NULL ELSE ack_due_at END,
-    available_at = COALESCE($4, available_at), last_error = COALESCE($5, last_error),
+    -- a resend waits for a send still in progress (a lease kept: status.sending)
+    available_at = CASE WHEN lease_owner IS NOT NULL AND available_at > $4 THEN available_at
+        ELSE COALESCE($4, available_at) END, last_error = COALESCE($5, last_error),
     updated_at = $6
 WHERE seq = $7;
 

@@ -15,16 +15,26 @@ UPDATE deliveries SET state = 'blocked', updated_at = $1 WHERE adapter = $2
 RETURNING id, filing_id, filing_seq;
 
 -- name: late_sent_row
-SELECT seq, filing_seq, adapter, ordering_key, state, attempts FROM deliveries
+SELECT seq, filing_seq, adapter, ordering_key, state, attempts, lease_owner, lease_token,
+    available_at FROM deliveries
 WHERE id = $1{for_update};
 
 -- name: late_sent
--- a send recorded after its lease was lost: delivered, whoever holds the lease now fenced off
+-- a send recorded after its lease was lost: delivered. $6: another claim's send is still
+-- in progress (its lease is live): its lease stays (owner, token, end in available_at), so
+-- the store still knows the send is on the wire; otherwise whoever holds it is fenced off
 UPDATE deliveries SET state = 'delivered', attempts = attempts + 1, receipt = $1,
-    delivered_at = $2, available_at = $2, last_error = NULL, lease_owner = NULL,
-    lease_token = lease_token + 1, ack_due_at = $3, ack_overdue = FALSE, hold_until_ack = $4,
-    ack = NULL, updated_at = $2
+    delivered_at = $2, last_error = NULL, ack_due_at = $3, ack_overdue = FALSE,
+    hold_until_ack = $4, ack = NULL, updated_at = $2,
+    available_at = CASE WHEN $6 THEN available_at ELSE $2 END,
+    lease_owner = CASE WHEN $6 THEN lease_owner ELSE NULL END,
+    lease_token = CASE WHEN $6 THEN lease_token ELSE lease_token + 1 END
 WHERE seq = $5;
+
+-- name: send_over
+-- the send of a lease kept past a late record ended (sent or failed): no send in progress
+UPDATE deliveries SET lease_owner = NULL
+WHERE id = $1 AND lease_token = $2 AND lease_owner IS NOT NULL AND state <> 'in_flight';
 
 -- name: release_leases
 UPDATE deliveries SET state = {released_to},

@@ -28,4 +28,4 @@ UPDATE deliveries SET state = $1, available_at = $2, updated_at = $2 WHERE seq =
 SELECT seq, ordering_key FROM filings WHERE id = $1;
 
 -- name: filing_delivery_states
-SELECT id, state, available_at FROM deliveries WHERE filing_seq = $1;
+SELECT id, state, available_at, lease_owner FROM deliveries WHERE filing_seq = $1;

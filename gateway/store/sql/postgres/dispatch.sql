@@ -219,11 +219,12 @@ UPDATE deliveries d SET state = v.was, lease_owner = NULL, available_at = $1
 FROM unnest($2::bigint[], $3::text[]) AS v(seq, was) WHERE d.seq = v.seq
 
 -- name: renew
--- rows of (lease end, delivery id, owner, token): leases still held get the new end
-UPDATE deliveries d SET available_at = v.until
+-- rows of (lease end, delivery id, owner, token): leases still held get the new end; a
+-- lease kept past a late record (not in flight: complete.late_sent) too, never earlier
+UPDATE deliveries d SET available_at = CASE WHEN d.state = 'in_flight' THEN v.until
+    ELSE greatest(d.available_at, v.until) END
 FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[]) AS v(until, id, owner, token)
 WHERE d.id = v.id AND d.lease_token = v.token AND d.lease_owner = v.owner
-  AND d.state = 'in_flight'
 
 -- name: complete_sent
 -- many completions at once, each fenced by its own lease token: rows of (delivery id,

@@ -155,9 +155,11 @@ WHERE d.adapter = ?1
 ORDER BY d.probe_failures, coalesce(d.due_by, 9223372036854775807), d.seq LIMIT ?3
 
 -- name: renew
--- one (lease end, delivery id, owner, token) row (executemany)
-UPDATE deliveries SET available_at = ?1
-WHERE id = ?2 AND lease_token = ?4 AND lease_owner = ?3 AND state = 'in_flight'
+-- one (lease end, delivery id, owner, token) row (executemany); a lease kept past a late
+-- record (not in flight: complete.late_sent) is renewed too, its end never moved earlier
+UPDATE deliveries SET available_at = CASE WHEN state = 'in_flight' THEN ?1
+    ELSE max(available_at, ?1) END
+WHERE id = ?2 AND lease_token = ?4 AND lease_owner = ?3
 
 -- name: complete_sent
 -- one completion, fenced by its lease token: (delivery id, token, at, receipt, ack due at,
